@@ -1,0 +1,157 @@
+//! The agent's life: load the config, start the graph and the API, reload
+//! on SIGHUP, drain on SIGINT/SIGTERM, and stop when every component has
+//! finished on its own.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, ApiError, ApiState};
+use crate::component::GlobalContext;
+use crate::config::{self, ConfigError, Loaded};
+use crate::registry::Registry;
+use crate::telemetry;
+use crate::topology::{Topology, TopologyError};
+
+/// Where the pipeline config comes from.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    /// A file, re-read on SIGHUP.
+    File(PathBuf),
+    /// Text built into the binary (the default pipeline).
+    Embedded {
+        /// Name shown in diagnostics.
+        name: &'static str,
+        /// The HCL text.
+        text: &'static str,
+    },
+}
+
+impl ConfigSource {
+    /// Reads and checks the config.
+    pub fn load(&self, registry: &Registry) -> Result<Loaded, ConfigError> {
+        match self {
+            ConfigSource::File(path) => config::load_file(path, registry),
+            ConfigSource::Embedded { name, text } => config::load_str(name, text, registry),
+        }
+    }
+}
+
+/// Why the agent could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The config has errors.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// Components failed to build.
+    #[error("cannot start the pipeline:\n{0}")]
+    Build(#[from] TopologyError),
+    /// The API could not start.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handler: {0}")]
+    Signal(std::io::Error),
+}
+
+/// This node's name: the config's, else `NODE_NAME`, else the host name.
+pub fn node_name(configured: Option<&str>) -> String {
+    configured
+        .map(str::to_string)
+        .or_else(|| std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()))
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// Runs the agent until a signal stops it or every component finishes.
+pub async fn run(source: ConfigSource, registry: Registry) -> Result<(), AgentError> {
+    let telemetry = telemetry::install();
+    let loaded = source.load(&registry)?;
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    let agent = loaded.config.agent.clone();
+    let global = GlobalContext {
+        node_name: node_name(agent.node_name.as_deref()).into(),
+    };
+    let mut sigterm = signal(SignalKind::terminate()).map_err(AgentError::Signal)?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(AgentError::Signal)?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(AgentError::Signal)?;
+
+    let mut topology = Topology::start(loaded.config, global)?;
+    let graph = Arc::new(ArcSwap::from_pointee(topology.graph()));
+    let api_stop = CancellationToken::new();
+    if let Some(address) = agent.api {
+        let state = ApiState {
+            graph: graph.clone(),
+            telemetry,
+        };
+        api::serve(address, state, api_stop.clone()).await?;
+    }
+    tracing::info!(components = topology.graph().len(), "pipeline running");
+
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = sigterm.recv() => { tracing::info!("SIGTERM: draining"); break; }
+            _ = sigint.recv() => { tracing::info!("SIGINT: draining"); break; }
+            _ = sighup.recv() => {
+                reload(&source, &registry, &mut topology);
+                graph.store(Arc::new(topology.graph()));
+            }
+            _ = tick.tick() => {
+                if topology.is_finished() {
+                    tracing::info!("every component finished");
+                    break;
+                }
+            }
+        }
+    }
+    let dropped = topology.shutdown(agent.shutdown_grace).await;
+    api_stop.cancel();
+    if dropped > 0 {
+        tracing::error!(events = dropped, "stopped with events still in flight");
+    } else {
+        tracing::info!("stopped, nothing lost");
+    }
+    Ok(())
+}
+
+/// Re-reads the config and moves the graph to it; on any error the running
+/// graph stays as it is and every error is logged.
+fn reload(source: &ConfigSource, registry: &Registry, topology: &mut Topology) {
+    tracing::info!("SIGHUP: reloading config");
+    let loaded = match source.load(registry) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            for diagnostic in &error.diagnostics {
+                tracing::error!("{diagnostic}");
+            }
+            tracing::error!("config has errors, keeping the running pipeline");
+            return;
+        }
+    };
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    match topology.apply(loaded.config) {
+        Ok(summary) => tracing::info!(
+            added = ?summary.added, rebuilt = ?summary.rebuilt, removed = ?summary.removed, kept = summary.kept.len(),
+            "config reloaded"
+        ),
+        Err(error) => {
+            for (info, e) in &error.failures {
+                tracing::error!(component = %info, error = %e, "cannot build");
+            }
+            tracing::error!("reload failed, keeping the running pipeline");
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! Reads a pipeline file: HCL → blocks → typed component configs, collecting
+//! every mistake in one pass.
+
+use std::ops::Range;
+use std::path::Path;
+
+use hcl_edit::structure::{Block, BlockLabel, Body, Structure};
+use hcl_edit::Span;
+
+use super::diagnostic::{ConfigError, Diagnostic, DiagnosticKind, Location, SourceMap};
+use super::eval::{self, join, SpanIndex};
+use super::graph;
+use super::model::{AgentConfig, CommonOptions, ComponentConfig, InputRef, PipelineConfig};
+use crate::component::ComponentKind;
+use crate::registry::{ParseError, Registry};
+
+/// A config that can run, and what is worth a warning in it.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The pipeline.
+    pub config: PipelineConfig,
+    /// Warnings (unconsumed sources, kinds a sink will drop).
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Top-level block names.
+const TOP_LEVEL: [&str; 4] = ["agent", "source", "transform", "sink"];
+/// Options the core reads from transforms and sinks.
+const COMMON_OPTIONS: [&str; 3] = ["inputs", "buffer", "request"];
+
+/// Loads and checks the pipeline in `path`.
+pub fn load_file(path: &Path, registry: &Registry) -> Result<Loaded, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => load_str(path, &text, registry),
+        Err(error) => Err(ConfigError {
+            diagnostics: vec![Diagnostic::error(
+                DiagnosticKind::Io,
+                None,
+                format!("cannot read config file {}: {error}", path.display()),
+            )],
+        }),
+    }
+}
+
+/// Loads and checks pipeline text; `file` names it in diagnostics.
+pub fn load_str(file: impl AsRef<Path>, text: &str, registry: &Registry) -> Result<Loaded, ConfigError> {
+    let map = SourceMap::new(file.as_ref(), text);
+    let body = match hcl_edit::parser::parse_body(text) {
+        Ok(body) => body,
+        Err(error) => {
+            let location = map.at(error.location().line(), error.location().column());
+            return Err(ConfigError {
+                diagnostics: vec![Diagnostic::error(
+                    DiagnosticKind::Syntax,
+                    Some(location),
+                    format!("HCL syntax: {}", error.message()),
+                )],
+            });
+        }
+    };
+    let mut loader = Loader {
+        registry,
+        map: &map,
+        ctx: eval::context(),
+        diagnostics: Vec::new(),
+    };
+    let config = loader.pipeline(&body);
+    let mut diagnostics = loader.diagnostics;
+    diagnostics.extend(graph::check(&config, registry));
+    diagnostics.sort_by_key(|d| d.location.as_ref().map(|l| (l.line, l.column)));
+    if diagnostics.iter().any(Diagnostic::is_error) {
+        Err(ConfigError { diagnostics })
+    } else {
+        Ok(Loaded {
+            config,
+            warnings: diagnostics,
+        })
+    }
+}
+
+struct Loader<'a> {
+    registry: &'a Registry,
+    map: &'a SourceMap,
+    ctx: hcl::eval::Context<'static>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Loader<'_> {
+    fn error(
+        &mut self,
+        kind: DiagnosticKind,
+        span: Option<Range<usize>>,
+        message: impl Into<String>,
+    ) -> &mut Diagnostic {
+        let location = self.map.locate_span(span);
+        self.diagnostics.push(Diagnostic::error(kind, Some(location), message));
+        self.diagnostics.last_mut().expect("just pushed")
+    }
+
+    fn pipeline(&mut self, body: &Body) -> PipelineConfig {
+        let mut config = PipelineConfig::default();
+        let mut agent_seen = false;
+        for structure in body.iter() {
+            let block = match structure {
+                Structure::Block(block) => block,
+                Structure::Attribute(attribute) => {
+                    let key = attribute.key.as_str().to_string();
+                    self.error(
+                        DiagnosticKind::UnexpectedItem,
+                        attribute.span(),
+                        format!("unexpected option `{key}` at top level"),
+                    )
+                    .help = Some("the top level holds only `agent`, `source`, `transform` and `sink` blocks".into());
+                    continue;
+                }
+            };
+            let ident = block.ident.as_str();
+            let kind = match ident {
+                "agent" => {
+                    if agent_seen {
+                        self.error(
+                            DiagnosticKind::UnexpectedItem,
+                            block.span(),
+                            "the `agent` block is given twice",
+                        );
+                    }
+                    agent_seen = true;
+                    if let Some(agent) = self.agent(block) {
+                        config.agent = agent;
+                    }
+                    continue;
+                }
+                "source" => ComponentKind::Source,
+                "transform" => ComponentKind::Transform,
+                "sink" => ComponentKind::Sink,
+                other => {
+                    let diagnostic = Diagnostic::error(
+                        DiagnosticKind::UnexpectedItem,
+                        Some(self.map.locate_span(block.span())),
+                        format!("unknown block `{other}`"),
+                    )
+                    .suggest(other, TOP_LEVEL);
+                    self.diagnostics.push(diagnostic);
+                    continue;
+                }
+            };
+            if let Some(component) = self.component(kind, block) {
+                config.components.push(component);
+            }
+        }
+        config
+    }
+
+    fn agent(&mut self, block: &Block) -> Option<AgentConfig> {
+        if !block.labels.is_empty() {
+            self.error(
+                DiagnosticKind::UnexpectedItem,
+                block.span(),
+                "the `agent` block takes no labels",
+            );
+        }
+        let mut spans = SpanIndex::new();
+        let object = eval::body_to_json(&block.body, "", &self.ctx, self.map, &mut spans, &mut self.diagnostics);
+        let result: Result<AgentConfig, ParseError> =
+            serde_path_to_error::deserialize(serde_json::Value::Object(object));
+        match result {
+            Ok(agent) => Some(agent),
+            Err(error) => {
+                let diagnostic = option_error(&error, &spans, self.map, block.span(), "the agent block", "");
+                self.diagnostics.push(diagnostic);
+                None
+            }
+        }
+    }
+
+    fn component(&mut self, kind: ComponentKind, block: &Block) -> Option<ComponentConfig> {
+        let labels: Vec<&str> = block.labels.iter().map(label_text).collect();
+        let [type_name, id] = labels[..] else {
+            self.error(
+                DiagnosticKind::UnexpectedItem,
+                block.span(),
+                format!("a {kind} block takes two labels, a type and an id: {kind} \"TYPE\" \"ID\" {{ … }}"),
+            );
+            return None;
+        };
+        let type_span = block.labels[0].span().or(block.span());
+        let Some(component_type) = self.registry.get(kind, type_name) else {
+            let known: Vec<&str> = self.registry.names(kind).collect();
+            let diagnostic = Diagnostic::error(
+                DiagnosticKind::UnknownType,
+                Some(self.map.locate_span(type_span)),
+                format!("unknown {kind} type `{type_name}`"),
+            );
+            let diagnostic = match super::diagnostic::did_you_mean(type_name, known.iter().copied()) {
+                Some(best) => diagnostic.with_help(format!("did you mean `{best}`?")),
+                None => diagnostic.with_help(format!("{kind} types: {}", known.join(", "))),
+            };
+            self.diagnostics.push(diagnostic);
+            return None;
+        };
+        let what = format!("{kind} \"{type_name}\"");
+
+        let mut spans = SpanIndex::new();
+        let mut object = eval::body_to_json(&block.body, "", &self.ctx, self.map, &mut spans, &mut self.diagnostics);
+        let raw = serde_json::Value::Object(object.clone());
+
+        let mut common = serde_json::Map::new();
+        for key in COMMON_OPTIONS {
+            if let Some(value) = object.remove(key) {
+                common.insert(key.to_string(), value);
+            }
+        }
+        let mut ok = true;
+        let common = match kind {
+            ComponentKind::Source => {
+                if let Some(key) = common.keys().next() {
+                    let span = spans.get(key.as_str()).cloned();
+                    self.error(
+                        DiagnosticKind::UnknownOption,
+                        span,
+                        format!("sources take no `{key}` option"),
+                    );
+                    ok = false;
+                }
+                None
+            }
+            _ => {
+                if !common.contains_key("inputs") {
+                    self.error(
+                        DiagnosticKind::NoInputs,
+                        block.span(),
+                        format!("{what} \"{id}\" has no `inputs`"),
+                    )
+                    .help = Some("name the components it consumes: inputs = [\"ID\", …]".into());
+                    return None;
+                }
+                if kind == ComponentKind::Transform {
+                    for key in ["buffer", "request"] {
+                        if common.contains_key(key) {
+                            let span = spans.get(key).cloned();
+                            self.error(DiagnosticKind::UnknownOption, span, format!("`{key}` is a sink option"));
+                            ok = false;
+                        }
+                    }
+                }
+                let result: Result<CommonOptions, ParseError> =
+                    serde_path_to_error::deserialize(serde_json::Value::Object(common));
+                match result {
+                    Ok(common) => Some(common),
+                    Err(error) => {
+                        let diagnostic = option_error(&error, &spans, self.map, block.span(), &what, "");
+                        self.diagnostics.push(diagnostic);
+                        return None;
+                    }
+                }
+            }
+        };
+
+        let options = match component_type.parse(serde_json::Value::Object(std::mem::take(&mut object))) {
+            Ok(options) => options,
+            Err(error) => {
+                let diagnostic = option_error(&error, &spans, self.map, block.span(), &what, "");
+                self.diagnostics.push(diagnostic);
+                return None;
+            }
+        };
+        if !ok {
+            return None;
+        }
+        let inputs = common.as_ref().map_or_else(Vec::new, |c| {
+            c.inputs
+                .iter()
+                .enumerate()
+                .map(|(i, input)| InputRef {
+                    id: input.clone().into(),
+                    location: self.map.locate_span(spans.get(&format!("inputs[{i}]")).cloned()),
+                })
+                .collect()
+        });
+        let (buffer, request) = common.map_or_else(Default::default, |c| {
+            (c.buffer.unwrap_or_default(), c.request.unwrap_or_default())
+        });
+        Some(ComponentConfig {
+            kind,
+            id: id.to_string().into(),
+            type_name: component_type.name,
+            inputs,
+            buffer,
+            request,
+            options,
+            raw,
+            location: self
+                .map
+                .locate_span(block.labels.get(1).and_then(|l| l.span()).or(block.span())),
+        })
+    }
+}
+
+fn label_text(label: &BlockLabel) -> &str {
+    match label {
+        BlockLabel::Ident(ident) => ident.as_str(),
+        BlockLabel::String(text) => text.as_str(),
+    }
+}
+
+/// Turns a serde error at an option path into a located diagnostic.
+fn option_error(
+    error: &ParseError,
+    spans: &SpanIndex,
+    map: &SourceMap,
+    block_span: Option<Range<usize>>,
+    what: &str,
+    prefix: &str,
+) -> Diagnostic {
+    let path = match error.path().to_string() {
+        p if p == "." => String::new(),
+        p => join(prefix, &p),
+    };
+    let message = error.inner().to_string();
+    let locate = |path: &str| -> Location { map.locate_span(lookup(spans, path).or(block_span.clone())) };
+
+    if let Some(field) = backticked_after(&message, "unknown field ") {
+        let expected = expected_names(&message);
+        let key = join(&path, field);
+        let mut diagnostic = Diagnostic::error(
+            DiagnosticKind::UnknownOption,
+            Some(locate(&key)),
+            format!("unknown option `{key}` in {what}"),
+        );
+        diagnostic = match super::diagnostic::did_you_mean(field, expected.iter().copied()) {
+            Some(best) => diagnostic.with_help(format!("did you mean `{best}`?")),
+            None if expected.is_empty() => diagnostic.with_help("this block takes no options"),
+            None => diagnostic.with_help(format!("valid options: {}", expected.join(", "))),
+        };
+        return diagnostic;
+    }
+    if let Some(field) = backticked_after(&message, "missing field ") {
+        let key = join(&path, field);
+        return Diagnostic::error(
+            DiagnosticKind::MissingOption,
+            Some(locate(&path)),
+            format!("{what} needs option `{key}`"),
+        );
+    }
+    if let Some(variant) = backticked_after(&message, "unknown variant ") {
+        let expected = expected_names(&message);
+        let diagnostic = Diagnostic::error(
+            DiagnosticKind::InvalidValue,
+            Some(locate(&path)),
+            format!("invalid value `{variant}` for `{path}` in {what}"),
+        );
+        return match super::diagnostic::did_you_mean(variant, expected.iter().copied()) {
+            Some(best) => diagnostic.with_help(format!("did you mean `{best}`?")),
+            None => diagnostic.with_help(format!("valid values: {}", expected.join(", "))),
+        };
+    }
+    Diagnostic::error(
+        DiagnosticKind::InvalidValue,
+        Some(locate(&path)),
+        format!("invalid value for `{path}` in {what}: {message}"),
+    )
+}
+
+/// The span of `path`, or of its nearest indexed parent.
+fn lookup(spans: &SpanIndex, path: &str) -> Option<Range<usize>> {
+    let mut path = path;
+    loop {
+        if let Some(span) = spans.get(path) {
+            return Some(span.clone());
+        }
+        let cut = path.rfind(['.', '['])?;
+        path = &path[..cut];
+    }
+}
+
+/// `name` in "…`prefix``name`…".
+fn backticked_after<'m>(message: &'m str, prefix: &str) -> Option<&'m str> {
+    let rest = message.strip_prefix(prefix)?.strip_prefix('`')?;
+    rest.split('`').next()
+}
+
+/// The backticked names after "expected" in a serde message.
+fn expected_names(message: &str) -> Vec<&str> {
+    let Some((_, tail)) = message.split_once("expected") else {
+        return Vec::new();
+    };
+    tail.split('`').skip(1).step_by(2).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_serde_messages() {
+        let m = "unknown field `intervall`, expected one of `interval`, `rate`";
+        assert_eq!(backticked_after(m, "unknown field "), Some("intervall"));
+        assert_eq!(expected_names(m), vec!["interval", "rate"]);
+        assert_eq!(
+            expected_names("unknown field `x`, there are no fields"),
+            Vec::<&str>::new()
+        );
+    }
+}

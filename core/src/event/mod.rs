@@ -1,0 +1,257 @@
+//! Events: what travels the graph.
+//!
+//! One enum, [`Event`], with four kinds — [`Metric`], [`Log`], [`Profile`],
+//! [`Span`] — moving between components in [`EventBatch`]es. Every event
+//! carries [`Attributes`] saying where it came from, so enrichment and
+//! filtering work the same for all kinds.
+
+mod attributes;
+mod batch;
+mod log;
+mod metric;
+mod profile;
+mod shared_str;
+mod span;
+mod timestamp;
+
+pub use attributes::{keys, Attributes, Value, INLINE_ATTRIBUTES};
+pub use batch::EventBatch;
+pub use log::{Log, Severity};
+pub use metric::{Histogram, Metric, MetricValue, Temporality};
+pub use profile::{Frame, FrameKind, Profile, StackSample};
+pub use shared_str::SharedStr;
+pub use span::{Span, SpanKind, SpanStatus};
+pub use timestamp::Timestamp;
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// One piece of telemetry.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    /// A metric data point.
+    Metric(Metric),
+    /// A structured record.
+    Log(Log),
+    /// Stack samples.
+    Profile(Profile),
+    /// A traced request.
+    Span(Span),
+}
+
+impl Event {
+    /// The kind of this event.
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Event::Metric(_) => EventKind::Metric,
+            Event::Log(_) => EventKind::Log,
+            Event::Profile(_) => EventKind::Profile,
+            Event::Span(_) => EventKind::Span,
+        }
+    }
+
+    /// Origin attributes (pid, cgroup, pod, node …).
+    pub fn attributes(&self) -> &Attributes {
+        match self {
+            Event::Metric(m) => &m.attributes,
+            Event::Log(l) => &l.attributes,
+            Event::Profile(p) => &p.attributes,
+            Event::Span(s) => &s.attributes,
+        }
+    }
+
+    /// Origin attributes, mutable.
+    pub fn attributes_mut(&mut self) -> &mut Attributes {
+        match self {
+            Event::Metric(m) => &mut m.attributes,
+            Event::Log(l) => &mut l.attributes,
+            Event::Profile(p) => &mut p.attributes,
+            Event::Span(s) => &mut s.attributes,
+        }
+    }
+
+    /// The event's name: metric name, log name, span name or profile sample type.
+    pub fn name(&self) -> &str {
+        match self {
+            Event::Metric(m) => &m.name,
+            Event::Log(l) => &l.name,
+            Event::Profile(p) => &p.sample_type,
+            Event::Span(s) => &s.name,
+        }
+    }
+
+    /// When it happened (a span's and a profile's start).
+    pub fn timestamp(&self) -> Timestamp {
+        match self {
+            Event::Metric(m) => m.timestamp,
+            Event::Log(l) => l.timestamp,
+            Event::Profile(p) => p.start,
+            Event::Span(s) => s.start,
+        }
+    }
+}
+
+impl From<Metric> for Event {
+    fn from(m: Metric) -> Self {
+        Event::Metric(m)
+    }
+}
+impl From<Log> for Event {
+    fn from(l: Log) -> Self {
+        Event::Log(l)
+    }
+}
+impl From<Profile> for Event {
+    fn from(p: Profile) -> Self {
+        Event::Profile(p)
+    }
+}
+impl From<Span> for Event {
+    fn from(s: Span) -> Self {
+        Event::Span(s)
+    }
+}
+
+/// The four kinds of event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// [`Metric`].
+    Metric,
+    /// [`Log`].
+    Log,
+    /// [`Profile`].
+    Profile,
+    /// [`Span`].
+    Span,
+}
+
+impl EventKind {
+    /// Every kind, in a fixed order.
+    pub const ALL: [EventKind; 4] = [EventKind::Metric, EventKind::Log, EventKind::Profile, EventKind::Span];
+
+    /// The lowercase name used in configs (`kinds = ["metric"]`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Metric => "metric",
+            EventKind::Log => "log",
+            EventKind::Profile => "profile",
+            EventKind::Span => "span",
+        }
+    }
+
+    const fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A set of event kinds: what a component accepts or emits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct EventKinds(u8);
+
+impl EventKinds {
+    /// No kind.
+    pub const NONE: EventKinds = EventKinds(0);
+    /// Every kind.
+    pub const ALL: EventKinds = EventKinds(0b1111);
+    /// Metrics only.
+    pub const METRIC: EventKinds = EventKinds(EventKind::Metric.bit());
+    /// Logs only.
+    pub const LOG: EventKinds = EventKinds(EventKind::Log.bit());
+    /// Profiles only.
+    pub const PROFILE: EventKinds = EventKinds(EventKind::Profile.bit());
+    /// Spans only.
+    pub const SPAN: EventKinds = EventKinds(EventKind::Span.bit());
+
+    /// The union of two sets.
+    pub const fn union(self, other: EventKinds) -> EventKinds {
+        EventKinds(self.0 | other.0)
+    }
+
+    /// The kinds in both sets.
+    pub const fn intersection(self, other: EventKinds) -> EventKinds {
+        EventKinds(self.0 & other.0)
+    }
+
+    /// The kinds in `self` that are not in `other`.
+    pub const fn difference(self, other: EventKinds) -> EventKinds {
+        EventKinds(self.0 & !other.0)
+    }
+
+    /// Whether the set holds `kind`.
+    pub const fn contains(self, kind: EventKind) -> bool {
+        self.0 & kind.bit() != 0
+    }
+
+    /// Whether the set is empty.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The kinds, in [`EventKind::ALL`] order.
+    pub fn iter(self) -> impl Iterator<Item = EventKind> {
+        EventKind::ALL.into_iter().filter(move |k| self.contains(*k))
+    }
+}
+
+impl From<EventKind> for EventKinds {
+    fn from(kind: EventKind) -> Self {
+        EventKinds(kind.bit())
+    }
+}
+
+impl FromIterator<EventKind> for EventKinds {
+    fn from_iter<I: IntoIterator<Item = EventKind>>(iter: I) -> Self {
+        iter.into_iter().fold(EventKinds::NONE, |set, k| set.union(k.into()))
+    }
+}
+
+impl fmt::Display for EventKinds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.iter().map(EventKind::as_str).collect();
+        if names.is_empty() {
+            f.write_str("nothing")
+        } else {
+            f.write_str(&names.join(", "))
+        }
+    }
+}
+
+impl Serialize for EventKinds {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_sets() {
+        let set = EventKinds::METRIC.union(EventKinds::LOG);
+        assert!(set.contains(EventKind::Log));
+        assert!(!set.contains(EventKind::Profile));
+        assert_eq!(set.difference(EventKinds::METRIC), EventKinds::LOG);
+        assert_eq!(set.to_string(), "metric, log");
+        assert_eq!(EventKinds::ALL.iter().count(), 4);
+    }
+
+    #[test]
+    fn event_serializes_with_kind_tag() {
+        let metric = Metric::gauge("up", 1.0).with_timestamp(Timestamp::from_nanos(1_000_000_000));
+        let json = serde_json::to_value(Event::from(metric)).unwrap();
+        assert_eq!(json["kind"], "metric");
+        assert_eq!(json["name"], "up");
+        assert_eq!(json["value"]["type"], "gauge");
+        assert_eq!(json["timestamp"], "1970-01-01T00:00:01.000000000Z");
+    }
+}

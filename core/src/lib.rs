@@ -1,0 +1,29 @@
+//! sonde-core: the pipeline every sonde component plugs into.
+//!
+//! - [`event`]: what travels — metrics, logs, profiles, spans, in batches.
+//! - [`component`]: what a source, transform and sink are (tower services).
+//! - [`registry`]: component types by name.
+//! - [`config`]: HCL files → a checked pipeline, with `file:line:col` errors.
+//! - [`topology`]: the running graph — queues, layers, reload, drain.
+//! - [`telemetry`], [`api`]: the agent's own metrics and HTTP API.
+//! - [`agent`]: the whole life of `sonde run`.
+//!
+//! `core` knows no concrete component; the `sonde` binary registers them.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod agent;
+pub mod api;
+pub mod component;
+pub mod config;
+pub mod event;
+pub mod registry;
+pub mod telemetry;
+pub mod topology;
+
+pub use component::{
+    function_transform, BoxError, ComponentInfo, ComponentKind, FunctionTransform, GlobalContext, Sink, SinkConfig,
+    SinkContext, SinkError, Source, SourceConfig, SourceContext, Transform, TransformConfig, TransformContext,
+};
+pub use event::{Event, EventBatch, EventKind, EventKinds};
+pub use registry::Registry;

@@ -1,0 +1,269 @@
+//! The bounded input queue in front of every transform and sink.
+//!
+//! Capacity is counted in events, not batches, because batches vary from one
+//! event (a flow record) to thousands (a metrics scrape). A semaphore holds
+//! one permit per free slot; a batch travels with the permits it took and
+//! gives them back when the consumer is done with it, so "queued" means
+//! "accepted but not yet delivered".
+//!
+//! - `block`: [`InputSender::poll_reserve`] pends until at least one slot is
+//!   free and the send waits for the rest, so backpressure reaches the
+//!   producer's `poll_ready`.
+//! - `drop_newest`: a batch that does not fit is dropped and counted.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use metrics::Counter;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::PollSemaphore;
+
+use crate::config::WhenFull;
+use crate::event::EventBatch;
+
+/// A batch in a queue, holding its slots until dropped.
+#[derive(Debug)]
+pub struct Queued {
+    /// The events.
+    pub batch: EventBatch,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Queued {
+    /// Splits off the batch; the slots are freed when the returned guard drops.
+    pub fn into_parts(self) -> (EventBatch, SlotGuard) {
+        (self.batch, SlotGuard(self.permit))
+    }
+}
+
+/// Holds a batch's queue slots; dropping it frees them.
+#[derive(Debug)]
+pub struct SlotGuard(#[allow(dead_code)] Option<OwnedSemaphorePermit>);
+
+/// The queue is closed: its consumer has stopped.
+#[derive(Debug, thiserror::Error)]
+#[error("the consumer's input queue is closed")]
+pub struct QueueClosed;
+
+/// Creates a queue of `capacity` events.
+pub fn queue(capacity: usize, when_full: WhenFull, dropped: Counter) -> (InputSender, InputReceiver) {
+    let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS) as u32;
+    let semaphore = Arc::new(Semaphore::new(capacity as usize));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let sender = InputSender {
+        tx,
+        slots: PollSemaphore::new(semaphore.clone()),
+        capacity,
+        when_full,
+        dropped,
+        reserved: None,
+    };
+    let receiver = InputReceiver {
+        rx,
+        semaphore,
+        capacity,
+    };
+    (sender, receiver)
+}
+
+/// The producing end; cloned once per upstream.
+#[derive(Debug)]
+pub struct InputSender {
+    tx: mpsc::UnboundedSender<Queued>,
+    slots: PollSemaphore,
+    capacity: u32,
+    when_full: WhenFull,
+    dropped: Counter,
+    /// The slot taken by `poll_reserve`, used by the next `send`.
+    reserved: Option<OwnedSemaphorePermit>,
+}
+
+impl Clone for InputSender {
+    fn clone(&self) -> Self {
+        InputSender {
+            tx: self.tx.clone(),
+            slots: self.slots.clone(),
+            capacity: self.capacity,
+            when_full: self.when_full,
+            dropped: self.dropped.clone(),
+            reserved: None,
+        }
+    }
+}
+
+impl InputSender {
+    /// Ready when a batch may be sent: with `block`, once a slot is free.
+    pub fn poll_reserve(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), QueueClosed>> {
+        if self.when_full == WhenFull::DropNewest || self.reserved.is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        match self.slots.poll_acquire(cx) {
+            Poll::Ready(Some(permit)) => {
+                self.reserved = Some(permit);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(None) => Poll::Ready(Err(QueueClosed)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Enqueues `batch`. The future waits for free slots (`block`) or drops
+    /// and counts the batch when there are none (`drop_newest`).
+    pub fn send(
+        &mut self,
+        batch: EventBatch,
+    ) -> impl std::future::Future<Output = Result<(), QueueClosed>> + Send + 'static {
+        // A batch larger than the whole queue is admitted alone rather than never.
+        let wanted = (batch.len() as u32).clamp(1, self.capacity);
+        let reserved = self.reserved.take();
+        let semaphore = self.slots.clone_inner();
+        let tx = self.tx.clone();
+        let when_full = self.when_full;
+        let dropped = self.dropped.clone();
+        async move {
+            let permit = match when_full {
+                WhenFull::Block => {
+                    let mut permit = match reserved {
+                        Some(permit) => permit,
+                        None => semaphore.clone().acquire_owned().await.map_err(|_| QueueClosed)?,
+                    };
+                    if wanted > 1 {
+                        let more = semaphore
+                            .acquire_many_owned(wanted - 1)
+                            .await
+                            .map_err(|_| QueueClosed)?;
+                        permit.merge(more);
+                    }
+                    permit
+                }
+                WhenFull::DropNewest => match semaphore.try_acquire_many_owned(wanted) {
+                    Ok(permit) => permit,
+                    Err(tokio::sync::TryAcquireError::NoPermits) => {
+                        dropped.increment(batch.len() as u64);
+                        return Ok(());
+                    }
+                    Err(tokio::sync::TryAcquireError::Closed) => return Err(QueueClosed),
+                },
+            };
+            tx.send(Queued {
+                batch,
+                permit: Some(permit),
+            })
+            .map_err(|_| QueueClosed)
+        }
+    }
+
+    /// The semaphore counting free slots (for reading occupancy).
+    pub fn semaphore(&self) -> Arc<Semaphore> {
+        self.slots.clone_inner()
+    }
+
+    /// A handle that does not keep the queue open (for rewiring on reload).
+    pub fn downgrade(&self) -> WeakInputSender {
+        WeakInputSender {
+            tx: self.tx.downgrade(),
+            slots: self.slots.clone(),
+            capacity: self.capacity,
+            when_full: self.when_full,
+            dropped: self.dropped.clone(),
+        }
+    }
+}
+
+/// An [`InputSender`] that does not keep the queue open.
+#[derive(Debug, Clone)]
+pub struct WeakInputSender {
+    tx: mpsc::WeakUnboundedSender<Queued>,
+    slots: PollSemaphore,
+    capacity: u32,
+    when_full: WhenFull,
+    dropped: Counter,
+}
+
+impl WeakInputSender {
+    /// A sender, while the queue is still open.
+    pub fn upgrade(&self) -> Option<InputSender> {
+        Some(InputSender {
+            tx: self.tx.upgrade()?,
+            slots: self.slots.clone(),
+            capacity: self.capacity,
+            when_full: self.when_full,
+            dropped: self.dropped.clone(),
+            reserved: None,
+        })
+    }
+}
+
+/// The consuming end.
+#[derive(Debug)]
+pub struct InputReceiver {
+    rx: mpsc::UnboundedReceiver<Queued>,
+    semaphore: Arc<Semaphore>,
+    capacity: u32,
+}
+
+impl InputReceiver {
+    /// The next batch; `None` once every sender is gone and the queue is empty.
+    pub async fn recv(&mut self) -> Option<Queued> {
+        self.rx.recv().await
+    }
+
+    /// Events accepted but not yet released.
+    pub fn queued_events(&self) -> usize {
+        self.capacity as usize - self.semaphore.available_permits()
+    }
+
+    /// Stops accepting new batches; already queued ones can still be received.
+    pub fn close(&mut self) {
+        self.rx.close();
+        self.semaphore.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Event, Metric};
+    use std::future::poll_fn;
+
+    fn batch(n: usize) -> EventBatch {
+        (0..n).map(|i| Event::from(Metric::gauge("x", i as f64))).collect()
+    }
+
+    #[tokio::test]
+    async fn block_waits_for_slots() {
+        let (mut tx, mut rx) = queue(4, WhenFull::Block, Counter::noop());
+        poll_fn(|cx| tx.poll_reserve(cx)).await.unwrap();
+        tx.send(batch(4)).await.unwrap();
+        assert_eq!(rx.queued_events(), 4);
+        // Full: reserving pends until the consumer frees the batch.
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(tx.poll_reserve(&mut cx).is_pending());
+        let queued = rx.recv().await.unwrap();
+        assert_eq!(queued.batch.len(), 4);
+        drop(queued);
+        assert!(tx.poll_reserve(&mut cx).is_ready());
+    }
+
+    #[tokio::test]
+    async fn drop_newest_counts_what_does_not_fit() {
+        let (mut tx, mut rx) = queue(3, WhenFull::DropNewest, Counter::noop());
+        tx.send(batch(2)).await.unwrap();
+        tx.send(batch(2)).await.unwrap(); // does not fit: dropped
+        tx.send(batch(1)).await.unwrap();
+        drop(tx);
+        let mut total = 0;
+        while let Some(q) = rx.recv().await {
+            total += q.batch.len();
+        }
+        assert_eq!(total, 3);
+    }
+
+    #[tokio::test]
+    async fn oversized_batches_pass_alone() {
+        let (mut tx, mut rx) = queue(2, WhenFull::Block, Counter::noop());
+        tx.send(batch(5)).await.unwrap();
+        assert_eq!(rx.recv().await.unwrap().batch.len(), 5);
+    }
+}
