@@ -1,1 +1,21 @@
-fn main() {}
+//! The `sonde` command: run, check and explain eBPF telemetry pipelines.
+
+mod cli;
+mod components;
+mod doctor;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    cli::init_logging(&cli.log_level);
+    match cli::dispatch(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

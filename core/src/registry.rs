@@ -57,15 +57,16 @@ impl ComponentType {
         (self.schema)(generator)
     }
 
-    /// The first line of the config struct's doc comment.
+    /// The first sentence of the config struct's doc comment.
     pub fn summary(&self) -> String {
         let schema = self.schema(&mut SchemaGenerator::default());
-        schema
-            .get("description")
-            .and_then(|d| d.as_str())
-            .and_then(|d| d.lines().next())
-            .unwrap_or("")
-            .to_string()
+        let description = schema.get("description").and_then(|d| d.as_str()).unwrap_or("");
+        let paragraph = description.split("\n\n").next().unwrap_or("");
+        let joined = paragraph.split_whitespace().collect::<Vec<_>>().join(" ");
+        match joined.find(". ") {
+            Some(end) => joined[..=end].to_string(),
+            None => joined,
+        }
     }
 }
 

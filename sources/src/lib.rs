@@ -1,1 +1,15 @@
-//! placeholder
+//! sonde-sources: every source type, one module each.
+//!
+//! Adding a source: a folder (or file) here with its config struct and run
+//! loop, and one line in [`register`].
+
+pub mod demo;
+pub mod internal_metrics;
+
+use sonde_core::Registry;
+
+/// Registers every source type.
+pub fn register(registry: &mut Registry) {
+    registry.source::<demo::DemoSourceConfig>("demo");
+    registry.source::<internal_metrics::InternalMetricsSourceConfig>("internal_metrics");
+}

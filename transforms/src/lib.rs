@@ -1,1 +1,14 @@
-//! placeholder
+//! sonde-transforms: every transform type, one module each.
+//!
+//! Adding a transform: a file (or folder) here and one line in [`register`].
+
+pub mod filter;
+pub mod tag;
+
+use sonde_core::Registry;
+
+/// Registers every transform type.
+pub fn register(registry: &mut Registry) {
+    registry.transform::<filter::FilterTransformConfig>("filter");
+    registry.transform::<tag::TagTransformConfig>("tag");
+}

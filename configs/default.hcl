@@ -1,0 +1,18 @@
+# sonde's default pipeline: runs with no outside service.
+#   sonde run            (this file is built into the binary)
+# Agent metrics on http://127.0.0.1:8686/metrics; events in /var/lib/sonde.
+
+agent {
+  api = "127.0.0.1:8686"
+}
+
+source "internal_metrics" "agent" {
+  interval = "10s"
+}
+
+sink "file" "events" {
+  inputs    = ["agent"]
+  path      = env("SONDE_OUTPUT", "/var/lib/sonde/events.jsonl")
+  max_bytes = 104857600
+  max_files = 5
+}

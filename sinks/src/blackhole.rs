@@ -1,0 +1,73 @@
+//! `sink "blackhole"`: counts and discards. For benchmarks, and for trying
+//! sources without storing what they make.
+
+use std::future::{ready, Ready};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use sonde_core::event::{EventBatch, EventKinds};
+use sonde_core::{BoxError, Sink, SinkConfig, SinkContext, SinkError};
+use tower::util::BoxCloneService;
+use tower::Service;
+
+/// Counts and discards every event. Its count is the agent metric
+/// `sonde_component_sent_events_total` of this sink.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BlackholeSinkConfig {
+    /// Log the running count this often (`"10s"`). Default: never.
+    #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
+    pub print_interval: Option<Duration>,
+}
+
+impl SinkConfig for BlackholeSinkConfig {
+    fn accepts(&self) -> EventKinds {
+        EventKinds::ALL
+    }
+
+    fn build(&self, cx: &SinkContext) -> Result<Sink, BoxError> {
+        let sink = Blackhole::default();
+        if let Some(every) = self.print_interval {
+            let count = sink.events.clone();
+            let stop = cx.shutdown.clone();
+            let info = cx.info.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => tracing::info!(component = %info, events = count.load(Ordering::Relaxed), "blackhole"),
+                        _ = stop.cancelled() => break,
+                    }
+                }
+            });
+        }
+        Ok(BoxCloneService::new(sink))
+    }
+}
+
+/// The blackhole service: counts events.
+#[derive(Clone, Debug, Default)]
+pub struct Blackhole {
+    /// Events received so far.
+    pub events: Arc<AtomicU64>,
+}
+
+impl Service<EventBatch> for Blackhole {
+    type Response = ();
+    type Error = SinkError;
+    type Future = Ready<Result<(), SinkError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), SinkError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, batch: EventBatch) -> Self::Future {
+        self.events.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        ready(Ok(()))
+    }
+}

@@ -1,0 +1,127 @@
+//! `sink "console"`: events to standard output, as JSON lines or text.
+
+use std::io::Write;
+use std::task::{Context, Poll};
+
+use futures::future::BoxFuture;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use sonde_core::event::{Event, EventBatch, EventKinds};
+use sonde_core::{BoxError, Sink, SinkConfig, SinkContext, SinkError};
+use tower::util::BoxCloneService;
+use tower::Service;
+
+/// How events are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsoleEncoding {
+    /// One JSON object per line (default), as the file sink writes.
+    #[default]
+    Json,
+    /// One readable line per event: time, kind, name, value, attributes.
+    Text,
+}
+
+/// Where to write.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsoleTarget {
+    /// Standard output (default).
+    #[default]
+    Stdout,
+    /// Standard error, where sonde's own logs go.
+    Stderr,
+}
+
+/// Writes events to standard output (or error), for a first look at what a
+/// source produces.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSinkConfig {
+    /// `json` (default) or `text`.
+    #[serde(default)]
+    pub encoding: ConsoleEncoding,
+    /// `stdout` (default) or `stderr`.
+    #[serde(default)]
+    pub target: ConsoleTarget,
+}
+
+impl SinkConfig for ConsoleSinkConfig {
+    fn accepts(&self) -> EventKinds {
+        EventKinds::ALL
+    }
+
+    fn build(&self, _cx: &SinkContext) -> Result<Sink, BoxError> {
+        Ok(BoxCloneService::new(Console {
+            encoding: self.encoding,
+            target: self.target,
+        }))
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Console {
+    encoding: ConsoleEncoding,
+    target: ConsoleTarget,
+}
+
+/// One readable line for `event`.
+pub fn text_line(event: &Event) -> String {
+    let attributes: Vec<String> = event.attributes().iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let detail = match event {
+        Event::Metric(m) => match &m.value {
+            sonde_core::event::MetricValue::Counter { value } => format!("counter {value}"),
+            sonde_core::event::MetricValue::Gauge { value } => format!("gauge {value}"),
+            sonde_core::event::MetricValue::Histogram(h) => format!("histogram count={} sum={}", h.count, h.sum),
+        },
+        Event::Log(l) => {
+            let fields: Vec<String> = l.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            format!("{} {}", l.message.as_deref().unwrap_or(""), fields.join(" "))
+        }
+        Event::Profile(p) => format!("{} samples, {} stacks", p.total_samples(), p.samples.len()),
+        Event::Span(s) => format!(
+            "{:?} {} ms",
+            s.kind,
+            (s.end.as_nanos().saturating_sub(s.start.as_nanos())) / 1_000_000
+        ),
+    };
+    format!(
+        "{} {} {} {} {{{}}}",
+        event.timestamp(),
+        event.kind(),
+        event.name(),
+        detail.trim(),
+        attributes.join(", ")
+    )
+}
+
+impl Service<EventBatch> for Console {
+    type Response = ();
+    type Error = SinkError;
+    type Future = BoxFuture<'static, Result<(), SinkError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), SinkError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, batch: EventBatch) -> Self::Future {
+        let mut buffer = Vec::with_capacity(batch.len() * 200);
+        for event in &batch {
+            match self.encoding {
+                ConsoleEncoding::Json => {
+                    if let Err(e) = serde_json::to_writer(&mut buffer, event) {
+                        return Box::pin(futures::future::ready(Err(SinkError::permanent(e))));
+                    }
+                }
+                ConsoleEncoding::Text => buffer.extend_from_slice(text_line(event).as_bytes()),
+            }
+            buffer.push(b'\n');
+        }
+        let result = match self.target {
+            ConsoleTarget::Stdout => std::io::stdout().lock().write_all(&buffer),
+            ConsoleTarget::Stderr => std::io::stderr().lock().write_all(&buffer),
+        };
+        // A closed pipe will not reopen: retrying would only stall the pipeline.
+        Box::pin(futures::future::ready(result.map_err(SinkError::permanent)))
+    }
+}

@@ -1,0 +1,89 @@
+//! The file sink's options and service.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use futures::future::BoxFuture;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use sonde_core::event::{EventBatch, EventKinds};
+use sonde_core::{BoxError, Sink, SinkConfig, SinkContext, SinkError};
+use tower::util::BoxCloneService;
+use tower::Service;
+
+use super::writer::RotatingFile;
+
+/// Default size at which the file is rotated: 100 MiB.
+pub const DEFAULT_MAX_BYTES: u64 = 100 * 1024 * 1024;
+/// Default number of rotated files kept.
+pub const DEFAULT_MAX_FILES: usize = 5;
+
+const fn default_max_bytes() -> u64 {
+    DEFAULT_MAX_BYTES
+}
+const fn default_max_files() -> usize {
+    DEFAULT_MAX_FILES
+}
+
+/// Writes events as JSON lines to a file, rotating it by size.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileSinkConfig {
+    /// The file. Missing parent directories are created. Appended to if it exists.
+    pub path: PathBuf,
+    /// Rotate when the file would grow past this many bytes: `path` becomes
+    /// `path.1`, `path.1` becomes `path.2` …; 0 never rotates. Default 104857600 (100 MiB).
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: u64,
+    /// Rotated files to keep (`path.1` … `path.N`); older ones are deleted. Default 5.
+    #[serde(default = "default_max_files")]
+    pub max_files: usize,
+}
+
+impl SinkConfig for FileSinkConfig {
+    fn accepts(&self) -> EventKinds {
+        EventKinds::ALL
+    }
+
+    fn build(&self, _cx: &SinkContext) -> Result<Sink, BoxError> {
+        let file = RotatingFile::open(&self.path, self.max_bytes, self.max_files)?;
+        Ok(BoxCloneService::new(FileSink {
+            file: Arc::new(Mutex::new(file)),
+        }))
+    }
+}
+
+#[derive(Clone)]
+struct FileSink {
+    file: Arc<Mutex<RotatingFile>>,
+}
+
+impl Service<EventBatch> for FileSink {
+    type Response = ();
+    type Error = SinkError;
+    type Future = BoxFuture<'static, Result<(), SinkError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), SinkError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, batch: EventBatch) -> Self::Future {
+        let file = self.file.clone();
+        Box::pin(async move {
+            let mut lines = Vec::with_capacity(batch.len() * 256);
+            for event in &batch {
+                serde_json::to_writer(&mut lines, event).map_err(SinkError::permanent)?;
+                lines.push(b'\n');
+            }
+            // File writes block; keep them off the async worker threads.
+            tokio::task::spawn_blocking(move || {
+                let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
+                // Disk full, EIO: worth retrying once space is freed.
+                file.write_lines(&lines).map_err(SinkError::retriable)
+            })
+            .await
+            .map_err(SinkError::permanent)?
+        })
+    }
+}

@@ -1,0 +1,142 @@
+//! Command-line interface: parsing and dispatch.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use sonde_core::agent::{self, ConfigSource};
+use sonde_core::config;
+
+/// The default pipeline, built into the binary.
+pub const DEFAULT_CONFIG: &str = include_str!("../configs/default.hcl");
+/// How the default pipeline is named in messages.
+pub const DEFAULT_CONFIG_NAME: &str = "<built-in configs/default.hcl>";
+
+/// sonde: an eBPF observability agent.
+///
+/// sonde loads eBPF programs into the kernel, turns what they see into
+/// metrics, logs, profiles and spans, and sends them through a pipeline of
+/// sources, transforms and sinks written in HCL.
+///
+/// Most commands need root (or CAP_BPF, CAP_PERFMON …) because they load
+/// eBPF programs; `sonde doctor` says what this node lacks.
+#[derive(Debug, Parser)]
+#[command(name = "sonde", version, about, long_about, propagate_version = true)]
+pub struct Cli {
+    /// Log filter: error, warn, info, debug, trace, or per module
+    /// (`info,sonde_core=debug`). Overrides RUST_LOG.
+    #[arg(long, global = true, default_value = "info", env = "SONDE_LOG")]
+    pub log_level: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a pipeline until SIGINT or SIGTERM (which drain in-flight events);
+    /// SIGHUP reloads the config, rebuilding only what changed.
+    Run {
+        /// Pipeline file. Without it, the built-in default pipeline runs
+        /// (configs/default.hcl: agent metrics and eBPF sources to a
+        /// Prometheus endpoint and files, no outside service needed).
+        #[arg(short, long, env = "SONDE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Check a pipeline without loading anything: prints every error with
+    /// file:line:col, exits 1 if there is one.
+    Validate {
+        /// Pipeline file.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// List component types, or show one type's options.
+    Components {
+        /// A type name (`demo`, `file` …) to show in full.
+        #[arg(value_name = "TYPE")]
+        type_name: Option<String>,
+    },
+    /// Print the JSON schema of a pipeline's blocks and options.
+    Schema,
+    /// Check whether this node can run each eBPF source, and what exactly is
+    /// missing if not (kernel, BTF, tracefs, capabilities …).
+    Doctor {
+        /// Check the sources of this pipeline instead of every source type.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Sets up logging to stderr.
+pub fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|error| {
+        eprintln!("warning: bad --log-level `{filter}` ({error}); using `info`");
+        tracing_subscriber::EnvFilter::new("info")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// The registry of every component type this binary has.
+pub fn registry() -> sonde_core::Registry {
+    let mut registry = sonde_core::Registry::new();
+    sonde_sources::register(&mut registry);
+    sonde_transforms::register(&mut registry);
+    sonde_sinks::register(&mut registry);
+    registry
+}
+
+/// Runs a parsed command line.
+pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let registry = registry();
+    match cli.command {
+        Command::Run { config } => {
+            let source = match config {
+                Some(path) => ConfigSource::File(path),
+                None => ConfigSource::Embedded {
+                    name: DEFAULT_CONFIG_NAME,
+                    text: DEFAULT_CONFIG,
+                },
+            };
+            let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
+            match runtime.block_on(agent::run(source, registry)) {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(agent::AgentError::Config(error)) => {
+                    eprintln!("{error}");
+                    Ok(ExitCode::FAILURE)
+                }
+                Err(error) => Err(error.into()),
+            }
+        }
+        Command::Validate { config } => match config::load_file(&config, &registry) {
+            Ok(loaded) => {
+                for warning in &loaded.warnings {
+                    eprintln!("{warning}");
+                }
+                println!(
+                    "{}: ok ({} components)",
+                    config.display(),
+                    loaded.config.components.len()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(error) => {
+                eprintln!("{error}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Command::Components { type_name } => crate::components::print(&registry, type_name.as_deref()),
+        Command::Schema => {
+            let schema = crate::components::pipeline_schema(&registry);
+            crate::components::emit(&format!("{}\n", serde_json::to_string_pretty(&schema)?))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Doctor { config, json } => crate::doctor::run(config.as_deref(), json, &registry),
+    }
+}
