@@ -167,7 +167,7 @@ impl Loader<'_> {
             Ok(agent) => Some(agent),
             Err(error) => {
                 let diagnostic = option_error(&error, &spans, self.map, block.span(), "the agent block", "");
-                self.diagnostics.push(diagnostic);
+                self.diagnostics.extend(diagnostic);
                 None
             }
         }
@@ -249,7 +249,7 @@ impl Loader<'_> {
                     Ok(common) => Some(common),
                     Err(error) => {
                         let diagnostic = option_error(&error, &spans, self.map, block.span(), &what, "");
-                        self.diagnostics.push(diagnostic);
+                        self.diagnostics.extend(diagnostic);
                         return None;
                     }
                 }
@@ -260,7 +260,7 @@ impl Loader<'_> {
             Ok(options) => options,
             Err(error) => {
                 let diagnostic = option_error(&error, &spans, self.map, block.span(), &what, "");
-                self.diagnostics.push(diagnostic);
+                self.diagnostics.extend(diagnostic);
                 return None;
             }
         };
@@ -304,6 +304,7 @@ fn label_text(label: &BlockLabel) -> &str {
 }
 
 /// Turns a serde error at an option path into a located diagnostic.
+/// `None` when the error only repeats one already reported.
 fn option_error(
     error: &ParseError,
     spans: &SpanIndex,
@@ -311,7 +312,7 @@ fn option_error(
     block_span: Option<Range<usize>>,
     what: &str,
     prefix: &str,
-) -> Diagnostic {
+) -> Option<Diagnostic> {
     let path = match error.path().to_string() {
         p if p == "." => String::new(),
         p => join(prefix, &p),
@@ -321,7 +322,12 @@ fn option_error(
 
     if let Some(field) = backticked_after(&message, "unknown field ") {
         let expected = expected_names(&message);
-        let key = join(&path, field);
+        // The path already ends at the unknown field.
+        let key = if path == field || path.ends_with(&format!(".{field}")) {
+            path.clone()
+        } else {
+            join(&path, field)
+        };
         let mut diagnostic = Diagnostic::error(
             DiagnosticKind::UnknownOption,
             Some(locate(&key)),
@@ -332,15 +338,19 @@ fn option_error(
             None if expected.is_empty() => diagnostic.with_help("this block takes no options"),
             None => diagnostic.with_help(format!("valid options: {}", expected.join(", "))),
         };
-        return diagnostic;
+        return Some(diagnostic);
     }
     if let Some(field) = backticked_after(&message, "missing field ") {
         let key = join(&path, field);
-        return Diagnostic::error(
+        if spans.contains_key(&key) {
+            // Written, but its expression failed to evaluate: already reported.
+            return None;
+        }
+        return Some(Diagnostic::error(
             DiagnosticKind::MissingOption,
             Some(locate(&path)),
             format!("{what} needs option `{key}`"),
-        );
+        ));
     }
     if let Some(variant) = backticked_after(&message, "unknown variant ") {
         let expected = expected_names(&message);
@@ -349,16 +359,18 @@ fn option_error(
             Some(locate(&path)),
             format!("invalid value `{variant}` for `{path}` in {what}"),
         );
-        return match super::diagnostic::did_you_mean(variant, expected.iter().copied()) {
-            Some(best) => diagnostic.with_help(format!("did you mean `{best}`?")),
-            None => diagnostic.with_help(format!("valid values: {}", expected.join(", "))),
-        };
+        return Some(
+            match super::diagnostic::did_you_mean(variant, expected.iter().copied()) {
+                Some(best) => diagnostic.with_help(format!("did you mean `{best}`?")),
+                None => diagnostic.with_help(format!("valid values: {}", expected.join(", "))),
+            },
+        );
     }
-    Diagnostic::error(
+    Some(Diagnostic::error(
         DiagnosticKind::InvalidValue,
         Some(locate(&path)),
         format!("invalid value for `{path}` in {what}: {message}"),
-    )
+    ))
 }
 
 /// The span of `path`, or of its nearest indexed parent.
