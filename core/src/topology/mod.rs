@@ -127,8 +127,10 @@ pub struct ReloadSummary {
 }
 
 impl Topology {
-    /// An empty graph.
+    /// An empty graph. Installs the agent's metrics recorder if it is not yet,
+    /// so component metrics are never silently recorded nowhere.
     pub fn new(global: GlobalContext) -> Self {
+        crate::telemetry::install();
         Topology {
             global,
             nodes: HashMap::new(),

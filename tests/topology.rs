@@ -1,0 +1,417 @@
+//! The running graph, in process: delivery, fan-out, backpressure, drops.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use sonde_core::component::GlobalContext;
+use sonde_core::config::load_str;
+use sonde_core::event::{Event, EventBatch, EventKinds, Value};
+use sonde_core::telemetry::{self, InternalValue};
+use sonde_core::topology::Topology;
+use sonde_core::{BoxError, Sink, SinkConfig, SinkContext, SinkError};
+use tower::util::BoxCloneService;
+use tower::Service;
+
+/// Sequence numbers each test sink received, by sink id.
+fn received() -> &'static Mutex<HashMap<String, Arc<Mutex<Vec<u64>>>>> {
+    static RECEIVED: OnceLock<Mutex<HashMap<String, Arc<Mutex<Vec<u64>>>>>> = OnceLock::new();
+    RECEIVED.get_or_init(Default::default)
+}
+
+/// A sink that records sequence numbers, taking `delay_ms` per batch.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct RecordSinkConfig {
+    #[serde(default)]
+    delay_ms: u64,
+    #[serde(default)]
+    logs_only: bool,
+}
+
+impl SinkConfig for RecordSinkConfig {
+    fn accepts(&self) -> EventKinds {
+        if self.logs_only {
+            EventKinds::LOG
+        } else {
+            EventKinds::ALL
+        }
+    }
+    fn build(&self, cx: &SinkContext) -> Result<Sink, BoxError> {
+        let log = received()
+            .lock()
+            .unwrap()
+            .entry(cx.info.id.to_string())
+            .or_default()
+            .clone();
+        Ok(BoxCloneService::new(RecordSink {
+            log,
+            delay: Duration::from_millis(self.delay_ms),
+        }))
+    }
+}
+
+#[derive(Clone)]
+struct RecordSink {
+    log: Arc<Mutex<Vec<u64>>>,
+    delay: Duration,
+}
+
+fn sequence(event: &Event) -> u64 {
+    match event {
+        Event::Log(l) => l.fields.get("sequence").and_then(Value::as_int).unwrap() as u64,
+        Event::Metric(m) => match m.value {
+            sonde_core::event::MetricValue::Gauge { value } => value as u64,
+            _ => panic!("unexpected metric"),
+        },
+        _ => panic!("unexpected event"),
+    }
+}
+
+impl Service<EventBatch> for RecordSink {
+    type Response = ();
+    type Error = SinkError;
+    type Future = BoxFuture<'static, Result<(), SinkError>>;
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), SinkError>> {
+        Poll::Ready(Ok(()))
+    }
+    fn call(&mut self, batch: EventBatch) -> Self::Future {
+        let log = self.log.clone();
+        let delay = self.delay;
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            log.lock().unwrap().extend(batch.iter().map(sequence));
+            Ok(())
+        })
+    }
+}
+
+fn registry() -> sonde_core::Registry {
+    let mut registry = common::registry();
+    registry.sink::<RecordSinkConfig>("record");
+    registry
+}
+
+fn recorded(id: &str) -> Vec<u64> {
+    received()
+        .lock()
+        .unwrap()
+        .get(id)
+        .map(|l| l.lock().unwrap().clone())
+        .unwrap_or_default()
+}
+
+/// Runs `config` until every component finishes (sources with `count`).
+async fn run_to_end(config: &str) {
+    let loaded = load_str("test.hcl", config, &registry()).unwrap_or_else(|e| panic!("{e}"));
+    let global = GlobalContext {
+        node_name: "test-node".into(),
+    };
+    let topology = Topology::start(loaded.config, global).unwrap();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while !topology.is_finished() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("pipeline did not finish within 60s");
+    assert_eq!(topology.shutdown(Duration::from_secs(5)).await, 0);
+}
+
+fn counter(name: &str, component_id: &str, reason: Option<&str>) -> u64 {
+    telemetry::install()
+        .snapshot()
+        .into_iter()
+        .filter(|m| m.name == name)
+        .filter(|m| m.labels.iter().any(|(k, v)| k == "component_id" && v == component_id))
+        .filter(|m| reason.is_none_or(|r| m.labels.iter().any(|(k, v)| k == "reason" && v == r)))
+        .map(|m| match m.value {
+            InternalValue::Counter(c) => c,
+            _ => 0,
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_filter_tag_file_delivers_exactly_the_expected_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.jsonl");
+    run_to_end(&format!(
+        r#"
+        source "demo" "gen" {{
+          rate = 0
+          count = 10000
+          batch_size = 64
+          kind = "log"
+          series = 2
+        }}
+        transform "filter" "odd" {{
+          inputs = ["gen"]
+          attributes = {{ series = "1" }}
+        }}
+        transform "tag" "t" {{
+          inputs = ["odd"]
+          add = {{ env = "test" }}
+          remove = ["series"]
+        }}
+        sink "file" "out" {{
+          inputs = ["t"]
+          path = "{}"
+        }}
+        "#,
+        path.display()
+    ))
+    .await;
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 5000);
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(line["kind"], "log");
+        assert_eq!(line["fields"]["sequence"], (2 * i + 1) as u64, "line {i}");
+        assert_eq!(line["attributes"]["env"], "test");
+        assert!(line["attributes"].get("series").is_none());
+        assert_eq!(line["attributes"]["k8s.node.name"], "test-node");
+        assert!(line["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+    assert_eq!(counter("sonde_component_received_events_total", "odd", None), 10000);
+    assert_eq!(counter("sonde_component_sent_events_total", "odd", None), 5000);
+    assert_eq!(counter("sonde_component_sent_events_total", "out", None), 5000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_gives_every_sink_the_same_events() {
+    run_to_end(
+        r#"
+        source "demo" "fan_gen" {
+          rate = 0
+          count = 20000
+          batch_size = 100
+        }
+        sink "record" "fan_a" { inputs = ["fan_gen"] }
+        sink "record" "fan_b" {
+          inputs = ["fan_gen"]
+          delay_ms = 1
+        }
+        "#,
+    )
+    .await;
+    let expected: Vec<u64> = (0..20000).collect();
+    assert_eq!(recorded("fan_a"), expected);
+    assert_eq!(recorded("fan_b"), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_sink_with_block_loses_nothing() {
+    run_to_end(
+        r#"
+        source "demo" "block_gen" {
+          rate = 0
+          count = 3000
+          batch_size = 50
+        }
+        sink "record" "block_slow" {
+          inputs = ["block_gen"]
+          delay_ms = 2
+          buffer {
+            max_events = 100
+            when_full = "block"
+          }
+        }
+        "#,
+    )
+    .await;
+    assert_eq!(recorded("block_slow"), (0..3000).collect::<Vec<_>>());
+    assert_eq!(counter("sonde_component_dropped_events_total", "block_slow", None), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_newest_counts_exactly_what_it_drops() {
+    run_to_end(
+        r#"
+        source "demo" "drop_gen" {
+          rate = 0
+          count = 5000
+          batch_size = 50
+        }
+        sink "record" "drop_slow" {
+          inputs = ["drop_gen"]
+          delay_ms = 5
+          buffer {
+            max_events = 100
+            when_full = "drop_newest"
+          }
+        }
+        "#,
+    )
+    .await;
+    let delivered = recorded("drop_slow");
+    let dropped = counter("sonde_component_dropped_events_total", "drop_slow", Some("buffer_full"));
+    assert!(dropped > 0, "the slow sink should have dropped something");
+    assert_eq!(delivered.len() as u64 + dropped, 5000);
+    // What was delivered is in order, with whole batches missing.
+    assert!(delivered.windows(2).all(|w| w[0] < w[1]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_a_sink_cannot_take_are_removed_and_counted() {
+    run_to_end(
+        r#"
+        source "demo" "kind_logs" {
+          rate = 0
+          count = 100
+          kind = "log"
+        }
+        source "demo" "kind_metrics" {
+          rate = 0
+          count = 150
+        }
+        transform "tag" "kind_mix" { inputs = ["kind_logs", "kind_metrics"] }
+        sink "record" "kind_sink" {
+          inputs = ["kind_mix"]
+          logs_only = true
+        }
+        "#,
+    )
+    .await;
+    assert_eq!(recorded("kind_sink").len(), 100);
+    assert_eq!(
+        counter(
+            "sonde_component_dropped_events_total",
+            "kind_sink",
+            Some("unsupported_kind")
+        ),
+        150
+    );
+    assert_eq!(counter("sonde_component_sent_events_total", "kind_sink", None), 100);
+}
+
+/// A sink that fails its first `fail_first` calls, retriably or not.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct FlakySinkConfig {
+    fail_first: u32,
+    permanent: bool,
+}
+
+#[derive(Clone)]
+struct FlakySink {
+    calls: Arc<Mutex<u32>>,
+    fail_first: u32,
+    permanent: bool,
+    log: Arc<Mutex<Vec<u64>>>,
+}
+
+impl SinkConfig for FlakySinkConfig {
+    fn accepts(&self) -> EventKinds {
+        EventKinds::ALL
+    }
+    fn build(&self, cx: &SinkContext) -> Result<Sink, BoxError> {
+        let log = received()
+            .lock()
+            .unwrap()
+            .entry(cx.info.id.to_string())
+            .or_default()
+            .clone();
+        Ok(BoxCloneService::new(FlakySink {
+            calls: Arc::default(),
+            fail_first: self.fail_first,
+            permanent: self.permanent,
+            log,
+        }))
+    }
+}
+
+impl Service<EventBatch> for FlakySink {
+    type Response = ();
+    type Error = SinkError;
+    type Future = BoxFuture<'static, Result<(), SinkError>>;
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), SinkError>> {
+        Poll::Ready(Ok(()))
+    }
+    fn call(&mut self, batch: EventBatch) -> Self::Future {
+        let mut calls = self.calls.lock().unwrap();
+        *calls += 1;
+        let result = if *calls <= self.fail_first {
+            Err(if self.permanent {
+                SinkError::permanent("400 bad request")
+            } else {
+                SinkError::retriable("503 unavailable")
+            })
+        } else {
+            self.log.lock().unwrap().extend(batch.iter().map(sequence));
+            Ok(())
+        };
+        Box::pin(futures::future::ready(result))
+    }
+}
+
+async fn run_flaky(config: &str) {
+    let mut registry = registry();
+    registry.sink::<FlakySinkConfig>("flaky");
+    let loaded = load_str("test.hcl", config, &registry).unwrap_or_else(|e| panic!("{e}"));
+    let topology = Topology::start(loaded.config, GlobalContext { node_name: "n".into() }).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while !topology.is_finished() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("finished");
+    topology.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retriable_failures_are_retried_until_delivered() {
+    run_flaky(
+        r#"
+        source "demo" "retry_gen" {
+          rate = 0
+          count = 1000
+          batch_size = 100
+        }
+        sink "flaky" "retry_sink" {
+          inputs = ["retry_gen"]
+          fail_first = 4
+          permanent = false
+          request {
+            retry_initial_backoff = "5ms"
+            retry_max_backoff = "20ms"
+          }
+        }
+        "#,
+    )
+    .await;
+    assert_eq!(recorded("retry_sink"), (0..1000).collect::<Vec<_>>());
+    assert_eq!(counter("sonde_component_errors_total", "retry_sink", None), 4);
+    assert_eq!(counter("sonde_component_dropped_events_total", "retry_sink", None), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permanent_failures_drop_the_batch_and_count_it() {
+    run_flaky(
+        r#"
+        source "demo" "perm_gen" {
+          rate = 0
+          count = 1000
+          batch_size = 100
+        }
+        sink "flaky" "perm_sink" {
+          inputs = ["perm_gen"]
+          fail_first = 2
+          permanent = true
+        }
+        "#,
+    )
+    .await;
+    let delivered = recorded("perm_sink");
+    assert_eq!(delivered.len(), 800);
+    assert_eq!(
+        counter("sonde_component_dropped_events_total", "perm_sink", Some("error")),
+        200
+    );
+    assert_eq!(counter("sonde_component_errors_total", "perm_sink", None), 2);
+}
