@@ -14,7 +14,7 @@ pub enum LoadError {
         path: &'static str,
         /// Why it failed.
         #[source]
-        source: aya::BtfError,
+        source: Box<aya::BtfError>,
     },
     /// The object did not parse, relocate, or create its maps.
     #[error("cannot load eBPF object `{object}`: {}", chain(.source))]
@@ -23,7 +23,7 @@ pub enum LoadError {
         object: &'static str,
         /// Why it failed.
         #[source]
-        source: aya::EbpfError,
+        source: Box<aya::EbpfError>,
     },
     /// The object has no program of that name (a build mismatch).
     #[error("eBPF object `{object}` has no program `{program}`")]
@@ -49,7 +49,7 @@ pub enum LoadError {
         /// The program.
         program: &'static str,
         /// The error of BPF_PROG_LOAD.
-        io_error: io::Error,
+        io_error: Box<io::Error>,
         /// What the verifier said.
         verifier_log: String,
     },
@@ -62,7 +62,7 @@ pub enum LoadError {
         program: &'static str,
         /// Why it failed.
         #[source]
-        source: aya::programs::ProgramError,
+        source: Box<aya::programs::ProgramError>,
     },
     /// A loaded program could not be attached.
     #[error("cannot attach program `{program}` of `{object}` to {attach_point}: {}", chain(.source))]
@@ -75,7 +75,7 @@ pub enum LoadError {
         attach_point: String,
         /// Why it failed.
         #[source]
-        source: aya::programs::ProgramError,
+        source: Box<aya::programs::ProgramError>,
     },
     /// A map could not be turned into its typed handle.
     #[error("map `{map}` of `{object}`: {}", chain(.source))]
@@ -86,7 +86,7 @@ pub enum LoadError {
         map: &'static str,
         /// Why it failed.
         #[source]
-        source: aya::maps::MapError,
+        source: Box<aya::maps::MapError>,
     },
 }
 
@@ -133,7 +133,7 @@ pub struct ReadError {
     pub map: &'static str,
     /// Why it failed.
     #[source]
-    pub source: aya::maps::MapError,
+    pub source: Box<aya::maps::MapError>,
 }
 
 /// `error` and its sources, joined by ": " (aya's errors keep the OS error

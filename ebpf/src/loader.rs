@@ -24,7 +24,7 @@ pub fn kernel_btf() -> Result<&'static Btf, LoadError> {
     }
     let btf = Btf::from_sys_fs().map_err(|source| LoadError::KernelBtf {
         path: KERNEL_BTF,
-        source,
+        source: Box::new(source),
     })?;
     Ok(BTF.get_or_init(|| btf))
 }
@@ -49,9 +49,10 @@ impl Object {
         let mut loader = EbpfLoader::new();
         loader.btf(Some(btf));
         configure(&mut loader);
-        let ebpf = loader
-            .load(bytes)
-            .map_err(|source| LoadError::Object { object: name, source })?;
+        let ebpf = loader.load(bytes).map_err(|source| LoadError::Object {
+            object: name,
+            source: Box::new(source),
+        })?;
         Ok(Object { name, ebpf })
     }
 
@@ -75,7 +76,7 @@ impl Object {
             object,
             program,
             attach_point: format!("tracepoint {category}:{name}"),
-            source,
+            source: Box::new(source),
         })?;
         Ok(())
     }
@@ -93,7 +94,7 @@ impl Object {
         prog.try_into().map_err(|source| LoadError::Program {
             object,
             program,
-            source,
+            source: Box::new(source),
         })
     }
 
@@ -104,7 +105,11 @@ impl Object {
     {
         let object = self.name;
         let raw = self.ebpf.take_map(map).ok_or(LoadError::NoSuchMap { object, map })?;
-        T::try_from(raw).map_err(|source| LoadError::Map { object, map, source })
+        T::try_from(raw).map_err(|source| LoadError::Map {
+            object,
+            map,
+            source: Box::new(source),
+        })
     }
 
     /// Run-time statistics of every program (needs `kernel.bpf_stats_enabled`
@@ -141,13 +146,13 @@ pub fn load_error(object: &'static str, program: &'static str, error: ProgramErr
         ProgramError::LoadError { io_error, verifier_log } => LoadError::Verifier {
             object,
             program,
-            io_error,
+            io_error: Box::new(io_error),
             verifier_log: verifier_log.to_string(),
         },
         source => LoadError::Program {
             object,
             program,
-            source,
+            source: Box::new(source),
         },
     }
 }

@@ -174,7 +174,7 @@ pub fn trial(feature: Feature) -> Result<(), LoadError> {
                     object: OBJECT,
                     program,
                     attach_point: format!("kprobe {TRIAL_KERNEL_FUNCTION}"),
-                    source,
+                    source: Box::new(source),
                 })
         }
         Feature::Fentry => {
@@ -187,7 +187,7 @@ pub fn trial(feature: Feature) -> Result<(), LoadError> {
                 object: OBJECT,
                 program,
                 attach_point: format!("fentry {TRIAL_KERNEL_FUNCTION}"),
-                source,
+                source: Box::new(source),
             })
         }
         Feature::Uprobe => {
@@ -203,7 +203,7 @@ pub fn trial(feature: Feature) -> Result<(), LoadError> {
                 object: OBJECT,
                 program,
                 attach_point: format!("uprobe {}:{symbol}", exe.display()),
-                source,
+                source: Box::new(source),
             })
         }
         Feature::PerfEvent => {
@@ -221,7 +221,7 @@ pub fn trial(feature: Feature) -> Result<(), LoadError> {
                 object: OBJECT,
                 program,
                 attach_point: "perf_event software:cpu-clock cpu 0".to_string(),
-                source,
+                source: Box::new(source),
             })
         }
         Feature::RingBuf => unreachable!("handled above"),
@@ -235,15 +235,15 @@ fn ringbuf_trial() -> Result<(), LoadError> {
         Ok(false) => Err(LoadError::Program {
             object: "probes",
             program,
-            source: aya::programs::ProgramError::SyscallError(aya::sys::SyscallError {
+            source: Box::new(aya::programs::ProgramError::SyscallError(aya::sys::SyscallError {
                 call: "bpf_map_create(BPF_MAP_TYPE_RINGBUF)",
                 io_error: io::Error::from_raw_os_error(libc::EINVAL),
-            }),
+            })),
         }),
         Err(error) => Err(LoadError::Program {
             object: "probes",
             program,
-            source: aya::programs::ProgramError::SyscallError(error),
+            source: Box::new(aya::programs::ProgramError::SyscallError(error)),
         }),
     }
 }

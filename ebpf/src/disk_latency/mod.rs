@@ -119,7 +119,7 @@ impl DiskLatency {
         let err = |source| ReadError {
             object: OBJECT,
             map: MAP_HISTS,
-            source,
+            source: Box::new(source),
         };
         let mut out = Vec::new();
         for entry in self.hists.iter() {
@@ -139,7 +139,7 @@ impl DiskLatency {
             let per_cpu = self.stats.get(&(index as u32), 0).map_err(|source| ReadError {
                 object: OBJECT,
                 map: MAP_STATS,
-                source,
+                source: Box::new(source),
             })?;
             *total = per_cpu.iter().sum();
         }
