@@ -257,3 +257,57 @@ sink "console" "out" {{
         "loss counters are exported:\n{stdout}"
     );
 }
+
+#[test]
+fn queue_time_is_measured_behind_a_scheduler() {
+    let test = "queue_time_is_measured_behind_a_scheduler";
+    if !bpf_available_or_skip(test) {
+        return;
+    }
+    let Some(dev) = loop_device(test) else { return };
+    let scheduler = format!("/sys/block/{}/queue/scheduler", dev.name);
+    if std::fs::write(&scheduler, "mq-deadline").is_err() {
+        skip_or_fail(test, "mq-deadline is not available for loop devices");
+        return;
+    }
+    let config = DiskLatencySourceConfig {
+        devices: vec![dev.name.clone()],
+        ..DiskLatencySourceConfig::default()
+    };
+    let mut collector = Collector::load(&config, "test-node".into(), &[]).expect("disk_latency loads");
+    let before = diskstats(&dev.name).unwrap();
+    direct_io(&dev.path, true, WRITE_SIZE, 200).unwrap();
+    let after = diskstats(&dev.name).unwrap();
+    let events = collector.collect().unwrap();
+    let queued: u64 = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Metric(m)
+                if m.name.as_str() == sonde_sources::disk_latency::QUEUE_DURATION
+                    && m.attributes.get(OPERATION).and_then(|v| v.as_str()) == Some("write") =>
+            {
+                match &m.value {
+                    MetricValue::Histogram(h) => Some(h.count),
+                    _ => None,
+                }
+            }
+            _ => None,
+        })
+        .sum();
+    let writes = by_operation(&events, &dev.name)
+        .get("write")
+        .cloned()
+        .unwrap_or_default();
+    eprintln!(
+        "queued {queued}, writes {}, diskstats {}",
+        writes.requests,
+        after.writes - before.writes
+    );
+    assert!(within_one_percent(writes.requests, after.writes - before.writes));
+    // Every write went through the scheduler: each has a queue time.
+    assert!(
+        within_one_percent(queued, writes.requests),
+        "queued {queued} of {}",
+        writes.requests
+    );
+}

@@ -15,6 +15,7 @@
 //!   [`sources`]: which source types are eBPF-based and how to trial them.
 //! - [`telemetry`]: `sonde_ebpf_*` internal metrics (lost events, full maps,
 //!   failed reads).
+//! - [`stats`]: kernel-measured run time of programs, for benchmarks.
 //! - one module per source's programs ([`disk_latency`]).
 //!
 //! Minimum kernel for everything here: 5.5 (BTF in sysfs,
@@ -26,6 +27,7 @@ pub mod error;
 pub mod loader;
 pub mod probe;
 pub mod sources;
+pub mod stats;
 pub mod system;
 pub mod telemetry;
 pub mod testing;

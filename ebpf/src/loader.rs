@@ -66,12 +66,15 @@ impl Object {
         &mut self.ebpf
     }
 
-    /// Loads program `program` as a tracepoint program and attaches it to
-    /// `category:name` (kernel 4.7+).
+    /// Loads program `program` as a tracepoint program (unless it is
+    /// already) and attaches it to `category:name` (kernel 4.7+).
     pub fn attach_tracepoint(&mut self, program: &'static str, category: &str, name: &str) -> Result<(), LoadError> {
         let object = self.name;
         let prog: &mut TracePoint = self.program_as(program)?;
-        prog.load().map_err(|e| load_error(object, program, e))?;
+        // A program may be attached to several tracepoints; load it once.
+        if prog.fd().is_err() {
+            prog.load().map_err(|e| load_error(object, program, e))?;
+        }
         prog.attach(category, name).map_err(|source| LoadError::Attach {
             object,
             program,
