@@ -10,8 +10,12 @@ source "internal_metrics" "agent" {
   interval = "10s"
 }
 
+source "disk_latency" "disk" {
+  interval = "10s"
+}
+
 sink "file" "events" {
-  inputs    = ["agent"]
+  inputs    = ["agent", "disk"]
   path      = env("SONDE_OUTPUT", "/var/lib/sonde/events.jsonl")
   max_bytes = 104857600
   max_files = 5

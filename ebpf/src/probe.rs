@@ -229,23 +229,19 @@ pub fn trial(feature: Feature) -> Result<(), LoadError> {
 }
 
 fn ringbuf_trial() -> Result<(), LoadError> {
-    let program = "ringbuf";
-    match aya::sys::is_map_supported(aya::maps::MapType::RingBuf) {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(LoadError::Program {
-            object: "probes",
-            program,
-            source: Box::new(aya::programs::ProgramError::SyscallError(aya::sys::SyscallError {
-                call: "bpf_map_create(BPF_MAP_TYPE_RINGBUF)",
-                io_error: io::Error::from_raw_os_error(libc::EINVAL),
-            })),
-        }),
-        Err(error) => Err(LoadError::Program {
-            object: "probes",
-            program,
-            source: Box::new(aya::programs::ProgramError::SyscallError(error)),
-        }),
-    }
+    let source = match aya::sys::is_map_supported(aya::maps::MapType::RingBuf) {
+        Ok(true) => return Ok(()),
+        Ok(false) => aya::maps::MapError::CreateError {
+            name: "ringbuf".to_string(),
+            io_error: io::Error::from_raw_os_error(libc::EINVAL),
+        },
+        Err(error) => aya::maps::MapError::SyscallError(error),
+    };
+    Err(LoadError::Map {
+        object: "probes",
+        map: "ringbuf",
+        source: Box::new(source),
+    })
 }
 
 #[cfg(test)]
