@@ -42,7 +42,10 @@ pub enum LoadError {
         map: &'static str,
     },
     /// The kernel's verifier rejected a program.
-    #[error("the kernel rejected program `{program}` of `{object}`: {io_error}\nverifier log:\n{verifier_log}")]
+    #[error(
+        "the kernel rejected program `{program}` of `{object}`: {io_error}{}",
+        log_suffix(verifier_log)
+    )]
     Verifier {
         /// The object.
         object: &'static str,
@@ -150,4 +153,12 @@ pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
         next = source.source();
     }
     text
+}
+
+fn log_suffix(log: &str) -> String {
+    if log.trim().is_empty() {
+        String::new()
+    } else {
+        format!("\nverifier log:\n{}", log.trim_end())
+    }
 }

@@ -35,6 +35,8 @@ pub mod testing;
 #[cfg(test)]
 mod btf_layout;
 
+/// aya, for sources that need its types beyond what this crate wraps.
+pub use aya;
 pub use error::{LoadError, ReadError};
 pub use loader::Object;
 

@@ -27,7 +27,12 @@ pub fn skip_or_fail(test: &str, reason: &str) -> bool {
     if bpf_required() {
         panic!("{test}: {reason} ({REQUIRE_BPF} is set, so this fails instead of skipping)");
     }
-    eprintln!("SKIP {test}: {reason} (set {REQUIRE_BPF}=1 to make this a failure)");
+    // Written to the process' stderr, not eprintln!, which the test
+    // harness captures: a skip must be visible.
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("SKIP {test}: {reason} (set {REQUIRE_BPF}=1 to make this a failure)\n").as_bytes(),
+    );
     false
 }
 

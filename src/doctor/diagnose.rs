@@ -90,15 +90,15 @@ fn permission_fix(facts: &Facts) -> String {
         missing.push(Capability::Perfmon);
     }
     if !missing.is_empty() {
-        return capability_fix(&missing, facts.version);
-    }
-    if let Some(level) = facts.paranoid.filter(|l| *l > 2) {
-        if !facts.has(Capability::Perfmon) && !facts.has(Capability::SysAdmin) {
-            return format!(
+        let fix = capability_fix(&missing, facts.version);
+        return match facts.paranoid.filter(|level| *level > 2) {
+            // Debian/Android's extra levels also stop perf events without CAP_PERFMON.
+            Some(level) if !facts.can_perfmon() => format!(
                 "kernel.perf_event_paranoid={level}: set it to 2 (sysctl -w kernel.perf_event_paranoid=2) or \
-                 grant CAP_PERFMON"
-            );
-        }
+                 grant CAP_PERFMON; and {fix}"
+            ),
+            _ => fix,
+        };
     }
     if sonde_ebpf::system::kernel_uses_memlock() && !facts.has(Capability::SysResource) {
         return "kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK: grant CAP_SYS_RESOURCE (or raise the \
@@ -109,4 +109,101 @@ fn permission_fix(facts: &Facts) -> String {
      (set securityContext.seccompProfile.type: Unconfined, or allow both syscalls), an LSM policy \
      (AppArmor/SELinux), or kernel lockdown (check /sys/kernel/security/lockdown)"
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use sonde_ebpf::caps::CapSet;
+
+    use super::*;
+
+    fn facts(version: (u32, u32), caps: u64) -> Facts {
+        Facts {
+            release: format!("{}.{}.0", version.0, version.1),
+            version: Some(version),
+            caps: Some(CapSet(caps)),
+            paranoid: Some(2),
+            tracefs_ok: true,
+            btf_ok: true,
+            checks: Vec::new(),
+            features: Vec::new(),
+        }
+    }
+
+    fn denied() -> LoadError {
+        LoadError::Verifier {
+            object: "disk_latency",
+            program: "block_rq_issue",
+            io_error: Box::new(io::Error::from_raw_os_error(1)),
+            verifier_log: String::new(),
+        }
+    }
+
+    const ALL_CAPS: u64 = (1 << 40) - 1;
+    const NO_BPF: u64 = ALL_CAPS & !(1 << 39) & !(1 << 38) & !(1 << 21);
+
+    #[test]
+    fn missing_capabilities_are_named_with_a_pod_spec_fix() {
+        let d = diagnose(&denied(), &facts((6, 1), NO_BPF), (5, 5));
+        assert!(d.fix.contains("missing CAP_BPF and CAP_PERFMON"), "{}", d.fix);
+        assert!(d.fix.contains("securityContext.capabilities.add"), "{}", d.fix);
+        // Before 5.8 there is no CAP_BPF: the fix says SYS_ADMIN.
+        let d = diagnose(&denied(), &facts((5, 6), NO_BPF), (5, 5));
+        assert!(d.fix.contains("SYS_ADMIN"), "{}", d.fix);
+    }
+
+    #[test]
+    fn paranoid_kernels_and_old_kernels_and_missing_btf_get_their_own_fix() {
+        let mut node = facts((6, 1), ALL_CAPS & !(1 << 38) & !(1 << 21));
+        // CAP_BPF alone still lacks PERFMON.
+        assert!(diagnose(&denied(), &node, (5, 5)).fix.contains("CAP_PERFMON"));
+        node.paranoid = Some(3);
+        let fix = diagnose(&denied(), &node, (5, 5)).fix;
+        assert!(fix.starts_with("kernel.perf_event_paranoid=3: set it to 2"), "{fix}");
+        node.caps = Some(CapSet(ALL_CAPS));
+        assert!(diagnose(&denied(), &node, (5, 5)).fix.contains("seccomp"));
+
+        let old = facts((4, 19), ALL_CAPS);
+        let d = diagnose(&denied(), &old, (5, 5));
+        assert!(d.fix.contains("older than 5.5"), "{}", d.fix);
+
+        let mut no_btf = facts((6, 1), ALL_CAPS);
+        no_btf.btf_ok = false;
+        assert!(diagnose(&denied(), &no_btf, (5, 5))
+            .fix
+            .contains("CONFIG_DEBUG_INFO_BTF"));
+    }
+
+    #[test]
+    fn a_missing_tracefs_is_told_apart_from_a_missing_tracepoint() {
+        let missing = LoadError::Program {
+            object: "disk_latency",
+            program: "block_rq_issue",
+            source: Box::new(sonde_ebpf::aya::programs::ProgramError::SyscallError(
+                sonde_ebpf::aya::sys::SyscallError {
+                    call: "perf_event_open",
+                    io_error: io::Error::from_raw_os_error(2),
+                },
+            )),
+        };
+        let mut node = facts((6, 1), ALL_CAPS);
+        assert!(diagnose(&missing, &node, (5, 5)).fix.contains("does not exist"));
+        node.tracefs_ok = false;
+        assert!(diagnose(&missing, &node, (5, 5)).fix.contains("/sys/kernel/tracing"));
+    }
+
+    #[test]
+    fn verifier_logs_are_kept_apart_from_the_reason() {
+        let rejected = LoadError::Verifier {
+            object: "disk_latency",
+            program: "block_rq_complete",
+            io_error: Box::new(io::Error::from_raw_os_error(13)),
+            verifier_log: "0: R1=ctx()\ndereference of modified ctx ptr".to_string(),
+        };
+        let d = diagnose(&rejected, &facts((6, 1), ALL_CAPS), (5, 5));
+        assert_eq!(d.reason.lines().count(), 1, "{}", d.reason);
+        assert!(d.verifier_log.unwrap().contains("modified ctx ptr"));
+    }
 }
