@@ -98,9 +98,16 @@ struct {
 	__type(value, __u64);
 } disk_queued SEC(".maps");
 
+/*
+ * Not preallocated: a preallocated per-CPU hash costs max_entries x CPUs x
+ * 608 bytes up front (60 MB on a 96-CPU node); this one holds only the
+ * (device, operation) pairs seen. Entries are created once per pair, so
+ * the allocation is off the hot path.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, DISK_MAX_HISTS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct disk_key);
 	__type(value, struct disk_hist);
 } disk_hists SEC(".maps");

@@ -48,7 +48,7 @@
 
 /* Capacity of the maps (entries). */
 #define DISK_MAX_IN_FLIGHT 10240
-#define DISK_MAX_HISTS 1024
+#define DISK_MAX_HISTS 4096
 
 /* Key of `disk_hists`: one device and one operation. */
 struct disk_key {
