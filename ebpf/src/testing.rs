@@ -48,7 +48,8 @@ pub struct LoopDevice {
 }
 
 impl LoopDevice {
-    /// Creates a `size`-byte file and attaches it with `losetup`.
+    /// Creates a `size`-byte file and attaches it with `losetup`, with no
+    /// I/O scheduler.
     pub fn create(size: u64) -> std::io::Result<LoopDevice> {
         let backing = std::env::temp_dir().join(format!(
             "sonde-loop-{}-{}.img",
@@ -79,6 +80,9 @@ impl LoopDevice {
         };
         let path = std::path::PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
         let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        // Loop devices are reused, with the scheduler a previous user set:
+        // start from none, so every request is one issue and one complete.
+        let _ = std::fs::write(format!("/sys/block/{name}/queue/scheduler"), "none");
         // Let udev finish probing the new device before anyone counts.
         let _ = std::process::Command::new("udevadm").arg("settle").status();
         Ok(LoopDevice { path, name, backing })
