@@ -17,9 +17,12 @@ use sonde_core::{BoxError, Sink, SinkConfig, SinkContext, SinkError};
 use tower::util::BoxCloneService;
 use tower::Service;
 
-/// Sequence numbers each test sink received, by sink id.
-fn received() -> &'static Mutex<HashMap<String, Arc<Mutex<Vec<u64>>>>> {
-    static RECEIVED: OnceLock<Mutex<HashMap<String, Arc<Mutex<Vec<u64>>>>>> = OnceLock::new();
+/// Sequence numbers one test sink received.
+type Received = Arc<Mutex<Vec<u64>>>;
+
+/// What each test sink received, by sink id.
+fn received() -> &'static Mutex<HashMap<String, Received>> {
+    static RECEIVED: OnceLock<Mutex<HashMap<String, Received>>> = OnceLock::new();
     RECEIVED.get_or_init(Default::default)
 }
 
