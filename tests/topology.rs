@@ -418,3 +418,42 @@ async fn permanent_failures_drop_the_batch_and_count_it() {
     );
     assert_eq!(counter("sonde_component_errors_total", "perm_sink", None), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_metrics_reports_component_counters() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.jsonl");
+    let config = format!(
+        r#"
+        source "demo" "im_gen" {{
+          rate = 0
+          count = 500
+        }}
+        sink "blackhole" "im_void" {{ inputs = ["im_gen"] }}
+        source "internal_metrics" "im_agent" {{ interval = "100ms" }}
+        sink "file" "im_out" {{
+          inputs = ["im_agent"]
+          path = "{}"
+        }}
+        "#,
+        path.display()
+    );
+    let loaded = load_str("test.hcl", &config, &registry()).unwrap();
+    let topology = Topology::start(loaded.config, GlobalContext { node_name: "n".into() }).unwrap();
+    let mut found = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        found = text.lines().any(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["name"] == "sonde_component_sent_events_total"
+                && v["attributes"]["component_id"] == "im_void"
+                && v["value"]["value"] == 500.0
+        });
+        if found {
+            break;
+        }
+    }
+    topology.shutdown(Duration::from_secs(1)).await;
+    assert!(found, "internal_metrics never reported 500 events sent by im_void");
+}
