@@ -4,6 +4,7 @@
 //! loop, and one line in [`register`].
 
 pub mod demo;
+pub mod disk_latency;
 pub mod internal_metrics;
 
 use sonde_core::Registry;
@@ -11,5 +12,6 @@ use sonde_core::Registry;
 /// Registers every source type.
 pub fn register(registry: &mut Registry) {
     registry.source::<demo::DemoSourceConfig>("demo");
+    registry.source::<disk_latency::DiskLatencySourceConfig>("disk_latency");
     registry.source::<internal_metrics::InternalMetricsSourceConfig>("internal_metrics");
 }

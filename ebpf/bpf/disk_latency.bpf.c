@@ -1,0 +1,295 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0)
+/*
+ * disk_latency: block request latency, queue time and size, per device and
+ * operation, aggregated in the kernel.
+ *
+ *   block:block_rq_insert    remember when a request entered the scheduler
+ *   block:block_rq_issue     queue time = issue - insert; remember the issue
+ *   block:block_rq_complete  latency = complete - issue; sizes, bytes, count
+ *
+ * Requests are matched by (dev, sector), as the tracepoints carry no request
+ * pointer. Histograms live in a per-CPU hash keyed by (dev, op) that is never
+ * reset: user space sums the CPUs and reports running totals.
+ *
+ * Tracepoint contexts are declared below with only the fields read and with
+ * preserve_access_index, so CO-RE relocates each field by name against the
+ * running kernel's BTF (the event classes were renamed across versions).
+ * Minimum kernel: 5.5 (BTF in sysfs, bpf_probe_read_kernel).
+ */
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+
+#include "disk_latency.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/*
+ * Set from user space before load (EbpfLoader::set_global): when 0, the
+ * issue program skips the queue-time lookup, which is wasted work when
+ * block_rq_insert is not attached.
+ */
+const volatile __u8 track_queue = 1;
+
+/* block_rq_insert, block_rq_issue: event class `block_rq` since 2.6.x. */
+struct trace_event_raw_block_rq___sonde {
+	__u32 dev;
+	__u64 sector;
+	char rwbs[8];
+} __attribute__((preserve_access_index));
+
+/* block_rq_complete on kernels with block_rq_error: class `block_rq_completion`. */
+struct trace_event_raw_block_rq_completion___sonde {
+	__u32 dev;
+	__u64 sector;
+	__u32 nr_sector;
+	char rwbs[8];
+} __attribute__((preserve_access_index));
+
+/* block_rq_complete on older kernels: its own event, `block_rq_complete`. */
+struct trace_event_raw_block_rq_complete___sonde {
+	__u32 dev;
+	__u64 sector;
+	__u32 nr_sector;
+	char rwbs[8];
+} __attribute__((preserve_access_index));
+
+/* One request in flight, as the tracepoints can name it. */
+struct request_key {
+	__u32 dev;
+	__u32 _pad;
+	__u64 sector;
+};
+
+struct request_start {
+	__u64 ts;
+	__u32 op;
+	__u32 _pad;
+};
+
+/* Issue times. LRU: a request that never completes is evicted, not leaked. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, DISK_MAX_IN_FLIGHT);
+	__type(key, struct request_key);
+	__type(value, struct request_start);
+} disk_starts SEC(".maps");
+
+/* Insert times; a request merged away before issue is evicted in time. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, DISK_MAX_IN_FLIGHT);
+	__type(key, struct request_key);
+	__type(value, __u64);
+} disk_queued SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, DISK_MAX_HISTS);
+	__type(key, struct disk_key);
+	__type(value, struct disk_hist);
+} disk_hists SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, DISK_STAT_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} disk_stats SEC(".maps");
+
+/* Inserted into disk_hists for a new key: too big for the 512-byte stack. */
+static const struct disk_hist zero_hist;
+
+static __always_inline void count(__u32 stat)
+{
+	__u64 *value = bpf_map_lookup_elem(&disk_stats, &stat);
+
+	if (value)
+		*value += 1;
+}
+
+/* floor(log2(v)) for v > 0. */
+static __always_inline __u32 log2_u64(__u64 v)
+{
+	__u32 r, shift;
+
+	r = (v > 0xFFFFFFFFULL) << 5;
+	v >>= r;
+	shift = (v > 0xFFFF) << 4;
+	v >>= shift;
+	r |= shift;
+	shift = (v > 0xFF) << 3;
+	v >>= shift;
+	r |= shift;
+	shift = (v > 0xF) << 2;
+	v >>= shift;
+	r |= shift;
+	shift = (v > 0x3) << 1;
+	v >>= shift;
+	r |= shift;
+	r |= (v >> 1);
+	return r;
+}
+
+/* The slot of v: see the slot rule in disk_latency.h. */
+static __always_inline __u32 slot(__u64 v, __u32 min_shift, __u32 slots)
+{
+	__u32 s;
+
+	if (v <= (1ULL << min_shift))
+		return 0;
+	s = log2_u64(v - 1) - min_shift + 1;
+	if (s >= slots)
+		s = slots - 1;
+	return s;
+}
+
+/*
+ * The operation from the first two rwbs characters: an optional 'F'
+ * (REQ_PREFLUSH), then R, W, D (discard, secure erase), F (flush) or N.
+ */
+static __always_inline __u32 rwbs_op(const char *rwbs)
+{
+	char c = rwbs[0];
+
+	if (c == 'F') {
+		char next = rwbs[1];
+
+		if (next != 'R' && next != 'W' && next != 'D' && next != 'N')
+			return DISK_OP_FLUSH;
+		c = next;
+	}
+	switch (c) {
+	case 'R':
+		return DISK_OP_READ;
+	case 'W':
+		return DISK_OP_WRITE;
+	case 'D':
+		return DISK_OP_DISCARD;
+	default:
+		return DISK_OP_OTHER;
+	}
+}
+
+/*
+ * rwbs sits at a 2-byte-aligned offset: a direct context load of it is
+ * rejected ("dereference of modified ctx ptr"), so it is copied.
+ */
+static __always_inline __u32 read_op(const void *rwbs)
+{
+	char buf[2];
+
+	if (bpf_probe_read_kernel(buf, sizeof(buf), rwbs)) {
+		count(DISK_STAT_READ_FAILED);
+		return DISK_OP_OTHER;
+	}
+	return rwbs_op(buf);
+}
+
+static __always_inline struct disk_hist *hist_for(struct disk_key *key)
+{
+	struct disk_hist *hist = bpf_map_lookup_elem(&disk_hists, key);
+	long err;
+
+	if (hist)
+		return hist;
+	/* -EEXIST: another CPU created it meanwhile, which is fine. */
+	err = bpf_map_update_elem(&disk_hists, key, &zero_hist, BPF_NOEXIST);
+	if (err && err != -17)
+		count(DISK_STAT_HIST_MAP_FULL);
+	return bpf_map_lookup_elem(&disk_hists, key);
+}
+
+SEC("tracepoint/block/block_rq_insert")
+int block_rq_insert(struct trace_event_raw_block_rq___sonde *ctx)
+{
+	struct request_key key = { .dev = ctx->dev, .sector = ctx->sector };
+	__u64 now = bpf_ktime_get_ns();
+
+	if (bpf_map_update_elem(&disk_queued, &key, &now, BPF_ANY))
+		count(DISK_STAT_QUEUE_MAP_FULL);
+	return 0;
+}
+
+SEC("tracepoint/block/block_rq_issue")
+int block_rq_issue(struct trace_event_raw_block_rq___sonde *ctx)
+{
+	struct request_key key = { .dev = ctx->dev, .sector = ctx->sector };
+	struct request_start start = { .op = read_op(&ctx->rwbs) };
+
+	start.ts = bpf_ktime_get_ns();
+	if (track_queue) {
+		__u64 *queued = bpf_map_lookup_elem(&disk_queued, &key);
+
+		if (queued) {
+			struct disk_key hkey = { .dev = key.dev, .op = start.op };
+			__u64 delta = start.ts - *queued;
+			struct disk_hist *hist;
+
+			bpf_map_delete_elem(&disk_queued, &key);
+			hist = hist_for(&hkey);
+			if (hist) {
+				hist->queue[slot(delta, DISK_LATENCY_MIN_SHIFT, DISK_LATENCY_SLOTS)] += 1;
+				hist->queue_sum_ns += delta;
+			}
+		}
+	}
+	if (bpf_map_update_elem(&disk_starts, &key, &start, BPF_ANY))
+		count(DISK_STAT_START_MAP_FULL);
+	return 0;
+}
+
+/* The completion, whichever event class delivered it. */
+static __always_inline int on_complete(__u32 dev, __u64 sector, __u32 nr_sector, const void *rwbs)
+{
+	struct request_key key = { .dev = dev, .sector = sector };
+	struct disk_key hkey = { .dev = dev };
+	struct request_start *start;
+	struct disk_hist *hist;
+	__u64 now, bytes, latency = 0;
+	int timed = 0;
+
+	now = bpf_ktime_get_ns();
+	start = bpf_map_lookup_elem(&disk_starts, &key);
+	if (start) {
+		hkey.op = start->op;
+		latency = now - start->ts;
+		timed = 1;
+		bpf_map_delete_elem(&disk_starts, &key);
+	} else {
+		/* In flight when we attached, or evicted: counted, not timed. */
+		count(DISK_STAT_NO_START);
+		hkey.op = read_op(rwbs);
+	}
+	hist = hist_for(&hkey);
+	if (!hist)
+		return 0;
+	bytes = (__u64)nr_sector << 9;
+	hist->requests += 1;
+	hist->bytes += bytes;
+	hist->size[slot(bytes, DISK_SIZE_MIN_SHIFT, DISK_SIZE_SLOTS)] += 1;
+	if (timed) {
+		hist->latency[slot(latency, DISK_LATENCY_MIN_SHIFT, DISK_LATENCY_SLOTS)] += 1;
+		hist->latency_sum_ns += latency;
+	}
+	return 0;
+}
+
+/*
+ * Two programs for one tracepoint, one per event class; user space loads
+ * the one whose context type the kernel's BTF has. (One program testing
+ * bpf_core_type_exists() does not work: clang merges both branches into
+ * ctx-pointer arithmetic, which the verifier rejects.)
+ */
+SEC("tracepoint/block/block_rq_complete")
+int block_rq_complete(struct trace_event_raw_block_rq_completion___sonde *ctx)
+{
+	return on_complete(ctx->dev, ctx->sector, ctx->nr_sector, &ctx->rwbs);
+}
+
+SEC("tracepoint/block/block_rq_complete")
+int block_rq_complete_old(struct trace_event_raw_block_rq_complete___sonde *ctx)
+{
+	return on_complete(ctx->dev, ctx->sector, ctx->nr_sector, &ctx->rwbs);
+}

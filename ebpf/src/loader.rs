@@ -1,0 +1,158 @@
+//! Loading an embedded object: [`Object::load`] prepares the system
+//! ([`crate::system::prepare`]), relocates the object against the running
+//! kernel's BTF (`/sys/kernel/btf/vmlinux`, kernel 5.4+), creates its maps;
+//! then each program is loaded and attached by name, and maps are taken out
+//! as typed handles, once. Every error names the object, program, map and
+//! attach point.
+
+use std::sync::OnceLock;
+
+use aya::maps::{Map, MapError};
+use aya::programs::{ProgramError, TracePoint};
+use aya::{Btf, Ebpf, EbpfLoader};
+
+use crate::error::LoadError;
+
+/// Where the kernel exposes its own BTF.
+pub const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// The running kernel's BTF, parsed once per process.
+pub fn kernel_btf() -> Result<&'static Btf, LoadError> {
+    static BTF: OnceLock<Btf> = OnceLock::new();
+    if let Some(btf) = BTF.get() {
+        return Ok(btf);
+    }
+    let btf = Btf::from_sys_fs().map_err(|source| LoadError::KernelBtf {
+        path: KERNEL_BTF,
+        source: Box::new(source),
+    })?;
+    Ok(BTF.get_or_init(|| btf))
+}
+
+/// A loaded eBPF object: its programs stay attached until it is dropped.
+#[derive(Debug)]
+pub struct Object {
+    name: &'static str,
+    ebpf: Ebpf,
+}
+
+impl Object {
+    /// Loads `bytes` (one of [`crate::objects`]) as object `name`.
+    /// `configure` may set globals or map sizes before the load.
+    pub fn load<'a>(
+        name: &'static str,
+        bytes: &[u8],
+        configure: impl FnOnce(&mut EbpfLoader<'a>),
+    ) -> Result<Self, LoadError> {
+        crate::system::prepare();
+        let btf = kernel_btf()?;
+        let mut loader = EbpfLoader::new();
+        loader.btf(Some(btf));
+        configure(&mut loader);
+        let ebpf = loader.load(bytes).map_err(|source| LoadError::Object {
+            object: name,
+            source: Box::new(source),
+        })?;
+        Ok(Object { name, ebpf })
+    }
+
+    /// The object's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The underlying aya object, for program types without a helper here.
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+
+    /// Loads program `program` as a tracepoint program and attaches it to
+    /// `category:name` (kernel 4.7+).
+    pub fn attach_tracepoint(&mut self, program: &'static str, category: &str, name: &str) -> Result<(), LoadError> {
+        let object = self.name;
+        let prog: &mut TracePoint = self.program_as(program)?;
+        prog.load().map_err(|e| load_error(object, program, e))?;
+        prog.attach(category, name).map_err(|source| LoadError::Attach {
+            object,
+            program,
+            attach_point: format!("tracepoint {category}:{name}"),
+            source: Box::new(source),
+        })?;
+        Ok(())
+    }
+
+    /// Program `program` as type `T` (not yet loaded).
+    pub fn program_as<T>(&mut self, program: &'static str) -> Result<&mut T, LoadError>
+    where
+        for<'a> &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+    {
+        let object = self.name;
+        let prog = self
+            .ebpf
+            .program_mut(program)
+            .ok_or(LoadError::NoSuchProgram { object, program })?;
+        prog.try_into().map_err(|source| LoadError::Program {
+            object,
+            program,
+            source: Box::new(source),
+        })
+    }
+
+    /// Takes map `map` out of the object as the typed handle `T`.
+    pub fn take_map<T>(&mut self, map: &'static str) -> Result<T, LoadError>
+    where
+        T: TryFrom<Map, Error = MapError>,
+    {
+        let object = self.name;
+        let raw = self.ebpf.take_map(map).ok_or(LoadError::NoSuchMap { object, map })?;
+        T::try_from(raw).map_err(|source| LoadError::Map {
+            object,
+            map,
+            source: Box::new(source),
+        })
+    }
+
+    /// Run-time statistics of every program (needs `kernel.bpf_stats_enabled`
+    /// or [`aya::sys::enable_stats`], kernel 5.8+, to be non-zero).
+    pub fn program_stats(&self) -> Vec<ProgramStats> {
+        self.ebpf
+            .programs()
+            .filter_map(|(name, prog)| {
+                let info = prog.info().ok()?;
+                Some(ProgramStats {
+                    name: name.to_string(),
+                    run_time_ns: info.run_time().as_nanos() as u64,
+                    run_count: info.run_count(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// How long and how often a program ran.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProgramStats {
+    /// The program's name in the object.
+    pub name: String,
+    /// Total time spent in the program, ns.
+    pub run_time_ns: u64,
+    /// Number of runs.
+    pub run_count: u64,
+}
+
+/// A program load error, split into verifier rejections and the rest.
+pub fn load_error(object: &'static str, program: &'static str, error: ProgramError) -> LoadError {
+    match error {
+        ProgramError::LoadError { io_error, verifier_log } => LoadError::Verifier {
+            object,
+            program,
+            io_error: Box::new(io_error),
+            verifier_log: verifier_log.to_string(),
+        },
+        source => LoadError::Program {
+            object,
+            program,
+            source: Box::new(source),
+        },
+    }
+}

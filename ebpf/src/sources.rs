@@ -1,0 +1,35 @@
+//! Which source types run eBPF programs, and how `sonde doctor` tries
+//! each one for real. A source that adds a `bpf/<source>.bpf.c` adds its
+//! line to [`SOURCES`]; `core` knows nothing of this.
+
+use crate::error::LoadError;
+
+/// An eBPF-based source type.
+#[derive(Clone, Copy, Debug)]
+pub struct EbpfSource {
+    /// The source type name, as registered (`disk_latency`).
+    pub source_type: &'static str,
+    /// The oldest kernel it supports.
+    pub min_kernel: (u32, u32),
+    /// What it attaches to, for messages (`tracepoint block:block_rq_issue`).
+    pub attach_points: &'static [&'static str],
+    /// Loads and attaches its programs with default options, then detaches.
+    pub trial: fn() -> Result<(), LoadError>,
+}
+
+/// Every eBPF-based source type.
+pub const SOURCES: &[EbpfSource] = &[EbpfSource {
+    source_type: "disk_latency",
+    min_kernel: (5, 5),
+    attach_points: &[
+        "tracepoint block:block_rq_insert",
+        "tracepoint block:block_rq_issue",
+        "tracepoint block:block_rq_complete",
+    ],
+    trial: crate::disk_latency::trial,
+}];
+
+/// The eBPF source type named `source_type`, if it is one.
+pub fn find(source_type: &str) -> Option<&'static EbpfSource> {
+    SOURCES.iter().find(|s| s.source_type == source_type)
+}

@@ -1,0 +1,161 @@
+//! Helpers for tests that need to load BPF for real.
+//!
+//! With `SONDE_REQUIRE_BPF=1` (CI) a test that cannot load BPF fails;
+//! without it, it prints why and skips.
+
+/// The environment variable that turns skips into failures.
+pub const REQUIRE_BPF: &str = "SONDE_REQUIRE_BPF";
+
+/// Whether `SONDE_REQUIRE_BPF` is set to something other than `0` or empty.
+pub fn bpf_required() -> bool {
+    std::env::var(REQUIRE_BPF).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Whether this process can load and attach BPF programs (tried for real
+/// with a tracepoint program). Returns `false` after printing the reason
+/// when the test should skip; panics with the reason when
+/// `SONDE_REQUIRE_BPF=1`.
+pub fn bpf_available_or_skip(test: &str) -> bool {
+    match crate::probe::trial(crate::probe::Feature::Tracepoint) {
+        Ok(()) => true,
+        Err(error) => skip_or_fail(test, &format!("cannot load BPF: {error}")),
+    }
+}
+
+/// Skips (returns `false`) or, with `SONDE_REQUIRE_BPF=1`, panics, naming `reason`.
+pub fn skip_or_fail(test: &str, reason: &str) -> bool {
+    if bpf_required() {
+        panic!("{test}: {reason} ({REQUIRE_BPF} is set, so this fails instead of skipping)");
+    }
+    eprintln!("SKIP {test}: {reason} (set {REQUIRE_BPF}=1 to make this a failure)");
+    false
+}
+
+/// A loop device over a temporary file, detached and removed on drop: a
+/// disk no other process uses, for exact I/O counts.
+#[derive(Debug)]
+pub struct LoopDevice {
+    /// `/dev/loopN`.
+    pub path: std::path::PathBuf,
+    /// `loopN`, as in /proc/diskstats and the `device` attribute.
+    pub name: String,
+    backing: std::path::PathBuf,
+}
+
+impl LoopDevice {
+    /// Creates a `size`-byte file and attaches it with `losetup`.
+    pub fn create(size: u64) -> std::io::Result<LoopDevice> {
+        let backing = std::env::temp_dir().join(format!(
+            "sonde-loop-{}-{}.img",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default()
+        ));
+        std::fs::File::create(&backing)?.set_len(size)?;
+        let output = std::process::Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(&backing)
+            .output();
+        let output = match output {
+            Ok(o) if o.status.success() => o,
+            Ok(o) => {
+                let _ = std::fs::remove_file(&backing);
+                return Err(std::io::Error::other(format!(
+                    "losetup failed: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                )));
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&backing);
+                return Err(std::io::Error::other(format!("cannot run losetup: {e}")));
+            }
+        };
+        let path = std::path::PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+        let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        // Let udev finish probing the new device before anyone counts.
+        let _ = std::process::Command::new("udevadm").arg("settle").status();
+        Ok(LoopDevice { path, name, backing })
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("losetup").arg("-d").arg(&self.path).status();
+        let _ = std::fs::remove_file(&self.backing);
+    }
+}
+
+/// Does `count` `O_DIRECT` reads or writes of `size` bytes (a multiple of
+/// 4096) at consecutive offsets of `device`, each waited for: exactly
+/// `count` block requests of `size` bytes, none merged.
+pub fn direct_io(device: &std::path::Path, write: bool, size: usize, count: usize) -> std::io::Result<()> {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    const ALIGN: usize = 4096;
+    assert!(
+        size > 0 && size.is_multiple_of(ALIGN),
+        "size must be a multiple of {ALIGN}"
+    );
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(libc::O_DIRECT)
+        .open(device)?;
+    // O_DIRECT needs an aligned buffer: take an aligned window of a larger one.
+    let mut raw = vec![0x5au8; size + ALIGN];
+    let skip = (ALIGN - raw.as_ptr() as usize % ALIGN) % ALIGN;
+    let buf = &mut raw[skip..skip + size];
+    for i in 0..count {
+        let offset = (i * size) as u64;
+        let done = if write {
+            file.write_at(buf, offset)?
+        } else {
+            file.read_at(buf, offset)?
+        };
+        if done != size {
+            return Err(std::io::Error::other(format!("short I/O: {done} of {size} bytes")));
+        }
+    }
+    Ok(())
+}
+
+/// One disk's line of `/proc/diskstats` (the fields tests compare).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DiskStatsLine {
+    /// Reads completed.
+    pub reads: u64,
+    /// Sectors read (512 bytes each).
+    pub read_sectors: u64,
+    /// Writes completed.
+    pub writes: u64,
+    /// Sectors written.
+    pub write_sectors: u64,
+    /// Discards completed (kernel 4.18+).
+    pub discards: u64,
+    /// Flushes completed (kernel 5.5+).
+    pub flushes: u64,
+}
+
+/// The `/proc/diskstats` line of device `name`.
+pub fn diskstats(name: &str) -> std::io::Result<DiskStatsLine> {
+    let text = std::fs::read_to_string("/proc/diskstats")?;
+    let fields: Vec<u64> = text
+        .lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.get(2) == Some(&name))
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, format!("{name} not in /proc/diskstats")))?
+        .iter()
+        .skip(3)
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    let at = |i: usize| fields.get(i).copied().unwrap_or(0);
+    Ok(DiskStatsLine {
+        reads: at(0),
+        read_sectors: at(2),
+        writes: at(4),
+        write_sectors: at(6),
+        discards: at(11),
+        flushes: at(15),
+    })
+}

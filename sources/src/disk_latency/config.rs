@@ -1,0 +1,73 @@
+//! The `disk_latency` source's options.
+
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use sonde_core::event::EventKinds;
+use sonde_core::topology::component_metrics;
+use sonde_core::{BoxError, Source, SourceConfig, SourceContext};
+
+use super::collect::Collector;
+
+/// Default time between two emissions.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+/// Queue time is measured by default.
+pub const DEFAULT_QUEUE_TIME: bool = true;
+
+const fn default_interval() -> Duration {
+    DEFAULT_INTERVAL
+}
+const fn default_queue_time() -> bool {
+    DEFAULT_QUEUE_TIME
+}
+
+/// Block I/O latency, queue time and request sizes per disk and operation,
+/// measured in the kernel with eBPF (tracepoints `block:block_rq_*`).
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiskLatencySourceConfig {
+    /// Time between two emissions of the histograms and counters. Values
+    /// are running totals (cumulative), so a longer interval loses nothing,
+    /// it only makes points sparser. Default `10s`.
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub interval: Duration,
+    /// Also measure queue time (`block_rq_insert` → `block_rq_issue`), as
+    /// `sonde_disk_queue_duration_seconds`. Costs one more program run per
+    /// request that goes through the I/O scheduler. Default `true`.
+    #[serde(default = "default_queue_time")]
+    pub queue_time: bool,
+    /// Report only these disks, by kernel name (`vda`, `nvme0n1`, `loop3`).
+    /// Empty reports every disk. The kernel counts all of them either way.
+    /// Default: empty.
+    #[serde(default)]
+    pub devices: Vec<String>,
+}
+
+impl Default for DiskLatencySourceConfig {
+    fn default() -> Self {
+        DiskLatencySourceConfig {
+            interval: DEFAULT_INTERVAL,
+            queue_time: DEFAULT_QUEUE_TIME,
+            devices: Vec::new(),
+        }
+    }
+}
+
+impl SourceConfig for DiskLatencySourceConfig {
+    fn outputs(&self) -> EventKinds {
+        EventKinds::METRIC
+    }
+
+    fn build(&self, cx: SourceContext) -> Result<Source, BoxError> {
+        if self.interval.is_zero() {
+            return Err("interval must be longer than 0s".into());
+        }
+        // Load and attach now, so a node that cannot run the source fails
+        // at startup with the program, attach point and reason.
+        let labels = component_metrics::labels(&cx.info);
+        let collector = Collector::load(self, cx.global.node_name.clone(), &labels)?;
+        Ok(Box::pin(super::run::run(collector, self.interval, cx)))
+    }
+}
