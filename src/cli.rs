@@ -79,6 +79,8 @@ pub fn init_logging(filter: &str) {
     });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colours only for a person at a terminal, not for files and journald.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
 }

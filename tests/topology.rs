@@ -17,9 +17,12 @@ use sonde_core::{BoxError, Sink, SinkConfig, SinkContext, SinkError};
 use tower::util::BoxCloneService;
 use tower::Service;
 
-/// Sequence numbers each test sink received, by sink id.
-fn received() -> &'static Mutex<HashMap<String, Arc<Mutex<Vec<u64>>>>> {
-    static RECEIVED: OnceLock<Mutex<HashMap<String, Arc<Mutex<Vec<u64>>>>>> = OnceLock::new();
+/// Sequence numbers one test sink received.
+type Received = Arc<Mutex<Vec<u64>>>;
+
+/// What each test sink received, by sink id.
+fn received() -> &'static Mutex<HashMap<String, Received>> {
+    static RECEIVED: OnceLock<Mutex<HashMap<String, Received>>> = OnceLock::new();
     RECEIVED.get_or_init(Default::default)
 }
 
@@ -414,4 +417,69 @@ async fn permanent_failures_drop_the_batch_and_count_it() {
         200
     );
     assert_eq!(counter("sonde_component_errors_total", "perm_sink", None), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_metrics_reports_component_counters() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.jsonl");
+    let config = format!(
+        r#"
+        source "demo" "im_gen" {{
+          rate = 0
+          count = 500
+        }}
+        sink "blackhole" "im_void" {{ inputs = ["im_gen"] }}
+        source "internal_metrics" "im_agent" {{ interval = "100ms" }}
+        sink "file" "im_out" {{
+          inputs = ["im_agent"]
+          path = "{}"
+        }}
+        "#,
+        path.display()
+    );
+    let loaded = load_str("test.hcl", &config, &registry()).unwrap();
+    let topology = Topology::start(loaded.config, GlobalContext { node_name: "n".into() }).unwrap();
+    let mut found = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        found = text.lines().any(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["name"] == "sonde_component_sent_events_total"
+                && v["attributes"]["component_id"] == "im_void"
+                && v["value"]["value"] == 500.0
+        });
+        if found {
+            break;
+        }
+    }
+    topology.shutdown(Duration::from_secs(1)).await;
+    assert!(found, "internal_metrics never reported 500 events sent by im_void");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_block_merges_small_batches_into_bigger_calls() {
+    run_to_end(
+        r#"
+        source "demo" "batch_gen" {
+          rate = 0
+          count = 1000
+          batch_size = 10
+        }
+        sink "record" "batch_sink" {
+          inputs = ["batch_gen"]
+          batch {
+            max_events = 100
+            timeout = "2s"
+          }
+        }
+        "#,
+    )
+    .await;
+    assert_eq!(recorded("batch_sink"), (0..1000).collect::<Vec<_>>());
+    let calls = counter("sonde_component_received_batches_total", "batch_sink", None);
+    // 100 batches of 10 arrive; merged up to 100 events, that is 10 calls
+    // (a few more if the source is slower than the sink at times).
+    assert!((10..=20).contains(&calls), "{calls} sink calls for 100 batches of 10");
 }

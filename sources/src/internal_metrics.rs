@@ -47,7 +47,7 @@ impl SourceConfig for InternalMetricsSourceConfig {
 
 /// Turns one agent metric into an event.
 pub fn to_event(metric: InternalMetric, node: &SharedStr, now: Timestamp) -> Event {
-    let mut attributes: Attributes = metric.labels.into_iter().map(|(k, v)| (k, v)).collect();
+    let mut attributes: Attributes = metric.labels.into_iter().collect();
     attributes.insert(keys::NODE, node.clone());
     let name = SharedStr::from(metric.name);
     let event = match metric.value {

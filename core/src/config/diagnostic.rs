@@ -245,9 +245,9 @@ mod tests {
         let map = SourceMap::new("p.hcl", "a = 1\nsource \"x\" \"y\" {\n  é = 2\n}\n");
         assert_eq!(map.locate(0).to_string(), "p.hcl:1:1");
         assert_eq!(map.locate(6).to_string(), "p.hcl:2:1");
-        // Column counts characters, not bytes: `é` is two bytes.
-        assert_eq!(map.locate(28).line, 3);
-        assert_eq!(map.locate(27 + 4).column, 5);
+        // Line 3 starts at byte 23; `é` is two bytes but one column.
+        assert_eq!(map.locate(23).to_string(), "p.hcl:3:1");
+        assert_eq!(map.locate(27).column, 4);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use smallvec::SmallVec;
 use super::SharedStr;
 
 /// How many attributes an event holds before its attribute list spills to the heap.
-pub const INLINE_ATTRIBUTES: usize = 6;
+pub const INLINE_ATTRIBUTES: usize = 4;
 
 /// Well-known attribute keys, shared by every component so that enrichment,
 /// filtering and sinks agree on names.

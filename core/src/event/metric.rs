@@ -84,8 +84,8 @@ pub enum MetricValue {
         /// The current value.
         value: f64,
     },
-    /// A distribution.
-    Histogram(Histogram),
+    /// A distribution (boxed: keeps counters and gauges small).
+    Histogram(Box<Histogram>),
 }
 
 /// One metric data point.
@@ -123,7 +123,7 @@ impl Metric {
 
     /// A histogram point with the given temporality.
     pub fn histogram(name: impl Into<SharedStr>, histogram: Histogram, temporality: Temporality) -> Self {
-        Self::new(name, MetricValue::Histogram(histogram), temporality)
+        Self::new(name, MetricValue::Histogram(Box::new(histogram)), temporality)
     }
 
     fn new(name: impl Into<SharedStr>, value: MetricValue, temporality: Temporality) -> Self {

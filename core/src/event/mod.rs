@@ -28,17 +28,20 @@ use std::fmt;
 use serde::Serialize;
 
 /// One piece of telemetry.
+// Metrics stay inline on purpose: they are the bulk of all events, and a box
+// per metric would cost an allocation each; the rarer kinds are boxed.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
     /// A metric data point.
     Metric(Metric),
-    /// A structured record.
-    Log(Log),
-    /// Stack samples.
-    Profile(Profile),
-    /// A traced request.
-    Span(Span),
+    /// A structured record (boxed: logs carry two attribute sets).
+    Log(Box<Log>),
+    /// Stack samples (boxed: large and rare).
+    Profile(Box<Profile>),
+    /// A traced request (boxed: large).
+    Span(Box<Span>),
 }
 
 impl Event {
@@ -100,17 +103,17 @@ impl From<Metric> for Event {
 }
 impl From<Log> for Event {
     fn from(l: Log) -> Self {
-        Event::Log(l)
+        Event::Log(Box::new(l))
     }
 }
 impl From<Profile> for Event {
     fn from(p: Profile) -> Self {
-        Event::Profile(p)
+        Event::Profile(Box::new(p))
     }
 }
 impl From<Span> for Event {
     fn from(s: Span) -> Self {
-        Event::Span(s)
+        Event::Span(Box::new(s))
     }
 }
 
@@ -243,6 +246,17 @@ mod tests {
         assert_eq!(set.difference(EventKinds::METRIC), EventKinds::LOG);
         assert_eq!(set.to_string(), "metric, log");
         assert_eq!(EventKinds::ALL.iter().count(), 4);
+    }
+
+    #[test]
+    fn events_stay_small() {
+        // Batches of a thousand events must fit in cache: the hot variant
+        // (metrics) is kept inline and small, the rest are boxed.
+        assert!(
+            std::mem::size_of::<Event>() <= 320,
+            "Event is {} bytes",
+            std::mem::size_of::<Event>()
+        );
     }
 
     #[test]
