@@ -1,4 +1,5 @@
-//! `cargo xtask bench disk`: what the `disk_latency` programs cost per
+//! `cargo xtask bench disk` (a bench target: it needs the eBPF objects,
+//! which xtask itself must not, so that xtask builds before clang exists): what the `disk_latency` programs cost per
 //! block event, measured by the kernel (`BPF_ENABLE_STATS`, the counters
 //! behind `kernel.bpf_stats_enabled`: run_time_ns / run_cnt), side by side
 //! with bpftrace doing the same issue → complete histogram on the same
@@ -244,4 +245,18 @@ fn render(tools: &[(&str, &Vec<Sample>)], device: &str) -> String {
         }
     }
     out
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let out = args
+        .iter()
+        .position(|a| a == "--out")
+        .and_then(|i| args.get(i + 1))
+        .map_or_else(|| std::path::PathBuf::from("target/bench"), std::path::PathBuf::from);
+    std::fs::create_dir_all(&out)?;
+    let table = run(&out)?;
+    println!("{table}");
+    std::fs::write(out.join("disk.md"), &table)?;
+    Ok(())
 }
