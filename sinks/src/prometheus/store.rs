@@ -1,0 +1,481 @@
+//! [`SeriesStore`]: the current value of every series, as Prometheus wants
+//! it — cumulative, with a bound on how many series exist.
+//!
+//! - Deltas (what eBPF sources read and reset each interval) are added up
+//!   per series; cumulative points replace the value; gauges are set.
+//! - A series not updated for `expire_after` disappears, so a pod that is
+//!   gone stops being exposed.
+//! - The cardinality guard: labels pass an allowlist and a denylist, and a
+//!   new series beyond `max_series` is refused and counted, never stored.
+//!
+//! Series are keyed by their label set already rendered and escaped
+//! (`a="x",b="y"`): the key is unique per label set, hashing one string is
+//! cheaper than hashing pairs, and the scrape then copies it as is.
+
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use metrics::{Counter, Gauge, Label};
+use smallvec::SmallVec;
+use sonde_core::event::{Histogram, Metric, MetricValue, SharedStr, Temporality, Value};
+
+use super::encode::{escape_label_value, write_float};
+use super::naming;
+
+/// Label attributes of a histogram that clash with its `le` label are renamed to this.
+const EXPORTED_LE: &str = "exported_le";
+/// Longest time between two sweeps of expired series.
+const MAX_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The Prometheus type of a metric family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `counter`: exposed with `_total`.
+    Counter,
+    /// `gauge`.
+    Gauge,
+    /// `histogram`: `_bucket{le}`, `_sum`, `_count`.
+    Histogram,
+}
+
+impl Kind {
+    fn of(value: &MetricValue) -> Kind {
+        match value {
+            MetricValue::Counter { .. } => Kind::Counter,
+            MetricValue::Gauge { .. } => Kind::Gauge,
+            MetricValue::Histogram(_) => Kind::Histogram,
+        }
+    }
+}
+
+/// Why a sample was not stored (the `reason` label of the refused counter).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// It would have created a series beyond `max_series`.
+    MaxSeries,
+    /// Its metric name is already a family of another type.
+    TypeConflict,
+    /// Another metric name sanitises to the same Prometheus name.
+    NameConflict,
+    /// Remote write only: not newer than the last sample sent for its series.
+    OutOfOrder,
+    /// A histogram whose counts do not match its bounds.
+    Invalid,
+}
+
+impl Refused {
+    const ALL: [Refused; 5] = [
+        Refused::MaxSeries,
+        Refused::TypeConflict,
+        Refused::NameConflict,
+        Refused::OutOfOrder,
+        Refused::Invalid,
+    ];
+
+    /// The `reason` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refused::MaxSeries => "max_series",
+            Refused::TypeConflict => "type_conflict",
+            Refused::NameConflict => "name_conflict",
+            Refused::OutOfOrder => "out_of_order",
+            Refused::Invalid => "invalid",
+        }
+    }
+}
+
+/// Agent metric: samples the sink refused, by `reason`.
+pub const REFUSED_SAMPLES: &str = "sonde_prometheus_refused_samples_total";
+/// Agent metric: Prometheus series the sink holds (a histogram counts one per bucket, plus `_sum` and `_count`).
+pub const SERIES: &str = "sonde_prometheus_series";
+
+/// What the store is allowed to keep.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// Most Prometheus series held.
+    pub max_series: usize,
+    /// A series not updated for this long is removed.
+    pub expire_after: Duration,
+    /// Only these label names are kept (sanitised names), when set.
+    pub label_allowlist: Option<Vec<String>>,
+    /// These label names are removed (sanitised names).
+    pub label_denylist: Vec<String>,
+    /// Keep each series' labels as pairs too (remote write sends them so).
+    pub keep_label_pairs: bool,
+}
+
+/// One series: its value and when it last changed.
+#[derive(Debug)]
+pub struct Series {
+    /// Unique within the store, never reused.
+    pub id: u64,
+    /// Cumulative value: a counter's total, a gauge's value, or a histogram.
+    pub value: SeriesValue,
+    /// Store clock, in milliseconds, of the last update.
+    pub updated_ms: u64,
+    /// Remote write: timestamp (ms since the epoch) of the last sample sent.
+    pub last_sent_ms: i64,
+    /// Remote write: the labels as sorted (name, value) pairs.
+    pub labels: Option<Arc<[(Box<str>, Box<str>)]>>,
+    weight: usize,
+}
+
+/// A series' value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SeriesValue {
+    /// Counter total or gauge value.
+    Scalar(f64),
+    /// Per-bucket counts (not cumulative), sum and count.
+    Histogram(Box<Histogram>),
+}
+
+impl SeriesValue {
+    /// How many Prometheus series this value is exposed as.
+    fn weight(&self) -> usize {
+        match self {
+            SeriesValue::Scalar(_) => 1,
+            SeriesValue::Histogram(h) => h.bounds.len() + 3,
+        }
+    }
+}
+
+/// A metric family: every series of one name.
+#[derive(Debug)]
+pub struct Family {
+    /// The exposed name (a counter's without `_total`).
+    pub name: Box<str>,
+    /// Its type.
+    pub kind: Kind,
+    /// HELP text: the first description seen.
+    pub help: Option<Box<str>>,
+    /// Unit word the name ends with (`seconds`), for OpenMetrics' UNIT line.
+    pub unit: Option<Box<str>>,
+    /// Series by their rendered label set.
+    pub series: HashMap<Box<str>, Series>,
+}
+
+/// The parts of a family that a stored sample is reported with.
+#[derive(Debug)]
+pub struct Stored<'a> {
+    /// The exposed family name.
+    pub name: &'a str,
+    /// Its type.
+    pub kind: Kind,
+    /// HELP text.
+    pub help: Option<&'a str>,
+    /// Unit word.
+    pub unit: Option<&'a str>,
+    /// The series, updated.
+    pub series: &'a mut Series,
+}
+
+struct StoreMetrics {
+    refused: [Counter; 5],
+    series: Gauge,
+}
+
+/// Every series a Prometheus sink holds.
+pub struct SeriesStore {
+    config: StoreConfig,
+    families: HashMap<SharedStr, Family>,
+    names: HashSet<Box<str>>,
+    series: usize,
+    next_id: u64,
+    refused: [u64; 5],
+    metrics: StoreMetrics,
+    clock: Instant,
+    next_sweep_ms: u64,
+    key: String,
+}
+
+impl SeriesStore {
+    /// An empty store whose agent metrics carry `labels` (the component's).
+    pub fn new(config: StoreConfig, labels: Vec<Label>) -> Self {
+        let refused = Refused::ALL.map(|reason| {
+            let mut l = labels.clone();
+            l.push(Label::new("reason", reason.as_str()));
+            metrics::counter!(REFUSED_SAMPLES, l)
+        });
+        SeriesStore {
+            config,
+            families: HashMap::new(),
+            names: HashSet::new(),
+            series: 0,
+            next_id: 0,
+            refused: [0; 5],
+            metrics: StoreMetrics {
+                refused,
+                series: metrics::gauge!(SERIES, labels),
+            },
+            clock: Instant::now(),
+            next_sweep_ms: 0,
+            key: String::new(),
+        }
+    }
+
+    /// The store clock: milliseconds since the store was made. Read once per
+    /// batch; a monotonic clock, because event timestamps may be old or skewed.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.elapsed().as_millis() as u64
+    }
+
+    /// Prometheus series held.
+    pub fn len(&self) -> usize {
+        self.series
+    }
+
+    /// Whether the store is empty.
+    pub fn is_empty(&self) -> bool {
+        self.series == 0
+    }
+
+    /// Samples refused so far for `reason`.
+    pub fn refused(&self, reason: Refused) -> u64 {
+        self.refused[reason as usize]
+    }
+
+    /// Counts a refused sample.
+    pub fn refuse(&mut self, reason: Refused) {
+        count(&mut self.refused, &self.metrics, reason);
+    }
+
+    /// The families, in no particular order.
+    pub fn families(&self) -> impl Iterator<Item = &Family> {
+        self.families.values()
+    }
+
+    /// Removes series not updated for `expire_after`, and families left empty.
+    pub fn sweep(&mut self, now_ms: u64) {
+        let expire_ms = self.config.expire_after.as_millis() as u64;
+        let mut removed = 0;
+        self.families.retain(|_, family| {
+            family.series.retain(|_, s| {
+                let keep = now_ms.saturating_sub(s.updated_ms) < expire_ms;
+                if !keep {
+                    removed += s.weight;
+                }
+                keep
+            });
+            if family.series.is_empty() {
+                self.names.remove(&family.name);
+                return false;
+            }
+            true
+        });
+        self.series -= removed;
+        self.metrics.series.set(self.series as f64);
+        let interval = self.config.expire_after.min(MAX_SWEEP_INTERVAL).as_millis() as u64;
+        self.next_sweep_ms = now_ms + interval.max(1);
+    }
+
+    /// Sweeps when one is due; called once per batch.
+    pub fn maybe_sweep(&mut self, now_ms: u64) {
+        if now_ms >= self.next_sweep_ms {
+            self.sweep(now_ms);
+        }
+    }
+
+    /// Adds one metric point; returns its family and updated series, or why it was refused (counted).
+    pub fn ingest(&mut self, metric: &Metric, now_ms: u64) -> Result<Stored<'_>, Refused> {
+        let kind = Kind::of(&metric.value);
+        if !well_formed(&metric.value) {
+            self.refuse(Refused::Invalid);
+            return Err(Refused::Invalid);
+        }
+        self.render_key(metric, kind);
+        // Looked up twice rather than matched once: a borrow returned from
+        // one arm of a match would stay alive in the others (NLL case #3).
+        if !self.families.contains_key(metric.name.as_str()) {
+            let (name, unit) = naming::family_name(&metric.name, metric.unit.as_deref(), kind);
+            if self.names.contains(name.as_str()) {
+                self.refuse(Refused::NameConflict);
+                return Err(Refused::NameConflict);
+            }
+            self.names.insert(name.clone().into_boxed_str());
+            let unit = unit.filter(|u| name.ends_with(&format!("_{u}")));
+            self.families.insert(
+                metric.name.clone(),
+                Family {
+                    name: name.into_boxed_str(),
+                    kind,
+                    help: None,
+                    unit: unit.map(String::into_boxed_str),
+                    series: HashMap::new(),
+                },
+            );
+        }
+        let family = self.families.get_mut(metric.name.as_str()).expect("inserted above");
+        if family.kind != kind {
+            count(&mut self.refused, &self.metrics, Refused::TypeConflict);
+            return Err(Refused::TypeConflict);
+        }
+        if family.help.is_none() {
+            family.help = metric.description.as_deref().map(Box::from);
+        }
+        let Family {
+            name,
+            kind,
+            help,
+            unit,
+            series,
+        } = family;
+        // `get_mut` then insert, rather than `entry`: the entry API would
+        // allocate the key even for the series that already exist.
+        if series.contains_key(self.key.as_str()) {
+            let s = series.get_mut(self.key.as_str()).expect("checked above");
+            let before = s.weight;
+            update(&mut s.value, &metric.value, metric.temporality);
+            s.weight = s.value.weight();
+            s.updated_ms = now_ms;
+            self.series = self.series + s.weight - before;
+            return Ok(Stored {
+                name,
+                kind: *kind,
+                help: help.as_deref(),
+                unit: unit.as_deref(),
+                series: s,
+            });
+        }
+        let value = initial(&metric.value);
+        let weight = value.weight();
+        if self.series + weight > self.config.max_series {
+            count(&mut self.refused, &self.metrics, Refused::MaxSeries);
+            return Err(Refused::MaxSeries);
+        }
+        let labels = self
+            .config
+            .keep_label_pairs
+            .then(|| label_pairs(metric, *kind, &self.config));
+        self.series += weight;
+        self.metrics.series.set(self.series as f64);
+        self.next_id += 1;
+        let s = series.entry(self.key.as_str().into()).or_insert(Series {
+            id: self.next_id,
+            value,
+            updated_ms: now_ms,
+            last_sent_ms: i64::MIN,
+            labels,
+            weight,
+        });
+        Ok(Stored {
+            name,
+            kind: *kind,
+            help: help.as_deref(),
+            unit: unit.as_deref(),
+            series: s,
+        })
+    }
+
+    /// Renders the metric's label set into `self.key`: allowed labels,
+    /// sanitised, sorted by name, empty values left out (Prometheus treats
+    /// an empty label as an absent one), first one kept when two attribute
+    /// keys sanitise to the same name.
+    fn render_key(&mut self, metric: &Metric, kind: Kind) {
+        let labels = sorted_labels(metric, kind, &self.config);
+        self.key.clear();
+        for (i, (name, value)) in labels.iter().enumerate() {
+            if i > 0 {
+                self.key.push(',');
+            }
+            self.key.push_str(name);
+            self.key.push_str("=\"");
+            match value {
+                Value::Str(s) => escape_label_value(&mut self.key, s),
+                Value::Int(n) => self.key.push_str(itoa::Buffer::new().format(*n)),
+                Value::Float(f) => write_float(&mut self.key, *f),
+                Value::Bool(b) => self.key.push_str(if *b { "true" } else { "false" }),
+            }
+            self.key.push('"');
+        }
+    }
+}
+
+type LabelList<'a> = SmallVec<[(Cow<'a, str>, &'a Value); 8]>;
+
+/// Counts a refused sample; a function of the two fields, so that it can
+/// be called while a family is borrowed.
+fn count(refused: &mut [u64; 5], metrics: &StoreMetrics, reason: Refused) {
+    refused[reason as usize] += 1;
+    metrics.refused[reason as usize].increment(1);
+}
+
+/// Whether the allowlist and denylist let label `name` through.
+fn label_allowed(config: &StoreConfig, name: &str) -> bool {
+    config
+        .label_allowlist
+        .as_ref()
+        .is_none_or(|list| list.iter().any(|l| l == name))
+        && !config.label_denylist.iter().any(|l| l == name)
+}
+
+fn sorted_labels<'a>(metric: &'a Metric, kind: Kind, config: &StoreConfig) -> LabelList<'a> {
+    let mut labels: LabelList<'a> = metric
+        .attributes
+        .iter()
+        .filter(|(_, v)| v.as_str() != Some(""))
+        .filter_map(|(k, v)| {
+            let name = naming::label_name(k)?;
+            let name = if kind == Kind::Histogram && name == "le" {
+                Cow::Borrowed(EXPORTED_LE)
+            } else {
+                name
+            };
+            label_allowed(config, &name).then_some((name, v))
+        })
+        .collect();
+    // Stable: of two keys that sanitise alike, the first written stays first.
+    labels.sort_by(|a, b| a.0.cmp(&b.0));
+    labels.dedup_by(|later, earlier| later.0 == earlier.0);
+    labels
+}
+
+fn label_pairs(metric: &Metric, kind: Kind, config: &StoreConfig) -> Arc<[(Box<str>, Box<str>)]> {
+    sorted_labels(metric, kind, config)
+        .into_iter()
+        .map(|(name, value)| (Box::from(name.as_ref()), value.to_string().into_boxed_str()))
+        .collect()
+}
+
+/// A histogram must have one count per bucket plus the overflow bucket;
+/// anything else would be exposed wrong, so it is refused.
+fn well_formed(value: &MetricValue) -> bool {
+    match value {
+        MetricValue::Histogram(h) => h.counts.len() == h.bounds.len() + 1,
+        _ => true,
+    }
+}
+
+fn initial(value: &MetricValue) -> SeriesValue {
+    match value {
+        MetricValue::Counter { value } | MetricValue::Gauge { value } => SeriesValue::Scalar(*value),
+        MetricValue::Histogram(h) => SeriesValue::Histogram(h.clone()),
+    }
+}
+
+/// Applies one point to a series' value.
+fn update(current: &mut SeriesValue, point: &MetricValue, temporality: Temporality) {
+    match (current, point, temporality) {
+        (SeriesValue::Scalar(total), MetricValue::Counter { value }, Temporality::Delta) => *total += value,
+        (SeriesValue::Scalar(v), MetricValue::Counter { value } | MetricValue::Gauge { value }, _) => *v = *value,
+        (SeriesValue::Histogram(total), MetricValue::Histogram(h), Temporality::Delta) => {
+            // Changed bounds cannot be added up: start over from this
+            // point, which Prometheus reads as a counter reset.
+            if !total.merge(h) {
+                **total = (**h).clone();
+            }
+        }
+        (SeriesValue::Histogram(total), MetricValue::Histogram(h), Temporality::Cumulative) => {
+            if total.bounds == h.bounds && total.counts.len() == h.counts.len() {
+                total.counts.copy_from_slice(&h.counts);
+                total.sum = h.sum;
+                total.count = h.count;
+            } else {
+                **total = (**h).clone();
+            }
+        }
+        // Kinds are checked per family before this is called.
+        (current, point, _) => *current = initial(point),
+    }
+}
