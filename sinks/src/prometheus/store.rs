@@ -106,6 +106,9 @@ pub struct StoreConfig {
     pub keep_label_pairs: bool,
 }
 
+/// A series' labels as sorted (name, value) pairs.
+pub type LabelPairs = Arc<[(Box<str>, Box<str>)]>;
+
 /// One series: its value and when it last changed.
 #[derive(Debug)]
 pub struct Series {
@@ -118,7 +121,7 @@ pub struct Series {
     /// Remote write: timestamp (ms since the epoch) of the last sample sent.
     pub last_sent_ms: i64,
     /// Remote write: the labels as sorted (name, value) pairs.
-    pub labels: Option<Arc<[(Box<str>, Box<str>)]>>,
+    pub labels: Option<LabelPairs>,
     weight: usize,
 }
 
@@ -431,7 +434,7 @@ fn sorted_labels<'a>(metric: &'a Metric, kind: Kind, config: &StoreConfig) -> La
     labels
 }
 
-fn label_pairs(metric: &Metric, kind: Kind, config: &StoreConfig) -> Arc<[(Box<str>, Box<str>)]> {
+fn label_pairs(metric: &Metric, kind: Kind, config: &StoreConfig) -> LabelPairs {
     sorted_labels(metric, kind, config)
         .into_iter()
         .map(|(name, value)| (Box::from(name.as_ref()), value.to_string().into_boxed_str()))

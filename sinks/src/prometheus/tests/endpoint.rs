@@ -109,6 +109,8 @@ async fn a_rebuilt_sink_shares_the_port_and_a_foreign_listener_is_refused() {
 
     let foreign = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = foreign.local_addr().unwrap().port();
-    let error = build(&config(taken)).err().expect("bound next to a foreign listener");
+    let Err(error) = build(&config(taken)) else {
+        panic!("bound next to a foreign listener")
+    };
     assert!(error.to_string().contains("another process is listening"), "{error}");
 }

@@ -21,10 +21,13 @@ use tower::{Service, ServiceExt};
 
 use super::super::{PrometheusSinkConfig, WriteRequest};
 
+/// A status to answer with, and its `Retry-After`.
+type Answer = (u16, Option<&'static str>);
+
 #[derive(Clone, Default)]
 struct Receiver {
     /// Statuses to answer, in order, with an optional Retry-After.
-    script: Arc<Mutex<VecDeque<(u16, Option<&'static str>)>>>,
+    script: Arc<Mutex<VecDeque<Answer>>>,
     /// Headers and decoded body of every request.
     seen: Arc<Mutex<Vec<(HeaderMap, WriteRequest)>>>,
 }
@@ -43,7 +46,7 @@ async fn write(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> im
     response
 }
 
-async fn receiver(script: &[(u16, Option<&'static str>)]) -> (Receiver, u16) {
+async fn receiver(script: &[Answer]) -> (Receiver, u16) {
     let r = Receiver::default();
     r.script.lock().unwrap().extend(script.iter().copied());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
