@@ -12,11 +12,12 @@
 //! monotonic counters, cumulative `_bucket{le}` series, `_sum` and `_count`.
 //!
 //! Files: `config.rs` (options, build), `naming.rs` (names and units),
-//! `store.rs` (series), `encode.rs` (exposition formats), `server.rs`
+//! `store.rs` (series), `labels.rs` (label sets), `encode.rs` (exposition formats), `server.rs`
 //! (scrape endpoint), `proto.rs` and `remote_write.rs` (push).
 
 mod config;
 mod encode;
+mod labels;
 mod naming;
 mod proto;
 mod remote_write;

@@ -334,8 +334,8 @@ pub fn build_request(store: &mut SeriesStore, batch: &EventBatch) -> WriteReques
             }
         }
     }
-    for _ in 0..out_of_order {
-        store.refuse(Refused::OutOfOrder);
+    if out_of_order > 0 {
+        store.refuse(Refused::OutOfOrder, out_of_order);
     }
     request
 }

@@ -12,20 +12,14 @@
 //! (`a="x",b="y"`): the key is unique per label set, hashing one string is
 //! cheaper than hashing pairs, and the scrape then copies it as is.
 
-use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use metrics::{Counter, Gauge, Label};
-use smallvec::SmallVec;
-use sonde_core::event::{Histogram, Metric, MetricValue, SharedStr, Temporality, Value};
+use sonde_core::event::{Histogram, Metric, MetricValue, SharedStr, Temporality};
 
-use super::encode::{escape_label_value, write_float};
-use super::naming;
+use super::{labels, naming};
 
-/// Label attributes of a histogram that clash with its `le` label are renamed to this.
-const EXPORTED_LE: &str = "exported_le";
 /// Longest time between two sweeps of expired series.
 const MAX_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -106,9 +100,6 @@ pub struct StoreConfig {
     pub keep_label_pairs: bool,
 }
 
-/// A series' labels as sorted (name, value) pairs.
-pub type LabelPairs = Arc<[(Box<str>, Box<str>)]>;
-
 /// One series: its value and when it last changed.
 #[derive(Debug)]
 pub struct Series {
@@ -121,7 +112,7 @@ pub struct Series {
     /// Remote write: timestamp (ms since the epoch) of the last sample sent.
     pub last_sent_ms: i64,
     /// Remote write: the labels as sorted (name, value) pairs.
-    pub labels: Option<LabelPairs>,
+    pub labels: Option<labels::LabelPairs>,
     weight: usize,
 }
 
@@ -239,9 +230,9 @@ impl SeriesStore {
         self.refused[reason as usize]
     }
 
-    /// Counts a refused sample.
-    pub fn refuse(&mut self, reason: Refused) {
-        count(&mut self.refused, &self.metrics, reason);
+    /// Counts `n` refused samples.
+    pub fn refuse(&mut self, reason: Refused, n: u64) {
+        count(&mut self.refused, &self.metrics, reason, n);
     }
 
     /// The families, in no particular order.
@@ -284,16 +275,17 @@ impl SeriesStore {
     pub fn ingest(&mut self, metric: &Metric, now_ms: u64) -> Result<Stored<'_>, Refused> {
         let kind = Kind::of(&metric.value);
         if !well_formed(&metric.value) {
-            self.refuse(Refused::Invalid);
+            self.refuse(Refused::Invalid, 1);
             return Err(Refused::Invalid);
         }
-        self.render_key(metric, kind);
+        let labels = labels::sorted(metric, kind, &self.config);
+        labels::render_key(&mut self.key, &labels);
         // Looked up twice rather than matched once: a borrow returned from
         // one arm of a match would stay alive in the others (NLL case #3).
         if !self.families.contains_key(metric.name.as_str()) {
             let (name, unit) = naming::family_name(&metric.name, metric.unit.as_deref(), kind);
             if self.names.contains(name.as_str()) {
-                self.refuse(Refused::NameConflict);
+                self.refuse(Refused::NameConflict, 1);
                 return Err(Refused::NameConflict);
             }
             self.names.insert(name.clone().into_boxed_str());
@@ -311,7 +303,7 @@ impl SeriesStore {
         }
         let family = self.families.get_mut(metric.name.as_str()).expect("inserted above");
         if family.kind != kind {
-            count(&mut self.refused, &self.metrics, Refused::TypeConflict);
+            count(&mut self.refused, &self.metrics, Refused::TypeConflict, 1);
             return Err(Refused::TypeConflict);
         }
         if family.help.is_none() {
@@ -332,7 +324,10 @@ impl SeriesStore {
             update(&mut s.value, &metric.value, metric.temporality);
             s.weight = s.value.weight();
             s.updated_ms = now_ms;
-            self.series = self.series + s.weight - before;
+            if s.weight != before {
+                self.series = self.series + s.weight - before;
+                self.metrics.series.set(self.series as f64);
+            }
             return Ok(Stored {
                 name,
                 kind: *kind,
@@ -344,13 +339,10 @@ impl SeriesStore {
         let value = initial(&metric.value);
         let weight = value.weight();
         if self.series + weight > self.config.max_series {
-            count(&mut self.refused, &self.metrics, Refused::MaxSeries);
+            count(&mut self.refused, &self.metrics, Refused::MaxSeries, 1);
             return Err(Refused::MaxSeries);
         }
-        let labels = self
-            .config
-            .keep_label_pairs
-            .then(|| label_pairs(metric, *kind, &self.config));
+        let labels = self.config.keep_label_pairs.then(|| labels::pairs(&labels));
         self.series += weight;
         self.metrics.series.set(self.series as f64);
         self.next_id += 1;
@@ -370,75 +362,13 @@ impl SeriesStore {
             series: s,
         })
     }
-
-    /// Renders the metric's label set into `self.key`: allowed labels,
-    /// sanitised, sorted by name, empty values left out (Prometheus treats
-    /// an empty label as an absent one), first one kept when two attribute
-    /// keys sanitise to the same name.
-    fn render_key(&mut self, metric: &Metric, kind: Kind) {
-        let labels = sorted_labels(metric, kind, &self.config);
-        self.key.clear();
-        for (i, (name, value)) in labels.iter().enumerate() {
-            if i > 0 {
-                self.key.push(',');
-            }
-            self.key.push_str(name);
-            self.key.push_str("=\"");
-            match value {
-                Value::Str(s) => escape_label_value(&mut self.key, s),
-                Value::Int(n) => self.key.push_str(itoa::Buffer::new().format(*n)),
-                Value::Float(f) => write_float(&mut self.key, *f),
-                Value::Bool(b) => self.key.push_str(if *b { "true" } else { "false" }),
-            }
-            self.key.push('"');
-        }
-    }
 }
 
-type LabelList<'a> = SmallVec<[(Cow<'a, str>, &'a Value); 8]>;
-
-/// Counts a refused sample; a function of the two fields, so that it can
+/// Counts refused samples; a function of the two fields, so that it can
 /// be called while a family is borrowed.
-fn count(refused: &mut [u64; 5], metrics: &StoreMetrics, reason: Refused) {
-    refused[reason as usize] += 1;
-    metrics.refused[reason as usize].increment(1);
-}
-
-/// Whether the allowlist and denylist let label `name` through.
-fn label_allowed(config: &StoreConfig, name: &str) -> bool {
-    config
-        .label_allowlist
-        .as_ref()
-        .is_none_or(|list| list.iter().any(|l| l == name))
-        && !config.label_denylist.iter().any(|l| l == name)
-}
-
-fn sorted_labels<'a>(metric: &'a Metric, kind: Kind, config: &StoreConfig) -> LabelList<'a> {
-    let mut labels: LabelList<'a> = metric
-        .attributes
-        .iter()
-        .filter(|(_, v)| v.as_str() != Some(""))
-        .filter_map(|(k, v)| {
-            let name = naming::label_name(k)?;
-            let name = if kind == Kind::Histogram && name == "le" {
-                Cow::Borrowed(EXPORTED_LE)
-            } else {
-                name
-            };
-            label_allowed(config, &name).then_some((name, v))
-        })
-        .collect();
-    // Stable: of two keys that sanitise alike, the first written stays first.
-    labels.sort_by(|a, b| a.0.cmp(&b.0));
-    labels.dedup_by(|later, earlier| later.0 == earlier.0);
-    labels
-}
-
-fn label_pairs(metric: &Metric, kind: Kind, config: &StoreConfig) -> LabelPairs {
-    sorted_labels(metric, kind, config)
-        .into_iter()
-        .map(|(name, value)| (Box::from(name.as_ref()), value.to_string().into_boxed_str()))
-        .collect()
+fn count(refused: &mut [u64; 5], metrics: &StoreMetrics, reason: Refused, n: u64) {
+    refused[reason as usize] += n;
+    metrics.refused[reason as usize].increment(n);
 }
 
 /// A histogram must have one count per bucket plus the overflow bucket;
