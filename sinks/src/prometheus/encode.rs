@@ -97,7 +97,8 @@ fn write_count(out: &mut String, value: u64) {
 /// Renders every series of `store` in `format` into `out`, families
 /// sorted by name so that scrapes are stable and diffable.
 pub fn render(store: &SeriesStore, format: Format, out: &mut String) {
-    let mut families: Vec<&Family> = store.families().collect();
+    // A family whose every series was refused or expired has nothing to say.
+    let mut families: Vec<&Family> = store.families().filter(|f| !f.series.is_empty()).collect();
     families.sort_unstable_by(|a, b| a.name.cmp(&b.name));
     for family in families {
         write_family(out, family, format);

@@ -164,3 +164,20 @@ fn contradicting_options_are_refused() {
     assert!(error(serde_json::json!({ "mode": "remote_write", "endpoint": "ftp://x/" })).contains("not an http"));
     assert!(error(serde_json::json!({ "max_series": 0 })).contains("at least 1"));
 }
+
+#[test]
+fn retry_after_reads_seconds_and_dates() {
+    use super::super::remote_write::retry_after;
+    use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+    let now = std::time::UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
+    let with = |value: &'static str| {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_static(value));
+        retry_after(&headers, now)
+    };
+    assert_eq!(with("120"), Some(Duration::from_secs(120)));
+    assert_eq!(with("Sun, 06 Nov 1994 08:50:07 GMT"), Some(Duration::from_secs(30)));
+    assert_eq!(with("Sun, 06 Nov 1994 08:00:00 GMT"), Some(Duration::ZERO));
+    assert_eq!(with("soon"), None);
+    assert_eq!(retry_after(&HeaderMap::new(), now), None);
+}
