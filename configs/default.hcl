@@ -1,6 +1,7 @@
 # sonde's default pipeline: runs with no outside service.
 #   sonde run            (this file is built into the binary)
-# Agent metrics on http://127.0.0.1:8686/metrics; events in /var/lib/sonde.
+# Agent metrics on http://127.0.0.1:8686/metrics (agent API) and, through
+# the pipeline, on http://127.0.0.1:9464/metrics; events in /var/lib/sonde.
 
 agent {
   api = "127.0.0.1:8686"
@@ -12,6 +13,11 @@ source "internal_metrics" "agent" {
 
 source "disk_latency" "disk" {
   interval = "10s"
+}
+
+sink "prometheus" "metrics" {
+  inputs = ["agent", "disk"]
+  listen = env("SONDE_PROMETHEUS_LISTEN", "127.0.0.1:9464")
 }
 
 sink "file" "events" {

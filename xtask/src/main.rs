@@ -38,7 +38,7 @@ enum Task {
     },
     /// Run benchmarks (all, or those named) and write reports to target/bench.
     Bench {
-        /// Benchmarks to run: pipeline, disk. Default: all.
+        /// Benchmarks to run (see xtask/src/bench.rs BENCHMARKS). Default: all.
         names: Vec<String>,
     },
 }

@@ -1,0 +1,276 @@
+//! The Prometheus sink's options, and building the sink from them.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::future::{ready, Ready};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use sonde_core::event::{Event, EventBatch, EventKinds};
+use sonde_core::topology::component_metrics;
+use sonde_core::{BoxError, Sink, SinkConfig, SinkContext, SinkError};
+use tower::util::BoxCloneService;
+use tower::Service;
+
+use super::naming;
+use super::remote_write::{Auth, RemoteWriter};
+use super::server;
+use super::store::{SeriesStore, StoreConfig};
+
+/// Default scrape address: every interface, Prometheus' registered port
+/// for OpenTelemetry-style exporters.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:9464";
+/// Default time after which a series that stopped changing disappears.
+pub const DEFAULT_EXPIRE_AFTER: Duration = Duration::from_secs(300);
+/// Default most series held (and exposed or pushed).
+pub const DEFAULT_MAX_SERIES: usize = 100_000;
+
+fn default_listen() -> SocketAddr {
+    DEFAULT_LISTEN.parse().expect("valid default address")
+}
+const fn default_expire_after() -> Duration {
+    DEFAULT_EXPIRE_AFTER
+}
+const fn default_max_series() -> usize {
+    DEFAULT_MAX_SERIES
+}
+
+/// How metrics reach Prometheus.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PrometheusMode {
+    /// Prometheus scrapes `http://LISTEN/metrics` (default).
+    #[default]
+    Exporter,
+    /// sonde pushes to `endpoint` with the remote-write protocol.
+    RemoteWrite,
+}
+
+/// HTTP basic authentication for remote write.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    /// User name.
+    pub username: String,
+    /// Password; `env("NAME")` keeps it out of the file.
+    pub password: String,
+}
+
+/// Exposes metrics for Prometheus to scrape, in the Prometheus text format
+/// or OpenMetrics, or pushes them with the remote-write protocol.
+///
+/// Counters and histograms that arrive as deltas are added up per series;
+/// attribute keys become label names (`k8s.pod.name` → `k8s_pod_name`).
+/// Samples refused by the cardinality guard are counted in
+/// `sonde_prometheus_refused_samples_total{reason}` on the agent API.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusSinkConfig {
+    /// `exporter` (default): serve `/metrics` on `listen`; `remote_write`:
+    /// push to `endpoint`.
+    #[serde(default)]
+    pub mode: PrometheusMode,
+    /// Exporter: address of the scrape endpoint (`/metrics`). Default
+    /// `0.0.0.0:9464`; `127.0.0.1:9464` keeps it to this host.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// A series not updated for this long disappears from the endpoint (and
+    /// stops counting towards `max_series`). Default `5m`.
+    #[serde(default = "default_expire_after", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub expire_after: Duration,
+    /// Most Prometheus series held; a histogram counts one per bucket plus
+    /// `_sum` and `_count`. Samples of new series beyond it are dropped and
+    /// counted (`reason="max_series"`); existing series keep updating.
+    /// Default 100000.
+    #[serde(default = "default_max_series")]
+    pub max_series: usize,
+    /// Only these labels are kept, when set: attribute keys or their
+    /// Prometheus names (`k8s.pod.name` or `k8s_pod_name`). Default: all.
+    #[serde(default)]
+    pub label_allowlist: Option<Vec<String>>,
+    /// These labels are removed (attribute keys or Prometheus names), for
+    /// high-cardinality attributes such as `process.pid`. Default: none.
+    #[serde(default)]
+    pub label_denylist: Vec<String>,
+    /// Remote write: the receiver's URL, such as
+    /// `http://prometheus:9090/api/v1/write`. Required in that mode.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Remote write: HTTP basic authentication (`username`, `password`).
+    #[serde(default)]
+    pub basic_auth: Option<BasicAuth>,
+    /// Remote write: bearer token sent as `Authorization: Bearer …`.
+    #[serde(default)]
+    pub bearer_token: Option<String>,
+    /// Remote write: extra request headers (`X-Scope-OrgID` for Mimir or
+    /// Cortex tenants). The protocol's own headers cannot be overridden.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Options that contradict each other or cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// `mode = "remote_write"` without `endpoint`.
+    #[error("mode = \"remote_write\" needs `endpoint` (such as \"http://prometheus:9090/api/v1/write\")")]
+    MissingEndpoint,
+    /// A remote-write option in exporter mode.
+    #[error("`{0}` is a remote-write option; set mode = \"remote_write\" or remove it")]
+    RemoteWriteOption(&'static str),
+    /// Both kinds of authentication.
+    #[error("give either `basic_auth` or `bearer_token`, not both")]
+    TwoAuths,
+    /// The endpoint is not an http(s) URL.
+    #[error("`endpoint` {url:?} is not an http:// or https:// URL{}", reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
+    Endpoint {
+        /// The URL given.
+        url: String,
+        /// Why it was refused.
+        reason: Option<String>,
+    },
+    /// A header name or value that HTTP does not allow.
+    #[error("header {name:?} is not a valid HTTP header name and value")]
+    Header {
+        /// The header name.
+        name: String,
+    },
+    /// `max_series = 0` would refuse everything.
+    #[error("max_series must be at least 1")]
+    ZeroMaxSeries,
+    /// The HTTP client could not be made (TLS roots).
+    #[error("cannot create the HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+}
+
+impl PrometheusSinkConfig {
+    fn store_config(&self) -> StoreConfig {
+        // Names are compared after sanitising, so users may write the
+        // attribute key (`k8s.pod.name`) or the label (`k8s_pod_name`).
+        let sanitise = |names: &[String]| -> Vec<String> {
+            names
+                .iter()
+                .filter_map(|n| naming::label_name(n).map(|l| l.into_owned()))
+                .collect()
+        };
+        StoreConfig {
+            max_series: self.max_series,
+            expire_after: self.expire_after,
+            label_allowlist: self.label_allowlist.as_deref().map(sanitise),
+            label_denylist: sanitise(&self.label_denylist),
+            keep_label_pairs: self.mode == PrometheusMode::RemoteWrite,
+        }
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.max_series == 0 {
+            return Err(ConfigError::ZeroMaxSeries);
+        }
+        if self.mode == PrometheusMode::Exporter {
+            let set = [
+                ("endpoint", self.endpoint.is_some()),
+                ("basic_auth", self.basic_auth.is_some()),
+                ("bearer_token", self.bearer_token.is_some()),
+                ("headers", !self.headers.is_empty()),
+            ];
+            if let Some((name, _)) = set.iter().find(|(_, set)| *set) {
+                return Err(ConfigError::RemoteWriteOption(name));
+            }
+        }
+        if self.basic_auth.is_some() && self.bearer_token.is_some() {
+            return Err(ConfigError::TwoAuths);
+        }
+        Ok(())
+    }
+
+    fn remote_writer(&self, store: Arc<Mutex<SeriesStore>>) -> Result<RemoteWriter, ConfigError> {
+        let url = self.endpoint.clone().ok_or(ConfigError::MissingEndpoint)?;
+        let endpoint = reqwest::Url::parse(&url).map_err(|e| ConfigError::Endpoint {
+            url: url.clone(),
+            reason: Some(e.to_string()),
+        })?;
+        if !matches!(endpoint.scheme(), "http" | "https") {
+            return Err(ConfigError::Endpoint { url, reason: None });
+        }
+        let mut headers = HeaderMap::new();
+        for (name, value) in &self.headers {
+            let header = |name: &String| ConfigError::Header { name: name.clone() };
+            let key = HeaderName::try_from(name.as_str()).map_err(|_| header(name))?;
+            let value = HeaderValue::try_from(value.as_str()).map_err(|_| header(name))?;
+            headers.insert(key, value);
+        }
+        let auth = match (&self.basic_auth, &self.bearer_token) {
+            (Some(basic), _) => Auth::Basic {
+                username: basic.username.clone(),
+                password: basic.password.clone(),
+            },
+            (None, Some(token)) => Auth::Bearer(token.clone()),
+            (None, None) => Auth::None,
+        };
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("sonde/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(ConfigError::Client)?;
+        Ok(RemoteWriter::new(store, client, endpoint, headers, auth))
+    }
+}
+
+impl SinkConfig for PrometheusSinkConfig {
+    fn accepts(&self) -> EventKinds {
+        EventKinds::METRIC
+    }
+
+    fn build(&self, cx: &SinkContext) -> Result<Sink, BoxError> {
+        self.check()?;
+        let labels = component_metrics::labels(&cx.info);
+        let store = Arc::new(Mutex::new(SeriesStore::new(self.store_config(), labels)));
+        match self.mode {
+            PrometheusMode::Exporter => {
+                let listener = server::bind(self.listen)?;
+                server::spawn(listener, store.clone(), cx.info.clone(), cx.shutdown.clone())?;
+                Ok(BoxCloneService::new(Exporter { store }))
+            }
+            PrometheusMode::RemoteWrite => Ok(BoxCloneService::new(self.remote_writer(store)?)),
+        }
+    }
+}
+
+/// The exporter sink service: adds each batch to the store the endpoint serves.
+#[derive(Clone)]
+pub struct Exporter {
+    store: Arc<Mutex<SeriesStore>>,
+}
+
+impl Exporter {
+    /// An exporter service over `store` (for tests and benchmarks, without a server).
+    pub fn new(store: Arc<Mutex<SeriesStore>>) -> Self {
+        Exporter { store }
+    }
+}
+
+impl Service<EventBatch> for Exporter {
+    type Response = ();
+    type Error = SinkError;
+    type Future = Ready<Result<(), SinkError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), SinkError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, batch: EventBatch) -> Self::Future {
+        let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        let now = store.now_ms();
+        store.maybe_sweep(now);
+        for event in &batch {
+            if let Event::Metric(metric) = event {
+                // Refusals are counted by the store.
+                let _ = store.ingest(metric, now);
+            }
+        }
+        ready(Ok(()))
+    }
+}
