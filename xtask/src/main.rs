@@ -75,6 +75,7 @@ fn run() -> Result<()> {
         }
         Task::Test { args } => {
             setup::ensure_packages(setup::TEST_PACKAGES)?;
+            setup::ensure_python_venv()?;
             setup::prepare_kernel_mounts();
             let mut test = vec!["test", "--workspace"];
             test.extend(args.iter().map(String::as_str));
@@ -88,7 +89,10 @@ fn run() -> Result<()> {
 pub fn cargo(args: &[&str]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("xtask: cargo {}", args.join(" "));
-    let status = Command::new(&cargo).args(args).status().with_context(|| format!("cannot run {cargo}"))?;
+    let status = Command::new(&cargo)
+        .args(args)
+        .status()
+        .with_context(|| format!("cannot run {cargo}"))?;
     if !status.success() {
         bail!("cargo {} failed ({status})", args.join(" "));
     }
