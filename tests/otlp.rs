@@ -288,7 +288,7 @@ fn run_with_live_agent(receiver: &Receiver, protocol: &str, count: u64) -> (Agen
              batch_size = 500
            }}
            source "demo" "idle" {{ rate = 1 }}
-           sink "blackhole" "idle" {{ inputs = ["idle"] }}
+           sink "blackhole" "idle_out" {{ inputs = ["idle"] }}
            {}"#,
         sink(receiver, protocol, r#""metrics""#, "")
     );

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{bail, Result};
 
 /// Every benchmark, in the order they run.
-pub const BENCHMARKS: &[&str] = &["pipeline"];
+pub const BENCHMARKS: &[&str] = &["pipeline", "otlp"];
 
 /// Runs `names` (all when empty).
 pub fn run(names: &[String]) -> Result<()> {
@@ -26,7 +26,7 @@ pub fn run(names: &[String]) -> Result<()> {
     for name in selected {
         eprintln!("xtask: benchmark {name}");
         let table = match name {
-            "pipeline" => pipeline(out)?,
+            "pipeline" | "otlp" => bench(name, out)?,
             _ => unreachable!("checked above"),
         };
         report.push_str(&table);
@@ -38,16 +38,17 @@ pub fn run(names: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn pipeline(out: &Path) -> Result<String> {
+/// Runs `benches/NAME.rs`, which writes `NAME.md` and `NAME.json` to `out`.
+fn bench(name: &str, out: &Path) -> Result<String> {
     crate::cargo(&[
         "bench",
         "--package",
         "sonde",
         "--bench",
-        "pipeline",
+        name,
         "--",
         "--out",
         &out.display().to_string(),
     ])?;
-    Ok(std::fs::read_to_string(out.join("pipeline.md"))?)
+    Ok(std::fs::read_to_string(out.join(format!("{name}.md")))?)
 }
