@@ -108,13 +108,19 @@ pub fn grpc_code_retriable(code: Code) -> bool {
 }
 
 /// Classifies a gRPC error status, honouring the server's `RetryInfo`.
+///
+/// A status tonic made itself from a transport failure (it carries the
+/// failure as its source; a server's status never does) is retriable
+/// whatever its code: a connection reset mid-request reads as `Unknown`,
+/// and the server may never have seen the request.
 pub fn classify_grpc(signal: &'static str, status: &tonic::Status) -> SinkError {
     let error = ExportError::Grpc {
         signal,
         code: status.code(),
         message: status.message().to_string(),
     };
-    if grpc_code_retriable(status.code()) {
+    let transport_failure = std::error::Error::source(status).is_some();
+    if transport_failure || grpc_code_retriable(status.code()) {
         SinkError::Retriable {
             source: error.into(),
             retry_after: status.get_details_retry_info().and_then(|info| info.retry_delay),

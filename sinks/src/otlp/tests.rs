@@ -348,6 +348,11 @@ fn grpc_codes_are_classified_and_retry_info_honoured() {
     assert_eq!(retriable(tonic::Status::deadline_exceeded("slow")), Some(None));
     assert_eq!(retriable(tonic::Status::invalid_argument("bad")), None);
     assert_eq!(retriable(tonic::Status::unauthenticated("who")), None);
+    // What tonic reports when the connection breaks mid-request.
+    let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+    let broken = tonic::Status::from_error(Box::new(reset));
+    assert_eq!(broken.code(), tonic::Code::Unknown);
+    assert_eq!(retriable(broken), Some(None));
     let details = ErrorDetails::with_retry_info(Some(Duration::from_secs(3)));
     let status = tonic::Status::with_error_details(tonic::Code::ResourceExhausted, "memory limit", details);
     assert_eq!(retriable(status), Some(Some(Duration::from_secs(3))));
