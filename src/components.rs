@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use schemars::{Schema, SchemaGenerator};
 use serde_json::{json, Map, Value};
-use sonde_core::config::{did_you_mean, AgentConfig, BufferConfig, RequestConfig};
+use sonde_core::config::{did_you_mean, AgentConfig, BatchConfig, BufferConfig, RequestConfig};
 use sonde_core::registry::ComponentType;
 use sonde_core::{ComponentKind, Registry};
 
@@ -77,6 +77,9 @@ fn print_type(out: &mut String, ty: &ComponentType) {
         let _ = writeln!(out, "  request {{ … }}  how batches are sent:");
         let request = g.root_schema_for::<RequestConfig>();
         print_options(out, &request, &request, "      ");
+        let _ = writeln!(out, "  batch {{ … }}  merging of queued batches into bigger calls:");
+        let batch = g.root_schema_for::<BatchConfig>();
+        print_options(out, &batch, &batch, "      ");
     }
     let _ = writeln!(out);
 }

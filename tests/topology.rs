@@ -457,3 +457,29 @@ async fn internal_metrics_reports_component_counters() {
     topology.shutdown(Duration::from_secs(1)).await;
     assert!(found, "internal_metrics never reported 500 events sent by im_void");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_block_merges_small_batches_into_bigger_calls() {
+    run_to_end(
+        r#"
+        source "demo" "batch_gen" {
+          rate = 0
+          count = 1000
+          batch_size = 10
+        }
+        sink "record" "batch_sink" {
+          inputs = ["batch_gen"]
+          batch {
+            max_events = 100
+            timeout = "2s"
+          }
+        }
+        "#,
+    )
+    .await;
+    assert_eq!(recorded("batch_sink"), (0..1000).collect::<Vec<_>>());
+    let calls = counter("sonde_component_received_batches_total", "batch_sink", None);
+    // 100 batches of 10 arrive; merged up to 100 events, that is 10 calls
+    // (a few more if the source is slower than the sink at times).
+    assert!((10..=20).contains(&calls), "{calls} sink calls for 100 batches of 10");
+}

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiError, ApiState};
 use crate::component::GlobalContext;
-use crate::config::{self, ConfigError, Loaded};
+use crate::config::{self, AgentConfig, ConfigError, Loaded};
 use crate::registry::Registry;
 use crate::telemetry;
 use crate::topology::{Topology, TopologyError};
@@ -104,7 +104,7 @@ pub async fn run(source: ConfigSource, registry: Registry) -> Result<(), AgentEr
             _ = sigterm.recv() => { tracing::info!("SIGTERM: draining"); break; }
             _ = sigint.recv() => { tracing::info!("SIGINT: draining"); break; }
             _ = sighup.recv() => {
-                reload(&source, &registry, &mut topology);
+                reload(&source, &registry, &mut topology, &agent);
                 graph.store(Arc::new(topology.graph()));
             }
             _ = tick.tick() => {
@@ -127,7 +127,7 @@ pub async fn run(source: ConfigSource, registry: Registry) -> Result<(), AgentEr
 
 /// Re-reads the config and moves the graph to it; on any error the running
 /// graph stays as it is and every error is logged.
-fn reload(source: &ConfigSource, registry: &Registry, topology: &mut Topology) {
+fn reload(source: &ConfigSource, registry: &Registry, topology: &mut Topology, agent: &AgentConfig) {
     tracing::info!("SIGHUP: reloading config");
     let loaded = match source.load(registry) {
         Ok(loaded) => loaded,
@@ -141,6 +141,9 @@ fn reload(source: &ConfigSource, registry: &Registry, topology: &mut Topology) {
     };
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
+    }
+    if &loaded.config.agent != agent {
+        tracing::warn!("the agent block changed: it takes effect at the next restart (reload applies components only)");
     }
     match topology.apply(loaded.config) {
         Ok(summary) => tracing::info!(

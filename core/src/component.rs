@@ -143,6 +143,12 @@ pub trait TransformConfig: fmt::Debug + Send + Sync + 'static {
 pub trait SinkConfig: fmt::Debug + Send + Sync + 'static {
     /// The event kinds it accepts; others are removed before it (and counted).
     fn accepts(&self) -> EventKinds;
+    /// Batching when the user gives no `batch { }` block: `None` (the
+    /// default) calls the sink with batches as they arrive; remote sinks
+    /// return a size and timeout suited to their protocol.
+    fn default_batch(&self) -> Option<crate::config::BatchConfig> {
+        None
+    }
     /// Builds the sink service. Runs inside the tokio runtime, so it may spawn
     /// background tasks (a scrape server), which must end on `cx.shutdown`.
     fn build(&self, cx: &SinkContext) -> Result<Sink, BoxError>;

@@ -26,7 +26,7 @@ pub struct Loaded {
 /// Top-level block names.
 const TOP_LEVEL: [&str; 4] = ["agent", "source", "transform", "sink"];
 /// Options the core reads from transforms and sinks.
-const COMMON_OPTIONS: [&str; 3] = ["inputs", "buffer", "request"];
+const COMMON_OPTIONS: [&str; 4] = ["inputs", "buffer", "request", "batch"];
 
 /// Loads and checks the pipeline in `path`.
 pub fn load_file(path: &Path, registry: &Registry) -> Result<Loaded, ConfigError> {
@@ -235,7 +235,7 @@ impl Loader<'_> {
                     return None;
                 }
                 if kind == ComponentKind::Transform {
-                    for key in ["buffer", "request"] {
+                    for key in ["buffer", "request", "batch"] {
                         if common.contains_key(key) {
                             let span = spans.get(key).cloned();
                             self.error(DiagnosticKind::UnknownOption, span, format!("`{key}` is a sink option"));
@@ -277,8 +277,8 @@ impl Loader<'_> {
                 })
                 .collect()
         });
-        let (buffer, request) = common.map_or_else(Default::default, |c| {
-            (c.buffer.unwrap_or_default(), c.request.unwrap_or_default())
+        let (buffer, request, batch) = common.map_or_else(Default::default, |c| {
+            (c.buffer.unwrap_or_default(), c.request.unwrap_or_default(), c.batch)
         });
         Some(ComponentConfig {
             kind,
@@ -287,6 +287,7 @@ impl Loader<'_> {
             inputs,
             buffer,
             request,
+            batch,
             options,
             raw,
             location: self

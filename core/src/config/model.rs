@@ -159,6 +159,42 @@ impl Default for RequestConfig {
     }
 }
 
+/// Default most events merged into one sink call.
+pub const DEFAULT_BATCH_MAX_EVENTS: usize = 1000;
+/// Default longest wait for a batch to fill.
+pub const DEFAULT_BATCH_TIMEOUT: Duration = Duration::from_secs(1);
+
+const fn default_batch_max_events() -> usize {
+    DEFAULT_BATCH_MAX_EVENTS
+}
+const fn default_batch_timeout() -> Duration {
+    DEFAULT_BATCH_TIMEOUT
+}
+
+/// The `batch { }` block of a sink: merge queued batches into larger sink
+/// calls (fewer, bigger requests to a remote service).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Send once this many events are gathered (a batch arriving whole may
+    /// exceed it; capped at the buffer's `max_events`). Default 1000.
+    #[serde(default = "default_batch_max_events")]
+    pub max_events: usize,
+    /// Send what was gathered after this long, full or not. Default `1s`.
+    #[serde(default = "default_batch_timeout", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub timeout: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_events: DEFAULT_BATCH_MAX_EVENTS,
+            timeout: DEFAULT_BATCH_TIMEOUT,
+        }
+    }
+}
+
 /// Options the core reads from transform and sink blocks, beside the type's own.
 #[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -171,6 +207,9 @@ pub struct CommonOptions {
     /// Request handling: timeout, retries, concurrency, rate (sinks only).
     #[serde(default)]
     pub request: Option<RequestConfig>,
+    /// Merging of queued batches before each call (sinks only).
+    #[serde(default)]
+    pub batch: Option<BatchConfig>,
 }
 
 /// One input reference, with where it was written.
@@ -197,6 +236,8 @@ pub struct ComponentConfig {
     pub buffer: BufferConfig,
     /// Request settings (sinks).
     pub request: RequestConfig,
+    /// Batching the user asked for (sinks); `None` leaves it to the sink type's default.
+    pub batch: Option<BatchConfig>,
     /// The type's own options, deserialized.
     pub options: AnyConfig,
     /// The block's evaluated body as JSON: compared on reload to find what changed.

@@ -397,12 +397,21 @@ impl Topology {
                     })?;
                     let service = stack::sink_stack(service, &info, &config.request, &metrics);
                     let (sender, receiver, probe) = make_queue(&config.buffer, &metrics);
+                    let batching = config.batch.or_else(|| sink.default_batch()).map(|mut b| {
+                        // Waiting for more events than the buffer holds would only wait for the timeout.
+                        b.max_events = b.max_events.clamp(1, config.buffer.max_events.max(1));
+                        b
+                    });
+                    let settings = tasks::SinkSettings {
+                        concurrency: config.request.concurrency,
+                        accepts,
+                        batching,
+                    };
                     let run = Box::pin(tasks::run_sink(
                         info.clone(),
                         receiver,
                         service,
-                        config.request.concurrency,
-                        accepts,
+                        settings,
                         metrics.clone(),
                         stop.clone(),
                     ));

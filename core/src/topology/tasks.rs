@@ -8,9 +8,10 @@ use tower::{Service, ServiceExt};
 
 use super::component_metrics::{ComponentMetrics, DropReason};
 use super::output::{Output, OutputSlot};
-use super::queue::InputReceiver;
+use super::queue::{InputReceiver, SlotGuard};
 use super::stack::SinkStack;
 use crate::component::{ComponentInfo, Transform};
+use crate::config::BatchConfig;
 use crate::event::{EventBatch, EventKinds};
 
 /// Removes events of kinds the component does not accept, counting them.
@@ -62,20 +63,60 @@ pub async fn run_transform(
     tracing::debug!(component = %info, "transform finished");
 }
 
+/// Takes the next batch from `input`, merged with those that follow it
+/// within `batching`'s size and time. The slots of every merged batch stay
+/// taken until the call completes, so the buffer bounds what is in flight.
+async fn next_batch(input: &mut InputReceiver, batching: Option<BatchConfig>) -> Option<(EventBatch, Vec<SlotGuard>)> {
+    let (mut batch, slots) = input.recv().await?.into_parts();
+    let mut guards = vec![slots];
+    let Some(batching) = batching else {
+        return Some((batch, guards));
+    };
+    let deadline = tokio::time::Instant::now() + batching.timeout;
+    while batch.len() < batching.max_events {
+        match tokio::time::timeout_at(deadline, input.recv()).await {
+            Ok(Some(queued)) => {
+                let (more, slots) = queued.into_parts();
+                if batch.is_empty() {
+                    batch = more;
+                } else {
+                    batch.events_mut().extend(more.into_events());
+                }
+                guards.push(slots);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    Some((batch, guards))
+}
+
+/// How a sink task runs.
+pub struct SinkSettings {
+    /// Calls in flight at once.
+    pub concurrency: usize,
+    /// Kinds the sink accepts.
+    pub accepts: EventKinds,
+    /// Merging of queued batches, if any.
+    pub batching: Option<BatchConfig>,
+}
+
 /// Runs a sink until its input closes and every batch is delivered or dropped.
 pub async fn run_sink(
     info: ComponentInfo,
     mut input: InputReceiver,
     mut sink: SinkStack,
-    concurrency: usize,
-    accepts: EventKinds,
+    settings: SinkSettings,
     metrics: ComponentMetrics,
     done: CancellationToken,
 ) {
+    let SinkSettings {
+        concurrency,
+        accepts,
+        batching,
+    } = settings;
     let mut in_flight = JoinSet::new();
-    while let Some(queued) = input.recv().await {
+    while let Some((mut batch, slots)) = next_batch(&mut input, batching).await {
         metrics.buffer_events.set(input.queued_events() as f64);
-        let (mut batch, slots) = queued.into_parts();
         keep_accepted(&mut batch, accepts, &metrics);
         if batch.is_empty() {
             continue;
