@@ -298,7 +298,8 @@ fn run_with_live_agent(receiver: &Receiver, protocol: &str, count: u64) -> (Agen
            source "demo" "idle" {{ rate = 1 }}
            sink "blackhole" "idle_out" {{ inputs = ["idle"] }}
            {}"#,
-        sink(receiver, protocol, r#""metrics""#, "")
+        // One demo batch per request, so a rejected request is one known batch.
+        sink(receiver, protocol, r#""metrics""#, "batch { max_events = 500 }")
     );
     let agent = Agent::start(dir.path(), &pipeline);
     let otlp = [("component_id", "otlp")];

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
+use sonde_core::config::BatchConfig;
 use sonde_core::event::EventKinds;
 use sonde_core::{BoxError, Sink, SinkConfig, SinkContext};
 use tower::util::BoxCloneService;
@@ -122,6 +123,13 @@ impl OtlpSinkConfig {
 impl SinkConfig for OtlpSinkConfig {
     fn accepts(&self) -> EventKinds {
         EventKinds::ALL
+    }
+
+    /// Each request costs a round trip and a gzip stream's setup, and
+    /// compresses better the more points share it: merge up to 1000 events,
+    /// waiting at most 1s (the core's defaults), unless `batch { }` says otherwise.
+    fn default_batch(&self) -> Option<BatchConfig> {
+        Some(BatchConfig::default())
     }
 
     fn build(&self, cx: &SinkContext) -> Result<Sink, BoxError> {

@@ -13,9 +13,9 @@
 //!   batch, counted by the core. Partial successes are counted in
 //!   [`service::REJECTED_ITEMS`].
 //!
-//! Batches are exported as they come (the core's `batch` option merges small
-//! ones); a batch that would make a request above `max_request_bytes` is
-//! split into several.
+//! The core merges queued batches before the sink (`batch { }`; the OTLP
+//! sink's default is 1000 events or 1s); a batch that would make a request
+//! above `max_request_bytes` is split into several.
 
 pub mod config;
 pub mod encode;
