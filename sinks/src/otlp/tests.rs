@@ -1,6 +1,5 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point, AggregationTemporality};
@@ -13,7 +12,6 @@ use sonde_core::event::{
 use sonde_core::{SinkContext, SinkError};
 
 use super::encode::{Encoder, Request, Signal};
-use super::error::{classify_grpc, classify_http, parse_retry_after};
 use super::*;
 
 fn encoder() -> Encoder {
@@ -335,46 +333,6 @@ fn configured_resource_attributes_fill_in_but_do_not_override() {
         "deployment.environment.name",
     );
     assert_eq!(env.as_deref(), Some("prod"));
-}
-
-#[test]
-fn grpc_codes_are_classified_and_retry_info_honoured() {
-    use tonic_types::{ErrorDetails, StatusExt};
-    let retriable = |status: tonic::Status| match classify_grpc("metrics", &status) {
-        SinkError::Retriable { retry_after, .. } => Some(retry_after),
-        SinkError::Permanent { .. } => None,
-    };
-    assert_eq!(retriable(tonic::Status::unavailable("down")), Some(None));
-    assert_eq!(retriable(tonic::Status::deadline_exceeded("slow")), Some(None));
-    assert_eq!(retriable(tonic::Status::invalid_argument("bad")), None);
-    assert_eq!(retriable(tonic::Status::unauthenticated("who")), None);
-    // What tonic reports when the connection breaks mid-request.
-    let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
-    let broken = tonic::Status::from_error(Box::new(reset));
-    assert_eq!(broken.code(), tonic::Code::Unknown);
-    assert_eq!(retriable(broken), Some(None));
-    let details = ErrorDetails::with_retry_info(Some(Duration::from_secs(3)));
-    let status = tonic::Status::with_error_details(tonic::Code::ResourceExhausted, "memory limit", details);
-    assert_eq!(retriable(status), Some(Some(Duration::from_secs(3))));
-}
-
-#[test]
-fn http_statuses_are_classified_and_retry_after_honoured() {
-    let retriable = |status, after| match classify_http("logs", status, after, b"") {
-        SinkError::Retriable { retry_after, .. } => Some(retry_after),
-        SinkError::Permanent { .. } => None,
-    };
-    for status in [429, 502, 503, 504] {
-        assert_eq!(retriable(status, None), Some(None), "{status}");
-    }
-    for status in [400, 401, 403, 404, 413, 500] {
-        assert_eq!(retriable(status, None), None, "{status}");
-    }
-    assert_eq!(retriable(503, Some("7")), Some(Some(Duration::from_secs(7))));
-    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-    let later = httpdate::fmt_http_date(now + Duration::from_secs(120));
-    assert_eq!(parse_retry_after(&later, now), Some(Duration::from_secs(120)));
-    assert_eq!(parse_retry_after("soon", now), None);
 }
 
 #[test]
