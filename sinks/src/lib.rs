@@ -6,6 +6,7 @@
 pub mod blackhole;
 pub mod console;
 pub mod file;
+pub mod otlp;
 pub mod prometheus;
 
 use sonde_core::Registry;
@@ -15,5 +16,6 @@ pub fn register(registry: &mut Registry) {
     registry.sink::<blackhole::BlackholeSinkConfig>("blackhole");
     registry.sink::<console::ConsoleSinkConfig>("console");
     registry.sink::<file::FileSinkConfig>("file");
+    registry.sink::<otlp::OtlpSinkConfig>("otlp");
     registry.sink::<prometheus::PrometheusSinkConfig>("prometheus");
 }

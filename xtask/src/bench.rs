@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{bail, Result};
 
 /// Every benchmark, in the order they run.
-pub const BENCHMARKS: &[&str] = &["pipeline", "disk", "prometheus"];
+pub const BENCHMARKS: &[&str] = &["pipeline", "disk", "prometheus", "otlp"];
 
 /// Runs `names` (all when empty).
 pub fn run(names: &[String]) -> Result<()> {

@@ -89,3 +89,47 @@ pub fn prepare_kernel_mounts() {
         }
     }
 }
+
+/// Where the tests' Python environment lives, relative to the workspace root.
+pub const VENV: &str = ".venv";
+
+/// PyPI packages of the OTLP test receiver (tests/otlp_receiver.py). The
+/// receiver's profiles messages must match the Rust `opentelemetry-proto`
+/// crate's: 1.45 carries the same development-stage profiles proto as 0.33.
+pub const VENV_PACKAGES: &[&str] = &["grpcio", "protobuf", "opentelemetry-proto==1.45.2"];
+
+fn venv_ready() -> bool {
+    Command::new(format!("{VENV}/bin/python"))
+        .args([
+            "-c",
+            "import grpc, google.protobuf, opentelemetry.proto.collector.profiles.v1development",
+        ])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Creates `.venv` with [`VENV_PACKAGES`] when it is missing or incomplete.
+pub fn ensure_python_venv() -> Result<()> {
+    if venv_ready() {
+        return Ok(());
+    }
+    eprintln!("xtask: creating {VENV} with {}", VENV_PACKAGES.join(" "));
+    let venv = || Command::new("python3").args(["-m", "venv", VENV]).status();
+    if !venv().is_ok_and(|s| s.success()) {
+        // Debian splits venv (and ensurepip) out of python3.
+        ensure_packages(&["python3-venv"])?;
+        if !venv().context("python3 -m venv")?.success() {
+            bail!("`python3 -m venv {VENV}` failed");
+        }
+    }
+    let status = Command::new(format!("{VENV}/bin/python"))
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+        .args(VENV_PACKAGES)
+        .status()
+        .context("pip install")?;
+    if !status.success() || !venv_ready() {
+        bail!("installing {} into {VENV} failed", VENV_PACKAGES.join(" "));
+    }
+    Ok(())
+}

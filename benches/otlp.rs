@@ -1,0 +1,297 @@
+//! OTLP sink throughput and size: demo metrics → `sink "otlp"` → a receiver,
+//! beside a demo → blackhole baseline, in the same run.
+//!
+//! `cargo xtask bench otlp` runs it. The receivers are minimal Rust ones on
+//! their own thread and runtime (a tonic gRPC service and an axum HTTP
+//! handler that decode every request and count its points), so the figures
+//! are the agent's cost, not a Python receiver's. Each graph runs `--events`
+//! events on a single-threaded tokio runtime, `--runs` times, interleaved.
+//! A second table gives the bytes per metric point, encoded by the sink's
+//! encoder and measured on the wire by the HTTP receiver.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use prost::Message;
+use sonde_core::component::GlobalContext;
+use sonde_core::config::load_str;
+use sonde_core::event::{Event, Timestamp};
+use sonde_core::topology::Topology;
+use sonde_sinks::otlp::encode::Encoder;
+use sonde_sources::demo::{DemoGenerator, DemoKind};
+
+const SOURCE: &str = r#"
+source "demo" "gen" {
+  rate       = 0
+  count      = COUNT
+  batch_size = 1000
+  series     = 4
+}
+"#;
+
+const GRAPHS: [(&str, &str); 5] = [
+    (
+        "baseline: demo → blackhole",
+        r#"sink "blackhole" "out" { inputs = ["gen"] }"#,
+    ),
+    (
+        "demo → otlp grpc, gzip",
+        r#"sink "otlp" "out" {
+             inputs = ["gen"]
+             endpoint = "http://GRPC"
+           }"#,
+    ),
+    (
+        "demo → otlp grpc, uncompressed",
+        r#"sink "otlp" "out" {
+             inputs = ["gen"]
+             endpoint = "http://GRPC"
+             compression = "none"
+           }"#,
+    ),
+    (
+        "demo → otlp http/protobuf, gzip",
+        r#"sink "otlp" "out" {
+             inputs = ["gen"]
+             endpoint = "http://HTTP"
+             protocol = "http/protobuf"
+           }"#,
+    ),
+    (
+        "demo → otlp grpc, gzip, 4 requests in flight",
+        r#"sink "otlp" "out" {
+             inputs = ["gen"]
+             endpoint = "http://GRPC"
+             request { concurrency = 4 }
+           }"#,
+    ),
+];
+
+/// What the receivers saw.
+#[derive(Clone, Default)]
+struct Counts {
+    points: Arc<AtomicU64>,
+    wire_bytes: Arc<AtomicU64>,
+}
+
+fn points(request: &ExportMetricsServiceRequest) -> u64 {
+    let per_metric = |d: &Option<Data>| match d {
+        Some(Data::Gauge(g)) => g.data_points.len(),
+        Some(Data::Sum(s)) => s.data_points.len(),
+        Some(Data::Histogram(h)) => h.data_points.len(),
+        _ => 0,
+    };
+    let resources = request.resource_metrics.iter();
+    resources
+        .flat_map(|r| &r.scope_metrics)
+        .flat_map(|s| &s.metrics)
+        .map(|m| per_metric(&m.data) as u64)
+        .sum()
+}
+
+#[tonic::async_trait]
+impl MetricsService for Counts {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        self.points.fetch_add(points(request.get_ref()), Ordering::Relaxed);
+        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+    }
+}
+
+async fn http_export(
+    axum::extract::State(counts): axum::extract::State<Counts>,
+    headers: axum::http::HeaderMap,
+    body: bytes::Bytes,
+) -> Vec<u8> {
+    counts.wire_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+    let mut decoded = Vec::new();
+    let body: &[u8] = if headers.get("content-encoding").is_some_and(|v| v == "gzip") {
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_end(&mut decoded)
+            .unwrap();
+        &decoded
+    } else {
+        &body
+    };
+    let request = ExportMetricsServiceRequest::decode(body).unwrap();
+    counts.points.fetch_add(points(&request), Ordering::Relaxed);
+    ExportMetricsServiceResponse::default().encode_to_vec()
+}
+
+/// Starts both receivers on their own thread; returns their addresses.
+fn start_receivers(counts: Counts) -> (SocketAddr, SocketAddr) {
+    let grpc = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addresses = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            grpc.set_nonblocking(true).unwrap();
+            http.set_nonblocking(true).unwrap();
+            let app = axum::Router::new()
+                .route("/v1/metrics", axum::routing::post(http_export))
+                .with_state(counts.clone());
+            let http = tokio::net::TcpListener::from_std(http).unwrap();
+            tokio::spawn(async move { axum::serve(http, app).await.unwrap() });
+            let service = MetricsServiceServer::new(counts)
+                .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+                .max_decoding_message_size(64 << 20);
+            let grpc = tokio::net::TcpListener::from_std(grpc).unwrap();
+            let incoming = futures::stream::unfold(grpc, |listener| async move {
+                let accepted = listener.accept().await.map(|(stream, _)| stream);
+                Some((accepted, listener))
+            });
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(incoming)
+                .await
+                .unwrap();
+        });
+    });
+    addresses
+}
+
+fn registry() -> sonde_core::Registry {
+    let mut registry = sonde_core::Registry::new();
+    sonde_sources::register(&mut registry);
+    sonde_transforms::register(&mut registry);
+    sonde_sinks::register(&mut registry);
+    registry
+}
+
+fn run_once(sink: &str, events: u64, addresses: (SocketAddr, SocketAddr)) -> Duration {
+    let text = format!("{}{sink}", SOURCE.replace("COUNT", &events.to_string()))
+        .replace("GRPC", &addresses.0.to_string())
+        .replace("HTTP", &addresses.1.to_string());
+    let loaded = load_str("bench.hcl", &text, &registry()).expect("bench config is valid");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let started = Instant::now();
+        let global = GlobalContext {
+            node_name: "bench".into(),
+        };
+        let topology = Topology::start(loaded.config, global).unwrap();
+        while !topology.is_finished() {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        let elapsed = started.elapsed();
+        assert_eq!(topology.shutdown(Duration::from_secs(5)).await, 0);
+        elapsed
+    })
+}
+
+fn arg(name: &str, default: &str) -> String {
+    let args: Vec<String> = std::env::args().collect();
+    let position = args.iter().position(|a| a == name);
+    position
+        .and_then(|i| args.get(i + 1).cloned())
+        .unwrap_or_else(|| default.to_string())
+}
+
+/// Bytes per point of one demo batch (1000 gauges, 4 series), as encoded.
+fn encoded_sizes() -> (f64, f64) {
+    let generator = DemoGenerator::new(DemoKind::Metric, 4, "bench".into());
+    let now = Timestamp::now();
+    let batch: Vec<Event> = (0..1000).map(|s| generator.event(s, now)).collect();
+    let encoder = Encoder::new(&Default::default(), "bench".into(), usize::MAX);
+    let body = encoder.encode(&batch)[0].encode_to_vec();
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gzip, &body).unwrap();
+    let gzipped = gzip.finish().unwrap();
+    (body.len() as f64 / 1000.0, gzipped.len() as f64 / 1000.0)
+}
+
+fn main() {
+    let events: u64 = arg("--events", "500000").parse().unwrap();
+    let runs: usize = arg("--runs", "5").parse().unwrap();
+    let out = std::path::PathBuf::from(arg("--out", "target/bench"));
+    let counts = Counts::default();
+    let addresses = start_receivers(counts.clone());
+    std::thread::sleep(Duration::from_millis(200));
+    run_once(GRAPHS[1].1, events / 10, addresses); // warm-up: connections, allocator
+
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); GRAPHS.len()];
+    let mut http_bytes = 0u64;
+    for run in 0..runs {
+        for (i, (name, sink)) in GRAPHS.iter().enumerate() {
+            let (points, bytes) = (
+                counts.points.load(Ordering::Relaxed),
+                counts.wire_bytes.load(Ordering::Relaxed),
+            );
+            times[i].push(run_once(sink, events, addresses).as_secs_f64());
+            if i > 0 {
+                // Every event arrived: the figures are for delivered data.
+                assert_eq!(
+                    counts.points.load(Ordering::Relaxed) - points,
+                    events,
+                    "{name}: points lost"
+                );
+            }
+            http_bytes += counts.wire_bytes.load(Ordering::Relaxed) - bytes;
+        }
+        eprintln!("run {}/{runs} done", run + 1);
+    }
+
+    let stats = |v: &Vec<f64>| {
+        let mut s = v.clone();
+        s.sort_by(f64::total_cmp);
+        (s[0], s[s.len() / 2], s[s.len() - 1])
+    };
+    let baseline = stats(&times[0]).1;
+    let mut table = format!(
+        "### OTLP sink throughput ({events} metric events per run, batches of 1000, {runs} interleaved runs, \
+         sink on one core, Rust receiver on another thread)\n\n\
+         | graph | events/s (median) | ns/event min / median / max | time vs baseline |\n|---|---|---|---|\n"
+    );
+    let mut json = Vec::new();
+    for (i, (name, _)) in GRAPHS.iter().enumerate() {
+        let (min, median, max) = stats(&times[i]);
+        let ns = |t: f64| t * 1e9 / events as f64;
+        table.push_str(&format!(
+            "| {name} | {:.2} M | {:.0} / {:.0} / {:.0} | {:.2}× |\n",
+            events as f64 / median / 1e6,
+            ns(min),
+            ns(median),
+            ns(max),
+            median / baseline
+        ));
+        json.push(serde_json::json!({
+            "graph": name, "events": events, "runs": runs, "seconds": times[i],
+            "events_per_second_median": events as f64 / median,
+            "ns_per_event": { "min": ns(min), "median": ns(median), "max": ns(max) },
+            "ratio_to_baseline": median / baseline,
+        }));
+    }
+    let (protobuf, gzip) = encoded_sizes();
+    let wire = http_bytes as f64 / (events as f64 * runs as f64);
+    table.push_str(&format!(
+        "\n| bytes per metric point (demo gauge, 2 attributes, 4 series) | bytes |\n|---|---|\n\
+         | protobuf, one 1000-point request | {protobuf:.1} |\n\
+         | gzip, one 1000-point request | {gzip:.1} |\n\
+         | on the wire, http/protobuf gzip (measured by the receiver) | {wire:.1} |\n"
+    ));
+    json.push(serde_json::json!({
+        "bytes_per_point": { "protobuf": protobuf, "gzip": gzip, "http_gzip_wire": wire }
+    }));
+    println!("{table}");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("otlp.md"), &table).unwrap();
+    std::fs::write(out.join("otlp.json"), serde_json::to_string_pretty(&json).unwrap()).unwrap();
+}

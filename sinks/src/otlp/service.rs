@@ -1,0 +1,141 @@
+//! [`OtlpSink`]: the tower service that encodes a batch and exports it.
+//!
+//! It only classifies failures (see [`super::error`]); the core retries
+//! retriable ones with backoff under its per-attempt timeout, and drops and
+//! counts the batch on permanent ones.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures::future::BoxFuture;
+use metrics::{Counter, Label};
+use sonde_core::event::EventBatch;
+use sonde_core::topology::component_metrics;
+use sonde_core::{ComponentInfo, SinkContext, SinkError};
+use tower::Service;
+
+use super::config::{OtlpSinkConfig, Protocol};
+use super::encode::{Encoder, Request, Signal};
+use super::error::BuildError;
+use super::grpc::GrpcTransport;
+use super::http::HttpTransport;
+
+/// `User-Agent` of every request.
+pub const USER_AGENT: &str = concat!("sonde/", env!("CARGO_PKG_VERSION"));
+
+/// Items (data points, log records, spans, profiles) a server accepted the
+/// request of but rejected itself (OTLP partial success), by `signal`.
+pub const REJECTED_ITEMS: &str = "sonde_otlp_rejected_items_total";
+
+/// What a server said about a request it accepted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Accepted {
+    /// Items it rejected anyway (partial success); 0 for a full success.
+    pub rejected: i64,
+    /// Why, when it says.
+    pub message: String,
+}
+
+/// Reads a PEM file named by a `tls` option.
+pub fn read_tls_file(option: &'static str, path: &Path) -> Result<Vec<u8>, BuildError> {
+    std::fs::read(path).map_err(|source| BuildError::ReadFile {
+        option,
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+#[derive(Debug)]
+enum Transport {
+    Grpc(GrpcTransport),
+    Http(HttpTransport),
+}
+
+#[derive(Debug)]
+struct Inner {
+    info: ComponentInfo,
+    encoder: Encoder,
+    transport: Transport,
+    /// [`REJECTED_ITEMS`] per signal, in [`Signal::ALL`] order.
+    rejected: [Counter; 4],
+}
+
+/// The OTLP sink: clones share the encoder state, the connection and the counters.
+#[derive(Clone, Debug)]
+pub struct OtlpSink {
+    inner: Arc<Inner>,
+}
+
+impl OtlpSink {
+    /// Builds the sink; connects lazily, on the first batch.
+    pub fn new(config: &OtlpSinkConfig, cx: &SinkContext) -> Result<Self, BuildError> {
+        let transport = match config.protocol {
+            Protocol::Grpc => Transport::Grpc(GrpcTransport::new(config)?),
+            Protocol::HttpProtobuf => Transport::Http(HttpTransport::new(config)?),
+        };
+        let labels = component_metrics::labels(&cx.info);
+        let rejected = Signal::ALL.map(|signal| {
+            let mut labels: Vec<Label> = labels.clone();
+            labels.push(Label::new("signal", signal.as_str()));
+            metrics::counter!(REJECTED_ITEMS, labels)
+        });
+        Ok(OtlpSink {
+            inner: Arc::new(Inner {
+                info: cx.info.clone(),
+                encoder: Encoder::new(&config.resource, cx.global.node_name.clone(), config.max_request_bytes),
+                transport,
+                rejected,
+            }),
+        })
+    }
+}
+
+impl Inner {
+    async fn send(&self, request: Request) -> Result<(), SinkError> {
+        let signal = request.signal();
+        let items = request.items();
+        let accepted = match &self.transport {
+            Transport::Grpc(t) => t.send(request).await?,
+            Transport::Http(t) => t.send(request).await?,
+        };
+        if accepted.rejected > 0 || !accepted.message.is_empty() {
+            let index = Signal::ALL.iter().position(|s| *s == signal).unwrap_or_default();
+            self.rejected[index].increment(accepted.rejected.max(0) as u64);
+            // Not an error of the batch: the server kept the rest, and
+            // sending the rejected items again would be rejected again.
+            tracing::warn!(
+                component = %self.info,
+                signal = signal.as_str(),
+                rejected = accepted.rejected,
+                of = items,
+                message = %accepted.message,
+                "server rejected part of a request"
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Service<EventBatch> for OtlpSink {
+    type Response = ();
+    type Error = SinkError;
+    type Future = BoxFuture<'static, Result<(), SinkError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), SinkError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, batch: EventBatch) -> Self::Future {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            // One request per signal (more if a request would be too large),
+            // sent in order. A failure fails the whole batch, so a retry may
+            // send again what already went through: at-least-once.
+            for request in inner.encoder.encode(batch.events()) {
+                inner.send(request).await?;
+            }
+            Ok(())
+        })
+    }
+}
