@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{bail, Result};
 
 /// Every benchmark, in the order they run.
-pub const BENCHMARKS: &[&str] = &["pipeline"];
+pub const BENCHMARKS: &[&str] = &["pipeline", "enrich"];
 
 /// Runs `names` (all when empty).
 pub fn run(names: &[String]) -> Result<()> {
@@ -27,6 +27,7 @@ pub fn run(names: &[String]) -> Result<()> {
         eprintln!("xtask: benchmark {name}");
         let table = match name {
             "pipeline" => pipeline(out)?,
+            "enrich" => enrich(out)?,
             _ => unreachable!("checked above"),
         };
         report.push_str(&table);
@@ -50,4 +51,18 @@ fn pipeline(out: &Path) -> Result<String> {
         &out.display().to_string(),
     ])?;
     Ok(std::fs::read_to_string(out.join("pipeline.md"))?)
+}
+
+fn enrich(out: &Path) -> Result<String> {
+    crate::cargo(&[
+        "bench",
+        "--package",
+        "sonde",
+        "--bench",
+        "enrich",
+        "--",
+        "--out",
+        &out.display().to_string(),
+    ])?;
+    Ok(std::fs::read_to_string(out.join("enrich.md"))?)
 }

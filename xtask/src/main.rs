@@ -38,7 +38,7 @@ enum Task {
     },
     /// Run benchmarks (all, or those named) and write reports to target/bench.
     Bench {
-        /// Benchmarks to run: pipeline. Default: all.
+        /// Benchmarks to run: pipeline, enrich. Default: all.
         names: Vec<String>,
     },
 }
@@ -75,6 +75,7 @@ fn run() -> Result<()> {
         }
         Task::Test { args } => {
             setup::ensure_packages(setup::TEST_PACKAGES)?;
+            setup::ensure_python_tools()?;
             setup::prepare_kernel_mounts();
             let mut test = vec!["test", "--workspace"];
             test.extend(args.iter().map(String::as_str));
