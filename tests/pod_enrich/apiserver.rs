@@ -50,7 +50,7 @@ impl ApiServer {
             requests: Arc::default(),
         };
         let requests = shared.requests.clone();
-        let app = Router::new().route("/api/v1/pods", get(pods)).with_state(shared);
+        let app = Router::new().route("/api/v1/pods", get(serve_pods)).with_state(shared);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -95,7 +95,7 @@ fn status(code: StatusCode, reason: &str, message: &str) -> Response {
     (code, [("content-type", "application/json")], body.to_string()).into_response()
 }
 
-async fn pods(State(s): State<Shared>, Query(query): Query<HashMap<String, String>>, headers: HeaderMap) -> Response {
+async fn serve_pods(State(s): State<Shared>, Query(query): Query<HashMap<String, String>>, headers: HeaderMap) -> Response {
     s.requests.lock().unwrap().push(query.clone());
     let bearer = format!("Bearer {TOKEN}");
     if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(bearer.as_str()) {

@@ -209,16 +209,9 @@ async fn pod_metadata_from_the_api_server_follows_relabels_and_deletes() {
     };
     let mut transform = config.build(&cx).unwrap();
     let pid = process.pid();
-    let mut enrich = || {
-        let batch: EventBatch = vec![Event::from(Log::new("x").tap_pid(pid))].into();
-        async {
-            let batch = transform.ready().await.unwrap().call(batch).await.unwrap();
-            batch.events()[0].attributes().clone()
-        }
-    };
 
     // ready() waits for the first list, so the first batch is complete.
-    let a = tokio::time::timeout(Duration::from_secs(20), enrich()).await.expect("synced");
+    let a = tokio::time::timeout(Duration::from_secs(20), enrich(&mut transform, pid)).await.expect("synced");
     assert_eq!(text(&a, keys::POD), Some("checkout-6f7d9c5b8-qx2lp"));
     assert_eq!(text(&a, keys::NAMESPACE), Some("shop"));
     assert_eq!(text(&a, keys::POD_UID), Some(uid));
@@ -235,7 +228,7 @@ async fn pod_metadata_from_the_api_server_follows_relabels_and_deletes() {
     server.send("MODIFIED", apiserver::with_kind(apiserver::pod(node, uid, CONTAINER_ID, "101", "gold")));
     let relabelled = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
-            let a = enrich().await;
+            let a = enrich(&mut transform, pid).await;
             if text(&a, "k8s.pod.label.tier") == Some("gold") {
                 return a;
             }
@@ -250,7 +243,7 @@ async fn pod_metadata_from_the_api_server_follows_relabels_and_deletes() {
     server.send("DELETED", apiserver::with_kind(apiserver::pod(node, uid, CONTAINER_ID, "102", "gold")));
     let deleted = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
-            let a = enrich().await;
+            let a = enrich(&mut transform, pid).await;
             if text(&a, keys::POD).is_none() {
                 return a;
             }
@@ -272,13 +265,11 @@ async fn pod_metadata_from_the_api_server_follows_relabels_and_deletes() {
     assert_eq!(watch["resourceVersion"], "100");
 }
 
-trait TapPid {
-    fn tap_pid(self, pid: u32) -> Self;
-}
-
-impl TapPid for Log {
-    fn tap_pid(mut self, pid: u32) -> Self {
-        self.attributes.insert(keys::PID, pid);
-        self
-    }
+/// One event from `pid` through `transform`; its attributes after.
+async fn enrich(transform: &mut sonde_core::Transform, pid: u32) -> Attributes {
+    let mut log = Log::new("x");
+    log.attributes.insert(keys::PID, pid);
+    let batch: EventBatch = vec![Event::from(log)].into();
+    let batch = transform.ready().await.unwrap().call(batch).await.unwrap();
+    batch.events()[0].attributes().clone()
 }
