@@ -28,6 +28,9 @@ use std::fmt;
 use serde::Serialize;
 
 /// One piece of telemetry.
+// Metrics stay inline on purpose: they are the bulk of all events, and a box
+// per metric would cost an allocation each; the rarer kinds are boxed.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
