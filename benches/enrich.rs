@@ -40,7 +40,11 @@ fn proc_tree(root: &std::path::Path) {
         let pod = pid % PODS;
         let dir = root.join((1000 + pid).to_string());
         std::fs::create_dir_all(&dir).unwrap();
-        let stat = format!("{} (worker-{pid}) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 {} 100 5\n", 1000 + pid, 5000 + pid);
+        let stat = format!(
+            "{} (worker-{pid}) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 {} 100 5\n",
+            1000 + pid,
+            5000 + pid
+        );
         std::fs::write(dir.join("stat"), stat).unwrap();
         let cgroup = format!(
             "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice/cri-containerd-{}.scope\n",
@@ -127,7 +131,11 @@ fn main() {
         "the benchmark enriches for real"
     );
 
-    let names = ["baseline: clone the batch", "pod_enrich (warm cache)", "sample (rate 0.1, 2-attribute key)"];
+    let names = [
+        "baseline: clone the batch",
+        "pod_enrich (warm cache)",
+        "sample (rate 0.1, 2-attribute key)",
+    ];
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); 3];
     for run in 0..runs {
         times[0].push(round(&template, batches, |_| {}).as_secs_f64());
@@ -157,7 +165,11 @@ fn main() {
             ns(min),
             ns(med),
             ns(max),
-            if i == 0 { "—".to_string() } else { format!("{over:.0}") }
+            if i == 0 {
+                "—".to_string()
+            } else {
+                format!("{over:.0}")
+            }
         ));
         json.push(serde_json::json!({
             "step": name,

@@ -44,7 +44,10 @@ fn manifests_pass_schema_validation_offline() {
             "{} is missing: `cargo xtask test` installs it",
             validator.display()
         );
-        eprintln!("skipped: {} missing (cargo xtask test installs it)", validator.display());
+        eprintln!(
+            "skipped: {} missing (cargo xtask test installs it)",
+            validator.display()
+        );
         return;
     }
     for path in manifests() {
@@ -76,9 +79,19 @@ fn manifests_hold_what_the_agent_needs() {
         let pod = ds.spec.unwrap().template.spec.unwrap();
         assert_eq!(pod.host_pid, Some(true));
         assert_eq!(pod.node_selector.unwrap()["kubernetes.io/os"], "linux");
-        assert!(pod.tolerations.unwrap().iter().any(|t| t.operator.as_deref() == Some("Exists")));
+        assert!(pod
+            .tolerations
+            .unwrap()
+            .iter()
+            .any(|t| t.operator.as_deref() == Some("Exists")));
         let container = &pod.containers[0];
-        let node_name = container.env.as_ref().unwrap().iter().find(|e| e.name == "NODE_NAME").unwrap();
+        let node_name = container
+            .env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|e| e.name == "NODE_NAME")
+            .unwrap();
         let field = node_name.value_from.as_ref().unwrap().field_ref.as_ref().unwrap();
         assert_eq!(field.field_path, "spec.nodeName");
         for probe in [&container.liveness_probe, &container.readiness_probe] {
@@ -94,7 +107,13 @@ fn manifests_hold_what_the_agent_needs() {
             .iter()
             .map(|m| m.mount_path.as_str())
             .collect();
-        for needed in ["/host/proc", "/sys/fs/bpf", "/sys/kernel/tracing", "/sys/kernel/debug", "/etc/sonde"] {
+        for needed in [
+            "/host/proc",
+            "/sys/fs/bpf",
+            "/sys/kernel/tracing",
+            "/sys/kernel/debug",
+            "/etc/sonde",
+        ] {
             assert!(mounts.contains(&needed), "{} lacks {needed}", path.display());
         }
 
@@ -134,7 +153,10 @@ fn the_two_variants_differ_only_in_privileges() {
             .iter()
             .map(|c| c.as_str().unwrap())
             .collect();
-        assert_eq!(added, ["BPF", "PERFMON", "SYS_RESOURCE", "SYS_PTRACE", "DAC_READ_SEARCH"]);
+        assert_eq!(
+            added,
+            ["BPF", "PERFMON", "SYS_RESOURCE", "SYS_PTRACE", "DAC_READ_SEARCH"]
+        );
         assert_eq!(restricted["capabilities"]["drop"][0], "ALL");
     }
 }

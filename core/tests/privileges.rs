@@ -15,7 +15,8 @@ fn every_thread() -> Vec<(u32, ThreadCapabilities)> {
         .unwrap()
         .filter_map(|e| {
             let tid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
-            let caps = ThreadCapabilities::read(&Path::new("/proc/self/task").join(tid.to_string()).join("status")).ok()?;
+            let caps =
+                ThreadCapabilities::read(&Path::new("/proc/self/task").join(tid.to_string()).join("status")).ok()?;
             Some((tid, caps))
         })
         .collect()

@@ -95,7 +95,11 @@ fn status(code: StatusCode, reason: &str, message: &str) -> Response {
     (code, [("content-type", "application/json")], body.to_string()).into_response()
 }
 
-async fn serve_pods(State(s): State<Shared>, Query(query): Query<HashMap<String, String>>, headers: HeaderMap) -> Response {
+async fn serve_pods(
+    State(s): State<Shared>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
     s.requests.lock().unwrap().push(query.clone());
     let bearer = format!("Bearer {TOKEN}");
     if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(bearer.as_str()) {

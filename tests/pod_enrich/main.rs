@@ -148,14 +148,23 @@ async fn cgroup_v1_cgroupfs_and_systemd_drivers() {
     }
     let Some(pids) = mounts().1 else {
         // A cgroup v2 only host has no v1 hierarchy to test.
-        assert!(std::env::var_os("SONDE_REQUIRE_CGROUP_V1").is_none(), "no cgroup v1 pids hierarchy");
+        assert!(
+            std::env::var_os("SONDE_REQUIRE_CGROUP_V1").is_none(),
+            "no cgroup v1 pids hierarchy"
+        );
         eprintln!("skipped: no cgroup v1 pids hierarchy on this host");
         return;
     };
     let uid = "7c0b5a52-1d2e-4f3a-9b8c-0d1e2f3a4b03";
     let path = format!("/kubepods/burstable/pod{uid}/{CONTAINER_ID}");
     let process = ContainerProcess::start(&pids, &path);
-    check(&enrich_through_pipeline(process.pid()).await, process.pid(), uid, None, &path);
+    check(
+        &enrich_through_pipeline(process.pid()).await,
+        process.pid(),
+        uid,
+        None,
+        &path,
+    );
     drop(process);
 
     let uid = "7c0b5a52-1d2e-4f3a-9b8c-0d1e2f3a4b04";
@@ -164,7 +173,13 @@ async fn cgroup_v1_cgroupfs_and_systemd_drivers() {
         uid.replace('-', "_")
     );
     let process = ContainerProcess::start(&pids, &path);
-    check(&enrich_through_pipeline(process.pid()).await, process.pid(), uid, Some("cri-o"), &path);
+    check(
+        &enrich_through_pipeline(process.pid()).await,
+        process.pid(),
+        uid,
+        Some("cri-o"),
+        &path,
+    );
 }
 
 fn text<'a>(attributes: &'a Attributes, key: &str) -> Option<&'a str> {
@@ -185,7 +200,12 @@ async fn pod_metadata_from_the_api_server_follows_relabels_and_deletes() {
     let process = ContainerProcess::start(&root, &path);
 
     let node = "node-a";
-    let server = apiserver::ApiServer::start(node, vec![apiserver::pod(node, uid, CONTAINER_ID, "100", "silver")], "100").await;
+    let server = apiserver::ApiServer::start(
+        node,
+        vec![apiserver::pod(node, uid, CONTAINER_ID, "100", "silver")],
+        "100",
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     server.write_kubeconfig(&kubeconfig);
@@ -211,7 +231,9 @@ async fn pod_metadata_from_the_api_server_follows_relabels_and_deletes() {
     let pid = process.pid();
 
     // ready() waits for the first list, so the first batch is complete.
-    let a = tokio::time::timeout(Duration::from_secs(20), enrich(&mut transform, pid)).await.expect("synced");
+    let a = tokio::time::timeout(Duration::from_secs(20), enrich(&mut transform, pid))
+        .await
+        .expect("synced");
     assert_eq!(text(&a, keys::POD), Some("checkout-6f7d9c5b8-qx2lp"));
     assert_eq!(text(&a, keys::NAMESPACE), Some("shop"));
     assert_eq!(text(&a, keys::POD_UID), Some(uid));
@@ -225,7 +247,10 @@ async fn pod_metadata_from_the_api_server_follows_relabels_and_deletes() {
     assert_eq!(text(&a, "k8s.pod.label.pod-template-hash"), None, "only listed labels");
 
     // Relabel: a MODIFIED event with a newer resourceVersion.
-    server.send("MODIFIED", apiserver::with_kind(apiserver::pod(node, uid, CONTAINER_ID, "101", "gold")));
+    server.send(
+        "MODIFIED",
+        apiserver::with_kind(apiserver::pod(node, uid, CONTAINER_ID, "101", "gold")),
+    );
     let relabelled = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             let a = enrich(&mut transform, pid).await;
@@ -240,7 +265,10 @@ async fn pod_metadata_from_the_api_server_follows_relabels_and_deletes() {
     assert_eq!(text(&relabelled, keys::POD), Some("checkout-6f7d9c5b8-qx2lp"));
 
     // Delete: pod attributes go; what the cgroup says stays.
-    server.send("DELETED", apiserver::with_kind(apiserver::pod(node, uid, CONTAINER_ID, "102", "gold")));
+    server.send(
+        "DELETED",
+        apiserver::with_kind(apiserver::pod(node, uid, CONTAINER_ID, "102", "gold")),
+    );
     let deleted = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             let a = enrich(&mut transform, pid).await;
@@ -261,7 +289,10 @@ async fn pod_metadata_from_the_api_server_follows_relabels_and_deletes() {
     let requests = server.requests();
     assert!(requests.len() >= 2, "{requests:?}");
     assert!(requests.iter().all(|q| q["fieldSelector"] == "spec.nodeName=node-a"));
-    let watch = requests.iter().find(|q| q.get("watch").map(String::as_str) == Some("true")).unwrap();
+    let watch = requests
+        .iter()
+        .find(|q| q.get("watch").map(String::as_str) == Some("true"))
+        .unwrap();
     assert_eq!(watch["resourceVersion"], "100");
 }
 

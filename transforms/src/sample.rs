@@ -166,7 +166,7 @@ impl Sampler {
         }
         Ok(Sampler {
             // rate × 2⁶⁴, saturating; 1 keeps everything.
-            threshold: (config.rate < 1.0).then(|| (config.rate * 18_446_744_073_709_551_616.0) as u64),
+            threshold: (config.rate < 1.0).then_some((config.rate * 18_446_744_073_709_551_616.0) as u64),
             key: config.key.clone(),
             max_per_second: config.max_per_second,
             max_keys: config.max_keys.max(1),
@@ -259,9 +259,9 @@ impl Sampler {
                 return true;
             }
         }
-        self.always_keep.iter().any(|(name, values)| {
-            lookup(event, name).is_some_and(|v| values.iter().any(|want| v.matches_text(want)))
-        })
+        self.always_keep
+            .iter()
+            .any(|(name, values)| lookup(event, name).is_some_and(|v| values.iter().any(|want| v.matches_text(want))))
     }
 }
 

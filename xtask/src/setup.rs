@@ -43,7 +43,10 @@ pub fn ensure_python_tools() -> Result<()> {
         return Ok(());
     }
     eprintln!("xtask: installing {} into {VENV}", PYTHON_TOOLS.join(" "));
-    let status = Command::new("python3").args(["-m", "venv", VENV]).status().context("python3 -m venv")?;
+    let status = Command::new("python3")
+        .args(["-m", "venv", VENV])
+        .status()
+        .context("python3 -m venv")?;
     if !status.success() {
         bail!("python3 -m venv {VENV} failed (is python3-venv installed?)");
     }
@@ -85,10 +88,16 @@ pub fn ensure_packages(packages: &[&str]) -> Result<()> {
     }
     let command = format!("apt-get install -y --no-install-recommends {}", missing.join(" "));
     if !is_root() || Command::new("apt-get").arg("--version").output().is_err() {
-        bail!("missing Debian packages: {}; install them as root: {command}", missing.join(" "));
+        bail!(
+            "missing Debian packages: {}; install them as root: {command}",
+            missing.join(" ")
+        );
     }
     eprintln!("xtask: installing {}", missing.join(" "));
-    let update = Command::new("apt-get").args(["update", "-qq"]).status().context("apt-get update")?;
+    let update = Command::new("apt-get")
+        .args(["update", "-qq"])
+        .status()
+        .context("apt-get update")?;
     if !update.success() {
         bail!("apt-get update failed");
     }

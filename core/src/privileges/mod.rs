@@ -158,7 +158,9 @@ pub fn last_cap() -> u8 {
 pub fn for_kernel(wanted: CapabilitySet, last_cap: u8) -> CapabilitySet {
     let modern = CapabilitySet::of(&[Capability::BPF, Capability::PERFMON]);
     if last_cap < Capability::BPF.number() && !wanted.intersection(modern).is_empty() {
-        wanted.difference(modern).union(CapabilitySet::of(&[Capability::SYS_ADMIN]))
+        wanted
+            .difference(modern)
+            .union(CapabilitySet::of(&[Capability::SYS_ADMIN]))
     } else {
         wanted.intersection(CapabilitySet::up_to(last_cap))
     }
@@ -200,7 +202,10 @@ pub fn restrict(needed: CapabilitySet) -> Result<Restricted, PrivilegeError> {
         }
     }
     if !stuck.is_empty() {
-        return Err(PrivilegeError::Incomplete { kept: keep, threads: stuck });
+        return Err(PrivilegeError::Incomplete {
+            kept: keep,
+            threads: stuck,
+        });
     }
     Ok(Restricted {
         kept: keep,

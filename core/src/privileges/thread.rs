@@ -67,7 +67,14 @@ fn drop_in_this_thread() -> Result<(), (&'static str, i32)> {
                 return Err(("prctl(PR_CAPBSET_DROP)", errno()));
             }
         }
-        if libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0) != 0 {
+        if libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) != 0
+        {
             return Err(("prctl(PR_CAP_AMBIENT_CLEAR_ALL)", errno()));
         }
         let mut header = CapHeader {

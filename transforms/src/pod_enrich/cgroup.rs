@@ -215,8 +215,16 @@ mod tests {
 
     #[test]
     fn containers_without_kubernetes() {
-        check(&format!("0::/system.slice/docker-{ID}.scope\n"), Some(Runtime::Docker), false);
-        check(&format!("0::/machine.slice/libpod-{ID}.scope\n"), Some(Runtime::Podman), false);
+        check(
+            &format!("0::/system.slice/docker-{ID}.scope\n"),
+            Some(Runtime::Docker),
+            false,
+        );
+        check(
+            &format!("0::/machine.slice/libpod-{ID}.scope\n"),
+            Some(Runtime::Podman),
+            false,
+        );
         check(&format!("11:devices:/docker/{ID}\n"), Some(Runtime::Unknown), false);
     }
 

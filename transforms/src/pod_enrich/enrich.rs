@@ -74,7 +74,12 @@ pub struct Enricher {
 
 impl Enricher {
     /// Enriches from `cache` and, in Kubernetes, `pods`; adds `k8s.node.name = node`.
-    pub fn new(cache: ProcessCache, pods: Option<Arc<SharedIndex>>, node: Option<SharedStr>, metrics: EnrichMetrics) -> Self {
+    pub fn new(
+        cache: ProcessCache,
+        pods: Option<Arc<SharedIndex>>,
+        node: Option<SharedStr>,
+        metrics: EnrichMetrics,
+    ) -> Self {
         Enricher {
             cache,
             pods,
@@ -190,7 +195,10 @@ impl PodEnrich {
     pub fn new(enricher: Enricher, synced: CancellationToken, timeout: Duration, stop: CancellationToken) -> Self {
         let waiting: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
             if tokio::time::timeout(timeout, synced.cancelled()).await.is_err() {
-                tracing::warn!(?timeout, "pod_enrich: pod list not synced yet, enriching without pod attributes");
+                tracing::warn!(
+                    ?timeout,
+                    "pod_enrich: pod list not synced yet, enriching without pod attributes"
+                );
             }
         });
         PodEnrich {

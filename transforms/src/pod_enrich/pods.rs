@@ -94,7 +94,9 @@ impl PodIndex {
                 .flatten();
             for container in statuses {
                 // `containerd://ID`, `cri-o://ID`, `docker://ID`.
-                let Some(id) = container.container_id.as_deref() else { continue };
+                let Some(id) = container.container_id.as_deref() else {
+                    continue;
+                };
                 let id = id.split_once("://").map_or(id, |(_, id)| id);
                 index.containers.insert(
                     id.to_string(),
@@ -122,22 +124,30 @@ fn pod_meta(pod: &Pod, selection: &Selection) -> PodMeta {
     add(&mut attributes, keys::NAMESPACE.into(), m.namespace.as_ref());
     add(&mut attributes, keys::POD.into(), m.name.as_ref());
     add(&mut attributes, keys::POD_UID.into(), m.uid.as_ref());
-    let controller = m
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|o| o.controller == Some(true));
+    let controller = m.owner_references.iter().flatten().find(|o| o.controller == Some(true));
     if let Some(owner) = controller {
         let labels = m.labels.as_ref();
-        for (key, name) in owner_attributes(&owner.kind, &owner.name, labels.and_then(|l| l.get("pod-template-hash"))) {
+        for (key, name) in owner_attributes(
+            &owner.kind,
+            &owner.name,
+            labels.and_then(|l| l.get("pod-template-hash")),
+        ) {
             attributes.push((SharedStr::from_static(key), Value::Str(name.into())));
         }
     }
     for (name, key) in &selection.labels {
-        add(&mut attributes, key.clone(), m.labels.as_ref().and_then(|l| l.get(name)));
+        add(
+            &mut attributes,
+            key.clone(),
+            m.labels.as_ref().and_then(|l| l.get(name)),
+        );
     }
     for (name, key) in &selection.annotations {
-        add(&mut attributes, key.clone(), m.annotations.as_ref().and_then(|a| a.get(name)));
+        add(
+            &mut attributes,
+            key.clone(),
+            m.annotations.as_ref().and_then(|a| a.get(name)),
+        );
     }
     PodMeta { attributes }
 }
@@ -191,7 +201,8 @@ impl SharedIndex {
     /// Replaces the snapshot with the index of `pods`.
     pub fn publish<'a>(&self, pods: impl IntoIterator<Item = &'a Pod>, selection: &Selection) {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        self.current.store(Arc::new(PodIndex::build(generation, pods, selection)));
+        self.current
+            .store(Arc::new(PodIndex::build(generation, pods, selection)));
     }
 }
 
@@ -219,7 +230,10 @@ mod tests {
     }
 
     fn get<'a>(meta: &'a PodMeta, key: &str) -> Option<&'a str> {
-        meta.attributes.iter().find(|(k, _)| k == key).and_then(|(_, v)| v.as_str())
+        meta.attributes
+            .iter()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| v.as_str())
     }
 
     #[test]
@@ -243,7 +257,10 @@ mod tests {
 
     #[test]
     fn owners() {
-        assert_eq!(owner_attributes("DaemonSet", "ds", None), vec![("k8s.daemonset.name", "ds".into())]);
+        assert_eq!(
+            owner_attributes("DaemonSet", "ds", None),
+            vec![("k8s.daemonset.name", "ds".into())]
+        );
         // A ReplicaSet not made by a Deployment has no template hash suffix.
         assert_eq!(
             owner_attributes("ReplicaSet", "rs", Some(&"h".to_string())),

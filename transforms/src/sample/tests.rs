@@ -122,7 +122,12 @@ fn batches_keep_their_order() {
     let events: Vec<Event> = (0..1000).map(|pid| flow_log(pid, "a")).collect();
     let expected: Vec<Event> = {
         let d = decisions(&mut Sampler::new(&c).unwrap(), &events);
-        events.iter().zip(d).filter(|(_, k)| *k).map(|(e, _)| e.clone()).collect()
+        events
+            .iter()
+            .zip(d)
+            .filter(|(_, k)| *k)
+            .map(|(e, _)| e.clone())
+            .collect()
     };
     let mut batch = EventBatch::new(events);
     sampler.transform(&mut batch);
