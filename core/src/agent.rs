@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, ApiError, ApiState};
 use crate::component::GlobalContext;
 use crate::config::{self, AgentConfig, ConfigError, Loaded};
+use crate::privileges::{self, CapabilitySet, Needs};
 use crate::registry::Registry;
 use crate::telemetry;
 use crate::topology::{Topology, TopologyError};
@@ -86,7 +87,20 @@ pub async fn run(source: ConfigSource, registry: Registry) -> Result<(), AgentEr
     let mut sigint = signal(SignalKind::interrupt()).map_err(AgentError::Signal)?;
     let mut sighup = signal(SignalKind::hangup()).map_err(AgentError::Signal)?;
 
+    let needs = Needs::of(&loaded.config);
     let mut topology = Topology::start(loaded.config, global)?;
+    // Everything is loaded and attached: keep only what the components
+    // declared (they may be rebuilt by a reload), in every thread.
+    let dropped = match privileges::restrict(needs.total()) {
+        Ok(done) => {
+            tracing::info!(kept = %done.kept, dropped = %done.dropped, threads = done.threads, "capabilities dropped");
+            done.dropped
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot drop capabilities, running with those it has");
+            CapabilitySet::EMPTY
+        }
+    };
     let graph = Arc::new(ArcSwap::from_pointee(topology.graph()));
     let api_stop = CancellationToken::new();
     if let Some(address) = agent.api {
@@ -104,7 +118,7 @@ pub async fn run(source: ConfigSource, registry: Registry) -> Result<(), AgentEr
             _ = sigterm.recv() => { tracing::info!("SIGTERM: draining"); break; }
             _ = sigint.recv() => { tracing::info!("SIGINT: draining"); break; }
             _ = sighup.recv() => {
-                reload(&source, &registry, &mut topology, &agent);
+                reload(&source, &registry, &mut topology, &agent, dropped);
                 graph.store(Arc::new(topology.graph()));
             }
             _ = tick.tick() => {
@@ -127,7 +141,13 @@ pub async fn run(source: ConfigSource, registry: Registry) -> Result<(), AgentEr
 
 /// Re-reads the config and moves the graph to it; on any error the running
 /// graph stays as it is and every error is logged.
-fn reload(source: &ConfigSource, registry: &Registry, topology: &mut Topology, agent: &AgentConfig) {
+fn reload(
+    source: &ConfigSource,
+    registry: &Registry,
+    topology: &mut Topology,
+    agent: &AgentConfig,
+    dropped: CapabilitySet,
+) {
     tracing::info!("SIGHUP: reloading config");
     let loaded = match source.load(registry) {
         Ok(loaded) => loaded,
@@ -141,6 +161,13 @@ fn reload(source: &ConfigSource, registry: &Registry, topology: &mut Topology, a
     };
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
+    }
+    // What was given up cannot be taken back: such a config needs a restart.
+    let needed = privileges::for_kernel(Needs::of(&loaded.config).total(), privileges::last_cap());
+    let missing = needed.intersection(dropped);
+    if !missing.is_empty() {
+        tracing::error!(%missing, "the new config needs capabilities dropped at start; restart the agent to apply it");
+        return;
     }
     if &loaded.config.agent != agent {
         tracing::warn!("the agent block changed: it takes effect at the next restart (reload applies components only)");

@@ -17,6 +17,7 @@ use tower::util::{BoxCloneService, BoxService};
 use tower::Service;
 
 use crate::event::{EventBatch, EventKinds, SharedStr};
+use crate::privileges::CapabilitySet;
 use crate::topology::Output;
 
 /// Any error, boxed: what component services return to the topology.
@@ -121,6 +122,12 @@ pub struct SinkContext {
 pub trait SourceConfig: fmt::Debug + Send + Sync + 'static {
     /// The event kinds it emits.
     fn outputs(&self) -> EventKinds;
+    /// The Linux capabilities it needs to be built (load and attach eBPF
+    /// programs) and to run; the agent drops every other one once the
+    /// pipeline is up (see [`crate::privileges`]). Default: none.
+    fn capabilities(&self) -> CapabilitySet {
+        CapabilitySet::EMPTY
+    }
     /// Builds the running source.
     fn build(&self, cx: SourceContext) -> Result<Source, BoxError>;
 }
@@ -135,6 +142,11 @@ pub trait TransformConfig: fmt::Debug + Send + Sync + 'static {
     fn outputs(&self, input: EventKinds) -> EventKinds {
         input
     }
+    /// The Linux capabilities it needs to be built and to run (see
+    /// [`SourceConfig::capabilities`]). Default: none.
+    fn capabilities(&self) -> CapabilitySet {
+        CapabilitySet::EMPTY
+    }
     /// Builds the transform service.
     fn build(&self, cx: &TransformContext) -> Result<Transform, BoxError>;
 }
@@ -148,6 +160,11 @@ pub trait SinkConfig: fmt::Debug + Send + Sync + 'static {
     /// return a size and timeout suited to their protocol.
     fn default_batch(&self) -> Option<crate::config::BatchConfig> {
         None
+    }
+    /// The Linux capabilities it needs to be built and to run (see
+    /// [`SourceConfig::capabilities`]). Default: none.
+    fn capabilities(&self) -> CapabilitySet {
+        CapabilitySet::EMPTY
     }
     /// Builds the sink service. Runs inside the tokio runtime, so it may spawn
     /// background tasks (a scrape server), which must end on `cx.shutdown`.

@@ -7,9 +7,12 @@
 //! - [`topology`]: the running graph — queues, layers, reload, drain.
 //! - [`telemetry`], [`api`]: the agent's own metrics and HTTP API.
 //! - [`agent`]: the whole life of `sonde run`.
+//! - [`privileges`]: keeping only the capabilities the components need.
 //!
 //! `core` knows no concrete component; the `sonde` binary registers them.
-#![forbid(unsafe_code)]
+// `deny`, not `forbid`: privileges::thread must call capset in every
+// thread (a signal handler); nothing else may use unsafe.
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod agent;
@@ -17,6 +20,7 @@ pub mod api;
 pub mod component;
 pub mod config;
 pub mod event;
+pub mod privileges;
 pub mod registry;
 pub mod telemetry;
 pub mod topology;

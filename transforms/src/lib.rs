@@ -3,6 +3,8 @@
 //! Adding a transform: a file (or folder) here and one line in [`register`].
 
 pub mod filter;
+pub mod pod_enrich;
+pub mod sample;
 pub mod tag;
 
 use sonde_core::Registry;
@@ -10,5 +12,7 @@ use sonde_core::Registry;
 /// Registers every transform type.
 pub fn register(registry: &mut Registry) {
     registry.transform::<filter::FilterTransformConfig>("filter");
+    registry.transform::<pod_enrich::PodEnrichTransformConfig>("pod_enrich");
+    registry.transform::<sample::SampleTransformConfig>("sample");
     registry.transform::<tag::TagTransformConfig>("tag");
 }

@@ -76,6 +76,7 @@ fn run() -> Result<()> {
         Task::Test { args } => {
             setup::ensure_packages(setup::TEST_PACKAGES)?;
             setup::ensure_python_venv()?;
+            setup::ensure_python_tools()?;
             setup::prepare_kernel_mounts();
             let mut test = vec!["test", "--workspace"];
             test.extend(args.iter().map(String::as_str));

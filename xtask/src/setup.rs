@@ -10,7 +10,8 @@ pub const BUILD_PACKAGES: &[&str] = &["clang", "llvm", "libbpf-dev"];
 
 /// Packages the tests use besides the build ones: reference tools for the
 /// eBPF sources (bpftrace, perf), capsh to drop capabilities, losetup for
-/// test block devices, Prometheus' promtool for the exposition format.
+/// test block devices, Prometheus' promtool for the exposition format,
+/// python3-venv for the Python tools of [`PYTHON_TOOLS`].
 pub const TEST_PACKAGES: &[&str] = &[
     "clang",
     "llvm",
@@ -21,7 +22,45 @@ pub const TEST_PACKAGES: &[&str] = &[
     "util-linux",
     "prometheus",
     "procps",
+    "python3-venv",
 ];
+
+/// Python packages the tests use, pinned, installed into [`TOOLS_VENV`]:
+/// kubernetes-validate checks the Kubernetes manifests against the API's
+/// OpenAPI schemas, which it ships (no download at test time).
+pub const PYTHON_TOOLS: &[&str] = &["kubernetes-validate==1.37.0"];
+
+/// The virtual environment of [`PYTHON_TOOLS`], relative to the workspace
+/// (tests find it there).
+pub const TOOLS_VENV: &str = "target/tools/venv";
+
+/// Creates [`TOOLS_VENV`] and installs [`PYTHON_TOOLS`] into it when missing.
+pub fn ensure_python_tools() -> Result<()> {
+    let venv = std::path::Path::new(TOOLS_VENV);
+    let marker = venv.join(".sonde-tools");
+    let wanted = PYTHON_TOOLS.join("\n");
+    if std::fs::read_to_string(&marker).is_ok_and(|m| m == wanted) {
+        return Ok(());
+    }
+    eprintln!("xtask: installing {} into {TOOLS_VENV}", PYTHON_TOOLS.join(" "));
+    let status = Command::new("python3")
+        .args(["-m", "venv", TOOLS_VENV])
+        .status()
+        .context("python3 -m venv")?;
+    if !status.success() {
+        bail!("python3 -m venv {TOOLS_VENV} failed (is python3-venv installed?)");
+    }
+    let status = Command::new(venv.join("bin/pip"))
+        .args(["install", "--quiet", "--disable-pip-version-check"])
+        .args(PYTHON_TOOLS)
+        .status()
+        .context("pip install")?;
+    if !status.success() {
+        bail!("pip install {} failed", PYTHON_TOOLS.join(" "));
+    }
+    std::fs::write(marker, wanted)?;
+    Ok(())
+}
 
 /// Whether this process runs as root.
 pub fn is_root() -> bool {

@@ -1,0 +1,229 @@
+//! The hot path: adds process, container and pod attributes to each event.
+//!
+//! Per event: one pid lookup in the process cache and, when the pod index
+//! has not changed since, the insertion of a memoised attribute list whose
+//! keys and values are shared strings (reference-count increments, no
+//! string copies). /proc is read only for new pids and at rechecks; the
+//! pod index only when it changed.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use sonde_core::event::{keys, Attributes, EventBatch, SharedStr, Value};
+use sonde_core::BoxError;
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tower::Service;
+
+use super::cache::{Counts, ProcessCache};
+use super::pods::{Attribute, PodIndex, SharedIndex};
+use super::procfs::ProcessInfo;
+
+/// Attribute naming the container runtime (OpenTelemetry `container.runtime.name`).
+pub const CONTAINER_RUNTIME: &str = "container.runtime.name";
+
+/// The agent's own metrics about enrichment.
+#[derive(Clone, Debug)]
+pub struct EnrichMetrics {
+    /// Process cache hits.
+    pub hits: metrics::Counter,
+    /// Process cache misses (a read of /proc).
+    pub misses: metrics::Counter,
+    /// Process cache evictions.
+    pub evictions: metrics::Counter,
+    /// Cached pids found to belong to a new process.
+    pub reused: metrics::Counter,
+    /// Events from a container the pod index does not (yet) know.
+    pub pod_misses: metrics::Counter,
+}
+
+impl EnrichMetrics {
+    /// Handles that count nowhere (tests, benchmarks).
+    pub fn noop() -> Self {
+        EnrichMetrics {
+            hits: metrics::Counter::noop(),
+            misses: metrics::Counter::noop(),
+            evictions: metrics::Counter::noop(),
+            reused: metrics::Counter::noop(),
+            pod_misses: metrics::Counter::noop(),
+        }
+    }
+
+    fn record(&self, counts: Counts, pod_misses: u64) {
+        self.hits.increment(counts.hits);
+        self.misses.increment(counts.misses);
+        self.evictions.increment(counts.evictions);
+        self.reused.increment(counts.reused);
+        self.pod_misses.increment(pod_misses);
+    }
+}
+
+/// Enriches batches; usable without tower (benchmarks, tests).
+#[derive(Debug)]
+pub struct Enricher {
+    cache: ProcessCache,
+    /// `None`: no Kubernetes, process and container attributes only.
+    pods: Option<Arc<SharedIndex>>,
+    node: Option<Attribute>,
+    metrics: EnrichMetrics,
+    /// Stands in for the pod index outside Kubernetes.
+    no_pods: PodIndex,
+}
+
+impl Enricher {
+    /// Enriches from `cache` and, in Kubernetes, `pods`; adds `k8s.node.name = node`.
+    pub fn new(
+        cache: ProcessCache,
+        pods: Option<Arc<SharedIndex>>,
+        node: Option<SharedStr>,
+        metrics: EnrichMetrics,
+    ) -> Self {
+        Enricher {
+            cache,
+            pods,
+            node: node.map(|n| (SharedStr::from_static(keys::NODE), Value::Str(n))),
+            metrics,
+            no_pods: PodIndex::default(),
+        }
+    }
+
+    /// Adds attributes to every event of `batch`. Attributes an event
+    /// already has are left as they are: the source knew better.
+    pub fn enrich(&mut self, batch: &mut EventBatch) {
+        let now = Instant::now();
+        let guard = self.pods.as_ref().map(|p| p.load());
+        let index: &PodIndex = guard.as_deref().map_or(&self.no_pods, |i| i);
+        let mut pod_misses = 0;
+        for event in batch.events_mut() {
+            let attributes = event.attributes_mut();
+            let pid = attributes.get(keys::PID).and_then(Value::as_int);
+            if let Some(pid) = pid.and_then(|p| u32::try_from(p).ok()).filter(|p| *p > 0) {
+                let entry = self.cache.get(pid, now);
+                let attrs = match &entry.resolved {
+                    Some((generation, attrs)) if *generation == index.generation => attrs.clone(),
+                    _ => {
+                        let (attrs, found) = resolve(entry.process.as_deref(), index, self.pods.is_some());
+                        pod_misses += u64::from(!found);
+                        entry.resolved = Some((index.generation, attrs.clone()));
+                        attrs
+                    }
+                };
+                add_all(attributes, &attrs);
+            } else if let Some(id) = attributes.get(keys::CONTAINER_ID).and_then(Value::as_str) {
+                // No pid (per-container events): straight to the pod index.
+                if let Some(container) = index.containers.get(id) {
+                    let container = container.clone();
+                    attributes.insert_if_absent(keys::CONTAINER_NAME, container.name);
+                    add_all(attributes, &container.pod.attributes);
+                } else if self.pods.is_some() {
+                    pod_misses += 1;
+                }
+            }
+            if let Some((key, value)) = &self.node {
+                attributes.insert_if_absent(key.clone(), value.clone());
+            }
+        }
+        self.metrics.record(self.cache.take_counts(), pod_misses);
+    }
+}
+
+fn add_all(attributes: &mut Attributes, attrs: &[Attribute]) {
+    for (key, value) in attrs {
+        attributes.insert_if_absent(key.clone(), value.clone());
+    }
+}
+
+/// The attributes of `process` with what `index` knows of its container
+/// and pod; also whether a container in Kubernetes was found in the index.
+fn resolve(process: Option<&ProcessInfo>, index: &PodIndex, kubernetes: bool) -> (Arc<[Attribute]>, bool) {
+    let Some(process) = process else {
+        return (Arc::from(Vec::new()), true);
+    };
+    let mut out: Vec<Attribute> = Vec::with_capacity(16);
+    out.push((keys::COMM.into(), Value::Str(process.stat.comm.clone().into())));
+    if let Some(exe) = &process.exe {
+        out.push((keys::EXE.into(), Value::Str(exe.into())));
+    }
+    if !process.cgroup.path.is_empty() {
+        out.push((keys::CGROUP_PATH.into(), Value::Str(process.cgroup.path.clone().into())));
+    }
+    let cgroup = &process.cgroup;
+    if let Some(id) = &cgroup.container_id {
+        out.push((keys::CONTAINER_ID.into(), Value::Str(id.into())));
+    }
+    if let Some(runtime) = cgroup.runtime.and_then(|r| r.as_str()) {
+        out.push((CONTAINER_RUNTIME.into(), Value::from(runtime)));
+    }
+    let container = cgroup.container_id.as_ref().and_then(|id| index.containers.get(id));
+    let pod = container
+        .map(|c| &c.pod)
+        .or_else(|| cgroup.pod_uid.as_ref().and_then(|uid| index.pods.get(uid)));
+    if let Some(container) = container {
+        out.push((keys::CONTAINER_NAME.into(), Value::Str(container.name.clone())));
+    }
+    match pod {
+        Some(pod) => out.extend(pod.attributes.iter().cloned()),
+        // The pod UID is in the cgroup path even before the API server
+        // told us about the pod.
+        None => {
+            if let Some(uid) = &cgroup.pod_uid {
+                out.push((keys::POD_UID.into(), Value::Str(uid.into())));
+            }
+        }
+    }
+    let in_pod = cgroup.pod_uid.is_some();
+    let found = !kubernetes || !in_pod || (container.is_some() || cgroup.container_id.is_none()) && pod.is_some();
+    (Arc::from(out), found)
+}
+
+/// The tower service: waits (at most `initial_sync_timeout`) for the first
+/// pod list before the first batch, so a starting agent does not send a
+/// burst of events without pod attributes.
+pub struct PodEnrich {
+    enricher: Enricher,
+    waiting: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    // Cancels the watch task when the transform is dropped (its task ends
+    // on shutdown or when a reload replaces it).
+    _stop: DropGuard,
+}
+
+impl PodEnrich {
+    /// Wraps `enricher`; `synced` is cancelled by the watch after its first
+    /// list; `stop` is cancelled when this service is dropped.
+    pub fn new(enricher: Enricher, synced: CancellationToken, timeout: Duration, stop: CancellationToken) -> Self {
+        let waiting: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
+            if tokio::time::timeout(timeout, synced.cancelled()).await.is_err() {
+                tracing::warn!(
+                    ?timeout,
+                    "pod_enrich: pod list not synced yet, enriching without pod attributes"
+                );
+            }
+        });
+        PodEnrich {
+            enricher,
+            waiting: Some(waiting),
+            _stop: stop.drop_guard(),
+        }
+    }
+}
+
+impl Service<EventBatch> for PodEnrich {
+    type Response = EventBatch;
+    type Error = BoxError;
+    type Future = std::future::Ready<Result<EventBatch, BoxError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        if let Some(waiting) = &mut self.waiting {
+            std::task::ready!(waiting.as_mut().poll(cx));
+            self.waiting = None;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut batch: EventBatch) -> Self::Future {
+        self.enricher.enrich(&mut batch);
+        std::future::ready(Ok(batch))
+    }
+}
