@@ -374,3 +374,60 @@ sink "prometheus" "prom" {{
     let (ok, log) = agent.finish(true, Duration::from_secs(30));
     assert!(ok, "{log}");
 }
+
+#[test]
+fn a_reload_keeps_the_endpoint_answering() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let pipeline = |max_series: usize| {
+        format!(
+            r#"
+agent {{ api = null }}
+source "demo" "g" {{
+  rate   = 200
+  series = 3
+}}
+sink "prometheus" "prom" {{
+  inputs     = ["g"]
+  listen     = "127.0.0.1:{port}"
+  max_series = {max_series}
+}}
+"#
+        )
+    };
+    let mut agent = Agent::run(dir.path(), &pipeline(1000));
+    wait_for("the endpoint", Duration::from_secs(20), || {
+        http_get(port, "/metrics").filter(|body| body.contains("sonde_demo_sequence{"))
+    });
+    // Scrape without pause while the sink is rebuilt: the new sink binds
+    // the address while the old one still serves it.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scraper = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let (mut answered, mut failed) = (0, 0);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match http_get(port, "/metrics") {
+                    Some(_) => answered += 1,
+                    None => failed += 1,
+                }
+            }
+            (answered, failed)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(dir.path().join("pipeline.hcl"), pipeline(999)).unwrap();
+    let child = agent.0.as_ref().unwrap();
+    let _ = Command::new("kill").args(["-HUP", &child.id().to_string()]).status();
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (answered, failed) = scraper.join().unwrap();
+    assert!(http_get(port, "/metrics").is_some_and(|b| b.contains("sonde_demo_sequence{")));
+    let (ok, log) = agent.finish(true, Duration::from_secs(30));
+    assert!(ok, "{log}");
+    assert!(log.contains("rebuilt=[\"prom\"]"), "no reload happened:\n{log}");
+    assert!(
+        answered > 20 && failed == 0,
+        "{answered} scrapes answered, {failed} failed"
+    );
+}
