@@ -186,6 +186,12 @@ impl Attributes {
         true
     }
 
+    /// Makes room for `additional` more pairs at once, so an enrichment
+    /// that adds a dozen attributes allocates once instead of growing twice.
+    pub fn reserve(&mut self, additional: usize) {
+        self.pairs.reserve(additional);
+    }
+
     /// Builder form of [`Attributes::insert`].
     pub fn with(mut self, key: impl Into<SharedStr>, value: impl Into<Value>) -> Self {
         self.insert(key, value);

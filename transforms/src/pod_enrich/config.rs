@@ -89,8 +89,9 @@ pub enum KubernetesMode {
 pub struct PodEnrichTransformConfig {
     /// This node's name: only its pods are watched (field selector
     /// `spec.nodeName`), and it is added as `k8s.node.name`. Set it from
-    /// the downward API (`env("NODE_NAME")`). Default: the agent's node
-    /// name (`agent { node_name }`, `NODE_NAME`, else the host name).
+    /// the downward API (`env("NODE_NAME")`). Default (or empty): the
+    /// agent's node name (`agent { node_name }`, `NODE_NAME`, else the
+    /// host name).
     #[serde(default)]
     pub node_name: Option<String>,
     /// Root of the host's proc filesystem: `/host/proc` when the host's

@@ -130,6 +130,7 @@ impl Enricher {
 }
 
 fn add_all(attributes: &mut Attributes, attrs: &[Attribute]) {
+    attributes.reserve(attrs.len() + 1);
     for (key, value) in attrs {
         attributes.insert_if_absent(key.clone(), value.clone());
     }
@@ -225,5 +226,107 @@ impl Service<EventBatch> for PodEnrich {
     fn call(&mut self, mut batch: EventBatch) -> Self::Future {
         self.enricher.enrich(&mut batch);
         std::future::ready(Ok(batch))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use k8s_openapi::api::core::v1::Pod;
+    use sonde_core::event::{Event, Log};
+
+    use super::*;
+    use crate::pod_enrich::pods::Selection;
+    use crate::pod_enrich::procfs::ProcReader;
+
+    const ID: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+    const UID: &str = "0e5a6b1c-2d3e-4f50-8a9b-0c1d2e3f4a5b";
+
+    fn proc_root() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("42");
+        std::fs::create_dir(&p).unwrap();
+        std::fs::write(
+            p.join("stat"),
+            "42 (nginx) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 777 1 1\n",
+        )
+        .unwrap();
+        std::fs::write(p.join("cgroup"), format!("0::/kubepods/burstable/pod{UID}/{ID}\n")).unwrap();
+        dir
+    }
+
+    fn pod() -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web-0", "namespace": "shop", "uid": UID,
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "web",
+                    "uid": "s", "controller": true}]},
+            "status": {"containerStatuses": [{"name": "nginx", "containerID": format!("cri-o://{ID}"),
+                "image": "i", "imageID": "", "ready": true, "restartCount": 0}]}
+        }))
+        .unwrap()
+    }
+
+    fn enricher(root: &std::path::Path, pods: Option<Arc<SharedIndex>>) -> Enricher {
+        let cache = ProcessCache::new(ProcReader::new(root), 10, Duration::from_secs(60));
+        Enricher::new(cache, pods, Some("node-a".into()), EnrichMetrics::noop())
+    }
+
+    fn one(enricher: &mut Enricher, event: Log) -> Attributes {
+        let mut batch: EventBatch = vec![Event::from(event)].into();
+        enricher.enrich(&mut batch);
+        batch.events()[0].attributes().clone()
+    }
+
+    fn from_pid(pid: u32) -> Log {
+        let mut log = Log::new("x");
+        log.attributes.insert(keys::PID, pid);
+        log
+    }
+
+    fn text<'a>(a: &'a Attributes, key: &str) -> Option<&'a str> {
+        a.get(key).and_then(Value::as_str)
+    }
+
+    #[test]
+    fn without_kubernetes_process_and_container_attributes_are_added() {
+        let root = proc_root();
+        let mut e = enricher(root.path(), None);
+        let a = one(&mut e, from_pid(42));
+        assert_eq!(text(&a, keys::COMM), Some("nginx"));
+        assert_eq!(text(&a, keys::CONTAINER_ID), Some(ID));
+        assert_eq!(text(&a, keys::POD_UID), Some(UID), "from the cgroup path");
+        assert_eq!(text(&a, keys::NODE), Some("node-a"));
+        assert_eq!(text(&a, keys::POD), None);
+    }
+
+    #[test]
+    fn pod_index_changes_reach_cached_processes() {
+        let root = proc_root();
+        let index = Arc::new(SharedIndex::default());
+        let mut e = enricher(root.path(), Some(index.clone()));
+        assert_eq!(text(&one(&mut e, from_pid(42)), keys::POD), None, "pod not known yet");
+        index.publish([&pod()], &Selection::default());
+        let a = one(&mut e, from_pid(42));
+        assert_eq!(text(&a, keys::POD), Some("web-0"));
+        assert_eq!(text(&a, keys::CONTAINER_NAME), Some("nginx"));
+        assert_eq!(text(&a, "k8s.statefulset.name"), Some("web"));
+        index.publish(std::iter::empty(), &Selection::default());
+        assert_eq!(text(&one(&mut e, from_pid(42)), keys::POD), None, "pod deleted");
+    }
+
+    #[test]
+    fn container_id_events_and_existing_attributes() {
+        let root = proc_root();
+        let index = Arc::new(SharedIndex::default());
+        index.publish([&pod()], &Selection::default());
+        let mut e = enricher(root.path(), Some(index));
+        let mut log = Log::new("x");
+        log.attributes.insert(keys::CONTAINER_ID, ID);
+        log.attributes.insert(keys::NODE, "from-source");
+        let a = one(&mut e, log);
+        assert_eq!(text(&a, keys::CONTAINER_NAME), Some("nginx"));
+        assert_eq!(text(&a, keys::NAMESPACE), Some("shop"));
+        assert_eq!(text(&a, keys::NODE), Some("from-source"), "the source's value is kept");
     }
 }
