@@ -5,6 +5,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use sonde_core::event::EventKinds;
+use sonde_core::privileges::{Capability, CapabilitySet};
 use sonde_core::topology::component_metrics;
 use sonde_core::{BoxError, Source, SourceConfig, SourceContext};
 
@@ -58,6 +59,15 @@ impl Default for DiskLatencySourceConfig {
 impl SourceConfig for DiskLatencySourceConfig {
     fn outputs(&self) -> EventKinds {
         EventKinds::METRIC
+    }
+
+    /// Loading and attaching tracepoint programs needs CAP_BPF and
+    /// CAP_PERFMON (CAP_SYS_ADMIN before Linux 5.8, which the agent
+    /// substitutes); reading tracepoint ids in tracefs needs
+    /// CAP_DAC_READ_SEARCH when tracefs is not world-readable. Declared so
+    /// the agent keeps them after start and a reload can rebuild the source.
+    fn capabilities(&self) -> CapabilitySet {
+        CapabilitySet::of(&[Capability::BPF, Capability::PERFMON, Capability::DAC_READ_SEARCH])
     }
 
     fn build(&self, cx: SourceContext) -> Result<Source, BoxError> {
