@@ -11,13 +11,14 @@
 //! The sink only classifies failures (5xx and 429 retriable, honouring
 //! `Retry-After`; other statuses permanent); backoff is the core's.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
+use hashbrown::{HashMap, HashSet};
 use prost::Message;
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
@@ -265,6 +266,9 @@ pub fn build_request(store: &mut SeriesStore, batch: &EventBatch) -> WriteReques
     let now = store.now_ms();
     store.maybe_sweep(now);
     let mut request = WriteRequest::default();
+    // Where each (series, bucket) is in the request. Names and labels are
+    // made only when a series first appears in it: a series updated many
+    // times in one batch costs one sample per timestamp, nothing more.
     let mut index: HashMap<(u64, usize), usize> = HashMap::new();
     let mut described: HashSet<String> = HashSet::new();
     let mut out_of_order = 0;
@@ -281,27 +285,26 @@ pub fn build_request(store: &mut SeriesStore, batch: &EventBatch) -> WriteReques
             continue;
         }
         series.last_sent_ms = timestamp;
-        let typed_name = match stored.kind {
-            Kind::Counter => format!("{}_total", stored.name),
-            _ => stored.name.to_string(),
-        };
-        if described.insert(typed_name.clone()) {
+        let base = stored.name;
+        if !described.contains(base) {
+            described.insert(base.to_string());
+            let (r#type, family) = match stored.kind {
+                Kind::Counter => (MetricType::Counter, format!("{base}_total")),
+                Kind::Gauge => (MetricType::Gauge, base.to_string()),
+                Kind::Histogram => (MetricType::Histogram, base.to_string()),
+            };
             request.metadata.push(MetricMetadata {
-                r#type: match stored.kind {
-                    Kind::Counter => MetricType::Counter,
-                    Kind::Gauge => MetricType::Gauge,
-                    Kind::Histogram => MetricType::Histogram,
-                } as i32,
-                metric_family_name: typed_name.clone(),
+                r#type: r#type as i32,
+                metric_family_name: family,
                 help: stored.help.unwrap_or_default().to_string(),
                 unit: stored.unit.unwrap_or_default().to_string(),
             });
         }
-        let labels = series.labels.clone().unwrap_or_default();
-        let mut add = |sub: usize, name: &str, le: Option<String>, value: f64| {
+        let labels = series.labels.as_deref().unwrap_or_default();
+        let mut add = |sub: usize, suffix: &str, le: Option<f64>, value: f64| {
             let at = *index.entry((series.id, sub)).or_insert_with(|| {
                 request.timeseries.push(TimeSeries {
-                    labels: series_labels(name, &labels, le),
+                    labels: series_labels(&format!("{base}{suffix}"), labels, le),
                     samples: Vec::new(),
                 });
                 request.timeseries.len() - 1
@@ -313,24 +316,18 @@ pub fn build_request(store: &mut SeriesStore, batch: &EventBatch) -> WriteReques
             }
         };
         match &series.value {
-            SeriesValue::Scalar(value) => add(0, &typed_name, None, *value),
+            SeriesValue::Scalar(value) if stored.kind == Kind::Counter => add(0, "_total", None, *value),
+            SeriesValue::Scalar(value) => add(0, "", None, *value),
             SeriesValue::Histogram(h) => {
                 let mut cumulative = 0;
                 for (i, count) in h.counts.iter().enumerate() {
                     cumulative += count;
-                    let le = match h.bounds.get(i) {
-                        Some(bound) => {
-                            let mut s = String::new();
-                            super::encode::write_float(&mut s, *bound);
-                            s
-                        }
-                        None => "+Inf".to_string(),
-                    };
-                    add(i, &format!("{}_bucket", stored.name), Some(le), cumulative as f64);
+                    let le = h.bounds.get(i).copied().unwrap_or(f64::INFINITY);
+                    add(i, "_bucket", Some(le), cumulative as f64);
                 }
                 let n = h.counts.len();
-                add(n, &format!("{}_sum", stored.name), None, h.sum);
-                add(n + 1, &format!("{}_count", stored.name), None, cumulative as f64);
+                add(n, "_sum", None, h.sum);
+                add(n + 1, "_count", None, cumulative as f64);
             }
         }
     }
@@ -341,7 +338,7 @@ pub fn build_request(store: &mut SeriesStore, batch: &EventBatch) -> WriteReques
 }
 
 /// `__name__`, the series' labels and `le`, sorted by name as the protocol requires.
-fn series_labels(name: &str, labels: &[(Box<str>, Box<str>)], le: Option<String>) -> Vec<Label> {
+fn series_labels(name: &str, labels: &[(Box<str>, Box<str>)], le: Option<f64>) -> Vec<Label> {
     let mut out = Vec::with_capacity(labels.len() + 2);
     out.push(Label {
         name: "__name__".into(),
@@ -352,9 +349,12 @@ fn series_labels(name: &str, labels: &[(Box<str>, Box<str>)], le: Option<String>
         value: value.to_string(),
     }));
     if let Some(le) = le {
+        // The same text as the exposition's `le` (`+Inf` for the last bucket).
+        let mut value = String::new();
+        super::encode::write_float(&mut value, le);
         out.push(Label {
             name: "le".into(),
-            value: le,
+            value,
         });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));

@@ -343,3 +343,38 @@ fn remote_write_request_is_sorted_deduplicated_and_in_order() {
 
 mod endpoint;
 mod remote;
+
+#[test]
+fn remote_write_histograms_are_bucket_sum_and_count_series() {
+    let mut s = SeriesStore::new(
+        StoreConfig {
+            keep_label_pairs: true,
+            ..config(100)
+        },
+        Vec::new(),
+    );
+    let mut h = Histogram::new(Arc::from([0.5]));
+    h.observe(0.1);
+    h.observe(2.0);
+    let point =
+        Metric::histogram("lat_seconds", h, Temporality::Delta).with_timestamp(Timestamp::from_nanos(5_000_000));
+    let request = build_request(&mut s, &vec![point.into()].into());
+    let series: Vec<(String, f64)> = request
+        .timeseries
+        .iter()
+        .map(|t| {
+            let labels: Vec<String> = t.labels.iter().map(|l| format!("{}={}", l.name, l.value)).collect();
+            (labels.join(","), t.samples[0].value)
+        })
+        .collect();
+    assert_eq!(
+        series,
+        [
+            ("__name__=lat_seconds_bucket,le=0.5".to_string(), 1.0),
+            ("__name__=lat_seconds_bucket,le=+Inf".to_string(), 2.0),
+            ("__name__=lat_seconds_sum".to_string(), 2.1),
+            ("__name__=lat_seconds_count".to_string(), 2.0),
+        ]
+    );
+    assert_eq!(request.metadata[0].r#type, MetricType::Histogram as i32);
+}
