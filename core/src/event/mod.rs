@@ -33,9 +33,6 @@ use serde::Serialize;
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-// Metrics, the hot variant, stay inline on purpose (no allocation per
-// point); the others are boxed. `events_stay_small` bounds the size.
-#[allow(clippy::large_enum_variant)]
 pub enum Event {
     /// A metric data point.
     Metric(Metric),
