@@ -11,6 +11,8 @@
 //! first so drift hits both), each freshly loaded so its counters start at
 //! zero. Needs root, bpftrace and losetup; kernel 5.8+.
 
+mod common;
+
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
@@ -204,18 +206,6 @@ fn run_bpftrace(dev: &LoopDevice) -> Result<Sample> {
     ))
 }
 
-/// (min, median, max).
-fn spread(mut values: Vec<f64>) -> (f64, f64, f64) {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    let median = if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    };
-    (values[0], median, values[n - 1])
-}
-
 fn render(tools: &[(&str, &Vec<Sample>)], device: &str) -> String {
     let mut out = format!(
         "### disk_latency: ns per block event (kernel run_time_ns / run_cnt)\n\n\
@@ -224,7 +214,7 @@ fn render(tools: &[(&str, &Vec<Sample>)], device: &str) -> String {
          | tool | min | median | max | events/run |\n|---|---:|---:|---:|---:|\n"
     );
     for (tool, samples) in tools {
-        let (min, median, max) = spread(samples.iter().map(Sample::ns_per_event).collect());
+        let (min, median, max) = common::spread(&samples.iter().map(Sample::ns_per_event).collect::<Vec<_>>());
         let events = samples.iter().map(|s| s.events).sum::<u64>() / samples.len().max(1) as u64;
         let _ = writeln!(out, "| {tool} | {min:.1} | {median:.1} | {max:.1} | {events} |");
     }
@@ -241,7 +231,7 @@ fn render(tools: &[(&str, &Vec<Sample>)], device: &str) -> String {
                 .iter()
                 .filter_map(|s| s.programs.iter().find(|p| p.0 == name).map(|p| p.1))
                 .collect();
-            let _ = writeln!(out, "| {tool} | {name} | {:.1} |", spread(values).1);
+            let _ = writeln!(out, "| {tool} | {name} | {:.1} |", common::spread(&values).1);
         }
     }
     out

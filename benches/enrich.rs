@@ -10,6 +10,10 @@
 //! containerd), so the pod index resolves every one of them; the cache is
 //! warmed before timing. Writes a markdown table and JSON to `--out`.
 
+mod common;
+
+use common::arg;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -104,14 +108,6 @@ fn round(template: &EventBatch, batches: usize, mut transform: impl FnMut(&mut E
         std::hint::black_box(&batch);
     }
     thread_cpu_time() - started
-}
-
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| default.to_string())
 }
 
 fn main() {

@@ -9,11 +9,15 @@
 //! A second table gives the bytes per metric point, encoded by the sink's
 //! encoder and measured on the wire by the HTTP receiver.
 
+mod common;
+
+use common::arg;
+
 use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
@@ -21,10 +25,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::
 use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use prost::Message;
-use sonde_core::component::GlobalContext;
-use sonde_core::config::load_str;
 use sonde_core::event::{Event, Timestamp};
-use sonde_core::topology::Topology;
 use sonde_sinks::otlp::encode::Encoder;
 use sonde_sources::demo::{DemoGenerator, DemoKind};
 
@@ -165,44 +166,12 @@ fn start_receivers(counts: Counts) -> (SocketAddr, SocketAddr) {
     addresses
 }
 
-fn registry() -> sonde_core::Registry {
-    let mut registry = sonde_core::Registry::new();
-    sonde_sources::register(&mut registry);
-    sonde_transforms::register(&mut registry);
-    sonde_sinks::register(&mut registry);
-    registry
-}
-
 fn run_once(sink: &str, events: u64, addresses: (SocketAddr, SocketAddr)) -> Duration {
     let text = format!("{}{sink}", SOURCE.replace("COUNT", &events.to_string()))
         .replace("GRPC", &addresses.0.to_string())
         .replace("HTTP", &addresses.1.to_string());
-    let loaded = load_str("bench.hcl", &text, &registry()).expect("bench config is valid");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let started = Instant::now();
-        let global = GlobalContext {
-            node_name: "bench".into(),
-        };
-        let topology = Topology::start(loaded.config, global).unwrap();
-        while !topology.is_finished() {
-            tokio::time::sleep(Duration::from_micros(200)).await;
-        }
-        let elapsed = started.elapsed();
-        assert_eq!(topology.shutdown(Duration::from_secs(5)).await, 0);
-        elapsed
-    })
-}
-
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    let position = args.iter().position(|a| a == name);
-    position
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| default.to_string())
+    // The receivers run on their own threads: sleep rather than spin.
+    common::run_to_completion(&text, Some(Duration::from_micros(200)))
 }
 
 /// Bytes per point of one demo batch (1000 gauges, 4 series), as encoded.
@@ -249,11 +218,7 @@ fn main() {
         eprintln!("run {}/{runs} done", run + 1);
     }
 
-    let stats = |v: &Vec<f64>| {
-        let mut s = v.clone();
-        s.sort_by(f64::total_cmp);
-        (s[0], s[s.len() / 2], s[s.len() - 1])
-    };
+    let stats = |v: &Vec<f64>| common::spread(v);
     let baseline = stats(&times[0]).1;
     let mut table = format!(
         "### OTLP sink throughput ({events} metric events per run, batches of 1000, {runs} interleaved runs, \

@@ -7,11 +7,11 @@
 //! shared machine hits all of them alike. Prints a markdown table and writes
 //! it, with JSON, to `--out`.
 
-use std::time::{Duration, Instant};
+mod common;
 
-use sonde_core::component::GlobalContext;
-use sonde_core::config::load_str;
-use sonde_core::topology::Topology;
+use common::arg;
+
+use std::time::Duration;
 
 const GRAPHS: [(&str, &str); 3] = [
     (
@@ -71,46 +71,9 @@ const GRAPHS: [(&str, &str); 3] = [
     ),
 ];
 
-fn registry() -> sonde_core::Registry {
-    let mut registry = sonde_core::Registry::new();
-    sonde_sources::register(&mut registry);
-    sonde_transforms::register(&mut registry);
-    sonde_sinks::register(&mut registry);
-    registry
-}
-
-/// Runs one graph to completion on a single-threaded runtime.
+/// Runs one graph to completion on one core.
 fn run_once(template: &str, events: u64) -> Duration {
-    let text = template.replace("COUNT", &events.to_string());
-    let loaded = load_str("bench.hcl", &text, &registry()).expect("bench config is valid");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let started = Instant::now();
-        let topology = Topology::start(
-            loaded.config,
-            GlobalContext {
-                node_name: "bench".into(),
-            },
-        )
-        .unwrap();
-        while !topology.is_finished() {
-            tokio::task::yield_now().await;
-        }
-        let elapsed = started.elapsed();
-        assert_eq!(topology.shutdown(Duration::from_secs(1)).await, 0);
-        elapsed
-    })
-}
-
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| default.to_string())
+    common::run_to_completion(&template.replace("COUNT", &events.to_string()), None)
 }
 
 fn main() {
@@ -128,11 +91,7 @@ fn main() {
         eprintln!("run {}/{runs} done", run + 1);
     }
 
-    let stats = |v: &Vec<f64>| {
-        let mut s = v.clone();
-        s.sort_by(f64::total_cmp);
-        (s[0], s[s.len() / 2], s[s.len() - 1])
-    };
+    let stats = |v: &Vec<f64>| common::spread(v);
     let baseline_median = stats(&times[0]).1;
     let mut table = format!(
         "### Pipeline throughput ({events} metric events per run, {runs} interleaved runs, one core)\n\n\

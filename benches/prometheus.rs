@@ -7,13 +7,14 @@
 //! times, interleaved, so that noise on a shared machine hits all alike.
 //! Prints markdown tables and writes them, with JSON, to `--out`.
 
+mod common;
+
+use common::arg;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sonde_core::component::GlobalContext;
-use sonde_core::config::load_str;
 use sonde_core::event::{Attributes, Event, EventBatch, Histogram, Metric, Temporality, Timestamp};
-use sonde_core::topology::Topology;
 use sonde_sinks::prometheus::{build_request, encode_request, render, Format, SeriesStore, StoreConfig};
 
 const PIPELINES: [(&str, &str); 2] = [
@@ -43,37 +44,6 @@ const PIPELINES: [(&str, &str); 2] = [
         "#,
     ),
 ];
-
-fn registry() -> sonde_core::Registry {
-    let mut registry = sonde_core::Registry::new();
-    sonde_sources::register(&mut registry);
-    sonde_transforms::register(&mut registry);
-    sonde_sinks::register(&mut registry);
-    registry
-}
-
-/// Runs one pipeline to completion on a single-threaded runtime.
-fn run_pipeline(template: &str, events: u64) -> Duration {
-    let text = template.replace("COUNT", &events.to_string());
-    let loaded = load_str("bench.hcl", &text, &registry()).expect("bench config is valid");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let started = Instant::now();
-        let global = GlobalContext {
-            node_name: "bench".into(),
-        };
-        let topology = Topology::start(loaded.config, global).unwrap();
-        while !topology.is_finished() {
-            tokio::task::yield_now().await;
-        }
-        let elapsed = started.elapsed();
-        assert_eq!(topology.shutdown(Duration::from_secs(1)).await, 0);
-        elapsed
-    })
-}
 
 fn store_config(keep_label_pairs: bool) -> StoreConfig {
     StoreConfig {
@@ -161,18 +131,13 @@ fn big_store(series: usize, histograms: bool) -> SeriesStore {
     store
 }
 
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| default.to_string())
+/// Runs one pipeline to completion on one core.
+fn run_pipeline(template: &str, events: u64) -> Duration {
+    common::run_to_completion(&template.replace("COUNT", &events.to_string()), None)
 }
 
 fn stats(v: &[f64]) -> (f64, f64, f64) {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    (s[0], s[s.len() / 2], s[s.len() - 1])
+    common::spread(v)
 }
 
 fn main() {
