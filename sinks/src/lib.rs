@@ -6,6 +6,8 @@
 pub mod blackhole;
 pub mod console;
 pub mod file;
+pub mod pprof;
+pub mod pyroscope;
 
 use sonde_core::Registry;
 
@@ -14,4 +16,5 @@ pub fn register(registry: &mut Registry) {
     registry.sink::<blackhole::BlackholeSinkConfig>("blackhole");
     registry.sink::<console::ConsoleSinkConfig>("console");
     registry.sink::<file::FileSinkConfig>("file");
+    registry.sink::<pyroscope::PyroscopeSinkConfig>("pyroscope");
 }
