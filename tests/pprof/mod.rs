@@ -110,6 +110,14 @@ pub fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
     files
 }
 
+/// [`files`] without the `-latest` copy: one file per interval.
+pub fn interval_files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    files(dir, suffix)
+        .into_iter()
+        .filter(|p| !p.to_string_lossy().contains("-latest."))
+        .collect()
+}
+
 /// Nanoseconds since the epoch of an RFC 3339 time.
 pub fn rfc3339_nanos(text: &str) -> i64 {
     let time = humantime::parse_rfc3339(text).unwrap_or_else(|e| panic!("{text}: {e}"));

@@ -75,6 +75,8 @@ struct OpenFile {
     module: SharedStr,
     content: ContentKey,
     last_used: u64,
+    /// Whether to read DWARF: off once it failed for this file.
+    dwarf: bool,
 }
 
 /// The symbol caches of one source.
@@ -143,6 +145,7 @@ impl Symbols {
                     module: mapping.path.clone(),
                     content,
                     last_used: self.interval,
+                    dwarf: true,
                 },
             );
         }
@@ -165,9 +168,18 @@ impl Symbols {
         for (key, mut offsets) in misses {
             offsets.sort_unstable();
             offsets.dedup();
-            let Some(open) = self.files.get(&key) else { continue };
-            let source = Source::Elf(Elf::new(&open.fd_path));
-            let resolved = self.symbolizer.symbolize(&source, Input::FileOffset(&offsets));
+            let Some(open) = self.files.get_mut(&key) else { continue };
+            let mut elf = Elf::new(&open.fd_path);
+            elf.debug_syms = open.dwarf;
+            let mut resolved = self.symbolizer.symbolize(&Source::Elf(elf.clone()), Input::FileOffset(&offsets));
+            if resolved.is_err() && open.dwarf {
+                // Debug info blazesym cannot read (seen with Debian's libc
+                // and its debuglink): the ELF symbols still name functions.
+                open.dwarf = false;
+                elf.debug_syms = false;
+                resolved = self.symbolizer.symbolize(&Source::Elf(elf), Input::FileOffset(&offsets));
+            }
+            let open = &self.files[&key];
             let cache = self.frames.entry(open.content.clone()).or_default();
             if cache.len() + offsets.len() > MAX_CACHED_FRAMES {
                 cache.clear();

@@ -142,3 +142,4 @@ fn config_defaults_validate_and_reject_unknown_options() {
     assert!(zero.validate().is_err());
     assert!(serde_json::from_str::<ProfileSourceConfig>(r#"{"frequency": 99}"#).is_err());
 }
+
