@@ -1,6 +1,8 @@
 # sonde's default pipeline: runs with no outside service.
 #   sonde run            (this file is built into the binary)
-# Agent metrics on http://127.0.0.1:8686/metrics; events in /var/lib/sonde.
+# Agent metrics on http://127.0.0.1:8686/metrics; events in /var/lib/sonde;
+# a CPU flame graph of the whole node every 15s in /var/lib/sonde/profiles
+# (open flamegraph-latest.svg in a browser).
 
 agent {
   api = "127.0.0.1:8686"
@@ -12,6 +14,18 @@ source "internal_metrics" "agent" {
 
 source "disk_latency" "disk" {
   interval = "10s"
+}
+
+source "profile" "cpu" {
+  frequency_hz = 99
+  interval     = "15s"
+}
+
+sink "file" "flamegraphs" {
+  inputs    = ["cpu"]
+  path      = env("SONDE_PROFILES", "/var/lib/sonde/profiles")
+  format    = "flamegraph"
+  max_files = 20
 }
 
 sink "file" "events" {

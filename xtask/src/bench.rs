@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{bail, Result};
 
 /// Every benchmark, in the order they run.
-pub const BENCHMARKS: &[&str] = &["pipeline"];
+pub const BENCHMARKS: &[&str] = &["pipeline", "profile"];
 
 /// Runs `names` (all when empty).
 pub fn run(names: &[String]) -> Result<()> {
@@ -27,6 +27,10 @@ pub fn run(names: &[String]) -> Result<()> {
         eprintln!("xtask: benchmark {name}");
         let table = match name {
             "pipeline" => pipeline(out)?,
+            "profile" => {
+                profile(out)?;
+                std::fs::read_to_string(out.join("profile.md"))?
+            }
             _ => unreachable!("checked above"),
         };
         report.push_str(&table);
@@ -50,4 +54,20 @@ fn pipeline(out: &Path) -> Result<String> {
         &out.display().to_string(),
     ])?;
     Ok(std::fs::read_to_string(out.join("pipeline.md"))?)
+}
+
+/// sonde's CPU profiling cost beside perf and bpftrace (benches/profile.rs):
+/// needs root, and the peers installed.
+fn profile(out: &Path) -> Result<()> {
+    crate::setup::ensure_packages(crate::setup::PROFILE_BENCH_PACKAGES)?;
+    crate::cargo(&[
+        "bench",
+        "--package",
+        "sonde",
+        "--bench",
+        "profile",
+        "--",
+        "--out",
+        &out.display().to_string(),
+    ])
 }

@@ -38,7 +38,7 @@ enum Task {
     },
     /// Run benchmarks (all, or those named) and write reports to target/bench.
     Bench {
-        /// Benchmarks to run: pipeline. Default: all.
+        /// Benchmarks to run: pipeline, profile. Default: all.
         names: Vec<String>,
     },
 }

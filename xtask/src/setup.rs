@@ -10,7 +10,10 @@ pub const BUILD_PACKAGES: &[&str] = &["clang", "llvm", "libbpf-dev"];
 
 /// Packages the tests use besides the build ones: reference tools for the
 /// eBPF sources (bpftrace, perf), capsh to drop capabilities, losetup for
-/// test block devices, Prometheus' promtool for the exposition format.
+/// test block devices, Prometheus' promtool for the exposition format; for
+/// the profile tests gcc (a workload built with frame pointers) and an
+/// independent pprof decoder: pprof's own profile.proto (shipped in
+/// golang-github-google-pprof-dev), protoc, and Python's protobuf runtime.
 pub const TEST_PACKAGES: &[&str] = &[
     "clang",
     "llvm",
@@ -21,7 +24,14 @@ pub const TEST_PACKAGES: &[&str] = &[
     "util-linux",
     "prometheus",
     "procps",
+    "gcc",
+    "protobuf-compiler",
+    "python3-protobuf",
+    "golang-github-google-pprof-dev",
 ];
+
+/// What `cargo xtask bench profile` compares sonde with, and builds its workload with.
+pub const PROFILE_BENCH_PACKAGES: &[&str] = &["linux-perf", "bpftrace", "gcc"];
 
 /// Whether this process runs as root.
 pub fn is_root() -> bool {
