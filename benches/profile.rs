@@ -113,7 +113,11 @@ fn main() {
     }
     let dir = tempfile::tempdir().unwrap();
     let hot = build_workload(dir.path());
-    let mut workload = Command::new(&hot).args(["hot", "100000", "2"]).stdout(Stdio::null()).spawn().unwrap();
+    let mut workload = Command::new(&hot)
+        .args(["hot", "100000", "2"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
     let _stats = stats::enable().expect("BPF_ENABLE_STATS (root, kernel 5.8+)");
 
     let tools = [Tool::Sonde, Tool::Perf, Tool::Bpftrace];
@@ -159,7 +163,11 @@ fn main() {
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
     });
-    std::fs::write(args.out.join("profile.json"), serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    std::fs::write(
+        args.out.join("profile.json"),
+        serde_json::to_string_pretty(&json).unwrap(),
+    )
+    .unwrap();
 }
 
 fn build_workload(dir: &Path) -> PathBuf {
@@ -202,7 +210,8 @@ fn spawn(tool: Tool, dir: &Path) -> Running {
         }
         Tool::Perf => {
             let mut c = Command::new("perf");
-            c.args(["record", "-F", "99", "-a", "-g", "-q", "-o"]).arg(dir.join("perf.data"));
+            c.args(["record", "-F", "99", "-a", "-g", "-q", "-o"])
+                .arg(dir.join("perf.data"));
             c
         }
         Tool::Bpftrace => {
@@ -249,7 +258,11 @@ fn spawn(tool: Tool, dir: &Path) -> Running {
         assert!(child.try_wait().unwrap().is_none(), "{} exited", tool.name());
         std::thread::sleep(Duration::from_millis(50));
     };
-    Running { child, cgroup, programs }
+    Running {
+        child,
+        cgroup,
+        programs,
+    }
 }
 
 /// Moves `pid` into a new cgroup v2 under the root; `None` where not possible.
@@ -281,7 +294,10 @@ fn user_cpu_ns(running: &Running) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", running.child.id())).unwrap_or_default();
     let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
     // utime and stime are fields 14 and 15, in USER_HZ (100) ticks.
-    let ticks: u64 = fields.get(11..13).map(|f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum()).unwrap_or(0);
+    let ticks: u64 = fields
+        .get(11..13)
+        .map(|f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum())
+        .unwrap_or(0);
     ticks * 10_000_000
 }
 
@@ -313,7 +329,9 @@ fn run(tool: Tool, args: &Args, dir: &Path) -> Sample {
     let wall_ns = t0.elapsed().as_nanos() as u64;
     let (rss_kib, hwm_kib) = memory_kib(running.child.id());
     let signal = if tool == Tool::Sonde { "-TERM" } else { "-INT" };
-    let _ = Command::new("kill").args([signal, &running.child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args([signal, &running.child.id().to_string()])
+        .status();
     let _ = running.child.wait();
     if let Some(cgroup) = &running.cgroup {
         let _ = std::fs::remove_dir(cgroup);

@@ -61,7 +61,9 @@ fn run_workload(hot: &Path, args: &[&str], mut during: impl FnMut()) -> Run {
         std::thread::sleep(Duration::from_millis(20));
     }
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let cpu_ns = line
         .trim()
         .strip_prefix("cpu_ns=")
@@ -108,7 +110,9 @@ fn collector(test: &str) -> Option<(Collector, Symbols)> {
 fn hot_function_dominates_and_sample_count_matches_cpu_time() {
     let test = "hot_function_dominates_and_sample_count_matches_cpu_time";
     let _turn = turn();
-    let Some((mut collector, mut symbols)) = collector(test) else { return };
+    let Some((mut collector, mut symbols)) = collector(test) else {
+        return;
+    };
     let Some(hot) = pprof::workload(test) else { return };
     let mut announced = collector.take_new_pids().expect("new pids ring");
     // Two threads, two CPUs busy, 3 s of CPU each.
@@ -121,7 +125,12 @@ fn hot_function_dominates_and_sample_count_matches_cpu_time() {
     let events = collector.collect(&mut symbols).unwrap();
     let profile = profile_of(&events, run.pid);
     let total = profile.total_samples();
-    let hot_samples: u64 = profile.samples.iter().filter(|s| has(&s.frames, HOT_FN)).map(|s| s.count).sum();
+    let hot_samples: u64 = profile
+        .samples
+        .iter()
+        .filter(|s| has(&s.frames, HOT_FN))
+        .map(|s| s.count)
+        .sum();
     let expected = run.cpu_ns as f64 * FREQUENCY as f64 / 1e9;
     eprintln!("program counters: {:?}", collector.profiler().stats().unwrap());
     eprintln!(
@@ -143,18 +152,34 @@ fn hot_function_dominates_and_sample_count_matches_cpu_time() {
         .iter()
         .filter(|s| {
             let i = s.frames.iter().position(|f| f.function.as_str() == HOT_FN);
-            i.and_then(|i| s.frames.get(i + 1)).is_some_and(|f| f.function.as_str() == HOT_CALLER)
+            i.and_then(|i| s.frames.get(i + 1))
+                .is_some_and(|f| f.function.as_str() == HOT_CALLER)
         })
         .map(|s| s.count)
         .sum();
-    assert!(with_caller as f64 >= 0.9 * hot_samples as f64, "{with_caller} of {hot_samples} have {HOT_CALLER}");
+    assert!(
+        with_caller as f64 >= 0.9 * hot_samples as f64,
+        "{with_caller} of {hot_samples} have {HOT_CALLER}"
+    );
     // DWARF line info, and the process' attributes.
-    let frame = profile.samples.iter().flat_map(|s| s.frames.iter()).find(|f| f.function.as_str() == HOT_FN).unwrap();
+    let frame = profile
+        .samples
+        .iter()
+        .flat_map(|s| s.frames.iter())
+        .find(|f| f.function.as_str() == HOT_FN)
+        .unwrap();
     assert_eq!(frame.kind, FrameKind::Native);
     assert!(frame.file.as_deref().is_some_and(|f| f.ends_with("hot.c")), "{frame:?}");
     assert!(frame.line.is_some_and(|l| l > 0), "{frame:?}");
-    assert_eq!(profile.attributes.get(keys::COMM).and_then(|v| v.as_str()), Some("sonde-hot"));
-    assert!(profile.attributes.get(keys::EXE).and_then(|v| v.as_str()).is_some_and(|e| e.ends_with("sonde-hot")));
+    assert_eq!(
+        profile.attributes.get(keys::COMM).and_then(|v| v.as_str()),
+        Some("sonde-hot")
+    );
+    assert!(profile
+        .attributes
+        .get(keys::EXE)
+        .and_then(|v| v.as_str())
+        .is_some_and(|e| e.ends_with("sonde-hot")));
     assert_eq!(profile.period, 1_000_000_000 / FREQUENCY);
     assert_eq!(collector.profiler().stats().unwrap().counts_full, 0);
 }
@@ -163,7 +188,9 @@ fn hot_function_dominates_and_sample_count_matches_cpu_time() {
 fn kernel_frames_resolve_to_kallsyms_names() {
     let test = "kernel_frames_resolve_to_kallsyms_names";
     let _turn = turn();
-    let Some((mut collector, mut symbols)) = collector(test) else { return };
+    let Some((mut collector, mut symbols)) = collector(test) else {
+        return;
+    };
     let Some(hot) = pprof::workload(test) else { return };
     let mut announced = collector.take_new_pids().expect("new pids ring");
     let run = run_workload(&hot, &["syscall", "1"], || {
@@ -178,13 +205,20 @@ fn kernel_frames_resolve_to_kallsyms_names() {
         .collect();
     let mut kernel_samples = 0;
     for sample in &profile.samples {
-        let kernel: Vec<_> = sample.frames.iter().take_while(|f| f.kind == FrameKind::Kernel).collect();
+        let kernel: Vec<_> = sample
+            .frames
+            .iter()
+            .take_while(|f| f.kind == FrameKind::Kernel)
+            .collect();
         if kernel.is_empty() {
             continue;
         }
         kernel_samples += sample.count;
         for frame in kernel {
-            assert!(kallsyms.contains(frame.function.as_str()), "{frame:?} is not in /proc/kallsyms");
+            assert!(
+                kallsyms.contains(frame.function.as_str()),
+                "{frame:?} is not in /proc/kallsyms"
+            );
         }
         // libc's read() keeps no frame pointer, so the frame walk goes from
         // it to main, past its caller: the frame-pointer limit the source
@@ -198,7 +232,10 @@ fn kernel_frames_resolve_to_kallsyms_names() {
     let total = profile.total_samples();
     eprintln!("{kernel_samples} of {total} samples in the kernel");
     // Reading /dev/zero is mostly clearing user memory in the kernel.
-    assert!(kernel_samples as f64 >= 0.5 * total as f64, "{kernel_samples} of {total}");
+    assert!(
+        kernel_samples as f64 >= 0.5 * total as f64,
+        "{kernel_samples} of {total}"
+    );
 }
 
 #[test]
@@ -209,7 +246,9 @@ fn sonde_run_writes_pprof_folded_and_flamegraph_files() {
         return;
     }
     let Some(hot) = pprof::workload(test) else { return };
-    let Some(decoder) = pprof::Decoder::new(test) else { return };
+    let Some(decoder) = pprof::Decoder::new(test) else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display();
     let config = dir.path().join("pipeline.hcl");
@@ -257,7 +296,10 @@ sink "file" "flame" {{
 
     // Our JSON lines: per interval start, the workload's samples by leaf function.
     let mut ours: BTreeMap<i64, BTreeMap<String, u64>> = BTreeMap::new();
-    for line in std::fs::read_to_string(dir.path().join("profiles.jsonl")).unwrap().lines() {
+    for line in std::fs::read_to_string(dir.path().join("profiles.jsonl"))
+        .unwrap()
+        .lines()
+    {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         if v["attributes"][keys::PID].as_i64() != Some(run.pid.into()) {
             continue;
@@ -274,32 +316,55 @@ sink "file" "flame" {{
     let mut theirs: BTreeMap<i64, BTreeMap<String, u64>> = BTreeMap::new();
     for file in pprof::interval_files(&dir.path().join("pprof"), ".pb.gz") {
         let p = decoder.decode_file(&file);
-        assert_eq!(p["sample_type"], serde_json::json!([["samples", "count"], ["cpu", "nanoseconds"]]));
+        assert_eq!(
+            p["sample_type"],
+            serde_json::json!([["samples", "count"], ["cpu", "nanoseconds"]])
+        );
         assert_eq!(p["period_type"], serde_json::json!(["cpu", "nanoseconds"]));
         let period = p["period"].as_i64().unwrap();
         assert_eq!(period, 1_000_000_000 / FREQUENCY as i64);
         for sample in p["samples"].as_array().unwrap() {
             let values = sample["values"].as_array().unwrap();
-            assert_eq!(values[1].as_i64().unwrap(), values[0].as_i64().unwrap() * period, "{sample}");
+            assert_eq!(
+                values[1].as_i64().unwrap(),
+                values[0].as_i64().unwrap() * period,
+                "{sample}"
+            );
             if sample["labels"][keys::PID].as_i64() != Some(run.pid.into()) {
                 continue;
             }
             let stack = sample["stack"].as_array().unwrap();
-            assert_eq!(stack.len(), sample["modules"].as_array().unwrap().len(), "one function per location");
+            assert_eq!(
+                stack.len(),
+                sample["modules"].as_array().unwrap().len(),
+                "one function per location"
+            );
             let leaf = stack[0].as_str().unwrap().to_string();
             let time = p["time_nanos"].as_i64().unwrap();
             *theirs.entry(time).or_default().entry(leaf).or_default() += values[0].as_u64().unwrap();
         }
     }
-    assert_eq!(ours, theirs, "pprof files decoded by profile.proto match the JSON profiles");
+    assert_eq!(
+        ours, theirs,
+        "pprof files decoded by profile.proto match the JSON profiles"
+    );
     let hot_total: u64 = ours.values().filter_map(|f| f.get(HOT_FN)).sum();
     let total: u64 = ours.values().flat_map(|f| f.values()).sum();
-    assert!(hot_total as f64 >= 0.95 * total as f64, "{hot_total} of {total} in {HOT_FN}");
+    assert!(
+        hot_total as f64 >= 0.95 * total as f64,
+        "{hot_total} of {total} in {HOT_FN}"
+    );
 
     // Folded stacks: process name first, the same counts.
     let folded: u64 = pprof::interval_files(&dir.path().join("folded"), ".folded")
         .iter()
-        .flat_map(|f| std::fs::read_to_string(f).unwrap().lines().map(str::to_string).collect::<Vec<_>>())
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
         .filter(|l| l.starts_with("sonde-hot;") && l.contains(&format!(";{HOT_FN} ")))
         .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
         .sum();

@@ -19,7 +19,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use sonde_core::component::GlobalContext;
 use sonde_core::config::load_str;
-use sonde_core::event::{keys, Attributes, Event, EventBatch, EventKinds, Frame, FrameKind, Profile, StackSample, Timestamp};
+use sonde_core::event::{
+    keys, Attributes, Event, EventBatch, EventKinds, Frame, FrameKind, Profile, StackSample, Timestamp,
+};
 use sonde_core::topology::Topology;
 use sonde_core::{BoxError, Registry, Source, SourceConfig, SourceContext};
 
@@ -76,7 +78,10 @@ impl SourceConfig for SyntheticProfilesConfig {
         let count = self.count;
         Ok(Box::pin(async move {
             for i in 0..count {
-                let batch = vec![Event::from(synthetic(i, "alpha", 100)), Event::from(synthetic(i, "beta", 200))];
+                let batch = vec![
+                    Event::from(synthetic(i, "alpha", 100)),
+                    Event::from(synthetic(i, "beta", 200)),
+                ];
                 cx.out.send(EventBatch::new(batch)).await?;
             }
             Ok(())
@@ -99,7 +104,9 @@ impl Receiver {
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         let port: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("receiver said {line:?}: {e}"));
         Receiver {
             child,
@@ -178,16 +185,31 @@ sink "pyroscope" "pyro" {{
         let name = query["name"].as_str().unwrap();
         assert_eq!(query["format"], "pprof");
         assert_eq!(query["sampleRate"], "99");
-        let (from, until): (u64, u64) = (query["from"].as_str().unwrap().parse().unwrap(), query["until"].as_str().unwrap().parse().unwrap());
-        assert!(BASE_S <= from && from < until && until <= BASE_S + 10, "{from}..{until}");
+        let (from, until): (u64, u64) = (
+            query["from"].as_str().unwrap().parse().unwrap(),
+            query["until"].as_str().unwrap().parse().unwrap(),
+        );
+        assert!(
+            BASE_S <= from && from < until && until <= BASE_S + 10,
+            "{from}..{until}"
+        );
         assert_eq!(record["tenant"], "team-a");
         assert_eq!(record["authorization"], "Basic dTpw");
         let service = name.split('{').next().unwrap().to_string();
-        assert_eq!(name, format!("{service}{{process_executable_name={service}}}"), "pid is not a label");
+        assert_eq!(
+            name,
+            format!("{service}{{process_executable_name={service}}}"),
+            "pid is not a label"
+        );
         let profile = &record["profile"];
         assert_eq!(profile["period"], PERIOD);
         for sample in profile["samples"].as_array().unwrap() {
-            let stack: Vec<&str> = sample["stack"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+            let stack: Vec<&str> = sample["stack"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f.as_str().unwrap())
+                .collect();
             assert_eq!(stack[1], "main");
             assert_eq!(sample["lines"][0], 7);
             assert_eq!(sample["modules"][0], "/usr/bin/app");
@@ -198,7 +220,12 @@ sink "pyroscope" "pyro" {{
     }
     let expected: BTreeMap<(String, String), i64> = ["alpha", "beta"]
         .into_iter()
-        .flat_map(|s| [((s.to_string(), "leaf_a".to_string()), 55), ((s.to_string(), "leaf_b".to_string()), 20)])
+        .flat_map(|s| {
+            [
+                ((s.to_string(), "leaf_a".to_string()), 55),
+                ((s.to_string(), "leaf_b".to_string()), 20),
+            ]
+        })
         .collect();
     assert_eq!(samples, expected, "every sample arrived exactly once");
 }

@@ -88,7 +88,10 @@ fn run() -> Result<()> {
 pub fn cargo(args: &[&str]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("xtask: cargo {}", args.join(" "));
-    let status = Command::new(&cargo).args(args).status().with_context(|| format!("cannot run {cargo}"))?;
+    let status = Command::new(&cargo)
+        .args(args)
+        .status()
+        .with_context(|| format!("cannot run {cargo}"))?;
     if !status.success() {
         bail!("cargo {} failed ({status})", args.join(" "));
     }

@@ -59,10 +59,16 @@ pub fn ensure_packages(packages: &[&str]) -> Result<()> {
     }
     let command = format!("apt-get install -y --no-install-recommends {}", missing.join(" "));
     if !is_root() || Command::new("apt-get").arg("--version").output().is_err() {
-        bail!("missing Debian packages: {}; install them as root: {command}", missing.join(" "));
+        bail!(
+            "missing Debian packages: {}; install them as root: {command}",
+            missing.join(" ")
+        );
     }
     eprintln!("xtask: installing {}", missing.join(" "));
-    let update = Command::new("apt-get").args(["update", "-qq"]).status().context("apt-get update")?;
+    let update = Command::new("apt-get")
+        .args(["update", "-qq"])
+        .status()
+        .context("apt-get update")?;
     if !update.success() {
         bail!("apt-get update failed");
     }

@@ -24,9 +24,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
 use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf, StackTraceMap};
-use aya::programs::perf_event::{
-    HardwareEvent, PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent,
-};
+use aya::programs::perf_event::{HardwareEvent, PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
 use aya::programs::PerfEvent;
 
 use crate::error::{LoadError, ReadError};

@@ -21,12 +21,8 @@ impl ProfileTelemetry {
     /// Registers the counters with the component's `labels`.
     pub fn new(labels: &[Label]) -> Self {
         let labels = telemetry::with_label(labels, "object", OBJECT);
-        let lost = |reason: &str| {
-            KernelCounter::new(
-                telemetry::LOST_EVENTS,
-                telemetry::with_label(&labels, "reason", reason),
-            )
-        };
+        let lost =
+            |reason: &str| KernelCounter::new(telemetry::LOST_EVENTS, telemetry::with_label(&labels, "reason", reason));
         // Both sets share one name: they take turns.
         let stacks = MAP_STACKS[0].trim_end_matches("_0");
         let counts = MAP_COUNTS[0].trim_end_matches("_0");

@@ -167,7 +167,10 @@ mod tests {
 
     #[test]
     fn stamps_are_utc_seconds() {
-        assert_eq!(file_stamp(Timestamp::from_nanos(1_700_000_000_123_456_789)), "20231114T221320Z");
+        assert_eq!(
+            file_stamp(Timestamp::from_nanos(1_700_000_000_123_456_789)),
+            "20231114T221320Z"
+        );
     }
 
     #[test]
@@ -186,7 +189,11 @@ mod tests {
         names.sort();
         assert_eq!(
             names,
-            ["stacks-20231114T221322Z.folded", "stacks-20231114T221323Z.folded", "stacks-latest.folded"]
+            [
+                "stacks-20231114T221322Z.folded",
+                "stacks-20231114T221323Z.folded",
+                "stacks-latest.folded"
+            ]
         );
         let latest = std::fs::read_to_string(files.latest()).unwrap();
         assert!(latest.starts_with("a;main;hot 90\n"), "{latest}");

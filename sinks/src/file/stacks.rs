@@ -142,7 +142,9 @@ mod tests {
 
     #[test]
     fn flamegraph_is_svg_naming_frames() {
-        let svg = String::from_utf8(flamegraph([&profile()], Timestamp::from_nanos(0), Timestamp::from_nanos(1)).unwrap()).unwrap();
+        let svg =
+            String::from_utf8(flamegraph([&profile()], Timestamp::from_nanos(0), Timestamp::from_nanos(1)).unwrap())
+                .unwrap();
         assert!(svg.contains("<svg") && svg.contains("main"), "{svg}");
         let empty = flamegraph([], Timestamp::from_nanos(0), Timestamp::from_nanos(1)).unwrap();
         assert!(String::from_utf8(empty).unwrap().contains("no samples"));

@@ -225,7 +225,10 @@ pub(crate) mod tests {
             end: Timestamp::from_nanos(16_000_000_000),
             samples: vec![
                 StackSample { frames: hot, count: 90 },
-                StackSample { frames: cold, count: 10 },
+                StackSample {
+                    frames: cold,
+                    count: 10,
+                },
             ],
             attributes: Attributes::new().with(keys::PID, 42u32).with(keys::COMM, "a"),
         }
@@ -242,7 +245,10 @@ pub(crate) mod tests {
         assert_eq!(p.sample[0].value, [90, 90 * 10_101_010]);
         assert_eq!(p.duration_nanos, 15_000_000_000);
         let s = |i: i64| p.string_table[i as usize].as_str();
-        assert_eq!((s(p.sample_type[1].r#type), s(p.sample_type[1].unit)), ("cpu", "nanoseconds"));
+        assert_eq!(
+            (s(p.sample_type[1].r#type), s(p.sample_type[1].unit)),
+            ("cpu", "nanoseconds")
+        );
         let leaf = &p.location[(p.sample[0].location_id[0] - 1) as usize];
         assert_eq!(s(p.function[(leaf.line[0].function_id - 1) as usize].name), "hot");
         let pid = p.sample[0].label.iter().find(|l| s(l.key) == keys::PID).unwrap();

@@ -11,8 +11,7 @@ use super::service::PyroscopeSink;
 
 /// Attributes tried, in order, for the application name when
 /// `service_name` is not set.
-pub const DEFAULT_SERVICE_NAME_ATTRIBUTES: &[&str] =
-    &["service.name", "k8s.container.name", "process.executable.name"];
+pub const DEFAULT_SERVICE_NAME_ATTRIBUTES: &[&str] = &["service.name", "k8s.container.name", "process.executable.name"];
 /// Attributes not sent as labels by default: a pid per series would make
 /// every process restart a new series.
 pub const DEFAULT_EXCLUDE_LABELS: &[&str] = &["process.pid"];

@@ -107,17 +107,19 @@ impl PyroscopeSink {
         })
     }
 
-    /// The batch's requests: one per application name.
+    /// The batch's requests: one per application name (and sampling
+    /// period, which one pprof profile has one of).
     fn requests(&self, batch: &EventBatch) -> Vec<Request> {
-        let mut groups: BTreeMap<String, Vec<&Profile>> = BTreeMap::new();
+        let mut groups: BTreeMap<(String, u64), Vec<&Profile>> = BTreeMap::new();
         for event in batch {
             if let Event::Profile(profile) = event {
-                groups.entry(app_name(&self.config, &profile.attributes)).or_default().push(profile);
+                let name = app_name(&self.config, &profile.attributes);
+                groups.entry((name, profile.period)).or_default().push(profile);
             }
         }
         groups
             .into_iter()
-            .filter_map(|(name, profiles)| {
+            .filter_map(|((name, _), profiles)| {
                 let from = profiles.iter().map(|p| p.start).min()?;
                 let until = profiles.iter().map(|p| p.end).max()?;
                 let period = profiles[0].period.max(1);
@@ -232,7 +234,13 @@ pub fn label_name(key: &str) -> String {
 fn label_value(value: &str) -> String {
     value
         .chars()
-        .map(|c| if matches!(c, '{' | '}' | ',' | '=' | '"') { '_' } else { c })
+        .map(|c| {
+            if matches!(c, '{' | '}' | ',' | '=' | '"') {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect()
 }
 
@@ -271,7 +279,10 @@ impl Service<EventBatch> for PyroscopeSink {
             let requests = sink.requests(&batch);
             let pending: Vec<Request> = {
                 let delivered = sink.delivered.lock().unwrap_or_else(|e| e.into_inner());
-                requests.into_iter().filter(|r| !delivered.set.contains(&r.digest)).collect()
+                requests
+                    .into_iter()
+                    .filter(|r| !delivered.set.contains(&r.digest))
+                    .collect()
             };
             let results: Vec<(u64, Result<(), SinkError>)> = futures::stream::iter(pending)
                 .map(|request| {

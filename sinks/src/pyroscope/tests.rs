@@ -42,14 +42,21 @@ fn statuses_are_classified() {
         name: "a{}".into(),
         body: String::new(),
     };
-    for status in [StatusCode::SERVICE_UNAVAILABLE, StatusCode::TOO_MANY_REQUESTS, StatusCode::BAD_GATEWAY] {
+    for status in [
+        StatusCode::SERVICE_UNAVAILABLE,
+        StatusCode::TOO_MANY_REQUESTS,
+        StatusCode::BAD_GATEWAY,
+    ] {
         assert!(matches!(
             classify(status, error(status), Some(Duration::from_secs(2))),
             SinkError::Retriable { retry_after: Some(d), .. } if d == Duration::from_secs(2)
         ));
     }
     for status in [StatusCode::BAD_REQUEST, StatusCode::UNAUTHORIZED] {
-        assert!(matches!(classify(status, error(status), None), SinkError::Permanent { .. }));
+        assert!(matches!(
+            classify(status, error(status), None),
+            SinkError::Permanent { .. }
+        ));
     }
 }
 

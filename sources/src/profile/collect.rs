@@ -54,6 +54,9 @@ impl Collector {
     /// the internal metrics.
     pub fn load(config: &ProfileSourceConfig, node: SharedStr, labels: &[Label]) -> Result<Self, LoadError> {
         let mut profiler = Profiler::load(&config.options())?;
+        if super::symbolize::raise_open_files_limit().is_none() {
+            tracing::debug!("cannot raise the open files limit");
+        }
         let new_pids = profiler.take_new_pids()?;
         let unknown_frames = [Unresolved::ProcessExited, Unresolved::NoMapping, Unresolved::NoSymbol]
             .into_iter()
@@ -126,15 +129,21 @@ impl Collector {
                 tracing::warn!(%error, "cannot read profile loss counters");
             }
         }
-        let drained = self.profiler.drain().inspect_err(|_| self.telemetry.map_read_failed())?;
+        let drained = self
+            .profiler
+            .drain()
+            .inspect_err(|_| self.telemetry.map_read_failed())?;
         let end = Timestamp::now();
         let start = std::mem::replace(&mut self.last_drain, end);
         self.interval += 1;
 
         let groups = group_by_process(&drained);
-        symbols.prefetch_kernel(groups.values().flat_map(|g| g.stacks.keys()).flat_map(|(_, kernel)| {
-            lookup_addresses(&drained, *kernel)
-        }));
+        symbols.prefetch_kernel(
+            groups
+                .values()
+                .flat_map(|g| g.stacks.keys())
+                .flat_map(|(_, kernel)| lookup_addresses(&drained, *kernel)),
+        );
         let mut events = Vec::with_capacity(groups.len());
         for (pid, group) in groups {
             self.refresh(pid, &group.comm, symbols);
@@ -157,7 +166,9 @@ impl Collector {
                     self.processes.insert(process);
                 }
             }
-            let Some(process) = self.processes.get(pid) else { continue };
+            let Some(process) = self.processes.get(pid) else {
+                continue;
+            };
             symbols.prefetch_user(process, user());
             let samples = group
                 .stacks

@@ -28,7 +28,8 @@ impl PerfMap {
                 let start = u64::from_str_radix(parts.next()?.trim_start_matches("0x"), 16).ok()?;
                 let size = u64::from_str_radix(parts.next()?.trim_start_matches("0x"), 16).ok()?;
                 let name = parts.next()?.trim();
-                (size > 0 && !name.is_empty()).then(|| (start, start.saturating_add(size), SharedStr::from(name.to_string())))
+                (size > 0 && !name.is_empty())
+                    .then(|| (start, start.saturating_add(size), SharedStr::from(name.to_string())))
             })
             .collect();
         // Stable: among equal starts the last line stays last.

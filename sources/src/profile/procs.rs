@@ -188,7 +188,9 @@ pub fn read_process(procfs: &Path, pid: u32, with_maps: bool) -> Option<Process>
 /// The target of `/proc/PID/exe`.
 pub fn read_exe(procfs: &Path, pid: u32) -> Option<SharedStr> {
     let exe = std::fs::read_link(procfs.join(pid.to_string()).join("exe")).ok()?;
-    Some(SharedStr::from(exe.to_string_lossy().trim_end_matches(" (deleted)").to_string()))
+    Some(SharedStr::from(
+        exe.to_string_lossy().trim_end_matches(" (deleted)").to_string(),
+    ))
 }
 
 /// Field 22 of `/proc/PID/stat` (after the parenthesised comm, which may hold spaces).

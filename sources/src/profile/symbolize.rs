@@ -157,7 +157,9 @@ impl Symbols {
     pub fn prefetch_user(&mut self, process: &Process, addresses: impl IntoIterator<Item = u64>) {
         let mut misses: HashMap<FileKey, Vec<u64>> = HashMap::new();
         for address in addresses {
-            let Some(mapping) = process.mapping(address) else { continue };
+            let Some(mapping) = process.mapping(address) else {
+                continue;
+            };
             let MappingKind::File(key) = mapping.kind else { continue };
             let Some(open) = self.files.get(&key) else { continue };
             let offset = mapping.file_offset(address);
@@ -171,13 +173,17 @@ impl Symbols {
             let Some(open) = self.files.get_mut(&key) else { continue };
             let mut elf = Elf::new(&open.fd_path);
             elf.debug_syms = open.dwarf;
-            let mut resolved = self.symbolizer.symbolize(&Source::Elf(elf.clone()), Input::FileOffset(&offsets));
+            let mut resolved = self
+                .symbolizer
+                .symbolize(&Source::Elf(elf.clone()), Input::FileOffset(&offsets));
             if resolved.is_err() && open.dwarf {
                 // Debug info blazesym cannot read (seen with Debian's libc
                 // and its debuglink): the ELF symbols still name functions.
                 open.dwarf = false;
                 elf.debug_syms = false;
-                resolved = self.symbolizer.symbolize(&Source::Elf(elf), Input::FileOffset(&offsets));
+                resolved = self
+                    .symbolizer
+                    .symbolize(&Source::Elf(elf), Input::FileOffset(&offsets));
             }
             let open = &self.files[&key];
             let cache = self.frames.entry(open.content.clone()).or_default();
@@ -226,9 +232,12 @@ impl Symbols {
                     None => Err((unknown(offset, &mapping.path), Unresolved::NoSymbol)),
                 }
             }
-            MappingKind::Anon => self
-                .jit_frame(process, address)
-                .ok_or_else(|| (unknown(address, &SharedStr::from_static(JIT_MODULE)), Unresolved::NoSymbol)),
+            MappingKind::Anon => self.jit_frame(process, address).ok_or_else(|| {
+                (
+                    unknown(address, &SharedStr::from_static(JIT_MODULE)),
+                    Unresolved::NoSymbol,
+                )
+            }),
             MappingKind::Vdso | MappingKind::Special => Ok(Frame {
                 function: mapping.path.clone(),
                 module: Some(mapping.path.clone()),
@@ -268,12 +277,17 @@ impl Symbols {
         if self.kernel.len() + misses.len() > MAX_CACHED_FRAMES {
             self.kernel.clear();
         }
-        let mut kernel = Kernel::default();
         // kallsyms only: a vmlinux image is rarely on a node and slow to search for.
-        kernel.vmlinux = MaybeDefault::None;
-        kernel.debug_syms = false;
+        let kernel = Kernel {
+            vmlinux: MaybeDefault::None,
+            debug_syms: false,
+            ..Kernel::default()
+        };
         let module = SharedStr::from_static(KERNEL_MODULE);
-        match self.symbolizer.symbolize(&Source::Kernel(kernel), Input::AbsAddr(&misses)) {
+        match self
+            .symbolizer
+            .symbolize(&Source::Kernel(kernel), Input::AbsAddr(&misses))
+        {
             Ok(results) => {
                 for (address, result) in misses.iter().zip(results) {
                     self.kernel
@@ -327,6 +341,30 @@ impl Symbols {
     pub fn open_file_count(&self) -> usize {
         self.files.len()
     }
+}
+
+/// Raises the soft limit of open files to the hard one: the caches keep a
+/// file open per distinct binary and library on the node (and blazesym one
+/// more while it reads it), past the usual soft limit of 1024 on a busy
+/// node. Returns the new soft limit.
+pub fn raise_open_files_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the valid, owned `limit`.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return None;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: setrlimit reads one valid rlimit; raising the soft limit
+        // up to the hard one needs no privilege.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+            return None;
+        }
+    }
+    Some(limit.rlim_cur)
 }
 
 fn to_frame(result: Symbolized<'_>, address: u64, module: &SharedStr, kind: FrameKind) -> Frame {

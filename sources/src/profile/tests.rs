@@ -26,14 +26,23 @@ fn maps_keep_executable_mappings() {
     let maps = parse_maps(MAPS);
     assert_eq!(maps.len(), 5, "{maps:#?}");
     assert_eq!(maps[0].path.as_str(), "/usr/bin/hot");
-    assert_eq!(maps[0].kind, MappingKind::File(FileKey { dev: 0xfd << 32 | 1, inode: 1311 }));
+    assert_eq!(
+        maps[0].kind,
+        MappingKind::File(FileKey {
+            dev: 0xfd << 32 | 1,
+            inode: 1311
+        })
+    );
     assert_eq!(maps[0].file_offset(0x55d0c0a01010), 0x1010);
     assert_eq!(maps[2].kind, MappingKind::Anon, "JIT memory");
     assert_eq!(maps[3].path.as_str(), "/tmp/my lib", "spaces kept, (deleted) dropped");
     assert_eq!(maps[4].kind, MappingKind::Vdso);
     let mut process = Process::gone(1, "hot");
     process.mappings = maps;
-    assert_eq!(process.mapping(0x7f10c1028000).unwrap().path.as_str(), "/usr/lib/x86_64-linux-gnu/libc.so.6");
+    assert_eq!(
+        process.mapping(0x7f10c1028000).unwrap().path.as_str(),
+        "/usr/lib/x86_64-linux-gnu/libc.so.6"
+    );
     assert!(process.mapping(0x7f10c11bd000).is_none(), "end is exclusive");
     assert!(process.mapping(0x1000).is_none());
 }
@@ -43,7 +52,10 @@ fn proc_fields_parse() {
     let stat = "42 (a (weird) name) S 1 42 42 0 -1 4194560 100 0 0 0 5 6 0 0 20 0 1 0 123456 1000 200";
     assert_eq!(stat_start_time(stat), Some(123456));
     assert_eq!(ns_pid("Name:\tx\nNSpid:\t4242\t7\n"), Some(7));
-    assert_eq!(cgroup_v2_path("0::/system.slice/ssh.service\n").as_deref(), Some("/system.slice/ssh.service"));
+    assert_eq!(
+        cgroup_v2_path("0::/system.slice/ssh.service\n").as_deref(),
+        Some("/system.slice/ssh.service")
+    );
     assert_eq!(cgroup_v2_path("1:cpu:/x\n"), None);
 }
 
@@ -51,7 +63,10 @@ fn proc_fields_parse() {
 fn perf_maps_resolve_jit_code() {
     let map = PerfMap::parse("7f0000001000 40 LazyCompile:~hot /app.js:1\n0x7f0000002000 0x10 Interpreter\nbad line\n");
     assert_eq!(map.len(), 2);
-    assert_eq!(map.lookup(0x7f0000001020).map(|s| s.as_str()), Some("LazyCompile:~hot /app.js:1"));
+    assert_eq!(
+        map.lookup(0x7f0000001020).map(|s| s.as_str()),
+        Some("LazyCompile:~hot /app.js:1")
+    );
     assert_eq!(map.lookup(0x7f0000001040), None, "end is exclusive");
     assert_eq!(map.lookup(0x7f000000200f).map(|s| s.as_str()), Some("Interpreter"));
 }
@@ -112,7 +127,11 @@ fn threads_merge_into_their_process() {
             (key(7, 7, 2, 3, "main"), 1),
             (key(9, 9, -17, -14, "other"), 4),
         ],
-        stacks: HashMap::from([(1, vec![0x1000, 0x2000]), (2, vec![0x3000]), (3, vec![0xffff_ffff_8100_0000])]),
+        stacks: HashMap::from([
+            (1, vec![0x1000, 0x2000]),
+            (2, vec![0x3000]),
+            (3, vec![0xffff_ffff_8100_0000]),
+        ]),
     };
     let groups = group_by_process(&drained);
     assert_eq!(groups.len(), 2);
@@ -135,11 +154,11 @@ fn config_defaults_validate_and_reject_unknown_options() {
     assert!(!config.include_idle);
     config.validate().unwrap();
     let config: ProfileSourceConfig =
-        serde_json::from_str(r#"{"frequency_hz": 49, "interval": "5s", "comms": ["nginx*"], "event": "auto"}"#).unwrap();
+        serde_json::from_str(r#"{"frequency_hz": 49, "interval": "5s", "comms": ["nginx*"], "event": "auto"}"#)
+            .unwrap();
     assert_eq!(config.options().frequency_hz, 49);
     assert_eq!(config.targets().comms, ["nginx*"]);
     let zero: ProfileSourceConfig = serde_json::from_str(r#"{"frequency_hz": 0}"#).unwrap();
     assert!(zero.validate().is_err());
     assert!(serde_json::from_str::<ProfileSourceConfig>(r#"{"frequency": 99}"#).is_err());
 }
-
