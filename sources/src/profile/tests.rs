@@ -8,7 +8,7 @@ use sonde_ebpf::profile::{Drained, ProfileKey, StackRef};
 use super::collect::{group_by_process, lookup_addresses};
 use super::filter::{glob, Targets};
 use super::perf_map::PerfMap;
-use super::procs::{cgroup_v2_path, ns_pid, parse_maps, stat_start_time, FileKey, MappingKind, Process};
+use super::procs::{self, cgroup_v2_path, ns_pid, parse_maps, stat_start_time, FileKey, MappingKind, Process};
 use super::*;
 
 const MAPS: &str = "\
@@ -161,4 +161,36 @@ fn config_defaults_validate_and_reject_unknown_options() {
     let zero: ProfileSourceConfig = serde_json::from_str(r#"{"frequency_hz": 0}"#).unwrap();
     assert!(zero.validate().is_err());
     assert!(serde_json::from_str::<ProfileSourceConfig>(r#"{"frequency": 99}"#).is_err());
+}
+
+#[inline(never)]
+fn symbolize_me() -> u64 {
+    std::hint::black_box(42)
+}
+
+#[test]
+fn own_functions_symbolize_through_the_caches() {
+    use std::path::Path;
+
+    let procfs = Path::new("/proc");
+    let pid = std::process::id();
+    let process = procs::read_process(procfs, pid, true).expect("/proc/self");
+    assert!(process.alive && !process.mappings.is_empty());
+    let address = symbolize_me as *const () as u64 + 1;
+    let mut symbols = Symbols::new(procfs);
+    symbols.open_files(&process);
+    assert!(symbols.open_file_count() > 0);
+    symbols.prefetch_user(&process, [address]);
+    let frame = symbols.user_frame(&process, address).expect("resolved");
+    assert!(frame.function.ends_with("symbolize_me"), "{frame:?}");
+    assert_eq!(frame.kind, sonde_core::event::FrameKind::Native);
+    // Cached: resolves again after the file's entry was used, with no new lookup.
+    assert_eq!(symbols.user_frame(&process, address).unwrap(), frame);
+    // An address in no mapping of a process that was never read.
+    let gone = Process::gone(1, "x");
+    let (unknown, reason) = symbols.user_frame(&gone, 0x1234).unwrap_err();
+    assert_eq!(reason, symbolize::Unresolved::ProcessExited);
+    assert_eq!(unknown.function.as_str(), "0x1234");
+    symbols.prefetch_kernel([0]);
+    assert_eq!(symbols.kernel_frame(0).kind, sonde_core::event::FrameKind::Unknown);
 }
