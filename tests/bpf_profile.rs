@@ -98,10 +98,11 @@ fn collector(test: &str) -> Option<(Collector, Symbols)> {
     }
     let config = ProfileSourceConfig {
         comms: vec!["sonde-hot".into()],
+        line_numbers: true,
         ..ProfileSourceConfig::default()
     };
     let mut collector = Collector::load(&config, "test-node".into(), &[]).expect("profile loads");
-    let mut symbols = Symbols::new(Path::new("/proc"));
+    let mut symbols = collector.symbols();
     collector.collect(&mut symbols).expect("first drain");
     Some((collector, symbols))
 }

@@ -12,6 +12,7 @@ source "profile" "cpu" {
   cgroups      = []          # e.g. ["/kubepods.slice"]: these cgroups and below
   comms        = []          # e.g. ["postgres*", "nginx"]
   max_stacks   = 16384       # distinct stacks per interval the kernel keeps
+  line_numbers = false       # true: file:line from DWARF (costs CPU and memory per binary)
 }
 
 sink "file" "pprof" {

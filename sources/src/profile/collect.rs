@@ -12,7 +12,7 @@ use sonde_ebpf::{LoadError, ReadError};
 
 use super::config::ProfileSourceConfig;
 use super::filter::Targets;
-use super::procs::{read_exe, read_process, stat_start_time, Process, ProcessTable};
+use super::procs::{read_exe, read_maps, read_process, stat_start_time, Process, ProcessTable};
 use super::symbolize::{Symbols, Unresolved};
 
 /// Counter of frames that could not be named, by `reason`
@@ -38,6 +38,7 @@ pub struct Collector {
     procfs: PathBuf,
     telemetry: ProfileTelemetry,
     unknown_frames: HashMap<Unresolved, Counter>,
+    line_numbers: bool,
 }
 
 impl std::fmt::Debug for Collector {
@@ -78,12 +79,19 @@ impl Collector {
             procfs: PathBuf::from("/proc"),
             telemetry: ProfileTelemetry::new(labels),
             unknown_frames,
+            line_numbers: config.line_numbers,
         })
     }
 
     /// The ring buffer announcing new processes (once).
     pub fn take_new_pids(&mut self) -> Option<NewPids> {
         self.new_pids.take()
+    }
+
+    /// Empty symbol caches for this collector's options (created on the
+    /// thread that symbolizes: they are not `Send`).
+    pub fn symbols(&self) -> Symbols {
+        Symbols::new(&self.procfs, self.line_numbers)
     }
 
     /// The loaded program (statistics, event in use).
@@ -112,8 +120,7 @@ impl Collector {
         let mut process = read_process(&self.procfs, pid, false)?;
         process.selected = self.targets.matches(&process);
         if process.selected {
-            let with_maps = read_process(&self.procfs, pid, true)?;
-            process.mappings = with_maps.mappings;
+            process.mappings = read_maps(&self.procfs, pid)?;
             symbols.open_files(&process);
         }
         Some(process)
@@ -159,9 +166,9 @@ impl Collector {
             // An address outside every known mapping: a library loaded
             // since the maps were read. Read them again, once.
             if process.alive && !process.mappings.is_empty() && user().any(|a| process.mapping(a).is_none()) {
-                if let Some(fresh) = read_process(&self.procfs, pid, true) {
+                if let Some(mappings) = read_maps(&self.procfs, pid) {
                     let mut process = process.clone();
-                    process.mappings = fresh.mappings;
+                    process.mappings = mappings;
                     symbols.open_files(&process);
                     self.processes.insert(process);
                 }

@@ -89,6 +89,14 @@ pub struct ProfileSourceConfig {
     /// Default 16384.
     #[serde(default = "default_max_stacks")]
     pub max_stacks: u32,
+    /// Also read DWARF debug info, for source files and line numbers of
+    /// native frames (function names come from ELF symbols either way).
+    /// Parsing a binary's debug info costs CPU time and memory once per
+    /// binary (hundreds of MB for the largest), which on a node that keeps
+    /// starting new binaries (CI, builds) is most of the source's cost.
+    /// Default `false`.
+    #[serde(default)]
+    pub line_numbers: bool,
 }
 
 impl Default for ProfileSourceConfig {
@@ -102,6 +110,7 @@ impl Default for ProfileSourceConfig {
             include_idle: false,
             event: ProfileEvent::CpuClock,
             max_stacks: DEFAULT_MAX_STACKS,
+            line_numbers: false,
         }
     }
 }

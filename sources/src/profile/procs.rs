@@ -185,6 +185,12 @@ pub fn read_process(procfs: &Path, pid: u32, with_maps: bool) -> Option<Process>
     })
 }
 
+/// The executable mappings of process `pid`; `None` when it is gone.
+pub fn read_maps(procfs: &Path, pid: u32) -> Option<Vec<Mapping>> {
+    let text = std::fs::read_to_string(procfs.join(pid.to_string()).join("maps")).ok()?;
+    Some(parse_maps(&text))
+}
+
 /// The target of `/proc/PID/exe`.
 pub fn read_exe(procfs: &Path, pid: u32) -> Option<SharedStr> {
     let exe = std::fs::read_link(procfs.join(pid.to_string()).join("exe")).ok()?;

@@ -6,7 +6,6 @@
 //! into its maps, so a slow pipeline delays profiles but loses no sample.
 
 use std::os::fd::AsRawFd;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -74,7 +73,7 @@ pub(super) async fn run(collector: Collector, interval: Duration, mut cx: Source
 /// The collecting thread: reads announced processes as they come, and
 /// drains and symbolizes every `interval`, and once more when `stop` is set.
 fn collect_loop(mut collector: Collector, interval: Duration, tx: mpsc::Sender<Vec<Event>>, stop: &AtomicBool) {
-    let mut symbols = Symbols::new(Path::new("/proc"));
+    let mut symbols = collector.symbols();
     let mut new_pids = collector.take_new_pids();
     let mut next = Instant::now() + interval;
     loop {

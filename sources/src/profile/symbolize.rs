@@ -28,7 +28,7 @@ use super::perf_map::PerfMap;
 use super::procs::{FileKey, MappingKind, Process};
 
 /// Intervals a file may go unused before it is closed.
-pub const FILE_IDLE_INTERVALS: u64 = 20;
+pub const FILE_IDLE_INTERVALS: u64 = 4;
 /// Cached frames (kernel, or per file) past which that cache starts over:
 /// bounds memory when a program's code is huge and its profile spread thin.
 pub const MAX_CACHED_FRAMES: usize = 200_000;
@@ -89,6 +89,7 @@ pub struct Symbols {
     perf_maps_read: HashSet<u32>,
     procfs: PathBuf,
     interval: u64,
+    line_numbers: bool,
 }
 
 impl std::fmt::Debug for Symbols {
@@ -101,8 +102,8 @@ impl std::fmt::Debug for Symbols {
 }
 
 impl Symbols {
-    /// Empty caches; `procfs` is `/proc`.
-    pub fn new(procfs: &Path) -> Self {
+    /// Empty caches; `procfs` is `/proc`; `line_numbers` reads DWARF.
+    pub fn new(procfs: &Path, line_numbers: bool) -> Self {
         Symbols {
             symbolizer: Symbolizer::builder()
                 .enable_code_info(true)
@@ -116,6 +117,7 @@ impl Symbols {
             perf_maps_read: HashSet::new(),
             procfs: procfs.to_path_buf(),
             interval: 0,
+            line_numbers,
         }
     }
 
@@ -145,7 +147,7 @@ impl Symbols {
                     module: mapping.path.clone(),
                     content,
                     last_used: self.interval,
-                    dwarf: true,
+                    dwarf: self.line_numbers,
                 },
             );
         }

@@ -177,7 +177,7 @@ fn own_functions_symbolize_through_the_caches() {
     let process = procs::read_process(procfs, pid, true).expect("/proc/self");
     assert!(process.alive && !process.mappings.is_empty());
     let address = symbolize_me as *const () as u64 + 1;
-    let mut symbols = Symbols::new(procfs);
+    let mut symbols = Symbols::new(procfs, false);
     symbols.open_files(&process);
     assert!(symbols.open_file_count() > 0);
     symbols.prefetch_user(&process, [address]);
