@@ -16,7 +16,7 @@
 //! - [`telemetry`]: `sonde_ebpf_*` internal metrics (lost events, full maps,
 //!   failed reads).
 //! - [`stats`]: kernel-measured run time of programs, for benchmarks.
-//! - one module per source's programs ([`disk_latency`]).
+//! - one module per source's programs ([`disk_latency`], [`profile`]).
 //!
 //! Minimum kernel for everything here: 5.5 (BTF in sysfs,
 //! `bpf_probe_read_kernel`); each module states its own.
@@ -26,6 +26,7 @@ pub mod disk_latency;
 pub mod error;
 pub mod loader;
 pub mod probe;
+pub mod profile;
 pub mod sources;
 pub mod stats;
 pub mod system;
@@ -44,6 +45,8 @@ pub use loader::Object;
 pub mod objects {
     /// `bpf/disk_latency.bpf.c`.
     pub static DISK_LATENCY: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/disk_latency.bpf.o"));
+    /// `bpf/profile.bpf.c`.
+    pub static PROFILE: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/profile.bpf.o"));
     /// `bpf/probes.bpf.c`: empty programs of each attach type, for `sonde doctor`.
     pub static PROBES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/probes.bpf.o"));
 }

@@ -7,7 +7,10 @@
 use metrics::{Counter, Label};
 
 /// Events the kernel side saw but could not use, by `reason`
-/// (`no_start`: a completion whose start was not seen).
+/// (`no_start`: a completion whose start was not seen;
+/// `user_stack_collision`, `kernel_stack_collision`: a sampled stack whose
+/// stack-map slot held another; `new_pid_notification`: a new process not
+/// announced).
 pub const LOST_EVENTS: &str = "sonde_ebpf_lost_events_total";
 /// Inserts a full map rejected, by `map`.
 pub const MAP_FULL: &str = "sonde_ebpf_map_full_total";

@@ -6,6 +6,7 @@
 pub mod demo;
 pub mod disk_latency;
 pub mod internal_metrics;
+pub mod profile;
 
 use sonde_core::Registry;
 
@@ -14,4 +15,5 @@ pub fn register(registry: &mut Registry) {
     registry.source::<demo::DemoSourceConfig>("demo");
     registry.source::<disk_latency::DiskLatencySourceConfig>("disk_latency");
     registry.source::<internal_metrics::InternalMetricsSourceConfig>("internal_metrics");
+    registry.source::<profile::ProfileSourceConfig>("profile");
 }
