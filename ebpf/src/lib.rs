@@ -15,7 +15,8 @@
 //!   [`sources`]: which source types are eBPF-based and how to trial them.
 //! - [`telemetry`]: `sonde_ebpf_*` internal metrics (lost events, full maps,
 //!   failed reads).
-//! - one module per source's programs ([`disk_latency`]).
+//! - one module per source's programs ([`disk_latency`], [`tcp`],
+//!   [`net_flows`]).
 //!
 //! Minimum kernel for everything here: 5.5 (BTF in sysfs,
 //! `bpf_probe_read_kernel`); each module states its own.
@@ -24,9 +25,11 @@ pub mod caps;
 pub mod disk_latency;
 pub mod error;
 pub mod loader;
+pub mod net_flows;
 pub mod probe;
 pub mod sources;
 pub mod system;
+pub mod tcp;
 pub mod telemetry;
 pub mod testing;
 
@@ -40,6 +43,10 @@ pub use loader::Object;
 pub mod objects {
     /// `bpf/disk_latency.bpf.c`.
     pub static DISK_LATENCY: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/disk_latency.bpf.o"));
+    /// `bpf/net_flows.bpf.c`.
+    pub static NET_FLOWS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/net_flows.bpf.o"));
+    /// `bpf/tcp.bpf.c`.
+    pub static TCP: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tcp.bpf.o"));
     /// `bpf/probes.bpf.c`: empty programs of each attach type, for `sonde doctor`.
     pub static PROBES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/probes.bpf.o"));
 }
