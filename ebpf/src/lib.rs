@@ -13,6 +13,7 @@
 //!   `RLIMIT_MEMLOCK` on kernels that charge BPF memory to it (< 5.11).
 //! - [`probe`], [`caps`]: kernel facts and attach trials for `sonde doctor`;
 //!   [`sources`]: which source types are eBPF-based and how to trial them.
+//! - [`loss`]: a packet dropper for tests (no netem needed).
 //! - [`telemetry`]: `sonde_ebpf_*` internal metrics (lost events, full maps,
 //!   failed reads).
 //! - one module per source's programs ([`disk_latency`], [`tcp`],
@@ -25,6 +26,7 @@ pub mod caps;
 pub mod disk_latency;
 pub mod error;
 pub mod loader;
+pub mod loss;
 pub mod net_flows;
 pub mod probe;
 pub mod sources;
@@ -43,6 +45,8 @@ pub use loader::Object;
 pub mod objects {
     /// `bpf/disk_latency.bpf.c`.
     pub static DISK_LATENCY: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/disk_latency.bpf.o"));
+    /// `bpf/loss.bpf.c`: a packet dropper for tests.
+    pub static LOSS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/loss.bpf.o"));
     /// `bpf/net_flows.bpf.c`.
     pub static NET_FLOWS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/net_flows.bpf.o"));
     /// `bpf/tcp.bpf.c`.
