@@ -1,0 +1,14 @@
+# source "disk_latency": block I/O latency, queue time and request sizes per
+# disk and operation, measured in the kernel with eBPF (needs root, or
+# CAP_BPF + CAP_PERFMON; `sonde doctor` checks). Values are running totals.
+#   sonde run --config configs/examples/disk_latency.hcl
+source "disk_latency" "disk" {
+  interval   = "10s"     # how often the histograms are emitted
+  queue_time = true      # also time insert -> issue (I/O scheduler wait)
+  devices    = []        # e.g. ["vda", "nvme0n1"]; empty = every disk
+}
+
+sink "console" "screen" {
+  inputs   = ["disk"]
+  encoding = "json"
+}
