@@ -307,3 +307,140 @@ fn udp_flows_count_datagrams_each_way_and_end_when_idle() {
         assert_eq!(log.attributes.get(keys::PID), Some(&Value::from(std::process::id())));
     }
 }
+
+/// Runs `sonde` with `config` while `workload` runs, stops it with SIGTERM,
+/// and returns the JSON events it printed.
+fn run_sonde(config: &str, workload: impl FnOnce()) -> Vec<serde_json::Value> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pipeline.hcl");
+    std::fs::write(&path, config).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sonde"))
+        .args(["--log-level", "warn", "run", "--config"])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read stdout on another thread (a full pipe would stall sonde).
+    let stdout = child.stdout.take().unwrap();
+    let (line_tx, line_rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = line_tx.send(line);
+        }
+    });
+    // The first event means every source was built: the programs are attached.
+    let first = line_rx.recv_timeout(Duration::from_secs(60)).expect("sonde emits");
+    workload();
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "sonde did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    reader.join().unwrap();
+    assert!(status.success(), "sonde failed: {status}");
+    std::iter::once(first)
+        .chain(line_rx.try_iter())
+        .filter_map(|l| serde_json::from_str(&l).ok())
+        .collect()
+}
+
+#[test]
+fn sonde_run_emits_flow_records_the_service_map_and_loss_counters() {
+    if !bpf_available_or_skip("sonde_run_emits_flow_records_the_service_map_and_loss_counters") {
+        return;
+    }
+    // Listening before sonde starts: its owner must come from /proc.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let config = r#"
+agent {
+  api       = null
+  node_name = "test-node"
+}
+source "net_flows" "flows" {
+  active_timeout = "1s"
+  interval       = "300ms"
+}
+source "tcp" "tcp" {
+  interval = "300ms"
+}
+source "internal_metrics" "agent" {
+  interval = "300ms"
+}
+sink "console" "out" {
+  inputs   = ["flows", "tcp", "agent"]
+  encoding = "json"
+}
+"#;
+    let events = run_sonde(config, move || {
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut up = vec![0u8; UP];
+            s.read_exact(&mut up).unwrap();
+            s.write_all(&vec![3u8; DOWN]).unwrap();
+        });
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.write_all(&vec![1u8; UP]).unwrap();
+        let mut down = vec![0u8; DOWN];
+        c.read_exact(&mut down).unwrap();
+        drop(c);
+        server.join().unwrap();
+    });
+    let records: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "log" && e["name"] == FLOW_LOG)
+        .filter(|e| e["fields"][DESTINATION_PORT] == port)
+        .collect();
+    let sent = |direction: &str| -> i64 {
+        records
+            .iter()
+            .filter(|e| e["fields"][DIRECTION] == direction)
+            .filter_map(|e| e["fields"][BYTES_SENT].as_i64())
+            .sum()
+    };
+    assert_eq!(sent("client"), UP as i64, "records: {records:#?}");
+    assert_eq!(sent("server"), DOWN as i64, "records: {records:#?}");
+    assert!(records
+        .iter()
+        .all(|e| e["attributes"]["process.pid"] == std::process::id()));
+    let accepted = events
+        .iter()
+        .filter(|e| e["name"] == sonde_sources::tcp::OPENS && e["attributes"]["server.port"] == port)
+        .filter(|e| e["attributes"]["sonde.tcp.role"] == "server")
+        .filter(|e| e["attributes"]["process.pid"] == std::process::id())
+        .filter_map(|e| e["value"]["value"].as_f64())
+        .fold(0.0, f64::max);
+    assert_eq!(
+        accepted, 1.0,
+        "the tcp source counts the accepted connection for its process"
+    );
+    let map_bytes = |io: &str| {
+        events
+            .iter()
+            .filter(|e| e["name"] == sonde_sources::net_flows::BYTES)
+            .filter(|e| e["attributes"]["server.port"] == port && e["attributes"]["network.io.direction"] == io)
+            .filter(|e| e["attributes"]["sonde.flow.direction"] == "client")
+            .filter_map(|e| e["value"]["value"].as_f64())
+            .fold(0.0, f64::max)
+    };
+    assert_eq!(map_bytes("transmit"), UP as f64, "service map, client → server");
+    assert_eq!(map_bytes("receive"), DOWN as f64, "service map, server → client");
+    let counter = |name: &str, key: &str, value: &str| {
+        events
+            .iter()
+            .any(|e| e["name"] == name && e["attributes"]["component_id"] == "flows" && e["attributes"][key] == value)
+    };
+    assert!(
+        counter("sonde_ebpf_map_evictions_total", "map", "flow_tcp"),
+        "evictions are exported"
+    );
+    assert!(
+        counter("sonde_ebpf_lost_events_total", "reason", "ringbuf_full"),
+        "ring buffer losses are exported"
+    );
+}

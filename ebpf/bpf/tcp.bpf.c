@@ -36,14 +36,6 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
  */
 const volatile __u8 track_peer = 1;
 
-/* Who owns a listening socket. */
-struct owner {
-	__u64 cgroup_id;
-	__u32 pid;
-	__u32 _pad;
-	char comm[16];
-};
-
 /* What is remembered about a live socket. */
 struct sock_state {
 	struct tcp_key key;
@@ -64,7 +56,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, TCP_MAX_LISTENERS);
 	__type(key, __u32);
-	__type(value, struct owner);
+	__type(value, struct sonde_owner);
 } tcp_listeners SEC(".maps");
 
 /*
@@ -125,18 +117,24 @@ static __always_inline struct tcp_counts *counts_for(const struct tcp_key *key)
 	return bpf_map_lookup_elem(&tcp_series, key);
 }
 
-/* The key of a socket whose owner is unknown: pid 0, role from the listeners. */
+/* The key of a socket opened before load: the listener's owner, or pid 0. */
 static __always_inline void untracked_key(const void *sk, struct tcp_key *key)
 {
 	struct sonde_tuple t = {};
+	struct sonde_owner *owner;
 	__u32 port;
 
 	if (sonde_read_tuple(sk, &t))
 		count(TCP_STAT_READ_FAILED);
 	port = t.sport;
-	if (bpf_map_lookup_elem(&tcp_listeners, &port)) {
+	owner = bpf_map_lookup_elem(&tcp_listeners, &port);
+	if (owner) {
+		/* Accepted before load: the listener's owner is known. */
 		key->role = TCP_ROLE_SERVER;
 		key->port = t.sport;
+		key->pid = owner->pid;
+		key->cgroup_id = owner->cgroup_id;
+		__builtin_memcpy(key->comm, owner->comm, sizeof(key->comm));
 	} else {
 		key->role = TCP_ROLE_CLIENT;
 		key->port = t.dport;
@@ -204,14 +202,12 @@ static __always_inline void on_connect(const void *sk)
 static __always_inline void on_listen(const void *sk)
 {
 	const struct sock_common___sonde *skc = sk;
-	struct owner owner = {};
+	struct sonde_owner owner = {};
 	__u32 port = BPF_CORE_READ(skc, skc_num);
 
 	if (!port)
 		return;
-	owner.pid = bpf_get_current_pid_tgid() >> 32;
-	owner.cgroup_id = bpf_get_current_cgroup_id();
-	bpf_get_current_comm(owner.comm, sizeof(owner.comm));
+	sonde_owner_now(&owner);
 	bpf_map_update_elem(&tcp_listeners, &port, &owner, BPF_ANY);
 }
 
@@ -219,7 +215,7 @@ static __always_inline void on_unlisten(const void *sk)
 {
 	const struct sock_common___sonde *skc = sk;
 	__u32 port = BPF_CORE_READ(skc, skc_num);
-	struct owner *owner = bpf_map_lookup_elem(&tcp_listeners, &port);
+	struct sonde_owner *owner = bpf_map_lookup_elem(&tcp_listeners, &port);
 
 	/* Only its own listener: another process may listen on the port (SO_REUSEPORT). */
 	if (owner && owner->pid == bpf_get_current_pid_tgid() >> 32)
@@ -263,7 +259,7 @@ static __always_inline void on_accept(const void *sk)
 	struct sock_state state = {};
 	struct sonde_tuple t = {};
 	struct tcp_counts *counts;
-	struct owner *owner;
+	struct sonde_owner *owner;
 	__u32 port;
 
 	if (sonde_read_tuple(sk, &t))

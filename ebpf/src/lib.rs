@@ -14,6 +14,7 @@
 //! - [`probe`], [`caps`]: kernel facts and attach trials for `sonde doctor`;
 //!   [`sources`]: which source types are eBPF-based and how to trial them.
 //! - [`loss`]: a packet dropper for tests (no netem needed).
+//! - [`owners`]: who owns the TCP listeners that predate the programs.
 //! - [`telemetry`]: `sonde_ebpf_*` internal metrics (lost events, full maps,
 //!   failed reads).
 //! - one module per source's programs ([`disk_latency`], [`tcp`],
@@ -28,6 +29,7 @@ pub mod error;
 pub mod loader;
 pub mod loss;
 pub mod net_flows;
+pub mod owners;
 pub mod probe;
 pub mod sources;
 pub mod system;

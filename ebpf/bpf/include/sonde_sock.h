@@ -67,6 +67,25 @@ struct trace_event_raw_inet_sock_set_state___sonde {
 	__u16 protocol;
 } __attribute__((preserve_access_index));
 
+/*
+ * Who owns a socket: filled in process context (connect, listen), or by
+ * user space from /proc for listeners that existed before load. Mirrored
+ * in Rust (ebpf/src/owners.rs, checked against BTF).
+ */
+struct sonde_owner {
+	__u64 cgroup_id;
+	__u32 pid;
+	__u32 _pad;
+	char comm[16];
+};
+
+static __always_inline void sonde_owner_now(struct sonde_owner *owner)
+{
+	owner->pid = bpf_get_current_pid_tgid() >> 32;
+	owner->cgroup_id = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(owner->comm, sizeof(owner->comm));
+}
+
 /* A connection's endpoints as the socket knows them, ports in host order. */
 struct sonde_tuple {
 	__u8 saddr[16];

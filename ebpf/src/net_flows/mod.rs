@@ -33,6 +33,8 @@ pub const OBJECT: &str = "net_flows";
 pub const MAP_TCP: &str = "flow_tcp";
 /// UDP flows by socket and peer (LRU).
 pub const MAP_UDP: &str = "flow_udp";
+/// Listening ports and their owners (LRU).
+pub const MAP_LISTENERS: &str = "flow_listeners";
 /// Records of closed TCP flows.
 pub const MAP_CLOSED: &str = "flow_closed";
 /// Per-CPU counters of what the programs lost (`FLOW_STAT_*`).
@@ -160,6 +162,10 @@ impl NetFlowPrograms {
         };
         // Last: flows start being tracked once every consumer is ready.
         object.attach_tracepoint("inet_sock_set_state", "sock", "inet_sock_set_state")?;
+        // After attaching, so that listens seen by the program win.
+        let mut listeners = object.take_map(MAP_LISTENERS)?;
+        let seeded = crate::owners::seed_listeners(&mut listeners);
+        tracing::debug!(seeded, "owners of existing TCP listeners");
         Ok(NetFlowPrograms {
             closed: Some(ClosedFlows(object.take_map(MAP_CLOSED)?)),
             tcp: object.take_map(MAP_TCP)?,

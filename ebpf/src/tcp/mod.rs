@@ -145,6 +145,10 @@ impl TcpPrograms {
         } else {
             None
         };
+        // After attaching, so that listens seen by the program win.
+        let mut listeners = object.take_map(MAP_LISTENERS)?;
+        let seeded = crate::owners::seed_listeners(&mut listeners);
+        tracing::debug!(seeded, "owners of existing TCP listeners");
         Ok(TcpPrograms {
             series: object.take_map(MAP_SERIES)?,
             socks: object.take_map(MAP_SOCKS)?,
