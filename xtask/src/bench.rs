@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{bail, Result};
 
 /// Every benchmark, in the order they run.
-pub const BENCHMARKS: &[&str] = &["pipeline"];
+pub const BENCHMARKS: &[&str] = &["pipeline", "net"];
 
 /// Runs `names` (all when empty).
 pub fn run(names: &[String]) -> Result<()> {
@@ -27,6 +27,7 @@ pub fn run(names: &[String]) -> Result<()> {
         eprintln!("xtask: benchmark {name}");
         let table = match name {
             "pipeline" => pipeline(out)?,
+            "net" => crate::bench_net::run(out)?,
             _ => unreachable!("checked above"),
         };
         report.push_str(&table);

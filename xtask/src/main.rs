@@ -5,6 +5,7 @@
 //! - `cargo xtask bench` runs the benchmarks and writes their reports.
 
 mod bench;
+mod bench_net;
 mod setup;
 
 use std::process::{Command, ExitCode};
@@ -38,7 +39,7 @@ enum Task {
     },
     /// Run benchmarks (all, or those named) and write reports to target/bench.
     Bench {
-        /// Benchmarks to run: pipeline. Default: all.
+        /// Benchmarks to run: pipeline, net. Default: all.
         names: Vec<String>,
     },
 }
@@ -88,7 +89,10 @@ fn run() -> Result<()> {
 pub fn cargo(args: &[&str]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("xtask: cargo {}", args.join(" "));
-    let status = Command::new(&cargo).args(args).status().with_context(|| format!("cannot run {cargo}"))?;
+    let status = Command::new(&cargo)
+        .args(args)
+        .status()
+        .with_context(|| format!("cannot run {cargo}"))?;
     if !status.success() {
         bail!("cargo {} failed ({status})", args.join(" "));
     }

@@ -10,7 +10,8 @@ pub const BUILD_PACKAGES: &[&str] = &["clang", "llvm", "libbpf-dev"];
 
 /// Packages the tests use besides the build ones: reference tools for the
 /// eBPF sources (bpftrace, perf), capsh to drop capabilities, losetup for
-/// test block devices, Prometheus' promtool for the exposition format.
+/// test block devices, Prometheus' promtool for the exposition format,
+/// nginx and wrk for the network benchmark.
 pub const TEST_PACKAGES: &[&str] = &[
     "clang",
     "llvm",
@@ -21,6 +22,8 @@ pub const TEST_PACKAGES: &[&str] = &[
     "util-linux",
     "prometheus",
     "procps",
+    "nginx",
+    "wrk",
 ];
 
 /// Whether this process runs as root.
@@ -49,10 +52,16 @@ pub fn ensure_packages(packages: &[&str]) -> Result<()> {
     }
     let command = format!("apt-get install -y --no-install-recommends {}", missing.join(" "));
     if !is_root() || Command::new("apt-get").arg("--version").output().is_err() {
-        bail!("missing Debian packages: {}; install them as root: {command}", missing.join(" "));
+        bail!(
+            "missing Debian packages: {}; install them as root: {command}",
+            missing.join(" ")
+        );
     }
     eprintln!("xtask: installing {}", missing.join(" "));
-    let update = Command::new("apt-get").args(["update", "-qq"]).status().context("apt-get update")?;
+    let update = Command::new("apt-get")
+        .args(["update", "-qq"])
+        .status()
+        .context("apt-get update")?;
     if !update.success() {
         bail!("apt-get update failed");
     }
