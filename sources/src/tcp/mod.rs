@@ -38,7 +38,9 @@
 //! need no read-and-reset race with the kernel. The series of a process
 //! that exited are emitted once more, then removed from the kernel map, so
 //! the map holds live processes only; `max_series` bounds it, and an event
-//! that finds it full is counted in `sonde_ebpf_map_full_total`.
+//! that finds it full is counted in `sonde_ebpf_map_full_total`. Whether a
+//! process is alive is read from `/proc`, so in Kubernetes the agent needs
+//! `hostPID` (without it, quiet series are removed and restart from zero).
 //!
 //! Minimum kernel 5.5 with BTF; drop reasons need 5.17. Needs CAP_BPF and
 //! CAP_PERFMON (or CAP_SYS_ADMIN).
