@@ -278,6 +278,13 @@ int flow_snapshot(struct bpf_iter__tcp___sonde *ctx)
 
 	if (!skc)
 		return 0;
+	/* Listeners, time-wait and request sockets are never flows: no lookup. */
+	switch (skc->skc_state) {
+	case BPF_TCP_LISTEN:
+	case BPF_TCP_TIME_WAIT:
+	case BPF_TCP_NEW_SYN_RECV:
+		return 0;
+	}
 	addr = (__u64)skc;
 	flow = bpf_map_lookup_elem(&flow_tcp, &addr);
 	/* Full sockets only: time-wait and request sockets have no counters. */

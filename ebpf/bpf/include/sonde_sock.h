@@ -31,6 +31,7 @@ struct sock_common___sonde {
 	__u16 skc_dport;
 	__u16 skc_num;
 	unsigned short skc_family;
+	unsigned char skc_state;
 	struct in6_addr___sonde skc_v6_daddr;
 	struct in6_addr___sonde skc_v6_rcv_saddr;
 	/* sk_flags (a #define for it). */

@@ -1,10 +1,11 @@
 //! The report of `cargo xtask bench net`: markdown and JSON.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::agents::{Mode, BPFTRACE_SCRIPT};
 use super::workload::Connections;
-use super::{Results, REPETITIONS, SECONDS, TARGET_RATIO};
+use super::{Results, ROUNDS, SECONDS, TARGET_RATIO};
 
 /// (min, median, max).
 pub fn spread(values: &[f64]) -> (f64, f64, f64) {
@@ -22,47 +23,54 @@ pub fn spread(values: &[f64]) -> (f64, f64, f64) {
     (v[0], median, v[n - 1])
 }
 
+fn ratio_cell(ratios: Option<&Vec<f64>>) -> String {
+    match ratios {
+        Some(r) => {
+            let (lo, mid, hi) = spread(r);
+            let mark = if mid >= TARGET_RATIO { "✓" } else { "✗" };
+            format!("{mid:.3} ({lo:.3}–{hi:.3}) {mark}")
+        }
+        None => "baseline".to_string(),
+    }
+}
+
 /// The markdown tables.
 pub fn markdown(results: &Results) -> String {
     let mut out = format!(
         "### net: nginx + wrk on loopback, sources off vs on\n\n\
-         {REPETITIONS} rounds, modes interleaved; wrk -t1 -c32 for {SECONDS} s per run; nginx 1 worker \
-         serving 612 bytes. Ratio: median over rounds of (mode / off) in the same round. \
+         {ROUNDS} rounds, modes interleaved (order rotating); wrk -t1 -c32 for {SECONDS} s per run; \
+         nginx 1 worker serving 612 bytes. Ratios: median over rounds of the same round's \
+         on/off requests/s, and off/on CPU per request (nginx worker + wrk on-CPU time). \
          Target ≥ {TARGET_RATIO}.\n\n\
-         | workload | mode | req/s min | median | max | ratio median (min–max) |\n\
-         |---|---|---:|---:|---:|---|\n"
+         | workload | mode | req/s min | median | max | req/s ratio | CPU µs/req median | CPU ratio |\n\
+         |---|---|---:|---:|---:|---|---:|---|\n"
     );
     for (w, connections) in Connections::ALL.iter().enumerate() {
         for (m, mode) in Mode::ALL.iter().enumerate() {
             let (min, median, max) = spread(results.rps.get(&(w, m)).map_or(&[][..], |v| v));
-            let ratio = match results.ratios.get(&(w, m)) {
-                Some(r) => {
-                    let (lo, mid, hi) = spread(r);
-                    let mark = if mid >= TARGET_RATIO { "✓" } else { "✗" };
-                    format!("{mid:.3} ({lo:.3}–{hi:.3}) {mark}")
-                }
-                None => "baseline".to_string(),
-            };
+            let cpu = spread(results.cpu.get(&(w, m)).map_or(&[][..], |v| v)).1 * 1e6;
             let _ = writeln!(
                 out,
-                "| {} | {} | {min:.0} | {median:.0} | {max:.0} | {ratio} |",
+                "| {} | {} | {min:.0} | {median:.0} | {max:.0} | {} | {cpu:.1} | {} |",
                 connections.label(),
-                mode.label()
+                mode.label(),
+                ratio_cell(results.rps_ratio.get(&(w, m))),
+                ratio_cell(results.cpu_ratio.get(&(w, m))),
             );
         }
     }
     out.push_str(
-        "\nCost per program run, connection per request, `kernel.bpf_stats_enabled=1` \
-         (run_time_ns / run_cnt), median over rounds:\n\n\
-         | mode | program | ns per run | runs per request |\n|---|---|---:|---:|\n",
+        "\nCost per tracepoint hit, connection per request, `kernel.bpf_stats_enabled=1`: \
+         run_time_ns of the mode's programs of that name (one per object attached to the \
+         tracepoint) over hits, median over rounds:\n\n\
+         | mode | program | ns per hit | hits per request |\n|---|---|---:|---:|\n",
     );
-    for ((m, name), samples) in &results.programs {
+    for ((mode, name), samples) in &results.programs {
         let ns: Vec<f64> = samples.iter().map(|s| s.0).collect();
         let per: Vec<f64> = samples.iter().map(|s| s.1).collect();
         let _ = writeln!(
             out,
-            "| {} | {name} | {:.0} | {:.2} |",
-            Mode::ALL[*m].label(),
+            "| {mode} | {name} | {:.0} | {:.2} |",
             spread(&ns).1,
             spread(&per).1
         );
@@ -75,33 +83,41 @@ pub fn markdown(results: &Results) -> String {
     out
 }
 
+fn list(values: &[f64]) -> String {
+    values.iter().map(|x| format!("{x:.6}")).collect::<Vec<_>>().join(", ")
+}
+
+fn field(map: &BTreeMap<(usize, usize), Vec<f64>>, key: (usize, usize)) -> String {
+    map.get(&key).map_or(String::new(), |v| list(v))
+}
+
 /// The same, as JSON.
 pub fn json(results: &Results) -> String {
-    let list = |v: &[f64]| v.iter().map(|x| format!("{x:.3}")).collect::<Vec<_>>().join(", ");
     let mut runs = Vec::new();
-    for ((w, m), rps) in &results.rps {
-        let ratios = results.ratios.get(&(*w, *m)).map_or(String::new(), |r| list(r));
+    for &(w, m) in results.rps.keys() {
         runs.push(format!(
-            "    {{\"workload\": \"{}\", \"mode\": \"{}\", \"requests_per_second\": [{}], \"ratio\": [{}]}}",
-            Connections::ALL[*w].label(),
-            Mode::ALL[*m].label(),
-            list(rps),
-            ratios
+            "    {{\"workload\": \"{}\", \"mode\": \"{}\", \"requests_per_second\": [{}], \
+             \"cpu_seconds_per_request\": [{}], \"rps_ratio\": [{}], \"cpu_ratio\": [{}]}}",
+            Connections::ALL[w].label(),
+            Mode::ALL[m].label(),
+            field(&results.rps, (w, m)),
+            field(&results.cpu, (w, m)),
+            field(&results.rps_ratio, (w, m)),
+            field(&results.cpu_ratio, (w, m)),
         ));
     }
     let mut programs = Vec::new();
-    for ((m, name), samples) in &results.programs {
+    for ((mode, name), samples) in &results.programs {
         let ns: Vec<f64> = samples.iter().map(|s| s.0).collect();
         let per: Vec<f64> = samples.iter().map(|s| s.1).collect();
         programs.push(format!(
-            "    {{\"mode\": \"{}\", \"program\": \"{name}\", \"ns_per_run\": [{}], \"runs_per_request\": [{}]}}",
-            Mode::ALL[*m].label(),
+            "    {{\"mode\": \"{mode}\", \"program\": \"{name}\", \"ns_per_hit\": [{}], \"hits_per_request\": [{}]}}",
             list(&ns),
             list(&per)
         ));
     }
     format!(
-        "{{\n  \"benchmark\": \"net\",\n  \"rounds\": {REPETITIONS},\n  \"seconds_per_run\": {SECONDS},\n  \
+        "{{\n  \"benchmark\": \"net\",\n  \"rounds\": {ROUNDS},\n  \"seconds_per_run\": {SECONDS},\n  \
          \"target_ratio\": {TARGET_RATIO},\n  \"runs\": [\n{}\n  ],\n  \"programs\": [\n{}\n  ]\n}}\n",
         runs.join(",\n"),
         programs.join(",\n")
@@ -123,13 +139,17 @@ mod tests {
         let mut results = Results::default();
         results.rps.insert((0, 0), vec![100.0, 110.0]);
         results.rps.insert((0, 1), vec![99.0, 108.0]);
-        results.ratios.insert((0, 1), vec![0.99, 0.982]);
+        results.cpu.insert((0, 1), vec![20e-6, 22e-6]);
+        results.rps_ratio.insert((0, 1), vec![0.99, 0.982]);
+        results.cpu_ratio.insert((0, 1), vec![0.995, 0.999]);
         results
             .programs
-            .insert((1, "inet_sock_set_s".into()), vec![(120.0, 4.0)]);
+            .insert(("sonde".into(), "inet_sock_set_s".into()), vec![(120.0, 4.0)]);
         let md = markdown(&results);
-        assert!(md.contains("| keep-alive | sonde tcp + net_flows | 99 | 104 | 108 | 0.986 (0.982–0.990) ✗ |"));
-        assert!(md.contains("| sonde tcp + net_flows | inet_sock_set_s | 120 | 4.00 |"));
-        assert!(json(&results).contains("\"ratio\": [0.990, 0.982]"));
+        assert!(md.contains(
+            "| keep-alive | sonde tcp + net_flows | 99 | 104 | 108 | 0.986 (0.982–0.990) ✗ | 21.0 | 0.997 (0.995–0.999) ✓ |"
+        ));
+        assert!(md.contains("| sonde | inet_sock_set_s | 120 | 4.00 |"));
+        assert!(json(&results).contains("\"rps_ratio\": [0.990000, 0.982000]"));
     }
 }

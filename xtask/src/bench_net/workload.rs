@@ -34,6 +34,16 @@ impl Connections {
     }
 }
 
+/// One wrk run.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Run {
+    /// Requests per second.
+    pub rps: f64,
+    /// On-CPU seconds of the nginx worker and of wrk per request: what a
+    /// request costs, whatever else the machine is doing.
+    pub cpu_per_request: f64,
+}
+
 /// nginx running in the foreground from a config of its own; stopped on drop.
 pub struct Nginx {
     child: Child,
@@ -90,8 +100,34 @@ impl Drop for Nginx {
     }
 }
 
-/// Runs wrk against nginx for `seconds`; returns requests per second.
-pub fn wrk(port: u16, connections: Connections, seconds: u32) -> Result<f64> {
+impl Nginx {
+    /// On-CPU time of its worker so far, ns (`/proc/PID/schedstat`).
+    fn worker_cpu_ns(&self) -> Result<u64> {
+        let master = self.child.id();
+        let children = std::fs::read_to_string(format!("/proc/{master}/task/{master}/children"))?;
+        let worker = children.split_whitespace().next().context("nginx has no worker")?;
+        let stat = std::fs::read_to_string(format!("/proc/{worker}/schedstat"))?;
+        stat.split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .context("unreadable schedstat")
+    }
+}
+
+/// On-CPU time of the children this process waited for, ns.
+fn children_cpu_ns() -> u64 {
+    // SAFETY: rusage is plain data that getrusage fills.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid, writable rusage.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000;
+    ns(usage.ru_utime) + ns(usage.ru_stime)
+}
+
+/// Runs wrk against nginx for `seconds`.
+pub fn wrk(nginx: &Nginx, connections: Connections, seconds: u32) -> Result<Run> {
+    let port = nginx.port;
+    let (nginx_before, wrk_before) = (nginx.worker_cpu_ns()?, children_cpu_ns());
     let mut cmd = Command::new("wrk");
     cmd.args(["-t", "1", "-c", "32", "-d", &format!("{seconds}s")]);
     if connections == Connections::PerRequest {
@@ -108,7 +144,20 @@ pub fn wrk(port: u16, connections: Connections, seconds: u32) -> Result<f64> {
     if text.contains("Non-2xx") {
         bail!("nginx answered errors:\n{text}");
     }
-    parse_requests_per_second(&text).with_context(|| format!("no Requests/sec in wrk's output:\n{text}"))
+    let cpu_ns = (nginx.worker_cpu_ns()? - nginx_before) + (children_cpu_ns() - wrk_before);
+    let rps = parse_requests_per_second(&text).with_context(|| format!("no Requests/sec in wrk's output:\n{text}"))?;
+    let requests = parse_requests(&text).with_context(|| format!("no request count in wrk's output:\n{text}"))?;
+    Ok(Run {
+        rps,
+        cpu_per_request: cpu_ns as f64 / 1e9 / requests.max(1.0),
+    })
+}
+
+/// The `N requests in` figure of wrk's report.
+pub fn parse_requests(text: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.trim().split_once(" requests in "))
+        .and_then(|(n, _)| n.trim().parse().ok())
 }
 
 /// The `Requests/sec:` figure of wrk's report.
@@ -156,5 +205,9 @@ mod tests {
                     Requests/sec:  41234.56\nTransfer/sec:      8.1MB\n";
         assert_eq!(parse_requests_per_second(text), Some(41234.56));
         assert_eq!(parse_requests_per_second("nothing"), None);
+        assert_eq!(
+            parse_requests("  164938 requests in 4.00s, 128.2MB read\n"),
+            Some(164938.0)
+        );
     }
 }
