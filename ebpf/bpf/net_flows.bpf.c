@@ -221,11 +221,15 @@ static __always_inline void on_close(const void *sk, int oldstate)
 	__u64 addr = (__u64)sk;
 	struct tcp_flow *flow = bpf_map_lookup_elem(&flow_tcp, &addr);
 	struct flow_record rec = {};
+	__u64 wakeup;
 
 	if (!flow)
 		return;
 	fill_record(&rec, sk, flow, oldstate == BPF_TCP_SYN_SENT ? FLOW_END_FAILED : FLOW_END_CLOSED);
-	if (bpf_ringbuf_output(&flow_closed, &rec, sizeof(rec), 0))
+	wakeup = bpf_ringbuf_query(&flow_closed, BPF_RB_AVAIL_DATA) >= FLOW_RINGBUF_WAKEUP_BYTES ?
+			 BPF_RB_FORCE_WAKEUP :
+			 BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_output(&flow_closed, &rec, sizeof(rec), wakeup))
 		count(FLOW_STAT_RINGBUF_FULL);
 	if (!bpf_map_delete_elem(&flow_tcp, &addr))
 		count(FLOW_STAT_TCP_DELETES);

@@ -44,6 +44,13 @@
 #define FLOW_TCP_VALUE_SIZE 80
 /* Ring buffer of closed TCP flows: 2048 records. */
 #define FLOW_RINGBUF_BYTES 262144
+/*
+ * Records are written without waking the reader until this many bytes
+ * wait (a quarter of the ring); user space also drains on a short timer.
+ * A wakeup per record would cost a wakeup of the agent per closed
+ * connection on a busy server.
+ */
+#define FLOW_RINGBUF_WAKEUP_BYTES 65536
 
 /* One TCP flow: written to the ring buffer when it ends, by the iterator while it is open. */
 struct flow_record {

@@ -1,6 +1,8 @@
-//! The source's loop: closed TCP flows as soon as the ring buffer has them,
-//! open and idle flows every poll period, the service map every interval,
-//! and a last round at shutdown.
+//! The source's loop: closed TCP flows within [`DRAIN_PERIOD`] (at once
+//! when many wait), open and idle flows every poll period, the service map
+//! every interval, and a last round at shutdown.
+
+use std::time::Duration;
 
 use sonde_core::event::{Event, EventBatch};
 use sonde_core::{BoxError, SourceContext};
@@ -11,6 +13,9 @@ use tokio::time::MissedTickBehavior;
 use super::collect::Collector;
 use super::config::NetFlowsSourceConfig;
 use super::flows::Reason;
+
+/// How often closed flows are picked up when the kernel does not wake us.
+pub const DRAIN_PERIOD: Duration = Duration::from_millis(100);
 
 /// Runs until shutdown.
 pub(super) async fn run(
@@ -28,12 +33,20 @@ pub(super) async fn run(
     poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut emit_map = tokio::time::interval_at(start + config.interval, config.interval);
     emit_map.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // The kernel wakes us only when a quarter of the ring is full: records
+    // of a few closed flows are picked up by this timer instead.
+    let mut drain = tokio::time::interval_at(start + DRAIN_PERIOD, DRAIN_PERIOD);
+    drain.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         let (events, stopping): (Vec<Event>, bool) = tokio::select! {
             guard = closed.readable_mut() => {
                 let mut guard = guard?;
                 let records = guard.get_inner_mut().drain();
                 guard.clear_ready();
+                (collector.closed(records), false)
+            }
+            _ = drain.tick() => {
+                let records = closed.get_mut().drain();
                 (collector.closed(records), false)
             }
             _ = poll.tick() => (collector.poll(closed.get_mut(), Reason::ActiveTimeout), false),

@@ -148,12 +148,26 @@ impl Agent {
             .collect()
     }
 
-    /// Stops it (SIGINT, as Ctrl-C) and waits.
+    /// Stops it (SIGINT, as Ctrl-C, again each second: bpftrace can miss
+    /// one; SIGKILL after 15 s) and waits.
     pub fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let _ = Command::new("kill")
+                .args(["-INT", &self.child.id().to_string()])
+                .status();
+            for _ in 0..20 {
+                if matches!(self.child.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return;
+            }
+        }
     }
 }
 
