@@ -166,19 +166,21 @@ static __always_inline void on_connect(const void *sk)
 	struct tcp_flow flow = { .direction = FLOW_DIR_CLIENT };
 
 	sonde_owner_now(&flow.owner);
-	/* The local port is not chosen yet: the tuple is read again when established. */
+	/* The local port is not chosen yet: it is read when established. */
 	read_tuple(sk, &flow);
 	flow.start_ns = bpf_ktime_get_ns();
 	track((__u64)sk, &flow);
 }
 
+/* Addresses and the remote port are set before SYN_SENT; the local port only now. */
 static __always_inline void on_established(const void *sk)
 {
+	const struct sock_common___sonde *skc = sk;
 	__u64 addr = (__u64)sk;
 	struct tcp_flow *flow = bpf_map_lookup_elem(&flow_tcp, &addr);
 
 	if (flow)
-		read_tuple(sk, flow);
+		flow->tuple.sport = BPF_CORE_READ(skc, skc_num);
 }
 
 static __always_inline void on_accept(const void *sk)

@@ -19,6 +19,8 @@ use super::workload::TempDir;
 pub enum Mode {
     /// Nothing: the baseline.
     Off,
+    /// `sonde run` with the `tcp` source into a blackhole.
+    SondeTcp,
     /// `sonde run` with the `tcp` and `net_flows` sources into a blackhole.
     Sonde,
     /// bpftrace with the same tracepoints and comparable map work.
@@ -27,12 +29,13 @@ pub enum Mode {
 
 impl Mode {
     /// Every mode, in report order.
-    pub const ALL: [Mode; 3] = [Mode::Off, Mode::Sonde, Mode::Bpftrace];
+    pub const ALL: [Mode; 4] = [Mode::Off, Mode::SondeTcp, Mode::Sonde, Mode::Bpftrace];
 
     /// How the report names it.
     pub const fn label(self) -> &'static str {
         match self {
             Mode::Off => "off",
+            Mode::SondeTcp => "sonde tcp",
             Mode::Sonde => "sonde tcp + net_flows",
             Mode::Bpftrace => "bpftrace",
         }
@@ -58,13 +61,14 @@ tracepoint:tcp:tcp_receive_reset { @resets_received = count(); }
 tracepoint:skb:kfree_skb { @drops[args->reason] = count(); }
 "#;
 
-/// The pipeline sonde runs: both sources, everything into a blackhole; the
-/// console shows the first `tcp` batch, which says the programs are attached.
+/// The pipeline sonde runs: the sources (`FLOWS` is replaced), everything
+/// into a blackhole; the console shows the first `tcp` batch, which says
+/// the programs are attached.
 const SONDE_CONFIG: &str = r#"
 agent { api = null }
 source "tcp" "tcp" { interval = "1s" }
-source "net_flows" "flows" {}
-sink "blackhole" "void" { inputs = ["tcp", "flows"] }
+FLOWS
+sink "blackhole" "void" { inputs = ["tcp"INPUTS] }
 sink "console" "ready" {
   inputs   = ["tcp"]
   encoding = "json"
@@ -89,10 +93,15 @@ impl Agent {
         let before: HashSet<u32> = programs().into_iter().map(|p| p.0).collect();
         let (mut child, dir, ready): (Child, Option<TempDir>, fn(&str) -> bool) = match mode {
             Mode::Off => return Ok(None),
-            Mode::Sonde => {
+            Mode::SondeTcp | Mode::Sonde => {
                 let dir = TempDir::new("sonde-bench-agent")?;
                 let config = dir.path().join("pipeline.hcl");
-                std::fs::write(&config, SONDE_CONFIG)?;
+                let (flows, inputs) = if mode == Mode::Sonde {
+                    (r#"source "net_flows" "flows" {}"#, r#", "flows""#)
+                } else {
+                    ("", "")
+                };
+                std::fs::write(&config, SONDE_CONFIG.replace("FLOWS", flows).replace("INPUTS", inputs))?;
                 let child = Command::new(sonde)
                     .args(["--log-level", "warn", "run", "--config"])
                     .arg(&config)

@@ -1,8 +1,9 @@
 //! `cargo xtask bench net`: what the `tcp` and `net_flows` sources cost a
 //! busy web server. nginx (Debian's) serves a small file to wrk on
 //! loopback, with keep-alive connections and with a new connection per
-//! request, (1) with nothing loaded, (2) with `sonde run` running both
-//! sources, (3) with bpftrace doing the equivalent tracepoint work. The
+//! request, (1) with nothing loaded, (2) with `sonde run` running the
+//! `tcp` source, (3) running `tcp` and `net_flows`, (4) with bpftrace doing
+//! the `tcp` source's tracepoint work. The
 //! modes take turns ([`ROUNDS`] rounds, the order rotating each round so
 //! drift hits all alike). Per mode the report gives requests/s and CPU
 //! time per request (nginx's worker plus wrk, which is what the programs
@@ -28,7 +29,7 @@ use agents::{Agent, BpfStats, Mode, ProgramSample};
 use workload::{Connections, Nginx};
 
 /// Rounds of every mode.
-pub const ROUNDS: usize = 8;
+pub const ROUNDS: usize = 6;
 /// Seconds of each wrk run.
 pub const SECONDS: u32 = 3;
 /// The target from the issue: requests/s with the sources on over off.

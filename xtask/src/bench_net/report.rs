@@ -147,7 +147,7 @@ mod tests {
             .insert(("sonde".into(), "inet_sock_set_s".into()), vec![(120.0, 4.0)]);
         let md = markdown(&results);
         assert!(md.contains(
-            "| keep-alive | sonde tcp + net_flows | 99 | 104 | 108 | 0.986 (0.982–0.990) ✗ | 21.0 | 0.997 (0.995–0.999) ✓ |"
+            "| keep-alive | sonde tcp | 99 | 104 | 108 | 0.986 (0.982–0.990) ✗ | 21.0 | 0.997 (0.995–0.999) ✓ |"
         ));
         assert!(md.contains("| sonde | inet_sock_set_s | 120 | 4.00 |"));
         assert!(json(&results).contains("\"rps_ratio\": [0.990000, 0.982000]"));
