@@ -14,6 +14,8 @@ use metrics::{Counter, Label};
 pub const LOST_EVENTS: &str = "sonde_ebpf_lost_events_total";
 /// Inserts a full map rejected, by `map`.
 pub const MAP_FULL: &str = "sonde_ebpf_map_full_total";
+/// Entries an LRU map evicted to make room (tracking lost for them), by `map`.
+pub const MAP_EVICTIONS: &str = "sonde_ebpf_map_evictions_total";
 /// Failed reads, by `what`: kernel memory the programs could not copy
 /// (`kernel:<field>`), or maps user space could not read (`map:<name>`).
 pub const FAILED_READS: &str = "sonde_ebpf_failed_reads_total";

@@ -72,6 +72,9 @@ pub fn ensure_python_tools() -> Result<()> {
 /// What `cargo xtask bench profile` compares sonde with, and builds its workload with.
 pub const PROFILE_BENCH_PACKAGES: &[&str] = &["linux-perf", "bpftrace", "gcc"];
 
+/// What `cargo xtask bench net` serves, loads and compares sonde with.
+pub const NET_BENCH_PACKAGES: &[&str] = &["nginx", "wrk", "bpftrace"];
+
 /// Whether this process runs as root.
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
