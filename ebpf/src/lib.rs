@@ -16,13 +16,14 @@
 //! - [`telemetry`]: `sonde_ebpf_*` internal metrics (lost events, full maps,
 //!   failed reads).
 //! - [`stats`]: kernel-measured run time of programs, for benchmarks.
-//! - one module per source's programs ([`disk_latency`]).
+//! - one module per source's programs ([`disk_latency`], [`energy`]).
 //!
 //! Minimum kernel for everything here: 5.5 (BTF in sysfs,
 //! `bpf_probe_read_kernel`); each module states its own.
 
 pub mod caps;
 pub mod disk_latency;
+pub mod energy;
 pub mod error;
 pub mod loader;
 pub mod probe;
@@ -44,6 +45,8 @@ pub use loader::Object;
 pub mod objects {
     /// `bpf/disk_latency.bpf.c`.
     pub static DISK_LATENCY: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/disk_latency.bpf.o"));
+    /// `bpf/energy.bpf.c`.
+    pub static ENERGY: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/energy.bpf.o"));
     /// `bpf/probes.bpf.c`: empty programs of each attach type, for `sonde doctor`.
     pub static PROBES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/probes.bpf.o"));
 }

@@ -18,16 +18,24 @@ pub struct EbpfSource {
 }
 
 /// Every eBPF-based source type.
-pub const SOURCES: &[EbpfSource] = &[EbpfSource {
-    source_type: "disk_latency",
-    min_kernel: (5, 5),
-    attach_points: &[
-        "tracepoint block:block_rq_insert",
-        "tracepoint block:block_rq_issue",
-        "tracepoint block:block_rq_complete",
-    ],
-    trial: crate::disk_latency::trial,
-}];
+pub const SOURCES: &[EbpfSource] = &[
+    EbpfSource {
+        source_type: "disk_latency",
+        min_kernel: (5, 5),
+        attach_points: &[
+            "tracepoint block:block_rq_insert",
+            "tracepoint block:block_rq_issue",
+            "tracepoint block:block_rq_complete",
+        ],
+        trial: crate::disk_latency::trial,
+    },
+    EbpfSource {
+        source_type: "energy",
+        min_kernel: (5, 5),
+        attach_points: &["tracepoint sched:sched_switch"],
+        trial: crate::energy::trial,
+    },
+];
 
 /// The eBPF source type named `source_type`, if it is one.
 pub fn find(source_type: &str) -> Option<&'static EbpfSource> {

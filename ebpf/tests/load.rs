@@ -51,3 +51,26 @@ fn feature_trials_report_each_feature() {
     assert!(probe::trial(Feature::PerfEvent).is_ok());
     assert!(probe::trial(Feature::RingBuf).is_ok());
 }
+
+#[test]
+fn energy_loads_attaches_and_accounts_this_process() {
+    if !bpf_available_or_skip("energy_loads_attaches_and_accounts_this_process") {
+        return;
+    }
+    let programs = sonde_ebpf::energy::Energy::load().expect("energy loads");
+    // Busy for 200 ms, then make every CPU switch so the slices are in.
+    let until = std::time::Instant::now() + std::time::Duration::from_millis(200);
+    let mut spins = 0u64;
+    while std::time::Instant::now() < until {
+        spins = std::hint::black_box(spins + 1);
+    }
+    programs.flush();
+    let tasks = programs.read().expect("map reads");
+    let stats = programs.stats().expect("stats read");
+    eprintln!("{} processes, stats {stats:?}", tasks.len());
+    let me = std::process::id();
+    let ours: u64 = tasks.iter().filter(|t| t.key.tgid == me).map(|t| t.on_cpu_ns).sum();
+    assert!(ours >= 150_000_000, "this process ran ~200 ms, accounted {ours} ns");
+    // (Idle time is accounted as tgid 0, but a loaded machine may not idle.)
+    assert_eq!(stats.map_full, 0);
+}
