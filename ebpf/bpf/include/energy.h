@@ -19,6 +19,13 @@
  */
 #define ENERGY_MAX_TASKS 32768
 
+/*
+ * Capacity of `energy_threads` (LRU, one per thread seen): the task-clock
+ * reading of each thread at its last switch-out. An evicted thread's next
+ * slice is timed by the wall clock instead (ENERGY_STAT_NO_BASELINE).
+ */
+#define ENERGY_MAX_THREADS 65536
+
 /* Bytes of a process name, as the kernel's TASK_COMM_LEN. */
 #define ENERGY_COMM_LEN 16
 
@@ -29,7 +36,12 @@
 #define ENERGY_STAT_LOST_NS 1
 /* The group leader's name could not be read (the thread's is used). */
 #define ENERGY_STAT_COMM_FAILED 2
-#define ENERGY_STAT_COUNT 3
+/*
+ * A slice of a thread that existed before attach and had no baseline (its
+ * first slice, or evicted): timed by the wall clock, steal time included.
+ */
+#define ENERGY_STAT_NO_BASELINE 3
+#define ENERGY_STAT_COUNT 4
 
 /* Key of `energy_tasks`: one process in one cgroup. */
 struct energy_key {
@@ -38,6 +50,14 @@ struct energy_key {
 	__u32 _pad;
 	/* cgroup v2 id (inode of the cgroup directory). */
 	__u64 cgroup_id;
+};
+
+/* Value of `energy_threads`, keyed by thread id. */
+struct energy_thread {
+	/* The thread's se.sum_exec_runtime at its last switch-out, ns. */
+	__u64 sum_exec_ns;
+	/* Its start_time, so a reused thread id is not taken for it. */
+	__u64 start_time;
 };
 
 /* Value of `energy_tasks`. */

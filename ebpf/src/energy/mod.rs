@@ -1,6 +1,8 @@
 //! The `energy` program (`bpf/energy.bpf.c`): on-CPU nanoseconds per process
 //! (tgid) and cgroup, accounted in the kernel at every `sched:sched_switch`,
 //! kept as running totals in a hash map that user space reads each interval.
+//! Slices are timed with the scheduler's task clock (`sum_exec_runtime`, the
+//! clock of `/proc/PID/stat`), which leaves out hypervisor steal time.
 //!
 //! Tracepoint `sched:sched_switch` only (no kprobe or fentry, which not
 //! every kernel allows). Minimum kernel 5.5 (BTF in sysfs,
@@ -43,6 +45,8 @@ pub struct EnergyStats {
     pub lost_ns: u64,
     /// Group-leader names that could not be read.
     pub comm_failed: u64,
+    /// Slices timed by the wall clock for want of a task-clock baseline.
+    pub no_baseline: u64,
 }
 
 /// One process' running total.
@@ -75,7 +79,12 @@ impl std::fmt::Debug for Energy {
 impl Energy {
     /// Loads the program and attaches it.
     pub fn load() -> Result<Self, LoadError> {
-        let mut object = Object::load(OBJECT, crate::objects::ENERGY, |_| {})?;
+        let attach_ns = monotonic_ns();
+        let mut object = Object::load(OBJECT, crate::objects::ENERGY, |loader| {
+            // Threads started after this ran only while the program was
+            // attached: their whole task clock is theirs to account.
+            loader.override_global("attach_ns", &attach_ns, true);
+        })?;
         object.attach_tracepoint(PROGRAM_SWITCH, "sched", "sched_switch")?;
         let tasks = object.take_map(MAP_TASKS)?;
         let stats = object.take_map(MAP_STATS)?;
@@ -131,6 +140,7 @@ impl Energy {
             map_full: totals[ENERGY_STAT_MAP_FULL as usize],
             lost_ns: totals[ENERGY_STAT_LOST_NS as usize],
             comm_failed: totals[ENERGY_STAT_COMM_FAILED as usize],
+            no_baseline: totals[ENERGY_STAT_NO_BASELINE as usize],
         })
     }
 
@@ -139,6 +149,15 @@ impl Energy {
     pub fn program_stats(&self) -> Vec<ProgramStats> {
         self.object.program_stats()
     }
+}
+
+/// CLOCK_MONOTONIC now, ns: the clock of `bpf_ktime_get_ns` and of a
+/// task's `start_time`.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec into `ts`, which outlives the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 fn read_error(map: &'static str, source: aya::maps::MapError) -> ReadError {
@@ -160,6 +179,7 @@ pub struct EnergyTelemetry {
     map_full: KernelCounter,
     lost_ns: KernelCounter,
     comm_failed: KernelCounter,
+    no_baseline: KernelCounter,
     map_read_failed: metrics::Counter,
 }
 
@@ -179,6 +199,10 @@ impl EnergyTelemetry {
                 telemetry::FAILED_READS,
                 telemetry::with_label(&labels, "what", "kernel:group_leader_comm"),
             ),
+            no_baseline: KernelCounter::new(
+                telemetry::LOST_EVENTS,
+                telemetry::with_label(&labels, "reason", "no_task_clock_baseline"),
+            ),
             map_read_failed: metrics::counter!(
                 telemetry::FAILED_READS,
                 telemetry::with_label(&labels, "what", format!("map:{MAP_TASKS}"))
@@ -191,6 +215,7 @@ impl EnergyTelemetry {
         self.map_full.observe(stats.map_full);
         self.lost_ns.observe(stats.lost_ns);
         self.comm_failed.observe(stats.comm_failed);
+        self.no_baseline.observe(stats.no_baseline);
     }
 
     /// Counts a failed read of a map by user space.

@@ -21,6 +21,19 @@ pub struct EnergyKey {
 // `_pad` fills it): every bit pattern is valid.
 unsafe impl aya::Pod for EnergyKey {}
 
+/// `struct energy_thread`: a thread's task clock at its last switch-out.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EnergyThread {
+    /// `se.sum_exec_runtime`, ns.
+    pub sum_exec_ns: u64,
+    /// The thread's `start_time`.
+    pub start_time: u64,
+}
+
+// SAFETY: repr(C), two u64 fields: every bit pattern is valid.
+unsafe impl aya::Pod for EnergyThread {}
+
 /// `struct energy_value`: a process' on-CPU time and name.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -53,6 +66,14 @@ mod tests {
         let btf = ObjectBtf::from_object(crate::objects::ENERGY);
         crate::assert_layout!(btf, "energy_key", EnergyKey { tgid, _pad, cgroup_id });
         crate::assert_layout!(btf, "energy_value", EnergyValue { on_cpu_ns, comm });
+        crate::assert_layout!(
+            btf,
+            "energy_thread",
+            EnergyThread {
+                sum_exec_ns,
+                start_time
+            }
+        );
     }
 
     #[test]

@@ -80,7 +80,9 @@ pub struct Meters {
 
 impl fmt::Debug for Meters {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Meters").field("components", &self.components).finish_non_exhaustive()
+        f.debug_struct("Meters")
+            .field("components", &self.components)
+            .finish_non_exhaustive()
     }
 }
 

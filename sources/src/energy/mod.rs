@@ -52,9 +52,7 @@ mod run;
 #[cfg(test)]
 mod tests;
 
-pub use collect::{
-    Collector, COMPONENT, NODE_ENERGY, NODE_IDLE_ENERGY, NODE_POWER, PROCESS_ENERGY, SOURCE,
-};
+pub use collect::{Collector, COMPONENT, NODE_ENERGY, NODE_IDLE_ENERGY, NODE_POWER, PROCESS_ENERGY, SOURCE};
 pub use config::{EnergySourceConfig, DEFAULT_INTERVAL, DEFAULT_PROCFS_ROOT, DEFAULT_SYSFS_ROOT};
 pub use error::EnergyError;
 pub use ledger::{Ledger, Process, Round};

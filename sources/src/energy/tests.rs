@@ -25,7 +25,10 @@ fn zone(root: &Path, path: &str, name: &str, energy_uj: u64, max_uj: u64) {
 }
 
 fn set_energy(root: &Path, path: &str, energy_uj: u64) {
-    let file = root.join("devices/virtual/powercap/intel-rapl").join(path).join("energy_uj");
+    let file = root
+        .join("devices/virtual/powercap/intel-rapl")
+        .join(path)
+        .join("energy_uj");
     std::fs::write(file, format!("{energy_uj}\n")).unwrap();
 }
 
@@ -155,9 +158,7 @@ fn this_node_without_rapl_reports_the_model() {
 #[test]
 fn proc_stat_drives_the_model() {
     let stat = |user: u64, idle: u64| {
-        format!(
-            "cpu  {user} 0 0 {idle} 0 0 0 0 0 0\ncpu0 0 0 0 0 0 0 0 0 0 0\ncpu1 0 0 0 0 0 0 0 0 0 0\nintr 1\n"
-        )
+        format!("cpu  {user} 0 0 {idle} 0 0 0 0 0 0\ncpu0 0 0 0 0 0 0 0 0 0 0\ncpu1 0 0 0 0 0 0 0 0 0 0\nintr 1\n")
     };
     let times = CpuTimes::parse(&stat(30, 70)).unwrap();
     assert_eq!(
