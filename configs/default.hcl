@@ -15,13 +15,19 @@ source "disk_latency" "disk" {
   interval = "10s"
 }
 
+# Node power and each process' share of it (RAPL, NVML or a CPU power
+# model). One tracepoint program on sched_switch: ~100 ns per context switch.
+source "energy" "energy" {
+  interval = "10s"
+}
+
 sink "prometheus" "metrics" {
-  inputs = ["agent", "disk"]
+  inputs = ["agent", "disk", "energy"]
   listen = env("SONDE_PROMETHEUS_LISTEN", "127.0.0.1:9464")
 }
 
 sink "file" "events" {
-  inputs    = ["agent", "disk"]
+  inputs    = ["agent", "disk", "energy"]
   path      = env("SONDE_OUTPUT", "/var/lib/sonde/events.jsonl")
   max_bytes = 104857600
   max_files = 5

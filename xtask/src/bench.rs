@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{bail, Result};
 
 /// Every benchmark, in the order they run.
-pub const BENCHMARKS: &[&str] = &["pipeline", "disk", "prometheus", "otlp", "enrich"];
+pub const BENCHMARKS: &[&str] = &["pipeline", "disk", "energy", "prometheus", "otlp", "enrich"];
 
 /// Runs `names` (all when empty).
 pub fn run(names: &[String]) -> Result<()> {
