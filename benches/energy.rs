@@ -179,8 +179,7 @@ fn run_bpftrace() -> Result<Sample> {
         std::thread::sleep(Duration::from_millis(50));
     };
     std::thread::sleep(Duration::from_millis(500));
-    let baseline: u64 = counts(&ids).1;
-    let (base_time, _) = counts(&ids);
+    let (base_time, base_runs) = counts(&ids);
     workload()?;
     let (time, runs) = counts(&ids);
     let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
@@ -188,7 +187,7 @@ fn run_bpftrace() -> Result<Sample> {
     // Only the workload's window: bpftrace ran during its own start too.
     Ok(Sample {
         run_time_ns: time - base_time,
-        events: runs - baseline,
+        events: runs - base_runs,
     })
 }
 

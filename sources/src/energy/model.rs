@@ -80,7 +80,7 @@ pub struct PowerModel {
 impl PowerModel {
     /// Checks the two figures.
     pub fn new(idle_watts_per_cpu: f64, max_watts_per_cpu: f64) -> Result<Self, EnergyError> {
-        if !(idle_watts_per_cpu >= 0.0 && max_watts_per_cpu.is_finite()) {
+        if !idle_watts_per_cpu.is_finite() || idle_watts_per_cpu < 0.0 || !max_watts_per_cpu.is_finite() {
             return Err(EnergyError::Model("watts must be finite and not negative"));
         }
         if max_watts_per_cpu < idle_watts_per_cpu {
