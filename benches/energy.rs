@@ -132,7 +132,12 @@ fn workload() -> Result<()> {
 fn run_sonde() -> Result<Sample> {
     let programs = Energy::load().context("cannot load energy")?;
     workload()?;
-    Ok(sample(programs.program_stats().into_iter().map(|p| (p.run_time_ns, p.run_count))))
+    Ok(sample(
+        programs
+            .program_stats()
+            .into_iter()
+            .map(|p| (p.run_time_ns, p.run_count)),
+    ))
 }
 
 /// The floor: an empty tracepoint program on the same event.
@@ -140,7 +145,9 @@ fn run_empty() -> Result<Sample> {
     let mut object = Object::load("probes", objects::PROBES, |_| {}).context("cannot load the empty program")?;
     object.attach_tracepoint("probe_tracepoint", "sched", "sched_switch")?;
     workload()?;
-    Ok(sample(object.program_stats().into_iter().map(|p| (p.run_time_ns, p.run_count))))
+    Ok(sample(
+        object.program_stats().into_iter().map(|p| (p.run_time_ns, p.run_count)),
+    ))
 }
 
 fn sample(programs: impl Iterator<Item = (u64, u64)>) -> Sample {
