@@ -48,6 +48,8 @@ impl Worker {
         let child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "energy_worker", "--nocapture", "--test-threads=1"])
             .env(WORKER, kind)
+            // The harness' own lines would interleave with the test's.
+            .stdout(std::process::Stdio::null())
             .spawn()
             .expect("worker starts");
         Worker(child)

@@ -19,9 +19,10 @@
  * counted (ENERGY_STAT_NO_BASELINE). The idle task (tgid 0) has no task
  * clock and is timed by the wall clock.
  *
- * Per switch: two map lookups, two CO-RE reads and one atomic add; the
- * (tgid, cgroup) entry and the group leader's name are created once per
- * process.
+ * Per switch: a per-CPU array lookup, two hash lookups (thread, process),
+ * two CO-RE reads and one atomic add; the (tgid, cgroup) entry and the
+ * group leader's name are created once per process. The task clock costs
+ * about 60 ns of the total over wall-clock slices (measured here).
  *
  * A slice still running when user space reads is not in the map yet; user
  * space forces a switch on every CPU before it reads (see the Rust loader).

@@ -58,18 +58,23 @@ fn energy_loads_attaches_and_accounts_this_process() {
         return;
     }
     let programs = sonde_ebpf::energy::Energy::load().expect("energy loads");
-    // 200 ms of CPU (not wall: the machine may be shared), then make
-    // every CPU switch so the slices are in.
-    let thread_cpu_ns = || {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-        // SAFETY: clock_gettime writes one timespec into `ts`.
-        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-    };
-    let start = thread_cpu_ns();
-    while thread_cpu_ns() - start < 200_000_000 {
-        std::hint::black_box(0u64);
-    }
+    // 200 ms of CPU (not wall: the machine may be shared) in a thread
+    // started after attach, whose whole task clock is accounted (a thread
+    // older than the attach loses the slice it was in), then make every
+    // CPU switch so the slices are in.
+    std::thread::spawn(|| {
+        let thread_cpu_ns = || {
+            let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            // SAFETY: clock_gettime writes one timespec into `ts`.
+            unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+            ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+        };
+        while thread_cpu_ns() < 200_000_000 {
+            std::hint::black_box(0u64);
+        }
+    })
+    .join()
+    .unwrap();
     programs.flush();
     let tasks = programs.read().expect("map reads");
     let stats = programs.stats().expect("stats read");

@@ -3,6 +3,9 @@
 //! kept as running totals in a hash map that user space reads each interval.
 //! Slices are timed with the scheduler's task clock (`sum_exec_runtime`, the
 //! clock of `/proc/PID/stat`), which leaves out hypervisor steal time.
+//! Threads started after attach are accounted from their start; a thread
+//! older than the attach is accounted from its first switch-out after it
+//! (that first slice by the wall clock since its CPU's previous switch).
 //!
 //! Tracepoint `sched:sched_switch` only (no kprobe or fentry, which not
 //! every kernel allows). Minimum kernel 5.5 (BTF in sysfs,
