@@ -29,13 +29,20 @@ sink "file" "flamegraphs" {
   max_files = 20
 }
 
+# Node power and each process' share of it (RAPL, NVML or a CPU power
+# model). One tracepoint program on sched_switch: about 0.5 µs per context
+# switch.
+source "energy" "energy" {
+  interval = "10s"
+}
+
 sink "prometheus" "metrics" {
-  inputs = ["agent", "disk"]
+  inputs = ["agent", "disk", "energy"]
   listen = env("SONDE_PROMETHEUS_LISTEN", "127.0.0.1:9464")
 }
 
 sink "file" "events" {
-  inputs    = ["agent", "disk"]
+  inputs    = ["agent", "disk", "energy"]
   path      = env("SONDE_OUTPUT", "/var/lib/sonde/events.jsonl")
   max_bytes = 104857600
   max_files = 5

@@ -18,14 +18,15 @@
 //! - [`telemetry`]: `sonde_ebpf_*` internal metrics (lost events, full maps,
 //!   failed reads).
 //! - [`stats`]: kernel-measured run time of programs, for benchmarks.
-//! - one module per source's programs ([`disk_latency`], [`profile`],
-//!   [`tcp`], [`net_flows`]).
+//! - one module per source's programs ([`disk_latency`], [`energy`],
+//!   [`profile`], [`tcp`], [`net_flows`]).
 //!
 //! Minimum kernel for everything here: 5.5 (BTF in sysfs,
 //! `bpf_probe_read_kernel`); each module states its own.
 
 pub mod caps;
 pub mod disk_latency;
+pub mod energy;
 pub mod error;
 pub mod loader;
 pub mod loss;
@@ -60,6 +61,8 @@ pub mod objects {
     pub static NET_FLOWS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/net_flows.bpf.o"));
     /// `bpf/tcp.bpf.c`.
     pub static TCP: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tcp.bpf.o"));
+    /// `bpf/energy.bpf.c`.
+    pub static ENERGY: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/energy.bpf.o"));
     /// `bpf/probes.bpf.c`: empty programs of each attach type, for `sonde doctor`.
     pub static PROBES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/probes.bpf.o"));
 }

@@ -63,6 +63,12 @@ pub const SOURCES: &[EbpfSource] = &[
         ],
         trial: crate::net_flows::trial,
     },
+    EbpfSource {
+        source_type: "energy",
+        min_kernel: (5, 5),
+        attach_points: &["tracepoint sched:sched_switch"],
+        trial: crate::energy::trial,
+    },
 ];
 
 /// The eBPF source type named `source_type`, if it is one.

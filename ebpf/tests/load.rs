@@ -51,3 +51,37 @@ fn feature_trials_report_each_feature() {
     assert!(probe::trial(Feature::PerfEvent).is_ok());
     assert!(probe::trial(Feature::RingBuf).is_ok());
 }
+
+#[test]
+fn energy_loads_attaches_and_accounts_this_process() {
+    if !bpf_available_or_skip("energy_loads_attaches_and_accounts_this_process") {
+        return;
+    }
+    let programs = sonde_ebpf::energy::Energy::load().expect("energy loads");
+    // 200 ms of CPU (not wall: the machine may be shared) in a thread
+    // started after attach, whose whole task clock is accounted (a thread
+    // older than the attach loses the slice it was in), then make every
+    // CPU switch so the slices are in.
+    std::thread::spawn(|| {
+        let thread_cpu_ns = || {
+            let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            // SAFETY: clock_gettime writes one timespec into `ts`.
+            unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+            ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+        };
+        while thread_cpu_ns() < 200_000_000 {
+            std::hint::black_box(0u64);
+        }
+    })
+    .join()
+    .unwrap();
+    programs.flush();
+    let tasks = programs.read().expect("map reads");
+    let stats = programs.stats().expect("stats read");
+    eprintln!("{} processes, stats {stats:?}", tasks.len());
+    let me = std::process::id();
+    let ours: u64 = tasks.iter().filter(|t| t.key.tgid == me).map(|t| t.on_cpu_ns).sum();
+    assert!(ours >= 190_000_000, "this process ran 200 ms, accounted {ours} ns");
+    // (Idle time is accounted as tgid 0, but a loaded machine may not idle.)
+    assert_eq!(stats.map_full, 0);
+}

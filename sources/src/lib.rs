@@ -5,6 +5,7 @@
 
 pub mod demo;
 pub mod disk_latency;
+pub mod energy;
 pub mod internal_metrics;
 pub mod net_flows;
 pub mod profile;
@@ -16,6 +17,7 @@ use sonde_core::Registry;
 pub fn register(registry: &mut Registry) {
     registry.source::<demo::DemoSourceConfig>("demo");
     registry.source::<disk_latency::DiskLatencySourceConfig>("disk_latency");
+    registry.source::<energy::EnergySourceConfig>("energy");
     registry.source::<internal_metrics::InternalMetricsSourceConfig>("internal_metrics");
     registry.source::<net_flows::NetFlowsSourceConfig>("net_flows");
     registry.source::<profile::ProfileSourceConfig>("profile");

@@ -6,7 +6,16 @@ use std::path::Path;
 use anyhow::{bail, Result};
 
 /// Every benchmark, in the order they run.
-pub const BENCHMARKS: &[&str] = &["pipeline", "disk", "prometheus", "otlp", "enrich", "profile", "net"];
+pub const BENCHMARKS: &[&str] = &[
+    "pipeline",
+    "disk",
+    "prometheus",
+    "otlp",
+    "enrich",
+    "profile",
+    "net",
+    "energy",
+];
 
 /// Runs `names` (all when empty).
 pub fn run(names: &[String]) -> Result<()> {

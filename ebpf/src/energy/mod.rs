@@ -1,0 +1,228 @@
+//! The `energy` program (`bpf/energy.bpf.c`): on-CPU nanoseconds per process
+//! (tgid) and cgroup, accounted in the kernel at every `sched:sched_switch`,
+//! kept as running totals in a hash map that user space reads each interval.
+//! Slices are timed with the scheduler's task clock (`sum_exec_runtime`, the
+//! clock of `/proc/PID/stat`), which leaves out hypervisor steal time.
+//! Threads started after attach are accounted from their start; a thread
+//! older than the attach is accounted from its first switch-out after it
+//! (that first slice by the wall clock since its CPU's previous switch).
+//!
+//! Tracepoint `sched:sched_switch` only (no kprobe or fentry, which not
+//! every kernel allows). Minimum kernel 5.5 (BTF in sysfs,
+//! `bpf_probe_read_kernel`); cgroup ids are cgroup v2 ids.
+//!
+//! A slice still running at read time is accounted only when its CPU next
+//! switches: a busy process on an otherwise idle CPU may run for seconds
+//! without a switch. [`Energy::flush`] forces one on every CPU this process
+//! may run on (it moves a thread of its own onto each in turn), so a read
+//! right after it is exact to within microseconds.
+
+mod flush;
+mod types;
+
+pub use flush::flush_cpus;
+pub use types::*;
+
+use aya::maps::{HashMap, MapData, PerCpuArray};
+use metrics::Label;
+
+use crate::error::{LoadError, ReadError};
+use crate::loader::{Object, ProgramStats};
+use crate::telemetry::{self, KernelCounter};
+
+/// The object's name, used in errors.
+pub const OBJECT: &str = "energy";
+/// On-CPU time per (tgid, cgroup).
+pub const MAP_TASKS: &str = "energy_tasks";
+/// Per-CPU counters of what the program lost (`ENERGY_STAT_*`).
+pub const MAP_STATS: &str = "energy_stats";
+/// The context-switch program.
+pub const PROGRAM_SWITCH: &str = "sched_switch";
+
+/// What the program lost, as running totals since load.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EnergyStats {
+    /// New processes `energy_tasks` had no room for.
+    pub map_full: u64,
+    /// Their on-CPU time, ns, attributed to no one.
+    pub lost_ns: u64,
+    /// Group-leader names that could not be read.
+    pub comm_failed: u64,
+    /// Slices timed by the wall clock for want of a task-clock baseline.
+    pub no_baseline: u64,
+}
+
+/// One process' running total.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskTime {
+    /// The map key (tgid 0 is the idle task).
+    pub key: EnergyKey,
+    /// On-CPU time since attach, ns.
+    pub on_cpu_ns: u64,
+    /// The process name when it was first seen.
+    pub comm: String,
+}
+
+/// The loaded and attached program, with typed handles to its maps.
+/// Dropping it detaches everything.
+pub struct Energy {
+    object: Object,
+    tasks: HashMap<MapData, EnergyKey, EnergyValue>,
+    stats: PerCpuArray<MapData, u64>,
+}
+
+impl std::fmt::Debug for Energy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Energy")
+            .field("object", &self.object)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Energy {
+    /// Loads the program and attaches it.
+    pub fn load() -> Result<Self, LoadError> {
+        let attach_ns = monotonic_ns();
+        let mut object = Object::load(OBJECT, crate::objects::ENERGY, |loader| {
+            // Threads started after this ran only while the program was
+            // attached: their whole task clock is theirs to account.
+            loader.override_global("attach_ns", &attach_ns, true);
+        })?;
+        object.attach_tracepoint(PROGRAM_SWITCH, "sched", "sched_switch")?;
+        let tasks = object.take_map(MAP_TASKS)?;
+        let stats = object.take_map(MAP_STATS)?;
+        Ok(Energy { object, tasks, stats })
+    }
+
+    /// Forces a context switch on every CPU this process may use, so that
+    /// the slices running now are in the map; see [`flush_cpus`].
+    pub fn flush(&self) {
+        flush_cpus();
+    }
+
+    /// Every process seen so far with its running total, sorted by key.
+    pub fn read(&self) -> Result<Vec<TaskTime>, ReadError> {
+        let mut out = Vec::new();
+        for entry in self.tasks.iter() {
+            let (key, value) = entry.map_err(|source| read_error(MAP_TASKS, source))?;
+            out.push(TaskTime {
+                key,
+                on_cpu_ns: value.on_cpu_ns,
+                comm: value.comm(),
+            });
+        }
+        out.sort_by_key(|t| t.key);
+        Ok(out)
+    }
+
+    /// Deletes the entries of processes that exited, after their last
+    /// total was read. A key already gone is not an error.
+    pub fn remove(&mut self, keys: &[EnergyKey]) -> Result<(), ReadError> {
+        for key in keys {
+            match self.tasks.remove(key) {
+                Ok(()) => {}
+                Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(aya::maps::MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(source) => return Err(read_error(MAP_TASKS, source)),
+            }
+        }
+        Ok(())
+    }
+
+    /// What the program lost so far.
+    pub fn stats(&self) -> Result<EnergyStats, ReadError> {
+        let mut totals = [0u64; ENERGY_STAT_COUNT as usize];
+        for (index, total) in totals.iter_mut().enumerate() {
+            let per_cpu = self
+                .stats
+                .get(&(index as u32), 0)
+                .map_err(|source| read_error(MAP_STATS, source))?;
+            *total = per_cpu.iter().sum();
+        }
+        Ok(EnergyStats {
+            map_full: totals[ENERGY_STAT_MAP_FULL as usize],
+            lost_ns: totals[ENERGY_STAT_LOST_NS as usize],
+            comm_failed: totals[ENERGY_STAT_COMM_FAILED as usize],
+            no_baseline: totals[ENERGY_STAT_NO_BASELINE as usize],
+        })
+    }
+
+    /// Run time and count of the program (non-zero only while BPF stats
+    /// are enabled, kernel 5.8+).
+    pub fn program_stats(&self) -> Vec<ProgramStats> {
+        self.object.program_stats()
+    }
+}
+
+/// CLOCK_MONOTONIC now, ns: the clock of `bpf_ktime_get_ns` and of a
+/// task's `start_time`.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec into `ts`, which outlives the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn read_error(map: &'static str, source: aya::maps::MapError) -> ReadError {
+    ReadError {
+        object: OBJECT,
+        map,
+        source: Box::new(source),
+    }
+}
+
+/// Loads and attaches the program, then detaches it: `sonde doctor`'s trial.
+pub fn trial() -> Result<(), LoadError> {
+    Energy::load().map(drop)
+}
+
+/// The `sonde_ebpf_*` counters of one running `energy` source.
+#[derive(Debug)]
+pub struct EnergyTelemetry {
+    map_full: KernelCounter,
+    lost_ns: KernelCounter,
+    comm_failed: KernelCounter,
+    no_baseline: KernelCounter,
+    map_read_failed: metrics::Counter,
+}
+
+impl EnergyTelemetry {
+    /// Registers the counters with the component's `labels`.
+    pub fn new(labels: &[Label]) -> Self {
+        let labels = telemetry::with_label(labels, "object", OBJECT);
+        EnergyTelemetry {
+            map_full: KernelCounter::new(telemetry::MAP_FULL, telemetry::with_label(&labels, "map", MAP_TASKS)),
+            // The on-CPU time of those processes: the lost "events" here
+            // are nanoseconds, named so by the reason.
+            lost_ns: KernelCounter::new(
+                telemetry::LOST_EVENTS,
+                telemetry::with_label(&labels, "reason", "map_full_on_cpu_ns"),
+            ),
+            comm_failed: KernelCounter::new(
+                telemetry::FAILED_READS,
+                telemetry::with_label(&labels, "what", "kernel:group_leader_comm"),
+            ),
+            no_baseline: KernelCounter::new(
+                telemetry::LOST_EVENTS,
+                telemetry::with_label(&labels, "reason", "no_task_clock_baseline"),
+            ),
+            map_read_failed: metrics::counter!(
+                telemetry::FAILED_READS,
+                telemetry::with_label(&labels, "what", format!("map:{MAP_TASKS}"))
+            ),
+        }
+    }
+
+    /// Exports the program's running totals.
+    pub fn observe(&mut self, stats: &EnergyStats) {
+        self.map_full.observe(stats.map_full);
+        self.lost_ns.observe(stats.lost_ns);
+        self.comm_failed.observe(stats.comm_failed);
+        self.no_baseline.observe(stats.no_baseline);
+    }
+
+    /// Counts a failed read of a map by user space.
+    pub fn map_read_failed(&self) {
+        self.map_read_failed.increment(1);
+    }
+}
