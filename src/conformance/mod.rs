@@ -100,10 +100,11 @@ pub fn run(only: &[String]) -> anyhow::Result<ExitCode> {
             )),
         };
         let seconds = started.elapsed().as_secs_f64();
+        let min_kernel = format!("{}.{}", source.min_kernel.0, source.min_kernel.1);
         let line = match &result {
             Ok(evidence) => json!({
                 "kind": "source", "source": source.source_type, "ok": true,
-                "evidence": evidence, "seconds": seconds,
+                "evidence": evidence, "seconds": seconds, "min_kernel": min_kernel,
             }),
             Err(error) => {
                 all_ok = false;
@@ -119,6 +120,7 @@ pub fn run(only: &[String]) -> anyhow::Result<ExitCode> {
                 json!({
                     "kind": "source", "source": source.source_type, "ok": false,
                     "stage": error.stage(), "reason": reason, "fix": fix, "seconds": seconds,
+                    "min_kernel": min_kernel,
                 })
             }
         };
