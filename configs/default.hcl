@@ -2,6 +2,8 @@
 #   sonde run            (this file is built into the binary)
 # Agent metrics on http://127.0.0.1:8686/metrics (agent API) and, through
 # the pipeline, on http://127.0.0.1:9464/metrics; events in /var/lib/sonde.
+# A CPU flame graph of the whole node every 15s in /var/lib/sonde/profiles
+# (open flamegraph-latest.svg in a browser).
 
 agent {
   api = "127.0.0.1:8686"
@@ -13,6 +15,18 @@ source "internal_metrics" "agent" {
 
 source "disk_latency" "disk" {
   interval = "10s"
+}
+
+source "profile" "cpu" {
+  frequency_hz = 99
+  interval     = "15s"
+}
+
+sink "file" "flamegraphs" {
+  inputs    = ["cpu"]
+  path      = env("SONDE_PROFILES", "/var/lib/sonde/profiles")
+  format    = "flamegraph"
+  max_files = 20
 }
 
 sink "prometheus" "metrics" {

@@ -13,10 +13,13 @@
 //!   `RLIMIT_MEMLOCK` on kernels that charge BPF memory to it (< 5.11).
 //! - [`probe`], [`caps`]: kernel facts and attach trials for `sonde doctor`;
 //!   [`sources`]: which source types are eBPF-based and how to trial them.
+//! - [`loss`]: a packet dropper for tests (no netem needed).
+//! - [`owners`]: who owns the TCP listeners that predate the programs.
 //! - [`telemetry`]: `sonde_ebpf_*` internal metrics (lost events, full maps,
 //!   failed reads).
 //! - [`stats`]: kernel-measured run time of programs, for benchmarks.
-//! - one module per source's programs ([`disk_latency`]).
+//! - one module per source's programs ([`disk_latency`], [`profile`],
+//!   [`tcp`], [`net_flows`]).
 //!
 //! Minimum kernel for everything here: 5.5 (BTF in sysfs,
 //! `bpf_probe_read_kernel`); each module states its own.
@@ -25,10 +28,15 @@ pub mod caps;
 pub mod disk_latency;
 pub mod error;
 pub mod loader;
+pub mod loss;
+pub mod net_flows;
+pub mod owners;
 pub mod probe;
+pub mod profile;
 pub mod sources;
 pub mod stats;
 pub mod system;
+pub mod tcp;
 pub mod telemetry;
 pub mod testing;
 
@@ -44,6 +52,14 @@ pub use loader::Object;
 pub mod objects {
     /// `bpf/disk_latency.bpf.c`.
     pub static DISK_LATENCY: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/disk_latency.bpf.o"));
+    /// `bpf/profile.bpf.c`.
+    pub static PROFILE: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/profile.bpf.o"));
+    /// `bpf/loss.bpf.c`: a packet dropper for tests.
+    pub static LOSS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/loss.bpf.o"));
+    /// `bpf/net_flows.bpf.c`.
+    pub static NET_FLOWS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/net_flows.bpf.o"));
+    /// `bpf/tcp.bpf.c`.
+    pub static TCP: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tcp.bpf.o"));
     /// `bpf/probes.bpf.c`: empty programs of each attach type, for `sonde doctor`.
     pub static PROBES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/probes.bpf.o"));
 }

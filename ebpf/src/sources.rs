@@ -18,16 +18,52 @@ pub struct EbpfSource {
 }
 
 /// Every eBPF-based source type.
-pub const SOURCES: &[EbpfSource] = &[EbpfSource {
-    source_type: "disk_latency",
-    min_kernel: (5, 5),
-    attach_points: &[
-        "tracepoint block:block_rq_insert",
-        "tracepoint block:block_rq_issue",
-        "tracepoint block:block_rq_complete",
-    ],
-    trial: crate::disk_latency::trial,
-}];
+pub const SOURCES: &[EbpfSource] = &[
+    EbpfSource {
+        source_type: "disk_latency",
+        min_kernel: (5, 5),
+        attach_points: &[
+            "tracepoint block:block_rq_insert",
+            "tracepoint block:block_rq_issue",
+            "tracepoint block:block_rq_complete",
+        ],
+        trial: crate::disk_latency::trial,
+    },
+    EbpfSource {
+        source_type: "profile",
+        // The BPF ring buffer that announces new processes.
+        min_kernel: (5, 8),
+        attach_points: &[
+            "perf event software cpu-clock on every online CPU",
+            "tracepoint sched:sched_process_exec",
+        ],
+        trial: crate::profile::trial,
+    },
+    EbpfSource {
+        source_type: "tcp",
+        min_kernel: (5, 5),
+        attach_points: &[
+            "tracepoint sock:inet_sock_set_state",
+            "tracepoint tcp:tcp_retransmit_skb",
+            "tracepoint tcp:tcp_retransmit_synack",
+            "tracepoint tcp:tcp_send_reset",
+            "tracepoint tcp:tcp_receive_reset",
+            "tracepoint skb:kfree_skb (optional, 5.17+)",
+        ],
+        trial: crate::tcp::trial,
+    },
+    EbpfSource {
+        source_type: "net_flows",
+        min_kernel: (5, 9),
+        attach_points: &[
+            "tracepoint sock:inet_sock_set_state",
+            "iter/tcp",
+            "cgroup/sock_create on the cgroup v2 root",
+            "cgroup_skb ingress and egress on the cgroup v2 root",
+        ],
+        trial: crate::net_flows::trial,
+    },
+];
 
 /// The eBPF source type named `source_type`, if it is one.
 pub fn find(source_type: &str) -> Option<&'static EbpfSource> {

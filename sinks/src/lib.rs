@@ -7,7 +7,9 @@ pub mod blackhole;
 pub mod console;
 pub mod file;
 pub mod otlp;
+pub mod pprof;
 pub mod prometheus;
+pub mod pyroscope;
 
 use sonde_core::Registry;
 
@@ -18,4 +20,5 @@ pub fn register(registry: &mut Registry) {
     registry.sink::<file::FileSinkConfig>("file");
     registry.sink::<otlp::OtlpSinkConfig>("otlp");
     registry.sink::<prometheus::PrometheusSinkConfig>("prometheus");
+    registry.sink::<pyroscope::PyroscopeSinkConfig>("pyroscope");
 }

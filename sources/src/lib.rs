@@ -6,6 +6,9 @@
 pub mod demo;
 pub mod disk_latency;
 pub mod internal_metrics;
+pub mod net_flows;
+pub mod profile;
+pub mod tcp;
 
 use sonde_core::Registry;
 
@@ -14,4 +17,7 @@ pub fn register(registry: &mut Registry) {
     registry.source::<demo::DemoSourceConfig>("demo");
     registry.source::<disk_latency::DiskLatencySourceConfig>("disk_latency");
     registry.source::<internal_metrics::InternalMetricsSourceConfig>("internal_metrics");
+    registry.source::<net_flows::NetFlowsSourceConfig>("net_flows");
+    registry.source::<profile::ProfileSourceConfig>("profile");
+    registry.source::<tcp::TcpSourceConfig>("tcp");
 }

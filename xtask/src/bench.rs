@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{bail, Result};
 
 /// Every benchmark, in the order they run.
-pub const BENCHMARKS: &[&str] = &["pipeline", "disk", "prometheus", "otlp", "enrich"];
+pub const BENCHMARKS: &[&str] = &["pipeline", "disk", "prometheus", "otlp", "enrich", "profile", "net"];
 
 /// Runs `names` (all when empty).
 pub fn run(names: &[String]) -> Result<()> {
@@ -25,6 +25,13 @@ pub fn run(names: &[String]) -> Result<()> {
     let mut report = String::new();
     for name in selected {
         eprintln!("xtask: benchmark {name}");
+        if name == "profile" {
+            // The peers it compares with, and the compiler of its workload.
+            crate::setup::ensure_packages(crate::setup::PROFILE_BENCH_PACKAGES)?;
+        }
+        if name == "net" {
+            crate::setup::ensure_packages(crate::setup::NET_BENCH_PACKAGES)?;
+        }
         // Every benchmark is a `benches/NAME.rs` target of the sonde package.
         let table = bench(name, out)?;
         report.push_str(&table);

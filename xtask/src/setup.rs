@@ -11,7 +11,10 @@ pub const BUILD_PACKAGES: &[&str] = &["clang", "llvm", "libbpf-dev"];
 /// Packages the tests use besides the build ones: reference tools for the
 /// eBPF sources (bpftrace, perf), capsh to drop capabilities, losetup for
 /// test block devices, Prometheus' promtool for the exposition format,
-/// python3-venv for the Python tools of [`PYTHON_TOOLS`].
+/// python3-venv for the Python tools of [`PYTHON_TOOLS`]; for the profile
+/// tests gcc (a workload built with frame pointers) and an independent pprof
+/// decoder: pprof's own profile.proto (shipped in
+/// golang-github-google-pprof-dev), protoc, and Python's protobuf runtime.
 pub const TEST_PACKAGES: &[&str] = &[
     "clang",
     "llvm",
@@ -23,6 +26,10 @@ pub const TEST_PACKAGES: &[&str] = &[
     "prometheus",
     "procps",
     "python3-venv",
+    "gcc",
+    "protobuf-compiler",
+    "python3-protobuf",
+    "golang-github-google-pprof-dev",
 ];
 
 /// What `cargo xtask kernels` needs: qemu (and its virtiofsd) to boot the
@@ -78,6 +85,12 @@ pub fn ensure_python_tools() -> Result<()> {
     std::fs::write(marker, wanted)?;
     Ok(())
 }
+
+/// What `cargo xtask bench profile` compares sonde with, and builds its workload with.
+pub const PROFILE_BENCH_PACKAGES: &[&str] = &["linux-perf", "bpftrace", "gcc"];
+
+/// What `cargo xtask bench net` serves, loads and compares sonde with.
+pub const NET_BENCH_PACKAGES: &[&str] = &["nginx", "wrk", "bpftrace"];
 
 /// Whether this process runs as root.
 pub fn is_root() -> bool {

@@ -60,6 +60,9 @@ impl Capability {
     pub const DAC_READ_SEARCH: Capability = Capability(2);
     /// Change the capability bounding set (only needed to drop the others).
     pub const SETPCAP: Capability = Capability(8);
+    /// Network administration: loading and attaching cgroup_skb and
+    /// cgroup/sock eBPF programs.
+    pub const NET_ADMIN: Capability = Capability(12);
     /// Inspect other processes: `/proc/PID/exe`, `/proc/PID/maps`,
     /// `/proc/PID/mem` of processes of other users or with more privileges.
     pub const SYS_PTRACE: Capability = Capability(19);

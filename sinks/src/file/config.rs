@@ -12,6 +12,7 @@ use sonde_core::{BoxError, Sink, SinkConfig, SinkContext, SinkError};
 use tower::util::BoxCloneService;
 use tower::Service;
 
+use super::profiles::ProfileFiles;
 use super::writer::RotatingFile;
 
 /// Default size at which the file is rotated: 100 MiB.
@@ -26,27 +27,61 @@ const fn default_max_files() -> usize {
     DEFAULT_MAX_FILES
 }
 
-/// Writes events as JSON lines to a file, rotating it by size.
+/// What the file sink writes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FileFormat {
+    /// JSON lines, one event per line, every kind (default).
+    #[default]
+    Json,
+    /// Profiles only: one gzipped pprof file (`profile-<start>.pb.gz`) per interval.
+    Pprof,
+    /// Profiles only: one folded-stacks file (`stacks-<start>.folded`) per interval.
+    Folded,
+    /// Profiles only: one flame graph SVG (`flamegraph-<start>.svg`) per interval.
+    Flamegraph,
+}
+
+/// Writes events as JSON lines to a file, rotating it by size; or profiles
+/// as pprof, folded-stacks or flame graph files, one per interval.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileSinkConfig {
-    /// The file. Missing parent directories are created. Appended to if it exists.
+    /// With `format = "json"`: the file; appended to if it exists. With the
+    /// profile formats: the directory that receives one file per interval
+    /// (named by the interval's UTC start) and the newest again at
+    /// `<prefix>-latest.<ext>` (`flamegraph-latest.svg`). Missing parent
+    /// directories are created.
     pub path: PathBuf,
-    /// Rotate when the file would grow past this many bytes: `path` becomes
-    /// `path.1`, `path.1` becomes `path.2` …; 0 never rotates. Default 104857600 (100 MiB).
+    /// `json` (default), `pprof`, `folded` or `flamegraph`. The profile
+    /// formats accept only profile events; other events sent to them are
+    /// dropped and counted.
+    #[serde(default)]
+    pub format: FileFormat,
+    /// With `format = "json"`: rotate when the file would grow past this
+    /// many bytes (`path` becomes `path.1`, `path.1` becomes `path.2` …); 0
+    /// never rotates. Unused by the profile formats. Default 104857600 (100 MiB).
     #[serde(default = "default_max_bytes")]
     pub max_bytes: u64,
-    /// Rotated files to keep (`path.1` … `path.N`); older ones are deleted. Default 5.
+    /// Rotated files (`json`: `path.1` … `path.N`) or interval files (profile
+    /// formats) to keep; older ones are deleted. Default 5.
     #[serde(default = "default_max_files")]
     pub max_files: usize,
 }
 
 impl SinkConfig for FileSinkConfig {
     fn accepts(&self) -> EventKinds {
-        EventKinds::ALL
+        match self.format {
+            FileFormat::Json => EventKinds::ALL,
+            FileFormat::Pprof | FileFormat::Folded | FileFormat::Flamegraph => EventKinds::PROFILE,
+        }
     }
 
     fn build(&self, _cx: &SinkContext) -> Result<Sink, BoxError> {
+        if self.format != FileFormat::Json {
+            let files = ProfileFiles::open(&self.path, self.format, self.max_files)?;
+            return Ok(BoxCloneService::new(files));
+        }
         let file = RotatingFile::open(&self.path, self.max_bytes, self.max_files)?;
         Ok(BoxCloneService::new(FileSink {
             file: Arc::new(Mutex::new(file)),

@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0) */
+/*
+ * profile: the structs and constants shared by profile.bpf.c and the Rust
+ * loader (ebpf/src/profile/types.rs).
+ *
+ * This header is the one definition. build.rs turns every `#define NAME
+ * <integer>` below into a Rust constant; a test in the Rust crate reads the
+ * compiled object's BTF and checks that the Rust mirror of `profile_key`
+ * has the same size and field offsets. Keep every value here a plain integer.
+ */
+#ifndef SONDE_PROFILE_H
+#define SONDE_PROFILE_H
+
+/*
+ * Frames kept per stack: the kernel's own limit (PERF_MAX_STACK_DEPTH,
+ * sysctl kernel.perf_event_max_stack defaults to it). A stack map value is
+ * this many u64 instruction pointers.
+ */
+#define PROFILE_STACK_DEPTH 127
+
+/*
+ * Default capacity of each stack map (distinct stacks per interval, per
+ * set). The kernel rounds it up to a power of two; user space may change it
+ * before load (`max_stacks`). A stack whose hash bucket is taken by another
+ * stack is not stored (PROFILE_STAT_*_COLLISION): a larger map makes that
+ * rarer, at 1 KiB of kernel memory per entry and set.
+ */
+#define PROFILE_MAX_STACKS 16384
+
+/* Capacity of each counts map: distinct (process, thread, stacks) per interval. */
+#define PROFILE_MAX_COUNTS 32768
+
+/* Processes remembered as already announced to user space (LRU). */
+#define PROFILE_MAX_KNOWN_PIDS 16384
+
+/* Bytes of the ring buffer announcing new processes (a power of two, >= page). */
+#define PROFILE_NEW_PIDS_BYTES 65536
+
+/*
+ * Indexes of the `profile_stats` per-CPU array: running totals since load.
+ */
+/* Every run of the program (every sample, idle ones included). */
+#define PROFILE_STAT_SAMPLES 0
+/* Samples of the idle task, not recorded (include_idle = 0). */
+#define PROFILE_STAT_IDLE 1
+/* A user stack not stored: its bucket held another stack. */
+#define PROFILE_STAT_USER_COLLISION 2
+/* A kernel stack not stored: its bucket held another stack. */
+#define PROFILE_STAT_KERNEL_COLLISION 3
+/* A stack not stored: the stack map had no free entry. */
+#define PROFILE_STAT_STACK_MAP_FULL 4
+/* A sample lost: the counts map was full. */
+#define PROFILE_STAT_COUNTS_FULL 5
+/* A new process not announced: the ring buffer was full or busy. */
+#define PROFILE_STAT_NOTIFY_LOST 6
+#define PROFILE_STAT_COUNT 7
+
+/* Length of a task's comm, with its NUL (TASK_COMM_LEN). */
+#define PROFILE_COMM_LEN 16
+
+/*
+ * Key of the counts maps: one process, thread and pair of stacks. A stack
+ * id below zero is the negative errno bpf_get_stackid() returned: -EFAULT
+ * (14) when there is no such stack (a kernel thread has no user stack, a
+ * sample in user mode no kernel stack), -EEXIST (17) on a collision,
+ * -ENOMEM (12) when the stack map is full.
+ */
+struct profile_key {
+	/* Thread group id: the process id users know. 0 for the idle task. */
+	__u32 pid;
+	/* Thread id. */
+	__u32 tid;
+	/* Id in the active stack map, or -errno. */
+	__s32 user_stack_id;
+	/* Id in the active stack map, or -errno. */
+	__s32 kernel_stack_id;
+	/* The thread's comm: names processes that exit before user space looks. */
+	char comm[PROFILE_COMM_LEN];
+};
+
+#endif

@@ -1,0 +1,182 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0)
+/*
+ * profile: CPU stack sampling. User space opens one perf event per online
+ * CPU (software cpu-clock, or hardware cycles) and attaches this program to
+ * each; every sample counts (process, thread, user stack, kernel stack) in
+ * a hash map, the stacks themselves going to a stack-trace map.
+ *
+ * Two sets of maps (counts_N, stacks_N) are switched by user space through
+ * `profile_control`: while the program fills one set, user space drains
+ * and clears the other, so no sample is lost to reading.
+ *
+ * The first sample of a process (not yet in `known_pids`) is announced on
+ * the `new_pids` ring buffer, so user space can read the process' memory
+ * maps while it lives, and still symbolize its stacks if it exits before
+ * the interval ends. An exec replaces those maps: `profile_exec`
+ * (tracepoint sched:sched_process_exec) forgets the process, so its next
+ * sample announces it again.
+ *
+ * Stacks are walked by the kernel (bpf_get_stackid): kernel stacks always,
+ * user stacks by frame pointers only; code built without them gives short
+ * user stacks.
+ *
+ * Minimum kernel: 5.8 (BPF ring buffer); perf_event programs and stack maps
+ * are older (4.9).
+ */
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <linux/bpf_perf_event.h>
+#include <bpf/bpf_helpers.h>
+
+#include "profile.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* errno values (the kernel's, which are the same on every architecture). */
+#define EEXIST 17
+
+/* Set from user space before load: record the idle task (pid 0) too. */
+const volatile __u8 include_idle = 0;
+
+struct counts_map {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, PROFILE_MAX_COUNTS);
+	__type(key, struct profile_key);
+	__type(value, __u64);
+};
+
+struct stacks_map {
+	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(max_entries, PROFILE_MAX_STACKS);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, PROFILE_STACK_DEPTH * sizeof(__u64));
+};
+
+/* Preallocated (the default): perf_event programs may run in NMI context. */
+struct counts_map counts_0 SEC(".maps");
+struct counts_map counts_1 SEC(".maps");
+struct stacks_map stacks_0 SEC(".maps");
+struct stacks_map stacks_1 SEC(".maps");
+
+/* Index 0: the set (0 or 1) the program writes to. Written by user space. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} profile_control SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PROFILE_STAT_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} profile_stats SEC(".maps");
+
+/* Processes already announced. LRU: an evicted one is announced again. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, PROFILE_MAX_KNOWN_PIDS);
+	__type(key, __u32);
+	__type(value, __u8);
+} known_pids SEC(".maps");
+
+/* Pids (u32) of processes seen for the first time. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, PROFILE_NEW_PIDS_BYTES);
+} new_pids SEC(".maps");
+
+static __always_inline void count(__u32 stat)
+{
+	__u64 *value = bpf_map_lookup_elem(&profile_stats, &stat);
+
+	if (value)
+		*value += 1;
+}
+
+/* A stack id, or -errno with the loss counted. */
+static __always_inline __s32 stack_id(struct bpf_perf_event_data *ctx, void *stacks, __u64 flags, __u32 collision)
+{
+	long id = bpf_get_stackid(ctx, stacks, flags);
+
+	if (id == -EEXIST)
+		count(collision);
+	else if (id == -12 /* ENOMEM */)
+		count(PROFILE_STAT_STACK_MAP_FULL);
+	return (__s32)id;
+}
+
+static __always_inline void record(struct bpf_perf_event_data *ctx, struct profile_key *key, void *counts,
+				   void *stacks)
+{
+	__u64 one = 1, *value;
+	long err;
+
+	key->user_stack_id = stack_id(ctx, stacks, BPF_F_USER_STACK, PROFILE_STAT_USER_COLLISION);
+	key->kernel_stack_id = stack_id(ctx, stacks, 0, PROFILE_STAT_KERNEL_COLLISION);
+
+	value = bpf_map_lookup_elem(counts, key);
+	if (value) {
+		__sync_fetch_and_add(value, 1);
+		return;
+	}
+	err = bpf_map_update_elem(counts, key, &one, BPF_NOEXIST);
+	if (err == -EEXIST) {
+		/* Another CPU inserted the same key meanwhile. */
+		value = bpf_map_lookup_elem(counts, key);
+		if (value)
+			__sync_fetch_and_add(value, 1);
+	} else if (err) {
+		count(PROFILE_STAT_COUNTS_FULL);
+	}
+}
+
+static __always_inline void announce(__u32 pid)
+{
+	__u8 seen = 1;
+
+	if (bpf_map_lookup_elem(&known_pids, &pid))
+		return;
+	bpf_map_update_elem(&known_pids, &pid, &seen, BPF_ANY);
+	if (bpf_ringbuf_output(&new_pids, &pid, sizeof(pid), 0))
+		count(PROFILE_STAT_NOTIFY_LOST);
+}
+
+SEC("perf_event")
+int profile_cpu(struct bpf_perf_event_data *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct profile_key key = {
+		.pid = id >> 32,
+		.tid = (__u32)id,
+	};
+	__u32 zero = 0, *set;
+
+	count(PROFILE_STAT_SAMPLES);
+	if (key.tid == 0 && !include_idle) {
+		count(PROFILE_STAT_IDLE);
+		return 0;
+	}
+	bpf_get_current_comm(&key.comm, sizeof(key.comm));
+	if (key.pid != 0)
+		announce(key.pid);
+
+	set = bpf_map_lookup_elem(&profile_control, &zero);
+	/* Separate calls per set: each helper call sees one constant map. */
+	if (set && *set == 1)
+		record(ctx, &key, &counts_1, &stacks_1);
+	else
+		record(ctx, &key, &counts_0, &stacks_0);
+	return 0;
+}
+
+/* A new program in this process: announce it again at its next sample. */
+SEC("tracepoint/sched/sched_process_exec")
+int profile_exec(void *ctx)
+{
+	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+
+	bpf_map_delete_elem(&known_pids, &pid);
+	return 0;
+}

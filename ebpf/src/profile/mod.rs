@@ -1,0 +1,398 @@
+//! The `profile` program (`bpf/profile.bpf.c`): CPU stack sampling on every
+//! online CPU, counted in the kernel per (process, thread, user stack,
+//! kernel stack).
+//!
+//! [`Profiler::load`] opens one perf event per online CPU (software
+//! `cpu-clock`, or hardware `cycles` where the PMU offers it) and attaches
+//! the program to each. [`Profiler::drain`] switches the program to the
+//! other of its two map sets, then reads and clears the one it left: no
+//! sample is lost while user space reads. [`NewPids`] hands out the pids
+//! the program saw for the first time, so their memory maps can be read
+//! while they live.
+//!
+//! Minimum kernel 5.8 (BPF ring buffer); CPUs brought online after load
+//! are not sampled.
+
+mod telemetry;
+mod types;
+
+pub use telemetry::ProfileTelemetry;
+pub use types::*;
+
+use std::collections::{HashMap as StdHashMap, HashSet};
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
+
+use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf, StackTraceMap};
+use aya::programs::perf_event::{HardwareEvent, PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
+use aya::programs::PerfEvent;
+
+use crate::error::{LoadError, ReadError};
+use crate::loader::{load_error, Object, ProgramStats};
+
+/// The object's name, used in errors.
+pub const OBJECT: &str = "profile";
+/// The sampling program.
+pub const PROGRAM: &str = "profile_cpu";
+/// The program that forgets a process when it runs a new program.
+pub const PROGRAM_EXEC: &str = "profile_exec";
+/// The counts maps of set 0 and 1.
+pub const MAP_COUNTS: [&str; 2] = ["counts_0", "counts_1"];
+/// The stack maps of set 0 and 1.
+pub const MAP_STACKS: [&str; 2] = ["stacks_0", "stacks_1"];
+/// Which set the program writes to.
+pub const MAP_CONTROL: &str = "profile_control";
+/// Per-CPU loss counters (`PROFILE_STAT_*`).
+pub const MAP_STATS: &str = "profile_stats";
+/// Processes already announced.
+pub const MAP_KNOWN_PIDS: &str = "known_pids";
+/// Ring buffer of new pids.
+pub const MAP_NEW_PIDS: &str = "new_pids";
+
+/// How long [`Profiler::drain`] waits after switching sets before it reads
+/// the old one: a program run that read the old set index just before the
+/// switch finishes within microseconds (it runs with interrupts off).
+pub const SWITCH_GRACE: Duration = Duration::from_millis(2);
+
+/// Which perf event drives the sampling.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SampleEvent {
+    /// The software CPU clock (an hrtimer per CPU): works everywhere,
+    /// including VMs without a virtual PMU.
+    #[default]
+    CpuClock,
+    /// Hardware CPU cycles (needs a PMU): samples also where interrupts
+    /// are disabled.
+    Cycles,
+    /// Cycles when the PMU offers them, else the CPU clock.
+    Auto,
+}
+
+/// How to load the program.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Samples per second per CPU.
+    pub frequency_hz: u64,
+    /// The perf event.
+    pub event: SampleEvent,
+    /// Record samples of the idle task (pid 0).
+    pub include_idle: bool,
+    /// Capacity of each of the two stack maps (rounded up to a power of two by the kernel).
+    pub max_stacks: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            frequency_hz: 99,
+            event: SampleEvent::CpuClock,
+            include_idle: false,
+            max_stacks: PROFILE_MAX_STACKS,
+        }
+    }
+}
+
+/// What the program lost or skipped, as running totals since load.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProfileStats {
+    /// Program runs (samples, idle ones included).
+    pub samples: u64,
+    /// Idle samples not recorded.
+    pub idle: u64,
+    /// User stacks lost to a hash collision in the stack map.
+    pub user_collisions: u64,
+    /// Kernel stacks lost to a hash collision in the stack map.
+    pub kernel_collisions: u64,
+    /// Stacks lost to a full stack map.
+    pub stack_map_full: u64,
+    /// Samples lost to a full counts map.
+    pub counts_full: u64,
+    /// New processes not announced (ring buffer full).
+    pub notify_lost: u64,
+}
+
+/// One drained set: sample counts and the stacks they refer to.
+#[derive(Clone, Debug, Default)]
+pub struct Drained {
+    /// Each distinct key with its number of samples.
+    pub counts: Vec<(ProfileKey, u64)>,
+    /// Instruction pointers of each stack id, innermost first.
+    pub stacks: StdHashMap<u32, Vec<u64>>,
+}
+
+/// The loaded and attached program, with typed handles to its maps.
+/// Dropping it detaches everything.
+pub struct Profiler {
+    object: Object,
+    counts: [HashMap<MapData, ProfileKey, u64>; 2],
+    stacks: [StackTraceMap<MapData>; 2],
+    control: Array<MapData, u32>,
+    stats: PerCpuArray<MapData, u64>,
+    known_pids: HashMap<MapData, u32, u8>,
+    active: u32,
+    event: SampleEvent,
+    cpus: usize,
+}
+
+impl std::fmt::Debug for Profiler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Profiler")
+            .field("event", &self.event)
+            .field("cpus", &self.cpus)
+            .field("active", &self.active)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Profiler {
+    /// Loads the program and attaches it to a sampling perf event on every online CPU.
+    pub fn load(options: &Options) -> Result<Self, LoadError> {
+        let include_idle = u8::from(options.include_idle);
+        let max_stacks = options.max_stacks.max(1);
+        let mut object = Object::load(OBJECT, crate::objects::PROFILE, |loader| {
+            // A load-time constant: the verifier prunes the idle branch.
+            loader.override_global("include_idle", &include_idle, true);
+            for map in MAP_STACKS {
+                loader.map_max_entries(map, max_stacks);
+            }
+        })?;
+        let cpus = aya::util::online_cpus().map_err(|(path, error)| LoadError::Attach {
+            object: OBJECT,
+            program: PROGRAM,
+            attach_point: format!("perf events (cannot read {path})"),
+            source: Box::new(aya::programs::ProgramError::IOError(error)),
+        })?;
+        {
+            let program: &mut PerfEvent = object.program_as(PROGRAM)?;
+            program.load().map_err(|e| load_error(OBJECT, PROGRAM, e))?;
+        }
+        // Before sampling starts, so no exec goes unseen.
+        object.attach_tracepoint(PROGRAM_EXEC, "sched", "sched_process_exec")?;
+        let event = attach(&mut object, &cpus, options)?;
+        let counts = [object.take_map(MAP_COUNTS[0])?, object.take_map(MAP_COUNTS[1])?];
+        let stacks = [object.take_map(MAP_STACKS[0])?, object.take_map(MAP_STACKS[1])?];
+        let control = object.take_map(MAP_CONTROL)?;
+        let stats = object.take_map(MAP_STATS)?;
+        let known_pids = object.take_map(MAP_KNOWN_PIDS)?;
+        Ok(Profiler {
+            object,
+            counts,
+            stacks,
+            control,
+            stats,
+            known_pids,
+            active: 0,
+            event,
+            cpus: cpus.len(),
+        })
+    }
+
+    /// The perf event in use (never `Auto`).
+    pub fn event(&self) -> SampleEvent {
+        self.event
+    }
+
+    /// Number of CPUs sampled.
+    pub fn cpus(&self) -> usize {
+        self.cpus
+    }
+
+    /// The ring buffer of new pids (once: a second call fails with `NoSuchMap`).
+    pub fn take_new_pids(&mut self) -> Result<NewPids, LoadError> {
+        Ok(NewPids {
+            ring: self.object.take_map(MAP_NEW_PIDS)?,
+        })
+    }
+
+    /// Switches the program to the other map set, waits [`SWITCH_GRACE`],
+    /// then reads and clears the set it left.
+    pub fn drain(&mut self) -> Result<Drained, ReadError> {
+        let old = self.active as usize;
+        let new = 1 - self.active;
+        self.control
+            .set(0, new, 0)
+            .map_err(|source| read_error(MAP_CONTROL, source))?;
+        self.active = new;
+        std::thread::sleep(SWITCH_GRACE);
+
+        let counts = &mut self.counts[old];
+        let keys = counts
+            .keys()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| read_error(MAP_COUNTS[old], source))?;
+        let mut drained = Drained {
+            counts: Vec::with_capacity(keys.len()),
+            stacks: StdHashMap::new(),
+        };
+        let mut wanted = HashSet::new();
+        for key in keys {
+            match counts.get(&key, 0) {
+                Ok(n) => drained.counts.push((key, n)),
+                Err(MapError::KeyNotFound) => continue,
+                Err(source) => return Err(read_error(MAP_COUNTS[old], source)),
+            }
+            for stack in [key.user_stack(), key.kernel_stack()] {
+                if let StackRef::Id(id) = stack {
+                    wanted.insert(id);
+                }
+            }
+            remove(counts, &key, MAP_COUNTS[old])?;
+        }
+
+        // Every stored stack goes, referenced or not (a stack whose count
+        // did not fit would otherwise stay forever).
+        let stacks = &mut self.stacks[old];
+        let ids = stacks
+            .stack_ids()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| read_error(MAP_STACKS[old], source))?;
+        for id in ids {
+            if wanted.contains(&id) {
+                match stacks.get(&id, 0) {
+                    Ok(trace) => {
+                        drained.stacks.insert(id, trace.frames().iter().map(|f| f.ip).collect());
+                    }
+                    Err(MapError::KeyNotFound) => {}
+                    Err(source) => return Err(read_error(MAP_STACKS[old], source)),
+                }
+            }
+            match stacks.remove(&id) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(source) => return Err(read_error(MAP_STACKS[old], source)),
+            }
+        }
+        Ok(drained)
+    }
+
+    /// Forgets that `pid` was announced, so that a new process reusing the
+    /// pid is announced again.
+    pub fn forget_pid(&mut self, pid: u32) -> Result<(), ReadError> {
+        remove(&mut self.known_pids, &pid, MAP_KNOWN_PIDS)
+    }
+
+    /// What the program lost so far.
+    pub fn stats(&self) -> Result<ProfileStats, ReadError> {
+        let mut totals = [0u64; PROFILE_STAT_COUNT as usize];
+        for (index, total) in totals.iter_mut().enumerate() {
+            let per_cpu = self
+                .stats
+                .get(&(index as u32), 0)
+                .map_err(|source| read_error(MAP_STATS, source))?;
+            *total = per_cpu.iter().sum();
+        }
+        let at = |stat: u32| totals[stat as usize];
+        Ok(ProfileStats {
+            samples: at(PROFILE_STAT_SAMPLES),
+            idle: at(PROFILE_STAT_IDLE),
+            user_collisions: at(PROFILE_STAT_USER_COLLISION),
+            kernel_collisions: at(PROFILE_STAT_KERNEL_COLLISION),
+            stack_map_full: at(PROFILE_STAT_STACK_MAP_FULL),
+            counts_full: at(PROFILE_STAT_COUNTS_FULL),
+            notify_lost: at(PROFILE_STAT_NOTIFY_LOST),
+        })
+    }
+
+    /// Run time and count of the program (non-zero only while BPF stats
+    /// are enabled, kernel 5.8+).
+    pub fn program_stats(&self) -> Vec<ProgramStats> {
+        self.object.program_stats()
+    }
+}
+
+/// Attaches the loaded program to one perf event per CPU; returns the event used.
+fn attach(object: &mut Object, cpus: &[u32], options: &Options) -> Result<SampleEvent, LoadError> {
+    let program: &mut PerfEvent = object.program_as(PROGRAM)?;
+    let policy = SamplePolicy::Frequency(options.frequency_hz.max(1));
+    let mut event = options.event;
+    for (index, &cpu) in cpus.iter().enumerate() {
+        let config = match event {
+            SampleEvent::CpuClock => PerfEventConfig::Software(SoftwareEvent::CpuClock),
+            SampleEvent::Cycles | SampleEvent::Auto => PerfEventConfig::Hardware(HardwareEvent::CpuCycles),
+        };
+        let result = program.attach(config, PerfEventScope::AllProcessesOneCpu { cpu }, policy, false);
+        match result {
+            Ok(_) => {
+                if event == SampleEvent::Auto {
+                    event = SampleEvent::Cycles;
+                }
+            }
+            // No PMU (ENOENT, EOPNOTSUPP): fall back on the first CPU only,
+            // so every CPU samples the same event.
+            Err(_) if event == SampleEvent::Auto && index == 0 => {
+                event = SampleEvent::CpuClock;
+                program
+                    .attach(
+                        PerfEventConfig::Software(SoftwareEvent::CpuClock),
+                        PerfEventScope::AllProcessesOneCpu { cpu },
+                        policy,
+                        false,
+                    )
+                    .map_err(|source| attach_error(cpu, SampleEvent::CpuClock, source))?;
+            }
+            Err(source) => return Err(attach_error(cpu, event, source)),
+        }
+    }
+    Ok(event)
+}
+
+fn attach_error(cpu: u32, event: SampleEvent, source: aya::programs::ProgramError) -> LoadError {
+    let name = match event {
+        SampleEvent::CpuClock => "software cpu-clock",
+        _ => "hardware cycles",
+    };
+    LoadError::Attach {
+        object: OBJECT,
+        program: PROGRAM,
+        attach_point: format!("perf event {name} on CPU {cpu}"),
+        source: Box::new(source),
+    }
+}
+
+fn read_error(map: &'static str, source: MapError) -> ReadError {
+    ReadError {
+        object: OBJECT,
+        map,
+        source: Box::new(source),
+    }
+}
+
+fn remove<K: aya::Pod, V: aya::Pod>(
+    map: &mut HashMap<MapData, K, V>,
+    key: &K,
+    name: &'static str,
+) -> Result<(), ReadError> {
+    match map.remove(key) {
+        Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+        Err(source) => Err(read_error(name, source)),
+    }
+}
+
+/// The pids the program saw for the first time, as it announces them.
+pub struct NewPids {
+    ring: RingBuf<MapData>,
+}
+
+impl NewPids {
+    /// Every pid announced since the last call.
+    pub fn read(&mut self) -> Vec<u32> {
+        let mut pids = Vec::new();
+        while let Some(item) = self.ring.next() {
+            if let Ok(bytes) = <[u8; 4]>::try_from(&item[..]) {
+                pids.push(u32::from_ne_bytes(bytes));
+            }
+        }
+        pids
+    }
+}
+
+impl AsRawFd for NewPids {
+    /// Readable (`poll`) when pids are waiting.
+    fn as_raw_fd(&self) -> RawFd {
+        self.ring.as_raw_fd()
+    }
+}
+
+/// Loads and attaches the program on every CPU, then detaches: `sonde doctor`'s trial.
+pub fn trial() -> Result<(), LoadError> {
+    Profiler::load(&Options::default()).map(drop)
+}

@@ -1,0 +1,299 @@
+//! The `tcp` programs (`bpf/tcp.bpf.c`): TCP connection metrics per
+//! process, role, service port and peer, kept in a kernel hash map
+//! ([`TcpKey`] → [`TcpCounts`]), plus drops of TCP packets by reason.
+//!
+//! Tracepoints `sock:inet_sock_set_state` (4.16+), `tcp:tcp_retransmit_skb`,
+//! `tcp:tcp_retransmit_synack`, `tcp:tcp_send_reset`, `tcp:tcp_receive_reset`
+//! (4.15+, 4.16+ for SYN-ACKs) and, optionally, `skb:kfree_skb` with drop
+//! reasons (5.17+). Minimum kernel 5.5 (BTF in sysfs,
+//! `bpf_probe_read_kernel`). Two events changed their event class across
+//! kernels (`tcp_retransmit_skb` in 6.16, `tcp_send_reset` in 6.10): the
+//! object has one program per class and [`TcpPrograms::load`] picks the one
+//! the running kernel's BTF describes.
+
+mod drop_reason;
+mod types;
+
+pub use drop_reason::{drop_reason_names, parse_print_symbolic, reason_name};
+pub use types::*;
+
+pub use crate::disk_latency::log2_bounds;
+
+use aya::maps::{HashMap, MapData, PerCpuArray};
+use metrics::Label;
+
+use crate::error::{LoadError, ReadError};
+use crate::loader::{Object, ProgramStats};
+use crate::telemetry::{self, KernelCounter};
+
+/// The object's name, used in errors.
+pub const OBJECT: &str = "tcp";
+/// Running totals by key.
+pub const MAP_SERIES: &str = "tcp_series";
+/// Live sockets and their owners (LRU).
+pub const MAP_SOCKS: &str = "tcp_socks";
+/// Listening ports and their owners (LRU).
+pub const MAP_LISTENERS: &str = "tcp_listeners";
+/// Per-CPU counters of what the programs lost (`TCP_STAT_*`).
+pub const MAP_STATS: &str = "tcp_stats";
+/// Per-CPU drop counts by reason.
+pub const MAP_DROPS: &str = "tcp_drops";
+
+/// How to load the programs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Keep the peer's address in each key (one series per peer).
+    pub peer_addresses: bool,
+    /// Count drops of TCP packets by reason (`skb:kfree_skb`, 5.17+).
+    pub drop_reasons: bool,
+    /// Capacity of the series map (keys).
+    pub max_series: u32,
+    /// Capacity of the live-socket map (sockets).
+    pub max_sockets: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            peer_addresses: true,
+            drop_reasons: true,
+            max_series: TCP_MAX_SERIES,
+            max_sockets: TCP_MAX_SOCKETS,
+        }
+    }
+}
+
+/// What the programs lost, as running totals since load.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpStats {
+    /// Events not counted because the series map was full.
+    pub series_full: u64,
+    /// Handshakes that ended without their start (attached mid-handshake, or evicted).
+    pub no_connect_start: u64,
+    /// Events on sockets whose owner is unknown (opened before load, or
+    /// evicted): counted with pid 0.
+    pub untracked: u64,
+    /// Failed reads of kernel memory.
+    pub read_failed: u64,
+    /// Sockets evicted from the live-socket map before they closed.
+    pub sock_evictions: u64,
+}
+
+/// The loaded and attached programs, with typed handles to their maps.
+/// Dropping it detaches everything.
+pub struct TcpPrograms {
+    object: Object,
+    series: HashMap<MapData, TcpKey, TcpCounts>,
+    socks: HashMap<MapData, u64, [u8; SOCK_STATE_SIZE]>,
+    stats: PerCpuArray<MapData, u64>,
+    drops: Option<PerCpuArray<MapData, u64>>,
+}
+
+/// Size of `struct sock_state` (a key and a u64), which user space only counts.
+const SOCK_STATE_SIZE: usize = std::mem::size_of::<TcpKey>() + 8;
+
+impl std::fmt::Debug for TcpPrograms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpPrograms")
+            .field("object", &self.object)
+            .field("drops", &self.drops.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which of two programs for one tracepoint fits the running kernel: the
+/// first when its context struct exists in the kernel's BTF.
+fn program_for(context: &str, new: &'static str, old: &'static str) -> Result<&'static str, LoadError> {
+    let btf = crate::loader::kernel_btf()?;
+    let has = btf.id_by_type_name_kind(context, aya_obj::btf::BtfKind::Struct).is_ok();
+    Ok(if has { new } else { old })
+}
+
+impl TcpPrograms {
+    /// Loads the programs and attaches them. Drop reasons are optional: on
+    /// a kernel without them (before 5.17) the rest still loads, and
+    /// [`TcpPrograms::drop_reasons`] says so.
+    pub fn load(options: Options) -> Result<Self, LoadError> {
+        let track_peer = u8::from(options.peer_addresses);
+        let mut object = Object::load(OBJECT, crate::objects::TCP, |loader| {
+            // A load-time constant: the verifier prunes the address copies.
+            loader.override_global("track_peer", &track_peer, true);
+            loader.map_max_entries(MAP_SERIES, options.max_series.max(1));
+            loader.map_max_entries(MAP_SOCKS, options.max_sockets.max(1));
+        })?;
+        let retransmit = program_for(
+            "trace_event_raw_tcp_retransmit_skb",
+            "tcp_retransmit_skb",
+            "tcp_retransmit_skb_old",
+        )?;
+        let send_reset = program_for("trace_event_raw_tcp_send_reset", "tcp_send_reset", "tcp_send_reset_old")?;
+        // Lifecycle first, so that the owners of new sockets are known by
+        // the time their retransmits and resets are seen.
+        object.attach_tracepoint("inet_sock_set_state", "sock", "inet_sock_set_state")?;
+        object.attach_tracepoint(retransmit, "tcp", "tcp_retransmit_skb")?;
+        object.attach_tracepoint("tcp_retransmit_synack", "tcp", "tcp_retransmit_synack")?;
+        object.attach_tracepoint(send_reset, "tcp", "tcp_send_reset")?;
+        object.attach_tracepoint("tcp_receive_reset", "tcp", "tcp_receive_reset")?;
+        let drops = if options.drop_reasons {
+            match object.attach_tracepoint("kfree_skb", "skb", "kfree_skb") {
+                Ok(()) => Some(object.take_map(MAP_DROPS)?),
+                Err(error) => {
+                    tracing::warn!(%error, "TCP drop reasons unavailable (kernel 5.17+ needed)");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        // After attaching, so that listens seen by the program win.
+        let mut listeners = object.take_map(MAP_LISTENERS)?;
+        let seeded = crate::owners::seed_listeners(&mut listeners);
+        tracing::debug!(seeded, "owners of existing TCP listeners");
+        Ok(TcpPrograms {
+            series: object.take_map(MAP_SERIES)?,
+            socks: object.take_map(MAP_SOCKS)?,
+            stats: object.take_map(MAP_STATS)?,
+            drops,
+            object,
+        })
+    }
+
+    /// Every key and its running totals, sorted by key.
+    pub fn read(&self) -> Result<Vec<(TcpKey, TcpCounts)>, ReadError> {
+        let mut out = Vec::new();
+        for entry in self.series.iter() {
+            out.push(entry.map_err(read_error(MAP_SERIES))?);
+        }
+        out.sort_by_key(|(key, _)| *key);
+        Ok(out)
+    }
+
+    /// Removes a key (a process that is gone). Its totals restart if it
+    /// comes back.
+    pub fn remove(&mut self, key: &TcpKey) -> Result<(), ReadError> {
+        match self.series.remove(key) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(read_error(MAP_SERIES)(e)),
+        }
+    }
+
+    /// Whether drop reasons are counted.
+    pub fn drop_reasons(&self) -> bool {
+        self.drops.is_some()
+    }
+
+    /// Dropped TCP packets by reason number (non-zero ones), running totals.
+    pub fn drops(&self) -> Result<Vec<(u32, u64)>, ReadError> {
+        let Some(drops) = &self.drops else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for reason in 0..TCP_DROP_REASONS {
+            let total: u64 = drops.get(&reason, 0).map_err(read_error(MAP_DROPS))?.iter().sum();
+            if total > 0 {
+                out.push((reason, total));
+            }
+        }
+        Ok(out)
+    }
+
+    /// What the programs lost so far.
+    pub fn stats(&self) -> Result<TcpStats, ReadError> {
+        let mut totals = [0u64; TCP_STAT_COUNT as usize];
+        for (index, total) in totals.iter_mut().enumerate() {
+            *total = self
+                .stats
+                .get(&(index as u32), 0)
+                .map_err(read_error(MAP_STATS))?
+                .iter()
+                .sum();
+        }
+        let live = self.socks.keys().filter(Result::is_ok).count() as u64;
+        // Every insert either is still there, was deleted at close, or was
+        // evicted by the LRU.
+        let sock_evictions = totals[TCP_STAT_SOCK_INSERTS as usize]
+            .saturating_sub(totals[TCP_STAT_SOCK_DELETES as usize])
+            .saturating_sub(live);
+        Ok(TcpStats {
+            series_full: totals[TCP_STAT_SERIES_FULL as usize],
+            no_connect_start: totals[TCP_STAT_NO_CONNECT_START as usize],
+            untracked: totals[TCP_STAT_UNTRACKED as usize],
+            read_failed: totals[TCP_STAT_READ_FAILED as usize],
+            sock_evictions,
+        })
+    }
+
+    /// Run time and count of each program (non-zero only while BPF stats
+    /// are enabled, kernel 5.8+).
+    pub fn program_stats(&self) -> Vec<ProgramStats> {
+        self.object.program_stats()
+    }
+}
+
+fn read_error(map: &'static str) -> impl Fn(aya::maps::MapError) -> ReadError {
+    move |source| ReadError {
+        object: OBJECT,
+        map,
+        source: Box::new(source),
+    }
+}
+
+/// Loads and attaches the programs, then detaches them: `sonde doctor`'s trial.
+pub fn trial() -> Result<(), LoadError> {
+    TcpPrograms::load(Options::default()).map(drop)
+}
+
+/// The `sonde_ebpf_*` counters of one running `tcp` source.
+#[derive(Debug)]
+pub struct TcpTelemetry {
+    series_full: KernelCounter,
+    no_connect_start: KernelCounter,
+    untracked: KernelCounter,
+    read_failed: KernelCounter,
+    sock_evictions: KernelCounter,
+    evictions_seen: u64,
+    map_read_failed: metrics::Counter,
+}
+
+impl TcpTelemetry {
+    /// Registers the counters with the component's `labels`.
+    pub fn new(labels: &[Label]) -> Self {
+        let labels = telemetry::with_label(labels, "object", OBJECT);
+        let lost =
+            |reason: &str| KernelCounter::new(telemetry::LOST_EVENTS, telemetry::with_label(&labels, "reason", reason));
+        TcpTelemetry {
+            series_full: KernelCounter::new(telemetry::MAP_FULL, telemetry::with_label(&labels, "map", MAP_SERIES)),
+            no_connect_start: lost("no_connect_start"),
+            untracked: lost("unattributed"),
+            read_failed: KernelCounter::new(
+                telemetry::FAILED_READS,
+                telemetry::with_label(&labels, "what", "kernel:sock"),
+            ),
+            sock_evictions: KernelCounter::new(
+                telemetry::MAP_EVICTIONS,
+                telemetry::with_label(&labels, "map", MAP_SOCKS),
+            ),
+            evictions_seen: 0,
+            map_read_failed: metrics::counter!(
+                telemetry::FAILED_READS,
+                telemetry::with_label(&labels, "what", format!("map:{MAP_SERIES}"))
+            ),
+        }
+    }
+
+    /// Exports the programs' running totals.
+    pub fn observe(&mut self, stats: &TcpStats) {
+        self.series_full.observe(stats.series_full);
+        self.no_connect_start.observe(stats.no_connect_start);
+        self.untracked.observe(stats.untracked);
+        self.read_failed.observe(stats.read_failed);
+        // Derived from three racing reads: never let it step back.
+        self.evictions_seen = self.evictions_seen.max(stats.sock_evictions);
+        self.sock_evictions.observe(self.evictions_seen);
+    }
+
+    /// Counts a failed read of a map by user space.
+    pub fn map_read_failed(&self) {
+        self.map_read_failed.increment(1);
+    }
+}

@@ -1,0 +1,220 @@
+//! Rust mirrors of `bpf/include/tcp.h`. The constants are generated from
+//! the header by `build.rs`; the structs are checked field by field against
+//! the compiled object's BTF (`tests` below).
+
+#![allow(missing_docs)]
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+include!(concat!(env!("OUT_DIR"), "/tcp_consts.rs"));
+
+/// Slots of the connect-latency and RTT histograms.
+pub const LATENCY_SLOTS: usize = TCP_LATENCY_SLOTS as usize;
+
+/// `struct tcp_key`: one process, role, service port and peer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TcpKey {
+    /// cgroup v2 id of the process (0 when unknown).
+    pub cgroup_id: u64,
+    /// Process id (0 when unknown).
+    pub pid: u32,
+    /// Service port: the remote port of a client, the local port of a server.
+    pub port: u16,
+    /// `TCP_ROLE_*`.
+    pub role: u8,
+    /// `TCP_FAMILY_*`.
+    pub family: u8,
+    /// The peer's address, IPv4 in the first 4 bytes; zero when not tracked.
+    pub addr: [u8; 16],
+    /// The process' comm, NUL-padded.
+    pub comm: [u8; 16],
+}
+
+// SAFETY: repr(C) with fields of 8, 4, 2, 1, 1, 16 and 16 bytes in that
+// order: no padding, and every bit pattern is a valid value.
+unsafe impl aya::Pod for TcpKey {}
+
+impl TcpKey {
+    /// Which end of the connection the process is.
+    pub fn role(&self) -> Role {
+        Role::from_raw(self.role)
+    }
+
+    /// The peer's address, when the key has one.
+    pub fn peer(&self) -> Option<IpAddr> {
+        match u32::from(self.family) {
+            TCP_FAMILY_V4 if self.addr[..4] != [0; 4] => Some(IpAddr::V4(Ipv4Addr::new(
+                self.addr[0],
+                self.addr[1],
+                self.addr[2],
+                self.addr[3],
+            ))),
+            TCP_FAMILY_V6 if self.addr != [0; 16] => Some(IpAddr::V6(Ipv6Addr::from(self.addr))),
+            _ => None,
+        }
+    }
+
+    /// `ipv4` or `ipv6` (OpenTelemetry's `network.type`), if known.
+    pub fn network_type(&self) -> Option<&'static str> {
+        match u32::from(self.family) {
+            TCP_FAMILY_V4 => Some("ipv4"),
+            TCP_FAMILY_V6 => Some("ipv6"),
+            _ => None,
+        }
+    }
+
+    /// The comm as text (empty when unknown).
+    pub fn comm(&self) -> String {
+        comm_str(&self.comm)
+    }
+}
+
+/// A NUL-padded kernel comm as text.
+pub fn comm_str(comm: &[u8]) -> String {
+    let end = comm.iter().position(|b| *b == 0).unwrap_or(comm.len());
+    String::from_utf8_lossy(&comm[..end]).into_owned()
+}
+
+/// `struct tcp_counts`: running totals of one key.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpCounts {
+    pub opens: u64,
+    pub closes: u64,
+    pub connect_failures: u64,
+    pub retransmits: u64,
+    pub resets_sent: u64,
+    pub resets_received: u64,
+    /// SYN_SENT → ESTABLISHED, log2-ns slots.
+    pub connect_ok: [u64; LATENCY_SLOTS],
+    /// SYN_SENT → CLOSE, log2-ns slots.
+    pub connect_failed: [u64; LATENCY_SLOTS],
+    /// Smoothed RTT when the connection left ESTABLISHED, log2-ns slots.
+    pub rtt: [u64; LATENCY_SLOTS],
+    pub connect_ok_sum_ns: u64,
+    pub connect_failed_sum_ns: u64,
+    pub rtt_sum_ns: u64,
+}
+
+// SAFETY: repr(C), only u64 fields and arrays of u64, no padding: every bit
+// pattern is valid.
+unsafe impl aya::Pod for TcpCounts {}
+
+impl Default for TcpCounts {
+    fn default() -> Self {
+        TcpCounts {
+            opens: 0,
+            closes: 0,
+            connect_failures: 0,
+            retransmits: 0,
+            resets_sent: 0,
+            resets_received: 0,
+            connect_ok: [0; LATENCY_SLOTS],
+            connect_failed: [0; LATENCY_SLOTS],
+            rtt: [0; LATENCY_SLOTS],
+            connect_ok_sum_ns: 0,
+            connect_failed_sum_ns: 0,
+            rtt_sum_ns: 0,
+        }
+    }
+}
+
+/// Which end of a connection a process is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// It connected (active open).
+    Client,
+    /// It accepted (passive open).
+    Server,
+    /// A reset sent for a packet that matched no socket, tuple unknown.
+    Unknown,
+}
+
+impl Role {
+    /// From a `TCP_ROLE_*` value.
+    pub fn from_raw(role: u8) -> Role {
+        match u32::from(role) {
+            TCP_ROLE_CLIENT => Role::Client,
+            TCP_ROLE_SERVER => Role::Server,
+            _ => Role::Unknown,
+        }
+    }
+
+    /// The attribute value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Role::Client => "client",
+            Role::Server => "server",
+            Role::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::btf_layout::ObjectBtf;
+
+    #[test]
+    fn structs_match_the_compiled_object() {
+        let btf = ObjectBtf::from_object(crate::objects::TCP);
+        crate::assert_layout!(
+            btf,
+            "tcp_key",
+            TcpKey {
+                cgroup_id,
+                pid,
+                port,
+                role,
+                family,
+                addr,
+                comm
+            }
+        );
+        crate::assert_layout!(
+            btf,
+            "tcp_counts",
+            TcpCounts {
+                opens,
+                closes,
+                connect_failures,
+                retransmits,
+                resets_sent,
+                resets_received,
+                connect_ok,
+                connect_failed,
+                rtt,
+                connect_ok_sum_ns,
+                connect_failed_sum_ns,
+                rtt_sum_ns
+            }
+        );
+    }
+
+    #[test]
+    fn keys_decode_peers_and_comms() {
+        let mut key = TcpKey {
+            family: TCP_FAMILY_V4 as u8,
+            role: TCP_ROLE_SERVER as u8,
+            ..TcpKey::default()
+        };
+        assert_eq!(key.peer(), None);
+        key.addr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        assert_eq!(key.peer(), Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        assert_eq!(key.role(), Role::Server);
+        key.family = TCP_FAMILY_V6 as u8;
+        key.addr = Ipv6Addr::LOCALHOST.octets();
+        assert_eq!(key.peer(), Some(IpAddr::V6(Ipv6Addr::LOCALHOST)));
+        assert_eq!(key.network_type(), Some("ipv6"));
+        key.comm[..4].copy_from_slice(b"curl");
+        assert_eq!(key.comm(), "curl");
+    }
+}

@@ -1,0 +1,185 @@
+//! The `profile` source's options.
+
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use sonde_core::event::EventKinds;
+use sonde_core::privileges::{Capability, CapabilitySet};
+use sonde_core::topology::component_metrics;
+use sonde_core::{BoxError, Source, SourceConfig, SourceContext};
+use sonde_ebpf::profile::{Options, SampleEvent, PROFILE_MAX_STACKS};
+
+use super::collect::Collector;
+use super::filter::Targets;
+
+/// Default samples per second per CPU: 99, not 100, so sampling does not
+/// run in lockstep with timers that fire at round frequencies.
+pub const DEFAULT_FREQUENCY_HZ: u64 = 99;
+/// Highest accepted frequency: past it the sampling itself costs more than 1 % of a CPU.
+pub const MAX_FREQUENCY_HZ: u64 = 1000;
+/// Default time between two emissions.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
+/// Default capacity of each stack map.
+pub const DEFAULT_MAX_STACKS: u32 = PROFILE_MAX_STACKS;
+
+const fn default_frequency_hz() -> u64 {
+    DEFAULT_FREQUENCY_HZ
+}
+const fn default_interval() -> Duration {
+    DEFAULT_INTERVAL
+}
+const fn default_max_stacks() -> u32 {
+    DEFAULT_MAX_STACKS
+}
+
+/// The perf event that triggers samples.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProfileEvent {
+    /// The software CPU clock (default): works everywhere, VMs without a
+    /// virtual PMU included; cannot sample code that runs with interrupts off.
+    #[default]
+    CpuClock,
+    /// Hardware CPU cycles: fails where there is no PMU.
+    Cycles,
+    /// Cycles where the PMU offers them, else the CPU clock.
+    Auto,
+}
+
+/// CPU profiles of every process (or those selected), compiled and JIT
+/// code, sampled in the kernel with eBPF (perf events) and symbolized in
+/// the agent. Native code needs frame pointers for full stacks.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileSourceConfig {
+    /// Samples per second on each CPU, 1 to 1000. Each sample of a process
+    /// stands for 1/frequency seconds of CPU time. Higher gives finer
+    /// profiles at a proportional cost (about 2 µs per sample). Default 99.
+    #[serde(default = "default_frequency_hz")]
+    pub frequency_hz: u64,
+    /// Time covered by one profile: every interval the source emits one
+    /// profile per sampled process and starts over. Default `15s`.
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub interval: Duration,
+    /// Report only these process ids. Default: empty (no pid filter).
+    #[serde(default)]
+    pub pids: Vec<u32>,
+    /// Report only processes in these cgroup v2 paths or below them
+    /// (`/kubepods.slice`, `/system.slice/nginx.service`). Default: empty.
+    #[serde(default)]
+    pub cgroups: Vec<String>,
+    /// Report only processes whose name (comm, 15 characters at most)
+    /// matches one of these glob patterns (`*` and `?`), e.g. `["postgres*"]`.
+    /// Default: empty.
+    #[serde(default)]
+    pub comms: Vec<String>,
+    /// Also report the idle task (pid 0, `swapper`): shows how idle CPUs
+    /// are. Default `false`.
+    #[serde(default)]
+    pub include_idle: bool,
+    /// `cpu_clock` (default), `cycles` or `auto`: the perf event that
+    /// triggers samples.
+    #[serde(default)]
+    pub event: ProfileEvent,
+    /// Distinct stacks each of the kernel's two stack maps holds per
+    /// interval (rounded up to a power of two). A stack whose hash slot is
+    /// taken is lost and counted in `sonde_ebpf_lost_events_total`; more
+    /// slots make that rarer at about 1 KiB of kernel memory each, twice.
+    /// Default 16384.
+    #[serde(default = "default_max_stacks")]
+    pub max_stacks: u32,
+    /// Also read DWARF debug info, for source files and line numbers of
+    /// native frames (function names come from ELF symbols either way).
+    /// Parsing a binary's debug info costs CPU time and memory once per
+    /// binary (hundreds of MB for the largest), which on a node that keeps
+    /// starting new binaries (CI, builds) is most of the source's cost.
+    /// Default `false`.
+    #[serde(default)]
+    pub line_numbers: bool,
+}
+
+impl Default for ProfileSourceConfig {
+    fn default() -> Self {
+        ProfileSourceConfig {
+            frequency_hz: DEFAULT_FREQUENCY_HZ,
+            interval: DEFAULT_INTERVAL,
+            pids: Vec::new(),
+            cgroups: Vec::new(),
+            comms: Vec::new(),
+            include_idle: false,
+            event: ProfileEvent::CpuClock,
+            max_stacks: DEFAULT_MAX_STACKS,
+            line_numbers: false,
+        }
+    }
+}
+
+impl ProfileSourceConfig {
+    /// The program's load options.
+    pub fn options(&self) -> Options {
+        Options {
+            frequency_hz: self.frequency_hz,
+            event: match self.event {
+                ProfileEvent::CpuClock => SampleEvent::CpuClock,
+                ProfileEvent::Cycles => SampleEvent::Cycles,
+                ProfileEvent::Auto => SampleEvent::Auto,
+            },
+            include_idle: self.include_idle,
+            max_stacks: self.max_stacks,
+        }
+    }
+
+    /// The target filters.
+    pub fn targets(&self) -> Targets {
+        Targets {
+            pids: self.pids.clone(),
+            cgroups: self.cgroups.clone(),
+            comms: self.comms.clone(),
+        }
+    }
+
+    /// Checks the values serde cannot.
+    pub fn validate(&self) -> Result<(), BoxError> {
+        if !(1..=MAX_FREQUENCY_HZ).contains(&self.frequency_hz) {
+            return Err(format!("frequency_hz must be between 1 and {MAX_FREQUENCY_HZ}").into());
+        }
+        if self.interval < Duration::from_millis(100) {
+            return Err("interval must be at least 100ms".into());
+        }
+        if self.max_stacks == 0 {
+            return Err("max_stacks must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+impl SourceConfig for ProfileSourceConfig {
+    fn outputs(&self) -> EventKinds {
+        EventKinds::PROFILE
+    }
+
+    /// CAP_BPF and CAP_PERFMON load the programs and open a CPU-clock perf
+    /// event on every CPU; CAP_DAC_READ_SEARCH reads tracepoint ids in
+    /// tracefs (the exec tracepoint); CAP_SYS_PTRACE reads /proc/PID/maps
+    /// and the mapped ELF files of other users' processes to symbolize them.
+    /// Declared so the agent keeps them after start.
+    fn capabilities(&self) -> CapabilitySet {
+        CapabilitySet::of(&[
+            Capability::BPF,
+            Capability::PERFMON,
+            Capability::DAC_READ_SEARCH,
+            Capability::SYS_PTRACE,
+        ])
+    }
+
+    fn build(&self, cx: SourceContext) -> Result<Source, BoxError> {
+        self.validate()?;
+        // Load and attach now, so a node that cannot run the source fails
+        // at startup with the program, attach point and reason.
+        let labels = component_metrics::labels(&cx.info);
+        let collector = Collector::load(self, cx.global.node_name.clone(), &labels)?;
+        Ok(Box::pin(super::run::run(collector, self.interval, cx)))
+    }
+}

@@ -1,0 +1,59 @@
+//! `source "profile"`: CPU profiles of every process on the node, sampled
+//! in the kernel and symbolized in the agent.
+//!
+//! The eBPF program (`ebpf/bpf/profile.bpf.c`, loaded by
+//! [`sonde_ebpf::profile`]) runs on a perf event on every online CPU,
+//! `frequency_hz` times a second, and counts (process, thread, user stack,
+//! kernel stack) in the kernel. Every `interval` the source switches the
+//! program to its second set of maps, drains the first, and emits one
+//! [`Profile`](sonde_core::event::Profile) per process: its distinct
+//! stacks with sample counts, `period` = 1/frequency in nanoseconds, the
+//! time range, and attributes `process.pid`, `process.executable.name`,
+//! `process.executable.path`, `cgroup.path` and the node name, for
+//! enrichment.
+//!
+//! Symbolization ([`symbolize`]): kernel frames from `/proc/kallsyms`,
+//! native frames from ELF symbols and DWARF line info where present, JIT
+//! frames from `/tmp/perf-PID.map` (Node `--perf-basic-prof`, the JVM with
+//! perf-map-agent). Results are cached per file content (build id, or
+//! device and inode), so a steady state costs little. The program announces
+//! each new process on a ring buffer: the source reads its memory maps and
+//! opens its files right away, so a process that exits before the interval
+//! ends is still symbolized. Frames that cannot be named (a process that
+//! exited before it could be read, a stripped binary) are kept as
+//! addresses and counted in `sonde_profile_unknown_frames_total{reason}`.
+//! Stacks the kernel could not store (stack map collisions, full maps) are
+//! counted in `sonde_ebpf_lost_events_total` / `sonde_ebpf_map_full_total`
+//! and appear as a `[lost … stack]` frame, so sample counts stay whole.
+//!
+//! **Frame pointers.** User stacks are walked by the kernel with frame
+//! pointers. Code built without them (`-fomit-frame-pointer`, the default
+//! of most distributions' C libraries and of optimised builds before GCC
+//! 14 / Fedora 38 / Ubuntu 24.04) gives short user stacks: the sampled
+//! function and a wrong or missing caller. Build with
+//! `-fno-omit-frame-pointer` (Rust: `-C force-frame-pointers=yes`; Go keeps
+//! them by default). Unwinding with `.eh_frame` tables in the kernel, as
+//! the OpenTelemetry eBPF profiler does, is the known next step; it needs
+//! no rebuild of the profiled programs. Interpreted code (Python, Ruby)
+//! shows the interpreter's frames unless it writes a perf map (Python 3.12
+//! `-X perf`).
+//!
+//! Minimum kernel 5.8 (BPF ring buffer) with BTF; needs CAP_BPF and
+//! CAP_PERFMON (or CAP_SYS_ADMIN), and CAP_SYS_PTRACE to read other
+//! processes' maps and files.
+
+mod collect;
+mod config;
+pub mod filter;
+pub mod perf_map;
+pub mod procs;
+mod run;
+pub mod symbolize;
+#[cfg(test)]
+mod tests;
+
+pub use collect::{Collector, IDLE_COMM, SAMPLE_TYPE, SAMPLE_UNIT, UNKNOWN_FRAMES};
+pub use config::{
+    ProfileEvent, ProfileSourceConfig, DEFAULT_FREQUENCY_HZ, DEFAULT_INTERVAL, DEFAULT_MAX_STACKS, MAX_FREQUENCY_HZ,
+};
+pub use symbolize::Symbols;

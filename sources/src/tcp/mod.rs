@@ -1,0 +1,58 @@
+//! `source "tcp"`: TCP connection metrics per process, role, service port
+//! and peer, counted in the kernel from tracepoints (no kprobes needed).
+//!
+//! The eBPF programs (`ebpf/bpf/tcp.bpf.c`, loaded by [`sonde_ebpf::tcp`])
+//! follow each connection through `sock:inet_sock_set_state` and count
+//! retransmits, resets and drops, in a kernel hash map keyed by (pid, comm,
+//! cgroup, role, service port, peer address). Every `interval` the source
+//! reads the map and emits:
+//!
+//! | metric | kind | unit |
+//! |---|---|---|
+//! | `sonde_tcp_connections_opened_total` | counter | connections |
+//! | `sonde_tcp_connections_closed_total` | counter | connections |
+//! | `sonde_tcp_connect_failures_total` | counter | connects |
+//! | `sonde_tcp_connect_duration_seconds` | histogram, `result` = `established` or `failed` | s |
+//! | `sonde_tcp_rtt_seconds` | histogram: smoothed RTT when a connection left ESTABLISHED | s |
+//! | `sonde_tcp_retransmits_total` | counter | segments |
+//! | `sonde_tcp_resets_sent_total`, `sonde_tcp_resets_received_total` | counter | resets |
+//! | `sonde_tcp_drops_total` | counter per kernel drop `reason` (node-wide, 5.17+) | packets |
+//!
+//! with attributes `process.pid`, `process.executable.name`, `cgroup.id`
+//! (pod enrichment keys on these), `sonde.tcp.role` (`client`: the process
+//! connected; `server`: it accepted), `server.port` (the remote port of a
+//! client, the local port of a server, so ephemeral ports never make
+//! series), `network.peer.address` (unless `peer_addresses = false`),
+//! `network.type` and the node name. A counter appears once it is non-zero.
+//!
+//! Connect latency is SYN_SENT → ESTABLISHED (`result = "established"`) or
+//! SYN_SENT → CLOSE (`failed`: refused, timed out, reset): exactly one
+//! observation per connect whose start was seen. A passive open belongs to
+//! the process that called `listen()` on the port. Events on sockets opened
+//! before the source started are counted with pid 0 (and in
+//! `sonde_ebpf_lost_events_total{reason="unattributed"}`); a reset sent for
+//! a packet that matched no socket (a connect to a closed port) is counted
+//! as the closed port answering, with no process.
+//!
+//! **Cumulative temporality**, like `disk_latency`: running totals that
+//! need no read-and-reset race with the kernel. The series of a process
+//! that exited are emitted once more, then removed from the kernel map, so
+//! the map holds live processes only; `max_series` bounds it, and an event
+//! that finds it full is counted in `sonde_ebpf_map_full_total`. Whether a
+//! process is alive is read from `/proc`, so in Kubernetes the agent needs
+//! `hostPID` (without it, quiet series are removed and restart from zero).
+//!
+//! Minimum kernel 5.5 with BTF; drop reasons need 5.17. Needs CAP_BPF and
+//! CAP_PERFMON (or CAP_SYS_ADMIN).
+
+mod collect;
+mod config;
+mod run;
+#[cfg(test)]
+mod tests;
+
+pub use collect::{
+    Collector, CLOSES, CONNECT_DURATION, CONNECT_FAILURES, DROPS, DROP_REASON, NETWORK_TYPE, OPENS, PEER, PORT,
+    RESETS_RECEIVED, RESETS_SENT, RESULT, RETRANSMITS, ROLE, RTT,
+};
+pub use config::{TcpSourceConfig, DEFAULT_INTERVAL, DEFAULT_MAX_SERIES, DEFAULT_MAX_SOCKETS};
