@@ -11,6 +11,9 @@
 //! reported as failed, so a new source cannot skip the matrix.
 
 mod disk_latency;
+mod net_flows;
+mod profile;
+mod tcp;
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -32,7 +35,7 @@ pub struct Check {
 }
 
 /// Every source's check, in the order they run.
-pub const CHECKS: &[Check] = &[disk_latency::CHECK];
+pub const CHECKS: &[Check] = &[disk_latency::CHECK, profile::CHECK, tcp::CHECK, net_flows::CHECK];
 
 /// Why a check failed, by stage.
 #[derive(Debug, thiserror::Error)]
