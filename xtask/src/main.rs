@@ -52,6 +52,9 @@ enum Task {
         /// Only these kernels (5.10, 6.1, 6.12, 7.x). Default: all.
         #[arg(long = "kernel", value_name = "NAME")]
         kernels: Vec<String>,
+        /// Only these sources (default: every eBPF source).
+        #[arg(long = "source", value_name = "TYPE")]
+        sources: Vec<String>,
         /// The sonde binary to test. Default: build it (debug).
         #[arg(long)]
         sonde: Option<PathBuf>,
@@ -98,7 +101,11 @@ fn run() -> Result<()> {
             cargo(&test)
         }
         Task::Bench { names } => bench::run(&names),
-        Task::Kernels { kernels, sonde } => kernels::run(&kernels, sonde),
+        Task::Kernels {
+            kernels,
+            sources,
+            sonde,
+        } => kernels::run(&kernels, &sources, sonde),
     }
 }
 

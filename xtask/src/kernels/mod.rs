@@ -98,11 +98,34 @@ pub struct Expected {
     pub feature: &'static str,
 }
 
-/// Every declared failure. Empty: every source works on every kernel.
-pub const EXPECTED: &[Expected] = &[];
+/// Every declared failure.
+///
+/// `net_flows` counts UDP with cgroup_skb programs that call
+/// `bpf_get_current_pid_tgid` and `bpf_get_current_comm` to name the
+/// socket's owner: 5.10 and 6.1 refuse the first to that program type, 6.12
+/// the second; 7.x allows both. (Its declared minimum, 5.9, holds only for
+/// the TCP half; found by this matrix, left to the source's owners.)
+pub const EXPECTED: &[Expected] = &[
+    Expected {
+        kernel: "5.10",
+        source: "net_flows",
+        feature: "bpf_get_current_pid_tgid",
+    },
+    Expected {
+        kernel: "6.1",
+        source: "net_flows",
+        feature: "bpf_get_current_pid_tgid",
+    },
+    Expected {
+        kernel: "6.12",
+        source: "net_flows",
+        feature: "bpf_get_current_comm",
+    },
+];
 
-/// Runs the matrix on `names` (every kernel when empty).
-pub fn run(names: &[String], sonde: Option<PathBuf>) -> Result<()> {
+/// Runs the matrix on `names` (every kernel when empty) for `sources`
+/// (every eBPF source when empty).
+pub fn run(names: &[String], sources: &[String], sonde: Option<PathBuf>) -> Result<()> {
     crate::setup::ensure_packages(crate::setup::KERNEL_PACKAGES)?;
     if !crate::setup::is_root() {
         bail!("cargo xtask kernels needs root (apt-get, virtiofsd)");
@@ -132,14 +155,16 @@ pub fn run(names: &[String], sonde: Option<PathBuf>) -> Result<()> {
     let started = Instant::now();
     let mut runs = Vec::new();
     for kernel in kernels {
-        let run = boot(kernel, &sonde).unwrap_or_else(|error| report::Run::broken(kernel, format!("{error:#}")));
+        let run =
+            boot(kernel, &sonde, sources).unwrap_or_else(|error| report::Run::broken(kernel, format!("{error:#}")));
         runs.push(run);
     }
     let wall = started.elapsed();
     let matrix = report::Matrix::new(runs, EXPECTED);
     println!("{}", matrix.table());
     println!("kernel matrix: {:.0} s wall", wall.as_secs_f64());
-    if names.is_empty() {
+    // Only a run of the whole matrix describes it.
+    if names.is_empty() && sources.is_empty() {
         matrix.update_readme(Path::new("README.md"), wall)?;
     }
     let failures = matrix.failures();
@@ -150,7 +175,7 @@ pub fn run(names: &[String], sonde: Option<PathBuf>) -> Result<()> {
 }
 
 /// Fetches, boots and runs one kernel.
-fn boot(kernel: &Kernel, sonde: &Path) -> Result<report::Run> {
+fn boot(kernel: &Kernel, sonde: &Path, sources: &[String]) -> Result<report::Run> {
     let unpacked = fetch::fetch(kernel)?;
     let dir = Path::new(CACHE).join(kernel.name);
     let initrd = dir.join("initramfs.cpio");
@@ -162,6 +187,7 @@ fn boot(kernel: &Kernel, sonde: &Path) -> Result<report::Run> {
         vmlinuz: &unpacked.vmlinuz,
         initrd: &std::fs::canonicalize(&initrd)?,
         sonde,
+        sources,
         dir: &dir,
         timeout: GUEST_TIMEOUT,
     };

@@ -174,31 +174,42 @@ impl Matrix {
 
     /// kernel × source, then every failure's reason.
     pub fn table(&self) -> String {
-        let mut out = format!("{:<8} {:<34}", "kernel", "release");
-        for s in &self.sources {
-            let _ = write!(out, " {s:<14}");
-        }
-        out.push('\n');
         let mut notes = String::new();
+        let mut rows = vec![[vec!["kernel".to_string(), "release".to_string()], self.sources.clone()].concat()];
         for (run, row) in self.runs.iter().zip(&self.verdicts) {
-            let _ = write!(out, "{:<8} {:<34}", run.kernel, run.release);
+            let mut cells = vec![run.kernel.to_string(), run.release.clone()];
             if let Some(why) = &run.broken {
-                let _ = writeln!(out, " BROKEN");
+                cells.push("BROKEN".to_string());
                 let _ = writeln!(notes, "{}: {why}", run.kernel);
-                continue;
             }
             for (source, verdict) in self.sources.iter().zip(row) {
-                let cell = match verdict {
+                cells.push(match verdict {
                     Verdict::Ok => "ok".to_string(),
-                    Verdict::Expected(f) => format!("no {f} (exp.)"),
+                    Verdict::Expected(f) => format!("expected: no {f}"),
                     Verdict::Failed(why) => {
                         let _ = writeln!(notes, "{} {source}: {why}", run.kernel);
                         "FAILED".to_string()
                     }
+                    Verdict::Missing if run.broken.is_some() => continue,
                     Verdict::Missing => "-".to_string(),
-                };
-                let _ = write!(out, " {cell:<14}");
+                });
             }
+            rows.push(cells);
+        }
+        let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+        let widths: Vec<usize> = (0..columns)
+            .map(|i| {
+                rows.iter()
+                    .filter_map(|r| r.get(i))
+                    .map(|c| c.chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let mut out = String::new();
+        for row in &rows {
+            let line: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+            out.push_str(line.join("  ").trim_end());
             out.push('\n');
         }
         if !notes.is_empty() {

@@ -31,7 +31,7 @@ mount -t cgroup2 cgroup2 /sys/fs/cgroup
 /bin/busybox ip link set lo up
 exec 3>/dev/ttyS1
 echo "@@conformance" >&3
-@SONDE@ conformance >&3
+@SONDE@ conformance@SOURCES@ >&3
 rc=$?
 echo "@@rc $rc" >&3
 # Only a failure needs doctor's view of it (slow under emulation).
@@ -55,6 +55,8 @@ pub struct Boot<'a> {
     pub initrd: &'a Path,
     /// The sonde binary (a host path: the guest sees the host's root).
     pub sonde: &'a Path,
+    /// `--source` filters for `sonde conformance`.
+    pub sources: &'a [String],
     /// Where the guest script, console log and data go.
     pub dir: &'a Path,
     pub timeout: Duration,
@@ -76,7 +78,8 @@ impl Boot<'_> {
         let dir = std::fs::canonicalize(self.dir)?;
         let init = dir.join("guest-init.sh");
         let sonde = self.sonde.display().to_string();
-        super::initramfs::write_executable(&init, &GUEST.replace("@SONDE@", &sonde))?;
+        let filters: String = self.sources.iter().map(|s| format!(" --source {s}")).collect();
+        super::initramfs::write_executable(&init, &GUEST.replace("@SONDE@", &sonde).replace("@SOURCES@", &filters))?;
         let data = dir.join("guest.out");
         let console = dir.join("console.log");
         let _ = std::fs::remove_file(&data);
