@@ -237,16 +237,27 @@ impl Matrix {
     }
 
     fn markdown(&self, wall: Duration) -> String {
-        let mut out = String::from("| source | declared minimum |");
+        let mut out = String::from("| source | declared minimum | oldest that works here |");
         for run in &self.runs {
             let _ = write!(out, " {} |", run.kernel);
         }
-        out.push_str("\n|---|---|");
+        out.push_str("\n|---|---|---|");
         out.push_str(&"---|".repeat(self.runs.len()));
         out.push('\n');
         for (i, source) in self.sources.iter().enumerate() {
             let min = self.runs.iter().flat_map(|r| &r.sources).find(|s| &s.source == source);
-            let _ = write!(out, "| `{source}` | {} |", min.map_or("", |s| s.min_kernel.as_str()));
+            // The matrix lists kernels oldest first.
+            let oldest = self
+                .runs
+                .iter()
+                .zip(&self.verdicts)
+                .find(|(_, row)| row[i] == Verdict::Ok)
+                .map_or("none", |(run, _)| run.kernel);
+            let _ = write!(
+                out,
+                "| `{source}` | {} | {oldest} |",
+                min.map_or("", |s| s.min_kernel.as_str())
+            );
             for row in &self.verdicts {
                 let cell = match &row[i] {
                     Verdict::Ok => "✓".to_string(),
