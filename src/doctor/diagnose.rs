@@ -29,9 +29,12 @@ pub fn diagnose(error: &LoadError, facts: &Facts, min_kernel: (u32, u32)) -> Dia
     let reason = match &verifier_log {
         Some(log) => {
             let first = reason.lines().next().unwrap_or_default();
-            match refused_helper(log) {
-                Some(helper) => format!("{first}: helper `{helper}` is not available to this program type"),
-                None => first.to_string(),
+            match (refused_helper(log), failed_relocation(log)) {
+                (Some(helper), _) => format!("{first}: helper `{helper}` is not available to this program type"),
+                (None, Some(at)) => {
+                    format!("{first}: a CO-RE relocation found no match in this kernel's BTF, at `{at}`")
+                }
+                (None, None) => first.to_string(),
             }
         }
         None => reason,
@@ -85,6 +88,12 @@ fn fix_for(error: &LoadError, facts: &Facts, min_kernel: (u32, u32)) -> String {
             facts.release,
             error.verifier_log().and_then(refused_helper).unwrap_or_default()
         ),
+        _ if error.verifier_log().and_then(failed_relocation).is_some() => format!(
+            "the program reads a kernel field or type that kernel {} does not have (at `{}`): the source must \
+             guard it (bpf_core_field_exists) or do without it; report it with the log",
+            facts.release,
+            error.verifier_log().and_then(failed_relocation).unwrap_or_default()
+        ),
         _ if error.verifier_log().is_some() => format!(
             "the kernel's verifier rejected the program (log below); kernel {} may lack a feature it needs: \
              report it with the log",
@@ -104,6 +113,19 @@ pub fn refused_helper(log: &str) -> Option<&str> {
             .or_else(|| line.strip_prefix("program of this type cannot use helper "))?;
         rest.split('#').next().filter(|name| !name.is_empty())
     })
+}
+
+/// The call aya (like libbpf) puts in place of an instruction whose CO-RE
+/// relocation matched nothing in the kernel's BTF: helper id 0xbad2310.
+const POISONED_RELOCATION: &str = "call unknown#195896080";
+
+/// The source line of a CO-RE relocation that failed (the `; …` line the
+/// verifier printed before the poisoned call), if one did.
+pub fn failed_relocation(log: &str) -> Option<&str> {
+    let lines: Vec<&str> = log.lines().collect();
+    let at = lines.iter().position(|l| l.contains(POISONED_RELOCATION))?;
+    let source = lines[..at].iter().rev().find_map(|l| l.strip_prefix("; "));
+    Some(source.map_or("?", |s| s.split(" @ ").next().unwrap_or(s).trim()))
 }
 
 fn permission_fix(facts: &Facts) -> String {
@@ -244,6 +266,21 @@ mod tests {
         assert!(diagnose(&old, &facts((5, 10), ALL_CAPS), (5, 9))
             .fix
             .contains("`bpf_get_current_pid_tgid`"));
+    }
+
+    #[test]
+    fn a_failed_core_relocation_is_named_with_its_source_line() {
+        let log = "; if (ctx->ioprio == 0xffff) @ disk_latency.bpf.c:245\n36: (85) call unknown#195896080\n\
+                   invalid func unknown#195896080\nverification time 1056 usec\n";
+        let error = LoadError::Verifier {
+            object: "disk_latency",
+            program: "block_rq_issue",
+            io_error: Box::new(io::Error::from_raw_os_error(22)),
+            verifier_log: log.to_string(),
+        };
+        let d = diagnose(&error, &facts((6, 1), ALL_CAPS), (5, 5));
+        assert!(d.reason.ends_with("at `if (ctx->ioprio == 0xffff)`"), "{}", d.reason);
+        assert!(d.fix.contains("bpf_core_field_exists"), "{}", d.fix);
     }
 
     #[test]
