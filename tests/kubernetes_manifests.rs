@@ -155,7 +155,14 @@ fn the_two_variants_differ_only_in_privileges() {
             .collect();
         assert_eq!(
             added,
-            ["BPF", "PERFMON", "SYS_RESOURCE", "SYS_PTRACE", "DAC_READ_SEARCH", "NET_ADMIN"]
+            [
+                "BPF",
+                "PERFMON",
+                "SYS_RESOURCE",
+                "SYS_PTRACE",
+                "DAC_READ_SEARCH",
+                "NET_ADMIN"
+            ]
         );
         assert_eq!(restricted["capabilities"]["drop"][0], "ALL");
     }

@@ -310,3 +310,94 @@ fn judge(run: &Run, source: &str, expected: &[Expected]) -> Verdict {
         (false, None) => Verdict::Failed(result.detail.clone()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KERNEL: Kernel = Kernel {
+        name: "6.1",
+        suite: "bookworm",
+        sources: "",
+        meta: "",
+        flavour: "",
+    };
+
+    /// What a guest writes: a passing and a failing source, and doctor's
+    /// view of the failure.
+    const DATA: &str = r#"@@conformance
+{"kind":"kernel","release":"6.1.0-56-cloud-amd64"}
+{"kind":"source","source":"tcp","ok":true,"evidence":"exact","min_kernel":"5.5"}
+{"kind":"source","source":"net_flows","ok":false,"stage":"load","reason":"rejected: helper `bpf_get_current_comm` is not available","min_kernel":"5.9"}
+@@rc 1
+@@doctor
+{"features": [{"name": "fentry", "ok": true}],
+ "sources": [{"type": "net_flows", "ok": false, "reason": "rejected: helper `bpf_get_current_comm` is not available"}]}
+@@rc 1
+@@end
+"#;
+
+    fn run() -> Run {
+        Run::parse(&KERNEL, "linux-image-6.1.0-56-cloud-amd64 6.1.192-2".into(), DATA).unwrap()
+    }
+
+    #[test]
+    fn guest_output_parses() {
+        let run = run();
+        assert_eq!(run.release, "6.1.0-56-cloud-amd64");
+        assert_eq!(run.sources.len(), 2);
+        assert!(run.sources[0].ok && !run.sources[1].ok);
+        assert!(run.sources[1].detail.starts_with("load: rejected"));
+        assert!(run.doctor.is_some());
+        assert!(
+            Run::parse(&KERNEL, String::new(), "@@conformance\n").is_err(),
+            "no @@end"
+        );
+    }
+
+    #[test]
+    fn failures_pass_only_when_declared_and_confirmed_by_doctor() {
+        let declared = |feature| Expected {
+            kernel: "6.1",
+            source: "net_flows",
+            feature,
+        };
+        let judged = |expected: &[Expected]| Matrix::new(vec![run()], expected);
+        assert_eq!(judged(&[]).failures(), 1);
+        let confirmed = judged(&[declared("bpf_get_current_comm")]);
+        assert_eq!(confirmed.failures(), 0);
+        assert!(confirmed.table().contains("expected: no bpf_get_current_comm"));
+        // Declared, but doctor names something else: still a failure.
+        assert_eq!(judged(&[declared("fentry")]).failures(), 1);
+        // Declared for a source that works: the declaration is stale (and
+        // net_flows fails undeclared).
+        let stale = Expected {
+            source: "tcp",
+            ..declared("ringbuf")
+        };
+        let matrix = judged(&[stale]);
+        assert_eq!(matrix.failures(), 2);
+        assert!(matrix.table().contains("remove the declaration"));
+    }
+
+    #[test]
+    fn the_readme_matrix_is_replaced_between_markers() {
+        let dir = std::env::temp_dir().join(format!("xtask-readme-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let readme = dir.join("README.md");
+        std::fs::write(
+            &readme,
+            "a\n<!-- kernel-matrix:begin x -->\nSTALE\n<!-- kernel-matrix:end -->\nb\n",
+        )
+        .unwrap();
+        Matrix::new(vec![run()], &[])
+            .update_readme(&readme, Duration::from_secs(42))
+            .unwrap();
+        let text = std::fs::read_to_string(&readme).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(!text.contains("STALE"));
+        assert!(text.contains("| `tcp` | 5.5 | 6.1 | ✓ |"), "{text}");
+        assert!(text.contains("| `net_flows` | 5.9 | none | ✗ failed |"), "{text}");
+        assert!(text.ends_with("<!-- kernel-matrix:end -->\nb\n"));
+    }
+}
