@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sonde_core::event::{keys, Attributes, Event, MetricValue, Value};
 use sonde_sources::tcp::{
@@ -34,6 +34,45 @@ fn total(events: &[Event], name: &str, filter: impl Fn(&Attributes) -> bool) -> 
 
 fn is(a: &Attributes, key: &str, value: impl Into<Value>) -> bool {
     a.get(key) == Some(&value.into())
+}
+
+/// What the source got wrong about the workload: `GOOD` connections to
+/// `port`, `REFUSED` connects to `dead`, all from this process.
+fn mismatches(events: &[Event], port: u16, dead: u16) -> Vec<String> {
+    let pid = std::process::id();
+    let role = |r: &'static str, p: u16| {
+        move |a: &Attributes| is(a, keys::PID, pid) && is(a, ROLE, r) && is(a, PORT, u32::from(p))
+    };
+    let counts = [
+        ("client opens", total(events, OPENS, role("client", port)), GOOD),
+        ("server opens", total(events, OPENS, role("server", port)), GOOD),
+        ("client closes", total(events, CLOSES, role("client", port)), GOOD),
+        ("server closes", total(events, CLOSES, role("server", port)), GOOD),
+        (
+            "established connects",
+            total(events, CONNECT_DURATION, |a| {
+                role("client", port)(a) && is(a, RESULT, "established")
+            }),
+            GOOD,
+        ),
+        (
+            "failed connects",
+            total(events, CONNECT_DURATION, |a| {
+                role("client", dead)(a) && is(a, RESULT, "failed")
+            }),
+            REFUSED,
+        ),
+        (
+            "connect failures",
+            total(events, CONNECT_FAILURES, role("client", dead)),
+            REFUSED,
+        ),
+    ];
+    counts
+        .iter()
+        .filter(|(_, seen, want)| seen != want)
+        .map(|(what, seen, want)| format!("{what} {seen} (want {want})"))
+        .collect()
 }
 
 fn run() -> Result<String, CheckError> {
@@ -70,44 +109,16 @@ fn run() -> Result<String, CheckError> {
             format!("a connect to closed port {dead} succeeded")
         })?;
     }
-    // Let the last FIN/ACK exchanges finish (slowly, under emulation).
-    std::thread::sleep(Duration::from_millis(500));
-    let events = collector.collect()?;
-
-    let pid = std::process::id();
-    let role = |r: &'static str, p: u16| {
-        move |a: &Attributes| is(a, keys::PID, pid) && is(a, ROLE, r) && is(a, PORT, u32::from(p))
+    // The last FIN/ACK exchanges finish after the sockets are dropped, and
+    // slowly under emulation: read until the counts are right, or 5 s.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let wrong = loop {
+        let wrong = mismatches(&collector.collect()?, port, dead);
+        if wrong.is_empty() || Instant::now() > deadline {
+            break wrong;
+        }
+        std::thread::sleep(Duration::from_millis(200));
     };
-    let counts = [
-        ("client opens", total(&events, OPENS, role("client", port)), GOOD),
-        ("server opens", total(&events, OPENS, role("server", port)), GOOD),
-        ("client closes", total(&events, CLOSES, role("client", port)), GOOD),
-        ("server closes", total(&events, CLOSES, role("server", port)), GOOD),
-        (
-            "established connects",
-            total(&events, CONNECT_DURATION, |a| {
-                role("client", port)(a) && is(a, RESULT, "established")
-            }),
-            GOOD,
-        ),
-        (
-            "failed connects",
-            total(&events, CONNECT_DURATION, |a| {
-                role("client", dead)(a) && is(a, RESULT, "failed")
-            }),
-            REFUSED,
-        ),
-        (
-            "connect failures",
-            total(&events, CONNECT_FAILURES, role("client", dead)),
-            REFUSED,
-        ),
-    ];
-    let wrong: Vec<String> = counts
-        .iter()
-        .filter(|(_, seen, want)| seen != want)
-        .map(|(what, seen, want)| format!("{what} {seen} (want {want})"))
-        .collect();
     ensure(wrong.is_empty(), || wrong.join(", "))?;
     Ok(format!(
         "{GOOD} connects opened, timed and closed on both ends, {REFUSED} refusals, all exact"
