@@ -74,13 +74,12 @@ fn run() -> Result<String, CheckError> {
         .take_new_pids()
         .ok_or_else(|| CheckError::Implausible("no ring buffer of new processes".to_string()))?;
 
-    let child = std::process::Command::new("true")
+    std::process::Command::new("true")
         .status()
         .map_err(CheckError::workload("run `true`"))?;
     let busy_ns = std::thread::spawn(|| sonde_conformance_busy())
         .join()
         .map_err(|_| CheckError::Implausible("the busy thread panicked".to_string()))?;
-    let _ = child;
     // The announcement of `true` is on the ring buffer by now; its pid is
     // unknown, so any new pid but ours will do.
     let deadline = Instant::now() + Duration::from_secs(2);
