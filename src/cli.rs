@@ -69,6 +69,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Load every eBPF source, drive a small workload, check what each one
+    /// saw; JSON lines on stdout. For `cargo xtask kernels` (a kernel matrix).
+    #[command(hide = true)]
+    Conformance {
+        /// Check only these source types (default: every eBPF source).
+        #[arg(long = "source", value_name = "TYPE")]
+        sources: Vec<String>,
+    },
 }
 
 /// Sets up logging to stderr.
@@ -140,5 +148,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor { config, json } => crate::doctor::run(config.as_deref(), json, &registry),
+        Command::Conformance { sources } => crate::conformance::run(&sources),
     }
 }

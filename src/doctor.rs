@@ -8,8 +8,8 @@
 //! source types are eBPF-based is [`sonde_ebpf::sources`]'s knowledge;
 //! `core` has none. Exits 1 when a checked source cannot run.
 
-mod checks;
-mod diagnose;
+pub(crate) mod checks;
+pub(crate) mod diagnose;
 mod render;
 
 use std::collections::HashMap;

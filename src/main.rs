@@ -2,6 +2,7 @@
 
 mod cli;
 mod components;
+mod conformance;
 mod doctor;
 
 use std::process::ExitCode;

@@ -24,9 +24,19 @@ pub fn diagnose(error: &LoadError, facts: &Facts, min_kernel: (u32, u32)) -> Dia
     let reason = error.to_string();
     let verifier_log = error.verifier_log().map(str::to_string);
     let fix = fix_for(error, facts, min_kernel);
-    // The verifier log is long; the reason keeps its first line.
+    // The verifier log is long; the reason keeps its first line, and the
+    // helper the kernel refused, which is what a reader needs from the log.
     let reason = match &verifier_log {
-        Some(_) => reason.lines().next().unwrap_or_default().to_string(),
+        Some(log) => {
+            let first = reason.lines().next().unwrap_or_default();
+            match (refused_helper(log), failed_relocation(log)) {
+                (Some(helper), _) => format!("{first}: helper `{helper}` is not available to this program type"),
+                (None, Some(at)) => {
+                    format!("{first}: a CO-RE relocation found no match in this kernel's BTF, at `{at}`")
+                }
+                (None, None) => first.to_string(),
+            }
+        }
         None => reason,
     };
     Diagnosis {
@@ -72,6 +82,18 @@ fn fix_for(error: &LoadError, facts: &Facts, min_kernel: (u32, u32)) -> String {
              charge BPF maps to the memory cgroup) or, on older kernels, grant CAP_SYS_RESOURCE"
                 .to_string()
         }
+        _ if error.verifier_log().and_then(refused_helper).is_some() => format!(
+            "kernel {} does not let this program type call `{}` (newer kernels do): this source cannot run \
+             on it; schedule it on nodes with a newer kernel",
+            facts.release,
+            error.verifier_log().and_then(refused_helper).unwrap_or_default()
+        ),
+        _ if error.verifier_log().and_then(failed_relocation).is_some() => format!(
+            "the program reads a kernel field or type that kernel {} does not have (at `{}`): the source must \
+             guard it (bpf_core_field_exists) or do without it; report it with the log",
+            facts.release,
+            error.verifier_log().and_then(failed_relocation).unwrap_or_default()
+        ),
         _ if error.verifier_log().is_some() => format!(
             "the kernel's verifier rejected the program (log below); kernel {} may lack a feature it needs: \
              report it with the log",
@@ -79,6 +101,31 @@ fn fix_for(error: &LoadError, facts: &Facts, min_kernel: (u32, u32)) -> String {
         ),
         _ => "see the reason; `sonde doctor --json` has the details".to_string(),
     }
+}
+
+/// The helper the verifier refused, from the end of its log: `unknown func
+/// NAME#ID` (a kernel that does not know the helper, or not for this
+/// program type) or `program of this type cannot use helper NAME#ID`.
+pub fn refused_helper(log: &str) -> Option<&str> {
+    log.lines().rev().take(12).find_map(|line| {
+        let rest = line
+            .strip_prefix("unknown func ")
+            .or_else(|| line.strip_prefix("program of this type cannot use helper "))?;
+        rest.split('#').next().filter(|name| !name.is_empty())
+    })
+}
+
+/// The call aya (like libbpf) puts in place of an instruction whose CO-RE
+/// relocation matched nothing in the kernel's BTF: helper id 0xbad2310.
+const POISONED_RELOCATION: &str = "call unknown#195896080";
+
+/// The source line of a CO-RE relocation that failed (the `; …` line the
+/// verifier printed before the poisoned call), if one did.
+pub fn failed_relocation(log: &str) -> Option<&str> {
+    let lines: Vec<&str> = log.lines().collect();
+    let at = lines.iter().position(|l| l.contains(POISONED_RELOCATION))?;
+    let source = lines[..at].iter().rev().find_map(|l| l.strip_prefix("; "));
+    Some(source.map_or("?", |s| s.split(" @ ").next().unwrap_or(s).trim()))
 }
 
 fn permission_fix(facts: &Facts) -> String {
@@ -192,6 +239,48 @@ mod tests {
         assert!(diagnose(&missing, &node, (5, 5)).fix.contains("does not exist"));
         node.tracefs_ok = false;
         assert!(diagnose(&missing, &node, (5, 5)).fix.contains("/sys/kernel/tracing"));
+    }
+
+    #[test]
+    fn a_helper_the_kernel_refuses_is_named() {
+        let refused = |log: &str| LoadError::Verifier {
+            object: "net_flows",
+            program: "flow_udp_egress",
+            io_error: Box::new(io::Error::from_raw_os_error(22)),
+            verifier_log: log.to_string(),
+        };
+        let node = facts((6, 12), ALL_CAPS);
+        let d = diagnose(
+            &refused("222: (85) call bpf_get_current_comm#16\nprogram of this type cannot use helper bpf_get_current_comm#16\nverification time 9052 usec\n"),
+            &node,
+            (5, 9),
+        );
+        assert!(
+            d.reason
+                .ends_with("helper `bpf_get_current_comm` is not available to this program type"),
+            "{}",
+            d.reason
+        );
+        assert!(d.fix.contains("call `bpf_get_current_comm`"), "{}", d.fix);
+        let old = refused("214: (85) call bpf_get_current_pid_tgid#14\nunknown func bpf_get_current_pid_tgid#14\n");
+        assert!(diagnose(&old, &facts((5, 10), ALL_CAPS), (5, 9))
+            .fix
+            .contains("`bpf_get_current_pid_tgid`"));
+    }
+
+    #[test]
+    fn a_failed_core_relocation_is_named_with_its_source_line() {
+        let log = "; if (ctx->ioprio == 0xffff) @ disk_latency.bpf.c:245\n36: (85) call unknown#195896080\n\
+                   invalid func unknown#195896080\nverification time 1056 usec\n";
+        let error = LoadError::Verifier {
+            object: "disk_latency",
+            program: "block_rq_issue",
+            io_error: Box::new(io::Error::from_raw_os_error(22)),
+            verifier_log: log.to_string(),
+        };
+        let d = diagnose(&error, &facts((6, 1), ALL_CAPS), (5, 5));
+        assert!(d.reason.ends_with("at `if (ctx->ioprio == 0xffff)`"), "{}", d.reason);
+        assert!(d.fix.contains("bpf_core_field_exists"), "{}", d.fix);
     }
 
     #[test]

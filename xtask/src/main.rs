@@ -2,11 +2,14 @@
 //!
 //! - `cargo xtask run`   installs what is missing, builds, runs the default pipeline;
 //! - `cargo xtask test`  installs what tests need and runs every test;
-//! - `cargo xtask bench` runs the benchmarks and writes their reports.
+//! - `cargo xtask bench` runs the benchmarks and writes their reports;
+//! - `cargo xtask kernels` runs every eBPF source on other kernels, under qemu.
 
 mod bench;
+mod kernels;
 mod setup;
 
+use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context, Result};
@@ -40,6 +43,21 @@ enum Task {
     Bench {
         /// Benchmarks to run (see xtask/src/bench.rs BENCHMARKS). Default: all.
         names: Vec<String>,
+    },
+    /// The kernel matrix: boot each kernel (Debian's 5.10, 6.1, 6.12 and
+    /// newest) under qemu and check that every eBPF source loads and sees
+    /// a workload there; prints kernel × source, updates the README's
+    /// support matrix (after a run of every kernel). Debian, as root.
+    Kernels {
+        /// Only these kernels (5.10, 6.1, 6.12, 7.x). Default: all.
+        #[arg(long = "kernel", value_name = "NAME")]
+        kernels: Vec<String>,
+        /// Only these sources (default: every eBPF source).
+        #[arg(long = "source", value_name = "TYPE")]
+        sources: Vec<String>,
+        /// The sonde binary to test. Default: build it (debug).
+        #[arg(long)]
+        sonde: Option<PathBuf>,
     },
 }
 
@@ -83,6 +101,11 @@ fn run() -> Result<()> {
             cargo(&test)
         }
         Task::Bench { names } => bench::run(&names),
+        Task::Kernels {
+            kernels,
+            sources,
+            sonde,
+        } => kernels::run(&kernels, &sources, sonde),
     }
 }
 

@@ -32,6 +32,23 @@ pub const TEST_PACKAGES: &[&str] = &[
     "golang-github-google-pprof-dev",
 ];
 
+/// What `cargo xtask kernels` needs: qemu (and its virtiofsd) to boot the
+/// kernels, kmod's modinfo, xz and zstd to pick and unpack their modules,
+/// busybox-static and cpio for the initramfs, util-linux's losetup and
+/// udev's udevadm for the guest's loop device, Debian's archive keys to
+/// verify the downloaded images.
+pub const KERNEL_PACKAGES: &[&str] = &[
+    "qemu-system-x86",
+    "kmod",
+    "xz-utils",
+    "zstd",
+    "busybox-static",
+    "cpio",
+    "util-linux",
+    "udev",
+    "debian-archive-keyring",
+];
+
 /// Python packages the tests use, pinned, installed into [`TOOLS_VENV`]:
 /// kubernetes-validate checks the Kubernetes manifests against the API's
 /// OpenAPI schemas, which it ships (no download at test time).

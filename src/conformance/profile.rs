@@ -1,0 +1,119 @@
+//! `profile`: a thread of this process spins in a function of known name
+//! for about a second of CPU; the source must attribute samples to that
+//! function in proportion to the thread's CPU time as the kernel counts it
+//! (`/proc/thread-self/schedstat`), and announce a process started
+//! meanwhile on its ring buffer (the reason for its 5.8 minimum).
+
+use std::time::{Duration, Instant};
+
+use sonde_core::event::{keys, Event};
+use sonde_sources::profile::{Collector, ProfileSourceConfig};
+
+use super::{ensure, Check, CheckError};
+
+pub const CHECK: Check = Check { source: "profile", run };
+
+/// The function the samples must land in.
+const BUSY_FN: &str = "sonde_conformance_busy";
+/// CPU time to burn: long enough for ~100 samples at the default 99 Hz.
+const BUSY: Duration = Duration::from_millis(1200);
+
+/// Spins until `BUSY` of this thread's CPU time passed; returns it, in ns.
+/// The loop is assembly so that every sampled instruction is in this
+/// function whatever the build profile (a debug build calls out even for
+/// `wrapping_add`).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn sonde_conformance_busy() -> u64 {
+    let start = thread_cpu_ns();
+    loop {
+        spin(5_000_000);
+        let spent = thread_cpu_ns().saturating_sub(start);
+        if spent >= BUSY.as_nanos() as u64 {
+            return spent;
+        }
+    }
+}
+
+/// Counts `n` down to zero, in registers.
+#[inline(always)]
+fn spin(n: u64) {
+    // SAFETY: a register-only countdown loop: no memory, no stack, no flags
+    // anyone relies on afterwards.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        std::arch::asm!("2:", "dec {n}", "jnz 2b", n = inout(reg) n => _, options(nomem, nostack));
+    }
+    // SAFETY: as above.
+    #[cfg(target_arch = "aarch64")]
+    unsafe {
+        std::arch::asm!("2:", "subs {n}, {n}, #1", "b.ne 2b", n = inout(reg) n => _, options(nomem, nostack));
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    std::hint::black_box(n);
+}
+
+/// This thread's time on CPU, as the scheduler counts it.
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn run() -> Result<String, CheckError> {
+    let config = ProfileSourceConfig {
+        pids: vec![std::process::id()],
+        ..ProfileSourceConfig::default()
+    };
+    let frequency = config.frequency_hz;
+    let mut collector = Collector::load(&config, "conformance".into(), &[])?;
+    let mut symbols = collector.symbols();
+    collector.collect(&mut symbols)?;
+    let mut announced = collector
+        .take_new_pids()
+        .ok_or_else(|| CheckError::Implausible("no ring buffer of new processes".to_string()))?;
+
+    std::process::Command::new("true")
+        .status()
+        .map_err(CheckError::workload("run `true`"))?;
+    let busy_ns = std::thread::spawn(|| sonde_conformance_busy())
+        .join()
+        .map_err(|_| CheckError::Implausible("the busy thread panicked".to_string()))?;
+    // The announcement of `true` is on the ring buffer by now; its pid is
+    // unknown, so any new pid but ours will do.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut new_pids = Vec::new();
+    while new_pids.is_empty() && Instant::now() < deadline {
+        new_pids = announced.read();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    ensure(!new_pids.is_empty(), || {
+        "no new process announced on the ring buffer after running `true`".to_string()
+    })?;
+
+    let events = collector.collect(&mut symbols)?;
+    let (mut total, mut busy) = (0u64, 0u64);
+    for event in &events {
+        let Event::Profile(profile) = event else { continue };
+        if profile.attributes.get(keys::PID).and_then(|v| v.as_int()) != Some(std::process::id().into()) {
+            continue;
+        }
+        for sample in &profile.samples {
+            total += sample.count;
+            // The sampled instruction is the first frame: no unwinding
+            // (a debug build of sonde has no frame pointers).
+            if sample.frames.first().is_some_and(|f| f.function.as_str() == BUSY_FN) {
+                busy += sample.count;
+            }
+        }
+    }
+    let expected = busy_ns as f64 * frequency as f64 / 1e9;
+    ensure((0.5 * expected..=1.5 * expected).contains(&(busy as f64)), || {
+        format!("{busy} samples in {BUSY_FN} (of {total} of this process), expected {expected:.0} ± 50 % from {busy_ns} ns on CPU")
+    })?;
+    Ok(format!(
+        "{busy} samples in {BUSY_FN} (of {total}), expected {expected:.0} from its CPU time; {} new process(es) announced",
+        new_pids.len()
+    ))
+}
