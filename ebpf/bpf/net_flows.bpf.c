@@ -303,6 +303,14 @@ int flow_snapshot(struct bpf_iter__tcp___sonde *ctx)
 
 /* ---- UDP ---- */
 
+/*
+ * Whether a UDP socket created before the programs were attached learns
+ * its owner from the task sending on it (in cgroup_skb egress, which runs
+ * in the sender's context). 0 where the kernel refuses those helpers to
+ * cgroup_skb programs: such sockets then have no owner.
+ */
+const volatile __u8 learn_owner_on_egress = 1;
+
 SEC("cgroup/sock_create")
 int flow_sock_create(struct bpf_sock *sk)
 {
@@ -366,7 +374,10 @@ static __always_inline int count_udp(struct __sk_buff *skb, int egress)
 	flow = bpf_map_lookup_elem(&flow_udp, &key);
 	if (!flow) {
 		owner = bpf_sk_storage_get(&flow_udp_owners, sk, 0, egress ? BPF_SK_STORAGE_GET_F_CREATE : 0);
-		if (owner && egress && !owner->pid)
+		/* Tested first, so that where it is 0 the verifier drops the
+		 * call: kernels before ~6.13 refuse the current-task helpers to
+		 * cgroup_skb programs, and user space then loads with 0. */
+		if (learn_owner_on_egress && owner && egress && !owner->pid)
 			sonde_owner_now(owner);
 		if (owner) {
 			fresh.pid = owner->pid;

@@ -11,6 +11,7 @@
 //! reported as failed, so a new source cannot skip the matrix.
 
 mod disk_latency;
+mod energy;
 mod net_flows;
 mod profile;
 mod tcp;
@@ -35,7 +36,13 @@ pub struct Check {
 }
 
 /// Every source's check, in the order they run.
-pub const CHECKS: &[Check] = &[disk_latency::CHECK, profile::CHECK, tcp::CHECK, net_flows::CHECK];
+pub const CHECKS: &[Check] = &[
+    disk_latency::CHECK,
+    profile::CHECK,
+    tcp::CHECK,
+    net_flows::CHECK,
+    energy::CHECK,
+];
 
 /// Why a check failed, by stage.
 #[derive(Debug, thiserror::Error)]

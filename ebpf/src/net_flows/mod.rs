@@ -41,6 +41,8 @@ pub const MAP_CLOSED: &str = "flow_closed";
 pub const MAP_STATS: &str = "flow_stats";
 /// The iterator that snapshots open TCP flows.
 pub const PROGRAM_SNAPSHOT: &str = "flow_snapshot";
+/// The cgroup_skb program counting sent UDP datagrams.
+pub const PROGRAM_UDP_EGRESS: &str = "flow_udp_egress";
 
 /// Size of `struct tcp_flow`, which user space only counts.
 const TCP_FLOW_SIZE: usize = FLOW_TCP_VALUE_SIZE as usize;
@@ -145,9 +147,26 @@ impl NetFlowPrograms {
     /// Loads the programs and attaches them (the UDP ones to the cgroup v2
     /// root, mounting one if there is none).
     pub fn load(options: Options) -> Result<Self, LoadError> {
+        match Self::load_with(options, true) {
+            // Kernels before ~6.13 refuse bpf_get_current_pid_tgid/comm to
+            // cgroup_skb programs: load the UDP programs without them.
+            Err(LoadError::Verifier { program, .. }) if program == PROGRAM_UDP_EGRESS => {
+                tracing::info!(
+                    "this kernel refuses current-task helpers to cgroup_skb programs: UDP sockets \
+                     opened before sonde started are reported without their process"
+                );
+                Self::load_with(options, false)
+            }
+            result => result,
+        }
+    }
+
+    fn load_with(options: Options, learn_owner_on_egress: bool) -> Result<Self, LoadError> {
+        let learn = u8::from(learn_owner_on_egress);
         let mut object = Object::load(OBJECT, crate::objects::NET_FLOWS, |loader| {
             loader.map_max_entries(MAP_TCP, options.max_tcp_flows.max(1));
             loader.map_max_entries(MAP_UDP, options.max_udp_flows.max(1));
+            loader.override_global("learn_owner_on_egress", &learn, true);
         })?;
         let btf = crate::loader::kernel_btf()?;
         let snapshot: &mut Iter = object.program_as(PROGRAM_SNAPSHOT)?;
@@ -285,7 +304,7 @@ fn attach_udp(object: &mut Object) -> Result<(), LoadError> {
         .attach(&cgroup, CgroupAttachMode::Single)
         .map_err(|e| attach_error(program, &format!("cgroup/sock_create {}", root.display()), e))?;
     for (program, direction) in [
-        ("flow_udp_egress", CgroupSkbAttachType::Egress),
+        (PROGRAM_UDP_EGRESS, CgroupSkbAttachType::Egress),
         ("flow_udp_ingress", CgroupSkbAttachType::Ingress),
     ] {
         let skb: &mut CgroupSkb = object.program_as(program)?;
