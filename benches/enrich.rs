@@ -164,7 +164,16 @@ fn main() {
          | step | CPU ns/event min / median / max | ns/event over baseline (median) |\n|---|---|---|\n"
     );
     let mut json = Vec::new();
+    let ns_runs = |v: &Vec<f64>| v.iter().map(|t| ns(*t)).collect::<Vec<_>>();
+    let mut figures = Vec::new();
     for (i, name) in names.iter().enumerate() {
+        // Thread CPU time hardly moves with other load, and the baseline
+        // is too small to divide by: gated on the figure itself (on the
+        // same machine kind only).
+        figures.push(common::Figure {
+            gated: true,
+            ..common::Figure::new(*name, "CPU ns/event", &ns_runs(&times[i]))
+        });
         let (min, med, max) = median(&times[i]);
         let over = ns(med) - base;
         table.push_str(&format!(
@@ -187,7 +196,5 @@ fn main() {
         }));
     }
     println!("{table}");
-    std::fs::create_dir_all(&out).unwrap();
-    std::fs::write(out.join("enrich.md"), &table).unwrap();
-    std::fs::write(out.join("enrich.json"), serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    common::write_report(&out, "enrich", &table, &figures, serde_json::Value::Array(json));
 }

@@ -98,9 +98,16 @@ fn main() {
          | graph | events/s (median) | ns/event min / median / max | time vs baseline |\n|---|---|---|---|\n"
     );
     let mut json = Vec::new();
+    let mut figures = Vec::new();
+    let ns = |t: f64| t * 1e9 / events as f64;
+    let ns_runs = |v: &Vec<f64>| v.iter().map(|t| ns(*t)).collect::<Vec<_>>();
     for (i, (name, _)) in GRAPHS.iter().enumerate() {
         let (min, median, max) = stats(&times[i]);
-        let ns = |t: f64| t * 1e9 / events as f64;
+        figures.push(if i == 0 {
+            common::Figure::new(*name, "ns/event", &ns_runs(&times[i]))
+        } else {
+            common::Figure::against(*name, "ns/event", &ns_runs(&times[i]), &ns_runs(&times[0]))
+        });
         table.push_str(&format!(
             "| {name} | {:.2} M | {:.0} / {:.0} / {:.0} | {:.2}× |\n",
             events as f64 / median / 1e6,
@@ -120,7 +127,5 @@ fn main() {
         }));
     }
     println!("{table}");
-    std::fs::create_dir_all(&out).unwrap();
-    std::fs::write(out.join("pipeline.md"), &table).unwrap();
-    std::fs::write(out.join("pipeline.json"), serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    common::write_report(&out, "pipeline", &table, &figures, serde_json::Value::Array(json));
 }

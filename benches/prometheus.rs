@@ -184,6 +184,16 @@ fn main() {
          | ingestion | ns/event min / median / max | events/s (median) | vs baseline |\n|---|---|---|---|\n"
     );
     let mut json = Vec::new();
+    let ns_runs = |v: &[f64]| v.iter().map(|t| ns(*t)).collect::<Vec<_>>();
+    let mut figures = vec![common::Figure::new(PIPELINES[0].0, "ns/event", &ns_runs(&pipeline[0]))];
+    for (i, (name, _)) in PIPELINES.iter().enumerate().skip(1) {
+        figures.push(common::Figure::against(
+            *name,
+            "ns/event",
+            &ns_runs(&pipeline[i]),
+            &ns_runs(&pipeline[0]),
+        ));
+    }
     let mut row = |name: &str, times: &[f64], ratio: Option<f64>| {
         let (min, median, max) = stats(times);
         table.push_str(&format!(
@@ -230,11 +240,5 @@ fn main() {
         }
     }
     println!("{table}");
-    std::fs::create_dir_all(&out).unwrap();
-    std::fs::write(out.join("prometheus.md"), &table).unwrap();
-    std::fs::write(
-        out.join("prometheus.json"),
-        serde_json::to_string_pretty(&json).unwrap(),
-    )
-    .unwrap();
+    common::write_report(&out, "prometheus", &table, &figures, serde_json::Value::Array(json));
 }

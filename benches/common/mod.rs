@@ -3,6 +3,8 @@
 //! median / max of repeated runs.
 #![allow(dead_code)] // each bench uses only part of it
 
+pub mod process;
+
 use std::time::{Duration, Instant};
 
 use sonde_core::component::GlobalContext;
@@ -67,4 +69,66 @@ pub fn spread(values: &[f64]) -> (f64, f64, f64) {
         (values[n / 2 - 1] + values[n / 2]) / 2.0
     };
     (values[0], median, values[n - 1])
+}
+
+/// One headline figure of a benchmark, for BENCHMARKS.json and the
+/// regression check (`cargo xtask bench --check`).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Figure {
+    /// What was measured, unique within the benchmark.
+    pub name: String,
+    /// Its unit, e.g. "ns/event".
+    pub unit: &'static str,
+    pub min: f64,
+    pub median: f64,
+    pub max: f64,
+    /// The median over runs of this figure divided by its baseline's in
+    /// the same run: what the regression check compares, since machine
+    /// noise mostly cancels out of it. `None` for the baselines themselves.
+    pub ratio_to_baseline: Option<f64>,
+    /// Whether `cargo xtask bench --check` fails when this figure gets
+    /// worse: by its ratio to the baseline when it has one, otherwise by
+    /// its median, and then only on the same machine kind.
+    pub gated: bool,
+}
+
+impl Figure {
+    /// A figure from repeated `values`, with no baseline.
+    pub fn new(name: impl Into<String>, unit: &'static str, values: &[f64]) -> Figure {
+        let (min, median, max) = spread(values);
+        Figure {
+            name: name.into(),
+            unit,
+            min,
+            median,
+            max,
+            ratio_to_baseline: None,
+            gated: false,
+        }
+    }
+
+    /// A figure from repeated `values` beside `baseline` measured in the same
+    /// runs (same length, same order); gated by the regression check.
+    pub fn against(name: impl Into<String>, unit: &'static str, values: &[f64], baseline: &[f64]) -> Figure {
+        let ratios: Vec<f64> = values.iter().zip(baseline).map(|(v, b)| v / b).collect();
+        Figure {
+            ratio_to_baseline: Some(spread(&ratios).1),
+            gated: true,
+            ..Figure::new(name, unit, values)
+        }
+    }
+}
+
+/// Writes `NAME.md` (the report section) and `NAME.json` (`figures` for
+/// the summary and the regression check, `details` for anything else)
+/// into `out`.
+pub fn write_report(out: &std::path::Path, name: &str, markdown: &str, figures: &[Figure], details: serde_json::Value) {
+    std::fs::create_dir_all(out).unwrap();
+    std::fs::write(out.join(format!("{name}.md")), markdown).unwrap();
+    let json = serde_json::json!({ "benchmark": name, "figures": figures, "details": details });
+    std::fs::write(
+        out.join(format!("{name}.json")),
+        serde_json::to_string_pretty(&json).unwrap(),
+    )
+    .unwrap();
 }

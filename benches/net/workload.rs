@@ -39,6 +39,10 @@ impl Connections {
 pub struct Run {
     /// Requests per second.
     pub rps: f64,
+    /// 99th percentile of request latency, seconds (wrk's `--latency`);
+    /// the agent benchmark reports it.
+    #[allow(dead_code)]
+    pub p99: f64,
     /// On-CPU seconds of the nginx worker and of wrk per request: what a
     /// request costs, whatever else the machine is doing.
     pub cpu_per_request: f64,
@@ -129,7 +133,7 @@ pub fn wrk(nginx: &Nginx, connections: Connections, seconds: u32) -> Result<Run>
     let port = nginx.port;
     let (nginx_before, wrk_before) = (nginx.worker_cpu_ns()?, children_cpu_ns());
     let mut cmd = Command::new("wrk");
-    cmd.args(["-t", "1", "-c", "32", "-d", &format!("{seconds}s")]);
+    cmd.args(["-t", "1", "-c", "32", "--latency", "-d", &format!("{seconds}s")]);
     if connections == Connections::PerRequest {
         cmd.args(["-H", "Connection: close"]);
     }
@@ -147,8 +151,10 @@ pub fn wrk(nginx: &Nginx, connections: Connections, seconds: u32) -> Result<Run>
     let cpu_ns = (nginx.worker_cpu_ns()? - nginx_before) + (children_cpu_ns() - wrk_before);
     let rps = parse_requests_per_second(&text).with_context(|| format!("no Requests/sec in wrk's output:\n{text}"))?;
     let requests = parse_requests(&text).with_context(|| format!("no request count in wrk's output:\n{text}"))?;
+    let p99 = parse_p99(&text).with_context(|| format!("no 99% latency in wrk's output:\n{text}"))?;
     Ok(Run {
         rps,
+        p99,
         cpu_per_request: cpu_ns as f64 / 1e9 / requests.max(1.0),
     })
 }
@@ -158,6 +164,21 @@ pub fn parse_requests(text: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.trim().split_once(" requests in "))
         .and_then(|(n, _)| n.trim().parse().ok())
+}
+
+/// The 99 % line of wrk's latency distribution, in seconds.
+pub fn parse_p99(text: &str) -> Option<f64> {
+    let value = text.lines().find_map(|l| l.trim().strip_prefix("99%"))?.trim();
+    let split = value.find(|c: char| c.is_ascii_alphabetic())?;
+    let (number, unit) = value.split_at(split);
+    let scale = match unit {
+        "us" => 1e-6,
+        "ms" => 1e-3,
+        "s" => 1.0,
+        "m" => 60.0,
+        _ => return None,
+    };
+    Some(number.parse::<f64>().ok()? * scale)
 }
 
 /// The `Requests/sec:` figure of wrk's report.
@@ -209,6 +230,10 @@ mod tests {
                     Requests/sec:  41234.56\nTransfer/sec:      8.1MB\n";
         assert_eq!(parse_requests_per_second(text), Some(41234.56));
         assert_eq!(parse_requests_per_second("nothing"), None);
+        let latency = "  Latency Distribution\n     50%  310.00us\n     99%    2.41ms\n";
+        assert!((parse_p99(latency).unwrap() - 2.41e-3).abs() < 1e-12);
+        assert!((parse_p99("     99%  812.00us\n").unwrap() - 812e-6).abs() < 1e-12);
+        assert_eq!(parse_p99("     99%  nonsense\n"), None);
         assert_eq!(
             parse_requests("  164938 requests in 4.00s, 128.2MB read\n"),
             Some(164938.0)

@@ -1,23 +1,49 @@
 //! `cargo xtask bench [NAME…]`: runs benchmarks side by side with their
-//! baselines and collects their reports in target/bench.
+//! baselines, and keeps their results in BENCHMARKS.md and BENCHMARKS.json
+//! at the workspace root (one section per benchmark, each with the
+//! machine, kernel, date and command that produced it).
+//!
+//! `cargo xtask bench --check` is the regression check: it runs the quick,
+//! CPU-only benchmarks in a short mode and fails only when a gated figure
+//! is more than [`CHECK_TOLERANCE`] worse than in the committed
+//! BENCHMARKS.json. Figures measured against a baseline in the same run
+//! are compared by that ratio, which a noisy machine mostly cancels out of;
+//! the others only on the same machine kind.
 
 use std::path::Path;
+use std::process::Command;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
 
 /// Every benchmark, in the order they run.
 pub const BENCHMARKS: &[&str] = &[
     "pipeline",
-    "disk",
     "prometheus",
     "otlp",
     "enrich",
-    "profile",
+    "disk",
     "net",
+    "profile",
     "energy",
+    "agent",
 ];
 
-/// Runs `names` (all when empty).
+/// What the regression check runs, with its short-mode arguments.
+const CHECKED: &[(&str, &[&str])] = &[
+    ("pipeline", &["--events", "500000", "--runs", "5"]),
+    ("prometheus", &["--events", "300000", "--runs", "5"]),
+    ("otlp", &["--events", "100000", "--runs", "5"]),
+    ("enrich", &["--batches", "50", "--runs", "5"]),
+];
+
+/// How much worse a gated figure may get before `--check` fails.
+pub const CHECK_TOLERANCE: f64 = 0.25;
+
+const RESULTS_JSON: &str = "BENCHMARKS.json";
+const RESULTS_MD: &str = "BENCHMARKS.md";
+
+/// Runs `names` (all when empty) and records them in BENCHMARKS.{md,json}.
 pub fn run(names: &[String]) -> Result<()> {
     let selected: Vec<&str> = if names.is_empty() {
         BENCHMARKS.to_vec()
@@ -30,39 +56,211 @@ pub fn run(names: &[String]) -> Result<()> {
         names.iter().map(String::as_str).collect()
     };
     let out = Path::new("target/bench");
-    std::fs::create_dir_all(out)?;
-    let mut report = String::new();
+    let machine = Machine::detect();
+    let mut results = read_results()?;
     for name in selected {
         eprintln!("xtask: benchmark {name}");
-        if name == "profile" {
-            // The peers it compares with, and the compiler of its workload.
-            crate::setup::ensure_packages(crate::setup::PROFILE_BENCH_PACKAGES)?;
-        }
-        if name == "net" {
-            crate::setup::ensure_packages(crate::setup::NET_BENCH_PACKAGES)?;
-        }
-        // Every benchmark is a `benches/NAME.rs` target of the sonde package.
-        let table = bench(name, out)?;
-        report.push_str(&table);
-        report.push('\n');
+        ensure_peers(name)?;
+        bench(name, out, &[])?;
+        let entry = entry(name, out, &machine)?;
+        results["benchmarks"][name] = entry;
+        // Written after each benchmark, so a long run that fails late
+        // keeps what it measured.
+        write_results(&results)?;
     }
-    std::fs::write(out.join("report.md"), &report)?;
-    println!("{report}");
-    eprintln!("xtask: reports in target/bench/");
+    eprintln!("xtask: results in {RESULTS_MD} and {RESULTS_JSON}; raw reports in target/bench/");
     Ok(())
 }
 
-/// Runs `benches/NAME.rs` (harness = false), which writes `NAME.md` to `out`.
-fn bench(name: &str, out: &Path) -> Result<String> {
-    crate::cargo(&[
-        "bench",
-        "--package",
-        "sonde",
-        "--bench",
-        name,
-        "--",
-        "--out",
-        &out.display().to_string(),
-    ])?;
-    Ok(std::fs::read_to_string(out.join(format!("{name}.md")))?)
+/// The regression check: short runs of [`CHECKED`] against BENCHMARKS.json.
+pub fn check() -> Result<()> {
+    let committed = read_results()?;
+    let out = Path::new("target/bench/check");
+    let machine = Machine::detect();
+    let mut failures = Vec::new();
+    println!("| benchmark | figure | committed | now | change | |\n|---|---|---|---|---|---|");
+    for (name, args) in CHECKED {
+        bench(name, out, args)?;
+        let now = entry(name, out, &machine)?;
+        let Some(before) = committed["benchmarks"].get(*name) else {
+            println!("| {name} | (not in {RESULTS_JSON}: nothing to compare) | | | | |");
+            continue;
+        };
+        let same_machine = before["machine"]["kind"] == now["machine"]["kind"];
+        for figure in now["figures"].as_array().into_iter().flatten() {
+            if figure["gated"] != true {
+                continue;
+            }
+            let old = before["figures"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|f| f["name"] == figure["name"]);
+            let Some(old) = old else { continue };
+            let (key, label) = if figure["ratio_to_baseline"].is_f64() {
+                ("ratio_to_baseline", "× baseline")
+            } else if same_machine {
+                ("median", figure["unit"].as_str().unwrap_or(""))
+            } else {
+                continue;
+            };
+            let (Some(was), Some(is)) = (old[key].as_f64(), figure[key].as_f64()) else {
+                continue;
+            };
+            let change = is / was - 1.0;
+            let failed = change > CHECK_TOLERANCE;
+            println!(
+                "| {name} | {} | {was:.3} {label} | {is:.3} {label} | {:+.1} % | {} |",
+                figure["name"].as_str().unwrap_or(""),
+                change * 100.0,
+                if failed { "✗" } else { "✓" }
+            );
+            if failed {
+                failures.push(format!("{name}: {} {:+.1} %", figure["name"], change * 100.0));
+            }
+        }
+    }
+    if !failures.is_empty() {
+        bail!(
+            "performance regression beyond {:.0} %: {}",
+            CHECK_TOLERANCE * 100.0,
+            failures.join("; ")
+        );
+    }
+    eprintln!(
+        "xtask: no gated figure is more than {:.0} % worse",
+        CHECK_TOLERANCE * 100.0
+    );
+    Ok(())
+}
+
+/// The peer tools and workloads a benchmark needs.
+fn ensure_peers(name: &str) -> Result<()> {
+    match name {
+        "profile" => crate::setup::ensure_packages(crate::setup::PROFILE_BENCH_PACKAGES),
+        "net" => crate::setup::ensure_packages(crate::setup::NET_BENCH_PACKAGES),
+        "agent" => crate::setup::ensure_packages(crate::setup::AGENT_BENCH_PACKAGES),
+        "disk" => crate::setup::ensure_packages(&["bpftrace", "util-linux"]),
+        "energy" => crate::setup::ensure_packages(&["bpftrace"]),
+        _ => Ok(()),
+    }
+}
+
+/// Runs `benches/NAME.rs` (harness = false), which writes `NAME.md` (and,
+/// for most, `NAME.json`) to `out`.
+fn bench(name: &str, out: &Path, extra: &[&str]) -> Result<()> {
+    std::fs::create_dir_all(out)?;
+    let out = out.display().to_string();
+    let mut args = vec!["bench", "--package", "sonde", "--bench", name, "--", "--out", &out];
+    args.extend_from_slice(extra);
+    crate::cargo(&args)
+}
+
+/// One benchmark's entry in BENCHMARKS.json, from its reports in `out`.
+fn entry(name: &str, out: &Path, machine: &Machine) -> Result<Value> {
+    let markdown = std::fs::read_to_string(out.join(format!("{name}.md")))
+        .with_context(|| format!("benchmark {name} wrote no {name}.md"))?;
+    let report: Value = std::fs::read_to_string(out.join(format!("{name}.json")))
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or(Value::Null);
+    let (figures, details) = match report.get("figures") {
+        Some(figures) => (figures.clone(), report["details"].clone()),
+        None => (json!([]), report),
+    };
+    Ok(json!({
+        "machine": machine.to_json(),
+        "kernel": machine.kernel,
+        "date": machine.date,
+        "command": format!("cargo xtask bench {name}"),
+        "markdown": markdown,
+        "figures": figures,
+        "details": details,
+    }))
+}
+
+fn read_results() -> Result<Value> {
+    match std::fs::read_to_string(RESULTS_JSON) {
+        Ok(text) => serde_json::from_str(&text).with_context(|| format!("{RESULTS_JSON} is not valid JSON")),
+        Err(_) => Ok(json!({ "benchmarks": {} })),
+    }
+}
+
+/// BENCHMARKS.json, and BENCHMARKS.md rendered from it.
+fn write_results(results: &Value) -> Result<()> {
+    std::fs::write(RESULTS_JSON, serde_json::to_string_pretty(results)? + "\n")?;
+    let mut md = String::from(
+        "# sonde benchmarks\n\n\
+         Written by `cargo xtask bench` (do not edit): every figure is measured side by side with its \
+         baseline in the same run, repeated and interleaved, as min / median / max, so that noise on \
+         a shared machine is visible. `cargo xtask bench NAME` reruns one section; \
+         `cargo xtask bench --check` compares short runs with BENCHMARKS.json.\n",
+    );
+    for name in BENCHMARKS {
+        let Some(entry) = results["benchmarks"].get(*name) else {
+            continue;
+        };
+        md.push_str(&format!(
+            "\n## {name}\n\n`{}` on {} ({} CPUs, {} GiB), Linux {}, {}.\n\n{}\n",
+            entry["command"].as_str().unwrap_or(""),
+            entry["machine"]["cpu"].as_str().unwrap_or("?"),
+            entry["machine"]["cpus"],
+            entry["machine"]["memory_gib"],
+            entry["kernel"].as_str().unwrap_or("?"),
+            entry["date"].as_str().unwrap_or("?"),
+            entry["markdown"].as_str().unwrap_or("").trim_end()
+        ));
+    }
+    std::fs::write(RESULTS_MD, md)?;
+    Ok(())
+}
+
+/// The machine a figure was measured on.
+struct Machine {
+    cpu: String,
+    cpus: usize,
+    memory_gib: u64,
+    kernel: String,
+    date: String,
+}
+
+impl Machine {
+    fn detect() -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .and_then(|v| v.split_once(':'))
+            .map_or_else(|| "unknown CPU".to_string(), |(_, v)| v.trim().to_string());
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let memory_kib: u64 = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        let output = |cmd: &str, args: &[&str]| {
+            Command::new(cmd)
+                .args(args)
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .unwrap_or_default()
+        };
+        Machine {
+            cpu,
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            memory_gib: (memory_kib as f64 / 1024.0 / 1024.0).round() as u64,
+            kernel: output("uname", &["-r"]),
+            date: output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "cpu": self.cpu,
+            "cpus": self.cpus,
+            "memory_gib": self.memory_gib,
+            // What "the same machine kind" means to the regression check.
+            "kind": format!("{} × {}", self.cpu, self.cpus),
+        })
+    }
 }

@@ -39,10 +39,17 @@ enum Task {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// Run benchmarks (all, or those named) and write reports to target/bench.
+    /// Run benchmarks (all, or those named: pipeline, prometheus, otlp,
+    /// enrich, disk, net, profile, energy, agent) and record them in BENCHMARKS.md
+    /// and BENCHMARKS.json; raw reports in target/bench.
     Bench {
-        /// Benchmarks to run (see xtask/src/bench.rs BENCHMARKS). Default: all.
+        /// Benchmarks to run. Default: all (about half an hour, as root).
         names: Vec<String>,
+        /// The regression check instead: short runs of the CPU-only
+        /// benchmarks, failing only when a gated figure is more than 25 %
+        /// worse than in the committed BENCHMARKS.json.
+        #[arg(long, conflicts_with = "names")]
+        check: bool,
     },
     /// The kernel matrix: boot each kernel (Debian's 5.10, 6.1, 6.12 and
     /// newest) under qemu and check that every eBPF source loads and sees
@@ -100,7 +107,8 @@ fn run() -> Result<()> {
             test.extend(args.iter().map(String::as_str));
             cargo(&test)
         }
-        Task::Bench { names } => bench::run(&names),
+        Task::Bench { check: true, .. } => bench::check(),
+        Task::Bench { names, .. } => bench::run(&names),
         Task::Kernels {
             kernels,
             sources,

@@ -92,6 +92,9 @@ pub const PROFILE_BENCH_PACKAGES: &[&str] = &["linux-perf", "bpftrace", "gcc"];
 /// What `cargo xtask bench net` serves, loads and compares sonde with.
 pub const NET_BENCH_PACKAGES: &[&str] = &["nginx", "wrk", "bpftrace"];
 
+/// What `cargo xtask bench agent` serves and loads.
+pub const AGENT_BENCH_PACKAGES: &[&str] = &["nginx", "wrk"];
+
 /// Whether this process runs as root.
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")

@@ -1,0 +1,182 @@
+//! What the whole agent costs a node, `cargo xtask bench agent`:
+//!
+//! - **idle node**: CPU % of one core (the agent's user + system time from
+//!   its own cgroup v2, all threads, plus the kernel-measured run time of
+//!   its eBPF programs) and peak resident memory (VmHWM), for the default
+//!   pipeline and for the default pipeline with every other eBPF source on;
+//! - **loaded node**: nginx (Debian's) serving a small page to wrk over
+//!   loopback, requests/s and p99 latency with the agent off, default, all
+//!   sources; and a micro workload, `getpgid` and `write` system calls in a
+//!   loop pinned to one CPU, ns per call;
+//! - **per eBPF program**: ns per run, from `BPF_ENABLE_STATS` during a
+//!   separate loaded run (statistics slow every program a little, so they
+//!   are off while throughput is measured).
+//!
+//! Modes take turns, `--rounds` of them (≥ 5), the order rotating each
+//! round so drift on a shared machine hits all alike; each on-figure is
+//! also given as the median of its per-round ratio to "off".
+//! Peers doing the same jobs (perf and bpftrace profiling, bpftrace on the
+//! disk and TCP tracepoints) are in the `profile`, `disk` and `net`
+//! benchmarks of the same `cargo xtask bench` run.
+//!
+//! Needs root, nginx and wrk. Writes `agent.md` and `agent.json`.
+
+#[path = "../common/mod.rs"]
+mod common;
+#[allow(dead_code)]
+#[path = "../net/workload.rs"]
+mod workload;
+
+mod modes;
+mod report;
+mod syscalls;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+
+use common::arg;
+use modes::{Agent, Mode};
+use workload::{Connections, Nginx};
+
+/// What one round of one mode measured.
+#[derive(Clone, Debug, Default)]
+pub struct Idle {
+    pub cpu_percent: f64,
+    pub bpf_percent: f64,
+    pub hwm_mib: f64,
+    pub rss_mib: f64,
+}
+
+/// One loaded round of one mode.
+#[derive(Clone, Debug, Default)]
+pub struct Loaded {
+    pub rps: f64,
+    pub p99_ms: f64,
+    pub getpgid_ns: f64,
+    pub write_ns: f64,
+}
+
+/// Everything measured, by mode.
+#[derive(Debug, Default)]
+pub struct Results {
+    pub rounds: usize,
+    pub idle_seconds: u64,
+    pub wrk_seconds: u32,
+    pub idle: Vec<(Mode, Vec<Idle>)>,
+    pub loaded: Vec<(Mode, Vec<Loaded>)>,
+    /// (program, ns per run) per measurement, all sources on.
+    pub programs: Vec<(String, Vec<f64>)>,
+}
+
+fn main() -> Result<()> {
+    let out = PathBuf::from(arg("--out", "target/bench"));
+    let rounds: usize = arg("--rounds", "5").parse()?;
+    let warmup: u64 = arg("--warmup", "17").parse()?;
+    let idle_seconds: u64 = arg("--idle-seconds", "30").parse()?;
+    let wrk_seconds: u32 = arg("--wrk-seconds", "5").parse()?;
+    // /proc/self belongs to the effective user.
+    if std::fs::read_to_string("/proc/self/status")?
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().nth(1))
+        != Some("0")
+    {
+        bail!("`cargo xtask bench agent` needs root (the agent loads eBPF programs)");
+    }
+    let dir = tempfile::tempdir()?;
+    let mut results = Results {
+        rounds,
+        idle_seconds,
+        wrk_seconds,
+        idle: Mode::AGENTS.iter().map(|m| (*m, Vec::new())).collect(),
+        loaded: Mode::ALL.iter().map(|m| (*m, Vec::new())).collect(),
+        ..Results::default()
+    };
+
+    // Idle: the agent alone. The warm-up covers the profile source's first
+    // interval, which symbolizes every process of the node once.
+    for round in 0..rounds {
+        for m in rotated(Mode::AGENTS.len(), round) {
+            let mode = Mode::AGENTS[m];
+            let agent = Agent::start(mode, dir.path())?;
+            std::thread::sleep(Duration::from_secs(warmup));
+            let stats = sonde_ebpf::stats::enable()?;
+            let start = agent.process.read();
+            std::thread::sleep(Duration::from_secs(idle_seconds));
+            let end = agent.process.read();
+            drop(stats);
+            let (cpu, bpf) = start.percent_until(&end);
+            let (rss, hwm) = agent.process.memory_kib();
+            eprintln!(
+                "idle round {}: {:<28} {cpu:.3} % CPU + {bpf:.3} % eBPF, VmHWM {:.1} MiB",
+                round + 1,
+                mode.label(),
+                hwm as f64 / 1024.0
+            );
+            results.idle[m].1.push(Idle {
+                cpu_percent: cpu,
+                bpf_percent: bpf,
+                hwm_mib: hwm as f64 / 1024.0,
+                rss_mib: rss as f64 / 1024.0,
+            });
+            agent.stop();
+        }
+    }
+
+    // Loaded: nginx + wrk, and the system-call loop.
+    let nginx = Nginx::start()?;
+    workload::wrk(&nginx, Connections::KeepAlive, 2)?; // warm-up
+    let mut programs: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    for round in 0..rounds {
+        for m in rotated(Mode::ALL.len(), round) {
+            let mode = Mode::ALL[m];
+            let agent = match mode {
+                Mode::Off => None,
+                _ => {
+                    let agent = Agent::start(mode, dir.path())?;
+                    std::thread::sleep(Duration::from_secs(3));
+                    Some(agent)
+                }
+            };
+            let run = workload::wrk(&nginx, Connections::KeepAlive, wrk_seconds)?;
+            let (getpgid_ns, write_ns) = syscalls::measure(2_000_000)?;
+            eprintln!(
+                "loaded round {}: {:<28} {:>7.0} req/s, p99 {:.2} ms, getpgid {getpgid_ns:.0} ns, write {write_ns:.0} ns",
+                round + 1,
+                mode.label(),
+                run.rps,
+                run.p99 * 1e3
+            );
+            results.loaded[m].1.push(Loaded {
+                rps: run.rps,
+                p99_ms: run.p99 * 1e3,
+                getpgid_ns,
+                write_ns,
+            });
+            if let Some(agent) = agent {
+                if mode == Mode::All {
+                    for (name, ns) in agent.program_costs(&nginx)? {
+                        programs.entry(name).or_default().push(ns);
+                    }
+                }
+                agent.stop();
+            }
+        }
+    }
+    drop(nginx);
+    results.programs = programs.into_iter().collect();
+
+    let (markdown, figures) = report::render(&results);
+    println!("{markdown}");
+    common::write_report(&out, "agent", &markdown, &figures, report::details(&results));
+    Ok(())
+}
+
+/// 0..n, rotated left by `round`.
+fn rotated(n: usize, round: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    order.rotate_left(round % n);
+    order
+}
