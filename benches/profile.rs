@@ -20,13 +20,15 @@
 //! context, which /proc attributes to the interrupted task. So perf's
 //! figure is a lower bound. Writes `profile.md` and `profile.json` to `--out`.
 
-use std::collections::HashSet;
+mod common;
+
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::process::Measured;
 use serde_json::json;
 use sonde_ebpf::stats;
 
@@ -85,9 +87,9 @@ struct Args {
 fn args() -> Args {
     let mut args = Args {
         out: PathBuf::from("target/bench"),
-        seconds: 30,
+        seconds: 20,
         warmup: 12,
-        reps: 2,
+        reps: 5,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -183,15 +185,7 @@ fn build_workload(dir: &Path) -> PathBuf {
     binary
 }
 
-/// The tool's process, in a cgroup of its own when possible.
-struct Running {
-    child: Child,
-    cgroup: Option<PathBuf>,
-    programs: Vec<u32>,
-}
-
-fn spawn(tool: Tool, dir: &Path) -> Running {
-    let before: HashSet<u32> = stats::loaded_programs().iter().map(|p| p.id).collect();
+fn spawn(tool: Tool, dir: &Path) -> Measured {
     let mut command = match tool {
         Tool::Sonde => {
             let config = dir.join("bench.hcl");
@@ -220,9 +214,8 @@ fn spawn(tool: Tool, dir: &Path) -> Running {
             c
         }
     };
-    let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-    let cgroup = join_cgroup(child.id());
-    let stderr = child.stderr.take().unwrap();
+    let mut running = Measured::spawn(command.stdout(Stdio::null()).stderr(Stdio::piped())).unwrap();
+    let stderr = running.child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -234,128 +227,41 @@ fn spawn(tool: Tool, dir: &Path) -> Running {
     // Ready: sonde says so; bpftrace and perf when their programs or
     // events are in place (perf: a moment).
     let deadline = Instant::now() + Duration::from_secs(60);
-    let programs = loop {
-        let new: Vec<u32> = stats::loaded_programs()
-            .into_iter()
-            .filter(|p| !before.contains(&p.id))
-            .map(|p| p.id)
-            .collect();
+    loop {
+        running.note_programs();
         let ready = match tool {
             Tool::Sonde => rx.try_recv().is_ok(),
             Tool::Perf => true,
-            Tool::Bpftrace => !new.is_empty(),
+            Tool::Bpftrace => !running.programs.is_empty(),
         };
         if ready {
             // sonde's programs are loaded before its pipeline runs.
-            let new = stats::loaded_programs()
-                .into_iter()
-                .filter(|p| !before.contains(&p.id))
-                .map(|p| p.id)
-                .collect();
-            break new;
+            running.note_programs();
+            return running;
         }
         assert!(Instant::now() < deadline, "{} did not start", tool.name());
-        assert!(child.try_wait().unwrap().is_none(), "{} exited", tool.name());
+        assert!(running.child.try_wait().unwrap().is_none(), "{} exited", tool.name());
         std::thread::sleep(Duration::from_millis(50));
-    };
-    Running {
-        child,
-        cgroup,
-        programs,
     }
-}
-
-/// Moves `pid` into a new cgroup v2 under the root; `None` where not possible.
-fn join_cgroup(pid: u32) -> Option<PathBuf> {
-    let root = Path::new("/sys/fs/cgroup");
-    if !root.join("cgroup.controllers").exists() {
-        return None;
-    }
-    let path = root.join(format!("sonde-bench-{}-{pid}", std::process::id()));
-    std::fs::create_dir(&path).ok()?;
-    match std::fs::write(path.join("cgroup.procs"), pid.to_string()) {
-        Ok(()) => Some(path),
-        Err(_) => {
-            let _ = std::fs::remove_dir(&path);
-            None
-        }
-    }
-}
-
-/// User-space CPU of the tool, ns.
-fn user_cpu_ns(running: &Running) -> u64 {
-    if let Some(cgroup) = &running.cgroup {
-        if let Ok(stat) = std::fs::read_to_string(cgroup.join("cpu.stat")) {
-            if let Some(usec) = stat.lines().find_map(|l| l.strip_prefix("usage_usec ")) {
-                return usec.trim().parse::<u64>().unwrap_or(0) * 1000;
-            }
-        }
-    }
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", running.child.id())).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    // utime and stime are fields 14 and 15, in USER_HZ (100) ticks.
-    let ticks: u64 = fields
-        .get(11..13)
-        .map(|f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum())
-        .unwrap_or(0);
-    ticks * 10_000_000
-}
-
-fn bpf_totals(running: &Running) -> (u64, u64) {
-    stats::loaded_programs()
-        .into_iter()
-        .filter(|p| running.programs.contains(&p.id))
-        .fold((0, 0), |(t, n), p| (t + p.run_time_ns, n + p.run_count))
-}
-
-fn memory_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }
 
 fn run(tool: Tool, args: &Args, dir: &Path) -> Sample {
-    let mut running = spawn(tool, dir);
+    let running = spawn(tool, dir);
     std::thread::sleep(Duration::from_secs(args.warmup));
-    let (t0, user0, (bpf0, runs0)) = (Instant::now(), user_cpu_ns(&running), bpf_totals(&running));
+    let start = running.read();
     std::thread::sleep(Duration::from_secs(args.seconds));
-    let (user1, (bpf1, runs1)) = (user_cpu_ns(&running), bpf_totals(&running));
-    let wall_ns = t0.elapsed().as_nanos() as u64;
-    let (rss_kib, hwm_kib) = memory_kib(running.child.id());
-    let signal = if tool == Tool::Sonde { "-TERM" } else { "-INT" };
-    let _ = Command::new("kill")
-        .args([signal, &running.child.id().to_string()])
-        .status();
-    let _ = running.child.wait();
-    if let Some(cgroup) = &running.cgroup {
-        let _ = std::fs::remove_dir(cgroup);
-    }
+    let end = running.read();
+    let wall_ns = end.at.unwrap().duration_since(start.at.unwrap()).as_nanos() as u64;
+    let (rss_kib, hwm_kib) = running.memory_kib();
+    running.stop(if tool == Tool::Sonde { "-TERM" } else { "-INT" });
     Sample {
         wall_ns,
-        user_ns: user1.saturating_sub(user0),
-        bpf_ns: bpf1.saturating_sub(bpf0),
-        bpf_runs: runs1.saturating_sub(runs0),
+        user_ns: end.cpu_ns.saturating_sub(start.cpu_ns),
+        bpf_ns: end.bpf_ns.saturating_sub(start.bpf_ns),
+        bpf_runs: end.bpf_runs.saturating_sub(start.bpf_runs),
         rss_kib,
         hwm_kib,
     }
-}
-
-/// (min, median, max).
-fn spread(mut values: Vec<f64>) -> (f64, f64, f64) {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    let median = if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    };
-    (values[0], median, values[n - 1])
 }
 
 fn render(results: &[(Tool, Vec<Sample>)], args: &Args) -> String {
@@ -370,9 +276,9 @@ fn render(results: &[(Tool, Vec<Sample>)], args: &Args) -> String {
         args.reps, args.seconds, args.warmup
     );
     for (tool, samples) in results {
-        let (min, median, max) = spread(samples.iter().map(Sample::percent).collect());
-        let (_, bpf, _) = spread(samples.iter().map(Sample::bpf_percent).collect());
-        let (_, per_run, _) = spread(samples.iter().map(Sample::ns_per_run).collect());
+        let (min, median, max) = common::spread(&samples.iter().map(Sample::percent).collect::<Vec<_>>());
+        let (_, bpf, _) = common::spread(&samples.iter().map(Sample::bpf_percent).collect::<Vec<_>>());
+        let (_, per_run, _) = common::spread(&samples.iter().map(Sample::ns_per_run).collect::<Vec<_>>());
         let rss = samples.iter().map(|s| s.rss_kib).max().unwrap_or(0) as f64 / 1024.0;
         let hwm = samples.iter().map(|s| s.hwm_kib).max().unwrap_or(0) as f64 / 1024.0;
         let per_run = if *tool == Tool::Perf {
