@@ -86,9 +86,8 @@ pub struct Figure {
     /// the same run: what the regression check compares, since machine
     /// noise mostly cancels out of it. `None` for the baselines themselves.
     pub ratio_to_baseline: Option<f64>,
-    /// Whether `cargo xtask bench --check` fails when this figure gets
-    /// worse: by its ratio to the baseline when it has one, otherwise by
-    /// its median, and then only on the same machine kind.
+    /// Whether `cargo xtask bench --check` fails when its ratio to the
+    /// baseline grows.
     pub gated: bool,
 }
 

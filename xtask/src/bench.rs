@@ -6,9 +6,11 @@
 //! `cargo xtask bench --check` is the regression check: it runs the quick,
 //! CPU-only benchmarks in a short mode and fails only when a gated figure
 //! is more than [`CHECK_TOLERANCE`] worse than in the committed
-//! BENCHMARKS.json. Figures measured against a baseline in the same run
-//! are compared by that ratio, which a noisy machine mostly cancels out of;
-//! the others only on the same machine kind.
+//! BENCHMARKS.json. Only figures measured against a baseline in the same
+//! run are gated, by that ratio, which a noisy machine mostly cancels out
+//! of: on this 2-core VM at load 8, absolute ns/event (even thread CPU
+//! time) moved 39–69 % while the ratios stayed within 23 %. Run it on an
+//! otherwise idle machine, as CI does.
 
 use std::path::Path;
 use std::process::Command;
@@ -86,7 +88,9 @@ pub fn check() -> Result<()> {
             println!("| {name} | (not in {RESULTS_JSON}: nothing to compare) | | | | |");
             continue;
         };
-        let same_machine = before["machine"]["kind"] == now["machine"]["kind"];
+        if before["machine"]["kind"] != now["machine"]["kind"] {
+            println!("| {name} | (measured on another machine kind: ratios compared all the same) | | | | |");
+        }
         for figure in now["figures"].as_array().into_iter().flatten() {
             if figure["gated"] != true {
                 continue;
@@ -97,13 +101,8 @@ pub fn check() -> Result<()> {
                 .flatten()
                 .find(|f| f["name"] == figure["name"]);
             let Some(old) = old else { continue };
-            let (key, label) = if figure["ratio_to_baseline"].is_f64() {
-                ("ratio_to_baseline", "× baseline")
-            } else if same_machine {
-                ("median", figure["unit"].as_str().unwrap_or(""))
-            } else {
-                continue;
-            };
+            let label = "× baseline";
+            let key = "ratio_to_baseline";
             let (Some(was), Some(is)) = (old[key].as_f64(), figure[key].as_f64()) else {
                 continue;
             };

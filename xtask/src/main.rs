@@ -46,8 +46,8 @@ enum Task {
         /// Benchmarks to run. Default: all (about half an hour, as root).
         names: Vec<String>,
         /// The regression check instead: short runs of the CPU-only
-        /// benchmarks, failing only when a gated figure is more than 25 %
-        /// worse than in the committed BENCHMARKS.json.
+        /// benchmarks, failing only when a figure's ratio to its same-run
+        /// baseline is more than 25 % worse than in BENCHMARKS.json.
         #[arg(long, conflicts_with = "names")]
         check: bool,
     },
