@@ -3,7 +3,7 @@
 //! run time of the eBPF programs it loaded.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -145,9 +145,20 @@ impl Measured {
     }
 }
 
+/// Where cgroup v2 is mounted: /sys/fs/cgroup, or /sys/fs/cgroup/unified
+/// on hybrid (v1 + v2) hosts such as this project's CI machines.
+fn cgroup2_root() -> Option<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.get(2) == Some(&"cgroup2"))
+        .and_then(|f| f.get(1).map(PathBuf::from))
+}
+
 /// Moves `pid` into a new cgroup v2 under the root; `None` where not possible.
 fn join_cgroup(pid: u32) -> Option<PathBuf> {
-    let root = Path::new("/sys/fs/cgroup");
+    let root = cgroup2_root()?;
     if !root.join("cgroup.controllers").exists() {
         return None;
     }
