@@ -299,6 +299,10 @@ sink "file" "flame" {{
     .unwrap();
     let agent = pprof::Agent::start(&config);
     let run = run_workload(&hot, &["hot", "1.5", "2"], || {});
+    // Mostly in the kernel: its frames must be named although the agent
+    // dropped every capability its components do not declare (kallsyms
+    // shows addresses only with CAP_SYSLOG where perf_event_paranoid > 1).
+    let syscalls = run_workload(&hot, &["syscall", "1"], || {});
     std::thread::sleep(Duration::from_millis(1500));
     agent.stop();
 
@@ -319,6 +323,32 @@ sink "file" "flame" {{
         }
     }
     assert!(!ours.is_empty(), "no JSON profile of the workload");
+
+    let (mut named, mut unnamed) = (0, Vec::new());
+    for line in std::fs::read_to_string(dir.path().join("profiles.jsonl"))
+        .unwrap()
+        .lines()
+    {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if v["attributes"][keys::PID].as_i64() != Some(syscalls.pid.into()) {
+            continue;
+        }
+        for sample in v["samples"].as_array().unwrap() {
+            for frame in sample["frames"].as_array().unwrap() {
+                if frame["module"] != "[kernel]" {
+                    continue;
+                }
+                match frame["function"].as_str() {
+                    Some(f) if !f.starts_with("0x") => named += 1,
+                    f => unnamed.push(format!("{f:?}")),
+                }
+            }
+        }
+    }
+    assert!(
+        named > 0 && unnamed.len() * 20 <= named,
+        "kernel frames under `sonde run`: {named} named, unnamed: {unnamed:?}"
+    );
 
     // The pprof files, decoded independently, say the same.
     let mut theirs: BTreeMap<i64, BTreeMap<String, u64>> = BTreeMap::new();

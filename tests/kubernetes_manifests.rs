@@ -161,7 +161,8 @@ fn the_two_variants_differ_only_in_privileges() {
                 "SYS_RESOURCE",
                 "SYS_PTRACE",
                 "DAC_READ_SEARCH",
-                "NET_ADMIN"
+                "NET_ADMIN",
+                "SYSLOG"
             ]
         );
         assert_eq!(restricted["capabilities"]["drop"][0], "ALL");

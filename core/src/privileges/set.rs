@@ -70,6 +70,9 @@ impl Capability {
     pub const SYS_ADMIN: Capability = Capability(21);
     /// Raise RLIMIT_MEMLOCK (eBPF maps before Linux 5.11 are charged to it).
     pub const SYS_RESOURCE: Capability = Capability(24);
+    /// Read kernel addresses in /proc/kallsyms when perf_event_paranoid > 1
+    /// (Debian's default), to name kernel frames.
+    pub const SYSLOG: Capability = Capability(34);
     /// perf events and tracing eBPF programs (kprobes, tracepoints) (Linux 5.8+).
     pub const PERFMON: Capability = Capability(38);
     /// Load eBPF programs and create maps (Linux 5.8+).

@@ -163,14 +163,17 @@ impl SourceConfig for ProfileSourceConfig {
     /// CAP_BPF and CAP_PERFMON load the programs and open a CPU-clock perf
     /// event on every CPU; CAP_DAC_READ_SEARCH reads tracepoint ids in
     /// tracefs (the exec tracepoint); CAP_SYS_PTRACE reads /proc/PID/maps
-    /// and the mapped ELF files of other users' processes to symbolize them.
-    /// Declared so the agent keeps them after start.
+    /// and the mapped ELF files of other users' processes to symbolize them;
+    /// CAP_SYSLOG reads kernel addresses in /proc/kallsyms (zeros without
+    /// it unless perf_event_paranoid ≤ 1), to name kernel frames. Declared
+    /// so the agent keeps them after start.
     fn capabilities(&self) -> CapabilitySet {
         CapabilitySet::of(&[
             Capability::BPF,
             Capability::PERFMON,
             Capability::DAC_READ_SEARCH,
             Capability::SYS_PTRACE,
+            Capability::SYSLOG,
         ])
     }
 
