@@ -22,6 +22,7 @@
 #include <bpf/bpf_core_read.h>
 
 #include "disk_latency.h"
+#include "sonde_slot.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -130,42 +131,6 @@ static __always_inline void count(__u32 stat)
 		*value += 1;
 }
 
-/* floor(log2(v)) for v > 0. */
-static __always_inline __u32 log2_u64(__u64 v)
-{
-	__u32 r, shift;
-
-	r = (v > 0xFFFFFFFFULL) << 5;
-	v >>= r;
-	shift = (v > 0xFFFF) << 4;
-	v >>= shift;
-	r |= shift;
-	shift = (v > 0xFF) << 3;
-	v >>= shift;
-	r |= shift;
-	shift = (v > 0xF) << 2;
-	v >>= shift;
-	r |= shift;
-	shift = (v > 0x3) << 1;
-	v >>= shift;
-	r |= shift;
-	r |= (v >> 1);
-	return r;
-}
-
-/* The slot of v: see the slot rule in disk_latency.h. */
-static __always_inline __u32 slot(__u64 v, __u32 min_shift, __u32 slots)
-{
-	__u32 s;
-
-	if (v <= (1ULL << min_shift))
-		return 0;
-	s = log2_u64(v - 1) - min_shift + 1;
-	if (s >= slots)
-		s = slots - 1;
-	return s;
-}
-
 /*
  * The operation from the first two rwbs characters: an optional 'F'
  * (REQ_PREFLUSH), then R, W, D (discard, secure erase), F (flush) or N.
@@ -258,7 +223,7 @@ int block_rq_issue(struct trace_event_raw_block_rq___sonde *ctx)
 			bpf_map_delete_elem(&disk_queued, &key);
 			hist = hist_for(&hkey);
 			if (hist) {
-				hist->queue[slot(delta, DISK_LATENCY_MIN_SHIFT, DISK_LATENCY_SLOTS)] += 1;
+				hist->queue[sonde_slot(delta, DISK_LATENCY_MIN_SHIFT, DISK_LATENCY_SLOTS)] += 1;
 				hist->queue_sum_ns += delta;
 			}
 		}
@@ -296,9 +261,9 @@ static __always_inline int on_complete(__u32 dev, __u64 sector, __u32 nr_sector,
 	bytes = (__u64)nr_sector << 9;
 	hist->requests += 1;
 	hist->bytes += bytes;
-	hist->size[slot(bytes, DISK_SIZE_MIN_SHIFT, DISK_SIZE_SLOTS)] += 1;
+	hist->size[sonde_slot(bytes, DISK_SIZE_MIN_SHIFT, DISK_SIZE_SLOTS)] += 1;
 	if (timed) {
-		hist->latency[slot(latency, DISK_LATENCY_MIN_SHIFT, DISK_LATENCY_SLOTS)] += 1;
+		hist->latency[sonde_slot(latency, DISK_LATENCY_MIN_SHIFT, DISK_LATENCY_SLOTS)] += 1;
 		hist->latency_sum_ns += latency;
 	}
 	return 0;
