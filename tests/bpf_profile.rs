@@ -93,12 +93,18 @@ fn has(frames: &[sonde_core::event::Frame], function: &str) -> bool {
 
 /// The collector, loaded, with what it counted before this test drained away.
 fn collector(test: &str) -> Option<(Collector, Symbols)> {
+    collector_with(test, ProfileSourceConfig::default().max_stacks)
+}
+
+/// [`collector`] with stack maps of `max_stacks` entries.
+fn collector_with(test: &str, max_stacks: u32) -> Option<(Collector, Symbols)> {
     if !bpf_available_or_skip(test) {
         return None;
     }
     let config = ProfileSourceConfig {
         comms: vec!["sonde-hot".into()],
         line_numbers: true,
+        max_stacks,
         ..ProfileSourceConfig::default()
     };
     let mut collector = Collector::load(&config, "test-node".into(), &[]).expect("profile loads");
@@ -183,6 +189,57 @@ fn hot_function_dominates_and_sample_count_matches_cpu_time() {
         .is_some_and(|e| e.ends_with("sonde-hot")));
     assert_eq!(profile.period, 1_000_000_000 / FREQUENCY);
     assert_eq!(collector.profiler().stats().unwrap().counts_full, 0);
+}
+
+/// A stack whose stack-map bucket holds another stack is refused by the
+/// kernel for the rest of the interval, however hot: a stack map of one
+/// bucket makes every stack but the first collide, and the hot stacks must
+/// still arrive whole, through the spill map.
+#[test]
+fn stacks_that_collide_in_the_stack_map_arrive_through_the_spill_map() {
+    let test = "stacks_that_collide_in_the_stack_map_arrive_through_the_spill_map";
+    let _turn = turn();
+    let Some((mut collector, mut symbols)) = collector_with(test, 1) else {
+        return;
+    };
+    let Some(hot) = pprof::workload(test) else { return };
+    let mut announced = collector.take_new_pids().expect("new pids ring");
+    let before = collector.profiler().stats().unwrap();
+    let run = run_workload(&hot, &["hot", "1", "1"], || {
+        collector.note_new_pids(&announced.read(), &mut symbols);
+    });
+    collector.note_new_pids(&announced.read(), &mut symbols);
+    let events = collector.collect(&mut symbols).unwrap();
+    let after = collector.profiler().stats().unwrap();
+    let profile = profile_of(&events, run.pid);
+    let total = profile.total_samples();
+    let whole: u64 = profile
+        .samples
+        .iter()
+        .filter(|s| {
+            let i = s.frames.iter().position(|f| f.function.as_str() == HOT_FN);
+            i.and_then(|i| s.frames.get(i + 1))
+                .is_some_and(|f| f.function.as_str() == HOT_CALLER)
+        })
+        .map(|s| s.count)
+        .sum();
+    let spilled = after.spilled - before.spilled;
+    eprintln!("program counters: {after:?}");
+    eprintln!(
+        "pid {}: {total} samples, {whole} with {HOT_CALLER} → {HOT_FN}, {spilled} spilled",
+        run.pid
+    );
+    // Each distinct stack after the first spilled at least once.
+    assert!(spilled > 0, "no stack spilled with a one-bucket stack map");
+    assert!(
+        whole as f64 >= 0.95 * total as f64,
+        "{whole} of {total} samples have {HOT_CALLER} → {HOT_FN}"
+    );
+    let expected = run.cpu_ns as f64 * FREQUENCY as f64 / 1e9;
+    assert!(
+        (total as f64 - expected).abs() <= 0.1 * expected,
+        "{total} samples, expected {expected:.1} ± 10 %"
+    );
 }
 
 #[test]

@@ -5,9 +5,9 @@
  * each; every sample counts (process, thread, user stack, kernel stack) in
  * a hash map, the stacks themselves going to a stack-trace map.
  *
- * Two sets of maps (counts_N, stacks_N) are switched by user space through
- * `profile_control`: while the program fills one set, user space drains
- * and clears the other, so no sample is lost to reading.
+ * Two sets of maps (counts_N, stacks_N, spill_N) are switched by user
+ * space through `profile_control`: while the program fills one set, user
+ * space drains and clears the other, so no sample is lost to reading.
  *
  * The first sample of a process (not yet in `known_pids`) is announced on
  * the `new_pids` ring buffer, so user space can read the process' memory
@@ -58,6 +58,17 @@ struct counts_map counts_1 SEC(".maps");
 struct stacks_map stacks_0 SEC(".maps");
 struct stacks_map stacks_1 SEC(".maps");
 
+struct spill_map {
+	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(max_entries, PROFILE_MAX_SPILL_STACKS);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, PROFILE_STACK_DEPTH * sizeof(__u64));
+};
+
+/* Stacks refused by their set's stack map (see PROFILE_MAX_STACKS). */
+struct spill_map spill_0 SEC(".maps");
+struct spill_map spill_1 SEC(".maps");
+
 /* Index 0: the set (0 or 1) the program writes to. Written by user space. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -95,26 +106,40 @@ static __always_inline void count(__u32 stat)
 		*value += 1;
 }
 
-/* A stack id, or -errno with the loss counted. */
-static __always_inline __s32 stack_id(struct bpf_perf_event_data *ctx, void *stacks, __u64 flags, __u32 collision)
+/*
+ * A stack id, or -errno with the loss counted. A stack whose bucket holds
+ * another stack would be refused for the whole interval, so it goes to the
+ * spill map: the kernel hashes stacks with a fixed seed, and the spill map
+ * holds only the few stacks that collided, so their buckets there are
+ * mostly free.
+ */
+static __always_inline __s32 stack_id(struct bpf_perf_event_data *ctx, void *stacks, void *spill, __u64 flags,
+				      __u32 collision)
 {
 	long id = bpf_get_stackid(ctx, stacks, flags);
 
-	if (id == -EEXIST)
-		count(collision);
-	else if (id == -12 /* ENOMEM */)
+	if (id == -EEXIST) {
+		id = bpf_get_stackid(ctx, spill, flags);
+		if (id >= 0) {
+			count(PROFILE_STAT_SPILLED);
+			return (__s32)(id | PROFILE_SPILL_BIT);
+		}
+		if (id == -EEXIST)
+			count(collision);
+	}
+	if (id == -12 /* ENOMEM */)
 		count(PROFILE_STAT_STACK_MAP_FULL);
 	return (__s32)id;
 }
 
 static __always_inline void record(struct bpf_perf_event_data *ctx, struct profile_key *key, void *counts,
-				   void *stacks)
+				   void *stacks, void *spill)
 {
 	__u64 one = 1, *value;
 	long err;
 
-	key->user_stack_id = stack_id(ctx, stacks, BPF_F_USER_STACK, PROFILE_STAT_USER_COLLISION);
-	key->kernel_stack_id = stack_id(ctx, stacks, 0, PROFILE_STAT_KERNEL_COLLISION);
+	key->user_stack_id = stack_id(ctx, stacks, spill, BPF_F_USER_STACK, PROFILE_STAT_USER_COLLISION);
+	key->kernel_stack_id = stack_id(ctx, stacks, spill, 0, PROFILE_STAT_KERNEL_COLLISION);
 
 	value = bpf_map_lookup_elem(counts, key);
 	if (value) {
@@ -165,9 +190,9 @@ int profile_cpu(struct bpf_perf_event_data *ctx)
 	set = bpf_map_lookup_elem(&profile_control, &zero);
 	/* Separate calls per set: each helper call sees one constant map. */
 	if (set && *set == 1)
-		record(ctx, &key, &counts_1, &stacks_1);
+		record(ctx, &key, &counts_1, &stacks_1, &spill_1);
 	else
-		record(ctx, &key, &counts_0, &stacks_0);
+		record(ctx, &key, &counts_0, &stacks_0, &spill_0);
 	return 0;
 }
 

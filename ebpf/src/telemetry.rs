@@ -9,13 +9,18 @@ use metrics::{Counter, Label};
 /// Events the kernel side saw but could not use, by `reason`
 /// (`no_start`: a completion whose start was not seen;
 /// `user_stack_collision`, `kernel_stack_collision`: a sampled stack whose
-/// stack-map slot held another; `new_pid_notification`: a new process not
+/// slots in the stack map and in the spill map held others;
+/// `new_pid_notification`: a new process not
 /// announced).
 pub const LOST_EVENTS: &str = "sonde_ebpf_lost_events_total";
 /// Inserts a full map rejected, by `map`.
 pub const MAP_FULL: &str = "sonde_ebpf_map_full_total";
 /// Entries an LRU map evicted to make room (tracking lost for them), by `map`.
 pub const MAP_EVICTIONS: &str = "sonde_ebpf_map_evictions_total";
+/// Sampled stacks kept in a spill map because their slot in the stack map
+/// held another stack: none lost, but a steady rate says `max_stacks` is
+/// small for the node.
+pub const STACK_SPILLS: &str = "sonde_ebpf_stack_spills_total";
 /// Failed reads, by `what`: kernel memory the programs could not copy
 /// (`kernel:<field>`), or maps user space could not read (`map:<name>`).
 pub const FAILED_READS: &str = "sonde_ebpf_failed_reads_total";

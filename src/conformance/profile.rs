@@ -109,11 +109,13 @@ fn run() -> Result<String, CheckError> {
         }
     }
     let expected = busy_ns as f64 * frequency as f64 / 1e9;
+    let stats = collector.profiler().stats().ok();
     ensure((0.5 * expected..=1.5 * expected).contains(&(busy as f64)), || {
-        format!("{busy} samples in {BUSY_FN} (of {total} of this process), expected {expected:.0} ± 50 % from {busy_ns} ns on CPU")
+        format!("{busy} samples in {BUSY_FN} (of {total} of this process), expected {expected:.0} ± 50 % from {busy_ns} ns on CPU; program counters {stats:?}")
     })?;
     Ok(format!(
-        "{busy} samples in {BUSY_FN} (of {total}), expected {expected:.0} from its CPU time; {} new process(es) announced",
-        new_pids.len()
+        "{busy} samples in {BUSY_FN} (of {total}), expected {expected:.0} from its CPU time; {} new process(es) announced; {} stack(s) spilled",
+        new_pids.len(),
+        stats.map_or(0, |s| s.spilled)
     ))
 }

@@ -21,11 +21,21 @@
 /*
  * Default capacity of each stack map (distinct stacks per interval, per
  * set). The kernel rounds it up to a power of two; user space may change it
- * before load (`max_stacks`). A stack whose hash bucket is taken by another
- * stack is not stored (PROFILE_STAT_*_COLLISION): a larger map makes that
- * rarer, at 1 KiB of kernel memory per entry and set.
+ * before load (`max_stacks`), at 1 KiB of kernel memory per entry and set.
+ *
+ * A stack map keeps one stack per hash bucket, and a stack whose bucket is
+ * taken is refused for the rest of the interval, however hot it is. Such a
+ * stack goes to the set's spill map instead (PROFILE_STAT_SPILLED), whose
+ * ids carry PROFILE_SPILL_BIT. Only when its spill bucket is taken too is
+ * it lost (PROFILE_STAT_*_COLLISION).
  */
 #define PROFILE_MAX_STACKS 16384
+
+/* Capacity of each spill map: stacks that collided in the stack map. */
+#define PROFILE_MAX_SPILL_STACKS 2048
+
+/* Set in a stack id that refers to the spill map (ids are below 2^30). */
+#define PROFILE_SPILL_BIT 1073741824
 
 /* Capacity of each counts map: distinct (process, thread, stacks) per interval. */
 #define PROFILE_MAX_COUNTS 32768
@@ -43,9 +53,9 @@
 #define PROFILE_STAT_SAMPLES 0
 /* Samples of the idle task, not recorded (include_idle = 0). */
 #define PROFILE_STAT_IDLE 1
-/* A user stack not stored: its bucket held another stack. */
+/* A user stack not stored: its buckets held other stacks (stack and spill map). */
 #define PROFILE_STAT_USER_COLLISION 2
-/* A kernel stack not stored: its bucket held another stack. */
+/* A kernel stack not stored: its buckets held other stacks (stack and spill map). */
 #define PROFILE_STAT_KERNEL_COLLISION 3
 /* A stack not stored: the stack map had no free entry. */
 #define PROFILE_STAT_STACK_MAP_FULL 4
@@ -53,7 +63,9 @@
 #define PROFILE_STAT_COUNTS_FULL 5
 /* A new process not announced: the ring buffer was full or busy. */
 #define PROFILE_STAT_NOTIFY_LOST 6
-#define PROFILE_STAT_COUNT 7
+/* A stack stored in the spill map: its stack map bucket held another stack. */
+#define PROFILE_STAT_SPILLED 7
+#define PROFILE_STAT_COUNT 8
 
 /* Length of a task's comm, with its NUL (TASK_COMM_LEN). */
 #define PROFILE_COMM_LEN 16
@@ -70,9 +82,9 @@ struct profile_key {
 	__u32 pid;
 	/* Thread id. */
 	__u32 tid;
-	/* Id in the active stack map, or -errno. */
+	/* Id in the active stack map (or spill map, with PROFILE_SPILL_BIT), or -errno. */
 	__s32 user_stack_id;
-	/* Id in the active stack map, or -errno. */
+	/* Id in the active stack map (or spill map, with PROFILE_SPILL_BIT), or -errno. */
 	__s32 kernel_stack_id;
 	/* The thread's comm: names processes that exit before user space looks. */
 	char comm[PROFILE_COMM_LEN];

@@ -40,6 +40,8 @@ pub const PROGRAM_EXEC: &str = "profile_exec";
 pub const MAP_COUNTS: [&str; 2] = ["counts_0", "counts_1"];
 /// The stack maps of set 0 and 1.
 pub const MAP_STACKS: [&str; 2] = ["stacks_0", "stacks_1"];
+/// The spill maps of set 0 and 1: stacks that collided in the stack map.
+pub const MAP_SPILL: [&str; 2] = ["spill_0", "spill_1"];
 /// Which set the program writes to.
 pub const MAP_CONTROL: &str = "profile_control";
 /// Per-CPU loss counters (`PROFILE_STAT_*`).
@@ -99,10 +101,12 @@ pub struct ProfileStats {
     pub samples: u64,
     /// Idle samples not recorded.
     pub idle: u64,
-    /// User stacks lost to a hash collision in the stack map.
+    /// User stacks lost to hash collisions in both the stack and the spill map.
     pub user_collisions: u64,
-    /// Kernel stacks lost to a hash collision in the stack map.
+    /// Kernel stacks lost to hash collisions in both the stack and the spill map.
     pub kernel_collisions: u64,
+    /// Stacks kept in the spill map after a collision in the stack map.
+    pub spilled: u64,
     /// Stacks lost to a full stack map.
     pub stack_map_full: u64,
     /// Samples lost to a full counts map.
@@ -116,7 +120,8 @@ pub struct ProfileStats {
 pub struct Drained {
     /// Each distinct key with its number of samples.
     pub counts: Vec<(ProfileKey, u64)>,
-    /// Instruction pointers of each stack id, innermost first.
+    /// Instruction pointers of each stack id (spill map ids included, with
+    /// their [`PROFILE_SPILL_BIT`]), innermost first.
     pub stacks: StdHashMap<u32, Vec<u64>>,
 }
 
@@ -126,6 +131,7 @@ pub struct Profiler {
     object: Object,
     counts: [HashMap<MapData, ProfileKey, u64>; 2],
     stacks: [StackTraceMap<MapData>; 2],
+    spill: [StackTraceMap<MapData>; 2],
     control: Array<MapData, u32>,
     stats: PerCpuArray<MapData, u64>,
     known_pids: HashMap<MapData, u32, u8>,
@@ -171,6 +177,7 @@ impl Profiler {
         let event = attach(&mut object, &cpus, options)?;
         let counts = [object.take_map(MAP_COUNTS[0])?, object.take_map(MAP_COUNTS[1])?];
         let stacks = [object.take_map(MAP_STACKS[0])?, object.take_map(MAP_STACKS[1])?];
+        let spill = [object.take_map(MAP_SPILL[0])?, object.take_map(MAP_SPILL[1])?];
         let control = object.take_map(MAP_CONTROL)?;
         let stats = object.take_map(MAP_STATS)?;
         let known_pids = object.take_map(MAP_KNOWN_PIDS)?;
@@ -178,6 +185,7 @@ impl Profiler {
             object,
             counts,
             stacks,
+            spill,
             control,
             stats,
             known_pids,
@@ -241,26 +249,14 @@ impl Profiler {
 
         // Every stored stack goes, referenced or not (a stack whose count
         // did not fit would otherwise stay forever).
-        let stacks = &mut self.stacks[old];
-        let ids = stacks
-            .stack_ids()
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|source| read_error(MAP_STACKS[old], source))?;
-        for id in ids {
-            if wanted.contains(&id) {
-                match stacks.get(&id, 0) {
-                    Ok(trace) => {
-                        drained.stacks.insert(id, trace.frames().iter().map(|f| f.ip).collect());
-                    }
-                    Err(MapError::KeyNotFound) => {}
-                    Err(source) => return Err(read_error(MAP_STACKS[old], source)),
-                }
-            }
-            match stacks.remove(&id) {
-                Ok(()) | Err(MapError::KeyNotFound) => {}
-                Err(source) => return Err(read_error(MAP_STACKS[old], source)),
-            }
-        }
+        drain_stacks(&mut self.stacks[old], MAP_STACKS[old], 0, &wanted, &mut drained.stacks)?;
+        drain_stacks(
+            &mut self.spill[old],
+            MAP_SPILL[old],
+            PROFILE_SPILL_BIT,
+            &wanted,
+            &mut drained.stacks,
+        )?;
         Ok(drained)
     }
 
@@ -289,6 +285,7 @@ impl Profiler {
             stack_map_full: at(PROFILE_STAT_STACK_MAP_FULL),
             counts_full: at(PROFILE_STAT_COUNTS_FULL),
             notify_lost: at(PROFILE_STAT_NOTIFY_LOST),
+            spilled: at(PROFILE_STAT_SPILLED),
         })
     }
 
@@ -346,6 +343,37 @@ fn attach_error(cpu: u32, event: SampleEvent, source: aya::programs::ProgramErro
         attach_point: format!("perf event {name} on CPU {cpu}"),
         source: Box::new(source),
     }
+}
+
+/// Reads the stacks of `map` that `wanted` refers to into `out` (under
+/// their id with `id_bit`), and removes every stack from `map`.
+fn drain_stacks(
+    map: &mut StackTraceMap<MapData>,
+    name: &'static str,
+    id_bit: u32,
+    wanted: &HashSet<u32>,
+    out: &mut StdHashMap<u32, Vec<u64>>,
+) -> Result<(), ReadError> {
+    let ids = map
+        .stack_ids()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| read_error(name, source))?;
+    for id in ids {
+        if wanted.contains(&(id | id_bit)) {
+            match map.get(&id, 0) {
+                Ok(trace) => {
+                    out.insert(id | id_bit, trace.frames().iter().map(|f| f.ip).collect());
+                }
+                Err(MapError::KeyNotFound) => {}
+                Err(source) => return Err(read_error(name, source)),
+            }
+        }
+        match map.remove(&id) {
+            Ok(()) | Err(MapError::KeyNotFound) => {}
+            Err(source) => return Err(read_error(name, source)),
+        }
+    }
+    Ok(())
 }
 
 fn read_error(map: &'static str, source: MapError) -> ReadError {

@@ -14,6 +14,7 @@ pub struct ProfileTelemetry {
     stack_map_full: KernelCounter,
     counts_full: KernelCounter,
     notify_lost: KernelCounter,
+    spilled: KernelCounter,
     map_read_failed: metrics::Counter,
 }
 
@@ -32,6 +33,7 @@ impl ProfileTelemetry {
             stack_map_full: KernelCounter::new(telemetry::MAP_FULL, telemetry::with_label(&labels, "map", stacks)),
             counts_full: KernelCounter::new(telemetry::MAP_FULL, telemetry::with_label(&labels, "map", counts)),
             notify_lost: lost("new_pid_notification"),
+            spilled: KernelCounter::new(telemetry::STACK_SPILLS, labels.clone()),
             map_read_failed: metrics::counter!(
                 telemetry::FAILED_READS,
                 telemetry::with_label(&labels, "what", "map:counts")
@@ -46,6 +48,7 @@ impl ProfileTelemetry {
         self.stack_map_full.observe(stats.stack_map_full);
         self.counts_full.observe(stats.counts_full);
         self.notify_lost.observe(stats.notify_lost);
+        self.spilled.observe(stats.spilled);
     }
 
     /// Counts a failed read of a map by user space.

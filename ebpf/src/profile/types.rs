@@ -55,7 +55,8 @@ impl ProfileKey {
 /// A stack id from the counts map, decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum StackRef {
-    /// A stack in the drained set's stack map.
+    /// A stack of the drained set: in its stack map, or in its spill map
+    /// when [`PROFILE_SPILL_BIT`] is set (see [`spill_slot`]).
     Id(u32),
     /// There is no such stack (kernel thread, or user-mode sample).
     Empty,
@@ -78,6 +79,12 @@ impl StackRef {
             e => StackRef::Error(-e),
         }
     }
+}
+
+/// The slot in the spill map of a stack id that refers to it, `None` for
+/// an id of the stack map.
+pub fn spill_slot(id: u32) -> Option<u32> {
+    (id & PROFILE_SPILL_BIT != 0).then_some(id & !PROFILE_SPILL_BIT)
 }
 
 #[cfg(test)]
@@ -108,6 +115,10 @@ mod tests {
         assert_eq!(StackRef::from_raw(-17), StackRef::Collision);
         assert_eq!(StackRef::from_raw(-12), StackRef::MapFull);
         assert_eq!(StackRef::from_raw(-22), StackRef::Error(22));
+        let spilled = (PROFILE_SPILL_BIT | 5) as i32;
+        assert_eq!(StackRef::from_raw(spilled), StackRef::Id(PROFILE_SPILL_BIT | 5));
+        assert_eq!(spill_slot(PROFILE_SPILL_BIT | 5), Some(5));
+        assert_eq!(spill_slot(5), None);
         let mut key = ProfileKey {
             pid: 1,
             tid: 1,
