@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, ApiError, ApiState};
 use crate::component::GlobalContext;
 use crate::config::{self, AgentConfig, ConfigError, Loaded};
+use crate::memory;
 use crate::privileges::{self, CapabilitySet, Needs};
 use crate::registry::Registry;
 use crate::telemetry;
@@ -111,8 +112,10 @@ pub async fn run(source: ConfigSource, registry: Registry) -> Result<(), AgentEr
         api::serve(address, state, api_stop.clone()).await?;
     }
     tracing::info!(components = topology.graph().len(), "pipeline running");
+    memory::release_free_memory();
 
     let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut trim = tokio::time::interval_at(tokio::time::Instant::now() + memory::TRIM_EVERY, memory::TRIM_EVERY);
     loop {
         tokio::select! {
             _ = sigterm.recv() => { tracing::info!("SIGTERM: draining"); break; }
@@ -120,7 +123,9 @@ pub async fn run(source: ConfigSource, registry: Registry) -> Result<(), AgentEr
             _ = sighup.recv() => {
                 reload(&source, &registry, &mut topology, &agent, dropped);
                 graph.store(Arc::new(topology.graph()));
+                memory::release_free_memory();
             }
+            _ = trim.tick() => memory::release_free_memory(),
             _ = tick.tick() => {
                 if topology.is_finished() {
                     tracing::info!("every component finished");

@@ -20,6 +20,7 @@ pub mod api;
 pub mod component;
 pub mod config;
 pub mod event;
+pub mod memory;
 pub mod privileges;
 pub mod registry;
 pub mod telemetry;

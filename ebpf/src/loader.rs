@@ -5,7 +5,7 @@
 //! as typed handles, once. Every error names the object, program, map and
 //! attach point.
 
-use std::sync::OnceLock;
+use std::path::Path;
 
 use aya::maps::{Map, MapError};
 use aya::programs::{ProgramError, TracePoint};
@@ -16,17 +16,15 @@ use crate::error::LoadError;
 /// Where the kernel exposes its own BTF.
 pub const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
 
-/// The running kernel's BTF, parsed once per process.
-pub fn kernel_btf() -> Result<&'static Btf, LoadError> {
-    static BTF: OnceLock<Btf> = OnceLock::new();
-    if let Some(btf) = BTF.get() {
-        return Ok(btf);
-    }
-    let btf = Btf::from_sys_fs().map_err(|source| LoadError::KernelBtf {
+/// The running kernel's BTF, parsed now. Parsed, it takes about four
+/// times its file's size (some 20 MiB for a 5 MiB vmlinux BTF), so it is
+/// not kept: hold it only for the check at hand, and never across
+/// [`Object::load`], whose aya loader parses its own copy (see there).
+pub fn kernel_btf() -> Result<Btf, LoadError> {
+    Btf::from_sys_fs().map_err(|source| LoadError::KernelBtf {
         path: KERNEL_BTF,
         source: Box::new(source),
-    })?;
-    Ok(BTF.get_or_init(|| btf))
+    })
 }
 
 /// A loaded eBPF object: its programs stay attached until it is dropped.
@@ -45,9 +43,20 @@ impl Object {
         configure: impl FnOnce(&mut EbpfLoader<'a>),
     ) -> Result<Self, LoadError> {
         crate::system::prepare();
-        let btf = kernel_btf()?;
+        // aya's loader parses the kernel's BTF itself (in `new`, whatever
+        // is passed later), ignoring a failure: use that copy rather than
+        // a second one, which would double the agent's peak memory, and
+        // name a missing BTF here, where the error is clear.
+        if !Path::new(KERNEL_BTF).exists() {
+            return Err(LoadError::KernelBtf {
+                path: KERNEL_BTF,
+                source: Box::new(aya::BtfError::FileError {
+                    path: KERNEL_BTF.into(),
+                    error: std::io::ErrorKind::NotFound.into(),
+                }),
+            });
+        }
         let mut loader = EbpfLoader::new();
-        loader.btf(Some(btf));
         configure(&mut loader);
         let ebpf = loader.load(bytes).map_err(|source| LoadError::Object {
             object: name,

@@ -181,7 +181,7 @@ pub fn trial(feature: Feature) -> Result<(), LoadError> {
             let program = "probe_fentry";
             let btf = kernel_btf()?;
             let prog: &mut FEntry = object.program_as(program)?;
-            prog.load(TRIAL_KERNEL_FUNCTION, btf)
+            prog.load(TRIAL_KERNEL_FUNCTION, &btf)
                 .map_err(|e| load_error(OBJECT, program, e))?;
             prog.attach().map(drop).map_err(|source| LoadError::Attach {
                 object: OBJECT,

@@ -171,7 +171,7 @@ impl NetFlowPrograms {
         let btf = crate::loader::kernel_btf()?;
         let snapshot: &mut Iter = object.program_as(PROGRAM_SNAPSHOT)?;
         snapshot
-            .load("tcp", btf)
+            .load("tcp", &btf)
             .map_err(|e| load_error(OBJECT, PROGRAM_SNAPSHOT, e))?;
         let udp = if options.udp {
             attach_udp(&mut object)?;

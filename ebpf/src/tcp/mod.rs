@@ -103,10 +103,13 @@ impl std::fmt::Debug for TcpPrograms {
 
 /// Which of two programs for one tracepoint fits the running kernel: the
 /// first when its context struct exists in the kernel's BTF.
-fn program_for(context: &str, new: &'static str, old: &'static str) -> Result<&'static str, LoadError> {
-    let btf = crate::loader::kernel_btf()?;
+fn program_for(btf: &aya::Btf, context: &str, new: &'static str, old: &'static str) -> &'static str {
     let has = btf.id_by_type_name_kind(context, aya_obj::btf::BtfKind::Struct).is_ok();
-    Ok(if has { new } else { old })
+    if has {
+        new
+    } else {
+        old
+    }
 }
 
 impl TcpPrograms {
@@ -121,12 +124,23 @@ impl TcpPrograms {
             loader.map_max_entries(MAP_SERIES, options.max_series.max(1));
             loader.map_max_entries(MAP_SOCKS, options.max_sockets.max(1));
         })?;
-        let retransmit = program_for(
-            "trace_event_raw_tcp_retransmit_skb",
-            "tcp_retransmit_skb",
-            "tcp_retransmit_skb_old",
-        )?;
-        let send_reset = program_for("trace_event_raw_tcp_send_reset", "tcp_send_reset", "tcp_send_reset_old")?;
+        let (retransmit, send_reset) = {
+            let btf = crate::loader::kernel_btf()?;
+            (
+                program_for(
+                    &btf,
+                    "trace_event_raw_tcp_retransmit_skb",
+                    "tcp_retransmit_skb",
+                    "tcp_retransmit_skb_old",
+                ),
+                program_for(
+                    &btf,
+                    "trace_event_raw_tcp_send_reset",
+                    "tcp_send_reset",
+                    "tcp_send_reset_old",
+                ),
+            )
+        };
         // Lifecycle first, so that the owners of new sockets are known by
         // the time their retransmits and resets are seen.
         object.attach_tracepoint("inet_sock_set_state", "sock", "inet_sock_set_state")?;
