@@ -4,7 +4,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::signal::unix::{signal, SignalKind};
@@ -114,7 +113,7 @@ pub async fn run(source: ConfigSource, registry: Registry) -> Result<(), AgentEr
     tracing::info!(components = topology.graph().len(), "pipeline running");
     memory::release_free_memory();
 
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let task_ended = topology.task_ended();
     let mut trim = tokio::time::interval_at(tokio::time::Instant::now() + memory::TRIM_EVERY, memory::TRIM_EVERY);
     loop {
         tokio::select! {
@@ -126,7 +125,7 @@ pub async fn run(source: ConfigSource, registry: Registry) -> Result<(), AgentEr
                 memory::release_free_memory();
             }
             _ = trim.tick() => memory::release_free_memory(),
-            _ = tick.tick() => {
+            _ = task_ended.notified() => {
                 if topology.is_finished() {
                     tracing::info!("every component finished");
                     break;

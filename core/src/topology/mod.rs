@@ -25,10 +25,11 @@ pub use output::{Output, OutputSlot};
 pub use queue::{queue, InputReceiver, InputSender, QueueClosed, Queued, SlotGuard, WeakInputSender};
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -70,6 +71,8 @@ struct Node {
     stop: CancellationToken,
     /// Set when the node is spawned.
     task: Option<JoinHandle<()>>,
+    /// Set when its task's work is over (just before the task ends).
+    done: Arc<AtomicBool>,
     metrics: ComponentMetrics,
 }
 
@@ -111,6 +114,7 @@ pub struct Topology {
     nodes: HashMap<SharedStr, Node>,
     order: Vec<SharedStr>,
     retiring: Vec<Retiring>,
+    task_ended: Arc<Notify>,
 }
 
 /// What a reload changed.
@@ -136,6 +140,7 @@ impl Topology {
             nodes: HashMap::new(),
             order: Vec::new(),
             retiring: Vec::new(),
+            task_ended: Arc::new(Notify::new()),
         }
     }
 
@@ -306,7 +311,12 @@ impl Topology {
         }
         for (id, b) in built {
             let Built { mut node, sender, run } = b;
-            node.task = Some(tokio::spawn(run));
+            let (ended, done) = (Arc::clone(&self.task_ended), Arc::clone(&node.done));
+            node.task = Some(tokio::spawn(async move {
+                run.await;
+                done.store(true, Ordering::Release);
+                ended.notify_one();
+            }));
             drop(sender);
             tracing::info!(component = %node.info, "started");
             self.nodes.insert(id, node);
@@ -348,6 +358,7 @@ impl Topology {
                         tracing::debug!(component = %run_info, "source finished");
                     });
                     let node = Node {
+                        done: Arc::default(),
                         info: info.clone(),
                         config,
                         slot: Some(slot),
@@ -378,6 +389,7 @@ impl Topology {
                         metrics.clone(),
                     ));
                     let node = Node {
+                        done: Arc::default(),
                         info: info.clone(),
                         config,
                         slot: Some(slot),
@@ -416,6 +428,7 @@ impl Topology {
                         stop.clone(),
                     ));
                     let node = Node {
+                        done: Arc::default(),
                         info: info.clone(),
                         config,
                         slot: None,
@@ -431,14 +444,17 @@ impl Topology {
         Ok(Built { node, sender, run })
     }
 
+    /// Notified each time a component's task ends (a permit is kept when
+    /// nobody waits), so the agent waits for [`Topology::is_finished`]
+    /// without polling it: an idle agent should not wake up for nothing.
+    pub fn task_ended(&self) -> Arc<Notify> {
+        Arc::clone(&self.task_ended)
+    }
+
     /// Whether every component has finished on its own (all sources ended
     /// and everything they produced was delivered).
     pub fn is_finished(&self) -> bool {
-        !self.nodes.is_empty()
-            && self
-                .nodes
-                .values()
-                .all(|n| n.task.as_ref().is_some_and(JoinHandle::is_finished))
+        !self.nodes.is_empty() && self.nodes.values().all(|n| n.done.load(Ordering::Acquire))
     }
 
     /// Stops the sources and waits, at most `grace`, for every accepted event

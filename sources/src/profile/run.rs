@@ -5,7 +5,8 @@
 //! where backpressure may hold them: meanwhile the kernel keeps counting
 //! into its maps, so a slow pipeline delays profiles but loses no sample.
 
-use std::os::fd::AsRawFd;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,14 +21,12 @@ use super::symbolize::Symbols;
 
 /// How long the last round at shutdown may wait for the pipeline.
 const FINAL_SEND_TIMEOUT: Duration = Duration::from_secs(5);
-/// The collecting thread checks for shutdown at least this often.
-const STOP_CHECK: Duration = Duration::from_millis(200);
 
 /// Emits one batch of profiles every `interval` until shutdown, and a last
 /// one at shutdown.
 pub(super) async fn run(collector: Collector, interval: Duration, mut cx: SourceContext) -> Result<(), BoxError> {
     let (tx, mut rx) = mpsc::channel::<Vec<Event>>(1);
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(Stop::new()?);
     let thread = {
         let stop = Arc::clone(&stop);
         std::thread::Builder::new()
@@ -52,14 +51,14 @@ pub(super) async fn run(collector: Collector, interval: Duration, mut cx: Source
                         // thread's last round is coming.
                         _ = cx.shutdown.cancelled() => {
                             stopping = true;
-                            stop.store(true, Ordering::Relaxed);
+                            stop.set();
                         }
                     }
                 }
             }
             _ = cx.shutdown.cancelled(), if !stopping => {
                 stopping = true;
-                stop.store(true, Ordering::Relaxed);
+                stop.set();
             }
         }
     }
@@ -70,23 +69,57 @@ pub(super) async fn run(collector: Collector, interval: Duration, mut cx: Source
     Ok(())
 }
 
+/// Tells the collecting thread to stop, waking it at once: it sleeps in
+/// `poll` on the ring buffer and this eventfd, so an idle agent wakes only
+/// for new processes and intervals, never to look at a flag.
+struct Stop {
+    flag: AtomicBool,
+    wake: OwnedFd,
+}
+
+impl Stop {
+    fn new() -> io::Result<Self> {
+        // SAFETY: eventfd takes two integers and returns a new descriptor or -1.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Stop {
+            flag: AtomicBool::new(false),
+            // SAFETY: `fd` is a new descriptor that nothing else owns.
+            wake: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    fn set(&self) {
+        self.flag.store(true, Ordering::Release);
+        let one = 1u64;
+        // SAFETY: writes the 8 bytes of `one`, which outlives the call, to
+        // an eventfd this struct owns. A full counter (EAGAIN) still wakes.
+        unsafe {
+            libc::write(self.wake.as_raw_fd(), (&raw const one).cast(), 8);
+        }
+    }
+
+    fn is_set(&self) -> bool {
+        self.flag.load(Ordering::Acquire)
+    }
+}
+
 /// The collecting thread: reads announced processes as they come, and
 /// drains and symbolizes every `interval`, and once more when `stop` is set.
-fn collect_loop(mut collector: Collector, interval: Duration, tx: mpsc::Sender<Vec<Event>>, stop: &AtomicBool) {
+fn collect_loop(mut collector: Collector, interval: Duration, tx: mpsc::Sender<Vec<Event>>, stop: &Stop) {
     let mut symbols = collector.symbols();
     let mut new_pids = collector.take_new_pids();
     let mut next = Instant::now() + interval;
     loop {
-        let stopping = stop.load(Ordering::Relaxed);
+        let stopping = stop.is_set();
         let now = Instant::now();
         if !stopping && now < next {
-            let wait = (next - now).min(STOP_CHECK);
-            match &mut new_pids {
-                Some(ring) => {
-                    wait_readable(ring, wait);
-                    read_announced(ring, &mut collector, &mut symbols);
-                }
-                None => std::thread::sleep(wait),
+            let ring = new_pids.as_ref().map(AsRawFd::as_raw_fd);
+            wait_readable(ring, stop.wake.as_raw_fd(), next - now);
+            if let Some(ring) = &mut new_pids {
+                read_announced(ring, &mut collector, &mut symbols);
             }
             continue;
         }
@@ -116,17 +149,21 @@ fn read_announced(ring: &mut NewPids, collector: &mut Collector, symbols: &mut S
     }
 }
 
-/// Waits until the ring buffer has data or `timeout` passes.
-fn wait_readable(ring: &NewPids, timeout: Duration) {
-    let mut fd = libc::pollfd {
-        fd: ring.as_raw_fd(),
+/// Waits until the ring buffer (if any) has data, `stop` is readable, or
+/// `timeout` passes (rounded up to a millisecond: never a busy loop).
+fn wait_readable(ring: Option<RawFd>, stop: RawFd, timeout: Duration) {
+    let pollfd = |fd| libc::pollfd {
+        fd,
         events: libc::POLLIN,
         revents: 0,
     };
-    let millis = timeout.as_millis().min(i32::MAX as u128) as i32;
-    // SAFETY: `fd` is one valid, initialised pollfd that outlives the call,
-    // and the count passed is 1. An error (EINTR) just ends the wait early.
+    // A negative descriptor is ignored by poll.
+    let mut fds = [pollfd(stop), pollfd(ring.unwrap_or(-1))];
+    let millis = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+    // SAFETY: `fds` is an array of two initialised pollfds that outlives
+    // the call, and its length is passed. An error (EINTR) just ends the
+    // wait early.
     unsafe {
-        libc::poll(&mut fd, 1, millis);
+        libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, millis);
     }
 }
