@@ -85,9 +85,11 @@ pub struct ProfileSourceConfig {
     pub event: ProfileEvent,
     /// Distinct stacks each of the kernel's two stack maps holds per
     /// interval (rounded up to a power of two). A stack whose hash slot is
-    /// taken is lost and counted in `sonde_ebpf_lost_events_total`; more
-    /// slots make that rarer at about 1 KiB of kernel memory each, twice.
-    /// Default 16384.
+    /// taken goes to a small spill map (counted in
+    /// `sonde_ebpf_stack_spills_total`), and is lost only when its slot
+    /// there is taken too (counted in `sonde_ebpf_lost_events_total`). A
+    /// steady spill rate says the node needs more: each slot costs about
+    /// 1 KiB of kernel memory, twice. Default 16384.
     #[serde(default = "default_max_stacks")]
     pub max_stacks: u32,
     /// Also read DWARF debug info, for source files and line numbers of

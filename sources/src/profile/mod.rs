@@ -22,9 +22,12 @@
 //! ends is still symbolized. Frames that cannot be named (a process that
 //! exited before it could be read, a stripped binary) are kept as
 //! addresses and counted in `sonde_profile_unknown_frames_total{reason}`.
-//! Stacks the kernel could not store (stack map collisions, full maps) are
-//! counted in `sonde_ebpf_lost_events_total` / `sonde_ebpf_map_full_total`
-//! and appear as a `[lost … stack]` frame, so sample counts stay whole.
+//! A stack whose slot in the kernel's stack map holds another stack goes
+//! to a spill map (`sonde_ebpf_stack_spills_total`) rather than being
+//! refused for the rest of the interval. Stacks the kernel could not store
+//! (collisions in both maps, full maps) are counted in
+//! `sonde_ebpf_lost_events_total` / `sonde_ebpf_map_full_total` and appear
+//! as a `[lost … stack]` frame, so sample counts stay whole.
 //!
 //! **Frame pointers.** User stacks are walked by the kernel with frame
 //! pointers. Code built without them (`-fomit-frame-pointer`, the default
