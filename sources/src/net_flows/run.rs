@@ -1,5 +1,6 @@
-//! The source's loop: closed TCP flows within [`DRAIN_PERIOD`] (at once
-//! when many wait), open and idle flows every poll period, the service map
+//! The source's loop: closed TCP flows within [`DRAIN_PERIOD`] while
+//! flows close, within [`IDLE_DRAIN_PERIOD`] on a quiet node (at once when
+//! many wait), open and idle flows every poll period, the service map
 //! every interval, and a last round at shutdown.
 
 use std::time::Duration;
@@ -14,8 +15,23 @@ use super::collect::Collector;
 use super::config::NetFlowsSourceConfig;
 use super::flows::Reason;
 
-/// How often closed flows are picked up when the kernel does not wake us.
+/// How often closed flows are picked up, while they come, when the kernel
+/// does not wake us.
 pub const DRAIN_PERIOD: Duration = Duration::from_millis(100);
+/// The longest wait between pickups: each pickup that finds nothing doubles
+/// the wait up to this, so a quiet node wakes the agent once a second, not
+/// ten times, and the first records after a quiet spell are at most this
+/// late.
+pub const IDLE_DRAIN_PERIOD: Duration = Duration::from_secs(1);
+
+/// The wait after a pickup that found `found` records, when the last wait was `last`.
+fn next_drain_period(last: Duration, found: usize) -> Duration {
+    if found > 0 {
+        DRAIN_PERIOD
+    } else {
+        (last * 2).min(IDLE_DRAIN_PERIOD)
+    }
+}
 
 /// Runs until shutdown.
 pub(super) async fn run(
@@ -35,18 +51,23 @@ pub(super) async fn run(
     emit_map.set_missed_tick_behavior(MissedTickBehavior::Delay);
     // The kernel wakes us only when a quarter of the ring is full: records
     // of a few closed flows are picked up by this timer instead.
-    let mut drain = tokio::time::interval_at(start + DRAIN_PERIOD, DRAIN_PERIOD);
-    drain.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut drain_period = DRAIN_PERIOD;
+    let drain = tokio::time::sleep_until(start + drain_period);
+    tokio::pin!(drain);
     loop {
         let (events, stopping): (Vec<Event>, bool) = tokio::select! {
             guard = closed.readable_mut() => {
                 let mut guard = guard?;
                 let records = guard.get_inner_mut().drain();
                 guard.clear_ready();
+                drain_period = DRAIN_PERIOD;
+                drain.as_mut().reset(tokio::time::Instant::now() + drain_period);
                 (collector.closed(records), false)
             }
-            _ = drain.tick() => {
+            _ = &mut drain => {
                 let records = closed.get_mut().drain();
+                drain_period = next_drain_period(drain_period, records.len());
+                drain.as_mut().reset(tokio::time::Instant::now() + drain_period);
                 (collector.closed(records), false)
             }
             _ = poll.tick() => (collector.poll(closed.get_mut(), Reason::ActiveTimeout), false),
@@ -71,4 +92,21 @@ pub(super) async fn run(
     }
     tracing::debug!(component = %cx.info, "net_flows source stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pickups_slow_down_while_nothing_closes_and_speed_up_when_flows_do() {
+        let mut period = DRAIN_PERIOD;
+        let mut waits = Vec::new();
+        for _ in 0..6 {
+            period = next_drain_period(period, 0);
+            waits.push(period.as_millis());
+        }
+        assert_eq!(waits, [200, 400, 800, 1000, 1000, 1000]);
+        assert_eq!(next_drain_period(period, 3), DRAIN_PERIOD);
+    }
 }
