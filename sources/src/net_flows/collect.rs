@@ -57,7 +57,7 @@ impl Collector {
             table: FlowTable::new(config.active_timeout.as_nanos() as u64),
             service_map,
             idle_timeout_ns: config.idle_timeout.as_nanos() as u64,
-            memory_ns: 4 * config.poll_period().as_nanos() as u64,
+            memory_ns: 4 * config.longest_poll_period().as_nanos() as u64,
             node,
             telemetry: FlowTelemetry::new(labels),
         };
@@ -80,11 +80,35 @@ impl Collector {
         self.table.end(observe::tcp(record), reason)
     }
 
-    /// One round: final records of closed TCP flows and idle UDP flows, and
-    /// interim records of open flows that are due (of all of them, with
-    /// `Reason::Shutdown`).
+    /// One round of both transports: final records of closed TCP flows and
+    /// idle UDP flows, and interim records of open flows that are due (of
+    /// all of them, with `Reason::Shutdown`).
     pub fn poll(&mut self, closed: &mut ClosedFlows, reason: Reason) -> Vec<Event> {
         let clock = Clock::now();
+        let mut updates = self.tcp_updates(closed, reason);
+        self.poll_udp(reason, &mut updates);
+        self.observe_stats();
+        self.emit(updates, &clock)
+    }
+
+    /// [`Collector::poll`] for TCP only.
+    pub fn poll_tcp(&mut self, closed: &mut ClosedFlows, reason: Reason) -> Vec<Event> {
+        let clock = Clock::now();
+        let updates = self.tcp_updates(closed, reason);
+        self.observe_stats();
+        self.emit(updates, &clock)
+    }
+
+    /// [`Collector::poll`] for UDP only.
+    pub fn poll_udp_only(&mut self, reason: Reason) -> Vec<Event> {
+        let clock = Clock::now();
+        let mut updates = Vec::new();
+        self.poll_udp(reason, &mut updates);
+        self.emit(updates, &clock)
+    }
+
+    /// Closed TCP flows, and open ones from a snapshot of the kernel's sockets.
+    fn tcp_updates(&mut self, closed: &mut ClosedFlows, reason: Reason) -> Vec<FlowUpdate> {
         // Snapshot first, then the ring buffer: a flow missing from the
         // snapshot has its close record in the ring by then (the program
         // writes the record before it forgets the flow). Ends go first, so
@@ -107,9 +131,7 @@ impl Collector {
                 tracing::warn!(%error, "cannot snapshot open TCP flows");
             }
         }
-        self.poll_udp(reason, &mut updates);
-        self.observe_stats();
-        self.emit(updates, &clock)
+        updates
     }
 
     /// UDP flows: idle ones end (and leave the kernel map), open ones get

@@ -6,8 +6,9 @@
 //! `sock:inet_sock_set_state` and read the socket's own exact counters
 //! (so TCP costs nothing per packet): a closed connection's record arrives
 //! through a ring buffer as soon as it closes; open connections are read
-//! by an `iter/tcp` iterator every poll period. UDP is counted per packet
-//! by cgroup_skb programs on the cgroup v2 root, per socket and peer.
+//! by an `iter/tcp` iterator every quarter of `active_timeout`. UDP is
+//! counted per packet by cgroup_skb programs on the cgroup v2 root, per
+//! socket and peer.
 //!
 //! Each record is a `Log` named `net.flow` (timestamp: its end) with fields
 //! `network.transport`, `network.type`, `source.address`/`source.port`

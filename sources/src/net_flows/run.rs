@@ -1,6 +1,7 @@
 //! The source's loop: closed TCP flows within [`DRAIN_PERIOD`] while
 //! flows close, within [`IDLE_DRAIN_PERIOD`] on a quiet node (at once when
-//! many wait), open and idle flows every poll period, the service map
+//! many wait), open TCP flows and UDP flows each every poll period of
+//! their own (the TCP one is the costlier read), the service map
 //! every interval, and a last round at shutdown.
 
 use std::time::Duration;
@@ -24,6 +25,16 @@ pub const DRAIN_PERIOD: Duration = Duration::from_millis(100);
 /// late.
 pub const IDLE_DRAIN_PERIOD: Duration = Duration::from_secs(1);
 
+/// The next tick of `timer`; never, without one.
+async fn tick(timer: &mut Option<tokio::time::Interval>) {
+    match timer {
+        Some(timer) => {
+            timer.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// The wait after a pickup that found `found` records, when the last wait was `last`.
 fn next_drain_period(last: Duration, found: usize) -> Duration {
     if found > 0 {
@@ -45,8 +56,13 @@ pub(super) async fn run(
     // is the same fd for as long as the AsyncFd owns it.
     let mut closed = unsafe { AsyncFd::register(closed) }.map_err(std::io::Error::from)?;
     let start = tokio::time::Instant::now();
-    let mut poll = tokio::time::interval_at(start + config.poll_period(), config.poll_period());
-    poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let every = |period: Duration| {
+        let mut timer = tokio::time::interval_at(start + period, period);
+        timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        timer
+    };
+    let mut poll_tcp = every(config.tcp_poll_period());
+    let mut poll_udp = config.udp_poll_period().map(every);
     let mut emit_map = tokio::time::interval_at(start + config.interval, config.interval);
     emit_map.set_missed_tick_behavior(MissedTickBehavior::Delay);
     // The kernel wakes us only when a quarter of the ring is full: records
@@ -70,7 +86,8 @@ pub(super) async fn run(
                 drain.as_mut().reset(tokio::time::Instant::now() + drain_period);
                 (collector.closed(records), false)
             }
-            _ = poll.tick() => (collector.poll(closed.get_mut(), Reason::ActiveTimeout), false),
+            _ = poll_tcp.tick() => (collector.poll_tcp(closed.get_mut(), Reason::ActiveTimeout), false),
+            _ = tick(&mut poll_udp) => (collector.poll_udp_only(Reason::ActiveTimeout), false),
             _ = emit_map.tick() => (collector.service_map(), false),
             _ = cx.shutdown.cancelled() => {
                 // Every open flow's counts so far, then the service map.

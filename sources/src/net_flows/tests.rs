@@ -142,8 +142,21 @@ fn config_defaults_poll_period_and_unknown_options() {
     let config: NetFlowsSourceConfig = serde_json::from_str("{}").unwrap();
     assert_eq!(config.active_timeout, DEFAULT_ACTIVE_TIMEOUT);
     assert!(config.udp && config.service_map);
-    assert_eq!(config.poll_period().as_secs(), 3, "a quarter of the 15 s idle timeout");
+    assert_eq!(
+        config.tcp_poll_period().as_millis(),
+        7500,
+        "a quarter of the 30 s active timeout"
+    );
+    assert_eq!(
+        config.udp_poll_period().map(|p| p.as_millis()),
+        Some(3750),
+        "a quarter of the 15 s idle timeout"
+    );
+    assert_eq!(config.longest_poll_period().as_millis(), 7500);
     let config: NetFlowsSourceConfig = serde_json::from_str(r#"{"active_timeout": "400ms", "udp": false}"#).unwrap();
-    assert_eq!(config.poll_period().as_millis(), 100);
+    assert_eq!(config.tcp_poll_period().as_millis(), 100);
+    assert_eq!(config.udp_poll_period(), None);
+    let config: NetFlowsSourceConfig = serde_json::from_str(r#"{"active_timeout": "1h"}"#).unwrap();
+    assert_eq!(config.udp_poll_period().map(|p| p.as_secs()), Some(3), "at most 5 s");
     assert!(serde_json::from_str::<NetFlowsSourceConfig>(r#"{"active_timout": "1s"}"#).is_err());
 }
