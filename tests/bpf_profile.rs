@@ -87,6 +87,21 @@ fn profile_of(events: &[Event], pid: u32) -> Profile {
     merged.unwrap_or_else(|| panic!("no profile for pid {pid}"))
 }
 
+/// Samples whose stack has the hot function called from its caller: the
+/// user stack was walked (frame pointers) and stored whole.
+fn samples_under_caller(profile: &Profile) -> u64 {
+    profile
+        .samples
+        .iter()
+        .filter(|s| {
+            let i = s.frames.iter().position(|f| f.function.as_str() == HOT_FN);
+            i.and_then(|i| s.frames.get(i + 1))
+                .is_some_and(|f| f.function.as_str() == HOT_CALLER)
+        })
+        .map(|s| s.count)
+        .sum()
+}
+
 fn has(frames: &[sonde_core::event::Frame], function: &str) -> bool {
     frames.iter().any(|f| f.function.as_str() == function)
 }
@@ -154,16 +169,7 @@ fn hot_function_dominates_and_sample_count_matches_cpu_time() {
         "{total} samples, expected {expected:.1} ± 5 %"
     );
     // Frame pointers walked: the caller is there, under the hot function.
-    let with_caller: u64 = profile
-        .samples
-        .iter()
-        .filter(|s| {
-            let i = s.frames.iter().position(|f| f.function.as_str() == HOT_FN);
-            i.and_then(|i| s.frames.get(i + 1))
-                .is_some_and(|f| f.function.as_str() == HOT_CALLER)
-        })
-        .map(|s| s.count)
-        .sum();
+    let with_caller = samples_under_caller(&profile);
     assert!(
         with_caller as f64 >= 0.9 * hot_samples as f64,
         "{with_caller} of {hot_samples} have {HOT_CALLER}"
@@ -213,16 +219,7 @@ fn stacks_that_collide_in_the_stack_map_arrive_through_the_spill_map() {
     let after = collector.profiler().stats().unwrap();
     let profile = profile_of(&events, run.pid);
     let total = profile.total_samples();
-    let whole: u64 = profile
-        .samples
-        .iter()
-        .filter(|s| {
-            let i = s.frames.iter().position(|f| f.function.as_str() == HOT_FN);
-            i.and_then(|i| s.frames.get(i + 1))
-                .is_some_and(|f| f.function.as_str() == HOT_CALLER)
-        })
-        .map(|s| s.count)
-        .sum();
+    let whole = samples_under_caller(&profile);
     let spilled = after.spilled - before.spilled;
     eprintln!("program counters: {after:?}");
     eprintln!(
