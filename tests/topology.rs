@@ -108,16 +108,18 @@ fn recorded(id: &str) -> Vec<u64> {
         .unwrap_or_default()
 }
 
-/// Runs `config` until every component finishes (sources with `count`).
+/// Runs `config` until every component finishes (sources with `count`),
+/// woken only by the topology's task-ended notifications, as the agent is.
 async fn run_to_end(config: &str) {
     let loaded = load_str("test.hcl", config, &registry()).unwrap_or_else(|e| panic!("{e}"));
     let global = GlobalContext {
         node_name: "test-node".into(),
     };
     let topology = Topology::start(loaded.config, global).unwrap();
+    let task_ended = topology.task_ended();
     tokio::time::timeout(Duration::from_secs(60), async {
         while !topology.is_finished() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            task_ended.notified().await;
         }
     })
     .await

@@ -71,7 +71,7 @@ struct Node {
     stop: CancellationToken,
     /// Set when the node is spawned.
     task: Option<JoinHandle<()>>,
-    /// Set when its task's work is over (just before the task ends).
+    /// Set when its task's work is over (just before the task ends, see [`TaskEnd`]).
     done: Arc<AtomicBool>,
     metrics: ComponentMetrics,
 }
@@ -81,6 +81,21 @@ struct Retiring {
     probe: Option<QueueProbe>,
     metrics: ComponentMetrics,
     task: Option<JoinHandle<()>>,
+}
+
+/// Marks a node's work over and wakes whoever waits on
+/// [`Topology::task_ended`] when its task ends: by returning, panicking or
+/// being aborted (a drop guard, so none of them is missed).
+struct TaskEnd {
+    done: Arc<AtomicBool>,
+    ended: Arc<Notify>,
+}
+
+impl Drop for TaskEnd {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::Release);
+        self.ended.notify_one();
+    }
 }
 
 /// A component built but not yet started.
@@ -311,11 +326,13 @@ impl Topology {
         }
         for (id, b) in built {
             let Built { mut node, sender, run } = b;
-            let (ended, done) = (Arc::clone(&self.task_ended), Arc::clone(&node.done));
+            let end = TaskEnd {
+                done: Arc::clone(&node.done),
+                ended: Arc::clone(&self.task_ended),
+            };
             node.task = Some(tokio::spawn(async move {
+                let _end = end;
                 run.await;
-                done.store(true, Ordering::Release);
-                ended.notify_one();
             }));
             drop(sender);
             tracing::info!(component = %node.info, "started");
