@@ -5,8 +5,6 @@
 //! as typed handles, once. Every error names the object, program, map and
 //! attach point.
 
-use std::path::Path;
-
 use aya::maps::{Map, MapError};
 use aya::programs::{ProgramError, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
@@ -47,15 +45,13 @@ impl Object {
         // is passed later), ignoring a failure: use that copy rather than
         // a second one, which would double the agent's peak memory, and
         // name a missing BTF here, where the error is clear.
-        if !Path::new(KERNEL_BTF).exists() {
-            return Err(LoadError::KernelBtf {
-                path: KERNEL_BTF,
-                source: Box::new(aya::BtfError::FileError {
-                    path: KERNEL_BTF.into(),
-                    error: std::io::ErrorKind::NotFound.into(),
-                }),
-            });
-        }
+        std::fs::metadata(KERNEL_BTF).map_err(|error| LoadError::KernelBtf {
+            path: KERNEL_BTF,
+            source: Box::new(aya::BtfError::FileError {
+                path: KERNEL_BTF.into(),
+                error,
+            }),
+        })?;
         let mut loader = EbpfLoader::new();
         configure(&mut loader);
         let ebpf = loader.load(bytes).map_err(|source| LoadError::Object {

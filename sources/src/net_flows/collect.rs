@@ -86,7 +86,7 @@ impl Collector {
     pub fn poll(&mut self, closed: &mut ClosedFlows, reason: Reason) -> Vec<Event> {
         let clock = Clock::now();
         let mut updates = self.tcp_updates(closed, reason);
-        self.poll_udp(reason, &mut updates);
+        updates.extend(self.udp_updates(reason));
         self.observe_stats();
         self.emit(updates, &clock)
     }
@@ -100,10 +100,9 @@ impl Collector {
     }
 
     /// [`Collector::poll`] for UDP only.
-    pub fn poll_udp_only(&mut self, reason: Reason) -> Vec<Event> {
+    pub fn poll_udp(&mut self, reason: Reason) -> Vec<Event> {
         let clock = Clock::now();
-        let mut updates = Vec::new();
-        self.poll_udp(reason, &mut updates);
+        let updates = self.udp_updates(reason);
         self.emit(updates, &clock)
     }
 
@@ -136,13 +135,14 @@ impl Collector {
 
     /// UDP flows: idle ones end (and leave the kernel map), open ones get
     /// interim records when due.
-    fn poll_udp(&mut self, reason: Reason, updates: &mut Vec<FlowUpdate>) {
+    fn udp_updates(&mut self, reason: Reason) -> Vec<FlowUpdate> {
+        let mut updates = Vec::new();
         let flows = match self.programs.udp_flows() {
             Ok(flows) => flows,
             Err(error) => {
                 self.telemetry.map_read_failed();
                 tracing::warn!(%error, "cannot read UDP flows");
-                return;
+                return updates;
             }
         };
         let now = monotonic_ns();
@@ -164,6 +164,7 @@ impl Collector {
         }
         self.table
             .retain(Transport::Udp, &present, now.saturating_sub(self.memory_ns));
+        updates
     }
 
     fn emit(&mut self, updates: Vec<FlowUpdate>, clock: &Clock) -> Vec<Event> {

@@ -87,7 +87,7 @@ pub(super) async fn run(
                 (collector.closed(records), false)
             }
             _ = poll_tcp.tick() => (collector.poll_tcp(closed.get_mut(), Reason::ActiveTimeout), false),
-            _ = tick(&mut poll_udp) => (collector.poll_udp_only(Reason::ActiveTimeout), false),
+            _ = tick(&mut poll_udp) => (collector.poll_udp(Reason::ActiveTimeout), false),
             _ = emit_map.tick() => (collector.service_map(), false),
             _ = cx.shutdown.cancelled() => {
                 // Every open flow's counts so far, then the service map.
