@@ -22,9 +22,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use sonde_ebpf::disk_latency::{DiskLatency, Options};
 use sonde_ebpf::testing::{direct_io, LoopDevice};
 use sonde_ebpf::{objects, stats, Object};
+use sonde_sources::disk_latency::bpf::{DiskLatency, Options};
 
 /// Runs of each tool.
 pub const REPETITIONS: usize = 5;

@@ -25,8 +25,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use sonde_ebpf::energy::Energy;
 use sonde_ebpf::{objects, stats, Object};
+use sonde_sources::energy::bpf::Energy;
 
 /// Runs of each tool.
 pub const REPETITIONS: usize = 5;

@@ -93,18 +93,9 @@ pub fn init_logging(filter: &str) {
         .init();
 }
 
-/// The registry of every component type this binary has.
-pub fn registry() -> sonde_core::Registry {
-    let mut registry = sonde_core::Registry::new();
-    sonde_sources::register(&mut registry);
-    sonde_transforms::register(&mut registry);
-    sonde_sinks::register(&mut registry);
-    registry
-}
-
 /// Runs a parsed command line.
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    let registry = registry();
+    let registry = crate::registry();
     match cli.command {
         Command::Run { config } => {
             let source = match config {
@@ -148,6 +139,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor { config, json } => crate::doctor::run(config.as_deref(), json, &registry),
-        Command::Conformance { sources } => crate::conformance::run(&sources),
+        Command::Conformance { sources } => crate::conformance::run(&registry, &sources),
     }
 }

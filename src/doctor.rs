@@ -5,8 +5,9 @@
 //! effective capabilities, `perf_event_paranoid`, which attach types work
 //! (each tried for real), and then, for every source type (or every source
 //! of `--config`), a real load-and-attach trial of its programs. Which
-//! source types are eBPF-based is [`sonde_ebpf::sources`]'s knowledge;
-//! `core` has none. Exits 1 when a checked source cannot run.
+//! source types are eBPF-based, and how to try them, each says when it
+//! registers (its [`EbpfSide`](sonde_core::registry::EbpfSide)). Exits 1
+//! when a checked source cannot run.
 
 pub(crate) mod checks;
 pub(crate) mod diagnose;
@@ -56,7 +57,7 @@ pub fn run(config: Option<&Path>, json: bool, registry: &Registry) -> anyhow::Re
     };
 
     let facts = checks::gather();
-    let outcomes = trial_sources(&targets, &facts);
+    let outcomes = trial_sources(registry, &targets, &facts);
     let ok = outcomes.iter().all(|o| o.result.is_ok());
     let report = if json {
         serde_json::to_string_pretty(&render::json(&facts, &outcomes, config, ok))? + "\n"
@@ -69,33 +70,39 @@ pub fn run(config: Option<&Path>, json: bool, registry: &Registry) -> anyhow::Re
 }
 
 /// Loads and attaches each eBPF source type once, for real.
-fn trial_sources(targets: &[(Option<String>, &'static str)], facts: &checks::Facts) -> Vec<SourceOutcome> {
+fn trial_sources(
+    registry: &Registry,
+    targets: &[(Option<String>, &'static str)],
+    facts: &checks::Facts,
+) -> Vec<SourceOutcome> {
     let mut tried: HashMap<&'static str, Result<(), Diagnosis>> = HashMap::new();
     targets
         .iter()
-        .map(|(id, type_name)| match sonde_ebpf::sources::find(type_name) {
-            Some(source) => {
-                let result = tried
-                    .entry(type_name)
-                    .or_insert_with(|| {
-                        (source.trial)().map_err(|error| diagnose::diagnose(&error, facts, source.min_kernel))
-                    })
-                    .clone();
-                SourceOutcome {
+        .map(
+            |(id, type_name)| match registry.get(ComponentKind::Source, type_name).and_then(|t| t.ebpf) {
+                Some(source) => {
+                    let result = tried
+                        .entry(type_name)
+                        .or_insert_with(|| {
+                            (source.trial)().map_err(|error| diagnose::diagnose_trial(&error, facts, source.min_kernel))
+                        })
+                        .clone();
+                    SourceOutcome {
+                        id: id.clone(),
+                        type_name,
+                        attach_points: source.attach_points,
+                        ebpf: true,
+                        result,
+                    }
+                }
+                None => SourceOutcome {
                     id: id.clone(),
                     type_name,
-                    attach_points: source.attach_points,
-                    ebpf: true,
-                    result,
-                }
-            }
-            None => SourceOutcome {
-                id: id.clone(),
-                type_name,
-                attach_points: &[],
-                ebpf: false,
-                result: Ok(()),
+                    attach_points: &[],
+                    ebpf: false,
+                    result: Ok(()),
+                },
             },
-        })
+        )
         .collect()
 }

@@ -1,13 +1,9 @@
 //! The `sonde` command: run, check and explain eBPF telemetry pipelines.
 
-mod cli;
-mod components;
-mod conformance;
-mod doctor;
-
 use std::process::ExitCode;
 
 use clap::Parser;
+use sonde::cli;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();

@@ -5,80 +5,31 @@
 //! With `SONDE_REQUIRE_BPF=1` a machine that cannot load BPF fails the
 //! tests; without it they print why and pass.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use sonde_core::event::{Event, MetricValue};
-use sonde_ebpf::testing::{bpf_available_or_skip, direct_io, diskstats, skip_or_fail, DiskStatsLine, LoopDevice};
-use sonde_sources::disk_latency::{
-    Collector, DiskLatencySourceConfig, BYTES, DEVICE, OPERATION, REQUESTS, REQUEST_DURATION, REQUEST_SIZE,
-};
+use sonde_ebpf::testing::{bpf_available_or_skip, direct_io, diskstats, run_check, skip_or_fail, LoopDevice};
+use sonde_sources::disk_latency::{Collector, DiskLatencySourceConfig, DEVICE, OPERATION, REQUESTS};
 
-const WRITES: usize = 400;
 const WRITE_SIZE: usize = 16 * 1024;
-const READS: usize = 300;
-const READ_SIZE: usize = 8 * 1024;
 
-/// What the source reported for one operation of the device.
-#[derive(Clone, Debug, Default)]
-struct Seen {
-    requests: u64,
-    bytes: u64,
-    /// Latency histogram: bucket counts, and its count field.
-    latency_counts: Vec<u64>,
-    latency_count: u64,
-    size_counts: Vec<u64>,
-    size_bounds: Vec<f64>,
-}
-
-fn by_operation(events: &[Event], device: &str) -> BTreeMap<String, Seen> {
-    let mut out: BTreeMap<String, Seen> = BTreeMap::new();
-    for event in events {
-        let Event::Metric(metric) = event else { continue };
-        if metric.attributes.get(DEVICE).and_then(|v| v.as_str()) != Some(device) {
-            continue;
-        }
-        let op = metric
-            .attributes
-            .get(OPERATION)
-            .and_then(|v| v.as_str())
-            .unwrap()
-            .to_string();
-        let seen = out.entry(op).or_default();
-        match (metric.name.as_str(), &metric.value) {
-            (REQUESTS, MetricValue::Counter { value }) => seen.requests = *value as u64,
-            (BYTES, MetricValue::Counter { value }) => seen.bytes = *value as u64,
-            (REQUEST_DURATION, MetricValue::Histogram(h)) => {
-                seen.latency_counts = h.counts.clone();
-                seen.latency_count = h.count;
-            }
-            (REQUEST_SIZE, MetricValue::Histogram(h)) => {
-                seen.size_counts = h.counts.clone();
-                seen.size_bounds = h.bounds.to_vec();
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
-fn delta(after: &BTreeMap<String, Seen>, before: &BTreeMap<String, Seen>, op: &str) -> Seen {
-    let a = after.get(op).cloned().unwrap_or_default();
-    let b = before.get(op).cloned().unwrap_or_default();
-    let sub = |x: &[u64], y: &[u64]| -> Vec<u64> {
-        x.iter()
-            .enumerate()
-            .map(|(i, v)| v - y.get(i).copied().unwrap_or(0))
-            .collect()
+/// Requests the source counted for `op` of `device`.
+fn requests(events: &[Event], device: &str, op: &str) -> u64 {
+    let attr = |e: &Event, key| match e {
+        Event::Metric(m) => m.attributes.get(key).and_then(|v| v.as_str()).map(str::to_string),
+        _ => None,
     };
-    Seen {
-        requests: a.requests - b.requests,
-        bytes: a.bytes - b.bytes,
-        latency_counts: sub(&a.latency_counts, &b.latency_counts),
-        latency_count: a.latency_count - b.latency_count,
-        size_counts: sub(&a.size_counts, &b.size_counts),
-        size_bounds: a.size_bounds,
-    }
+    events
+        .iter()
+        .filter(|e| attr(e, DEVICE).as_deref() == Some(device) && attr(e, OPERATION).as_deref() == Some(op))
+        .filter_map(|e| match e {
+            Event::Metric(m) if m.name.as_str() == REQUESTS => match m.value {
+                MetricValue::Counter { value } => Some(value as u64),
+                _ => None,
+            },
+            _ => None,
+        })
+        .sum()
 }
 
 fn within_one_percent(ours: u64, kernel: u64) -> bool {
@@ -95,74 +46,14 @@ fn loop_device(test: &str) -> Option<LoopDevice> {
     }
 }
 
+/// The kernel matrix's check, on this kernel: request, byte, timing and
+/// size counts of O_DIRECT I/O on a loop device equal `/proc/diskstats`.
 #[test]
 fn counts_match_diskstats_on_a_loop_device() {
-    let test = "counts_match_diskstats_on_a_loop_device";
-    if !bpf_available_or_skip(test) {
-        return;
-    }
-    let Some(dev) = loop_device(test) else { return };
-    let config = DiskLatencySourceConfig {
-        devices: vec![dev.name.clone()],
-        ..DiskLatencySourceConfig::default()
-    };
-    let mut collector = Collector::load(&config, "test-node".into(), &[]).expect("disk_latency loads");
-
-    let before: DiskStatsLine = diskstats(&dev.name).unwrap();
-    let ours_before = by_operation(&collector.collect().unwrap(), &dev.name);
-    direct_io(&dev.path, true, WRITE_SIZE, WRITES).unwrap();
-    direct_io(&dev.path, false, READ_SIZE, READS).unwrap();
-    let ours_after = by_operation(&collector.collect().unwrap(), &dev.name);
-    let after = diskstats(&dev.name).unwrap();
-
-    let writes = delta(&ours_after, &ours_before, "write");
-    let reads = delta(&ours_after, &ours_before, "read");
-    let kernel_writes = after.writes - before.writes;
-    let kernel_reads = after.reads - before.reads;
-    eprintln!("device {}: ours writes={writes:?} reads={reads:?}", dev.name);
-    eprintln!("diskstats: writes={kernel_writes} reads={kernel_reads}");
-
-    // The workload itself: the kernel saw at least it.
-    assert!(kernel_writes >= WRITES as u64 && kernel_reads >= READS as u64);
-    // Op counts equal the kernel's within 1 %.
-    assert!(
-        within_one_percent(writes.requests, kernel_writes),
-        "writes {} vs {kernel_writes}",
-        writes.requests
+    run_check(
+        "counts_match_diskstats_on_a_loop_device",
+        sonde_sources::disk_latency::conformance::check,
     );
-    assert!(
-        within_one_percent(reads.requests, kernel_reads),
-        "reads {} vs {kernel_reads}",
-        reads.requests
-    );
-    // Bytes equal the kernel's sectors.
-    assert!(within_one_percent(
-        writes.bytes,
-        (after.write_sectors - before.write_sectors) * 512
-    ));
-    assert!(within_one_percent(
-        reads.bytes,
-        (after.read_sectors - before.read_sectors) * 512
-    ));
-    for (name, seen) in [("write", &writes), ("read", &reads)] {
-        // Every request in the window was issued after attach: all timed.
-        assert_eq!(
-            seen.latency_counts.iter().sum::<u64>(),
-            seen.requests,
-            "{name} latency buckets"
-        );
-        assert_eq!(seen.latency_count, seen.requests, "{name} latency count");
-        assert_eq!(
-            seen.size_counts.iter().sum::<u64>(),
-            seen.requests,
-            "{name} size buckets"
-        );
-    }
-    // Sizes land in the bucket whose upper bound is the request size.
-    let slot = |size: usize, seen: &Seen| seen.size_bounds.iter().position(|b| *b == size as f64).unwrap();
-    assert!(writes.size_counts[slot(WRITE_SIZE, &writes)] >= WRITES as u64);
-    assert!(reads.size_counts[slot(READ_SIZE, &reads)] >= READS as u64);
-    assert_eq!(collector.programs().stats().unwrap().read_failed, 0);
 }
 
 #[test]
@@ -294,20 +185,12 @@ fn queue_time_is_measured_behind_a_scheduler() {
             _ => None,
         })
         .sum();
-    let writes = by_operation(&events, &dev.name)
-        .get("write")
-        .cloned()
-        .unwrap_or_default();
+    let writes = requests(&events, &dev.name, "write");
     eprintln!(
-        "queued {queued}, writes {}, diskstats {}",
-        writes.requests,
+        "queued {queued}, writes {writes}, diskstats {}",
         after.writes - before.writes
     );
-    assert!(within_one_percent(writes.requests, after.writes - before.writes));
+    assert!(within_one_percent(writes, after.writes - before.writes));
     // Every write went through the scheduler: each has a queue time.
-    assert!(
-        within_one_percent(queued, writes.requests),
-        "queued {queued} of {}",
-        writes.requests
-    );
+    assert!(within_one_percent(queued, writes), "queued {queued} of {writes}");
 }

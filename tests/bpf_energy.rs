@@ -11,7 +11,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use sonde_core::event::{keys, Event, MetricValue};
-use sonde_ebpf::testing::bpf_available_or_skip;
+use sonde_ebpf::testing::{bpf_available_or_skip, run_check};
 use sonde_sources::energy::{Collector, EnergySourceConfig, COMPONENT, NODE_ENERGY, PROCESS_ENERGY, SOURCE};
 
 /// Set in a child re-executing this binary: which workload to run.
@@ -20,6 +20,15 @@ const WORKER: &str = "SONDE_ENERGY_WORKER";
 const MEASURE: Duration = Duration::from_secs(4);
 
 /// Not a test: the children's body (returns at once without `WORKER`).
+/// The kernel matrix's check, on this kernel: on-CPU time of a busy thread of this process equals getrusage's.
+#[test]
+fn the_kernel_check_passes() {
+    run_check(
+        "energy::the_kernel_check_passes",
+        sonde_sources::energy::conformance::check,
+    );
+}
+
 #[test]
 fn energy_worker() {
     let Ok(kind) = std::env::var(WORKER) else { return };

@@ -13,8 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sonde_core::event::{keys, Event, Log, Value};
-use sonde_ebpf::net_flows::ClosedFlows;
-use sonde_ebpf::testing::bpf_available_or_skip;
+use sonde_ebpf::testing::{bpf_available_or_skip, run_check};
+use sonde_sources::net_flows::bpf::ClosedFlows;
 use sonde_sources::net_flows::{
     Collector, NetFlowsSourceConfig, Reason, BYTES_RECEIVED, BYTES_SENT, DESTINATION_PORT, DIRECTION, FINAL, FLOW_ID,
     FLOW_LOG, PACKETS_RECEIVED, PACKETS_SENT, REASON, SOURCE_PORT, TRANSPORT,
@@ -29,6 +29,15 @@ const DOWN: usize = 89_012;
 /// Not a test when run normally: as the peer (`SONDE_TEST_PEER=server`) it
 /// listens on a loopback port, prints it, reads `UP` bytes, answers `DOWN`
 /// bytes, then waits for the client to close before it closes.
+/// The kernel matrix's check, on this kernel: bytes, packets and pids of loopback TCP and UDP flows are exact.
+#[test]
+fn the_kernel_check_passes() {
+    run_check(
+        "net_flows::the_kernel_check_passes",
+        sonde_sources::net_flows::conformance::check,
+    );
+}
+
 #[test]
 fn peer_process() {
     if std::env::var(PEER_ENV).as_deref() != Ok("server") {

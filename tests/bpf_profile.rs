@@ -21,7 +21,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use sonde_core::event::{keys, Event, FrameKind, Profile};
-use sonde_ebpf::testing::bpf_available_or_skip;
+use sonde_ebpf::testing::{bpf_available_or_skip, run_check};
+use sonde_sources::profile::bpf::{PROFILE_STAT_COUNTS_FULL, PROFILE_STAT_SPILLED};
 use sonde_sources::profile::{Collector, ProfileSourceConfig, Symbols};
 
 const HOT_FN: &str = "sonde_test_hot_fn";
@@ -128,6 +129,18 @@ fn collector_with(test: &str, max_stacks: u32) -> Option<(Collector, Symbols)> {
     Some((collector, symbols))
 }
 
+/// The kernel matrix's check, on this kernel: samples of a busy thread of
+/// this process in its function, in proportion to its CPU time, and a new
+/// process announced.
+#[test]
+fn the_kernel_check_passes() {
+    let _turn = turn();
+    run_check(
+        "profile::the_kernel_check_passes",
+        sonde_sources::profile::conformance::check,
+    );
+}
+
 #[test]
 fn hot_function_dominates_and_sample_count_matches_cpu_time() {
     let test = "hot_function_dominates_and_sample_count_matches_cpu_time";
@@ -194,7 +207,7 @@ fn hot_function_dominates_and_sample_count_matches_cpu_time() {
         .and_then(|v| v.as_str())
         .is_some_and(|e| e.ends_with("sonde-hot")));
     assert_eq!(profile.period, 1_000_000_000 / FREQUENCY);
-    assert_eq!(collector.profiler().stats().unwrap().counts_full, 0);
+    assert_eq!(collector.profiler().stats().unwrap().get(PROFILE_STAT_COUNTS_FULL), 0);
 }
 
 /// A stack whose stack-map bucket holds another stack is refused by the
@@ -220,7 +233,7 @@ fn stacks_that_collide_in_the_stack_map_arrive_through_the_spill_map() {
     let profile = profile_of(&events, run.pid);
     let total = profile.total_samples();
     let whole = samples_under_caller(&profile);
-    let spilled = after.spilled - before.spilled;
+    let spilled = after.get(PROFILE_STAT_SPILLED) - before.get(PROFILE_STAT_SPILLED);
     eprintln!("program counters: {after:?}");
     eprintln!(
         "pid {}: {total} samples, {whole} with {HOT_CALLER} → {HOT_FN}, {spilled} spilled",

@@ -11,13 +11,10 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use sonde_core::event::{keys, Event, MetricValue, Value};
+use sonde_core::event::{Event, MetricValue, Value};
 use sonde_ebpf::loss::LossInjector;
-use sonde_ebpf::testing::bpf_available_or_skip;
-use sonde_sources::tcp::{
-    Collector, TcpSourceConfig, CLOSES, CONNECT_DURATION, CONNECT_FAILURES, OPENS, PORT, RESETS_RECEIVED, RESETS_SENT,
-    RESULT, RETRANSMITS, ROLE, RTT,
-};
+use sonde_ebpf::testing::{bpf_available_or_skip, run_check};
+use sonde_sources::tcp::{Collector, TcpSourceConfig, PORT, RETRANSMITS};
 
 /// The loss test compares against a namespace-wide kernel counter: the
 /// other tests of this file must not run beside it.
@@ -49,16 +46,6 @@ fn is(attributes: &sonde_core::event::Attributes, key: &str, value: impl Into<Va
     attributes.get(key) == Some(&value.into())
 }
 
-fn ours(a: &sonde_core::event::Attributes) -> bool {
-    is(a, keys::PID, std::process::id())
-}
-
-/// A local port with nothing listening on it (nor soon after).
-fn closed_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 fn collector(test: &str) -> Option<Collector> {
     if !bpf_available_or_skip(test) {
         return None;
@@ -67,86 +54,15 @@ fn collector(test: &str) -> Option<Collector> {
     Some(Collector::load(&config, "test-node".into(), &[]).expect("tcp loads"))
 }
 
+/// The kernel matrix's check, on this kernel: opens, closes, RTT samples,
+/// connect latencies, refusals and resets of loopback connections, exact.
 #[test]
 fn every_connect_is_one_latency_observation_and_refusals_count_resets() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(mut collector) = collector("every_connect_is_one_latency_observation_and_refusals_count_resets") else {
-        return;
-    };
-    const GOOD: u64 = 20;
-    const REFUSED: u64 = 7;
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = u32::from(listener.local_addr().unwrap().port());
-    let server = std::thread::spawn(move || {
-        for _ in 0..GOOD {
-            let (mut s, _) = listener.accept().unwrap();
-            let mut buf = [0u8; 4];
-            s.read_exact(&mut buf).unwrap();
-            s.write_all(&buf).unwrap();
-        }
-    });
-    for _ in 0..GOOD {
-        let mut c = TcpStream::connect(("127.0.0.1", port as u16)).unwrap();
-        c.write_all(b"ping").unwrap();
-        let mut buf = [0u8; 4];
-        c.read_exact(&mut buf).unwrap();
-    }
-    server.join().unwrap();
-    let dead = closed_port();
-    for _ in 0..REFUSED {
-        let error = TcpStream::connect(("127.0.0.1", dead)).unwrap_err();
-        assert_eq!(error.kind(), std::io::ErrorKind::ConnectionRefused);
-    }
-    // Let the last FIN/ACK exchanges finish.
-    std::thread::sleep(Duration::from_millis(300));
-    let events = collector.collect().unwrap();
-
-    let client = |a: &sonde_core::event::Attributes| ours(a) && is(a, ROLE, "client") && is(a, PORT, port);
-    let server = |a: &sonde_core::event::Attributes| ours(a) && is(a, ROLE, "server") && is(a, PORT, port);
-    let refused = |a: &sonde_core::event::Attributes| ours(a) && is(a, ROLE, "client") && is(a, PORT, u32::from(dead));
-    assert_eq!(total(&events, OPENS, client), GOOD, "client opens");
-    assert_eq!(
-        total(&events, OPENS, server),
-        GOOD,
-        "server opens (the listener's process)"
+    run_check(
+        "every_connect_is_one_latency_observation_and_refusals_count_resets",
+        sonde_sources::tcp::conformance::check,
     );
-    assert_eq!(total(&events, CLOSES, client), GOOD, "client closes");
-    assert_eq!(total(&events, CLOSES, server), GOOD, "server closes");
-    assert_eq!(total(&events, RTT, client), GOOD, "one RTT sample per connection");
-    // Exactly one latency observation per connect, by outcome.
-    assert_eq!(
-        total(&events, CONNECT_DURATION, |a| client(a) && is(a, RESULT, "established")),
-        GOOD
-    );
-    assert_eq!(
-        total(&events, CONNECT_DURATION, |a| client(a) && is(a, RESULT, "failed")),
-        0
-    );
-    assert_eq!(
-        total(&events, CONNECT_DURATION, |a| server(a)),
-        0,
-        "servers do not connect"
-    );
-    assert_eq!(
-        total(&events, CONNECT_DURATION, |a| refused(a) && is(a, RESULT, "failed")),
-        REFUSED
-    );
-    assert_eq!(
-        total(&events, CONNECT_DURATION, |a| refused(a)
-            && is(a, RESULT, "established")),
-        0
-    );
-    assert_eq!(total(&events, CONNECT_FAILURES, refused), REFUSED, "failed connects");
-    assert_eq!(total(&events, OPENS, refused), 0);
-    assert_eq!(total(&events, RESETS_RECEIVED, refused), REFUSED, "resets received");
-    // The closed port answered each SYN with a reset; no process owns it.
-    let answered = |a: &sonde_core::event::Attributes| {
-        is(a, ROLE, "server") && is(a, PORT, u32::from(dead)) && a.get(keys::PID).is_none()
-    };
-    assert_eq!(total(&events, RESETS_SENT, answered), REFUSED, "resets sent");
-    let stats = collector.programs().stats().unwrap();
-    assert_eq!(stats.series_full, 0);
-    assert_eq!(stats.read_failed, 0);
 }
 
 /// `RetransSegs` of `/proc/net/snmp` (this network namespace).

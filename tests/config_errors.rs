@@ -115,7 +115,7 @@ impl sonde_core::SinkConfig for MetricsOnlySinkConfig {
 #[test]
 fn incompatible_event_kinds_are_errors_or_warnings() {
     let mut registry = common::registry();
-    registry.sink::<MetricsOnlySinkConfig>("metrics_only");
+    registry.sink::<MetricsOnlySinkConfig>();
     let text = "source \"demo\" \"logs\" { kind = \"log\" }\nsource \"demo\" \"metrics\" {}\n\
                 transform \"tag\" \"both\" { inputs = [\"logs\", \"metrics\"] }\n\
                 sink \"metrics_only\" \"m\" { inputs = [\"logs\", \"both\"] }\n";
@@ -232,4 +232,8 @@ fn every_shipped_config_validates() {
         }
     }
     assert!(checked >= 2, "no configs found");
+}
+
+impl sonde_core::registry::SinkType for MetricsOnlySinkConfig {
+    const NAME: &'static str = "metrics_only";
 }

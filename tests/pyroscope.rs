@@ -158,7 +158,7 @@ sink "pyroscope" "pyro" {{
     );
     let mut registry = Registry::new();
     sonde_sinks::register(&mut registry);
-    registry.source::<SyntheticProfilesConfig>("synthetic_profiles");
+    registry.source::<SyntheticProfilesConfig>();
     let loaded = load_str("test.hcl", &config, &registry).unwrap_or_else(|e| panic!("{e}"));
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
@@ -228,4 +228,8 @@ sink "pyroscope" "pyro" {{
         })
         .collect();
     assert_eq!(samples, expected, "every sample arrived exactly once");
+}
+
+impl sonde_core::registry::SourceType for SyntheticProfilesConfig {
+    const NAME: &'static str = "synthetic_profiles";
 }

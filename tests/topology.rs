@@ -95,7 +95,7 @@ impl Service<EventBatch> for RecordSink {
 
 fn registry() -> sonde_core::Registry {
     let mut registry = common::registry();
-    registry.sink::<RecordSinkConfig>("record");
+    registry.sink::<RecordSinkConfig>();
     registry
 }
 
@@ -356,7 +356,7 @@ impl Service<EventBatch> for FlakySink {
 
 async fn run_flaky(config: &str) {
     let mut registry = registry();
-    registry.sink::<FlakySinkConfig>("flaky");
+    registry.sink::<FlakySinkConfig>();
     let loaded = load_str("test.hcl", config, &registry).unwrap_or_else(|e| panic!("{e}"));
     let topology = Topology::start(loaded.config, GlobalContext { node_name: "n".into() }).unwrap();
     tokio::time::timeout(Duration::from_secs(30), async {
@@ -484,4 +484,12 @@ async fn batch_block_merges_small_batches_into_bigger_calls() {
     // 100 batches of 10 arrive; merged up to 100 events, that is 10 calls
     // (a few more if the source is slower than the sink at times).
     assert!((10..=20).contains(&calls), "{calls} sink calls for 100 batches of 10");
+}
+
+impl sonde_core::registry::SinkType for RecordSinkConfig {
+    const NAME: &'static str = "record";
+}
+
+impl sonde_core::registry::SinkType for FlakySinkConfig {
+    const NAME: &'static str = "flaky";
 }

@@ -42,7 +42,7 @@ impl Mode {
 
 /// Every eBPF source type the binary has.
 pub fn all_sources() -> Vec<&'static str> {
-    sonde_ebpf::sources::SOURCES.iter().map(|s| s.source_type).collect()
+    sonde::registry().ebpf_sources().map(|(name, _)| name).collect()
 }
 
 /// The pipeline of `mode`, its agent API moved to a free port.

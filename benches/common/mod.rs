@@ -11,14 +11,7 @@ use sonde_core::component::GlobalContext;
 use sonde_core::config::load_str;
 use sonde_core::topology::Topology;
 
-/// Every component type the binary has.
-pub fn registry() -> sonde_core::Registry {
-    let mut registry = sonde_core::Registry::new();
-    sonde_sources::register(&mut registry);
-    sonde_transforms::register(&mut registry);
-    sonde_sinks::register(&mut registry);
-    registry
-}
+pub use sonde::registry;
 
 /// The value after `--name` on the command line, or `default`.
 pub fn arg(name: &str, default: &str) -> String {

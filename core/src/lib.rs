@@ -3,6 +3,7 @@
 //! - [`event`]: what travels — metrics, logs, profiles, spans, in batches.
 //! - [`component`]: what a source, transform and sink are (tower services).
 //! - [`registry`]: component types by name.
+//! - [`polling`]: the loop of sources that read their state every interval.
 //! - [`config`]: HCL files → a checked pipeline, with `file:line:col` errors.
 //! - [`topology`]: the running graph — queues, layers, reload, drain.
 //! - [`telemetry`], [`api`]: the agent's own metrics and HTTP API.
@@ -21,6 +22,7 @@ pub mod component;
 pub mod config;
 pub mod event;
 pub mod memory;
+pub mod polling;
 pub mod privileges;
 pub mod registry;
 pub mod telemetry;

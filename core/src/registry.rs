@@ -4,19 +4,62 @@
 //! with one line per type:
 //!
 //! ```ignore
-//! registry.source::<DemoSourceConfig>("demo");
+//! registry.source::<DemoSourceConfig>();
 //! ```
 //!
-//! The registry knows how to deserialize the type's config (with the exact
-//! path of a bad option, for `file:line:col` errors) and how to print its
-//! documentation from the JSON schema of the config struct.
+//! The type's name comes from its config type ([`SourceType::NAME`] and
+//! the transform and sink equivalents), and so does everything else the
+//! agent needs to know of it: how to deserialize its config (with the exact
+//! path of a bad option, for `file:line:col` errors), its documentation
+//! (the JSON schema of the config struct) and, for an eBPF source, its
+//! kernel side ([`EbpfSide`]), from which `sonde doctor`, the kernel matrix
+//! and the benchmarks find every eBPF source.
 
 use std::collections::BTreeMap;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::de::DeserializeOwned;
 
-use crate::component::{ComponentKind, SinkConfig, SourceConfig, TransformConfig};
+use crate::component::{BoxError, ComponentKind, SinkConfig, SourceConfig, TransformConfig};
+
+/// A source type: its config struct, named.
+pub trait SourceType: SourceConfig + DeserializeOwned + JsonSchema {
+    /// The type name used in configs (`source "NAME" "id" { … }`).
+    const NAME: &'static str;
+    /// The kernel side, for a source that runs eBPF programs.
+    const EBPF: Option<EbpfSide> = None;
+}
+
+/// A transform type: its config struct, named.
+pub trait TransformType: TransformConfig + DeserializeOwned + JsonSchema {
+    /// The type name used in configs.
+    const NAME: &'static str;
+}
+
+/// A sink type: its config struct, named.
+pub trait SinkType: SinkConfig + DeserializeOwned + JsonSchema {
+    /// The type name used in configs.
+    const NAME: &'static str;
+}
+
+/// The kernel side of an eBPF source: what `sonde doctor`, the kernel
+/// matrix (`sonde conformance`) and the benchmarks' "all sources" mode need
+/// to know of it. `core` knows nothing of eBPF, so errors are boxed: the
+/// trial's is the eBPF crate's `LoadError`, the check's its `CheckError`
+/// (their users downcast).
+#[derive(Clone, Copy, Debug)]
+pub struct EbpfSide {
+    /// The oldest kernel it supports.
+    pub min_kernel: (u32, u32),
+    /// What it attaches to, for messages (`tracepoint block:block_rq_issue`).
+    pub attach_points: &'static [&'static str],
+    /// Loads and attaches its programs with default options, then detaches.
+    pub trial: fn() -> Result<(), BoxError>,
+    /// Its conformance check: loads it, drives a workload of its own and
+    /// compares what it saw with an independent count; returns that
+    /// evidence in one line. The body of its real-kernel test too.
+    pub conformance: fn() -> Result<String, BoxError>,
+}
 
 /// A deserialized component config of any kind.
 #[derive(Debug)]
@@ -42,6 +85,8 @@ pub struct ComponentType {
     pub kind: ComponentKind,
     /// The type name used in configs.
     pub name: &'static str,
+    /// The kernel side of an eBPF source.
+    pub ebpf: Option<EbpfSide>,
     parse: ParseFn,
     schema: SchemaFn,
 }
@@ -92,31 +137,34 @@ impl Registry {
         Self::default()
     }
 
-    /// Registers a source type.
-    pub fn source<C: SourceConfig + DeserializeOwned + JsonSchema>(&mut self, name: &'static str) -> &mut Self {
+    /// Registers source type `C`.
+    pub fn source<C: SourceType>(&mut self) -> &mut Self {
         self.insert(ComponentType {
             kind: ComponentKind::Source,
-            name,
+            name: C::NAME,
+            ebpf: C::EBPF,
             parse: |v| parse_with::<C>(v).map(|c| AnyConfig::Source(Box::new(c))),
             schema: |g| g.root_schema_for::<C>(),
         })
     }
 
-    /// Registers a transform type.
-    pub fn transform<C: TransformConfig + DeserializeOwned + JsonSchema>(&mut self, name: &'static str) -> &mut Self {
+    /// Registers transform type `C`.
+    pub fn transform<C: TransformType>(&mut self) -> &mut Self {
         self.insert(ComponentType {
             kind: ComponentKind::Transform,
-            name,
+            name: C::NAME,
+            ebpf: None,
             parse: |v| parse_with::<C>(v).map(|c| AnyConfig::Transform(Box::new(c))),
             schema: |g| g.root_schema_for::<C>(),
         })
     }
 
-    /// Registers a sink type.
-    pub fn sink<C: SinkConfig + DeserializeOwned + JsonSchema>(&mut self, name: &'static str) -> &mut Self {
+    /// Registers sink type `C`.
+    pub fn sink<C: SinkType>(&mut self) -> &mut Self {
         self.insert(ComponentType {
             kind: ComponentKind::Sink,
-            name,
+            name: C::NAME,
+            ebpf: None,
             parse: |v| parse_with::<C>(v).map(|c| AnyConfig::Sink(Box::new(c))),
             schema: |g| g.root_schema_for::<C>(),
         })
@@ -145,5 +193,10 @@ impl Registry {
     /// Every type, sorted by kind then name.
     pub fn iter(&self) -> impl Iterator<Item = &ComponentType> {
         self.types.values()
+    }
+
+    /// Every eBPF source type with its kernel side, sorted by name.
+    pub fn ebpf_sources(&self) -> impl Iterator<Item = (&'static str, &EbpfSide)> {
+        self.types.values().filter_map(|t| Some((t.name, t.ebpf.as_ref()?)))
     }
 }

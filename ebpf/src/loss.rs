@@ -45,7 +45,7 @@ impl LossInjector {
             attach_point: what,
             source: Box::new(source),
         };
-        let root = crate::net_flows::cgroup2_root().map_err(|e| attach_error(e.into(), "the cgroup v2 root".into()))?;
+        let root = crate::cgroup::cgroup2_root().map_err(|e| attach_error(e.into(), "the cgroup v2 root".into()))?;
         let cgroup =
             std::fs::File::open(&root).map_err(|e| attach_error(e.into(), format!("cgroup {}", root.display())))?;
         let program: &mut CgroupSkb = object.program_as(PROGRAM)?;

@@ -1,10 +1,16 @@
 //! The agent's own metrics about its eBPF programs: what the kernel side
 //! lost, found full, or failed to read, and what user space failed to read.
-//! Never silent: each program counts these in a per-CPU array, and the
-//! loader of each source exports them here (`metrics` crate, so they show
-//! on the agent's `/metrics` with the component's labels).
+//! Never silent: each program counts these in a per-CPU stats array
+//! ([`StatsArray`]), and each source describes, in one table of
+//! [`KernelStat`]s, which slot becomes which counter; [`LossCounters`]
+//! exports them (`metrics` crate, so they show on the agent's `/metrics`
+//! with the component's labels).
 
+use aya::maps::{MapData, PerCpuArray};
 use metrics::{Counter, Label};
+
+use crate::error::{LoadError, ReadError};
+use crate::loader::Object;
 
 /// Events the kernel side saw but could not use, by `reason`
 /// (`no_start`: a completion whose start was not seen;
@@ -60,6 +66,208 @@ impl KernelCounter {
     }
 }
 
+/// Where a counter's running total comes from in a stats array.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Total {
+    /// One slot.
+    Slot(u32),
+    /// One slot minus the sum of others: an LRU map's inserts minus its
+    /// deletes and its live entries are its evictions. Live entries are
+    /// not in the array: the source counts them and appends them as extra
+    /// slots ([`StatTotals::push`]). Read racily, so it is never allowed to
+    /// step back.
+    Difference(u32, &'static [u32]),
+}
+
+/// One `sonde_ebpf_*` counter of a source: the metric, the label that
+/// tells it from the source's others, and where its total comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelStat {
+    /// [`LOST_EVENTS`], [`MAP_FULL`], [`MAP_EVICTIONS`], [`STACK_SPILLS`] or [`FAILED_READS`].
+    pub metric: &'static str,
+    /// `("reason", "no_start")`, `("map", "disk_hists")` …; none when the metric alone says it.
+    pub label: Option<(&'static str, &'static str)>,
+    /// Where the total is.
+    pub total: Total,
+}
+
+impl KernelStat {
+    /// Events lost for `reason`, counted in `slot`.
+    pub const fn lost(slot: u32, reason: &'static str) -> Self {
+        KernelStat {
+            metric: LOST_EVENTS,
+            label: Some(("reason", reason)),
+            total: Total::Slot(slot),
+        }
+    }
+
+    /// Inserts refused by full map `map`, counted in `slot`.
+    pub const fn map_full(slot: u32, map: &'static str) -> Self {
+        KernelStat {
+            metric: MAP_FULL,
+            label: Some(("map", map)),
+            total: Total::Slot(slot),
+        }
+    }
+
+    /// Entries LRU map `map` evicted: its inserts minus the slots of
+    /// `gone` (its deletes, its live entries …).
+    pub const fn evictions(inserts: u32, gone: &'static [u32], map: &'static str) -> Self {
+        KernelStat {
+            metric: MAP_EVICTIONS,
+            label: Some(("map", map)),
+            total: Total::Difference(inserts, gone),
+        }
+    }
+
+    /// Kernel memory the programs failed to copy (`what`: `kernel:<field>`), counted in `slot`.
+    pub const fn failed_read(slot: u32, what: &'static str) -> Self {
+        KernelStat {
+            metric: FAILED_READS,
+            label: Some(("what", what)),
+            total: Total::Slot(slot),
+        }
+    }
+
+    /// Stacks kept in a spill map, counted in `slot`.
+    pub const fn spills(slot: u32) -> Self {
+        KernelStat {
+            metric: STACK_SPILLS,
+            label: None,
+            total: Total::Slot(slot),
+        }
+    }
+}
+
+/// A program's stats array, summed over CPUs: running totals since load.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StatTotals(Vec<u64>);
+
+impl StatTotals {
+    /// Totals from slot values (tests, or arrays read another way).
+    pub fn from_slots(slots: Vec<u64>) -> Self {
+        StatTotals(slots)
+    }
+
+    /// Appends an extra slot (a count user space made, such as an LRU
+    /// map's live entries); returns its index.
+    pub fn push(&mut self, value: u64) -> u32 {
+        self.0.push(value);
+        (self.0.len() - 1) as u32
+    }
+
+    /// The total of slot `slot` (0 for a slot the array does not have).
+    pub fn get(&self, slot: u32) -> u64 {
+        self.0.get(slot as usize).copied().unwrap_or(0)
+    }
+
+    /// The value of `total`.
+    pub fn of(&self, total: Total) -> u64 {
+        match total {
+            Total::Slot(slot) => self.get(slot),
+            Total::Difference(slot, gone) => gone
+                .iter()
+                .fold(self.get(slot), |left, &other| left.saturating_sub(self.get(other))),
+        }
+    }
+}
+
+/// The per-CPU stats array of a loaded object (`__u64` per slot per CPU):
+/// what its programs lost, found full or failed to read.
+pub struct StatsArray {
+    object: &'static str,
+    name: &'static str,
+    slots: u32,
+    map: PerCpuArray<MapData, u64>,
+}
+
+impl std::fmt::Debug for StatsArray {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatsArray")
+            .field("object", &self.object)
+            .field("map", &self.name)
+            .field("slots", &self.slots)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StatsArray {
+    /// Takes map `name`, of `slots` slots, out of `object`.
+    pub fn take(object: &mut Object, name: &'static str, slots: u32) -> Result<Self, LoadError> {
+        Ok(StatsArray {
+            object: object.name(),
+            name,
+            slots,
+            map: object.take_map(name)?,
+        })
+    }
+
+    /// Every slot's total, summed over CPUs.
+    pub fn read(&self) -> Result<StatTotals, ReadError> {
+        (0..self.slots)
+            .map(|slot| {
+                self.map
+                    .get(&slot, 0)
+                    .map(|per_cpu| per_cpu.iter().sum())
+                    .map_err(|source| ReadError {
+                        object: self.object,
+                        map: self.name,
+                        source: Box::new(source),
+                    })
+            })
+            .collect::<Result<Vec<u64>, ReadError>>()
+            .map(StatTotals)
+    }
+}
+
+/// The `sonde_ebpf_*` counters of one running source, from its table.
+#[derive(Debug)]
+pub struct LossCounters {
+    counters: Vec<(Total, KernelCounter, u64)>,
+    map_read_failed: Counter,
+}
+
+impl LossCounters {
+    /// Registers the counters of `table` for object `object` with the
+    /// component's `labels`; failed reads of its maps by user space count
+    /// as `what="map:<read_what>"`.
+    pub fn new(labels: &[Label], object: &'static str, table: &[KernelStat], read_what: &str) -> Self {
+        let labels = with_label(labels, "object", object);
+        let counters = table
+            .iter()
+            .map(|stat| {
+                let labels = match stat.label {
+                    Some((key, value)) => with_label(&labels, key, value),
+                    None => labels.clone(),
+                };
+                (stat.total, KernelCounter::new(stat.metric, labels), 0)
+            })
+            .collect();
+        LossCounters {
+            counters,
+            map_read_failed: metrics::counter!(FAILED_READS, with_label(&labels, "what", format!("map:{read_what}"))),
+        }
+    }
+
+    /// Exports the programs' running totals.
+    pub fn observe(&mut self, totals: &StatTotals) {
+        for (total, counter, seen) in &mut self.counters {
+            let value = match total {
+                Total::Slot(_) => totals.of(*total),
+                // Derived from racing reads: never let it step back.
+                Total::Difference(..) => (*seen).max(totals.of(*total)),
+            };
+            *seen = value;
+            counter.observe(value);
+        }
+    }
+
+    /// Counts a failed read of a map by user space.
+    pub fn map_read_failed(&self) {
+        self.map_read_failed.increment(1);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,5 +283,28 @@ mod tests {
         assert_eq!(c.last, 7);
         c.observe(2);
         assert_eq!(c.last, 2);
+    }
+
+    #[test]
+    fn totals_of_slots_and_differences() {
+        let totals = StatTotals::from_slots(vec![5, 9, 4]);
+        assert_eq!(totals.of(Total::Slot(1)), 9);
+        assert_eq!(totals.of(Total::Difference(1, &[2])), 5);
+        assert_eq!(totals.of(Total::Difference(1, &[2, 0])), 0);
+        assert_eq!(totals.of(Total::Difference(2, &[1])), 0, "never negative");
+        let mut totals = totals;
+        assert_eq!(totals.push(3), 3);
+        assert_eq!(totals.of(Total::Difference(1, &[3])), 6);
+        assert_eq!(totals.get(7), 0, "a slot the array lacks");
+    }
+
+    #[test]
+    fn a_difference_never_steps_back() {
+        let table = [KernelStat::evictions(0, &[1], "flows"), KernelStat::lost(2, "no_start")];
+        let mut counters = LossCounters::new(&[], "test", &table, "flows");
+        counters.observe(&StatTotals::from_slots(vec![10, 4, 1]));
+        counters.observe(&StatTotals::from_slots(vec![11, 7, 1]));
+        assert_eq!(counters.counters[0].2, 6, "a racy read below the last one is ignored");
+        assert_eq!(counters.counters[1].2, 1);
     }
 }

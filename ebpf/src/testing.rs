@@ -36,6 +36,23 @@ pub fn skip_or_fail(test: &str, reason: &str) -> bool {
     false
 }
 
+/// Runs a source's conformance check as a real-kernel test: skips (or,
+/// with `SONDE_REQUIRE_BPF=1`, fails) when BPF cannot load or the workload
+/// cannot run on this machine; panics with the check's reason when the
+/// source saw something other than the independent count.
+pub fn run_check(test: &str, check: impl FnOnce() -> Result<String, crate::CheckError>) {
+    if !bpf_available_or_skip(test) {
+        return;
+    }
+    match check() {
+        Ok(evidence) => eprintln!("{test}: {evidence}"),
+        Err(error @ crate::CheckError::Workload { .. }) => {
+            skip_or_fail(test, &error.to_string());
+        }
+        Err(error) => panic!("{test}: {} failed: {error}", error.stage()),
+    }
+}
+
 /// A loop device over a temporary file, detached and removed on drop: a
 /// disk no other process uses, for exact I/O counts.
 #[derive(Debug)]

@@ -25,6 +25,10 @@ pub struct BlackholeSinkConfig {
     pub print_interval: Option<Duration>,
 }
 
+impl sonde_core::registry::SinkType for BlackholeSinkConfig {
+    const NAME: &'static str = "blackhole";
+}
+
 impl SinkConfig for BlackholeSinkConfig {
     fn accepts(&self) -> EventKinds {
         EventKinds::ALL

@@ -46,6 +46,10 @@ pub struct ConsoleSinkConfig {
     pub target: ConsoleTarget,
 }
 
+impl sonde_core::registry::SinkType for ConsoleSinkConfig {
+    const NAME: &'static str = "console";
+}
+
 impl SinkConfig for ConsoleSinkConfig {
     fn accepts(&self) -> EventKinds {
         EventKinds::ALL

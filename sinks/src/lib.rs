@@ -15,10 +15,10 @@ use sonde_core::Registry;
 
 /// Registers every sink type.
 pub fn register(registry: &mut Registry) {
-    registry.sink::<blackhole::BlackholeSinkConfig>("blackhole");
-    registry.sink::<console::ConsoleSinkConfig>("console");
-    registry.sink::<file::FileSinkConfig>("file");
-    registry.sink::<otlp::OtlpSinkConfig>("otlp");
-    registry.sink::<prometheus::PrometheusSinkConfig>("prometheus");
-    registry.sink::<pyroscope::PyroscopeSinkConfig>("pyroscope");
+    registry.sink::<blackhole::BlackholeSinkConfig>();
+    registry.sink::<console::ConsoleSinkConfig>();
+    registry.sink::<file::FileSinkConfig>();
+    registry.sink::<otlp::OtlpSinkConfig>();
+    registry.sink::<prometheus::PrometheusSinkConfig>();
+    registry.sink::<pyroscope::PyroscopeSinkConfig>();
 }

@@ -70,6 +70,10 @@ pub struct DemoSourceConfig {
     pub series: usize,
 }
 
+impl sonde_core::registry::SourceType for DemoSourceConfig {
+    const NAME: &'static str = "demo";
+}
+
 impl SourceConfig for DemoSourceConfig {
     fn outputs(&self) -> EventKinds {
         match self.kind {

@@ -32,6 +32,10 @@ pub struct InternalMetricsSourceConfig {
     pub interval: Duration,
 }
 
+impl sonde_core::registry::SourceType for InternalMetricsSourceConfig {
+    const NAME: &'static str = "internal_metrics";
+}
+
 impl SourceConfig for InternalMetricsSourceConfig {
     fn outputs(&self) -> EventKinds {
         EventKinds::METRIC

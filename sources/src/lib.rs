@@ -15,11 +15,11 @@ use sonde_core::Registry;
 
 /// Registers every source type.
 pub fn register(registry: &mut Registry) {
-    registry.source::<demo::DemoSourceConfig>("demo");
-    registry.source::<disk_latency::DiskLatencySourceConfig>("disk_latency");
-    registry.source::<energy::EnergySourceConfig>("energy");
-    registry.source::<internal_metrics::InternalMetricsSourceConfig>("internal_metrics");
-    registry.source::<net_flows::NetFlowsSourceConfig>("net_flows");
-    registry.source::<profile::ProfileSourceConfig>("profile");
-    registry.source::<tcp::TcpSourceConfig>("tcp");
+    registry.source::<demo::DemoSourceConfig>();
+    registry.source::<disk_latency::DiskLatencySourceConfig>();
+    registry.source::<energy::EnergySourceConfig>();
+    registry.source::<internal_metrics::InternalMetricsSourceConfig>();
+    registry.source::<net_flows::NetFlowsSourceConfig>();
+    registry.source::<profile::ProfileSourceConfig>();
+    registry.source::<tcp::TcpSourceConfig>();
 }

@@ -1,135 +1,70 @@
 //! `sonde conformance` (hidden): does every eBPF source work on *this*
-//! kernel? Each source's check loads and attaches it for real, drives a
-//! small workload of its own (disk I/O on a loop device, loopback TCP, a
-//! busy loop …) and verifies that the source saw it, against an
-//! independent count where the kernel keeps one. One JSON line per source
-//! on stdout, for `cargo xtask kernels`, which runs this inside VMs of
-//! other kernels (CO-RE is only a promise until tried there).
+//! kernel? Each source's check ([`EbpfSide::conformance`], in its folder's
+//! `conformance.rs`) loads and attaches it for real, drives a small
+//! workload of its own (disk I/O on a loop device, loopback TCP, a busy
+//! loop …) and verifies that the source saw it, against an independent
+//! count where the kernel keeps one. The same check is the body of the
+//! source's real-kernel test. One JSON line per source on stdout, for
+//! `cargo xtask kernels`, which runs this inside VMs of other kernels
+//! (CO-RE is only a promise until tried there).
 //!
-//! A source adds its check as one file here and one line in [`CHECKS`];
-//! an eBPF source of [`sonde_ebpf::sources::SOURCES`] without a check is
-//! reported as failed, so a new source cannot skip the matrix.
-
-mod disk_latency;
-mod energy;
-mod net_flows;
-mod profile;
-mod tcp;
+//! The eBPF sources are found in the registry: a source that declares an
+//! [`EbpfSide`] cannot leave out its check (the field is required), and a
+//! source that needs `CAP_BPF` without declaring one fails a unit test.
+//!
+//! [`EbpfSide`]: sonde_core::registry::EbpfSide
+//! [`EbpfSide::conformance`]: sonde_core::registry::EbpfSide::conformance
 
 use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use serde_json::json;
-use sonde_ebpf::{LoadError, ReadError};
+use sonde_core::{BoxError, Registry};
+use sonde_ebpf::{CheckError, LoadError};
 
 use crate::doctor::{checks, diagnose};
 
-/// One source's conformance check.
-#[derive(Clone, Copy, Debug)]
-pub struct Check {
-    /// The source type it checks, as registered.
-    pub source: &'static str,
-    /// Loads the source, drives its workload, verifies what it reported;
-    /// on success returns what it saw, in one line for the report.
-    pub run: fn() -> Result<String, CheckError>,
-}
-
-/// Every source's check, in the order they run.
-pub const CHECKS: &[Check] = &[
-    disk_latency::CHECK,
-    profile::CHECK,
-    tcp::CHECK,
-    net_flows::CHECK,
-    energy::CHECK,
-];
-
-/// Why a check failed, by stage.
-#[derive(Debug, thiserror::Error)]
-pub enum CheckError {
-    /// The source did not load or attach: `sonde doctor` explains it the same way.
-    #[error(transparent)]
-    Load(#[from] LoadError),
-    /// Its maps or buffers could not be read.
-    #[error(transparent)]
-    Read(#[from] ReadError),
-    /// The workload could not run (not the source's fault, but no verdict either).
-    #[error("workload: {what}: {source}")]
-    Workload {
-        /// What was being done.
-        what: &'static str,
-        /// The error.
-        source: std::io::Error,
-    },
-    /// It loaded, but what it reported does not match the workload.
-    #[error("implausible: {0}")]
-    Implausible(String),
-}
-
-impl CheckError {
-    /// A workload error, with what was being done.
-    pub fn workload(what: &'static str) -> impl FnOnce(std::io::Error) -> CheckError {
-        move |source| CheckError::Workload { what, source }
-    }
-
-    fn stage(&self) -> &'static str {
-        match self {
-            CheckError::Load(_) => "load",
-            CheckError::Read(_) => "read",
-            CheckError::Workload { .. } => "workload",
-            CheckError::Implausible(_) => "verify",
-        }
-    }
-}
-
-/// Fails with [`CheckError::Implausible`] unless `condition` holds.
-pub fn ensure(condition: bool, message: impl FnOnce() -> String) -> Result<(), CheckError> {
-    if condition {
-        Ok(())
-    } else {
-        Err(CheckError::Implausible(message()))
-    }
-}
-
-/// Runs the checks of `only` (every source when empty) and prints the
-/// JSON lines: first the kernel, then one per source. Exits 1 when one failed.
-pub fn run(only: &[String]) -> anyhow::Result<ExitCode> {
+/// Runs the checks of `only` (every eBPF source when empty) and prints the
+/// JSON lines: first the kernel, then one per source. Exits 1 when one
+/// failed, or when `only` names a type that is not an eBPF source.
+pub fn run(registry: &Registry, only: &[String]) -> anyhow::Result<ExitCode> {
     let release = sonde_ebpf::probe::kernel_release();
     emit(&json!({ "kind": "kernel", "release": release }));
     let mut facts: Option<checks::Facts> = None;
     let mut all_ok = true;
-    for source in sonde_ebpf::sources::SOURCES {
-        if !only.is_empty() && !only.iter().any(|s| s == source.source_type) {
+    for unknown in only
+        .iter()
+        .filter(|o| !registry.ebpf_sources().any(|(name, _)| name == o.as_str()))
+    {
+        all_ok = false;
+        emit(&json!({
+            "kind": "source", "source": unknown, "ok": false, "stage": "select",
+            "reason": "not an eBPF source type", "fix": null, "seconds": 0.0,
+        }));
+    }
+    for (name, side) in registry.ebpf_sources() {
+        if !only.is_empty() && !only.iter().any(|s| s == name) {
             continue;
         }
         let started = Instant::now();
-        let result = match CHECKS.iter().find(|c| c.source == source.source_type) {
-            Some(check) => (check.run)(),
-            None => Err(CheckError::Implausible(
-                "no conformance check (add one in src/conformance/)".to_string(),
-            )),
-        };
+        let result = (side.conformance)();
         let seconds = started.elapsed().as_secs_f64();
-        let min_kernel = format!("{}.{}", source.min_kernel.0, source.min_kernel.1);
+        let min_kernel = format!("{}.{}", side.min_kernel.0, side.min_kernel.1);
         let line = match &result {
             Ok(evidence) => json!({
-                "kind": "source", "source": source.source_type, "ok": true,
+                "kind": "source", "source": name, "ok": true,
                 "evidence": evidence, "seconds": seconds, "min_kernel": min_kernel,
             }),
             Err(error) => {
                 all_ok = false;
-                // A load failure is explained exactly as `sonde doctor` would.
-                let (reason, fix) = match error {
-                    CheckError::Load(load) => {
-                        let facts = facts.get_or_insert_with(checks::gather);
-                        let d = diagnose::diagnose(load, facts, source.min_kernel);
-                        (d.reason, Some(d.fix))
-                    }
-                    other => (other.to_string(), None),
-                };
+                let (stage, reason, fix) = explain(error, |load| {
+                    let facts = facts.get_or_insert_with(checks::gather);
+                    diagnose::diagnose(load, facts, side.min_kernel)
+                });
                 json!({
-                    "kind": "source", "source": source.source_type, "ok": false,
-                    "stage": error.stage(), "reason": reason, "fix": fix, "seconds": seconds,
+                    "kind": "source", "source": name, "ok": false,
+                    "stage": stage, "reason": reason, "fix": fix, "seconds": seconds,
                     "min_kernel": min_kernel,
                 })
             }
@@ -139,25 +74,25 @@ pub fn run(only: &[String]) -> anyhow::Result<ExitCode> {
     Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
+/// The stage, reason and fix of a failed check. A load failure is
+/// explained exactly as `sonde doctor` would (`diagnosis`).
+fn explain(
+    error: &BoxError,
+    diagnosis: impl FnOnce(&LoadError) -> diagnose::Diagnosis,
+) -> (&'static str, String, Option<String>) {
+    match error.downcast_ref::<CheckError>() {
+        Some(CheckError::Load(load)) => {
+            let d = diagnosis(load);
+            ("load", d.reason, Some(d.fix))
+        }
+        Some(check) => (check.stage(), check.to_string(), None),
+        None => ("verify", error.to_string(), None),
+    }
+}
+
 fn emit(line: &serde_json::Value) {
     // Flushed per line: in a VM the report must survive a later crash.
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_ebpf_source_has_a_check() {
-        for source in sonde_ebpf::sources::SOURCES {
-            assert!(
-                CHECKS.iter().any(|c| c.source == source.source_type),
-                "eBPF source `{}` has no conformance check in src/conformance/",
-                source.source_type
-            );
-        }
-    }
 }

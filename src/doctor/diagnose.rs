@@ -19,6 +19,21 @@ pub struct Diagnosis {
     pub verifier_log: Option<String>,
 }
 
+/// Explains the error of a source's trial (an [`EbpfSide`]'s, boxed by
+/// `core`): a [`LoadError`] as [`diagnose`] does, anything else as it says.
+///
+/// [`EbpfSide`]: sonde_core::registry::EbpfSide
+pub fn diagnose_trial(error: &sonde_core::BoxError, facts: &Facts, min_kernel: (u32, u32)) -> Diagnosis {
+    match error.downcast_ref::<LoadError>() {
+        Some(load) => diagnose(load, facts, min_kernel),
+        None => Diagnosis {
+            reason: error.to_string(),
+            fix: "run `sonde doctor` for the node's facts; this error is not a load failure".to_string(),
+            verifier_log: None,
+        },
+    }
+}
+
 /// Explains `error`, using what is known about the node.
 pub fn diagnose(error: &LoadError, facts: &Facts, min_kernel: (u32, u32)) -> Diagnosis {
     let reason = error.to_string();

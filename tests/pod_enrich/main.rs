@@ -72,7 +72,7 @@ async fn enrich_through_pipeline(pid: u32) -> Vec<serde_json::Value> {
         out.display()
     );
     let mut registry = common::registry();
-    registry.source::<PidEventsConfig>("pid_events");
+    registry.source::<PidEventsConfig>();
     let loaded = load_str("test.hcl", &config, &registry).unwrap_or_else(|e| panic!("{e}"));
     let global = GlobalContext {
         node_name: "node-a".into(),
@@ -303,4 +303,8 @@ async fn enrich(transform: &mut sonde_core::Transform, pid: u32) -> Attributes {
     let batch: EventBatch = vec![Event::from(log)].into();
     let batch = transform.ready().await.unwrap().call(batch).await.unwrap();
     batch.events()[0].attributes().clone()
+}
+
+impl sonde_core::registry::SourceType for PidEventsConfig {
+    const NAME: &'static str = "pid_events";
 }

@@ -66,6 +66,10 @@ pub struct FilterTransformConfig {
     pub attributes: BTreeMap<String, String>,
 }
 
+impl sonde_core::registry::TransformType for FilterTransformConfig {
+    const NAME: &'static str = "filter";
+}
+
 impl TransformConfig for FilterTransformConfig {
     fn outputs(&self, input: EventKinds) -> EventKinds {
         match (&self.kinds, self.action) {

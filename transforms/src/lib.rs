@@ -11,8 +11,8 @@ use sonde_core::Registry;
 
 /// Registers every transform type.
 pub fn register(registry: &mut Registry) {
-    registry.transform::<filter::FilterTransformConfig>("filter");
-    registry.transform::<pod_enrich::PodEnrichTransformConfig>("pod_enrich");
-    registry.transform::<sample::SampleTransformConfig>("sample");
-    registry.transform::<tag::TagTransformConfig>("tag");
+    registry.transform::<filter::FilterTransformConfig>();
+    registry.transform::<pod_enrich::PodEnrichTransformConfig>();
+    registry.transform::<sample::SampleTransformConfig>();
+    registry.transform::<tag::TagTransformConfig>();
 }

@@ -93,6 +93,10 @@ pub enum SampleError {
     MaxPerSecond(f64),
 }
 
+impl sonde_core::registry::TransformType for SampleTransformConfig {
+    const NAME: &'static str = "sample";
+}
+
 impl TransformConfig for SampleTransformConfig {
     fn build(&self, cx: &TransformContext) -> Result<Transform, BoxError> {
         let mut sampler = Sampler::new(self)?;

@@ -30,6 +30,10 @@ const fn default_overwrite() -> bool {
     true
 }
 
+impl sonde_core::registry::TransformType for TagTransformConfig {
+    const NAME: &'static str = "tag";
+}
+
 impl TransformConfig for TagTransformConfig {
     fn build(&self, _cx: &TransformContext) -> Result<Transform, BoxError> {
         Ok(function_transform(Tag::new(self)))

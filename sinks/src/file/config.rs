@@ -69,6 +69,10 @@ pub struct FileSinkConfig {
     pub max_files: usize,
 }
 
+impl sonde_core::registry::SinkType for FileSinkConfig {
+    const NAME: &'static str = "file";
+}
+
 impl SinkConfig for FileSinkConfig {
     fn accepts(&self) -> EventKinds {
         match self.format {

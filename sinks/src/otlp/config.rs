@@ -120,6 +120,10 @@ impl OtlpSinkConfig {
     }
 }
 
+impl sonde_core::registry::SinkType for OtlpSinkConfig {
+    const NAME: &'static str = "otlp";
+}
+
 impl SinkConfig for OtlpSinkConfig {
     fn accepts(&self) -> EventKinds {
         EventKinds::ALL

@@ -219,6 +219,10 @@ impl PrometheusSinkConfig {
     }
 }
 
+impl sonde_core::registry::SinkType for PrometheusSinkConfig {
+    const NAME: &'static str = "prometheus";
+}
+
 impl SinkConfig for PrometheusSinkConfig {
     fn accepts(&self) -> EventKinds {
         EventKinds::METRIC

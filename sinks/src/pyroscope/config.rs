@@ -65,6 +65,10 @@ pub struct PyroscopeSinkConfig {
     pub basic_auth: Option<BasicAuth>,
 }
 
+impl sonde_core::registry::SinkType for PyroscopeSinkConfig {
+    const NAME: &'static str = "pyroscope";
+}
+
 impl SinkConfig for PyroscopeSinkConfig {
     fn accepts(&self) -> EventKinds {
         EventKinds::PROFILE

@@ -6,11 +6,14 @@ use std::sync::Arc;
 
 use metrics::Label;
 use sonde_core::event::{keys, Attributes, Event, Histogram, Metric, SharedStr, Temporality, Timestamp};
-use sonde_ebpf::disk_latency::{
-    log2_bounds, DiskHist, DiskKey, DiskLatency, DiskTelemetry, Options, DISK_LATENCY_MIN_SHIFT, DISK_SIZE_MIN_SHIFT,
-    LATENCY_SLOTS, SIZE_SLOTS,
-};
+use sonde_ebpf::slot::log2_bounds;
+use sonde_ebpf::telemetry::LossCounters;
 use sonde_ebpf::{LoadError, ReadError};
+
+use super::bpf::{
+    DiskHist, DiskKey, DiskLatency, Options, DISK_LATENCY_MIN_SHIFT, DISK_SIZE_MIN_SHIFT, LATENCY_SLOTS, MAP_HISTS,
+    OBJECT, SIZE_SLOTS, STATS,
+};
 
 use super::config::DiskLatencySourceConfig;
 use super::device::{DeviceNames, DEVICE, OPERATION};
@@ -52,7 +55,7 @@ pub struct Collector {
     devices: Option<HashSet<String>>,
     node: SharedStr,
     bounds: Bounds,
-    telemetry: DiskTelemetry,
+    telemetry: LossCounters,
 }
 
 impl Collector {
@@ -68,7 +71,7 @@ impl Collector {
             devices: (!config.devices.is_empty()).then(|| config.devices.iter().cloned().collect()),
             node,
             bounds: Bounds::new(),
-            telemetry: DiskTelemetry::new(labels),
+            telemetry: LossCounters::new(labels, OBJECT, STATS, MAP_HISTS),
         })
     }
 
@@ -100,7 +103,7 @@ impl Collector {
         Ok(events)
     }
 
-    /// The loaded programs (for their run-time statistics).
+    /// The loaded programs (for their run-time statistics and loss counters).
     pub fn programs(&self) -> &DiskLatency {
         &self.programs
     }
@@ -157,4 +160,12 @@ pub(super) fn to_metrics(hist: &DiskHist, attributes: Attributes, bounds: &Bound
         );
     }
     out
+}
+
+impl sonde_core::polling::Collect for Collector {
+    type Error = ReadError;
+
+    fn collect(&mut self) -> Result<Vec<Event>, ReadError> {
+        Collector::collect(self)
+    }
 }

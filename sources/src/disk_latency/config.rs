@@ -5,7 +5,9 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use sonde_core::event::EventKinds;
+use sonde_core::polling::{run_every, Rounds};
 use sonde_core::privileges::{Capability, CapabilitySet};
+use sonde_core::registry::{EbpfSide, SourceType};
 use sonde_core::topology::component_metrics;
 use sonde_core::{BoxError, Source, SourceConfig, SourceContext};
 
@@ -56,6 +58,20 @@ impl Default for DiskLatencySourceConfig {
     }
 }
 
+impl SourceType for DiskLatencySourceConfig {
+    const NAME: &'static str = "disk_latency";
+    const EBPF: Option<EbpfSide> = Some(EbpfSide {
+        min_kernel: (5, 5),
+        attach_points: &[
+            "tracepoint block:block_rq_insert",
+            "tracepoint block:block_rq_issue",
+            "tracepoint block:block_rq_complete",
+        ],
+        trial: || super::bpf::trial().map_err(Into::into),
+        conformance: || super::conformance::check().map_err(Into::into),
+    });
+}
+
 impl SourceConfig for DiskLatencySourceConfig {
     fn outputs(&self) -> EventKinds {
         EventKinds::METRIC
@@ -78,6 +94,6 @@ impl SourceConfig for DiskLatencySourceConfig {
         // at startup with the program, attach point and reason.
         let labels = component_metrics::labels(&cx.info);
         let collector = Collector::load(self, cx.global.node_name.clone(), &labels)?;
-        Ok(Box::pin(super::run::run(collector, self.interval, cx)))
+        Ok(Box::pin(run_every(collector, self.interval, Rounds::Inline, cx)))
     }
 }

@@ -1,8 +1,7 @@
 //! `source "disk_latency"`: block I/O latency, queue time, request size,
 //! request and byte counts per disk and operation, measured in the kernel.
 //!
-//! The eBPF programs (`ebpf/bpf/disk_latency.bpf.c`, loaded by
-//! [`sonde_ebpf::disk_latency`]) time each request from
+//! The eBPF programs ([`bpf`]: `bpf/disk_latency.bpf.c` and its loader) time each request from
 //! `block:block_rq_issue` to `block:block_rq_complete` (and from
 //! `block:block_rq_insert` to issue, the time spent in the I/O scheduler)
 //! and keep log2 histograms in a per-CPU map. Every `interval` the source
@@ -35,10 +34,11 @@
 //! Minimum kernel 5.5 with BTF (`/sys/kernel/btf/vmlinux`); needs
 //! CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN).
 
+pub mod bpf;
 mod collect;
 mod config;
+pub mod conformance;
 mod device;
-mod run;
 #[cfg(test)]
 mod tests;
 

@@ -1,9 +1,10 @@
 //! Unit tests of the conversion; the kernel side is tested for real in
-//! `tests/bpf_disk_latency.rs`.
+//! `conformance.rs` (run by `tests/bpf_disk_latency.rs` and the kernel
+//! matrix) and `tests/bpf_disk_latency.rs`.
 
 use sonde_core::event::{Attributes, MetricValue, Temporality, Timestamp};
-use sonde_ebpf::disk_latency::DiskHist;
 
+use super::bpf::DiskHist;
 use super::collect::{to_metrics, Bounds};
 use super::device::parse_uevent;
 use super::*;

@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use metrics::Label;
 use sonde_core::event::{keys, Attributes, Event, Metric, SharedStr, Timestamp};
-use sonde_ebpf::energy::{Energy, EnergyKey, EnergyTelemetry};
+use sonde_ebpf::telemetry::LossCounters;
+
+use super::bpf::{Energy, EnergyKey, MAP_TASKS, OBJECT, STATS};
 
 use super::config::EnergySourceConfig;
 use super::error::EnergyError;
@@ -36,7 +38,7 @@ pub struct Collector {
     procfs_root: PathBuf,
     node: SharedStr,
     last: Instant,
-    telemetry: EnergyTelemetry,
+    telemetry: LossCounters,
     round: Round,
 }
 
@@ -57,7 +59,7 @@ impl Collector {
             procfs_root: config.procfs_root.clone(),
             node,
             last: Instant::now(),
-            telemetry: EnergyTelemetry::new(labels),
+            telemetry: LossCounters::new(labels, OBJECT, STATS, MAP_TASKS),
             round: Round::default(),
         })
     }
@@ -173,4 +175,12 @@ fn process_attributes(
         .with(COMPONENT, component.clone())
         .with(SOURCE, SharedStr::from_static(source.as_str()))
         .with(keys::NODE, node.clone())
+}
+
+impl sonde_core::polling::Collect for Collector {
+    type Error = EnergyError;
+
+    fn collect(&mut self) -> Result<Vec<Event>, EnergyError> {
+        Collector::collect(self)
+    }
 }

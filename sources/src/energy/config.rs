@@ -6,7 +6,9 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use sonde_core::event::EventKinds;
+use sonde_core::polling::{run_every, Rounds};
 use sonde_core::privileges::{Capability, CapabilitySet};
+use sonde_core::registry::{EbpfSide, SourceType};
 use sonde_core::topology::component_metrics;
 use sonde_core::{BoxError, Source, SourceConfig, SourceContext};
 
@@ -90,6 +92,16 @@ impl Default for EnergySourceConfig {
     }
 }
 
+impl SourceType for EnergySourceConfig {
+    const NAME: &'static str = "energy";
+    const EBPF: Option<EbpfSide> = Some(EbpfSide {
+        min_kernel: (5, 5),
+        attach_points: &["tracepoint sched:sched_switch"],
+        trial: || super::bpf::trial().map_err(Into::into),
+        conformance: || super::conformance::check().map_err(Into::into),
+    });
+}
+
 impl SourceConfig for EnergySourceConfig {
     fn outputs(&self) -> EventKinds {
         EventKinds::METRIC
@@ -112,6 +124,7 @@ impl SourceConfig for EnergySourceConfig {
         // the source fails at startup with the reason.
         let labels = component_metrics::labels(&cx.info);
         let collector = Collector::load(self, cx.global.node_name.clone(), &labels)?;
-        Ok(Box::pin(super::run::run(collector, self.interval, cx)))
+        // A round blocks: it moves a thread across the CPUs and reads files.
+        Ok(Box::pin(run_every(collector, self.interval, Rounds::Blocking, cx)))
     }
 }

@@ -20,8 +20,8 @@
 
 use std::collections::HashMap;
 
+use super::bpf::{EnergyKey, TaskTime};
 use sonde_core::event::SharedStr;
-use sonde_ebpf::energy::{EnergyKey, TaskTime};
 
 use super::meter::ComponentEnergy;
 

@@ -17,7 +17,7 @@
 //!   `gpu`, `source = "nvml"`.
 //!
 //! **Per process**: an eBPF program on `sched:sched_switch`
-//! (`ebpf/bpf/energy.bpf.c`) adds up on-CPU nanoseconds per process (tgid)
+//! (`bpf/energy.bpf.c`) adds up on-CPU nanoseconds per process (tgid)
 //! and cgroup in the kernel. Each round forces a switch on every CPU, reads
 //! those totals, and splits each component's energy among processes in
 //! proportion to their on-CPU time in the interval, idle energy included
@@ -40,15 +40,16 @@
 //! Minimum kernel 5.5 with BTF; needs CAP_BPF and CAP_PERFMON (or
 //! CAP_SYS_ADMIN), and root or CAP_DAC_READ_SEARCH to read RAPL.
 
+pub mod bpf;
 mod collect;
 mod config;
+pub mod conformance;
 mod error;
 pub mod ledger;
 mod meter;
 pub mod model;
 mod nvml;
 pub mod rapl;
-mod run;
 #[cfg(test)]
 mod tests;
 

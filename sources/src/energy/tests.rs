@@ -4,7 +4,7 @@
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
-use sonde_ebpf::energy::{EnergyKey, TaskTime};
+use super::bpf::{EnergyKey, TaskTime};
 
 use super::meter::Meters;
 use super::model::{CpuTimes, ModelMeter, PowerModel};

@@ -6,11 +6,10 @@ use std::collections::HashSet;
 
 use metrics::Label;
 use sonde_core::event::{Event, SharedStr, Timestamp};
-use sonde_ebpf::net_flows::{
-    monotonic_ns, ClosedFlows, FlowRecord, FlowTelemetry, NetFlowPrograms, Options, FLOW_END_FAILED,
-};
-use sonde_ebpf::telemetry;
+use sonde_ebpf::telemetry::{self, LossCounters};
 use sonde_ebpf::LoadError;
+
+use super::bpf::{monotonic_ns, ClosedFlows, FlowRecord, NetFlowPrograms, Options, FLOW_END_FAILED, OBJECT, STATS};
 
 use super::config::NetFlowsSourceConfig;
 use super::flows::{FlowTable, FlowUpdate, Reason, Transport};
@@ -28,7 +27,7 @@ pub struct Collector {
     /// How long ends are remembered against stale snapshots.
     memory_ns: u64,
     node: SharedStr,
-    telemetry: FlowTelemetry,
+    telemetry: LossCounters,
 }
 
 impl Collector {
@@ -59,7 +58,7 @@ impl Collector {
             idle_timeout_ns: config.idle_timeout.as_nanos() as u64,
             memory_ns: 4 * config.longest_poll_period().as_nanos() as u64,
             node,
-            telemetry: FlowTelemetry::new(labels),
+            telemetry: LossCounters::new(labels, OBJECT, STATS, "flows"),
         };
         Ok((collector, closed))
     }

@@ -6,6 +6,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use sonde_core::event::EventKinds;
 use sonde_core::privileges::{Capability, CapabilitySet};
+use sonde_core::registry::{EbpfSide, SourceType};
 use sonde_core::topology::component_metrics;
 use sonde_core::{BoxError, Source, SourceConfig, SourceContext};
 
@@ -18,9 +19,9 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Default time between two emissions of the service-map counters.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 /// Default capacity of the kernel's open-TCP-flow map.
-pub const DEFAULT_MAX_TCP_FLOWS: u32 = sonde_ebpf::net_flows::FLOW_MAX_TCP;
+pub const DEFAULT_MAX_TCP_FLOWS: u32 = super::bpf::FLOW_MAX_TCP;
 /// Default capacity of the kernel's UDP flow map.
-pub const DEFAULT_MAX_UDP_FLOWS: u32 = sonde_ebpf::net_flows::FLOW_MAX_UDP;
+pub const DEFAULT_MAX_UDP_FLOWS: u32 = super::bpf::FLOW_MAX_UDP;
 /// Default bound on service-map edges.
 pub const DEFAULT_MAX_SERVICE_MAP_EDGES: usize = 10_000;
 
@@ -137,6 +138,21 @@ impl NetFlowsSourceConfig {
         self.udp_poll_period()
             .map_or(self.tcp_poll_period(), |udp| udp.max(self.tcp_poll_period()))
     }
+}
+
+impl SourceType for NetFlowsSourceConfig {
+    const NAME: &'static str = "net_flows";
+    const EBPF: Option<EbpfSide> = Some(EbpfSide {
+        min_kernel: (5, 9),
+        attach_points: &[
+            "tracepoint sock:inet_sock_set_state",
+            "iter/tcp",
+            "cgroup/sock_create on the cgroup v2 root",
+            "cgroup_skb ingress and egress on the cgroup v2 root",
+        ],
+        trial: || super::bpf::trial().map_err(Into::into),
+        conformance: || super::conformance::check().map_err(Into::into),
+    });
 }
 
 impl SourceConfig for NetFlowsSourceConfig {

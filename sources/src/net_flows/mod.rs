@@ -1,8 +1,7 @@
 //! `source "net_flows"`: one `Log` record per network flow, TCP and UDP,
 //! with its process, and bytes between endpoints (the service map).
 //!
-//! The eBPF programs (`ebpf/bpf/net_flows.bpf.c`, loaded by
-//! [`sonde_ebpf::net_flows`]) follow TCP connections through
+//! The eBPF programs ([`bpf`]: `bpf/net_flows.bpf.c` and its loader) follow TCP connections through
 //! `sock:inet_sock_set_state` and read the socket's own exact counters
 //! (so TCP costs nothing per packet): a closed connection's record arrives
 //! through a ring buffer as soon as it closes; open connections are read
@@ -45,8 +44,10 @@
 //! `hostNetwork` in Kubernetes. Needs CAP_BPF, CAP_PERFMON and
 //! CAP_NET_ADMIN (cgroup programs), or CAP_SYS_ADMIN.
 
+pub mod bpf;
 mod collect;
 mod config;
+pub mod conformance;
 mod flows;
 mod observe;
 mod record;

@@ -2,8 +2,8 @@
 
 use std::net::SocketAddr;
 
-use sonde_ebpf::net_flows::{address, FlowRecord, UdpFlow, UdpFlowKey, FLOW_DIR_CLIENT};
-use sonde_ebpf::tcp::comm_str;
+use super::bpf::{address, FlowRecord, UdpFlow, UdpFlowKey, FLOW_DIR_CLIENT};
+use sonde_ebpf::owners::comm_str;
 
 use super::flows::{Direction, FlowId, Observation, Totals, Transport};
 

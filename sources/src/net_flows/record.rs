@@ -61,7 +61,7 @@ pub struct Clock {
 impl Clock {
     /// The two clocks now.
     pub fn now() -> Self {
-        Clock::at(Timestamp::now(), sonde_ebpf::net_flows::monotonic_ns())
+        Clock::at(Timestamp::now(), super::bpf::monotonic_ns())
     }
 
     /// A clock where monotonic `mono_ns` is wall time `wall`.

@@ -6,9 +6,9 @@
 
 use std::time::Duration;
 
+use super::bpf::ClosedFlows;
 use sonde_core::event::{Event, EventBatch};
 use sonde_core::{BoxError, SourceContext};
-use sonde_ebpf::net_flows::ClosedFlows;
 use tokio::io::unix::AsyncFd;
 use tokio::time::MissedTickBehavior;
 

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use metrics::{Counter, Label};
 use sonde_core::event::{keys, Attributes, Event, Frame, FrameKind, Profile, SharedStr, StackSample, Timestamp};
-use sonde_ebpf::profile::{Drained, NewPids, ProfileKey, ProfileTelemetry, Profiler, StackRef};
+use sonde_ebpf::telemetry::LossCounters;
+
+use super::bpf::{Drained, NewPids, ProfileKey, Profiler, StackRef, OBJECT, STATS};
 use sonde_ebpf::{LoadError, ReadError};
 
 use super::config::ProfileSourceConfig;
@@ -36,7 +38,7 @@ pub struct Collector {
     interval: u64,
     last_drain: Timestamp,
     procfs: PathBuf,
-    telemetry: ProfileTelemetry,
+    telemetry: LossCounters,
     unknown_frames: HashMap<Unresolved, Counter>,
     line_numbers: bool,
 }
@@ -77,7 +79,7 @@ impl Collector {
             interval: 0,
             last_drain: Timestamp::now(),
             procfs: PathBuf::from("/proc"),
-            telemetry: ProfileTelemetry::new(labels),
+            telemetry: LossCounters::new(labels, OBJECT, STATS, "counts"),
             unknown_frames,
             line_numbers: config.line_numbers,
         })

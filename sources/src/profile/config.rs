@@ -2,13 +2,14 @@
 
 use std::time::Duration;
 
+use super::bpf::{Options, SampleEvent, PROFILE_MAX_STACKS};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use sonde_core::event::EventKinds;
 use sonde_core::privileges::{Capability, CapabilitySet};
+use sonde_core::registry::{EbpfSide, SourceType};
 use sonde_core::topology::component_metrics;
 use sonde_core::{BoxError, Source, SourceConfig, SourceContext};
-use sonde_ebpf::profile::{Options, SampleEvent, PROFILE_MAX_STACKS};
 
 use super::collect::Collector;
 use super::filter::Targets;
@@ -155,6 +156,20 @@ impl ProfileSourceConfig {
         }
         Ok(())
     }
+}
+
+impl SourceType for ProfileSourceConfig {
+    const NAME: &'static str = "profile";
+    const EBPF: Option<EbpfSide> = Some(EbpfSide {
+        // The BPF ring buffer that announces new processes.
+        min_kernel: (5, 8),
+        attach_points: &[
+            "perf event software cpu-clock on every online CPU",
+            "tracepoint sched:sched_process_exec",
+        ],
+        trial: || super::bpf::trial().map_err(Into::into),
+        conformance: || super::conformance::check().map_err(Into::into),
+    });
 }
 
 impl SourceConfig for ProfileSourceConfig {

@@ -1,8 +1,7 @@
 //! `source "profile"`: CPU profiles of every process on the node, sampled
 //! in the kernel and symbolized in the agent.
 //!
-//! The eBPF program (`ebpf/bpf/profile.bpf.c`, loaded by
-//! [`sonde_ebpf::profile`]) runs on a perf event on every online CPU,
+//! The eBPF program ([`bpf`]: `bpf/profile.bpf.c` and its loader) runs on a perf event on every online CPU,
 //! `frequency_hz` times a second, and counts (process, thread, user stack,
 //! kernel stack) in the kernel. Every `interval` the source switches the
 //! program to its second set of maps, drains the first, and emits one
@@ -45,8 +44,10 @@
 //! CAP_PERFMON (or CAP_SYS_ADMIN), and CAP_SYS_PTRACE to read other
 //! processes' maps and files.
 
+pub mod bpf;
 mod collect;
 mod config;
+pub mod conformance;
 pub mod filter;
 pub mod perf_map;
 pub mod procs;

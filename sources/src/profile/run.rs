@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::bpf::NewPids;
 use sonde_core::event::{Event, EventBatch};
 use sonde_core::{BoxError, SourceContext};
-use sonde_ebpf::profile::NewPids;
 use tokio::sync::mpsc;
 
 use super::collect::Collector;

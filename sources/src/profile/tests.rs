@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use sonde_ebpf::profile::{Drained, ProfileKey, StackRef};
+use super::bpf::{Drained, ProfileKey, StackRef};
 
 use super::collect::{group_by_process, lookup_addresses};
 use super::filter::{glob, Targets};

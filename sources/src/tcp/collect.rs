@@ -6,11 +6,14 @@ use std::sync::Arc;
 
 use metrics::Label;
 use sonde_core::event::{keys, Attributes, Event, Histogram, Metric, SharedStr, Temporality, Timestamp};
-use sonde_ebpf::tcp::{
-    drop_reason_names, log2_bounds, reason_name, Options, TcpCounts, TcpKey, TcpPrograms, TcpTelemetry, LATENCY_SLOTS,
+use sonde_ebpf::slot::log2_bounds;
+use sonde_ebpf::telemetry::LossCounters;
+use sonde_ebpf::{LoadError, ReadError};
+
+use super::bpf::{
+    drop_reason_names, reason_name, Options, TcpCounts, TcpKey, TcpPrograms, LATENCY_SLOTS, MAP_SERIES, OBJECT, STATS,
     TCP_LATENCY_MIN_SHIFT,
 };
-use sonde_ebpf::{LoadError, ReadError};
 
 use super::config::TcpSourceConfig;
 
@@ -57,7 +60,7 @@ pub struct Collector {
     reasons: HashMap<u32, String>,
     /// Keys of exited processes, with their totals when first seen dead.
     exited: HashMap<TcpKey, u64>,
-    telemetry: TcpTelemetry,
+    telemetry: LossCounters,
 }
 
 impl Collector {
@@ -81,7 +84,7 @@ impl Collector {
             bounds: log2_bounds(TCP_LATENCY_MIN_SHIFT, LATENCY_SLOTS, 1.0 / NS_PER_S).into(),
             reasons,
             exited: HashMap::new(),
-            telemetry: TcpTelemetry::new(labels),
+            telemetry: LossCounters::new(labels, OBJECT, STATS, MAP_SERIES),
         })
     }
 
@@ -273,4 +276,12 @@ pub(super) fn to_metrics(
         );
     }
     out
+}
+
+impl sonde_core::polling::Collect for Collector {
+    type Error = ReadError;
+
+    fn collect(&mut self) -> Result<Vec<Event>, ReadError> {
+        Collector::collect(self)
+    }
 }

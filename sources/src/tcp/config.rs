@@ -5,7 +5,9 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use sonde_core::event::EventKinds;
+use sonde_core::polling::{run_every, Rounds};
 use sonde_core::privileges::{Capability, CapabilitySet};
+use sonde_core::registry::{EbpfSide, SourceType};
 use sonde_core::topology::component_metrics;
 use sonde_core::{BoxError, Source, SourceConfig, SourceContext};
 
@@ -14,9 +16,9 @@ use super::collect::Collector;
 /// Default time between two emissions.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 /// Default capacity of the kernel's series map.
-pub const DEFAULT_MAX_SERIES: u32 = sonde_ebpf::tcp::TCP_MAX_SERIES;
+pub const DEFAULT_MAX_SERIES: u32 = super::bpf::TCP_MAX_SERIES;
 /// Default capacity of the kernel's live-socket map.
-pub const DEFAULT_MAX_SOCKETS: u32 = sonde_ebpf::tcp::TCP_MAX_SOCKETS;
+pub const DEFAULT_MAX_SOCKETS: u32 = super::bpf::TCP_MAX_SOCKETS;
 
 const fn default_interval() -> Duration {
     DEFAULT_INTERVAL
@@ -78,6 +80,23 @@ impl Default for TcpSourceConfig {
     }
 }
 
+impl SourceType for TcpSourceConfig {
+    const NAME: &'static str = "tcp";
+    const EBPF: Option<EbpfSide> = Some(EbpfSide {
+        min_kernel: (5, 5),
+        attach_points: &[
+            "tracepoint sock:inet_sock_set_state",
+            "tracepoint tcp:tcp_retransmit_skb",
+            "tracepoint tcp:tcp_retransmit_synack",
+            "tracepoint tcp:tcp_send_reset",
+            "tracepoint tcp:tcp_receive_reset",
+            "tracepoint skb:kfree_skb (optional, 5.17+)",
+        ],
+        trial: || super::bpf::trial().map_err(Into::into),
+        conformance: || super::conformance::check().map_err(Into::into),
+    });
+}
+
 impl SourceConfig for TcpSourceConfig {
     fn outputs(&self) -> EventKinds {
         EventKinds::METRIC
@@ -109,6 +128,6 @@ impl SourceConfig for TcpSourceConfig {
         // at startup with the program, attach point and reason.
         let labels = component_metrics::labels(&cx.info);
         let collector = Collector::load(self, cx.global.node_name.clone(), &labels)?;
-        Ok(Box::pin(super::run::run(collector, self.interval, cx)))
+        Ok(Box::pin(run_every(collector, self.interval, Rounds::Inline, cx)))
     }
 }

@@ -1,7 +1,7 @@
 //! `source "tcp"`: TCP connection metrics per process, role, service port
 //! and peer, counted in the kernel from tracepoints (no kprobes needed).
 //!
-//! The eBPF programs (`ebpf/bpf/tcp.bpf.c`, loaded by [`sonde_ebpf::tcp`])
+//! The eBPF programs ([`bpf`]: `bpf/tcp.bpf.c` and its loader)
 //! follow each connection through `sock:inet_sock_set_state` and count
 //! retransmits, resets and drops, in a kernel hash map keyed by (pid, comm,
 //! cgroup, role, service port, peer address). Every `interval` the source
@@ -45,9 +45,10 @@
 //! Minimum kernel 5.5 with BTF; drop reasons need 5.17. Needs CAP_BPF and
 //! CAP_PERFMON (or CAP_SYS_ADMIN).
 
+pub mod bpf;
 mod collect;
 mod config;
-mod run;
+pub mod conformance;
 #[cfg(test)]
 mod tests;
 

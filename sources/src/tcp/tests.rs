@@ -3,10 +3,9 @@
 
 use std::sync::Arc;
 
+use super::bpf::{TcpCounts, TcpKey, LATENCY_SLOTS, TCP_FAMILY_V4, TCP_LATENCY_MIN_SHIFT, TCP_ROLE_CLIENT};
 use sonde_core::event::{keys, MetricValue, Temporality, Timestamp, Value};
-use sonde_ebpf::tcp::{
-    log2_bounds, TcpCounts, TcpKey, LATENCY_SLOTS, TCP_FAMILY_V4, TCP_LATENCY_MIN_SHIFT, TCP_ROLE_CLIENT,
-};
+use sonde_ebpf::slot::log2_bounds;
 
 use super::collect::{attributes, to_metrics};
 use super::*;

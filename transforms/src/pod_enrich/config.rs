@@ -156,6 +156,10 @@ pub enum PodEnrichError {
     ProcRoot(PathBuf),
 }
 
+impl sonde_core::registry::TransformType for PodEnrichTransformConfig {
+    const NAME: &'static str = "pod_enrich";
+}
+
 impl TransformConfig for PodEnrichTransformConfig {
     fn capabilities(&self) -> CapabilitySet {
         // /proc/PID/exe of processes of other users (or with more

@@ -1,4 +1,4 @@
-//! The `energy` program (`bpf/energy.bpf.c`): on-CPU nanoseconds per process
+//! The `energy` program (`energy.bpf.c`): on-CPU nanoseconds per process
 //! (tgid) and cgroup, accounted in the kernel at every `sched:sched_switch`,
 //! kept as running totals in a hash map that user space reads each interval.
 //! Slices are timed with the scheduler's task clock (`sum_exec_runtime`, the
@@ -17,18 +17,20 @@
 //! may run on (it moves a thread of its own onto each in turn), so a read
 //! right after it is exact to within microseconds.
 
+mod abi;
 mod flush;
-mod types;
 
+pub use abi::*;
 pub use flush::flush_cpus;
-pub use types::*;
 
-use aya::maps::{HashMap, MapData, PerCpuArray};
-use metrics::Label;
+use sonde_ebpf::aya::maps::{HashMap, MapData};
 
-use crate::error::{LoadError, ReadError};
-use crate::loader::{Object, ProgramStats};
-use crate::telemetry::{self, KernelCounter};
+use sonde_ebpf::loader::{Object, ProgramStats};
+use sonde_ebpf::telemetry::{KernelStat, StatTotals, StatsArray};
+use sonde_ebpf::{LoadError, ReadError};
+
+/// The compiled object, embedded.
+static ELF: &[u8] = sonde_ebpf::aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/energy.bpf.o"));
 
 /// The object's name, used in errors.
 pub const OBJECT: &str = "energy";
@@ -39,18 +41,17 @@ pub const MAP_STATS: &str = "energy_stats";
 /// The context-switch program.
 pub const PROGRAM_SWITCH: &str = "sched_switch";
 
-/// What the program lost, as running totals since load.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct EnergyStats {
-    /// New processes `energy_tasks` had no room for.
-    pub map_full: u64,
-    /// Their on-CPU time, ns, attributed to no one.
-    pub lost_ns: u64,
-    /// Group-leader names that could not be read.
-    pub comm_failed: u64,
-    /// Slices timed by the wall clock for want of a task-clock baseline.
-    pub no_baseline: u64,
-}
+/// How the program's stats slots (`ENERGY_STAT_*`) are exported.
+pub const STATS: &[KernelStat] = &[
+    // New processes `energy_tasks` had no room for…
+    KernelStat::map_full(ENERGY_STAT_MAP_FULL, MAP_TASKS),
+    // …and their on-CPU time, attributed to no one: the lost "events"
+    // here are nanoseconds, named so by the reason.
+    KernelStat::lost(ENERGY_STAT_LOST_NS, "map_full_on_cpu_ns"),
+    KernelStat::failed_read(ENERGY_STAT_COMM_FAILED, "kernel:group_leader_comm"),
+    // Slices timed by the wall clock for want of a task-clock baseline.
+    KernelStat::lost(ENERGY_STAT_NO_BASELINE, "no_task_clock_baseline"),
+];
 
 /// One process' running total.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,7 +69,7 @@ pub struct TaskTime {
 pub struct Energy {
     object: Object,
     tasks: HashMap<MapData, EnergyKey, EnergyValue>,
-    stats: PerCpuArray<MapData, u64>,
+    stats: StatsArray,
 }
 
 impl std::fmt::Debug for Energy {
@@ -83,14 +84,14 @@ impl Energy {
     /// Loads the program and attaches it.
     pub fn load() -> Result<Self, LoadError> {
         let attach_ns = monotonic_ns();
-        let mut object = Object::load(OBJECT, crate::objects::ENERGY, |loader| {
+        let mut object = Object::load(OBJECT, ELF, |loader| {
             // Threads started after this ran only while the program was
             // attached: their whole task clock is theirs to account.
             loader.override_global("attach_ns", &attach_ns, true);
         })?;
         object.attach_tracepoint(PROGRAM_SWITCH, "sched", "sched_switch")?;
         let tasks = object.take_map(MAP_TASKS)?;
-        let stats = object.take_map(MAP_STATS)?;
+        let stats = StatsArray::take(&mut object, MAP_STATS, ENERGY_STAT_COUNT)?;
         Ok(Energy { object, tasks, stats })
     }
 
@@ -121,30 +122,18 @@ impl Energy {
         for key in keys {
             match self.tasks.remove(key) {
                 Ok(()) => {}
-                Err(aya::maps::MapError::KeyNotFound) => {}
-                Err(aya::maps::MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(sonde_ebpf::aya::maps::MapError::KeyNotFound) => {}
+                Err(sonde_ebpf::aya::maps::MapError::SyscallError(e))
+                    if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
                 Err(source) => return Err(read_error(MAP_TASKS, source)),
             }
         }
         Ok(())
     }
 
-    /// What the program lost so far.
-    pub fn stats(&self) -> Result<EnergyStats, ReadError> {
-        let mut totals = [0u64; ENERGY_STAT_COUNT as usize];
-        for (index, total) in totals.iter_mut().enumerate() {
-            let per_cpu = self
-                .stats
-                .get(&(index as u32), 0)
-                .map_err(|source| read_error(MAP_STATS, source))?;
-            *total = per_cpu.iter().sum();
-        }
-        Ok(EnergyStats {
-            map_full: totals[ENERGY_STAT_MAP_FULL as usize],
-            lost_ns: totals[ENERGY_STAT_LOST_NS as usize],
-            comm_failed: totals[ENERGY_STAT_COMM_FAILED as usize],
-            no_baseline: totals[ENERGY_STAT_NO_BASELINE as usize],
-        })
+    /// What the program lost so far (slots `ENERGY_STAT_*`).
+    pub fn stats(&self) -> Result<StatTotals, ReadError> {
+        self.stats.read()
     }
 
     /// Run time and count of the program (non-zero only while BPF stats
@@ -163,7 +152,7 @@ fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-fn read_error(map: &'static str, source: aya::maps::MapError) -> ReadError {
+fn read_error(map: &'static str, source: sonde_ebpf::aya::maps::MapError) -> ReadError {
     ReadError {
         object: OBJECT,
         map,
@@ -174,55 +163,4 @@ fn read_error(map: &'static str, source: aya::maps::MapError) -> ReadError {
 /// Loads and attaches the program, then detaches it: `sonde doctor`'s trial.
 pub fn trial() -> Result<(), LoadError> {
     Energy::load().map(drop)
-}
-
-/// The `sonde_ebpf_*` counters of one running `energy` source.
-#[derive(Debug)]
-pub struct EnergyTelemetry {
-    map_full: KernelCounter,
-    lost_ns: KernelCounter,
-    comm_failed: KernelCounter,
-    no_baseline: KernelCounter,
-    map_read_failed: metrics::Counter,
-}
-
-impl EnergyTelemetry {
-    /// Registers the counters with the component's `labels`.
-    pub fn new(labels: &[Label]) -> Self {
-        let labels = telemetry::with_label(labels, "object", OBJECT);
-        EnergyTelemetry {
-            map_full: KernelCounter::new(telemetry::MAP_FULL, telemetry::with_label(&labels, "map", MAP_TASKS)),
-            // The on-CPU time of those processes: the lost "events" here
-            // are nanoseconds, named so by the reason.
-            lost_ns: KernelCounter::new(
-                telemetry::LOST_EVENTS,
-                telemetry::with_label(&labels, "reason", "map_full_on_cpu_ns"),
-            ),
-            comm_failed: KernelCounter::new(
-                telemetry::FAILED_READS,
-                telemetry::with_label(&labels, "what", "kernel:group_leader_comm"),
-            ),
-            no_baseline: KernelCounter::new(
-                telemetry::LOST_EVENTS,
-                telemetry::with_label(&labels, "reason", "no_task_clock_baseline"),
-            ),
-            map_read_failed: metrics::counter!(
-                telemetry::FAILED_READS,
-                telemetry::with_label(&labels, "what", format!("map:{MAP_TASKS}"))
-            ),
-        }
-    }
-
-    /// Exports the program's running totals.
-    pub fn observe(&mut self, stats: &EnergyStats) {
-        self.map_full.observe(stats.map_full);
-        self.lost_ns.observe(stats.lost_ns);
-        self.comm_failed.observe(stats.comm_failed);
-        self.no_baseline.observe(stats.no_baseline);
-    }
-
-    /// Counts a failed read of a map by user space.
-    pub fn map_read_failed(&self) {
-        self.map_read_failed.increment(1);
-    }
 }

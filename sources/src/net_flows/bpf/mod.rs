@@ -1,4 +1,4 @@
-//! The `net_flows` programs (`bpf/net_flows.bpf.c`): TCP flows from
+//! The `net_flows` programs (`net_flows.bpf.c`): TCP flows from
 //! `sock:inet_sock_set_state` with the socket's own counters (records of
 //! closed flows in a ring buffer, snapshots of open ones from an `iter/tcp`
 //! iterator), and UDP flows counted per packet by cgroup_skb programs on
@@ -10,22 +10,22 @@
 //! to see the node's; the tracepoints and cgroup programs see every
 //! namespace.
 
-mod cgroup;
-mod types;
+mod abi;
 
-pub use cgroup::{cgroup2_root, OWN_CGROUP2};
-pub use types::*;
+pub use abi::*;
+pub use sonde_ebpf::cgroup::{cgroup2_root, OWN_CGROUP2};
 
 use std::io::Read;
 use std::os::fd::{AsRawFd, RawFd};
 
-use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
-use aya::programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, Iter, ProgramError};
-use metrics::Label;
+use sonde_ebpf::aya::maps::{HashMap, MapData, RingBuf};
+use sonde_ebpf::aya::programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, Iter, ProgramError};
+use sonde_ebpf::loader::{load_error, Object, ProgramStats};
+use sonde_ebpf::telemetry::{KernelStat, StatTotals, StatsArray};
+use sonde_ebpf::{LoadError, ReadError};
 
-use crate::error::{LoadError, ReadError};
-use crate::loader::{load_error, Object, ProgramStats};
-use crate::telemetry::{self, KernelCounter};
+/// The compiled object, embedded.
+static ELF: &[u8] = sonde_ebpf::aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/net_flows.bpf.o"));
 
 /// The object's name, used in errors.
 pub const OBJECT: &str = "net_flows";
@@ -51,7 +51,7 @@ const TCP_FLOW_SIZE: usize = FLOW_TCP_VALUE_SIZE as usize;
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
     /// The iterator could not be started.
-    #[error("cannot start the iter/tcp snapshot of `{OBJECT}`: {}", crate::error::chain(.0))]
+    #[error("cannot start the iter/tcp snapshot of `{OBJECT}`: {}", sonde_ebpf::error::chain(.0))]
     Start(#[source] Box<ProgramError>),
     /// Reading its output failed.
     #[error("cannot read the iter/tcp snapshot of `{OBJECT}`: {0}")]
@@ -79,22 +79,29 @@ impl Default for Options {
     }
 }
 
-/// What the programs lost, as running totals since load.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FlowStats {
-    /// Records of closed flows the ring buffer had no room for.
-    pub ringbuf_full: u64,
-    /// Failed reads of kernel memory.
-    pub read_failed: u64,
-    /// Open TCP flows evicted before they closed (no final record).
-    pub tcp_evictions: u64,
-    /// UDP flows evicted before user space expired them.
-    pub udp_evictions: u64,
-    /// UDP packets whose headers could not be read.
-    pub udp_unparsed: u64,
-    /// Passive opens whose listener's owner is unknown.
-    pub no_owner: u64,
-}
+/// Extra stats slots [`NetFlowPrograms::stats`] appends, counted by user
+/// space: open TCP flows in their map now…
+pub const FLOW_LIVE_TCP: u32 = FLOW_STAT_COUNT;
+/// …UDP flows in theirs…
+pub const FLOW_LIVE_UDP: u32 = FLOW_STAT_COUNT + 1;
+/// …and UDP flows user space expired (removed) so far.
+pub const FLOW_REMOVED_UDP: u32 = FLOW_STAT_COUNT + 2;
+
+/// How the programs' stats slots (`FLOW_STAT_*`, and the extra ones) are exported.
+pub const STATS: &[KernelStat] = &[
+    // Records of closed flows the ring buffer had no room for.
+    KernelStat::lost(FLOW_STAT_RINGBUF_FULL, "ringbuf_full"),
+    KernelStat::failed_read(FLOW_STAT_READ_FAILED, "kernel:sock"),
+    // Every insert is still there, was deleted, or was evicted by the LRU:
+    // open TCP flows evicted before they closed (no final record)…
+    KernelStat::evictions(FLOW_STAT_TCP_INSERTS, &[FLOW_STAT_TCP_DELETES, FLOW_LIVE_TCP], MAP_TCP),
+    // …and UDP flows evicted before user space expired them.
+    KernelStat::evictions(FLOW_STAT_UDP_INSERTS, &[FLOW_REMOVED_UDP, FLOW_LIVE_UDP], MAP_UDP),
+    // UDP packets whose headers could not be read.
+    KernelStat::lost(FLOW_STAT_UDP_UNPARSED, "udp_unparsed"),
+    // Passive opens whose listener's owner is unknown.
+    KernelStat::lost(FLOW_STAT_NO_OWNER, "unattributed"),
+];
 
 /// The records of closed TCP flows, as the kernel writes them. Pollable
 /// (`AsRawFd`): readable when records wait.
@@ -131,7 +138,7 @@ pub struct NetFlowPrograms {
     tcp: HashMap<MapData, u64, [u8; TCP_FLOW_SIZE]>,
     udp: Option<HashMap<MapData, UdpFlowKey, UdpFlow>>,
     udp_removed: u64,
-    stats: PerCpuArray<MapData, u64>,
+    stats: StatsArray,
 }
 
 impl std::fmt::Debug for NetFlowPrograms {
@@ -163,12 +170,12 @@ impl NetFlowPrograms {
 
     fn load_with(options: Options, learn_owner_on_egress: bool) -> Result<Self, LoadError> {
         let learn = u8::from(learn_owner_on_egress);
-        let mut object = Object::load(OBJECT, crate::objects::NET_FLOWS, |loader| {
+        let mut object = Object::load(OBJECT, ELF, |loader| {
             loader.map_max_entries(MAP_TCP, options.max_tcp_flows.max(1));
             loader.map_max_entries(MAP_UDP, options.max_udp_flows.max(1));
             loader.override_global("learn_owner_on_egress", &learn, true);
         })?;
-        let btf = crate::loader::kernel_btf()?;
+        let btf = sonde_ebpf::loader::kernel_btf()?;
         let snapshot: &mut Iter = object.program_as(PROGRAM_SNAPSHOT)?;
         snapshot
             .load("tcp", &btf)
@@ -183,14 +190,14 @@ impl NetFlowPrograms {
         object.attach_tracepoint("inet_sock_set_state", "sock", "inet_sock_set_state")?;
         // After attaching, so that listens seen by the program win.
         let mut listeners = object.take_map(MAP_LISTENERS)?;
-        let seeded = crate::owners::seed_listeners(&mut listeners);
+        let seeded = sonde_ebpf::owners::seed_listeners(&mut listeners);
         tracing::debug!(seeded, "owners of existing TCP listeners");
         Ok(NetFlowPrograms {
             closed: Some(ClosedFlows(object.take_map(MAP_CLOSED)?)),
             tcp: object.take_map(MAP_TCP)?,
             udp,
             udp_removed: 0,
-            stats: object.take_map(MAP_STATS)?,
+            stats: StatsArray::take(&mut object, MAP_STATS, FLOW_STAT_COUNT)?,
             object,
         })
     }
@@ -241,41 +248,23 @@ impl NetFlowPrograms {
                 self.udp_removed += 1;
                 Ok(())
             }
-            Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(sonde_ebpf::aya::maps::MapError::KeyNotFound) => Ok(()),
             Err(e) => Err(read_error(MAP_UDP)(e)),
         }
     }
 
-    /// What the programs lost so far.
-    pub fn stats(&self) -> Result<FlowStats, ReadError> {
-        let mut totals = [0u64; FLOW_STAT_COUNT as usize];
-        for (index, total) in totals.iter_mut().enumerate() {
-            *total = self
-                .stats
-                .get(&(index as u32), 0)
-                .map_err(read_error(MAP_STATS))?
-                .iter()
-                .sum();
-        }
-        let at = |i: u32| totals[i as usize];
-        let tcp_live = self.tcp.keys().filter(Result::is_ok).count() as u64;
-        let udp_live = self
-            .udp
-            .as_ref()
-            .map_or(0, |udp| udp.keys().filter(Result::is_ok).count() as u64);
-        // Every insert is still there, was deleted, or was evicted by the LRU.
-        Ok(FlowStats {
-            ringbuf_full: at(FLOW_STAT_RINGBUF_FULL),
-            read_failed: at(FLOW_STAT_READ_FAILED),
-            tcp_evictions: at(FLOW_STAT_TCP_INSERTS)
-                .saturating_sub(at(FLOW_STAT_TCP_DELETES))
-                .saturating_sub(tcp_live),
-            udp_evictions: at(FLOW_STAT_UDP_INSERTS)
-                .saturating_sub(self.udp_removed)
-                .saturating_sub(udp_live),
-            udp_unparsed: at(FLOW_STAT_UDP_UNPARSED),
-            no_owner: at(FLOW_STAT_NO_OWNER),
-        })
+    /// What the programs lost so far (slots `FLOW_STAT_*`, then
+    /// [`FLOW_LIVE_TCP`], [`FLOW_LIVE_UDP`] and [`FLOW_REMOVED_UDP`]).
+    pub fn stats(&self) -> Result<StatTotals, ReadError> {
+        let mut totals = self.stats.read()?;
+        totals.push(self.tcp.keys().filter(Result::is_ok).count() as u64);
+        totals.push(
+            self.udp
+                .as_ref()
+                .map_or(0, |udp| udp.keys().filter(Result::is_ok).count() as u64),
+        );
+        totals.push(self.udp_removed);
+        Ok(totals)
     }
 
     /// Run time and count of each program (non-zero only while BPF stats
@@ -315,7 +304,7 @@ fn attach_udp(object: &mut Object) -> Result<(), LoadError> {
     Ok(())
 }
 
-fn read_error(map: &'static str) -> impl Fn(aya::maps::MapError) -> ReadError {
+fn read_error(map: &'static str) -> impl Fn(sonde_ebpf::aya::maps::MapError) -> ReadError {
     move |source| ReadError {
         object: OBJECT,
         map,
@@ -335,58 +324,4 @@ pub fn monotonic_ns() -> u64 {
 /// Loads and attaches the programs, then detaches them: `sonde doctor`'s trial.
 pub fn trial() -> Result<(), LoadError> {
     NetFlowPrograms::load(Options::default()).map(drop)
-}
-
-/// The `sonde_ebpf_*` counters of one running `net_flows` source.
-#[derive(Debug)]
-pub struct FlowTelemetry {
-    ringbuf_full: KernelCounter,
-    read_failed: KernelCounter,
-    tcp_evictions: KernelCounter,
-    udp_evictions: KernelCounter,
-    udp_unparsed: KernelCounter,
-    no_owner: KernelCounter,
-    seen: (u64, u64),
-    map_read_failed: metrics::Counter,
-}
-
-impl FlowTelemetry {
-    /// Registers the counters with the component's `labels`.
-    pub fn new(labels: &[Label]) -> Self {
-        let labels = telemetry::with_label(labels, "object", OBJECT);
-        let counter = |name, key, value: &str| KernelCounter::new(name, telemetry::with_label(&labels, key, value));
-        FlowTelemetry {
-            ringbuf_full: counter(telemetry::LOST_EVENTS, "reason", "ringbuf_full"),
-            read_failed: counter(telemetry::FAILED_READS, "what", "kernel:sock"),
-            tcp_evictions: counter(telemetry::MAP_EVICTIONS, "map", MAP_TCP),
-            udp_evictions: counter(telemetry::MAP_EVICTIONS, "map", MAP_UDP),
-            udp_unparsed: counter(telemetry::LOST_EVENTS, "reason", "udp_unparsed"),
-            no_owner: counter(telemetry::LOST_EVENTS, "reason", "unattributed"),
-            seen: (0, 0),
-            map_read_failed: metrics::counter!(
-                telemetry::FAILED_READS,
-                telemetry::with_label(&labels, "what", "map:flows")
-            ),
-        }
-    }
-
-    /// Exports the programs' running totals.
-    pub fn observe(&mut self, stats: &FlowStats) {
-        self.ringbuf_full.observe(stats.ringbuf_full);
-        self.read_failed.observe(stats.read_failed);
-        self.udp_unparsed.observe(stats.udp_unparsed);
-        self.no_owner.observe(stats.no_owner);
-        // Derived from racing reads: never let them step back.
-        self.seen = (
-            self.seen.0.max(stats.tcp_evictions),
-            self.seen.1.max(stats.udp_evictions),
-        );
-        self.tcp_evictions.observe(self.seen.0);
-        self.udp_evictions.observe(self.seen.1);
-    }
-
-    /// Counts a failed read of a map or snapshot by user space.
-    pub fn map_read_failed(&self) {
-        self.map_read_failed.increment(1);
-    }
 }

@@ -7,19 +7,14 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
-use sonde_core::event::{Event, Log, Value};
-use sonde_ebpf::net_flows::ClosedFlows;
-use sonde_sources::net_flows::{
+use super::bpf::ClosedFlows;
+use super::{
     Collector, NetFlowsSourceConfig, Reason, BYTES_RECEIVED, BYTES_SENT, DESTINATION_PORT, DIRECTION, FINAL, FLOW_LOG,
     SOURCE_PORT, TRANSPORT,
 };
+use sonde_core::event::{Event, Log, Value};
 
-use super::{ensure, Check, CheckError};
-
-pub const CHECK: Check = Check {
-    source: "net_flows",
-    run,
-};
+use sonde_ebpf::conformance::{ensure, CheckError};
 
 const UP: usize = 100_000;
 const DOWN: usize = 10_000;
@@ -98,7 +93,8 @@ fn gather(collector: &mut Collector, closed: &mut ClosedFlows, done: impl Fn(&[L
     all
 }
 
-fn run() -> Result<String, CheckError> {
+/// Runs the check; on success, what the source saw, in one line.
+pub fn check() -> Result<String, CheckError> {
     let config = NetFlowsSourceConfig {
         // UDP flows end when idle: soon, so the check need not wait.
         idle_timeout: Duration::from_millis(300),

@@ -1,5 +1,5 @@
-//! Rust mirror of `bpf/include/profile.h`. The constants are generated from
-//! the header by `build.rs`; the key struct is checked field by field
+//! Rust mirror of `profile.h`. The constants are generated from
+//! the header by the crate's `build.rs`; the key struct is checked field by field
 //! against the compiled object's BTF (`tests` below).
 
 #![allow(missing_docs)]
@@ -32,7 +32,7 @@ pub struct ProfileKey {
 
 // SAFETY: repr(C), u32/i32 fields and a byte array, no padding (4 × 4 + 16
 // bytes): every bit pattern is a valid value.
-unsafe impl aya::Pod for ProfileKey {}
+unsafe impl sonde_ebpf::aya::Pod for ProfileKey {}
 
 impl ProfileKey {
     /// The comm as text (up to the first NUL).
@@ -90,12 +90,12 @@ pub fn spill_slot(id: u32) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::btf_layout::ObjectBtf;
+    use sonde_ebpf::btf_layout::ObjectBtf;
 
     #[test]
     fn key_matches_the_compiled_object() {
-        let btf = ObjectBtf::from_object(crate::objects::PROFILE);
-        crate::assert_layout!(
+        let btf = ObjectBtf::from_object(super::super::ELF);
+        sonde_ebpf::assert_layout!(
             btf,
             "profile_key",
             ProfileKey {

@@ -1,4 +1,4 @@
-//! The `profile` program (`bpf/profile.bpf.c`): CPU stack sampling on every
+//! The `profile` program (`profile.bpf.c`): CPU stack sampling on every
 //! online CPU, counted in the kernel per (process, thread, user stack,
 //! kernel stack).
 //!
@@ -13,22 +13,26 @@
 //! Minimum kernel 5.8 (BPF ring buffer); CPUs brought online after load
 //! are not sampled.
 
-mod telemetry;
-mod types;
+mod abi;
 
-pub use telemetry::ProfileTelemetry;
-pub use types::*;
+pub use abi::*;
 
 use std::collections::{HashMap as StdHashMap, HashSet};
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
-use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf, StackTraceMap};
-use aya::programs::perf_event::{HardwareEvent, PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
-use aya::programs::PerfEvent;
+use sonde_ebpf::aya::maps::{Array, HashMap, MapData, MapError, RingBuf, StackTraceMap};
+use sonde_ebpf::aya::programs::perf_event::{
+    HardwareEvent, PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent,
+};
+use sonde_ebpf::aya::programs::PerfEvent;
 
-use crate::error::{LoadError, ReadError};
-use crate::loader::{load_error, Object, ProgramStats};
+use sonde_ebpf::loader::{load_error, Object, ProgramStats};
+use sonde_ebpf::telemetry::{KernelStat, StatTotals, StatsArray};
+use sonde_ebpf::{LoadError, ReadError};
+
+/// The compiled object, embedded.
+static ELF: &[u8] = sonde_ebpf::aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/profile.bpf.o"));
 
 /// The object's name, used in errors.
 pub const OBJECT: &str = "profile";
@@ -94,26 +98,21 @@ impl Default for Options {
     }
 }
 
-/// What the program lost or skipped, as running totals since load.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ProfileStats {
-    /// Program runs (samples, idle ones included).
-    pub samples: u64,
-    /// Idle samples not recorded.
-    pub idle: u64,
-    /// User stacks lost to hash collisions in both the stack and the spill map.
-    pub user_collisions: u64,
-    /// Kernel stacks lost to hash collisions in both the stack and the spill map.
-    pub kernel_collisions: u64,
-    /// Stacks kept in the spill map after a collision in the stack map.
-    pub spilled: u64,
-    /// Stacks lost to a full stack map.
-    pub stack_map_full: u64,
-    /// Samples lost to a full counts map.
-    pub counts_full: u64,
-    /// New processes not announced (ring buffer full).
-    pub notify_lost: u64,
-}
+/// How the program's stats slots (`PROFILE_STAT_*`) are exported. Both
+/// map sets share one name in the labels: they take turns. Not exported:
+/// `PROFILE_STAT_SAMPLES` (program runs, idle ones included) and
+/// `PROFILE_STAT_IDLE` (idle samples not recorded), which are not losses.
+pub const STATS: &[KernelStat] = &[
+    // Stacks lost to hash collisions in both the stack and the spill map.
+    KernelStat::lost(PROFILE_STAT_USER_COLLISION, "user_stack_collision"),
+    KernelStat::lost(PROFILE_STAT_KERNEL_COLLISION, "kernel_stack_collision"),
+    KernelStat::map_full(PROFILE_STAT_STACK_MAP_FULL, "stacks"),
+    KernelStat::map_full(PROFILE_STAT_COUNTS_FULL, "counts"),
+    // New processes not announced (ring buffer full).
+    KernelStat::lost(PROFILE_STAT_NOTIFY_LOST, "new_pid_notification"),
+    // Stacks kept in the spill map after a collision in the stack map.
+    KernelStat::spills(PROFILE_STAT_SPILLED),
+];
 
 /// One drained set: sample counts and the stacks they refer to.
 #[derive(Clone, Debug, Default)]
@@ -133,7 +132,7 @@ pub struct Profiler {
     stacks: [StackTraceMap<MapData>; 2],
     spill: [StackTraceMap<MapData>; 2],
     control: Array<MapData, u32>,
-    stats: PerCpuArray<MapData, u64>,
+    stats: StatsArray,
     known_pids: HashMap<MapData, u32, u8>,
     active: u32,
     event: SampleEvent,
@@ -155,18 +154,18 @@ impl Profiler {
     pub fn load(options: &Options) -> Result<Self, LoadError> {
         let include_idle = u8::from(options.include_idle);
         let max_stacks = options.max_stacks.max(1);
-        let mut object = Object::load(OBJECT, crate::objects::PROFILE, |loader| {
+        let mut object = Object::load(OBJECT, ELF, |loader| {
             // A load-time constant: the verifier prunes the idle branch.
             loader.override_global("include_idle", &include_idle, true);
             for map in MAP_STACKS {
                 loader.map_max_entries(map, max_stacks);
             }
         })?;
-        let cpus = aya::util::online_cpus().map_err(|(path, error)| LoadError::Attach {
+        let cpus = sonde_ebpf::aya::util::online_cpus().map_err(|(path, error)| LoadError::Attach {
             object: OBJECT,
             program: PROGRAM,
             attach_point: format!("perf events (cannot read {path})"),
-            source: Box::new(aya::programs::ProgramError::IOError(error)),
+            source: Box::new(sonde_ebpf::aya::programs::ProgramError::IOError(error)),
         })?;
         {
             let program: &mut PerfEvent = object.program_as(PROGRAM)?;
@@ -179,7 +178,7 @@ impl Profiler {
         let stacks = [object.take_map(MAP_STACKS[0])?, object.take_map(MAP_STACKS[1])?];
         let spill = [object.take_map(MAP_SPILL[0])?, object.take_map(MAP_SPILL[1])?];
         let control = object.take_map(MAP_CONTROL)?;
-        let stats = object.take_map(MAP_STATS)?;
+        let stats = StatsArray::take(&mut object, MAP_STATS, PROFILE_STAT_COUNT)?;
         let known_pids = object.take_map(MAP_KNOWN_PIDS)?;
         Ok(Profiler {
             object,
@@ -266,27 +265,9 @@ impl Profiler {
         remove(&mut self.known_pids, &pid, MAP_KNOWN_PIDS)
     }
 
-    /// What the program lost so far.
-    pub fn stats(&self) -> Result<ProfileStats, ReadError> {
-        let mut totals = [0u64; PROFILE_STAT_COUNT as usize];
-        for (index, total) in totals.iter_mut().enumerate() {
-            let per_cpu = self
-                .stats
-                .get(&(index as u32), 0)
-                .map_err(|source| read_error(MAP_STATS, source))?;
-            *total = per_cpu.iter().sum();
-        }
-        let at = |stat: u32| totals[stat as usize];
-        Ok(ProfileStats {
-            samples: at(PROFILE_STAT_SAMPLES),
-            idle: at(PROFILE_STAT_IDLE),
-            user_collisions: at(PROFILE_STAT_USER_COLLISION),
-            kernel_collisions: at(PROFILE_STAT_KERNEL_COLLISION),
-            stack_map_full: at(PROFILE_STAT_STACK_MAP_FULL),
-            counts_full: at(PROFILE_STAT_COUNTS_FULL),
-            notify_lost: at(PROFILE_STAT_NOTIFY_LOST),
-            spilled: at(PROFILE_STAT_SPILLED),
-        })
+    /// What the program counted so far (slots `PROFILE_STAT_*`).
+    pub fn stats(&self) -> Result<StatTotals, ReadError> {
+        self.stats.read()
     }
 
     /// Run time and count of the program (non-zero only while BPF stats
@@ -332,7 +313,7 @@ fn attach(object: &mut Object, cpus: &[u32], options: &Options) -> Result<Sample
     Ok(event)
 }
 
-fn attach_error(cpu: u32, event: SampleEvent, source: aya::programs::ProgramError) -> LoadError {
+fn attach_error(cpu: u32, event: SampleEvent, source: sonde_ebpf::aya::programs::ProgramError) -> LoadError {
     let name = match event {
         SampleEvent::CpuClock => "software cpu-clock",
         _ => "hardware cycles",
@@ -384,7 +365,7 @@ fn read_error(map: &'static str, source: MapError) -> ReadError {
     }
 }
 
-fn remove<K: aya::Pod, V: aya::Pod>(
+fn remove<K: sonde_ebpf::aya::Pod, V: sonde_ebpf::aya::Pod>(
     map: &mut HashMap<MapData, K, V>,
     key: &K,
     name: &'static str,

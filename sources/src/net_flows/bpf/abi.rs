@@ -1,5 +1,5 @@
-//! Rust mirrors of `bpf/include/net_flows.h`. The constants are generated
-//! from the header by `build.rs`; the structs are checked field by field
+//! Rust mirrors of `net_flows.h`. The constants are generated
+//! from the header by the crate's `build.rs`; the structs are checked field by field
 //! against the compiled object's BTF (`tests` below).
 
 #![allow(missing_docs)]
@@ -51,7 +51,7 @@ pub struct FlowRecord {
 
 // SAFETY: repr(C), and the fields (u64s, u32s, u16s, u8s and byte arrays,
 // then an explicit trailing u32) leave no padding: every bit pattern is valid.
-unsafe impl aya::Pod for FlowRecord {}
+unsafe impl sonde_ebpf::aya::Pod for FlowRecord {}
 
 impl FlowRecord {
     /// The record's size in the iterator's output and the ring buffer.
@@ -91,7 +91,7 @@ pub struct UdpFlowKey {
 }
 
 // SAFETY: repr(C), 8 + 16 + 4 × 2 bytes, no padding: every bit pattern is valid.
-unsafe impl aya::Pod for UdpFlowKey {}
+unsafe impl sonde_ebpf::aya::Pod for UdpFlowKey {}
 
 impl UdpFlowKey {
     /// The peer's address.
@@ -123,7 +123,7 @@ pub struct UdpFlow {
 
 // SAFETY: repr(C), 5 × 8 + 3 × 4 + 4 + 16 + 16 bytes, no padding: every bit
 // pattern is valid.
-unsafe impl aya::Pod for UdpFlow {}
+unsafe impl sonde_ebpf::aya::Pod for UdpFlow {}
 
 /// An address as the programs store it: IPv4 in the first 4 bytes for
 /// `AF_INET`; IPv4-mapped IPv6 addresses are shown as IPv4.
@@ -138,12 +138,12 @@ pub fn address(family: u16, bytes: &[u8; 16]) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::btf_layout::ObjectBtf;
+    use sonde_ebpf::btf_layout::ObjectBtf;
 
     #[test]
     fn structs_match_the_compiled_object() {
-        let btf = ObjectBtf::from_object(crate::objects::NET_FLOWS);
-        crate::assert_layout!(
+        let btf = ObjectBtf::from_object(super::super::ELF);
+        sonde_ebpf::assert_layout!(
             btf,
             "flow_record",
             FlowRecord {
@@ -169,7 +169,7 @@ mod tests {
                 _reserved
             }
         );
-        crate::assert_layout!(
+        sonde_ebpf::assert_layout!(
             btf,
             "udp_flow_key",
             UdpFlowKey {
@@ -181,7 +181,7 @@ mod tests {
                 _pad
             }
         );
-        crate::assert_layout!(
+        sonde_ebpf::assert_layout!(
             btf,
             "udp_flow",
             UdpFlow {

@@ -11,9 +11,9 @@ use std::path::PathBuf;
 /// format cannot be read (reasons are then reported by number).
 pub fn drop_reason_names() -> HashMap<u32, String> {
     let roots = [
-        crate::system::find_mount("tracefs"),
-        Some(PathBuf::from(crate::system::TRACEFS)),
-        Some(PathBuf::from(crate::system::DEBUGFS).join("tracing")),
+        sonde_ebpf::system::find_mount("tracefs"),
+        Some(PathBuf::from(sonde_ebpf::system::TRACEFS)),
+        Some(PathBuf::from(sonde_ebpf::system::DEBUGFS).join("tracing")),
     ];
     roots
         .into_iter()

@@ -1,4 +1,5 @@
-//! `profile`: a thread of this process spins in a function of known name
+//! The kernel check of `profile` (the kernel matrix and
+//! `tests/bpf_profile.rs` run it): a thread of this process spins in a function of known name
 //! for about a second of CPU; the source must attribute samples to that
 //! function in proportion to the thread's CPU time as the kernel counts it
 //! (`/proc/thread-self/schedstat`), and announce a process started
@@ -7,61 +8,13 @@
 use std::time::{Duration, Instant};
 
 use sonde_core::event::{keys, Event};
-use sonde_sources::profile::{Collector, ProfileSourceConfig};
+use sonde_ebpf::conformance::{ensure, CheckError};
+use sonde_ebpf::workload::{sonde_conformance_busy, BUSY_FN};
 
-use super::{ensure, Check, CheckError};
+use super::{Collector, ProfileSourceConfig};
 
-pub const CHECK: Check = Check { source: "profile", run };
-
-/// The function the samples must land in.
-const BUSY_FN: &str = "sonde_conformance_busy";
-/// CPU time to burn: long enough for ~100 samples at the default 99 Hz.
-const BUSY: Duration = Duration::from_millis(1200);
-
-/// Spins until `BUSY` of this thread's CPU time passed; returns it, in ns.
-/// The loop is assembly so that every sampled instruction is in this
-/// function whatever the build profile (a debug build calls out even for
-/// `wrapping_add`).
-#[unsafe(no_mangle)]
-#[inline(never)]
-pub extern "C" fn sonde_conformance_busy() -> u64 {
-    let start = thread_cpu_ns();
-    loop {
-        spin(5_000_000);
-        let spent = thread_cpu_ns().saturating_sub(start);
-        if spent >= BUSY.as_nanos() as u64 {
-            return spent;
-        }
-    }
-}
-
-/// Counts `n` down to zero, in registers.
-#[inline(always)]
-fn spin(n: u64) {
-    // SAFETY: a register-only countdown loop: no memory, no stack, no flags
-    // anyone relies on afterwards.
-    #[cfg(target_arch = "x86_64")]
-    unsafe {
-        std::arch::asm!("2:", "dec {n}", "jnz 2b", n = inout(reg) n => _, options(nomem, nostack));
-    }
-    // SAFETY: as above.
-    #[cfg(target_arch = "aarch64")]
-    unsafe {
-        std::arch::asm!("2:", "subs {n}, {n}, #1", "b.ne 2b", n = inout(reg) n => _, options(nomem, nostack));
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    std::hint::black_box(n);
-}
-
-/// This thread's time on CPU, as the scheduler counts it.
-fn thread_cpu_ns() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-fn run() -> Result<String, CheckError> {
+/// Runs the check; on success, what the source saw, in one line.
+pub fn check() -> Result<String, CheckError> {
     let config = ProfileSourceConfig {
         pids: vec![std::process::id()],
         ..ProfileSourceConfig::default()
@@ -116,6 +69,6 @@ fn run() -> Result<String, CheckError> {
     Ok(format!(
         "{busy} samples in {BUSY_FN} (of {total}), expected {expected:.0} from its CPU time; {} new process(es) announced; {} stack(s) spilled",
         new_pids.len(),
-        stats.map_or(0, |s| s.spilled)
+        stats.map_or(0, |s| s.get(super::bpf::PROFILE_STAT_SPILLED))
     ))
 }

@@ -1,19 +1,21 @@
-//! `tcp`: loopback connects from this process to a listener of its own,
+//! The kernel check of `tcp` (the kernel matrix and `tests/bpf_tcp.rs`
+//! run it): loopback connects from this process to a listener of its own,
 //! and connects to a closed port; the source must count each open, close,
-//! refusal and connect-latency observation exactly, with this process' pid.
+//! RTT sample, refusal, reset and connect-latency observation exactly,
+//! with this process' pid, and lose nothing.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use sonde_core::event::{keys, Attributes, Event, MetricValue, Value};
-use sonde_sources::tcp::{
-    Collector, TcpSourceConfig, CLOSES, CONNECT_DURATION, CONNECT_FAILURES, OPENS, PORT, RESULT, ROLE,
+use sonde_ebpf::conformance::{ensure, CheckError};
+
+use super::bpf::{TCP_STAT_READ_FAILED, TCP_STAT_SERIES_FULL};
+use super::{
+    Collector, TcpSourceConfig, CLOSES, CONNECT_DURATION, CONNECT_FAILURES, OPENS, PORT, RESETS_RECEIVED, RESETS_SENT,
+    RESULT, ROLE, RTT,
 };
-
-use super::{ensure, Check, CheckError};
-
-pub const CHECK: Check = Check { source: "tcp", run };
 
 const GOOD: u64 = 8;
 const REFUSED: u64 = 3;
@@ -25,7 +27,10 @@ fn total(events: &[Event], name: &str, filter: impl Fn(&Attributes) -> bool) -> 
         .filter_map(|e| match e {
             Event::Metric(m) if m.name.as_str() == name && filter(&m.attributes) => Some(match &m.value {
                 MetricValue::Counter { value } | MetricValue::Gauge { value } => *value as u64,
-                MetricValue::Histogram(h) => h.count,
+                // A histogram whose buckets do not add up to its count
+                // counts as nothing, which no expectation matches.
+                MetricValue::Histogram(h) if h.counts.iter().sum::<u64>() == h.count => h.count,
+                MetricValue::Histogram(_) => u64::MAX / 2,
             }),
             _ => None,
         })
@@ -67,6 +72,37 @@ fn mismatches(events: &[Event], port: u16, dead: u16) -> Vec<String> {
             total(events, CONNECT_FAILURES, role("client", dead)),
             REFUSED,
         ),
+        ("RTT samples", total(events, RTT, role("client", port)), GOOD),
+        (
+            "failed connects to the open port",
+            total(events, CONNECT_DURATION, |a| {
+                role("client", port)(a) && is(a, RESULT, "failed")
+            }),
+            0,
+        ),
+        (
+            "server connects",
+            total(events, CONNECT_DURATION, role("server", port)),
+            0,
+        ),
+        (
+            "opens to the closed port",
+            total(events, OPENS, role("client", dead)),
+            0,
+        ),
+        (
+            "resets received",
+            total(events, RESETS_RECEIVED, role("client", dead)),
+            REFUSED,
+        ),
+        // The closed port answered each SYN with a reset; no process owns it.
+        (
+            "resets sent",
+            total(events, RESETS_SENT, |a| {
+                is(a, ROLE, "server") && is(a, PORT, u32::from(dead)) && a.get(keys::PID).is_none()
+            }),
+            REFUSED,
+        ),
     ];
     counts
         .iter()
@@ -75,7 +111,8 @@ fn mismatches(events: &[Event], port: u16, dead: u16) -> Vec<String> {
         .collect()
 }
 
-fn run() -> Result<String, CheckError> {
+/// Runs the check; on success, what the source saw, in one line.
+pub fn check() -> Result<String, CheckError> {
     let mut collector = Collector::load(&TcpSourceConfig::default(), "conformance".into(), &[])?;
     let io = CheckError::workload("loopback TCP");
     let listener = TcpListener::bind("127.0.0.1:0").map_err(CheckError::workload("listen"))?;
@@ -120,7 +157,12 @@ fn run() -> Result<String, CheckError> {
         std::thread::sleep(Duration::from_millis(200));
     };
     ensure(wrong.is_empty(), || wrong.join(", "))?;
+    let stats = collector.programs().stats()?;
+    let (full, failed) = (stats.get(TCP_STAT_SERIES_FULL), stats.get(TCP_STAT_READ_FAILED));
+    ensure(full == 0 && failed == 0, || {
+        format!("series map full {full} times, {failed} failed reads")
+    })?;
     Ok(format!(
-        "{GOOD} connects opened, timed and closed on both ends, {REFUSED} refusals, all exact"
+        "{GOOD} connects opened, timed, RTT-sampled and closed on both ends, {REFUSED} refusals and resets, all exact"
     ))
 }

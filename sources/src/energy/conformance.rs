@@ -1,16 +1,15 @@
-//! `energy`: a thread of this process spins for about a second of CPU;
+//! The kernel check of `energy` (the kernel matrix and
+//! `tests/bpf_energy.rs` run it): a thread of this process spins for about a second of CPU;
 //! the process' on-CPU time that the `sched_switch` program accounts must
 //! grow by what the kernel's own accounting says (getrusage: every thread
 //! of the process, its scheduler clock), within ± 20 % (a loose bound:
 //! emulated guests have coarse, jumpy clocks; on real hardware the two
 //! agree within 1 %).
 
-use sonde_ebpf::energy::Energy;
+use sonde_ebpf::conformance::{ensure, CheckError};
+use sonde_ebpf::workload::sonde_conformance_busy;
 
-use super::profile::sonde_conformance_busy;
-use super::{ensure, Check, CheckError};
-
-pub const CHECK: Check = Check { source: "energy", run };
+use super::bpf::Energy;
 
 /// On-CPU ns of this process in the map (all cgroups it ran in).
 fn ours(energy: &Energy) -> Result<u64, CheckError> {
@@ -35,7 +34,8 @@ fn rusage_ns() -> u64 {
     ns(usage.ru_utime) + ns(usage.ru_stime)
 }
 
-fn run() -> Result<String, CheckError> {
+/// Runs the check; on success, what the source saw, in one line.
+pub fn check() -> Result<String, CheckError> {
     let energy = Energy::load()?;
     let (bpf_before, kernel_before) = (ours(&energy)?, rusage_ns());
     let busy_ns = std::thread::spawn(|| sonde_conformance_busy())

@@ -1,4 +1,4 @@
-//! The `tcp` programs (`bpf/tcp.bpf.c`): TCP connection metrics per
+//! The `tcp` programs (`tcp.bpf.c`): TCP connection metrics per
 //! process, role, service port and peer, kept in a kernel hash map
 //! ([`TcpKey`] → [`TcpCounts`]), plus drops of TCP packets by reason.
 //!
@@ -11,20 +11,19 @@
 //! object has one program per class and [`TcpPrograms::load`] picks the one
 //! the running kernel's BTF describes.
 
+mod abi;
 mod drop_reason;
-mod types;
 
+pub use abi::*;
 pub use drop_reason::{drop_reason_names, parse_print_symbolic, reason_name};
-pub use types::*;
 
-pub use crate::disk_latency::log2_bounds;
+use sonde_ebpf::aya::maps::{HashMap, MapData, PerCpuArray};
+use sonde_ebpf::loader::{Object, ProgramStats};
+use sonde_ebpf::telemetry::{KernelStat, StatTotals, StatsArray};
+use sonde_ebpf::{LoadError, ReadError};
 
-use aya::maps::{HashMap, MapData, PerCpuArray};
-use metrics::Label;
-
-use crate::error::{LoadError, ReadError};
-use crate::loader::{Object, ProgramStats};
-use crate::telemetry::{self, KernelCounter};
+/// The compiled object, embedded.
+static ELF: &[u8] = sonde_ebpf::aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tcp.bpf.o"));
 
 /// The object's name, used in errors.
 pub const OBJECT: &str = "tcp";
@@ -63,21 +62,26 @@ impl Default for Options {
     }
 }
 
-/// What the programs lost, as running totals since load.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TcpStats {
-    /// Events not counted because the series map was full.
-    pub series_full: u64,
-    /// Handshakes that ended without their start (attached mid-handshake, or evicted).
-    pub no_connect_start: u64,
-    /// Events on sockets whose owner is unknown (opened before load, or
-    /// evicted): counted with pid 0.
-    pub untracked: u64,
-    /// Failed reads of kernel memory.
-    pub read_failed: u64,
-    /// Sockets evicted from the live-socket map before they closed.
-    pub sock_evictions: u64,
-}
+/// The extra stats slot [`TcpPrograms::stats`] appends: sockets in the
+/// live-socket map now.
+pub const TCP_LIVE_SOCKS: u32 = TCP_STAT_COUNT;
+
+/// How the programs' stats slots (`TCP_STAT_*`) are exported.
+pub const STATS: &[KernelStat] = &[
+    KernelStat::map_full(TCP_STAT_SERIES_FULL, MAP_SERIES),
+    // Handshakes that ended without their start (attached mid-handshake, or evicted).
+    KernelStat::lost(TCP_STAT_NO_CONNECT_START, "no_connect_start"),
+    // Events on sockets whose owner is unknown (opened before load, or
+    // evicted): counted with pid 0.
+    KernelStat::lost(TCP_STAT_UNTRACKED, "unattributed"),
+    KernelStat::failed_read(TCP_STAT_READ_FAILED, "kernel:sock"),
+    // Every insert is still there, was deleted at close, or was evicted.
+    KernelStat::evictions(
+        TCP_STAT_SOCK_INSERTS,
+        &[TCP_STAT_SOCK_DELETES, TCP_LIVE_SOCKS],
+        MAP_SOCKS,
+    ),
+];
 
 /// The loaded and attached programs, with typed handles to their maps.
 /// Dropping it detaches everything.
@@ -85,7 +89,7 @@ pub struct TcpPrograms {
     object: Object,
     series: HashMap<MapData, TcpKey, TcpCounts>,
     socks: HashMap<MapData, u64, [u8; SOCK_STATE_SIZE]>,
-    stats: PerCpuArray<MapData, u64>,
+    stats: StatsArray,
     drops: Option<PerCpuArray<MapData, u64>>,
 }
 
@@ -103,8 +107,10 @@ impl std::fmt::Debug for TcpPrograms {
 
 /// Which of two programs for one tracepoint fits the running kernel: the
 /// first when its context struct exists in the kernel's BTF.
-fn program_for(btf: &aya::Btf, context: &str, new: &'static str, old: &'static str) -> &'static str {
-    let has = btf.id_by_type_name_kind(context, aya_obj::btf::BtfKind::Struct).is_ok();
+fn program_for(btf: &sonde_ebpf::aya::Btf, context: &str, new: &'static str, old: &'static str) -> &'static str {
+    let has = btf
+        .id_by_type_name_kind(context, sonde_ebpf::aya_obj::btf::BtfKind::Struct)
+        .is_ok();
     if has {
         new
     } else {
@@ -118,14 +124,14 @@ impl TcpPrograms {
     /// [`TcpPrograms::drop_reasons`] says so.
     pub fn load(options: Options) -> Result<Self, LoadError> {
         let track_peer = u8::from(options.peer_addresses);
-        let mut object = Object::load(OBJECT, crate::objects::TCP, |loader| {
+        let mut object = Object::load(OBJECT, ELF, |loader| {
             // A load-time constant: the verifier prunes the address copies.
             loader.override_global("track_peer", &track_peer, true);
             loader.map_max_entries(MAP_SERIES, options.max_series.max(1));
             loader.map_max_entries(MAP_SOCKS, options.max_sockets.max(1));
         })?;
         let (retransmit, send_reset) = {
-            let btf = crate::loader::kernel_btf()?;
+            let btf = sonde_ebpf::loader::kernel_btf()?;
             (
                 program_for(
                     &btf,
@@ -161,12 +167,12 @@ impl TcpPrograms {
         };
         // After attaching, so that listens seen by the program win.
         let mut listeners = object.take_map(MAP_LISTENERS)?;
-        let seeded = crate::owners::seed_listeners(&mut listeners);
+        let seeded = sonde_ebpf::owners::seed_listeners(&mut listeners);
         tracing::debug!(seeded, "owners of existing TCP listeners");
         Ok(TcpPrograms {
             series: object.take_map(MAP_SERIES)?,
             socks: object.take_map(MAP_SOCKS)?,
-            stats: object.take_map(MAP_STATS)?,
+            stats: StatsArray::take(&mut object, MAP_STATS, TCP_STAT_COUNT)?,
             drops,
             object,
         })
@@ -186,7 +192,7 @@ impl TcpPrograms {
     /// comes back.
     pub fn remove(&mut self, key: &TcpKey) -> Result<(), ReadError> {
         match self.series.remove(key) {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Ok(()) | Err(sonde_ebpf::aya::maps::MapError::KeyNotFound) => Ok(()),
             Err(e) => Err(read_error(MAP_SERIES)(e)),
         }
     }
@@ -211,30 +217,12 @@ impl TcpPrograms {
         Ok(out)
     }
 
-    /// What the programs lost so far.
-    pub fn stats(&self) -> Result<TcpStats, ReadError> {
-        let mut totals = [0u64; TCP_STAT_COUNT as usize];
-        for (index, total) in totals.iter_mut().enumerate() {
-            *total = self
-                .stats
-                .get(&(index as u32), 0)
-                .map_err(read_error(MAP_STATS))?
-                .iter()
-                .sum();
-        }
-        let live = self.socks.keys().filter(Result::is_ok).count() as u64;
-        // Every insert either is still there, was deleted at close, or was
-        // evicted by the LRU.
-        let sock_evictions = totals[TCP_STAT_SOCK_INSERTS as usize]
-            .saturating_sub(totals[TCP_STAT_SOCK_DELETES as usize])
-            .saturating_sub(live);
-        Ok(TcpStats {
-            series_full: totals[TCP_STAT_SERIES_FULL as usize],
-            no_connect_start: totals[TCP_STAT_NO_CONNECT_START as usize],
-            untracked: totals[TCP_STAT_UNTRACKED as usize],
-            read_failed: totals[TCP_STAT_READ_FAILED as usize],
-            sock_evictions,
-        })
+    /// What the programs lost so far (slots `TCP_STAT_*`, and
+    /// [`TCP_LIVE_SOCKS`]).
+    pub fn stats(&self) -> Result<StatTotals, ReadError> {
+        let mut totals = self.stats.read()?;
+        totals.push(self.socks.keys().filter(Result::is_ok).count() as u64);
+        Ok(totals)
     }
 
     /// Run time and count of each program (non-zero only while BPF stats
@@ -244,7 +232,7 @@ impl TcpPrograms {
     }
 }
 
-fn read_error(map: &'static str) -> impl Fn(aya::maps::MapError) -> ReadError {
+fn read_error(map: &'static str) -> impl Fn(sonde_ebpf::aya::maps::MapError) -> ReadError {
     move |source| ReadError {
         object: OBJECT,
         map,
@@ -255,59 +243,4 @@ fn read_error(map: &'static str) -> impl Fn(aya::maps::MapError) -> ReadError {
 /// Loads and attaches the programs, then detaches them: `sonde doctor`'s trial.
 pub fn trial() -> Result<(), LoadError> {
     TcpPrograms::load(Options::default()).map(drop)
-}
-
-/// The `sonde_ebpf_*` counters of one running `tcp` source.
-#[derive(Debug)]
-pub struct TcpTelemetry {
-    series_full: KernelCounter,
-    no_connect_start: KernelCounter,
-    untracked: KernelCounter,
-    read_failed: KernelCounter,
-    sock_evictions: KernelCounter,
-    evictions_seen: u64,
-    map_read_failed: metrics::Counter,
-}
-
-impl TcpTelemetry {
-    /// Registers the counters with the component's `labels`.
-    pub fn new(labels: &[Label]) -> Self {
-        let labels = telemetry::with_label(labels, "object", OBJECT);
-        let lost =
-            |reason: &str| KernelCounter::new(telemetry::LOST_EVENTS, telemetry::with_label(&labels, "reason", reason));
-        TcpTelemetry {
-            series_full: KernelCounter::new(telemetry::MAP_FULL, telemetry::with_label(&labels, "map", MAP_SERIES)),
-            no_connect_start: lost("no_connect_start"),
-            untracked: lost("unattributed"),
-            read_failed: KernelCounter::new(
-                telemetry::FAILED_READS,
-                telemetry::with_label(&labels, "what", "kernel:sock"),
-            ),
-            sock_evictions: KernelCounter::new(
-                telemetry::MAP_EVICTIONS,
-                telemetry::with_label(&labels, "map", MAP_SOCKS),
-            ),
-            evictions_seen: 0,
-            map_read_failed: metrics::counter!(
-                telemetry::FAILED_READS,
-                telemetry::with_label(&labels, "what", format!("map:{MAP_SERIES}"))
-            ),
-        }
-    }
-
-    /// Exports the programs' running totals.
-    pub fn observe(&mut self, stats: &TcpStats) {
-        self.series_full.observe(stats.series_full);
-        self.no_connect_start.observe(stats.no_connect_start);
-        self.untracked.observe(stats.untracked);
-        self.read_failed.observe(stats.read_failed);
-        // Derived from three racing reads: never let it step back.
-        self.evictions_seen = self.evictions_seen.max(stats.sock_evictions);
-        self.sock_evictions.observe(self.evictions_seen);
-    }
-
-    /// Counts a failed read of a map by user space.
-    pub fn map_read_failed(&self) {
-        self.map_read_failed.increment(1);
-    }
 }

@@ -1,4 +1,4 @@
-//! The `disk_latency` programs (`bpf/disk_latency.bpf.c`): block request
+//! The `disk_latency` programs (`disk_latency.bpf.c`): block request
 //! latency (issue → complete), queue time (insert → issue) and size per
 //! device and operation, as log2 histograms kept in a per-CPU hash map.
 //!
@@ -9,16 +9,17 @@
 //! added): the object has one program per class and [`DiskLatency::load`]
 //! picks the one the running kernel's BTF describes.
 
-mod types;
+mod abi;
 
-pub use types::*;
+pub use abi::*;
 
-use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
-use metrics::Label;
+use sonde_ebpf::aya::maps::{MapData, PerCpuHashMap};
+use sonde_ebpf::loader::{Object, ProgramStats};
+use sonde_ebpf::telemetry::{KernelStat, StatTotals, StatsArray};
+use sonde_ebpf::{LoadError, ReadError};
 
-use crate::error::{LoadError, ReadError};
-use crate::loader::{Object, ProgramStats};
-use crate::telemetry::{self, KernelCounter};
+/// The compiled object, embedded.
+static ELF: &[u8] = sonde_ebpf::aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/disk_latency.bpf.o"));
 
 /// The object's name, used in errors.
 pub const OBJECT: &str = "disk_latency";
@@ -38,8 +39,11 @@ pub const PROGRAM_ISSUE: &str = "block_rq_issue";
 
 /// Which completion program fits the running kernel.
 fn complete_program() -> Result<&'static str, LoadError> {
-    let btf = crate::loader::kernel_btf()?;
-    let has = |name| btf.id_by_type_name_kind(name, aya_obj::btf::BtfKind::Struct).is_ok();
+    let btf = sonde_ebpf::loader::kernel_btf()?;
+    let has = |name| {
+        btf.id_by_type_name_kind(name, sonde_ebpf::aya_obj::btf::BtfKind::Struct)
+            .is_ok()
+    };
     Ok(if has("trace_event_raw_block_rq_completion") {
         PROGRAM_COMPLETE
     } else {
@@ -61,27 +65,22 @@ impl Default for Options {
     }
 }
 
-/// What the programs lost, as running totals since load.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct DiskStats {
-    /// Completions without a recorded issue (in flight at attach, or evicted).
-    pub no_start: u64,
-    /// Issue times the in-flight map rejected.
-    pub start_map_full: u64,
-    /// Insert times the queue map rejected.
-    pub queue_map_full: u64,
-    /// Devices/operations the histogram map had no room for.
-    pub hist_map_full: u64,
-    /// Failed copies of the tracepoint's `rwbs` field.
-    pub read_failed: u64,
-}
+/// How the programs' stats slots (`DISK_STAT_*`) are exported.
+pub const STATS: &[KernelStat] = &[
+    // Completions without a recorded issue (in flight at attach, or evicted).
+    KernelStat::lost(DISK_STAT_NO_START, "no_start"),
+    KernelStat::map_full(DISK_STAT_START_MAP_FULL, "disk_starts"),
+    KernelStat::map_full(DISK_STAT_QUEUE_MAP_FULL, "disk_queued"),
+    KernelStat::map_full(DISK_STAT_HIST_MAP_FULL, MAP_HISTS),
+    KernelStat::failed_read(DISK_STAT_READ_FAILED, "kernel:rwbs"),
+];
 
 /// The loaded and attached programs, with typed handles to their maps.
 /// Dropping it detaches everything.
 pub struct DiskLatency {
     object: Object,
     hists: PerCpuHashMap<MapData, DiskKey, DiskHist>,
-    stats: PerCpuArray<MapData, u64>,
+    stats: StatsArray,
 }
 
 impl std::fmt::Debug for DiskLatency {
@@ -96,7 +95,7 @@ impl DiskLatency {
     /// Loads the programs and attaches them.
     pub fn load(options: Options) -> Result<Self, LoadError> {
         let track_queue = u8::from(options.queue_time);
-        let mut object = Object::load(OBJECT, crate::objects::DISK_LATENCY, |loader| {
+        let mut object = Object::load(OBJECT, ELF, |loader| {
             // A load-time constant: the verifier prunes the queue-time
             // lookup from block_rq_issue when it is off.
             loader.override_global("track_queue", &track_queue, true);
@@ -109,7 +108,7 @@ impl DiskLatency {
         }
         object.attach_tracepoint(PROGRAM_ISSUE, "block", "block_rq_issue")?;
         let hists = object.take_map(MAP_HISTS)?;
-        let stats = object.take_map(MAP_STATS)?;
+        let stats = StatsArray::take(&mut object, MAP_STATS, DISK_STAT_COUNT)?;
         Ok(DiskLatency { object, hists, stats })
     }
 
@@ -132,24 +131,9 @@ impl DiskLatency {
         Ok(out)
     }
 
-    /// What the programs lost so far.
-    pub fn stats(&self) -> Result<DiskStats, ReadError> {
-        let mut totals = [0u64; DISK_STAT_COUNT as usize];
-        for (index, total) in totals.iter_mut().enumerate() {
-            let per_cpu = self.stats.get(&(index as u32), 0).map_err(|source| ReadError {
-                object: OBJECT,
-                map: MAP_STATS,
-                source: Box::new(source),
-            })?;
-            *total = per_cpu.iter().sum();
-        }
-        Ok(DiskStats {
-            no_start: totals[DISK_STAT_NO_START as usize],
-            start_map_full: totals[DISK_STAT_START_MAP_FULL as usize],
-            queue_map_full: totals[DISK_STAT_QUEUE_MAP_FULL as usize],
-            hist_map_full: totals[DISK_STAT_HIST_MAP_FULL as usize],
-            read_failed: totals[DISK_STAT_READ_FAILED as usize],
-        })
+    /// What the programs lost so far (slots `DISK_STAT_*`).
+    pub fn stats(&self) -> Result<StatTotals, ReadError> {
+        self.stats.read()
     }
 
     /// Run time and count of each program (non-zero only while BPF stats
@@ -162,54 +146,4 @@ impl DiskLatency {
 /// Loads and attaches the programs, then detaches them: `sonde doctor`'s trial.
 pub fn trial() -> Result<(), LoadError> {
     DiskLatency::load(Options::default()).map(drop)
-}
-
-/// The `sonde_ebpf_*` counters of one running `disk_latency` source.
-#[derive(Debug)]
-pub struct DiskTelemetry {
-    no_start: KernelCounter,
-    start_map_full: KernelCounter,
-    queue_map_full: KernelCounter,
-    hist_map_full: KernelCounter,
-    read_failed: KernelCounter,
-    map_read_failed: metrics::Counter,
-}
-
-impl DiskTelemetry {
-    /// Registers the counters with the component's `labels`.
-    pub fn new(labels: &[Label]) -> Self {
-        let labels = telemetry::with_label(labels, "object", OBJECT);
-        let map_full = |map: &str| KernelCounter::new(telemetry::MAP_FULL, telemetry::with_label(&labels, "map", map));
-        DiskTelemetry {
-            no_start: KernelCounter::new(
-                telemetry::LOST_EVENTS,
-                telemetry::with_label(&labels, "reason", "no_start"),
-            ),
-            start_map_full: map_full("disk_starts"),
-            queue_map_full: map_full("disk_queued"),
-            hist_map_full: map_full(MAP_HISTS),
-            read_failed: KernelCounter::new(
-                telemetry::FAILED_READS,
-                telemetry::with_label(&labels, "what", "kernel:rwbs"),
-            ),
-            map_read_failed: metrics::counter!(
-                telemetry::FAILED_READS,
-                telemetry::with_label(&labels, "what", format!("map:{MAP_HISTS}"))
-            ),
-        }
-    }
-
-    /// Exports the programs' running totals.
-    pub fn observe(&mut self, stats: &DiskStats) {
-        self.no_start.observe(stats.no_start);
-        self.start_map_full.observe(stats.start_map_full);
-        self.queue_map_full.observe(stats.queue_map_full);
-        self.hist_map_full.observe(stats.hist_map_full);
-        self.read_failed.observe(stats.read_failed);
-    }
-
-    /// Counts a failed read of a map by user space.
-    pub fn map_read_failed(&self) {
-        self.map_read_failed.increment(1);
-    }
 }

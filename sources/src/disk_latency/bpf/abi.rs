@@ -1,5 +1,5 @@
-//! Rust mirrors of `bpf/include/disk_latency.h`. The constants are
-//! generated from the header by `build.rs`; the structs are checked field by
+//! Rust mirrors of `disk_latency.h`. The constants are generated from the
+//! header by the crate's `build.rs`; the structs are checked field by
 //! field against the compiled object's BTF (`tests` below).
 
 #![allow(missing_docs)]
@@ -41,7 +41,7 @@ impl DiskKey {
 }
 
 // SAFETY: repr(C), two u32 fields and no padding: every bit pattern is valid.
-unsafe impl aya::Pod for DiskKey {}
+unsafe impl sonde_ebpf::aya::Pod for DiskKey {}
 
 /// `struct disk_hist`: everything counted for one key, on one CPU (or summed).
 #[repr(C)]
@@ -65,7 +65,7 @@ pub struct DiskHist {
 
 // SAFETY: repr(C), only u64 fields and arrays of u64, no padding: every bit
 // pattern is valid.
-unsafe impl aya::Pod for DiskHist {}
+unsafe impl sonde_ebpf::aya::Pod for DiskHist {}
 
 impl Default for DiskHist {
     fn default() -> Self {
@@ -103,15 +103,6 @@ impl DiskHist {
     pub fn queued(&self) -> u64 {
         self.queue.iter().sum()
     }
-}
-
-/// Upper bounds of a log2 histogram with `slots` slots whose first slot
-/// ends at `2^min_shift`: `2^min_shift, 2^(min_shift+1), …` (`slots - 1`
-/// bounds; the last slot is unbounded), each multiplied by `scale`.
-pub fn log2_bounds(min_shift: u32, slots: usize, scale: f64) -> Vec<f64> {
-    (0..slots.saturating_sub(1))
-        .map(|i| (1u64 << (min_shift as usize + i)) as f64 * scale)
-        .collect()
 }
 
 /// A block operation, as the programs classify it.
@@ -166,13 +157,14 @@ impl fmt::Display for DiskOp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::btf_layout::ObjectBtf;
+    use sonde_ebpf::btf_layout::ObjectBtf;
+    use sonde_ebpf::slot::log2_bounds;
 
     #[test]
     fn structs_match_the_compiled_object() {
-        let btf = ObjectBtf::from_object(crate::objects::DISK_LATENCY);
-        crate::assert_layout!(btf, "disk_key", DiskKey { dev, op });
-        crate::assert_layout!(
+        let btf = ObjectBtf::from_object(super::super::ELF);
+        sonde_ebpf::assert_layout!(btf, "disk_key", DiskKey { dev, op });
+        sonde_ebpf::assert_layout!(
             btf,
             "disk_hist",
             DiskHist {

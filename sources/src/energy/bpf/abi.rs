@@ -1,5 +1,5 @@
-//! Rust mirrors of `bpf/include/energy.h`. The constants are generated from
-//! the header by `build.rs`; the structs are checked field by field against
+//! Rust mirrors of `energy.h`. The constants are generated from
+//! the header by the crate's `build.rs`; the structs are checked field by field against
 //! the compiled object's BTF (`tests` below).
 
 #![allow(missing_docs)]
@@ -19,7 +19,7 @@ pub struct EnergyKey {
 
 // SAFETY: repr(C), u32 + u32 + u64 with no implicit padding (the explicit
 // `_pad` fills it): every bit pattern is valid.
-unsafe impl aya::Pod for EnergyKey {}
+unsafe impl sonde_ebpf::aya::Pod for EnergyKey {}
 
 /// `struct energy_thread`: a thread's task clock at its last switch-out.
 #[repr(C)]
@@ -32,7 +32,7 @@ pub struct EnergyThread {
 }
 
 // SAFETY: repr(C), two u64 fields: every bit pattern is valid.
-unsafe impl aya::Pod for EnergyThread {}
+unsafe impl sonde_ebpf::aya::Pod for EnergyThread {}
 
 /// `struct energy_value`: a process' on-CPU time and name.
 #[repr(C)]
@@ -46,7 +46,7 @@ pub struct EnergyValue {
 
 // SAFETY: repr(C), a u64 and a byte array, size 24 with no padding: every
 // bit pattern is valid.
-unsafe impl aya::Pod for EnergyValue {}
+unsafe impl sonde_ebpf::aya::Pod for EnergyValue {}
 
 impl EnergyValue {
     /// The name, up to its first NUL.
@@ -59,14 +59,14 @@ impl EnergyValue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::btf_layout::ObjectBtf;
+    use sonde_ebpf::btf_layout::ObjectBtf;
 
     #[test]
     fn structs_match_the_compiled_object() {
-        let btf = ObjectBtf::from_object(crate::objects::ENERGY);
-        crate::assert_layout!(btf, "energy_key", EnergyKey { tgid, _pad, cgroup_id });
-        crate::assert_layout!(btf, "energy_value", EnergyValue { on_cpu_ns, comm });
-        crate::assert_layout!(
+        let btf = ObjectBtf::from_object(super::super::ELF);
+        sonde_ebpf::assert_layout!(btf, "energy_key", EnergyKey { tgid, _pad, cgroup_id });
+        sonde_ebpf::assert_layout!(btf, "energy_value", EnergyValue { on_cpu_ns, comm });
+        sonde_ebpf::assert_layout!(
             btf,
             "energy_thread",
             EnergyThread {

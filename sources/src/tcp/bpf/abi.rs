@@ -1,9 +1,10 @@
-//! Rust mirrors of `bpf/include/tcp.h`. The constants are generated from
-//! the header by `build.rs`; the structs are checked field by field against
+//! Rust mirrors of `tcp.h`. The constants are generated from
+//! the header by the crate's `build.rs`; the structs are checked field by field against
 //! the compiled object's BTF (`tests` below).
 
 #![allow(missing_docs)]
 
+pub use sonde_ebpf::owners::comm_str;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -34,7 +35,7 @@ pub struct TcpKey {
 
 // SAFETY: repr(C) with fields of 8, 4, 2, 1, 1, 16 and 16 bytes in that
 // order: no padding, and every bit pattern is a valid value.
-unsafe impl aya::Pod for TcpKey {}
+unsafe impl sonde_ebpf::aya::Pod for TcpKey {}
 
 impl TcpKey {
     /// Which end of the connection the process is.
@@ -71,12 +72,6 @@ impl TcpKey {
     }
 }
 
-/// A NUL-padded kernel comm as text.
-pub fn comm_str(comm: &[u8]) -> String {
-    let end = comm.iter().position(|b| *b == 0).unwrap_or(comm.len());
-    String::from_utf8_lossy(&comm[..end]).into_owned()
-}
-
 /// `struct tcp_counts`: running totals of one key.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,7 +95,7 @@ pub struct TcpCounts {
 
 // SAFETY: repr(C), only u64 fields and arrays of u64, no padding: every bit
 // pattern is valid.
-unsafe impl aya::Pod for TcpCounts {}
+unsafe impl sonde_ebpf::aya::Pod for TcpCounts {}
 
 impl Default for TcpCounts {
     fn default() -> Self {
@@ -161,12 +156,12 @@ impl fmt::Display for Role {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::btf_layout::ObjectBtf;
+    use sonde_ebpf::btf_layout::ObjectBtf;
 
     #[test]
     fn structs_match_the_compiled_object() {
-        let btf = ObjectBtf::from_object(crate::objects::TCP);
-        crate::assert_layout!(
+        let btf = ObjectBtf::from_object(super::super::ELF);
+        sonde_ebpf::assert_layout!(
             btf,
             "tcp_key",
             TcpKey {
@@ -179,7 +174,7 @@ mod tests {
                 comm
             }
         );
-        crate::assert_layout!(
+        sonde_ebpf::assert_layout!(
             btf,
             "tcp_counts",
             TcpCounts {
