@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::process::{Child, Command};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use sonde_core::event::{keys, Event, MetricValue};
@@ -20,9 +21,14 @@ const WORKER: &str = "SONDE_ENERGY_WORKER";
 const MEASURE: Duration = Duration::from_secs(4);
 
 /// Not a test: the children's body (returns at once without `WORKER`).
+/// The tests that measure CPU time run one at a time: each keeps a CPU
+/// busy, and the machine has few.
+static SERIAL: Mutex<()> = Mutex::new(());
+
 /// The kernel matrix's check, on this kernel: on-CPU time of a busy thread of this process equals getrusage's.
 #[test]
 fn the_kernel_check_passes() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     run_check(
         "energy::the_kernel_check_passes",
         sonde_sources::energy::conformance::check,
@@ -142,6 +148,7 @@ fn within(ours: f64, reference: f64, tolerance: f64) -> bool {
 #[test]
 fn two_processes_get_energy_by_cpu_time_and_it_adds_up() {
     let test = "two_processes_get_energy_by_cpu_time_and_it_adds_up";
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     if !bpf_available_or_skip(test) {
         return;
     }
@@ -216,6 +223,7 @@ fn two_processes_get_energy_by_cpu_time_and_it_adds_up() {
 
 #[test]
 fn exited_processes_are_pruned_after_their_last_share() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let test = "exited_processes_are_pruned_after_their_last_share";
     if !bpf_available_or_skip(test) {
         return;
