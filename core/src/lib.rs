@@ -17,6 +17,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod batch_sink;
 pub mod component;
 pub mod config;
 pub mod event;
@@ -26,6 +27,7 @@ pub mod registry;
 pub mod telemetry;
 pub mod topology;
 
+pub use batch_sink::{batch_sink, BatchSink};
 pub use component::{
     function_transform, BoxError, ComponentInfo, ComponentKind, FunctionTransform, GlobalContext, Sink, SinkConfig,
     SinkContext, SinkError, Source, SourceConfig, SourceContext, Transform, TransformConfig, TransformContext,
