@@ -4,18 +4,14 @@ mod common;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use sonde_core::component::GlobalContext;
 use sonde_core::config::load_str;
 use sonde_core::event::{Event, EventBatch, EventKinds, Value};
 use sonde_core::telemetry::{self, InternalValue};
 use sonde_core::topology::Topology;
-use sonde_core::{BoxError, Sink, SinkConfig, SinkContext, SinkError};
-use tower::util::BoxCloneService;
-use tower::Service;
+use sonde_core::{batch_sink, BatchSink, BoxError, Sink, SinkConfig, SinkContext, SinkError};
 
 /// Sequence numbers one test sink received.
 type Received = Arc<Mutex<Vec<u64>>>;
@@ -51,14 +47,13 @@ impl SinkConfig for RecordSinkConfig {
             .entry(cx.info.id.to_string())
             .or_default()
             .clone();
-        Ok(BoxCloneService::new(RecordSink {
+        Ok(batch_sink(RecordSink {
             log,
             delay: Duration::from_millis(self.delay_ms),
         }))
     }
 }
 
-#[derive(Clone)]
 struct RecordSink {
     log: Arc<Mutex<Vec<u64>>>,
     delay: Duration,
@@ -75,21 +70,11 @@ fn sequence(event: &Event) -> u64 {
     }
 }
 
-impl Service<EventBatch> for RecordSink {
-    type Response = ();
-    type Error = SinkError;
-    type Future = BoxFuture<'static, Result<(), SinkError>>;
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), SinkError>> {
-        Poll::Ready(Ok(()))
-    }
-    fn call(&mut self, batch: EventBatch) -> Self::Future {
-        let log = self.log.clone();
-        let delay = self.delay;
-        Box::pin(async move {
-            tokio::time::sleep(delay).await;
-            log.lock().unwrap().extend(batch.iter().map(sequence));
-            Ok(())
-        })
+impl BatchSink for RecordSink {
+    async fn send(&self, batch: EventBatch) -> Result<(), SinkError> {
+        tokio::time::sleep(self.delay).await;
+        self.log.lock().unwrap().extend(batch.iter().map(sequence));
+        Ok(())
     }
 }
 
@@ -302,9 +287,8 @@ struct FlakySinkConfig {
     permanent: bool,
 }
 
-#[derive(Clone)]
 struct FlakySink {
-    calls: Arc<Mutex<u32>>,
+    calls: Mutex<u32>,
     fail_first: u32,
     permanent: bool,
     log: Arc<Mutex<Vec<u64>>>,
@@ -321,8 +305,8 @@ impl SinkConfig for FlakySinkConfig {
             .entry(cx.info.id.to_string())
             .or_default()
             .clone();
-        Ok(BoxCloneService::new(FlakySink {
-            calls: Arc::default(),
+        Ok(batch_sink(FlakySink {
+            calls: Mutex::default(),
             fail_first: self.fail_first,
             permanent: self.permanent,
             log,
@@ -330,27 +314,19 @@ impl SinkConfig for FlakySinkConfig {
     }
 }
 
-impl Service<EventBatch> for FlakySink {
-    type Response = ();
-    type Error = SinkError;
-    type Future = BoxFuture<'static, Result<(), SinkError>>;
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), SinkError>> {
-        Poll::Ready(Ok(()))
-    }
-    fn call(&mut self, batch: EventBatch) -> Self::Future {
+impl BatchSink for FlakySink {
+    async fn send(&self, batch: EventBatch) -> Result<(), SinkError> {
         let mut calls = self.calls.lock().unwrap();
         *calls += 1;
-        let result = if *calls <= self.fail_first {
-            Err(if self.permanent {
+        if *calls <= self.fail_first {
+            return Err(if self.permanent {
                 SinkError::permanent("400 bad request")
             } else {
                 SinkError::retriable("503 unavailable")
-            })
-        } else {
-            self.log.lock().unwrap().extend(batch.iter().map(sequence));
-            Ok(())
-        };
-        Box::pin(futures::future::ready(result))
+            });
+        }
+        self.log.lock().unwrap().extend(batch.iter().map(sequence));
+        Ok(())
     }
 }
 

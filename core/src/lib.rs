@@ -18,6 +18,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod batch_sink;
 pub mod component;
 pub mod config;
 pub mod event;
@@ -28,6 +29,7 @@ pub mod registry;
 pub mod telemetry;
 pub mod topology;
 
+pub use batch_sink::{batch_sink, BatchSink};
 pub use component::{
     function_transform, BoxError, ComponentInfo, ComponentKind, FunctionTransform, GlobalContext, Sink, SinkConfig,
     SinkContext, SinkError, Source, SourceConfig, SourceContext, Transform, TransformConfig, TransformContext,

@@ -1,18 +1,14 @@
 //! `sink "blackhole"`: counts and discards. For benchmarks, and for trying
 //! sources without storing what they make.
 
-use std::future::{ready, Ready};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 use sonde_core::event::{EventBatch, EventKinds};
-use sonde_core::{BoxError, Sink, SinkConfig, SinkContext, SinkError};
-use tower::util::BoxCloneService;
-use tower::Service;
+use sonde_core::{batch_sink, BatchSink, BoxError, Sink, SinkConfig, SinkContext, SinkError};
 
 /// Counts and discards every event. Its count is the agent metric
 /// `sonde_component_sent_events_total` of this sink.
@@ -50,28 +46,20 @@ impl SinkConfig for BlackholeSinkConfig {
                 }
             });
         }
-        Ok(BoxCloneService::new(sink))
+        Ok(batch_sink(sink))
     }
 }
 
-/// The blackhole service: counts events.
+/// The blackhole sink: counts events.
 #[derive(Clone, Debug, Default)]
 pub struct Blackhole {
-    /// Events received so far.
+    /// Events received so far; shared with the task that logs it.
     pub events: Arc<AtomicU64>,
 }
 
-impl Service<EventBatch> for Blackhole {
-    type Response = ();
-    type Error = SinkError;
-    type Future = Ready<Result<(), SinkError>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), SinkError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, batch: EventBatch) -> Self::Future {
+impl BatchSink for Blackhole {
+    async fn send(&self, batch: EventBatch) -> Result<(), SinkError> {
         self.events.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        ready(Ok(()))
+        Ok(())
     }
 }

@@ -1,15 +1,11 @@
 //! `sink "console"`: events to standard output, as JSON lines or text.
 
 use std::io::Write;
-use std::task::{Context, Poll};
 
-use futures::future::BoxFuture;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use sonde_core::event::{Event, EventBatch, EventKinds};
-use sonde_core::{BoxError, Sink, SinkConfig, SinkContext, SinkError};
-use tower::util::BoxCloneService;
-use tower::Service;
+use sonde_core::{batch_sink, BatchSink, BoxError, Sink, SinkConfig, SinkContext, SinkError};
 
 /// How events are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -56,14 +52,14 @@ impl SinkConfig for ConsoleSinkConfig {
     }
 
     fn build(&self, _cx: &SinkContext) -> Result<Sink, BoxError> {
-        Ok(BoxCloneService::new(Console {
+        Ok(batch_sink(Console {
             encoding: self.encoding,
             target: self.target,
         }))
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 struct Console {
     encoding: ConsoleEncoding,
     target: ConsoleTarget,
@@ -99,24 +95,12 @@ pub fn text_line(event: &Event) -> String {
     )
 }
 
-impl Service<EventBatch> for Console {
-    type Response = ();
-    type Error = SinkError;
-    type Future = BoxFuture<'static, Result<(), SinkError>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), SinkError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, batch: EventBatch) -> Self::Future {
+impl BatchSink for Console {
+    async fn send(&self, batch: EventBatch) -> Result<(), SinkError> {
         let mut buffer = Vec::with_capacity(batch.len() * 200);
         for event in &batch {
             match self.encoding {
-                ConsoleEncoding::Json => {
-                    if let Err(e) = serde_json::to_writer(&mut buffer, event) {
-                        return Box::pin(futures::future::ready(Err(SinkError::permanent(e))));
-                    }
-                }
+                ConsoleEncoding::Json => serde_json::to_writer(&mut buffer, event).map_err(SinkError::permanent)?,
                 ConsoleEncoding::Text => buffer.extend_from_slice(text_line(event).as_bytes()),
             }
             buffer.push(b'\n');
@@ -126,6 +110,6 @@ impl Service<EventBatch> for Console {
             ConsoleTarget::Stderr => std::io::stderr().lock().write_all(&buffer),
         };
         // A closed pipe will not reopen: retrying would only stall the pipeline.
-        Box::pin(futures::future::ready(result.map_err(SinkError::permanent)))
+        result.map_err(SinkError::permanent)
     }
 }

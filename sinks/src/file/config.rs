@@ -2,15 +2,11 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
-use futures::future::BoxFuture;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use sonde_core::event::{EventBatch, EventKinds};
-use sonde_core::{BoxError, Sink, SinkConfig, SinkContext, SinkError};
-use tower::util::BoxCloneService;
-use tower::Service;
+use sonde_core::{batch_sink, BatchSink, BoxError, Sink, SinkConfig, SinkContext, SinkError};
 
 use super::profiles::ProfileFiles;
 use super::writer::RotatingFile;
@@ -84,45 +80,35 @@ impl SinkConfig for FileSinkConfig {
     fn build(&self, _cx: &SinkContext) -> Result<Sink, BoxError> {
         if self.format != FileFormat::Json {
             let files = ProfileFiles::open(&self.path, self.format, self.max_files)?;
-            return Ok(BoxCloneService::new(files));
+            return Ok(batch_sink(files));
         }
         let file = RotatingFile::open(&self.path, self.max_bytes, self.max_files)?;
-        Ok(BoxCloneService::new(FileSink {
+        Ok(batch_sink(FileSink {
             file: Arc::new(Mutex::new(file)),
         }))
     }
 }
 
-#[derive(Clone)]
 struct FileSink {
+    // An `Arc` of its own: the blocking write task needs an owned handle.
     file: Arc<Mutex<RotatingFile>>,
 }
 
-impl Service<EventBatch> for FileSink {
-    type Response = ();
-    type Error = SinkError;
-    type Future = BoxFuture<'static, Result<(), SinkError>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), SinkError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, batch: EventBatch) -> Self::Future {
+impl BatchSink for FileSink {
+    async fn send(&self, batch: EventBatch) -> Result<(), SinkError> {
+        let mut lines = Vec::with_capacity(batch.len() * 256);
+        for event in &batch {
+            serde_json::to_writer(&mut lines, event).map_err(SinkError::permanent)?;
+            lines.push(b'\n');
+        }
         let file = self.file.clone();
-        Box::pin(async move {
-            let mut lines = Vec::with_capacity(batch.len() * 256);
-            for event in &batch {
-                serde_json::to_writer(&mut lines, event).map_err(SinkError::permanent)?;
-                lines.push(b'\n');
-            }
-            // File writes block; keep them off the async worker threads.
-            tokio::task::spawn_blocking(move || {
-                let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
-                // Disk full, EIO: worth retrying once space is freed.
-                file.write_lines(&lines).map_err(SinkError::retriable)
-            })
-            .await
-            .map_err(SinkError::permanent)?
+        // File writes block; keep them off the async worker threads.
+        tokio::task::spawn_blocking(move || {
+            let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
+            // Disk full, EIO: worth retrying once space is freed.
+            file.write_lines(&lines).map_err(SinkError::retriable)
         })
+        .await
+        .map_err(SinkError::permanent)?
     }
 }

@@ -10,19 +10,17 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
-use futures::future::BoxFuture;
 use sonde_core::event::{Event, EventBatch, Profile, Timestamp};
-use sonde_core::SinkError;
-use tower::Service;
+use sonde_core::{BatchSink, SinkError};
 
 use super::config::FileFormat;
 use super::stacks;
 use super::writer::OpenError;
 use crate::pprof;
 
-/// Writes each interval's profiles to a file of its own.
+/// Writes each interval's profiles to a file of its own. Clone, because
+/// the blocking write task needs an owned handle; clones share the lock.
 #[derive(Clone, Debug)]
 pub(super) struct ProfileFiles {
     dir: PathBuf,
@@ -126,38 +124,28 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-impl Service<EventBatch> for ProfileFiles {
-    type Response = ();
-    type Error = SinkError;
-    type Future = BoxFuture<'static, Result<(), SinkError>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), SinkError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, batch: EventBatch) -> Self::Future {
+impl BatchSink for ProfileFiles {
+    async fn send(&self, batch: EventBatch) -> Result<(), SinkError> {
         let files = self.clone();
-        Box::pin(async move {
-            // Encoding (flame graph layout, gzip) and file writes block.
-            tokio::task::spawn_blocking(move || {
-                let mut intervals: BTreeMap<Timestamp, Vec<&Profile>> = BTreeMap::new();
-                for event in &batch {
-                    if let Event::Profile(profile) = event {
-                        intervals.entry(profile.start).or_default().push(profile);
-                    }
+        // Encoding (flame graph layout, gzip) and file writes block.
+        tokio::task::spawn_blocking(move || {
+            let mut intervals: BTreeMap<Timestamp, Vec<&Profile>> = BTreeMap::new();
+            for event in &batch {
+                if let Event::Profile(profile) = event {
+                    intervals.entry(profile.start).or_default().push(profile);
                 }
-                for (start, profiles) in intervals {
-                    let end = profiles.iter().map(|p| p.end).max().unwrap_or(start);
-                    // Disk full, EIO: worth retrying once space is freed.
-                    files
-                        .write_interval(start, end, &profiles)
-                        .map_err(SinkError::retriable)?;
-                }
-                Ok(())
-            })
-            .await
-            .map_err(SinkError::permanent)?
+            }
+            for (start, profiles) in intervals {
+                let end = profiles.iter().map(|p| p.end).max().unwrap_or(start);
+                // Disk full, EIO: worth retrying once space is freed.
+                files
+                    .write_interval(start, end, &profiles)
+                    .map_err(SinkError::retriable)?;
+            }
+            Ok(())
         })
+        .await
+        .map_err(SinkError::permanent)?
     }
 }
 

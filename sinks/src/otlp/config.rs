@@ -7,8 +7,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use sonde_core::config::BatchConfig;
 use sonde_core::event::EventKinds;
-use sonde_core::{BoxError, Sink, SinkConfig, SinkContext};
-use tower::util::BoxCloneService;
+use sonde_core::{batch_sink, BoxError, Sink, SinkConfig, SinkContext};
 
 use super::service::OtlpSink;
 
@@ -137,6 +136,6 @@ impl SinkConfig for OtlpSinkConfig {
     }
 
     fn build(&self, cx: &SinkContext) -> Result<Sink, BoxError> {
-        Ok(BoxCloneService::new(OtlpSink::new(self, cx)?))
+        Ok(batch_sink(OtlpSink::new(self, cx)?))
     }
 }

@@ -5,7 +5,7 @@
 //!   resource attributes, request size);
 //! - [`encode`]: events → export requests, grouped per resource and scope,
 //!   resource attributes after the semantic conventions;
-//! - [`service`]: the tower service, with [`grpc`] and [`http`] transports;
+//! - [`service`]: the sink, with [`grpc`] and [`http`] transports;
 //! - [`error`]: which failures the core retries — gRPC UNAVAILABLE,
 //!   RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED (and the specification's other
 //!   transient codes), HTTP 429/502/503/504 and connection failures, with the

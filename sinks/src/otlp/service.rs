@@ -1,19 +1,15 @@
-//! [`OtlpSink`]: the tower service that encodes a batch and exports it.
+//! [`OtlpSink`]: encodes a batch and exports it.
 //!
 //! It only classifies failures (see [`super::error`]); the core retries
 //! retriable ones with backoff under its per-attempt timeout, and drops and
 //! counts the batch on permanent ones.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use futures::future::BoxFuture;
 use metrics::{Counter, Label};
 use sonde_core::event::EventBatch;
 use sonde_core::topology::component_metrics;
-use sonde_core::{ComponentInfo, SinkContext, SinkError};
-use tower::Service;
+use sonde_core::{BatchSink, ComponentInfo, SinkContext, SinkError};
 
 use super::config::{OtlpSinkConfig, Protocol};
 use super::encode::{Encoder, Request, Signal};
@@ -52,19 +48,15 @@ enum Transport {
     Http(HttpTransport),
 }
 
+/// The OTLP sink: concurrent batches share the encoder state, the
+/// connection and the counters.
 #[derive(Debug)]
-struct Inner {
+pub struct OtlpSink {
     info: ComponentInfo,
     encoder: Encoder,
     transport: Transport,
     /// [`REJECTED_ITEMS`] per signal, in [`Signal::ALL`] order.
     rejected: [Counter; 4],
-}
-
-/// The OTLP sink: clones share the encoder state, the connection and the counters.
-#[derive(Clone, Debug)]
-pub struct OtlpSink {
-    inner: Arc<Inner>,
 }
 
 impl OtlpSink {
@@ -81,18 +73,15 @@ impl OtlpSink {
             metrics::counter!(REJECTED_ITEMS, labels)
         });
         Ok(OtlpSink {
-            inner: Arc::new(Inner {
-                info: cx.info.clone(),
-                encoder: Encoder::new(&config.resource, cx.global.node_name.clone(), config.max_request_bytes),
-                transport,
-                rejected,
-            }),
+            info: cx.info.clone(),
+            encoder: Encoder::new(&config.resource, cx.global.node_name.clone(), config.max_request_bytes),
+            transport,
+            rejected,
         })
     }
-}
 
-impl Inner {
-    async fn send(&self, request: Request) -> Result<(), SinkError> {
+    /// Sends one request; counts and logs what the server rejected of it.
+    async fn export(&self, request: Request) -> Result<(), SinkError> {
         let signal = request.signal();
         let items = request.items();
         let accepted = match &self.transport {
@@ -117,25 +106,14 @@ impl Inner {
     }
 }
 
-impl Service<EventBatch> for OtlpSink {
-    type Response = ();
-    type Error = SinkError;
-    type Future = BoxFuture<'static, Result<(), SinkError>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), SinkError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, batch: EventBatch) -> Self::Future {
-        let inner = self.inner.clone();
-        Box::pin(async move {
-            // One request per signal (more if a request would be too large),
-            // sent in order. A failure fails the whole batch, so a retry may
-            // send again what already went through: at-least-once.
-            for request in inner.encoder.encode(batch.events()) {
-                inner.send(request).await?;
-            }
-            Ok(())
-        })
+impl BatchSink for OtlpSink {
+    async fn send(&self, batch: EventBatch) -> Result<(), SinkError> {
+        // One request per signal (more if a request would be too large),
+        // sent in order. A failure fails the whole batch, so a retry may
+        // send again what already went through: at-least-once.
+        for request in self.encoder.encode(batch.events()) {
+            self.export(request).await?;
+        }
+        Ok(())
     }
 }

@@ -394,12 +394,12 @@ async fn options_are_checked_when_building() {
 
 #[tokio::test]
 async fn an_unreachable_server_is_retriable() {
-    use tower::{Service, ServiceExt};
+    use sonde_core::BatchSink;
     // Port 1 on loopback: nothing listens, the connection is refused.
     for protocol in ["grpc", "http/protobuf"] {
-        let mut sink = build(serde_json::json!({"protocol": protocol, "endpoint": "http://127.0.0.1:1"})).unwrap();
+        let sink = build(serde_json::json!({"protocol": protocol, "endpoint": "http://127.0.0.1:1"})).unwrap();
         let batch = sonde_core::EventBatch::from(Event::from(Metric::gauge("g", 1.0)));
-        let error = sink.ready().await.unwrap().call(batch).await.unwrap_err();
+        let error = sink.send(batch).await.unwrap_err();
         assert!(matches!(error, SinkError::Retriable { .. }), "{protocol}: {error:?}");
     }
 }

@@ -3,18 +3,14 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures::future::{ready, Ready};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use sonde_core::event::{Event, EventBatch, EventKinds};
 use sonde_core::topology::component_metrics;
-use sonde_core::{BoxError, Sink, SinkConfig, SinkContext, SinkError};
-use tower::util::BoxCloneService;
-use tower::Service;
+use sonde_core::{batch_sink, BatchSink, BoxError, Sink, SinkConfig, SinkContext, SinkError};
 
 use super::naming;
 use super::remote_write::{Auth, RemoteWriter};
@@ -236,36 +232,29 @@ impl SinkConfig for PrometheusSinkConfig {
             PrometheusMode::Exporter => {
                 let listener = server::bind(self.listen)?;
                 server::spawn(listener, store.clone(), cx.info.clone(), cx.shutdown.clone())?;
-                Ok(BoxCloneService::new(Exporter { store }))
+                Ok(batch_sink(Exporter { store }))
             }
-            PrometheusMode::RemoteWrite => Ok(BoxCloneService::new(self.remote_writer(store)?)),
+            PrometheusMode::RemoteWrite => Ok(batch_sink(self.remote_writer(store)?)),
         }
     }
 }
 
-/// The exporter sink service: adds each batch to the store the endpoint serves.
+/// The exporter sink: adds each batch to the store the endpoint serves.
 #[derive(Clone)]
 pub struct Exporter {
+    // Shared with the scrape server.
     store: Arc<Mutex<SeriesStore>>,
 }
 
 impl Exporter {
-    /// An exporter service over `store` (for tests and benchmarks, without a server).
+    /// An exporter over `store` (for tests and benchmarks, without a server).
     pub fn new(store: Arc<Mutex<SeriesStore>>) -> Self {
         Exporter { store }
     }
 }
 
-impl Service<EventBatch> for Exporter {
-    type Response = ();
-    type Error = SinkError;
-    type Future = Ready<Result<(), SinkError>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), SinkError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, batch: EventBatch) -> Self::Future {
+impl BatchSink for Exporter {
+    async fn send(&self, batch: EventBatch) -> Result<(), SinkError> {
         let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
         let now = store.now_ms();
         store.maybe_sweep(now);
@@ -275,6 +264,6 @@ impl Service<EventBatch> for Exporter {
                 let _ = store.ingest(metric, now);
             }
         }
-        ready(Ok(()))
+        Ok(())
     }
 }

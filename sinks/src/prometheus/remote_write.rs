@@ -13,18 +13,15 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use futures::future::BoxFuture;
 use hashbrown::{HashMap, HashSet};
 use prost::Message;
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use sonde_core::event::{Event, EventBatch};
-use sonde_core::SinkError;
-use tower::Service;
+use sonde_core::{BatchSink, SinkError};
 
 use super::proto::{Label, MetricMetadata, MetricType, Sample, TimeSeries, WriteRequest};
 use super::store::{Kind, Refused, SeriesStore, SeriesValue};
@@ -75,13 +72,8 @@ pub enum Auth {
     Bearer(String),
 }
 
-/// The remote-write sink service.
-#[derive(Clone)]
+/// The remote-write sink.
 pub struct RemoteWriter {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
     store: Arc<Mutex<SeriesStore>>,
     client: reqwest::Client,
     endpoint: Url,
@@ -115,19 +107,15 @@ impl RemoteWriter {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-protobuf"));
         headers.insert("X-Prometheus-Remote-Write-Version", HeaderValue::from_static("0.1.0"));
         RemoteWriter {
-            inner: Arc::new(Inner {
-                store,
-                client,
-                endpoint,
-                headers,
-                auth,
-                pending: Mutex::new(VecDeque::new()),
-            }),
+            store,
+            client,
+            endpoint,
+            headers,
+            auth,
+            pending: Mutex::new(VecDeque::new()),
         }
     }
-}
 
-impl Inner {
     /// The compressed request for `batch`: the kept one when this is a retry.
     fn body_for(&self, batch: &EventBatch) -> Option<Bytes> {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
@@ -154,7 +142,7 @@ impl Inner {
         pending.retain(|p| !same_batch(&p.batch, batch));
     }
 
-    async fn send(&self, body: Bytes) -> Result<(), SinkError> {
+    async fn post(&self, body: Bytes) -> Result<(), SinkError> {
         let request = self
             .client
             .post(self.endpoint.clone())
@@ -222,28 +210,17 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     Some(date.duration_since(now).unwrap_or_default())
 }
 
-impl Service<EventBatch> for RemoteWriter {
-    type Response = ();
-    type Error = SinkError;
-    type Future = BoxFuture<'static, Result<(), SinkError>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), SinkError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, batch: EventBatch) -> Self::Future {
-        let inner = self.inner.clone();
-        Box::pin(async move {
-            let Some(body) = inner.body_for(&batch) else {
-                inner.forget(&batch);
-                return Ok(());
-            };
-            let result = inner.send(body).await;
-            if !matches!(result, Err(SinkError::Retriable { .. })) {
-                inner.forget(&batch);
-            }
-            result
-        })
+impl BatchSink for RemoteWriter {
+    async fn send(&self, batch: EventBatch) -> Result<(), SinkError> {
+        let Some(body) = self.body_for(&batch) else {
+            self.forget(&batch);
+            return Ok(());
+        };
+        let result = self.post(body).await;
+        if !matches!(result, Err(SinkError::Retriable { .. })) {
+            self.forget(&batch);
+        }
+        result
     }
 }
 

@@ -4,8 +4,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use sonde_core::config::BatchConfig;
 use sonde_core::event::EventKinds;
-use sonde_core::{BoxError, Sink, SinkConfig, SinkContext};
-use tower::util::BoxCloneService;
+use sonde_core::{batch_sink, BoxError, Sink, SinkConfig, SinkContext};
 
 use super::service::PyroscopeSink;
 
@@ -84,6 +83,6 @@ impl SinkConfig for PyroscopeSinkConfig {
     }
 
     fn build(&self, _cx: &SinkContext) -> Result<Sink, BoxError> {
-        Ok(BoxCloneService::new(PyroscopeSink::new(self)?))
+        Ok(batch_sink(PyroscopeSink::new(self)?))
     }
 }

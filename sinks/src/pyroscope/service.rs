@@ -4,17 +4,14 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::Mutex;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use futures::StreamExt;
 use reqwest::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use sonde_core::event::{Attributes, Event, EventBatch, Profile};
-use sonde_core::{BoxError, SinkError};
-use tower::Service;
+use sonde_core::{BatchSink, BoxError, SinkError};
 
 use super::config::{BasicAuth, PyroscopeSinkConfig};
 use crate::pprof;
@@ -50,13 +47,12 @@ pub enum PyroscopeError {
     },
 }
 
-/// The sink service; clones share the client and the delivered set.
-#[derive(Clone)]
+/// The sink; concurrent batches share the client and the delivered set.
 pub struct PyroscopeSink {
     client: reqwest::Client,
     ingest: Url,
-    config: Arc<PyroscopeSinkConfig>,
-    delivered: Arc<Mutex<Delivered>>,
+    config: PyroscopeSinkConfig,
+    delivered: Mutex<Delivered>,
 }
 
 /// Digests of requests the server accepted (or refused for good).
@@ -102,8 +98,8 @@ impl PyroscopeSink {
         Ok(PyroscopeSink {
             client: reqwest::Client::builder().build()?,
             ingest,
-            config: Arc::new(config.clone()),
-            delivered: Arc::new(Mutex::new(Delivered::default())),
+            config: config.clone(),
+            delivered: Mutex::new(Delivered::default()),
         })
     }
 
@@ -147,7 +143,7 @@ impl PyroscopeSink {
             .collect()
     }
 
-    async fn send(&self, request: &Request) -> Result<(), SinkError> {
+    async fn post(&self, request: &Request) -> Result<(), SinkError> {
         let mut builder = self
             .client
             .post(request.url.clone())
@@ -264,57 +260,43 @@ pub fn app_name(config: &PyroscopeSinkConfig, attributes: &Attributes) -> String
     format!("{}{{{}}}", label_value(&service), labels.join(","))
 }
 
-impl Service<EventBatch> for PyroscopeSink {
-    type Response = ();
-    type Error = SinkError;
-    type Future = BoxFuture<'static, Result<(), SinkError>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), SinkError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, batch: EventBatch) -> Self::Future {
-        let sink = self.clone();
-        Box::pin(async move {
-            let requests = sink.requests(&batch);
-            let pending: Vec<Request> = {
-                let delivered = sink.delivered.lock().unwrap_or_else(|e| e.into_inner());
-                requests
-                    .into_iter()
-                    .filter(|r| !delivered.set.contains(&r.digest))
-                    .collect()
-            };
-            let results: Vec<(u64, Result<(), SinkError>)> = futures::stream::iter(pending)
-                .map(|request| {
-                    let sink = sink.clone();
-                    async move { (request.digest, sink.send(&request).await) }
-                })
-                .buffer_unordered(CONCURRENCY)
+impl BatchSink for PyroscopeSink {
+    async fn send(&self, batch: EventBatch) -> Result<(), SinkError> {
+        let requests = self.requests(&batch);
+        let pending: Vec<Request> = {
+            let delivered = self.delivered.lock().unwrap_or_else(|e| e.into_inner());
+            requests
+                .into_iter()
+                .filter(|r| !delivered.set.contains(&r.digest))
                 .collect()
-                .await;
-            let mut retriable = None;
-            let mut permanent = None;
-            let mut delivered = sink.delivered.lock().unwrap_or_else(|e| e.into_inner());
-            for (digest, result) in results {
-                match result {
-                    Ok(()) => delivered.insert(digest),
-                    Err(error @ SinkError::Retriable { .. }) => retriable = Some(error),
-                    // Would fail again: not resent when the batch is retried
-                    // for another request's sake.
-                    Err(error @ SinkError::Permanent { .. }) => {
-                        delivered.insert(digest);
-                        permanent = Some(error);
-                    }
+        };
+        let results: Vec<(u64, Result<(), SinkError>)> = futures::stream::iter(pending)
+            .map(|request| async move { (request.digest, self.post(&request).await) })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        let mut retriable = None;
+        let mut permanent = None;
+        let mut delivered = self.delivered.lock().unwrap_or_else(|e| e.into_inner());
+        for (digest, result) in results {
+            match result {
+                Ok(()) => delivered.insert(digest),
+                Err(error @ SinkError::Retriable { .. }) => retriable = Some(error),
+                // Would fail again: not resent when the batch is retried
+                // for another request's sake.
+                Err(error @ SinkError::Permanent { .. }) => {
+                    delivered.insert(digest);
+                    permanent = Some(error);
                 }
             }
-            match (retriable, permanent) {
-                (Some(error), Some(dropped)) => {
-                    tracing::error!(error = %dropped, "pyroscope refused a profile for good, dropped");
-                    Err(error)
-                }
-                (Some(error), None) | (None, Some(error)) => Err(error),
-                (None, None) => Ok(()),
+        }
+        match (retriable, permanent) {
+            (Some(error), Some(dropped)) => {
+                tracing::error!(error = %dropped, "pyroscope refused a profile for good, dropped");
+                Err(error)
             }
-        })
+            (Some(error), None) | (None, Some(error)) => Err(error),
+            (None, None) => Ok(()),
+        }
     }
 }
