@@ -1,6 +1,8 @@
 //! sonde-core: the pipeline every sonde component plugs into.
 //!
 //! - [`event`]: what travels — metrics, logs, profiles, spans, in batches.
+//! - [`edge`]: the queues between components and the outputs that feed them.
+//! - [`capability`]: Linux capabilities, as the components declare them.
 //! - [`component`]: what a source, transform and sink are (tower services).
 //! - [`registry`]: component types by name.
 //! - [`config`]: HCL files → a checked pipeline, with `file:line:col` errors.
@@ -10,6 +12,11 @@
 //! - [`privileges`]: keeping only the capabilities the components need.
 //!
 //! `core` knows no concrete component; the `sonde` binary registers them.
+//!
+//! The modules form layers, each using only those below it: `event`,
+//! `capability`, `memory`, `telemetry` → `edge` → `component` → `registry`
+//! → `config` → `privileges` → `topology` → `api` → `agent`. The test
+//! `core/tests/layers.rs` checks it.
 // `deny`, not `forbid`: privileges::thread must call capset in every
 // thread (a signal handler); nothing else may use unsafe.
 #![deny(unsafe_code)]
@@ -17,8 +24,10 @@
 
 pub mod agent;
 pub mod api;
+pub mod capability;
 pub mod component;
 pub mod config;
+pub mod edge;
 pub mod event;
 pub mod memory;
 pub mod privileges;

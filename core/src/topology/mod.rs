@@ -14,15 +14,16 @@
 
 pub mod component_metrics;
 mod instrument;
-mod output;
-mod queue;
 pub mod retry;
 pub mod stack;
 mod tasks;
 
 pub use instrument::{Instrument, InstrumentLayer};
-pub use output::{Output, OutputSlot};
-pub use queue::{queue, InputReceiver, InputSender, QueueClosed, Queued, SlotGuard, WeakInputSender};
+// The queues and outputs moved below `component` (a source is handed an
+// `Output`); these are the paths component crates and tests know.
+pub use crate::edge::{
+    queue, InputReceiver, InputSender, Output, OutputSlot, QueueClosed, Queued, SlotGuard, WeakInputSender,
+};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
