@@ -169,7 +169,8 @@ impl Topology {
 
     /// The running graph, in config order.
     pub fn graph(&self) -> Vec<GraphNode> {
-        let outputs = self.output_kinds();
+        // Recomputed from the live configs; cheap, and only for `/graph`.
+        let outputs = graph::output_kinds(self.nodes.values().map(|n| &n.config));
         self.order
             .iter()
             .filter_map(|id| self.nodes.get(id))
@@ -179,38 +180,9 @@ impl Topology {
                 type_name: n.info.type_name,
                 inputs: n.config.inputs.iter().map(|i| i.id.clone()).collect(),
                 accepts: graph::accepts(&n.config),
-                outputs: outputs.get(&n.info.id).copied().unwrap_or_default(),
+                outputs: outputs.get(&*n.info.id).copied().unwrap_or_default(),
             })
             .collect()
-    }
-
-    fn output_kinds(&self) -> HashMap<SharedStr, EventKinds> {
-        // Recomputed from the live configs; cheap, and only for `/graph`.
-        let mut kinds = HashMap::new();
-        let mut remaining: Vec<&Node> = self.nodes.values().collect();
-        for _ in 0..=remaining.len() {
-            remaining.retain(|n| {
-                let ready = n.config.inputs.iter().all(|i| kinds.contains_key(&i.id));
-                if !ready {
-                    return true;
-                }
-                let k = match &n.config.options {
-                    AnyConfig::Source(s) => s.outputs(),
-                    AnyConfig::Sink(_) => EventKinds::NONE,
-                    AnyConfig::Transform(t) => {
-                        let input = n
-                            .config
-                            .inputs
-                            .iter()
-                            .fold(EventKinds::NONE, |a, i| a.union(kinds[&i.id]));
-                        t.outputs(input.intersection(t.accepts()))
-                    }
-                };
-                kinds.insert(n.info.id.clone(), k);
-                false
-            });
-        }
-        kinds
     }
 
     /// Moves the running graph to `config`: builds what is new or changed,
