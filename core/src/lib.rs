@@ -10,6 +10,7 @@
 //! - [`telemetry`], [`api`]: the agent's own metrics and HTTP API.
 //! - [`agent`]: the whole life of `sonde run`.
 //! - [`privileges`]: keeping only the capabilities the components need.
+//! - `testing` (tests, and the `test-util` feature): mock components.
 //!
 //! `core` knows no concrete component; the `sonde` binary registers them.
 //!
@@ -33,6 +34,8 @@ pub mod memory;
 pub mod privileges;
 pub mod registry;
 pub mod telemetry;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 pub mod topology;
 
 pub use component::{

@@ -7,6 +7,11 @@
 //! macros) and every `super::` chain that climbs to the crate root. Comments
 //! (so intra-doc links), string and character literals are skipped first.
 //! `lib.rs` only declares and re-exports the modules and is not checked.
+//!
+//! Test code (`#[cfg(test)] mod x { … }`, and the file of a
+//! `#[cfg(test)] mod x;`) obeys the same rule, except that it may also use
+//! `testing`, the mock components: a dependency of tests only makes no cycle
+//! in the library.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -168,10 +173,9 @@ fn raw_string_end(chars: &[char], start: usize) -> Option<usize> {
     Some(chars.len())
 }
 
-/// The crate's top-level modules that `code` names by path: after
+/// The crate's top-level modules that `tokens` name by path: after
 /// `crate::` (or `$crate::`), or after `depth` or more `super::`.
-fn referenced(code: &str, depth: usize, known: &BTreeSet<String>) -> BTreeSet<String> {
-    let tokens = tokenize(code);
+fn referenced(tokens: &[String], depth: usize, known: &BTreeSet<String>) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
     let mut i = 0;
     while i < tokens.len() {
@@ -192,7 +196,7 @@ fn referenced(code: &str, depth: usize, known: &BTreeSet<String>) -> BTreeSet<St
         };
         if let Some(end) = root_end {
             if tokens.get(end).is_some_and(|t| t == "::") {
-                collect_heads(&tokens, end + 1, known, &mut found);
+                collect_heads(tokens, end + 1, known, &mut found);
             }
         }
         i += 1;
@@ -262,6 +266,86 @@ fn tokenize(code: &str) -> Vec<String> {
     tokens
 }
 
+/// The module every test may use, whatever its layer.
+const TEST_SUPPORT: &str = "testing";
+
+/// A file's tokens, split into library code and `#[cfg(test)] mod x { … }`
+/// blocks, and the files of its `#[cfg(test)] mod x;` declarations.
+#[derive(Default)]
+struct Split {
+    library: Vec<String>,
+    tests: Vec<String>,
+    test_files: Vec<PathBuf>,
+}
+
+const CFG_TEST: [&str; 7] = ["#", "[", "cfg", "(", "test", ")", "]"];
+
+fn split_tests(tokens: Vec<String>, file: &Path) -> Split {
+    let mut split = Split::default();
+    let mut i = 0;
+    while i < tokens.len() {
+        if tokens.len() - i >= CFG_TEST.len() && tokens[i..i + CFG_TEST.len()].iter().eq(CFG_TEST.iter()) {
+            let mut j = i + CFG_TEST.len();
+            // Other attributes and a visibility may stand between it and `mod`.
+            while tokens.get(j).is_some_and(|t| t == "#") && tokens.get(j + 1).is_some_and(|t| t == "[") {
+                j = matching(&tokens, j + 1, "[", "]") + 1;
+            }
+            if tokens.get(j).is_some_and(|t| t == "pub") {
+                j += 1;
+                if tokens.get(j).is_some_and(|t| t == "(") {
+                    j = matching(&tokens, j, "(", ")") + 1;
+                }
+            }
+            if tokens.get(j).is_some_and(|t| t == "mod") {
+                if let Some(name) = tokens.get(j + 1) {
+                    match tokens.get(j + 2).map(String::as_str) {
+                        Some("{") => {
+                            let end = matching(&tokens, j + 2, "{", "}");
+                            split.tests.extend(tokens[j + 3..end].iter().cloned());
+                            i = end + 1;
+                            continue;
+                        }
+                        Some(";") => {
+                            let dir = module_dir(file);
+                            split.test_files.push(dir.join(format!("{name}.rs")));
+                            split.test_files.push(dir.join(name));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        split.library.push(tokens[i].clone());
+        i += 1;
+    }
+    split
+}
+
+/// The index of the token closing the group opened at `open_at`.
+fn matching(tokens: &[String], open_at: usize, open: &str, close: &str) -> usize {
+    let mut level = 0;
+    for (k, token) in tokens.iter().enumerate().skip(open_at) {
+        if token == open {
+            level += 1;
+        } else if token == close {
+            level -= 1;
+            if level == 0 {
+                return k;
+            }
+        }
+    }
+    tokens.len() - 1
+}
+
+/// The folder holding the files of the modules that `file` declares.
+fn module_dir(file: &Path) -> PathBuf {
+    if file.file_name().is_some_and(|n| n == "mod.rs") {
+        file.parent().expect("mod.rs is in a folder").to_path_buf()
+    } else {
+        file.with_extension("")
+    }
+}
+
 #[test]
 fn core_modules_form_layers_without_cycles() {
     let modules = modules();
@@ -277,26 +361,53 @@ fn core_modules_form_layers_without_cycles() {
     }
     for layer in LAYERS {
         for name in *layer {
-            if name != &"testing" && !known.contains(*name) {
+            if !known.contains(*name) {
                 problems.push(format!("LAYERS names `{name}`, which is not a module of core/src"));
             }
         }
     }
+    // Parse every file first: a file is test code when its parent says so.
+    let mut parsed = Vec::new();
+    let mut test_only: Vec<PathBuf> = Vec::new();
     for (module, files) in &modules {
-        let Some(own) = layer_of(module) else { continue };
         for file in files {
             let source = fs::read_to_string(file).expect("source file is readable");
-            for used in referenced(&code_only(&source), depth(file), &known) {
-                if used == *module {
-                    continue;
-                }
-                let Some(theirs) = layer_of(&used) else { continue };
-                if theirs >= own {
-                    problems.push(format!(
-                        "{}: `{module}` (layer {own}) uses `{used}` (layer {theirs}); only lower layers may be used",
-                        file.strip_prefix(src_dir()).unwrap_or(file).display()
-                    ));
-                }
+            let split = split_tests(tokenize(&code_only(&source)), file);
+            test_only.extend(split.test_files.iter().cloned());
+            parsed.push((module, file, split));
+        }
+    }
+    for (module, file, split) in parsed {
+        let Some(own) = layer_of(module) else { continue };
+        let is_test_file = test_only.iter().any(|t| file.starts_with(t));
+        let depth = depth(file);
+        let (library, tests) = if is_test_file {
+            (
+                BTreeSet::new(),
+                referenced(&[split.library, split.tests].concat(), depth, &known),
+            )
+        } else {
+            // Inside `mod tests { }`, it takes one more `super::` to reach the root.
+            (
+                referenced(&split.library, depth, &known),
+                referenced(&split.tests, depth + 1, &known),
+            )
+        };
+        let uses = library
+            .into_iter()
+            .map(|m| (m, false))
+            .chain(tests.into_iter().map(|m| (m, true)));
+        for (used, in_tests) in uses {
+            if used == *module || (in_tests && used == TEST_SUPPORT) {
+                continue;
+            }
+            let Some(theirs) = layer_of(&used) else { continue };
+            if theirs >= own {
+                problems.push(format!(
+                    "{}: `{module}` (layer {own}) uses `{used}` (layer {theirs}){}; only lower layers may be used",
+                    file.strip_prefix(src_dir()).unwrap_or(file).display(),
+                    if in_tests { " in tests" } else { "" },
+                ));
             }
         }
     }
@@ -324,13 +435,33 @@ fn scanner_finds_paths_and_skips_comments_and_strings() {
         macro_rules! m { () => { $crate::registry::Registry::default() } }
         "##,
     );
-    let found = referenced(&code, 2, &known);
+    let found = referenced(&tokenize(&code), 2, &known);
     let expected: BTreeSet<String> = ["config", "event", "topology", "registry"]
         .iter()
         .map(|s| s.to_string())
         .collect();
     assert_eq!(found, expected);
     // One `super::` from a file two levels down stays inside its module.
-    assert!(referenced(&code_only("use super::config;"), 2, &known).is_empty());
-    assert_eq!(referenced(&code_only("use super::config;"), 1, &known).len(), 1);
+    let tokens = |code: &str| tokenize(&code_only(code));
+    assert!(referenced(&tokens("use super::config;"), 2, &known).is_empty());
+    assert_eq!(referenced(&tokens("use super::config;"), 1, &known).len(), 1);
+}
+
+#[test]
+fn test_code_is_told_apart() {
+    let file = src_dir().join("topology/mod.rs");
+    let code = tokenize(&code_only(
+        "use crate::event::Event;\n\
+         #[cfg(test)]\n#[allow(dead_code)]\nmod tests { use crate::testing; }\n\
+         #[cfg(test)]\nmod more;\n\
+         fn after() {}",
+    ));
+    let split = split_tests(code, &file);
+    assert_eq!(split.tests, ["use", "crate", "::", "testing", ";"]);
+    assert!(split.library.contains(&"after".to_owned()));
+    assert!(!split.library.contains(&"testing".to_owned()));
+    assert_eq!(
+        split.test_files,
+        [src_dir().join("topology/more.rs"), src_dir().join("topology/more")]
+    );
 }

@@ -71,3 +71,51 @@ pub(super) fn plan<'a>(running: impl IntoIterator<Item = &'a ComponentConfig>, c
         order,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load_str;
+    use crate::testing;
+
+    fn load(text: &str) -> PipelineConfig {
+        load_str("test.hcl", text, &testing::registry())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .config
+    }
+
+    #[test]
+    fn options_rebuild_inputs_only_rewire() {
+        let running = load(
+            r#"
+            source "sequence" "a" { count = 1 }
+            source "sequence" "gone" { count = 1 }
+            sink "record" "k" { inputs = ["a", "gone"] }
+            sink "record" "slow" { inputs = ["a"] }
+            "#,
+        );
+        let next = load(
+            r#"
+            source "sequence" "a" { count = 1 }
+            sink "record" "k" { inputs = ["a"] }
+            sink "record" "slow" {
+              inputs = ["a"]
+              delay_ms = 5
+            }
+            sink "record" "new" { inputs = ["a"] }
+            "#,
+        );
+        let plan = plan(&running.components, next);
+        let ids = |v: &[SharedStr]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(ids(&plan.summary.added), ["new"]);
+        assert_eq!(ids(&plan.summary.rebuilt), ["slow"]);
+        assert_eq!(ids(&plan.summary.removed), ["gone"]);
+        assert_eq!(ids(&plan.summary.kept), ["a", "k"]);
+        assert_eq!(ids(&plan.order), ["a", "k", "slow", "new"]);
+        let built: Vec<&str> = plan.to_build.iter().map(|c| &*c.id).collect();
+        assert_eq!(built, ["slow", "new"]);
+        // The kept sink carries its new inputs, for the rewiring.
+        let k = plan.kept.iter().find(|c| c.id == "k").expect("k is kept");
+        assert_eq!(k.inputs.len(), 1);
+    }
+}

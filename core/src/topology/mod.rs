@@ -25,6 +25,8 @@ pub mod retry;
 mod running;
 pub mod stack;
 mod tasks;
+#[cfg(test)]
+mod tests;
 mod wiring;
 
 pub use diff::ReloadSummary;
