@@ -17,12 +17,16 @@ pub fn accepts(component: &ComponentConfig) -> EventKinds {
     }
 }
 
-/// The kinds each component emits, given what flows into it.
-pub fn output_kinds(config: &PipelineConfig) -> HashMap<&str, EventKinds> {
-    let by_id: HashMap<&str, &ComponentConfig> = config.components.iter().map(|c| (&*c.id, c)).collect();
+/// The kinds each of `components` emits, given what flows into it from the
+/// others. Used by the checks below and by the running topology's `/graph`.
+/// Inputs naming no component and cycles contribute nothing (both are
+/// reported by [`check`]).
+pub fn output_kinds<'a>(components: impl IntoIterator<Item = &'a ComponentConfig>) -> HashMap<&'a str, EventKinds> {
+    let components: Vec<&ComponentConfig> = components.into_iter().collect();
+    let by_id: HashMap<&str, &ComponentConfig> = components.iter().map(|c| (&*c.id, *c)).collect();
     let mut done: HashMap<&str, EventKinds> = HashMap::new();
     let mut visiting = HashSet::new();
-    for component in &config.components {
+    for component in components {
         outputs_of(component, &by_id, &mut done, &mut visiting);
     }
     done
@@ -88,7 +92,7 @@ pub fn check(config: &PipelineConfig, _registry: &Registry) -> Vec<Diagnostic> {
         .filter(|c| c.kind != ComponentKind::Sink)
         .map(|c| &*c.id)
         .collect();
-    let outputs = output_kinds(config);
+    let outputs = output_kinds(&config.components);
     let mut consumed: HashSet<&str> = HashSet::new();
 
     for component in &config.components {

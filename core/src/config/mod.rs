@@ -21,3 +21,12 @@ mod model;
 pub use diagnostic::{did_you_mean, ConfigError, Diagnostic, DiagnosticKind, Location, Severity, SourceMap};
 pub use load::{load_file, load_str, Loaded};
 pub use model::*;
+
+// The sink options are defined with the component traits (a sink type's
+// `default_batch` returns one) and the queue policy with the queue; the
+// config is where users write them, so they are found here too.
+pub use crate::component::{
+    BatchConfig, BufferConfig, RequestConfig, DEFAULT_BATCH_MAX_EVENTS, DEFAULT_BATCH_TIMEOUT,
+    DEFAULT_BUFFER_MAX_EVENTS, DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_INITIAL_BACKOFF, DEFAULT_RETRY_MAX_BACKOFF,
+};
+pub use crate::edge::WhenFull;

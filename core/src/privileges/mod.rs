@@ -26,10 +26,11 @@
 //! `CAP_BPF` and `CAP_PERFMON` exist from Linux 5.8; before, `SYS_ADMIN`
 //! stands for both and is kept instead.
 
-mod set;
 pub mod thread;
 
-pub use set::{Capability, CapabilitySet};
+// The set type lives below `component` (whose traits return it); it is
+// re-exported here, where component crates have always found it.
+pub use crate::capability::{Capability, CapabilitySet};
 
 use std::path::Path;
 

@@ -11,8 +11,7 @@ use futures::future::BoxFuture;
 use metrics::Counter;
 use tower::retry::Policy;
 
-use crate::component::{BoxError, ComponentInfo, SinkError};
-use crate::config::RequestConfig;
+use crate::component::{BoxError, ComponentInfo, RequestConfig, SinkError};
 use crate::event::EventBatch;
 
 /// The longest `Retry-After` honoured; a server asking for more is capped.

@@ -16,8 +16,7 @@ use tower::{ServiceBuilder, ServiceExt};
 use super::component_metrics::ComponentMetrics;
 use super::instrument::InstrumentLayer;
 use super::retry::RetryPolicy;
-use crate::component::{BoxError, ComponentInfo, Sink, Transform};
-use crate::config::RequestConfig;
+use crate::component::{BoxError, ComponentInfo, RequestConfig, Sink, Transform};
 use crate::event::EventBatch;
 
 /// A sink with all its layers, as the sink task drives it.

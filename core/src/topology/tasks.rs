@@ -7,11 +7,9 @@ use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
 
 use super::component_metrics::{ComponentMetrics, DropReason};
-use super::output::{Output, OutputSlot};
-use super::queue::{InputReceiver, SlotGuard};
 use super::stack::SinkStack;
-use crate::component::{ComponentInfo, Transform};
-use crate::config::BatchConfig;
+use crate::component::{BatchConfig, ComponentInfo, Transform};
+use crate::edge::{InputReceiver, Output, OutputSlot, SlotGuard};
 use crate::event::{EventBatch, EventKinds};
 
 /// Removes events of kinds the component does not accept, counting them.

@@ -15,11 +15,25 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use metrics::Counter;
+use schemars::JsonSchema;
+use serde::Deserialize;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::PollSemaphore;
 
-use crate::config::WhenFull;
 use crate::event::EventBatch;
+
+/// What happens when a buffer is full.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// Upstream waits (backpressure reaches the sources): nothing is lost in
+    /// the pipeline. eBPF sources then count what the kernel could not hand over.
+    #[default]
+    Block,
+    /// The incoming batch is dropped and counted
+    /// (`sonde_component_dropped_events_total{reason="buffer_full"}`).
+    DropNewest,
+}
 
 /// A batch in a queue, holding its slots until dropped.
 #[derive(Debug)]

@@ -16,9 +16,16 @@ use tokio_util::sync::CancellationToken;
 use tower::util::{BoxCloneService, BoxService};
 use tower::Service;
 
+mod sink_options;
+
+pub use sink_options::{
+    BatchConfig, BufferConfig, RequestConfig, DEFAULT_BATCH_MAX_EVENTS, DEFAULT_BATCH_TIMEOUT,
+    DEFAULT_BUFFER_MAX_EVENTS, DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_INITIAL_BACKOFF, DEFAULT_RETRY_MAX_BACKOFF,
+};
+
+use crate::capability::CapabilitySet;
+use crate::edge::Output;
 use crate::event::{EventBatch, EventKinds, SharedStr};
-use crate::privileges::CapabilitySet;
-use crate::topology::Output;
 
 /// Any error, boxed: what component services return to the topology.
 pub type BoxError = tower::BoxError;
@@ -158,7 +165,7 @@ pub trait SinkConfig: fmt::Debug + Send + Sync + 'static {
     /// Batching when the user gives no `batch { }` block: `None` (the
     /// default) calls the sink with batches as they arrive; remote sinks
     /// return a size and timeout suited to their protocol.
-    fn default_batch(&self) -> Option<crate::config::BatchConfig> {
+    fn default_batch(&self) -> Option<BatchConfig> {
         None
     }
     /// The Linux capabilities it needs to be built and to run (see

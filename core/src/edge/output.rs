@@ -13,10 +13,9 @@ use std::task::{Context, Poll};
 use arc_swap::ArcSwap;
 use futures::future::BoxFuture;
 use metrics::Counter;
-use tower::Service;
+use tower::{BoxError, Service};
 
 use super::queue::{InputSender, QueueClosed};
-use crate::component::BoxError;
 use crate::event::EventBatch;
 
 /// The current consumers of one producer.

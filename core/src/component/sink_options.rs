@@ -1,0 +1,142 @@
+//! The options the core reads from a sink block beside the type's own:
+//! `buffer { }` (its input queue), `request { }` (timeouts, retries,
+//! concurrency, rate) and `batch { }` (merging queued batches).
+//!
+//! They live with the component traits, not with the config loader,
+//! because [`SinkConfig::default_batch`](super::SinkConfig::default_batch)
+//! returns a [`BatchConfig`] and the topology reads them all; the loader
+//! only parses them (and re-exports them as `config::BufferConfig` etc.).
+
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::edge::WhenFull;
+
+/// Default capacity of a component's input buffer, in events.
+pub const DEFAULT_BUFFER_MAX_EVENTS: usize = 10_000;
+
+const fn default_buffer_max_events() -> usize {
+    DEFAULT_BUFFER_MAX_EVENTS
+}
+
+/// The `buffer { }` block of a sink: its input queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BufferConfig {
+    /// Capacity in events. A batch larger than this is still admitted alone.
+    /// Default 10000.
+    #[serde(default = "default_buffer_max_events")]
+    pub max_events: usize,
+    /// `block` (default) or `drop_newest`.
+    #[serde(default)]
+    pub when_full: WhenFull,
+}
+
+impl Default for BufferConfig {
+    fn default() -> Self {
+        BufferConfig {
+            max_events: DEFAULT_BUFFER_MAX_EVENTS,
+            when_full: WhenFull::Block,
+        }
+    }
+}
+
+/// Default time one sink request may take.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default first retry delay.
+pub const DEFAULT_RETRY_INITIAL_BACKOFF: Duration = Duration::from_millis(500);
+/// Default longest retry delay.
+pub const DEFAULT_RETRY_MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+const fn default_timeout() -> Duration {
+    DEFAULT_REQUEST_TIMEOUT
+}
+const fn default_concurrency() -> usize {
+    1
+}
+const fn default_initial_backoff() -> Duration {
+    DEFAULT_RETRY_INITIAL_BACKOFF
+}
+const fn default_max_backoff() -> Duration {
+    DEFAULT_RETRY_MAX_BACKOFF
+}
+
+/// The `request { }` block of a sink: how batches are sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequestConfig {
+    /// Time one attempt may take before it fails as retriable. Default `30s`.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub timeout: Duration,
+    /// Batches in flight at once. 1 (default) keeps them in order.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Most batches sent per second; 0 (default) means no limit.
+    #[serde(default)]
+    pub rate_limit_per_second: u64,
+    /// Attempts per batch before it is dropped and counted; 0 (default)
+    /// retries retriable errors until shutdown, so an outage loses nothing.
+    #[serde(default)]
+    pub retry_max_attempts: u32,
+    /// Delay before the first retry; doubles each attempt (with jitter).
+    /// Default `500ms`.
+    #[serde(default = "default_initial_backoff", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub retry_initial_backoff: Duration,
+    /// Longest delay between retries. Default `30s`.
+    #[serde(default = "default_max_backoff", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub retry_max_backoff: Duration,
+}
+
+impl Default for RequestConfig {
+    fn default() -> Self {
+        RequestConfig {
+            timeout: DEFAULT_REQUEST_TIMEOUT,
+            concurrency: 1,
+            rate_limit_per_second: 0,
+            retry_max_attempts: 0,
+            retry_initial_backoff: DEFAULT_RETRY_INITIAL_BACKOFF,
+            retry_max_backoff: DEFAULT_RETRY_MAX_BACKOFF,
+        }
+    }
+}
+
+/// Default most events merged into one sink call.
+pub const DEFAULT_BATCH_MAX_EVENTS: usize = 1000;
+/// Default longest wait for a batch to fill.
+pub const DEFAULT_BATCH_TIMEOUT: Duration = Duration::from_secs(1);
+
+const fn default_batch_max_events() -> usize {
+    DEFAULT_BATCH_MAX_EVENTS
+}
+const fn default_batch_timeout() -> Duration {
+    DEFAULT_BATCH_TIMEOUT
+}
+
+/// The `batch { }` block of a sink: merge queued batches into larger sink
+/// calls (fewer, bigger requests to a remote service).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Send once this many events are gathered (a batch arriving whole may
+    /// exceed it; capped at the buffer's `max_events`). Default 1000.
+    #[serde(default = "default_batch_max_events")]
+    pub max_events: usize,
+    /// Send what was gathered after this long, full or not. Default `1s`.
+    #[serde(default = "default_batch_timeout", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub timeout: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_events: DEFAULT_BATCH_MAX_EVENTS,
+            timeout: DEFAULT_BATCH_TIMEOUT,
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! Mock components and helpers for tests of the pipeline: built into core's
+//! own tests, and into other crates' tests with the `test-util` feature.
+//!
+//! - source `"sequence"`: `count` events numbered from 0, in batches;
+//! - transform `"pass"`: hands batches on unchanged;
+//! - sink `"record"`: records the sequence numbers it receives, by sink id
+//!   (read them with [`recorded`]), optionally slowly or logs only;
+//! - sink `"flaky"`: fails its first calls, retriably or not, then records.
+//!
+//! Recordings are kept per sink id in one process-wide map, because sinks
+//! are built from HCL and cannot be handed a handle: give every test sink
+//! an id of its own.
+//!
+//! ```ignore
+//! let registry = sonde_core::testing::registry();
+//! let loaded = sonde_core::config::load_str("t.hcl", pipeline, &registry)?;
+//! let topology = Topology::start(loaded.config, sonde_core::testing::global())?;
+//! sonde_core::testing::run_to_end(&topology, Duration::from_secs(30)).await;
+//! ```
+
+// Test code: a poisoned lock or an event without a sequence number is a
+// broken test, and a panic (not an error to handle) is the report it needs.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use tower::util::{BoxCloneService, BoxService};
+use tower::Service;
+
+use crate::component::{
+    BoxError, GlobalContext, Sink, SinkConfig, SinkContext, SinkError, Source, SourceConfig, SourceContext, Transform,
+    TransformConfig, TransformContext,
+};
+use crate::event::{Event, EventBatch, EventKinds, Log, Metric, MetricValue, Value};
+use crate::registry::Registry;
+use crate::telemetry::{self, InternalValue};
+use crate::topology::Topology;
+
+/// The log field, and the gauge value, that carry an event's sequence number.
+pub const SEQUENCE: &str = "sequence";
+
+/// A registry with the mock components of this module.
+pub fn registry() -> Registry {
+    let mut registry = Registry::new();
+    register(&mut registry);
+    registry
+}
+
+/// Adds the mock components of this module to `registry`.
+pub fn register(registry: &mut Registry) {
+    registry.source::<SequenceSourceConfig>("sequence");
+    registry.transform::<PassTransformConfig>("pass");
+    registry.sink::<RecordSinkConfig>("record");
+    registry.sink::<FlakySinkConfig>("flaky");
+}
+
+/// The agent-wide context tests run with (node name `test-node`).
+pub fn global() -> GlobalContext {
+    GlobalContext {
+        node_name: "test-node".into(),
+    }
+}
+
+/// The sequence number of an event made by the `sequence` source (or the
+/// `demo` source of `sonde-sources`, which numbers events the same way).
+pub fn sequence(event: &Event) -> u64 {
+    match event {
+        Event::Log(log) => log
+            .fields
+            .get(SEQUENCE)
+            .and_then(Value::as_int)
+            .expect("log has a sequence") as u64,
+        Event::Metric(metric) => match metric.value {
+            MetricValue::Gauge { value } => value as u64,
+            _ => panic!("metric is not a sequence gauge: {metric:?}"),
+        },
+        other => panic!("event has no sequence number: {other:?}"),
+    }
+}
+
+/// What the `record` or `flaky` sink with `id` has received so far.
+pub fn recorded(id: &str) -> Vec<u64> {
+    recordings()
+        .lock()
+        .unwrap()
+        .get(id)
+        .map(|log| log.lock().unwrap().clone())
+        .unwrap_or_default()
+}
+
+type Recording = Arc<Mutex<Vec<u64>>>;
+
+fn recordings() -> &'static Mutex<HashMap<String, Recording>> {
+    static RECORDINGS: OnceLock<Mutex<HashMap<String, Recording>>> = OnceLock::new();
+    RECORDINGS.get_or_init(Default::default)
+}
+
+fn recording(id: &str) -> Recording {
+    recordings().lock().unwrap().entry(id.to_owned()).or_default().clone()
+}
+
+/// Waits until every component of `topology` has finished on its own (all
+/// sources ended and their events were delivered), woken only by the
+/// topology's task-ended notifications as the agent is; then shuts it down
+/// and returns the events dropped at shutdown. Panics after `timeout`.
+pub async fn run_to_end(topology: Topology, timeout: Duration) -> u64 {
+    let task_ended = topology.task_ended();
+    tokio::time::timeout(timeout, async {
+        while !topology.is_finished() {
+            task_ended.notified().await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("pipeline did not finish within {timeout:?}"));
+    topology.shutdown(Duration::from_secs(5)).await
+}
+
+/// The sum of the agent's counter `name` for `component_id` (and `reason`,
+/// when given), from the in-process metrics store.
+pub fn counter(name: &str, component_id: &str, reason: Option<&str>) -> u64 {
+    telemetry::install()
+        .snapshot()
+        .into_iter()
+        .filter(|m| m.name == name)
+        .filter(|m| m.labels.iter().any(|(k, v)| k == "component_id" && v == component_id))
+        .filter(|m| reason.is_none_or(|r| m.labels.iter().any(|(k, v)| k == "reason" && v == r)))
+        .map(|m| match m.value {
+            InternalValue::Counter(c) => c,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Which kind of event the `sequence` source makes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SequenceKind {
+    /// Gauges whose value is the sequence number.
+    #[default]
+    Metric,
+    /// Logs with a `sequence` field.
+    Log,
+}
+
+const fn default_count() -> u64 {
+    100
+}
+const fn default_batch_size() -> usize {
+    10
+}
+
+/// `source "sequence"`: `count` events numbered from 0, as fast as the
+/// pipeline takes them, then ends.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SequenceSourceConfig {
+    /// Events in all. Default 100.
+    #[serde(default = "default_count")]
+    pub count: u64,
+    /// Events per batch. Default 10.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// `metric` (default) or `log`.
+    #[serde(default)]
+    pub kind: SequenceKind,
+    /// When set, building fails with this message (to test failed builds).
+    #[serde(default)]
+    pub fail_build: Option<String>,
+}
+
+impl SourceConfig for SequenceSourceConfig {
+    fn outputs(&self) -> EventKinds {
+        match self.kind {
+            SequenceKind::Metric => EventKinds::METRIC,
+            SequenceKind::Log => EventKinds::LOG,
+        }
+    }
+
+    fn build(&self, mut cx: SourceContext) -> Result<Source, BoxError> {
+        if let Some(message) = &self.fail_build {
+            return Err(message.clone().into());
+        }
+        let config = self.clone();
+        let batch_size = config.batch_size.max(1) as u64;
+        Ok(Box::pin(async move {
+            let mut next = 0;
+            while next < config.count {
+                let end = (next + batch_size).min(config.count);
+                let events = (next..end).map(|s| sequence_event(config.kind, s)).collect();
+                next = end;
+                tokio::select! {
+                    result = cx.out.send(EventBatch::new(events)) => result?,
+                    _ = cx.shutdown.cancelled() => break,
+                }
+            }
+            Ok(())
+        }))
+    }
+}
+
+fn sequence_event(kind: SequenceKind, sequence: u64) -> Event {
+    match kind {
+        SequenceKind::Metric => Metric::gauge("sonde_test_sequence", sequence as f64).into(),
+        SequenceKind::Log => {
+            let mut log = Log::new("sonde.test");
+            log.fields.insert(SEQUENCE, Value::from(sequence));
+            log.into()
+        }
+    }
+}
+
+/// `transform "pass"`: hands every batch on unchanged.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PassTransformConfig {}
+
+impl TransformConfig for PassTransformConfig {
+    fn build(&self, _: &TransformContext) -> Result<Transform, BoxError> {
+        Ok(BoxService::new(tower::service_fn(|batch: EventBatch| async move {
+            Ok::<_, BoxError>(batch)
+        })))
+    }
+}
+
+/// `sink "record"`: records the sequence numbers it receives (see [`recorded`]).
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordSinkConfig {
+    /// Time each call takes, in milliseconds (a slow sink). Default 0.
+    #[serde(default)]
+    pub delay_ms: u64,
+    /// Accept logs only (metrics are removed before it and counted).
+    #[serde(default)]
+    pub logs_only: bool,
+}
+
+impl SinkConfig for RecordSinkConfig {
+    fn accepts(&self) -> EventKinds {
+        if self.logs_only {
+            EventKinds::LOG
+        } else {
+            EventKinds::ALL
+        }
+    }
+
+    fn build(&self, cx: &SinkContext) -> Result<Sink, BoxError> {
+        Ok(BoxCloneService::new(RecordSink {
+            log: recording(&cx.info.id),
+            delay: Duration::from_millis(self.delay_ms),
+        }))
+    }
+}
+
+#[derive(Clone)]
+struct RecordSink {
+    log: Recording,
+    delay: Duration,
+}
+
+impl Service<EventBatch> for RecordSink {
+    type Response = ();
+    type Error = SinkError;
+    type Future = BoxFuture<'static, Result<(), SinkError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), SinkError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, batch: EventBatch) -> Self::Future {
+        let log = self.log.clone();
+        let delay = self.delay;
+        Box::pin(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            log.lock().unwrap().extend(batch.iter().map(sequence));
+            Ok(())
+        })
+    }
+}
+
+/// `sink "flaky"`: fails its first `fail_first` calls, then records like
+/// `record`.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FlakySinkConfig {
+    /// Calls that fail before the first success.
+    pub fail_first: u32,
+    /// Whether they fail permanently (the batch is dropped) or retriably.
+    #[serde(default)]
+    pub permanent: bool,
+}
+
+impl SinkConfig for FlakySinkConfig {
+    fn accepts(&self) -> EventKinds {
+        EventKinds::ALL
+    }
+
+    fn build(&self, cx: &SinkContext) -> Result<Sink, BoxError> {
+        Ok(BoxCloneService::new(FlakySink {
+            calls: Arc::default(),
+            fail_first: self.fail_first,
+            permanent: self.permanent,
+            log: recording(&cx.info.id),
+        }))
+    }
+}
+
+#[derive(Clone)]
+struct FlakySink {
+    /// Shared by the clones that retries and concurrency make.
+    calls: Arc<Mutex<u32>>,
+    fail_first: u32,
+    permanent: bool,
+    log: Recording,
+}
+
+impl Service<EventBatch> for FlakySink {
+    type Response = ();
+    type Error = SinkError;
+    type Future = BoxFuture<'static, Result<(), SinkError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), SinkError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, batch: EventBatch) -> Self::Future {
+        let mut calls = self.calls.lock().unwrap();
+        *calls += 1;
+        let result = if *calls <= self.fail_first {
+            Err(if self.permanent {
+                SinkError::permanent("400 bad request")
+            } else {
+                SinkError::retriable("503 unavailable")
+            })
+        } else {
+            self.log.lock().unwrap().extend(batch.iter().map(sequence));
+            Ok(())
+        };
+        Box::pin(futures::future::ready(result))
+    }
+}

@@ -1,0 +1,176 @@
+//! The running graph end to end, with the mock components of
+//! [`crate::testing`]: delivery, `/graph`, reload and failed builds.
+
+use std::time::Duration;
+
+use super::*;
+use crate::config::load_str;
+use crate::testing::{self, counter, recorded, run_to_end};
+
+fn load(text: &str) -> PipelineConfig {
+    load_str("test.hcl", text, &testing::registry())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .config
+}
+
+fn ids(v: &[SharedStr]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_reaches_every_sink_in_order() {
+    let topology = Topology::start(
+        load(
+            r#"
+            source "sequence" "deliver_gen" {
+              count = 2000
+              batch_size = 7
+            }
+            transform "pass" "deliver_pass" { inputs = ["deliver_gen"] }
+            sink "record" "deliver_a" { inputs = ["deliver_pass"] }
+            sink "record" "deliver_b" {
+              inputs = ["deliver_gen"]
+              buffer { max_events = 10 }
+            }
+            "#,
+        ),
+        testing::global(),
+    )
+    .expect("builds");
+    assert_eq!(run_to_end(topology, Duration::from_secs(30)).await, 0);
+    let expected: Vec<u64> = (0..2000).collect();
+    assert_eq!(recorded("deliver_a"), expected);
+    assert_eq!(recorded("deliver_b"), expected);
+    assert_eq!(counter("sonde_component_sent_events_total", "deliver_pass", None), 2000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graph_lists_components_in_config_order_with_their_kinds() {
+    let topology = Topology::start(
+        load(
+            r#"
+            source "sequence" "graph_gen" {
+              count = 1
+              kind = "log"
+            }
+            transform "pass" "graph_pass" { inputs = ["graph_gen"] }
+            sink "record" "graph_sink" { inputs = ["graph_pass"] }
+            "#,
+        ),
+        testing::global(),
+    )
+    .expect("builds");
+    let graph = topology.graph();
+    let listed: Vec<(&str, ComponentKind, EventKinds)> = graph.iter().map(|n| (&*n.id, n.kind, n.outputs)).collect();
+    assert_eq!(
+        listed,
+        [
+            ("graph_gen", ComponentKind::Source, EventKinds::LOG),
+            ("graph_pass", ComponentKind::Transform, EventKinds::LOG),
+            ("graph_sink", ComponentKind::Sink, EventKinds::NONE),
+        ]
+    );
+    assert_eq!(ids(&graph[2].inputs), ["graph_pass"]);
+    topology.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_rewires_kept_components_and_a_failed_build_changes_nothing() {
+    // A source that never ends on its own, so the reload meets it running;
+    // the sinks take 1 ms per batch to keep the recordings small.
+    let first = r#"
+        source "sequence" "reload_gen" {
+          count = 1000000000
+          batch_size = 100
+        }
+        sink "record" "reload_old" {
+          inputs = ["reload_gen"]
+          delay_ms = 1
+        }
+    "#;
+    let mut topology = Topology::start(load(first), testing::global()).expect("builds");
+    wait_until_recorded("reload_old").await;
+
+    let broken = r#"
+        source "sequence" "reload_gen" {
+          count = 1000000000
+          batch_size = 100
+        }
+        source "sequence" "reload_bad" { fail_build = "no such device" }
+        sink "record" "reload_old" {
+          inputs = ["reload_gen", "reload_bad"]
+          delay_ms = 1
+        }
+    "#;
+    let error = topology.apply(load(broken)).expect_err("reload_bad fails to build");
+    assert_eq!(error.failures.len(), 1);
+    assert_eq!(error.failures[0].0.id, "reload_bad");
+    assert_eq!(topology.graph().len(), 2, "the running graph is left alone");
+
+    let second = r#"
+        source "sequence" "reload_gen" {
+          count = 1000000000
+          batch_size = 100
+        }
+        sink "record" "reload_new" {
+          inputs = ["reload_gen"]
+          delay_ms = 1
+        }
+    "#;
+    let summary = topology.apply(load(second)).expect("reloads");
+    assert_eq!(ids(&summary.kept), ["reload_gen"]);
+    assert_eq!(ids(&summary.added), ["reload_new"]);
+    assert_eq!(ids(&summary.removed), ["reload_old"]);
+    assert!(summary.rebuilt.is_empty());
+
+    // The kept source now feeds the new sink.
+    wait_until_recorded("reload_new").await;
+    topology.shutdown(Duration::from_secs(5)).await;
+    // The source kept its sequence across the reload: the new sink starts
+    // where the old one stopped, not at 0.
+    let old = recorded("reload_old");
+    let new = recorded("reload_new");
+    assert!(
+        new[0] > 0 && new.windows(2).all(|w| w[0] + 1 == w[1]),
+        "{:?}",
+        &new[..10.min(new.len())]
+    );
+    assert!(old.last().is_none_or(|last| *last < new[0]));
+}
+
+async fn wait_until_recorded(sink: &str) {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while recorded(sink).is_empty() {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{sink} received nothing"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retriable_failures_are_retried_until_delivered() {
+    let topology = Topology::start(
+        load(
+            r#"
+            source "sequence" "flaky_gen" {
+              count = 500
+              batch_size = 50
+            }
+            sink "flaky" "flaky_sink" {
+              inputs = ["flaky_gen"]
+              fail_first = 3
+              request {
+                retry_initial_backoff = "1ms"
+                retry_max_backoff = "5ms"
+              }
+            }
+            "#,
+        ),
+        testing::global(),
+    )
+    .expect("builds");
+    assert_eq!(run_to_end(topology, Duration::from_secs(30)).await, 0);
+    assert_eq!(recorded("flaky_sink"), (0..500).collect::<Vec<_>>());
+    assert_eq!(counter("sonde_component_errors_total", "flaky_sink", None), 3);
+}
