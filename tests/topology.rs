@@ -2,95 +2,19 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use sonde_core::component::GlobalContext;
 use sonde_core::config::load_str;
-use sonde_core::event::{Event, EventBatch, EventKinds, Value};
-use sonde_core::telemetry::{self, InternalValue};
+use sonde_core::testing::{counter, recorded};
 use sonde_core::topology::Topology;
-use sonde_core::{batch_sink, BatchSink, BoxError, Sink, SinkConfig, SinkContext, SinkError};
 
-/// Sequence numbers one test sink received.
-type Received = Arc<Mutex<Vec<u64>>>;
-
-/// What each test sink received, by sink id.
-fn received() -> &'static Mutex<HashMap<String, Received>> {
-    static RECEIVED: OnceLock<Mutex<HashMap<String, Received>>> = OnceLock::new();
-    RECEIVED.get_or_init(Default::default)
-}
-
-/// A sink that records sequence numbers, taking `delay_ms` per batch.
-#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct RecordSinkConfig {
-    #[serde(default)]
-    delay_ms: u64,
-    #[serde(default)]
-    logs_only: bool,
-}
-
-impl SinkConfig for RecordSinkConfig {
-    fn accepts(&self) -> EventKinds {
-        if self.logs_only {
-            EventKinds::LOG
-        } else {
-            EventKinds::ALL
-        }
-    }
-    fn build(&self, cx: &SinkContext) -> Result<Sink, BoxError> {
-        let log = received()
-            .lock()
-            .unwrap()
-            .entry(cx.info.id.to_string())
-            .or_default()
-            .clone();
-        Ok(batch_sink(RecordSink {
-            log,
-            delay: Duration::from_millis(self.delay_ms),
-        }))
-    }
-}
-
-struct RecordSink {
-    log: Arc<Mutex<Vec<u64>>>,
-    delay: Duration,
-}
-
-fn sequence(event: &Event) -> u64 {
-    match event {
-        Event::Log(l) => l.fields.get("sequence").and_then(Value::as_int).unwrap() as u64,
-        Event::Metric(m) => match m.value {
-            sonde_core::event::MetricValue::Gauge { value } => value as u64,
-            _ => panic!("unexpected metric"),
-        },
-        _ => panic!("unexpected event"),
-    }
-}
-
-impl BatchSink for RecordSink {
-    async fn send(&self, batch: EventBatch) -> Result<(), SinkError> {
-        tokio::time::sleep(self.delay).await;
-        self.log.lock().unwrap().extend(batch.iter().map(sequence));
-        Ok(())
-    }
-}
-
+/// Every component type of the binary, and core's mock ones (`record`,
+/// `flaky`, …: see `sonde_core::testing`).
 fn registry() -> sonde_core::Registry {
     let mut registry = common::registry();
-    registry.sink::<RecordSinkConfig>();
+    sonde_core::testing::register(&mut registry);
     registry
-}
-
-fn recorded(id: &str) -> Vec<u64> {
-    received()
-        .lock()
-        .unwrap()
-        .get(id)
-        .map(|l| l.lock().unwrap().clone())
-        .unwrap_or_default()
 }
 
 /// Runs `config` until every component finishes (sources with `count`),
@@ -110,20 +34,6 @@ async fn run_to_end(config: &str) {
     .await
     .expect("pipeline did not finish within 60s");
     assert_eq!(topology.shutdown(Duration::from_secs(5)).await, 0);
-}
-
-fn counter(name: &str, component_id: &str, reason: Option<&str>) -> u64 {
-    telemetry::install()
-        .snapshot()
-        .into_iter()
-        .filter(|m| m.name == name)
-        .filter(|m| m.labels.iter().any(|(k, v)| k == "component_id" && v == component_id))
-        .filter(|m| reason.is_none_or(|r| m.labels.iter().any(|(k, v)| k == "reason" && v == r)))
-        .map(|m| match m.value {
-            InternalValue::Counter(c) => c,
-            _ => 0,
-        })
-        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -279,61 +189,8 @@ async fn events_a_sink_cannot_take_are_removed_and_counted() {
     assert_eq!(counter("sonde_component_sent_events_total", "kind_sink", None), 100);
 }
 
-/// A sink that fails its first `fail_first` calls, retriably or not.
-#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct FlakySinkConfig {
-    fail_first: u32,
-    permanent: bool,
-}
-
-struct FlakySink {
-    calls: Mutex<u32>,
-    fail_first: u32,
-    permanent: bool,
-    log: Arc<Mutex<Vec<u64>>>,
-}
-
-impl SinkConfig for FlakySinkConfig {
-    fn accepts(&self) -> EventKinds {
-        EventKinds::ALL
-    }
-    fn build(&self, cx: &SinkContext) -> Result<Sink, BoxError> {
-        let log = received()
-            .lock()
-            .unwrap()
-            .entry(cx.info.id.to_string())
-            .or_default()
-            .clone();
-        Ok(batch_sink(FlakySink {
-            calls: Mutex::default(),
-            fail_first: self.fail_first,
-            permanent: self.permanent,
-            log,
-        }))
-    }
-}
-
-impl BatchSink for FlakySink {
-    async fn send(&self, batch: EventBatch) -> Result<(), SinkError> {
-        let mut calls = self.calls.lock().unwrap();
-        *calls += 1;
-        if *calls <= self.fail_first {
-            return Err(if self.permanent {
-                SinkError::permanent("400 bad request")
-            } else {
-                SinkError::retriable("503 unavailable")
-            });
-        }
-        self.log.lock().unwrap().extend(batch.iter().map(sequence));
-        Ok(())
-    }
-}
-
 async fn run_flaky(config: &str) {
-    let mut registry = registry();
-    registry.sink::<FlakySinkConfig>();
-    let loaded = load_str("test.hcl", config, &registry).unwrap_or_else(|e| panic!("{e}"));
+    let loaded = load_str("test.hcl", config, &registry()).unwrap_or_else(|e| panic!("{e}"));
     let topology = Topology::start(loaded.config, GlobalContext { node_name: "n".into() }).unwrap();
     tokio::time::timeout(Duration::from_secs(30), async {
         while !topology.is_finished() {
@@ -460,12 +317,4 @@ async fn batch_block_merges_small_batches_into_bigger_calls() {
     // 100 batches of 10 arrive; merged up to 100 events, that is 10 calls
     // (a few more if the source is slower than the sink at times).
     assert!((10..=20).contains(&calls), "{calls} sink calls for 100 batches of 10");
-}
-
-impl sonde_core::registry::SinkType for RecordSinkConfig {
-    const NAME: &'static str = "record";
-}
-
-impl sonde_core::registry::SinkType for FlakySinkConfig {
-    const NAME: &'static str = "flaky";
 }

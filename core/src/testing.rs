@@ -23,15 +23,13 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use schemars::JsonSchema;
 use serde::Deserialize;
-use tower::util::{BoxCloneService, BoxService};
-use tower::Service;
+use tower::util::BoxService;
 
+use crate::batch_sink::{batch_sink, BatchSink};
 use crate::component::{
     BoxError, GlobalContext, Sink, SinkConfig, SinkContext, SinkError, Source, SourceConfig, SourceContext, Transform,
     TransformConfig, TransformContext,
@@ -53,10 +51,10 @@ pub fn registry() -> Registry {
 
 /// Adds the mock components of this module to `registry`.
 pub fn register(registry: &mut Registry) {
-    registry.source::<SequenceSourceConfig>("sequence");
-    registry.transform::<PassTransformConfig>("pass");
-    registry.sink::<RecordSinkConfig>("record");
-    registry.sink::<FlakySinkConfig>("flaky");
+    registry.source::<SequenceSourceConfig>();
+    registry.transform::<PassTransformConfig>();
+    registry.sink::<RecordSinkConfig>();
+    registry.sink::<FlakySinkConfig>();
 }
 
 /// The agent-wide context tests run with (node name `test-node`).
@@ -249,38 +247,25 @@ impl SinkConfig for RecordSinkConfig {
     }
 
     fn build(&self, cx: &SinkContext) -> Result<Sink, BoxError> {
-        Ok(BoxCloneService::new(RecordSink {
+        Ok(batch_sink(RecordSink {
             log: recording(&cx.info.id),
             delay: Duration::from_millis(self.delay_ms),
         }))
     }
 }
 
-#[derive(Clone)]
 struct RecordSink {
     log: Recording,
     delay: Duration,
 }
 
-impl Service<EventBatch> for RecordSink {
-    type Response = ();
-    type Error = SinkError;
-    type Future = BoxFuture<'static, Result<(), SinkError>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), SinkError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, batch: EventBatch) -> Self::Future {
-        let log = self.log.clone();
-        let delay = self.delay;
-        Box::pin(async move {
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
-            log.lock().unwrap().extend(batch.iter().map(sequence));
-            Ok(())
-        })
+impl BatchSink for RecordSink {
+    async fn send(&self, batch: EventBatch) -> Result<(), SinkError> {
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        self.log.lock().unwrap().extend(batch.iter().map(sequence));
+        Ok(())
     }
 }
 
@@ -302,8 +287,8 @@ impl SinkConfig for FlakySinkConfig {
     }
 
     fn build(&self, cx: &SinkContext) -> Result<Sink, BoxError> {
-        Ok(BoxCloneService::new(FlakySink {
-            calls: Arc::default(),
+        Ok(batch_sink(FlakySink {
+            calls: Mutex::default(),
             fail_first: self.fail_first,
             permanent: self.permanent,
             log: recording(&cx.info.id),
@@ -311,37 +296,45 @@ impl SinkConfig for FlakySinkConfig {
     }
 }
 
-#[derive(Clone)]
 struct FlakySink {
-    /// Shared by the clones that retries and concurrency make.
-    calls: Arc<Mutex<u32>>,
+    /// One count for every call, whichever clone of the service makes it.
+    calls: Mutex<u32>,
     fail_first: u32,
     permanent: bool,
     log: Recording,
 }
 
-impl Service<EventBatch> for FlakySink {
-    type Response = ();
-    type Error = SinkError;
-    type Future = BoxFuture<'static, Result<(), SinkError>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), SinkError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, batch: EventBatch) -> Self::Future {
-        let mut calls = self.calls.lock().unwrap();
-        *calls += 1;
-        let result = if *calls <= self.fail_first {
-            Err(if self.permanent {
+impl BatchSink for FlakySink {
+    async fn send(&self, batch: EventBatch) -> Result<(), SinkError> {
+        let failing = {
+            let mut calls = self.calls.lock().unwrap();
+            *calls += 1;
+            *calls <= self.fail_first
+        };
+        if failing {
+            return Err(if self.permanent {
                 SinkError::permanent("400 bad request")
             } else {
                 SinkError::retriable("503 unavailable")
-            })
-        } else {
-            self.log.lock().unwrap().extend(batch.iter().map(sequence));
-            Ok(())
-        };
-        Box::pin(futures::future::ready(result))
+            });
+        }
+        self.log.lock().unwrap().extend(batch.iter().map(sequence));
+        Ok(())
     }
+}
+
+impl crate::registry::SourceType for SequenceSourceConfig {
+    const NAME: &'static str = "sequence";
+}
+
+impl crate::registry::TransformType for PassTransformConfig {
+    const NAME: &'static str = "pass";
+}
+
+impl crate::registry::SinkType for RecordSinkConfig {
+    const NAME: &'static str = "record";
+}
+
+impl crate::registry::SinkType for FlakySinkConfig {
+    const NAME: &'static str = "flaky";
 }
