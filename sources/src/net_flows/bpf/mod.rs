@@ -11,18 +11,23 @@
 //! namespace.
 
 mod abi;
+mod closed;
+mod options;
+mod udp;
 
 pub use abi::*;
+pub use closed::ClosedFlows;
+pub use options::{Options, SnapshotError};
 pub use sonde_ebpf::cgroup::{cgroup2_root, OWN_CGROUP2};
 
 use std::io::Read;
-use std::os::fd::{AsRawFd, RawFd};
 
-use sonde_ebpf::aya::maps::{HashMap, MapData, RingBuf};
-use sonde_ebpf::aya::programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, Iter, ProgramError};
+use sonde_ebpf::aya::maps::{HashMap, MapData};
+use sonde_ebpf::aya::programs::{Iter, ProgramError};
 use sonde_ebpf::loader::{load_error, Object, ProgramStats};
 use sonde_ebpf::telemetry::{KernelStat, StatTotals, StatsArray};
 use sonde_ebpf::{LoadError, ReadError};
+use udp::attach_udp;
 
 /// The compiled object, embedded.
 static ELF: &[u8] = sonde_ebpf::aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/net_flows.bpf.o"));
@@ -47,38 +52,6 @@ pub const PROGRAM_UDP_EGRESS: &str = "flow_udp_egress";
 /// Size of `struct tcp_flow`, which user space only counts.
 const TCP_FLOW_SIZE: usize = FLOW_TCP_VALUE_SIZE as usize;
 
-/// Why a snapshot of open flows failed.
-#[derive(Debug, thiserror::Error)]
-pub enum SnapshotError {
-    /// The iterator could not be started.
-    #[error("cannot start the iter/tcp snapshot of `{OBJECT}`: {}", sonde_ebpf::error::chain(.0))]
-    Start(#[source] Box<ProgramError>),
-    /// Reading its output failed.
-    #[error("cannot read the iter/tcp snapshot of `{OBJECT}`: {0}")]
-    Read(#[source] std::io::Error),
-}
-
-/// How to load the programs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Options {
-    /// Count UDP flows (cgroup_skb programs on the cgroup v2 root).
-    pub udp: bool,
-    /// Capacity of the open-TCP-flow map.
-    pub max_tcp_flows: u32,
-    /// Capacity of the UDP flow map.
-    pub max_udp_flows: u32,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            udp: true,
-            max_tcp_flows: FLOW_MAX_TCP,
-            max_udp_flows: FLOW_MAX_UDP,
-        }
-    }
-}
-
 /// Extra stats slots [`NetFlowPrograms::stats`] appends, counted by user
 /// space: open TCP flows in their map now…
 pub const FLOW_LIVE_TCP: u32 = FLOW_STAT_COUNT;
@@ -102,33 +75,6 @@ pub const STATS: &[KernelStat] = &[
     // Passive opens whose listener's owner is unknown.
     KernelStat::lost(FLOW_STAT_NO_OWNER, "unattributed"),
 ];
-
-/// The records of closed TCP flows, as the kernel writes them. Pollable
-/// (`AsRawFd`): readable when records wait.
-pub struct ClosedFlows(RingBuf<MapData>);
-
-impl std::fmt::Debug for ClosedFlows {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClosedFlows").finish_non_exhaustive()
-    }
-}
-
-impl ClosedFlows {
-    /// Every record waiting now.
-    pub fn drain(&mut self) -> Vec<FlowRecord> {
-        let mut out = Vec::new();
-        while let Some(item) = self.0.next() {
-            out.extend(FlowRecord::from_bytes(&item));
-        }
-        out
-    }
-}
-
-impl AsRawFd for ClosedFlows {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0.as_raw_fd()
-    }
-}
 
 /// The loaded and attached programs, with typed handles to their maps.
 /// Dropping it detaches everything.
@@ -272,36 +218,6 @@ impl NetFlowPrograms {
     pub fn program_stats(&self) -> Vec<ProgramStats> {
         self.object.program_stats()
     }
-}
-
-/// Attaches the UDP programs to the cgroup v2 root. Through bpf_link
-/// (5.7+), which always allows other programs beside ours.
-fn attach_udp(object: &mut Object) -> Result<(), LoadError> {
-    let attach_error = |program: &'static str, what: &str, source: ProgramError| LoadError::Attach {
-        object: OBJECT,
-        program,
-        attach_point: what.to_string(),
-        source: Box::new(source),
-    };
-    let root = cgroup2_root().map_err(|e| attach_error("flow_sock_create", "the cgroup v2 root", e.into()))?;
-    let cgroup = std::fs::File::open(&root)
-        .map_err(|e| attach_error("flow_sock_create", &format!("cgroup {}", root.display()), e.into()))?;
-    let program = "flow_sock_create";
-    let create: &mut CgroupSock = object.program_as(program)?;
-    create.load().map_err(|e| load_error(OBJECT, program, e))?;
-    create
-        .attach(&cgroup, CgroupAttachMode::Single)
-        .map_err(|e| attach_error(program, &format!("cgroup/sock_create {}", root.display()), e))?;
-    for (program, direction) in [
-        (PROGRAM_UDP_EGRESS, CgroupSkbAttachType::Egress),
-        ("flow_udp_ingress", CgroupSkbAttachType::Ingress),
-    ] {
-        let skb: &mut CgroupSkb = object.program_as(program)?;
-        skb.load().map_err(|e| load_error(OBJECT, program, e))?;
-        skb.attach(&cgroup, direction, CgroupAttachMode::Single)
-            .map_err(|e| attach_error(program, &format!("cgroup_skb {direction:?} {}", root.display()), e))?;
-    }
-    Ok(())
 }
 
 fn read_error(map: &'static str) -> impl Fn(sonde_ebpf::aya::maps::MapError) -> ReadError {

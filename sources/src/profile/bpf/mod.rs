@@ -15,17 +15,22 @@
 
 mod abi;
 
+mod attach;
+mod maps;
+mod new_pids;
+mod options;
+
 pub use abi::*;
+pub use new_pids::NewPids;
+pub use options::{Options, SampleEvent};
+
+use attach::attach;
+use maps::{drain_stacks, read_error, remove};
 
 use std::collections::{HashMap as StdHashMap, HashSet};
-use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
-use sonde_ebpf::aya::maps::{Array, HashMap, MapData, MapError, RingBuf, StackTraceMap};
-use sonde_ebpf::aya::programs::perf_event::{
-    HardwareEvent, PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent,
-};
-use sonde_ebpf::aya::programs::PerfEvent;
+use sonde_ebpf::aya::maps::{Array, HashMap, MapData, MapError, StackTraceMap};
 
 use sonde_ebpf::loader::{load_error, Object, ProgramStats};
 use sonde_ebpf::telemetry::{KernelStat, StatTotals, StatsArray};
@@ -59,44 +64,6 @@ pub const MAP_NEW_PIDS: &str = "new_pids";
 /// the old one: a program run that read the old set index just before the
 /// switch finishes within microseconds (it runs with interrupts off).
 pub const SWITCH_GRACE: Duration = Duration::from_millis(2);
-
-/// Which perf event drives the sampling.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum SampleEvent {
-    /// The software CPU clock (an hrtimer per CPU): works everywhere,
-    /// including VMs without a virtual PMU.
-    #[default]
-    CpuClock,
-    /// Hardware CPU cycles (needs a PMU): samples also where interrupts
-    /// are disabled.
-    Cycles,
-    /// Cycles when the PMU offers them, else the CPU clock.
-    Auto,
-}
-
-/// How to load the program.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Options {
-    /// Samples per second per CPU.
-    pub frequency_hz: u64,
-    /// The perf event.
-    pub event: SampleEvent,
-    /// Record samples of the idle task (pid 0).
-    pub include_idle: bool,
-    /// Capacity of each of the two stack maps (rounded up to a power of two by the kernel).
-    pub max_stacks: u32,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            frequency_hz: 99,
-            event: SampleEvent::CpuClock,
-            include_idle: false,
-            max_stacks: PROFILE_MAX_STACKS,
-        }
-    }
-}
 
 /// How the program's stats slots (`PROFILE_STAT_*`) are exported. Both
 /// map sets share one name in the labels: they take turns. Not exported:
@@ -168,7 +135,7 @@ impl Profiler {
             source: Box::new(sonde_ebpf::aya::programs::ProgramError::IOError(error)),
         })?;
         {
-            let program: &mut PerfEvent = object.program_as(PROGRAM)?;
+            let program: &mut sonde_ebpf::aya::programs::PerfEvent = object.program_as(PROGRAM)?;
             program.load().map_err(|e| load_error(OBJECT, PROGRAM, e))?;
         }
         // Before sampling starts, so no exec goes unseen.
@@ -274,130 +241,6 @@ impl Profiler {
     /// are enabled, kernel 5.8+).
     pub fn program_stats(&self) -> Vec<ProgramStats> {
         self.object.program_stats()
-    }
-}
-
-/// Attaches the loaded program to one perf event per CPU; returns the event used.
-fn attach(object: &mut Object, cpus: &[u32], options: &Options) -> Result<SampleEvent, LoadError> {
-    let program: &mut PerfEvent = object.program_as(PROGRAM)?;
-    let policy = SamplePolicy::Frequency(options.frequency_hz.max(1));
-    let mut event = options.event;
-    for (index, &cpu) in cpus.iter().enumerate() {
-        let config = match event {
-            SampleEvent::CpuClock => PerfEventConfig::Software(SoftwareEvent::CpuClock),
-            SampleEvent::Cycles | SampleEvent::Auto => PerfEventConfig::Hardware(HardwareEvent::CpuCycles),
-        };
-        let result = program.attach(config, PerfEventScope::AllProcessesOneCpu { cpu }, policy, false);
-        match result {
-            Ok(_) => {
-                if event == SampleEvent::Auto {
-                    event = SampleEvent::Cycles;
-                }
-            }
-            // No PMU (ENOENT, EOPNOTSUPP): fall back on the first CPU only,
-            // so every CPU samples the same event.
-            Err(_) if event == SampleEvent::Auto && index == 0 => {
-                event = SampleEvent::CpuClock;
-                program
-                    .attach(
-                        PerfEventConfig::Software(SoftwareEvent::CpuClock),
-                        PerfEventScope::AllProcessesOneCpu { cpu },
-                        policy,
-                        false,
-                    )
-                    .map_err(|source| attach_error(cpu, SampleEvent::CpuClock, source))?;
-            }
-            Err(source) => return Err(attach_error(cpu, event, source)),
-        }
-    }
-    Ok(event)
-}
-
-fn attach_error(cpu: u32, event: SampleEvent, source: sonde_ebpf::aya::programs::ProgramError) -> LoadError {
-    let name = match event {
-        SampleEvent::CpuClock => "software cpu-clock",
-        _ => "hardware cycles",
-    };
-    LoadError::Attach {
-        object: OBJECT,
-        program: PROGRAM,
-        attach_point: format!("perf event {name} on CPU {cpu}"),
-        source: Box::new(source),
-    }
-}
-
-/// Reads the stacks of `map` that `wanted` refers to into `out` (under
-/// their id with `id_bit`), and removes every stack from `map`.
-fn drain_stacks(
-    map: &mut StackTraceMap<MapData>,
-    name: &'static str,
-    id_bit: u32,
-    wanted: &HashSet<u32>,
-    out: &mut StdHashMap<u32, Vec<u64>>,
-) -> Result<(), ReadError> {
-    let ids = map
-        .stack_ids()
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| read_error(name, source))?;
-    for id in ids {
-        if wanted.contains(&(id | id_bit)) {
-            match map.get(&id, 0) {
-                Ok(trace) => {
-                    out.insert(id | id_bit, trace.frames().iter().map(|f| f.ip).collect());
-                }
-                Err(MapError::KeyNotFound) => {}
-                Err(source) => return Err(read_error(name, source)),
-            }
-        }
-        match map.remove(&id) {
-            Ok(()) | Err(MapError::KeyNotFound) => {}
-            Err(source) => return Err(read_error(name, source)),
-        }
-    }
-    Ok(())
-}
-
-fn read_error(map: &'static str, source: MapError) -> ReadError {
-    ReadError {
-        object: OBJECT,
-        map,
-        source: Box::new(source),
-    }
-}
-
-fn remove<K: sonde_ebpf::aya::Pod, V: sonde_ebpf::aya::Pod>(
-    map: &mut HashMap<MapData, K, V>,
-    key: &K,
-    name: &'static str,
-) -> Result<(), ReadError> {
-    match map.remove(key) {
-        Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
-        Err(source) => Err(read_error(name, source)),
-    }
-}
-
-/// The pids the program saw for the first time, as it announces them.
-pub struct NewPids {
-    ring: RingBuf<MapData>,
-}
-
-impl NewPids {
-    /// Every pid announced since the last call.
-    pub fn read(&mut self) -> Vec<u32> {
-        let mut pids = Vec::new();
-        while let Some(item) = self.ring.next() {
-            if let Ok(bytes) = <[u8; 4]>::try_from(&item[..]) {
-                pids.push(u32::from_ne_bytes(bytes));
-            }
-        }
-        pids
-    }
-}
-
-impl AsRawFd for NewPids {
-    /// Readable (`poll`) when pids are waiting.
-    fn as_raw_fd(&self) -> RawFd {
-        self.ring.as_raw_fd()
     }
 }
 

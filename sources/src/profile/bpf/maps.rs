@@ -1,0 +1,59 @@
+//! Reading and clearing the program's maps: stacks of a drained set,
+//! entries of hash maps, and the errors that name the map.
+
+use std::collections::{HashMap as StdHashMap, HashSet};
+
+use sonde_ebpf::aya::maps::{HashMap, MapData, MapError, StackTraceMap};
+use sonde_ebpf::ReadError;
+
+use super::OBJECT;
+
+/// Reads the stacks of `map` that `wanted` refers to into `out` (under
+/// their id with `id_bit`), and removes every stack from `map`.
+pub(super) fn drain_stacks(
+    map: &mut StackTraceMap<MapData>,
+    name: &'static str,
+    id_bit: u32,
+    wanted: &HashSet<u32>,
+    out: &mut StdHashMap<u32, Vec<u64>>,
+) -> Result<(), ReadError> {
+    let ids = map
+        .stack_ids()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| read_error(name, source))?;
+    for id in ids {
+        if wanted.contains(&(id | id_bit)) {
+            match map.get(&id, 0) {
+                Ok(trace) => {
+                    out.insert(id | id_bit, trace.frames().iter().map(|f| f.ip).collect());
+                }
+                Err(MapError::KeyNotFound) => {}
+                Err(source) => return Err(read_error(name, source)),
+            }
+        }
+        match map.remove(&id) {
+            Ok(()) | Err(MapError::KeyNotFound) => {}
+            Err(source) => return Err(read_error(name, source)),
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn read_error(map: &'static str, source: MapError) -> ReadError {
+    ReadError {
+        object: OBJECT,
+        map,
+        source: Box::new(source),
+    }
+}
+
+pub(super) fn remove<K: sonde_ebpf::aya::Pod, V: sonde_ebpf::aya::Pod>(
+    map: &mut HashMap<MapData, K, V>,
+    key: &K,
+    name: &'static str,
+) -> Result<(), ReadError> {
+    match map.remove(key) {
+        Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+        Err(source) => Err(read_error(name, source)),
+    }
+}
