@@ -128,6 +128,12 @@ pub trait SourceConfig: fmt::Debug + Send + Sync + 'static {
     fn capabilities(&self) -> CapabilitySet {
         CapabilitySet::EMPTY
     }
+    /// Checks that no parse-time type expresses (ranges, options that
+    /// contradict each other), before anything is built; runtime matters
+    /// (files, the network) stay in `build`. Default: none.
+    fn validate(&self) -> Result<(), Vec<crate::config::Invalid>> {
+        Ok(())
+    }
     /// Builds the running source.
     fn build(&self, cx: SourceContext) -> Result<Source, BoxError>;
 }
@@ -147,6 +153,12 @@ pub trait TransformConfig: fmt::Debug + Send + Sync + 'static {
     fn capabilities(&self) -> CapabilitySet {
         CapabilitySet::EMPTY
     }
+    /// Checks that no parse-time type expresses (ranges, options that
+    /// contradict each other), before anything is built; runtime matters
+    /// (files, the network) stay in `build`. Default: none.
+    fn validate(&self) -> Result<(), Vec<crate::config::Invalid>> {
+        Ok(())
+    }
     /// Builds the transform service.
     fn build(&self, cx: &TransformContext) -> Result<Transform, BoxError>;
 }
@@ -165,6 +177,12 @@ pub trait SinkConfig: fmt::Debug + Send + Sync + 'static {
     /// [`SourceConfig::capabilities`]). Default: none.
     fn capabilities(&self) -> CapabilitySet {
         CapabilitySet::EMPTY
+    }
+    /// Checks that no parse-time type expresses (ranges, options that
+    /// contradict each other), before anything is built; runtime matters
+    /// (files, the network) stay in `build`. Default: none.
+    fn validate(&self) -> Result<(), Vec<crate::config::Invalid>> {
+        Ok(())
     }
     /// Builds the sink service. Runs inside the tokio runtime, so it may spawn
     /// background tasks (a scrape server), which must end on `cx.shutdown`.

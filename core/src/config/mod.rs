@@ -17,7 +17,10 @@ mod eval;
 pub mod graph;
 mod load;
 mod model;
+mod names;
+mod values;
 
 pub use diagnostic::{did_you_mean, ConfigError, Diagnostic, DiagnosticKind, Location, Severity, SourceMap};
 pub use load::{load_file, load_str, Loaded};
 pub use model::*;
+pub use values::{fraction, http_url, positive_duration, Checks, Fraction, HttpUrl, Invalid, PositiveDuration};
