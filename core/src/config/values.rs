@@ -97,6 +97,11 @@ pub mod positive_duration {
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
         PositiveDuration::deserialize(deserializer).map(PositiveDuration::get)
     }
+
+    /// Writes humantime text.
+    pub fn serialize<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        humantime_serde::serialize(duration, serializer)
+    }
 }
 
 /// An `http://` or `https://` URL.
@@ -167,6 +172,11 @@ pub mod http_url {
         HttpUrl::deserialize(deserializer).map(HttpUrl::into_string)
     }
 
+    /// Writes the URL.
+    pub fn serialize<S: serde::Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(url)
+    }
+
     /// The same for an `Option<String>` field.
     pub mod option {
         use super::*;
@@ -175,17 +185,22 @@ pub mod http_url {
         pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
             Option::<HttpUrl>::deserialize(deserializer).map(|u| u.map(HttpUrl::into_string))
         }
+
+        /// Writes the URL, or null.
+        pub fn serialize<S: serde::Serializer>(url: &Option<String>, serializer: S) -> Result<S::Ok, S::Error> {
+            serde::Serialize::serialize(url, serializer)
+        }
     }
 }
 
-/// A fraction in (0, 1]: a sampling rate.
+/// A fraction from 0 to 1, both included: a sampling rate.
 #[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
 pub struct Fraction(f64);
 
 impl Fraction {
-    /// `value`, when it is in (0, 1].
+    /// `value`, when it is in [0, 1].
     pub fn new(value: f64) -> Option<Self> {
-        (value > 0.0 && value <= 1.0).then_some(Fraction(value))
+        (0.0..=1.0).contains(&value).then_some(Fraction(value))
     }
 
     /// The value.
@@ -204,7 +219,7 @@ impl Deref for Fraction {
 impl<'de> Deserialize<'de> for Fraction {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = f64::deserialize(deserializer)?;
-        Fraction::new(value).ok_or_else(|| D::Error::custom(format!("must be more than 0 and at most 1, not {value}")))
+        Fraction::new(value).ok_or_else(|| D::Error::custom(format!("must be between 0 and 1, not {value}")))
     }
 }
 
@@ -216,17 +231,22 @@ impl JsonSchema for Fraction {
         "Fraction".into()
     }
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({ "type": "number", "exclusiveMinimum": 0.0, "maximum": 1.0 })
+        json_schema!({ "type": "number", "minimum": 0.0, "maximum": 1.0 })
     }
 }
 
-/// `#[serde(with = "fraction")]` for an `f64` field in (0, 1].
+/// `#[serde(with = "fraction")]` for an `f64` field in [0, 1].
 pub mod fraction {
     use super::*;
 
-    /// Reads a number in (0, 1].
+    /// Reads a number in [0, 1].
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
         Fraction::deserialize(deserializer).map(Fraction::get)
+    }
+
+    /// Writes the number.
+    pub fn serialize<S: serde::Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_f64(*value)
     }
 }
 
@@ -328,10 +348,11 @@ mod tests {
     fn fraction() {
         assert_eq!(parse::<Fraction>(serde_json::json!(0.5)).unwrap().get(), 0.5);
         assert_eq!(parse::<Fraction>(serde_json::json!(1)).unwrap().get(), 1.0);
-        for bad in [0.0, -0.1, 1.5] {
+        assert_eq!(parse::<Fraction>(serde_json::json!(0)).unwrap().get(), 0.0);
+        for bad in [-0.1, 1.5] {
             assert_eq!(
                 parse::<Fraction>(serde_json::json!(bad)).unwrap_err(),
-                format!("must be more than 0 and at most 1, not {bad}")
+                format!("must be between 0 and 1, not {bad}")
             );
         }
     }
