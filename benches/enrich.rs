@@ -123,7 +123,7 @@ fn main() {
     let mut enricher = Enricher::new(cache, Some(index), Some("node-a".into()), EnrichMetrics::noop());
     let sample_config: SampleTransformConfig =
         serde_json::from_value(serde_json::json!({"rate": 0.1, "key": ["process.pid", "remote_addr"]})).unwrap();
-    let mut sampler = Sampler::new(&sample_config).unwrap();
+    let mut sampler = Sampler::new(&sample_config);
 
     let template = template();
     // Warm-up: fills the process cache and memoises every pod lookup.

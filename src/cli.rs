@@ -112,7 +112,12 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     eprintln!("{error}");
                     Ok(ExitCode::FAILURE)
                 }
-                Err(error) => Err(error.into()),
+                // Its message already holds its cause: through anyhow's
+                // `{:#}` the cause would be printed twice.
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    Ok(ExitCode::FAILURE)
+                }
             }
         }
         Command::Validate { config } => match config::load_file(&config, &registry) {

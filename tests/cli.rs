@@ -239,7 +239,7 @@ fn sighup_rebuilds_only_what_changed_and_keeps_running_on_a_bad_config() {
     );
     assert!(stderr.contains("rebuilt=[\"f\"]"), "{stderr}");
     assert!(
-        stderr.contains(&format!("{}:2:3: error: invalid value for `rate`", config.display())),
+        stderr.contains(&format!("{}:2:10: error: invalid value for `rate`", config.display())),
         "{stderr}"
     );
     assert!(stderr.contains("keeping the running pipeline"), "{stderr}");

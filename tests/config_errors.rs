@@ -4,6 +4,7 @@
 mod common;
 
 use sonde_core::config::{load_str, DiagnosticKind, Severity};
+use sonde_core::ComponentKind;
 
 /// Loads `text` as `p.hcl` and returns every diagnostic rendered.
 fn diagnostics(text: &str) -> Vec<String> {
@@ -58,7 +59,7 @@ fn misspelt_input_suggests_the_nearest() {
 fn wrong_value_type_is_located() {
     assert_one(
         "source \"demo\" \"a\" {\n  rate = \"fast\"\n}\nsink \"blackhole\" \"b\" { inputs = [\"a\"] }\n",
-        "p.hcl:2:3: error: invalid value for `rate` in source \"demo\": invalid type: string \"fast\", expected f64",
+        "p.hcl:2:10: error: invalid value for `rate` in source \"demo\": invalid type: string \"fast\", expected f64",
     );
 }
 
@@ -66,7 +67,7 @@ fn wrong_value_type_is_located() {
 fn wrong_enum_value_suggests() {
     assert_one(
         "source \"demo\" \"a\" {\n  kind = \"logs\"\n}\nsink \"blackhole\" \"b\" { inputs = [\"a\"] }\n",
-        "p.hcl:2:3: error: invalid value `logs` for `kind` in source \"demo\"\n  help: did you mean `log`?",
+        "p.hcl:2:10: error: invalid value `logs` for `kind` in source \"demo\"\n  help: did you mean `log`?",
     );
 }
 
@@ -236,4 +237,170 @@ fn every_shipped_config_validates() {
 
 impl sonde_core::registry::SinkType for MetricsOnlySinkConfig {
     const NAME: &'static str = "metrics_only";
+}
+
+/// Runs `sonde validate` and `sonde run` on `text` (written to `p.hcl` in
+/// a temporary folder, the working directory): for each, its exit code and
+/// stderr. A config error stops `run` before anything loads, so no root is
+/// needed.
+fn both_commands(text: &str) -> Vec<(&'static str, Option<i32>, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.hcl"), text).unwrap();
+    ["validate", "run"]
+        .into_iter()
+        .map(|command| {
+            let out = common::sonde()
+                .current_dir(dir.path())
+                .args([command, "--config", "p.hcl"])
+                .output()
+                .unwrap();
+            (
+                command,
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Both commands fail with exit code 1 and print `expected`, and no line twice.
+fn assert_refused(text: &str, expected: &str) {
+    for (command, code, stderr) in both_commands(text) {
+        assert_eq!(code, Some(1), "sonde {command} on\n{text}\nstderr:\n{stderr}");
+        assert!(
+            stderr.lines().any(|l| l == expected),
+            "sonde {command}: expected\n{expected}\nstderr:\n{stderr}"
+        );
+        let mut seen = std::collections::HashSet::new();
+        for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+            assert!(seen.insert(line), "sonde {command} printed twice: {line}\n{stderr}");
+        }
+    }
+}
+
+/// The options of `ty` whose schema has `format`.
+fn options_with_format(ty: &sonde_core::registry::ComponentType, format: &str) -> Vec<String> {
+    let schema = ty.schema(&mut schemars::SchemaGenerator::default());
+    let properties = schema
+        .get("properties")
+        .and_then(|p| p.as_object())
+        .cloned()
+        .unwrap_or_default();
+    properties
+        .into_iter()
+        .filter(|(_, p)| {
+            let p = p.get("anyOf").and_then(|a| a.get(0)).unwrap_or(p);
+            p.get("format").and_then(|f| f.as_str()) == Some(format)
+        })
+        .map(|(name, _)| name)
+        .collect()
+}
+
+#[test]
+fn zero_durations_are_refused_before_start_on_every_source() {
+    let registry = common::registry();
+    let mut checked = Vec::new();
+    for ty in registry.iter().filter(|t| t.kind == ComponentKind::Source) {
+        for option in options_with_format(ty, "duration") {
+            let text = format!(
+                "source \"{}\" \"s\" {{\n  {option} = \"0s\"\n}}\nsink \"blackhole\" \"b\" {{ inputs = [\"s\"] }}\n",
+                ty.name
+            );
+            let expected = format!(
+                "p.hcl:2:{}: error: invalid value for `{option}` in source \"{}\": must be longer than 0s",
+                option.len() + 6,
+                ty.name
+            );
+            assert_refused(&text, &expected);
+            checked.push(format!("{}.{option}", ty.name));
+        }
+    }
+    for must in [
+        "disk_latency.interval",
+        "tcp.interval",
+        "energy.interval",
+        "internal_metrics.interval",
+        "profile.interval",
+        "net_flows.interval",
+        "net_flows.active_timeout",
+        "net_flows.idle_timeout",
+    ] {
+        assert!(checked.iter().any(|c| c == must), "{must} not checked: {checked:?}");
+    }
+}
+
+#[test]
+fn non_http_endpoints_are_refused_before_start_on_every_sink() {
+    let registry = common::registry();
+    let mut checked = Vec::new();
+    for ty in registry.iter().filter(|t| t.kind == ComponentKind::Sink) {
+        for option in options_with_format(ty, "uri") {
+            let text = format!(
+                "source \"demo\" \"s\" {{}}\nsink \"{}\" \"o\" {{\n  inputs = [\"s\"]\n  {option} = \"ftp://x\"\n}}\n",
+                ty.name
+            );
+            let expected = format!(
+                "p.hcl:4:{}: error: invalid value for `{option}` in sink \"{}\": the scheme is `ftp`; it must be `http` or `https`",
+                option.len() + 6,
+                ty.name
+            );
+            assert_refused(&text, &expected);
+            checked.push(format!("{}.{option}", ty.name));
+        }
+    }
+    for must in ["otlp.endpoint", "pyroscope.endpoint", "prometheus.endpoint"] {
+        assert!(checked.iter().any(|c| c == must), "{must} not checked: {checked:?}");
+    }
+}
+
+#[test]
+fn ranges_are_refused_before_start() {
+    assert_refused(
+        "source \"demo\" \"s\" {}\ntransform \"sample\" \"t\" {\n  inputs = [\"s\"]\n  rate = 1.5\n}\nsink \"blackhole\" \"b\" { inputs = [\"t\"] }\n",
+        "p.hcl:4:10: error: invalid value for `rate` in transform \"sample\": must be between 0 and 1, not 1.5",
+    );
+    assert_refused(
+        "source \"tcp\" \"s\" {\n  max_series = 0\n  max_sockets = 0\n}\nsink \"blackhole\" \"b\" { inputs = [\"s\"] }\n",
+        "p.hcl:2:16: error: invalid value for `max_series` in source \"tcp\": must be at least 1",
+    );
+    assert_refused(
+        "source \"tcp\" \"s\" {\n  max_series = 0\n  max_sockets = 0\n}\nsink \"blackhole\" \"b\" { inputs = [\"s\"] }\n",
+        "p.hcl:3:17: error: invalid value for `max_sockets` in source \"tcp\": must be at least 1",
+    );
+    assert_refused(
+        "source \"profile\" \"s\" {\n  interval = \"50ms\"\n}\nsink \"blackhole\" \"b\" { inputs = [\"s\"] }\n",
+        "p.hcl:2:14: error: invalid value for `interval` in source \"profile\": must be at least 100ms",
+    );
+    assert_refused(
+        "source \"net_flows\" \"s\" {\n  max_udp_flows = 0\n}\nsink \"blackhole\" \"b\" { inputs = [\"s\"] }\n",
+        "p.hcl:2:19: error: invalid value for `max_udp_flows` in source \"net_flows\": must be at least 1",
+    );
+    assert_refused(
+        "source \"demo\" \"s\" {\n  batch_size = 0\n}\nsink \"blackhole\" \"b\" { inputs = [\"s\"] }\n",
+        "p.hcl:2:16: error: invalid value for `batch_size` in source \"demo\": must be at least 1",
+    );
+}
+
+#[test]
+fn contradicting_options_are_refused_before_start() {
+    assert_refused(
+        "source \"demo\" \"s\" {}\nsink \"otlp\" \"o\" {\n  inputs = [\"s\"]\n  tls { ca_file = \"/x\" }\n}\n",
+        "p.hcl:4:3: error: invalid value for `tls` in sink \"otlp\": needs an https:// endpoint",
+    );
+    assert_refused(
+        "source \"demo\" \"s\" {}\nsink \"prometheus\" \"p\" {\n  inputs = [\"s\"]\n  mode = \"remote_write\"\n}\n",
+        "p.hcl:4:10: error: invalid value for `mode` in sink \"prometheus\": mode = \"remote_write\" needs `endpoint` (such as \"http://prometheus:9090/api/v1/write\")",
+    );
+}
+
+#[test]
+fn nested_options_are_suggested_from_the_schema() {
+    assert_one(
+        "source \"demo\" \"s\" {}\nsink \"otlp\" \"o\" {\n  inputs = [\"s\"]\n  tls { ca_fil = \"/x\" }\n}\n",
+        "p.hcl:4:9: error: unknown option `tls.ca_fil` in sink \"otlp\"\n  help: did you mean `ca_file`?",
+    );
+    assert_one(
+        "source \"demo\" \"s\" {}\nsink \"otlp\" \"o\" {\n  inputs = [\"s\"]\n  protocol = \"http\"\n}\n",
+        "p.hcl:4:14: error: invalid value `http` for `protocol` in sink \"otlp\"\n  help: did you mean `http/protobuf`?",
+    );
 }

@@ -72,6 +72,17 @@ pub enum AnyConfig {
     Sink(Box<dyn SinkConfig>),
 }
 
+impl AnyConfig {
+    /// Runs the type's [`validate`](SourceConfig::validate).
+    pub fn validate(&self) -> Result<(), Vec<crate::component::Invalid>> {
+        match self {
+            AnyConfig::Source(c) => c.validate(),
+            AnyConfig::Transform(c) => c.validate(),
+            AnyConfig::Sink(c) => c.validate(),
+        }
+    }
+}
+
 /// Why a component's options did not deserialize, with the path of the bad option.
 pub type ParseError = serde_path_to_error::Error<serde_json::Error>;
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
+use sonde_core::config::{Checks, Invalid};
 use sonde_core::event::{keys, Attributes, Event, EventBatch, EventKinds, Log, Metric, SharedStr, Timestamp, Value};
 use sonde_core::{BoxError, Source, SourceConfig, SourceContext};
 use tokio::time::MissedTickBehavior;
@@ -82,13 +83,20 @@ impl SourceConfig for DemoSourceConfig {
         }
     }
 
+    fn validate(&self) -> Result<(), Vec<Invalid>> {
+        let mut check = Checks::new();
+        check
+            .that(
+                self.rate >= 0.0 && self.rate.is_finite(),
+                "rate",
+                format_args!("must be 0 or a positive number, not {}", self.rate),
+            )
+            .that(self.batch_size > 0, "batch_size", "must be at least 1")
+            .that(self.series > 0, "series", "must be at least 1");
+        check.finish()
+    }
+
     fn build(&self, cx: SourceContext) -> Result<Source, BoxError> {
-        if !(self.rate >= 0.0 && self.rate.is_finite()) {
-            return Err(format!("rate must be 0 or a positive number, not {}", self.rate).into());
-        }
-        if self.batch_size == 0 || self.series == 0 {
-            return Err("batch_size and series must be at least 1".into());
-        }
         Ok(Box::pin(run(self.clone(), cx)))
     }
 }

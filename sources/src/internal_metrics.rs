@@ -27,8 +27,8 @@ const fn default_interval() -> Duration {
 #[serde(deny_unknown_fields)]
 pub struct InternalMetricsSourceConfig {
     /// Time between snapshots. Default `10s`.
-    #[serde(default = "default_interval", with = "humantime_serde")]
-    #[schemars(with = "String")]
+    #[serde(default = "default_interval", with = "sonde_core::config::positive_duration")]
+    #[schemars(with = "sonde_core::config::PositiveDuration")]
     pub interval: Duration,
 }
 
@@ -42,9 +42,6 @@ impl SourceConfig for InternalMetricsSourceConfig {
     }
 
     fn build(&self, cx: SourceContext) -> Result<Source, BoxError> {
-        if self.interval.is_zero() {
-            return Err("interval must be longer than 0s".into());
-        }
         Ok(Box::pin(run(self.interval, cx)))
     }
 }

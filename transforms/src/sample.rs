@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
+use sonde_core::config::{Checks, Invalid};
 use sonde_core::event::{Event, EventBatch, EventKind, EventKinds, Severity, SpanStatus, Value};
 use sonde_core::topology::component_metrics::labels;
 use sonde_core::{function_transform, BoxError, FunctionTransform, Transform, TransformConfig, TransformContext};
@@ -50,9 +51,11 @@ fn default_kinds() -> Vec<KindName> {
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SampleTransformConfig {
-    /// Fraction of keys (or, without `key`, of events) kept, from 0 to 1.
-    /// Default 1 (keep all; only `max_per_second` limits).
-    #[serde(default = "default_rate")]
+    /// Fraction of keys (or, without `key`, of events) kept, from 0 to 1
+    /// (0 keeps only errors and `always_keep`). Default 1 (keep all; only
+    /// `max_per_second` limits).
+    #[serde(default = "default_rate", with = "sonde_core::config::fraction")]
+    #[schemars(with = "sonde_core::config::Fraction")]
     pub rate: f64,
     /// Attributes (or log/span fields) whose values make the key, e.g.
     /// `["process.pid", "remote_addr"]`. Events with the same values get
@@ -82,24 +85,25 @@ pub struct SampleTransformConfig {
     pub always_keep: BTreeMap<String, Vec<String>>,
 }
 
-/// Why `sample` could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum SampleError {
-    /// `rate` outside 0..=1.
-    #[error("rate must be between 0 and 1, not {0}")]
-    Rate(f64),
-    /// `max_per_second` not positive.
-    #[error("max_per_second must be a positive number, not {0}")]
-    MaxPerSecond(f64),
-}
-
 impl sonde_core::registry::TransformType for SampleTransformConfig {
     const NAME: &'static str = "sample";
 }
 
 impl TransformConfig for SampleTransformConfig {
+    fn validate(&self) -> Result<(), Vec<Invalid>> {
+        let mut check = Checks::new();
+        if let Some(limit) = self.max_per_second {
+            check.that(
+                limit > 0.0 && limit.is_finite(),
+                "max_per_second",
+                format_args!("must be a positive number, not {limit}"),
+            );
+        }
+        check.finish()
+    }
+
     fn build(&self, cx: &TransformContext) -> Result<Transform, BoxError> {
-        let mut sampler = Sampler::new(self)?;
+        let mut sampler = Sampler::new(self);
         let labels = labels(&cx.info);
         let with_reason = |reason: &'static str| {
             let mut l = labels.clone();
@@ -160,15 +164,10 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    /// Compiles `config`.
-    pub fn new(config: &SampleTransformConfig) -> Result<Self, SampleError> {
-        if !(0.0..=1.0).contains(&config.rate) {
-            return Err(SampleError::Rate(config.rate));
-        }
-        if let Some(limit) = config.max_per_second.filter(|l| !(*l > 0.0 && l.is_finite())) {
-            return Err(SampleError::MaxPerSecond(limit));
-        }
-        Ok(Sampler {
+    /// Compiles `config`, which the config loader has validated
+    /// ([`TransformConfig::validate`]).
+    pub fn new(config: &SampleTransformConfig) -> Self {
+        Sampler {
             // rate × 2⁶⁴, saturating; 1 keeps everything.
             threshold: (config.rate < 1.0).then_some((config.rate * 18_446_744_073_709_551_616.0) as u64),
             key: config.key.clone(),
@@ -182,7 +181,7 @@ impl Sampler {
             buffer: Vec::with_capacity(64),
             decisions: Vec::new(),
             metrics: None,
-        })
+        }
     }
 
     /// The stable hash of `event`'s key; random when there is no key.

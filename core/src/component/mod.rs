@@ -5,6 +5,7 @@
 //! [`SinkConfig`] on its serde config struct and registers it with one line
 //! in its crate's `register` function (see [`crate::registry`]).
 
+pub use invalid::{Checks, Invalid};
 use std::fmt;
 use std::future::{ready, Ready};
 use std::task::{Context, Poll};
@@ -16,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tower::util::{BoxCloneService, BoxService};
 use tower::Service;
 
+mod invalid;
 mod sink_options;
 
 pub use sink_options::{
@@ -135,6 +137,12 @@ pub trait SourceConfig: fmt::Debug + Send + Sync + 'static {
     fn capabilities(&self) -> CapabilitySet {
         CapabilitySet::EMPTY
     }
+    /// Checks that no parse-time type expresses (ranges, options that
+    /// contradict each other), before anything is built; runtime matters
+    /// (files, the network) stay in `build`. Default: none.
+    fn validate(&self) -> Result<(), Vec<Invalid>> {
+        Ok(())
+    }
     /// Builds the running source.
     fn build(&self, cx: SourceContext) -> Result<Source, BoxError>;
 }
@@ -154,6 +162,12 @@ pub trait TransformConfig: fmt::Debug + Send + Sync + 'static {
     fn capabilities(&self) -> CapabilitySet {
         CapabilitySet::EMPTY
     }
+    /// Checks that no parse-time type expresses (ranges, options that
+    /// contradict each other), before anything is built; runtime matters
+    /// (files, the network) stay in `build`. Default: none.
+    fn validate(&self) -> Result<(), Vec<Invalid>> {
+        Ok(())
+    }
     /// Builds the transform service.
     fn build(&self, cx: &TransformContext) -> Result<Transform, BoxError>;
 }
@@ -172,6 +186,12 @@ pub trait SinkConfig: fmt::Debug + Send + Sync + 'static {
     /// [`SourceConfig::capabilities`]). Default: none.
     fn capabilities(&self) -> CapabilitySet {
         CapabilitySet::EMPTY
+    }
+    /// Checks that no parse-time type expresses (ranges, options that
+    /// contradict each other), before anything is built; runtime matters
+    /// (files, the network) stay in `build`. Default: none.
+    fn validate(&self) -> Result<(), Vec<Invalid>> {
+        Ok(())
     }
     /// Builds the sink service. Runs inside the tokio runtime, so it may spawn
     /// background tasks (a scrape server), which must end on `cx.shutdown`.

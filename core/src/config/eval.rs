@@ -16,8 +16,45 @@ use hcl_edit::Span;
 
 use super::diagnostic::{Diagnostic, DiagnosticKind, SourceMap};
 
-/// Option path → byte span of where it was written.
-pub type SpanIndex = HashMap<String, Range<usize>>;
+/// Option path → byte span of where it was written (from its name), and
+/// of its value.
+#[derive(Debug, Default)]
+pub struct SpanIndex {
+    options: HashMap<String, Range<usize>>,
+    values: HashMap<String, Range<usize>>,
+}
+
+impl SpanIndex {
+    /// An empty index.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Where option `path` was written.
+    pub fn get(&self, path: &str) -> Option<&Range<usize>> {
+        self.options.get(path)
+    }
+
+    /// Whether option `path` was written.
+    pub fn contains_key(&self, path: &str) -> bool {
+        self.options.contains_key(path)
+    }
+
+    /// Where the value of option `path` was written; its name's span for a block.
+    pub fn value(&self, path: &str) -> Option<&Range<usize>> {
+        self.values.get(path).or_else(|| self.options.get(path))
+    }
+
+    fn insert(&mut self, path: String, span: Range<usize>) {
+        self.options.insert(path, span);
+    }
+
+    fn insert_value(&mut self, path: String, span: Option<Range<usize>>) {
+        if let Some(span) = span {
+            self.values.insert(path, span);
+        }
+    }
+}
 
 /// The evaluation context: the functions configs may call.
 pub fn context() -> Context<'static> {
@@ -75,6 +112,7 @@ pub fn body_to_json(
         if let Some(span) = attribute.span() {
             spans.insert(path.clone(), span);
         }
+        spans.insert_value(path.clone(), attribute.value.span());
         index_expression(&attribute.value, &path, spans);
         if object.contains_key(key) {
             diagnostics.push(Diagnostic::error(
@@ -153,6 +191,7 @@ fn index_expression(expression: &Expression, path: &str, spans: &mut SpanIndex) 
                 if let Some(span) = element.span() {
                     spans.insert(element_path.clone(), span);
                 }
+                spans.insert_value(element_path.clone(), element.span());
                 index_expression(element, &element_path, spans);
             }
         }
@@ -169,6 +208,7 @@ fn index_expression(expression: &Expression, path: &str, spans: &mut SpanIndex) 
                 if let Some(span) = key.span() {
                     spans.insert(value_path.clone(), span);
                 }
+                spans.insert_value(value_path.clone(), value.expr().span());
                 index_expression(value.expr(), &value_path, spans);
             }
         }

@@ -6,11 +6,13 @@ use std::path::Path;
 
 use hcl_edit::structure::{Block, BlockLabel, Body, Structure};
 use hcl_edit::Span;
+use schemars::SchemaGenerator;
 
 use super::diagnostic::{ConfigError, Diagnostic, DiagnosticKind, Location, SourceMap};
 use super::eval::{self, join, SpanIndex};
 use super::graph;
 use super::model::{AgentConfig, CommonOptions, ComponentConfig, InputRef, PipelineConfig};
+use super::names;
 use crate::component::ComponentKind;
 use crate::registry::{ParseError, Registry};
 
@@ -68,6 +70,9 @@ pub fn load_str(file: impl AsRef<Path>, text: &str, registry: &Registry) -> Resu
     let mut diagnostics = loader.diagnostics;
     diagnostics.extend(graph::check(&config, registry));
     diagnostics.sort_by_key(|d| d.location.as_ref().map(|l| (l.line, l.column)));
+    // One line per mistake, however many checks found it.
+    let mut seen = std::collections::HashSet::new();
+    diagnostics.retain(|d| seen.insert(d.to_string()));
     if diagnostics.iter().any(Diagnostic::is_error) {
         Err(ConfigError { diagnostics })
     } else {
@@ -166,7 +171,15 @@ impl Loader<'_> {
         match result {
             Ok(agent) => Some(agent),
             Err(error) => {
-                let diagnostic = option_error(&error, &spans, self.map, block.span(), "the agent block", "");
+                let schema = SchemaGenerator::default().root_schema_for::<AgentConfig>();
+                let diagnostic = option_error(
+                    &error,
+                    &spans,
+                    self.map,
+                    block.span(),
+                    "the agent block",
+                    schema.as_value(),
+                );
                 self.diagnostics.extend(diagnostic);
                 None
             }
@@ -248,7 +261,8 @@ impl Loader<'_> {
                 match result {
                     Ok(common) => Some(common),
                     Err(error) => {
-                        let diagnostic = option_error(&error, &spans, self.map, block.span(), &what, "");
+                        let schema = SchemaGenerator::default().root_schema_for::<CommonOptions>();
+                        let diagnostic = option_error(&error, &spans, self.map, block.span(), &what, schema.as_value());
                         self.diagnostics.extend(diagnostic);
                         return None;
                     }
@@ -259,11 +273,28 @@ impl Loader<'_> {
         let options = match component_type.parse(serde_json::Value::Object(std::mem::take(&mut object))) {
             Ok(options) => options,
             Err(error) => {
-                let diagnostic = option_error(&error, &spans, self.map, block.span(), &what, "");
+                let schema = component_type.schema(&mut SchemaGenerator::default());
+                let diagnostic = option_error(&error, &spans, self.map, block.span(), &what, schema.as_value());
                 self.diagnostics.extend(diagnostic);
                 return None;
             }
         };
+        if let Err(invalid) = options.validate() {
+            for invalid in invalid {
+                let (span, message) = match spans.value(invalid.option) {
+                    Some(span) => (
+                        Some(span.clone()),
+                        format!("invalid value for `{}` in {what}: {}", invalid.option, invalid.message),
+                    ),
+                    None => (
+                        lookup(&spans, invalid.option).or(block.span()),
+                        format!("`{}` in {what}: {}", invalid.option, invalid.message),
+                    ),
+                };
+                self.error(DiagnosticKind::InvalidValue, span, message);
+            }
+            return None;
+        }
         if !ok {
             return None;
         }
@@ -312,23 +343,35 @@ fn option_error(
     map: &SourceMap,
     block_span: Option<Range<usize>>,
     what: &str,
-    prefix: &str,
+    schema: &serde_json::Value,
 ) -> Option<Diagnostic> {
     let path = match error.path().to_string() {
         p if p == "." => String::new(),
-        p => join(prefix, &p),
+        p => p,
     };
     let message = error.inner().to_string();
     let locate = |path: &str| -> Location { map.locate_span(lookup(spans, path).or(block_span.clone())) };
+    // A bad value is shown where the value is written.
+    let locate_value = |path: &str| -> Location {
+        map.locate_span(
+            spans
+                .value(path)
+                .cloned()
+                .or_else(|| lookup(spans, path))
+                .or(block_span.clone()),
+        )
+    };
 
     if let Some(field) = backticked_after(&message, "unknown field ") {
-        let expected = expected_names(&message);
         // The path already ends at the unknown field.
         let key = if path == field || path.ends_with(&format!(".{field}")) {
             path.clone()
         } else {
             join(&path, field)
         };
+        let parent = key.strip_suffix(field).unwrap_or("").trim_end_matches('.');
+        let expected = names::options(schema, parent);
+        let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
         let mut diagnostic = Diagnostic::error(
             DiagnosticKind::UnknownOption,
             Some(locate(&key)),
@@ -354,10 +397,11 @@ fn option_error(
         ));
     }
     if let Some(variant) = backticked_after(&message, "unknown variant ") {
-        let expected = expected_names(&message);
+        let expected = names::variants(schema, &path);
+        let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
         let diagnostic = Diagnostic::error(
             DiagnosticKind::InvalidValue,
-            Some(locate(&path)),
+            Some(locate_value(&path)),
             format!("invalid value `{variant}` for `{path}` in {what}"),
         );
         return Some(
@@ -369,7 +413,7 @@ fn option_error(
     }
     Some(Diagnostic::error(
         DiagnosticKind::InvalidValue,
-        Some(locate(&path)),
+        Some(locate_value(&path)),
         format!("invalid value for `{path}` in {what}: {message}"),
     ))
 }
@@ -392,14 +436,6 @@ fn backticked_after<'m>(message: &'m str, prefix: &str) -> Option<&'m str> {
     rest.split('`').next()
 }
 
-/// The backticked names after "expected" in a serde message.
-fn expected_names(message: &str) -> Vec<&str> {
-    let Some((_, tail)) = message.split_once("expected") else {
-        return Vec::new();
-    };
-    tail.split('`').skip(1).step_by(2).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,10 +444,6 @@ mod tests {
     fn reads_serde_messages() {
         let m = "unknown field `intervall`, expected one of `interval`, `rate`";
         assert_eq!(backticked_after(m, "unknown field "), Some("intervall"));
-        assert_eq!(expected_names(m), vec!["interval", "rate"]);
-        assert_eq!(
-            expected_names("unknown field `x`, there are no fields"),
-            Vec::<&str>::new()
-        );
+        assert_eq!(backticked_after(m, "missing field "), None);
     }
 }

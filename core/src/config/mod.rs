@@ -17,6 +17,8 @@ mod eval;
 pub mod graph;
 mod load;
 mod model;
+mod names;
+mod values;
 
 pub use diagnostic::{did_you_mean, ConfigError, Diagnostic, DiagnosticKind, Location, Severity, SourceMap};
 pub use load::{load_file, load_str, Loaded};
@@ -29,4 +31,6 @@ pub use crate::component::{
     BatchConfig, BufferConfig, RequestConfig, DEFAULT_BATCH_MAX_EVENTS, DEFAULT_BATCH_TIMEOUT,
     DEFAULT_BUFFER_MAX_EVENTS, DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_INITIAL_BACKOFF, DEFAULT_RETRY_MAX_BACKOFF,
 };
+pub use crate::component::{Checks, Invalid};
 pub use crate::edge::WhenFull;
+pub use values::{fraction, http_url, positive_duration, Fraction, HttpUrl, PositiveDuration};

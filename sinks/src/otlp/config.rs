@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
-use sonde_core::config::BatchConfig;
+use sonde_core::config::{BatchConfig, Checks, Invalid};
 use sonde_core::event::EventKinds;
 use sonde_core::{batch_sink, BoxError, Sink, SinkConfig, SinkContext};
 
@@ -78,7 +78,8 @@ pub struct OtlpSinkConfig {
     /// (HTTP/protobuf; `/v1/metrics`, `/v1/logs`, `/v1/traces` and
     /// `/v1development/profiles` are appended). `https://` uses TLS.
     /// Default `http://localhost:4317` for gRPC, `http://localhost:4318` for HTTP.
-    #[serde(default)]
+    #[serde(default, with = "sonde_core::config::http_url::option")]
+    #[schemars(with = "Option<sonde_core::config::HttpUrl>")]
     pub endpoint: Option<String>,
     /// `grpc` (default) or `http/protobuf`.
     #[serde(default)]
@@ -133,6 +134,16 @@ impl SinkConfig for OtlpSinkConfig {
     /// waiting at most 1s (the core's defaults), unless `batch { }` says otherwise.
     fn default_batch(&self) -> Option<BatchConfig> {
         Some(BatchConfig::default())
+    }
+
+    fn validate(&self) -> Result<(), Vec<Invalid>> {
+        let mut check = Checks::new();
+        check.that(
+            self.tls.is_none() || self.endpoint().starts_with("https://"),
+            "tls",
+            "needs an https:// endpoint",
+        );
+        check.finish()
     }
 
     fn build(&self, cx: &SinkContext) -> Result<Sink, BoxError> {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use schemars::JsonSchema;
 use serde::Deserialize;
+use sonde_core::config::Invalid;
 use sonde_core::event::{Event, EventBatch, EventKinds};
 use sonde_core::topology::component_metrics;
 use sonde_core::{batch_sink, BatchSink, BoxError, Sink, SinkConfig, SinkContext, SinkError};
@@ -95,7 +96,8 @@ pub struct PrometheusSinkConfig {
     pub label_denylist: Vec<String>,
     /// Remote write: the receiver's URL, such as
     /// `http://prometheus:9090/api/v1/write`. Required in that mode.
-    #[serde(default)]
+    #[serde(default, with = "sonde_core::config::http_url::option")]
+    #[schemars(with = "Option<sonde_core::config::HttpUrl>")]
     pub endpoint: Option<String>,
     /// Remote write: HTTP basic authentication (`username`, `password`).
     #[serde(default)]
@@ -162,25 +164,38 @@ impl PrometheusSinkConfig {
         }
     }
 
-    fn check(&self) -> Result<(), ConfigError> {
+    /// Every option that contradicts another or cannot be used.
+    fn check(&self) -> Vec<(&'static str, ConfigError)> {
+        let mut found = Vec::new();
         if self.max_series == 0 {
-            return Err(ConfigError::ZeroMaxSeries);
+            found.push(("max_series", ConfigError::ZeroMaxSeries));
         }
-        if self.mode == PrometheusMode::Exporter {
-            let set = [
-                ("endpoint", self.endpoint.is_some()),
-                ("basic_auth", self.basic_auth.is_some()),
-                ("bearer_token", self.bearer_token.is_some()),
-                ("headers", !self.headers.is_empty()),
-            ];
-            if let Some((name, _)) = set.iter().find(|(_, set)| *set) {
-                return Err(ConfigError::RemoteWriteOption(name));
+        match self.mode {
+            PrometheusMode::Exporter => {
+                let set = [
+                    ("endpoint", self.endpoint.is_some()),
+                    ("basic_auth", self.basic_auth.is_some()),
+                    ("bearer_token", self.bearer_token.is_some()),
+                    ("headers", !self.headers.is_empty()),
+                ];
+                for (name, _) in set.iter().filter(|(_, set)| *set) {
+                    found.push((*name, ConfigError::RemoteWriteOption(name)));
+                }
             }
+            PrometheusMode::RemoteWrite if self.endpoint.is_none() => {
+                found.push(("mode", ConfigError::MissingEndpoint));
+            }
+            PrometheusMode::RemoteWrite => {}
         }
         if self.basic_auth.is_some() && self.bearer_token.is_some() {
-            return Err(ConfigError::TwoAuths);
+            found.push(("bearer_token", ConfigError::TwoAuths));
         }
-        Ok(())
+        for (name, value) in &self.headers {
+            if HeaderName::try_from(name.as_str()).is_err() || HeaderValue::try_from(value.as_str()).is_err() {
+                found.push(("headers", ConfigError::Header { name: name.clone() }));
+            }
+        }
+        found
     }
 
     fn remote_writer(&self, store: Arc<Mutex<SeriesStore>>) -> Result<RemoteWriter, ConfigError> {
@@ -224,8 +239,18 @@ impl SinkConfig for PrometheusSinkConfig {
         EventKinds::METRIC
     }
 
+    fn validate(&self) -> Result<(), Vec<Invalid>> {
+        let found = self.check();
+        if found.is_empty() {
+            return Ok(());
+        }
+        Err(found
+            .into_iter()
+            .map(|(option, error)| Invalid::new(option, error.to_string()))
+            .collect())
+    }
+
     fn build(&self, cx: &SinkContext) -> Result<Sink, BoxError> {
-        self.check()?;
         let labels = component_metrics::labels(&cx.info);
         let store = Arc::new(Mutex::new(SeriesStore::new(self.store_config(), labels)));
         match self.mode {

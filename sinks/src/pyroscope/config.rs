@@ -40,6 +40,8 @@ pub struct BasicAuth {
 pub struct PyroscopeSinkConfig {
     /// Base URL of the Pyroscope server (`http://pyroscope:4040`);
     /// `/ingest` is appended.
+    #[serde(with = "sonde_core::config::http_url")]
+    #[schemars(with = "sonde_core::config::HttpUrl")]
     pub endpoint: String,
     /// The application name of every profile (`my-service`). Unset (the
     /// default), it comes from the first of `service_name_attributes` that a

@@ -33,8 +33,8 @@ pub struct DiskLatencySourceConfig {
     /// Time between two emissions of the histograms and counters. Values
     /// are running totals (cumulative), so a longer interval loses nothing,
     /// it only makes points sparser. Default `10s`.
-    #[serde(default = "default_interval", with = "humantime_serde")]
-    #[schemars(with = "String")]
+    #[serde(default = "default_interval", with = "sonde_core::config::positive_duration")]
+    #[schemars(with = "sonde_core::config::PositiveDuration")]
     pub interval: Duration,
     /// Also measure queue time (`block_rq_insert` → `block_rq_issue`), as
     /// `sonde_disk_queue_duration_seconds`. Costs one more program run per
@@ -87,9 +87,6 @@ impl SourceConfig for DiskLatencySourceConfig {
     }
 
     fn build(&self, cx: SourceContext) -> Result<Source, BoxError> {
-        if self.interval.is_zero() {
-            return Err("interval must be longer than 0s".into());
-        }
         // Load and attach now, so a node that cannot run the source fails
         // at startup with the program, attach point and reason.
         let labels = component_metrics::labels(&cx.info);

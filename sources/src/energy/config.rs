@@ -50,8 +50,8 @@ pub struct EnergySourceConfig {
     /// Time between two rounds. Each round reads the meters, attributes the
     /// interval's energy and emits running totals, so a longer interval
     /// loses nothing; node power is the interval's average. Default `10s`.
-    #[serde(default = "default_interval", with = "humantime_serde")]
-    #[schemars(with = "String")]
+    #[serde(default = "default_interval", with = "sonde_core::config::positive_duration")]
+    #[schemars(with = "sonde_core::config::PositiveDuration")]
     pub interval: Duration,
     /// Where sysfs is mounted: RAPL zones are read from
     /// `<sysfs_root>/class/powercap/intel-rapl:*`. Change it when the
@@ -117,9 +117,6 @@ impl SourceConfig for EnergySourceConfig {
     }
 
     fn build(&self, cx: SourceContext) -> Result<Source, BoxError> {
-        if self.interval.is_zero() {
-            return Err("interval must be longer than 0s".into());
-        }
         // Load, attach and open the meters now, so a node that cannot run
         // the source fails at startup with the reason.
         let labels = component_metrics::labels(&cx.info);

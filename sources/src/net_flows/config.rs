@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
+use sonde_core::config::{Checks, Invalid};
 use sonde_core::event::EventKinds;
 use sonde_core::privileges::{Capability, CapabilitySet};
 use sonde_core::registry::{EbpfSide, SourceType};
@@ -58,13 +59,13 @@ pub struct NetFlowsSourceConfig {
     /// its start or its previous record; each record carries the counts of
     /// its window, so a flow's records sum to its totals. Shorter means
     /// fresher data for long connections and more records. Default `30s`.
-    #[serde(default = "default_active_timeout", with = "humantime_serde")]
-    #[schemars(with = "String")]
+    #[serde(default = "default_active_timeout", with = "sonde_core::config::positive_duration")]
+    #[schemars(with = "sonde_core::config::PositiveDuration")]
     pub active_timeout: Duration,
     /// A UDP flow (one socket and peer) ends, with a final record, after
     /// this long without a packet. Default `15s`.
-    #[serde(default = "default_idle_timeout", with = "humantime_serde")]
-    #[schemars(with = "String")]
+    #[serde(default = "default_idle_timeout", with = "sonde_core::config::positive_duration")]
+    #[schemars(with = "sonde_core::config::PositiveDuration")]
     pub idle_timeout: Duration,
     /// Also record UDP flows. Counting UDP runs a program for every packet
     /// of every socket (TCP ones leave at once), attached to the cgroup v2
@@ -77,8 +78,8 @@ pub struct NetFlowsSourceConfig {
     pub service_map: bool,
     /// Time between two emissions of the service-map counters (running
     /// totals). Default `10s`.
-    #[serde(default = "default_interval", with = "humantime_serde")]
-    #[schemars(with = "String")]
+    #[serde(default = "default_interval", with = "sonde_core::config::positive_duration")]
+    #[schemars(with = "sonde_core::config::PositiveDuration")]
     pub interval: Duration,
     /// Capacity of the kernel's map of open TCP flows, an LRU: when full,
     /// the least recently active flow is forgotten (no final record; counted
@@ -181,13 +182,15 @@ impl SourceConfig for NetFlowsSourceConfig {
         ])
     }
 
+    fn validate(&self) -> Result<(), Vec<Invalid>> {
+        let mut check = Checks::new();
+        check
+            .that(self.max_tcp_flows > 0, "max_tcp_flows", "must be at least 1")
+            .that(self.max_udp_flows > 0, "max_udp_flows", "must be at least 1");
+        check.finish()
+    }
+
     fn build(&self, cx: SourceContext) -> Result<Source, BoxError> {
-        if self.active_timeout.is_zero() || self.idle_timeout.is_zero() || self.interval.is_zero() {
-            return Err("active_timeout, idle_timeout and interval must be longer than 0s".into());
-        }
-        if self.max_tcp_flows == 0 || self.max_udp_flows == 0 {
-            return Err("max_tcp_flows and max_udp_flows must be at least 1".into());
-        }
         // Load and attach now, so a node that cannot run the source fails
         // at startup with the program, attach point and reason.
         let labels = component_metrics::labels(&cx.info);

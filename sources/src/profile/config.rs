@@ -5,6 +5,7 @@ use std::time::Duration;
 use super::bpf::{Options, SampleEvent, PROFILE_MAX_STACKS};
 use schemars::JsonSchema;
 use serde::Deserialize;
+use sonde_core::config::{Checks, Invalid};
 use sonde_core::event::EventKinds;
 use sonde_core::privileges::{Capability, CapabilitySet};
 use sonde_core::registry::{EbpfSide, SourceType};
@@ -61,8 +62,8 @@ pub struct ProfileSourceConfig {
     pub frequency_hz: u64,
     /// Time covered by one profile: every interval the source emits one
     /// profile per sampled process and starts over. Default `15s`.
-    #[serde(default = "default_interval", with = "humantime_serde")]
-    #[schemars(with = "String")]
+    #[serde(default = "default_interval", with = "sonde_core::config::positive_duration")]
+    #[schemars(with = "sonde_core::config::PositiveDuration")]
     pub interval: Duration,
     /// Report only these process ids. Default: empty (no pid filter).
     #[serde(default)]
@@ -142,20 +143,6 @@ impl ProfileSourceConfig {
             comms: self.comms.clone(),
         }
     }
-
-    /// Checks the values serde cannot.
-    pub fn validate(&self) -> Result<(), BoxError> {
-        if !(1..=MAX_FREQUENCY_HZ).contains(&self.frequency_hz) {
-            return Err(format!("frequency_hz must be between 1 and {MAX_FREQUENCY_HZ}").into());
-        }
-        if self.interval < Duration::from_millis(100) {
-            return Err("interval must be at least 100ms".into());
-        }
-        if self.max_stacks == 0 {
-            return Err("max_stacks must be at least 1".into());
-        }
-        Ok(())
-    }
 }
 
 impl SourceType for ProfileSourceConfig {
@@ -194,8 +181,24 @@ impl SourceConfig for ProfileSourceConfig {
         ])
     }
 
+    fn validate(&self) -> Result<(), Vec<Invalid>> {
+        let mut check = Checks::new();
+        check
+            .that(
+                (1..=MAX_FREQUENCY_HZ).contains(&self.frequency_hz),
+                "frequency_hz",
+                format_args!("must be between 1 and {MAX_FREQUENCY_HZ}"),
+            )
+            .that(
+                self.interval >= Duration::from_millis(100),
+                "interval",
+                "must be at least 100ms",
+            )
+            .that(self.max_stacks > 0, "max_stacks", "must be at least 1");
+        check.finish()
+    }
+
     fn build(&self, cx: SourceContext) -> Result<Source, BoxError> {
-        self.validate()?;
         // Load and attach now, so a node that cannot run the source fails
         // at startup with the program, attach point and reason.
         let labels = component_metrics::labels(&cx.info);

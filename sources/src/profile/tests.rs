@@ -152,14 +152,17 @@ fn config_defaults_validate_and_reject_unknown_options() {
     assert_eq!(config.interval, DEFAULT_INTERVAL);
     assert_eq!(config.event, ProfileEvent::CpuClock);
     assert!(!config.include_idle);
-    config.validate().unwrap();
+    sonde_core::SourceConfig::validate(&config).unwrap();
     let config: ProfileSourceConfig =
         serde_json::from_str(r#"{"frequency_hz": 49, "interval": "5s", "comms": ["nginx*"], "event": "auto"}"#)
             .unwrap();
     assert_eq!(config.options().frequency_hz, 49);
     assert_eq!(config.targets().comms, ["nginx*"]);
     let zero: ProfileSourceConfig = serde_json::from_str(r#"{"frequency_hz": 0}"#).unwrap();
-    assert!(zero.validate().is_err());
+    assert_eq!(
+        sonde_core::SourceConfig::validate(&zero).unwrap_err()[0].option,
+        "frequency_hz"
+    );
     assert!(serde_json::from_str::<ProfileSourceConfig>(r#"{"frequency": 99}"#).is_err());
 }
 

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
+use sonde_core::config::{Checks, Invalid};
 use sonde_core::event::EventKinds;
 use sonde_core::polling::{run_every, Rounds};
 use sonde_core::privileges::{Capability, CapabilitySet};
@@ -42,8 +43,8 @@ pub struct TcpSourceConfig {
     /// Time between two emissions. Values are running totals (cumulative),
     /// so a longer interval loses nothing, it only makes points sparser.
     /// Default `10s`.
-    #[serde(default = "default_interval", with = "humantime_serde")]
-    #[schemars(with = "String")]
+    #[serde(default = "default_interval", with = "sonde_core::config::positive_duration")]
+    #[schemars(with = "sonde_core::config::PositiveDuration")]
     pub interval: Duration,
     /// Keep the peer's address as `network.peer.address`: one series per
     /// peer. Turn it off for servers with very many clients, to have one
@@ -117,13 +118,15 @@ impl SourceConfig for TcpSourceConfig {
         ])
     }
 
+    fn validate(&self) -> Result<(), Vec<Invalid>> {
+        let mut check = Checks::new();
+        check
+            .that(self.max_series > 0, "max_series", "must be at least 1")
+            .that(self.max_sockets > 0, "max_sockets", "must be at least 1");
+        check.finish()
+    }
+
     fn build(&self, cx: SourceContext) -> Result<Source, BoxError> {
-        if self.interval.is_zero() {
-            return Err("interval must be longer than 0s".into());
-        }
-        if self.max_series == 0 || self.max_sockets == 0 {
-            return Err("max_series and max_sockets must be at least 1".into());
-        }
         // Load and attach now, so a node that cannot run the source fails
         // at startup with the program, attach point and reason.
         let labels = component_metrics::labels(&cx.info);

@@ -27,8 +27,8 @@ fn decisions(sampler: &mut Sampler, events: &[Event]) -> Vec<bool> {
 fn rate_by_key_is_deterministic_and_accurate() {
     let c = config(serde_json::json!({"rate": 0.1, "key": ["process.pid"]}));
     let events: Vec<Event> = (0..100_000).map(|pid| flow_log(pid, "10.0.0.1:80")).collect();
-    let first = decisions(&mut Sampler::new(&c).unwrap(), &events);
-    let second = decisions(&mut Sampler::new(&c).unwrap(), &events);
+    let first = decisions(&mut Sampler::new(&c), &events);
+    let second = decisions(&mut Sampler::new(&c), &events);
     assert_eq!(first, second, "a new sampler decides the same");
     let kept = first.iter().filter(|k| **k).count();
     assert!((9_000..=11_000).contains(&kept), "kept {kept} of 100000 at rate 0.1");
@@ -45,17 +45,14 @@ const PINNED_KEPT_OF_100K: usize = 9937;
 fn rate_without_key_is_accurate() {
     let c = config(serde_json::json!({"rate": 0.1}));
     let events: Vec<Event> = (0..100_000).map(|pid| flow_log(pid, "a")).collect();
-    let kept = decisions(&mut Sampler::new(&c).unwrap(), &events)
-        .iter()
-        .filter(|k| **k)
-        .count();
+    let kept = decisions(&mut Sampler::new(&c), &events).iter().filter(|k| **k).count();
     assert!((9_000..=11_000).contains(&kept), "kept {kept} of 100000 at rate 0.1");
 }
 
 #[test]
 fn whole_flows_are_kept_or_dropped() {
     let c = config(serde_json::json!({"rate": 0.5, "key": ["process.pid", "remote_addr"]}));
-    let mut sampler = Sampler::new(&c).unwrap();
+    let mut sampler = Sampler::new(&c);
     for flow in 0..200u32 {
         let remote = format!("10.0.{}.1:443", flow % 7);
         let events: Vec<Event> = (0..5).map(|_| flow_log(flow, &remote)).collect();
@@ -67,7 +64,7 @@ fn whole_flows_are_kept_or_dropped() {
 #[test]
 fn per_key_rate_limit_refills() {
     let c = config(serde_json::json!({"key": ["process.pid"], "max_per_second": 3.0}));
-    let mut sampler = Sampler::new(&c).unwrap();
+    let mut sampler = Sampler::new(&c);
     let t0 = Instant::now();
     let a = flow_log(1, "x");
     let b = flow_log(2, "x");
@@ -81,7 +78,7 @@ fn per_key_rate_limit_refills() {
 #[test]
 fn errors_and_listed_values_are_never_sampled() {
     let c = config(serde_json::json!({"rate": 0.0, "always_keep": {"http.response.status_code": ["503"]}}));
-    let mut sampler = Sampler::new(&c).unwrap();
+    let mut sampler = Sampler::new(&c);
     let now = Instant::now();
     let error = Event::from(Log::new("x").with_severity(Severity::Error));
     assert_eq!(sampler.decide(&error, now), Decision::KeepAlways);
@@ -109,19 +106,19 @@ fn errors_and_listed_values_are_never_sampled() {
 fn metrics_pass_unless_listed() {
     let metric = Event::from(Metric::gauge("m", 1.0));
     let now = Instant::now();
-    let mut sampler = Sampler::new(&config(serde_json::json!({"rate": 0.0}))).unwrap();
+    let mut sampler = Sampler::new(&config(serde_json::json!({"rate": 0.0})));
     assert_eq!(sampler.decide(&metric, now), Decision::Keep);
-    let mut sampler = Sampler::new(&config(serde_json::json!({"rate": 0.0, "kinds": ["metric"]}))).unwrap();
+    let mut sampler = Sampler::new(&config(serde_json::json!({"rate": 0.0, "kinds": ["metric"]})));
     assert_eq!(sampler.decide(&metric, now), Decision::DropRate);
 }
 
 #[test]
 fn batches_keep_their_order() {
     let c = config(serde_json::json!({"rate": 0.5, "key": ["process.pid"]}));
-    let mut sampler = Sampler::new(&c).unwrap();
+    let mut sampler = Sampler::new(&c);
     let events: Vec<Event> = (0..1000).map(|pid| flow_log(pid, "a")).collect();
     let expected: Vec<Event> = {
-        let d = decisions(&mut Sampler::new(&c).unwrap(), &events);
+        let d = decisions(&mut Sampler::new(&c), &events);
         events
             .iter()
             .zip(d)
@@ -136,6 +133,9 @@ fn batches_keep_their_order() {
 
 #[test]
 fn rejects_bad_options() {
-    assert!(Sampler::new(&config(serde_json::json!({"rate": 1.5}))).is_err());
-    assert!(Sampler::new(&config(serde_json::json!({"max_per_second": 0.0}))).is_err());
+    let parse = |json| serde_json::from_value::<SampleTransformConfig>(json);
+    assert!(parse(serde_json::json!({"rate": 1.5})).is_err());
+    assert!(parse(serde_json::json!({"rate": -0.1})).is_err());
+    let limit = parse(serde_json::json!({"max_per_second": 0.0})).unwrap();
+    assert_eq!(limit.validate().unwrap_err()[0].option, "max_per_second");
 }

@@ -142,7 +142,13 @@ async fn statuses_are_classified() {
 #[test]
 fn contradicting_options_are_refused() {
     let error = |options: serde_json::Value| {
-        let config: PrometheusSinkConfig = serde_json::from_value(options).unwrap();
+        let config: PrometheusSinkConfig = match serde_json::from_value(options) {
+            Ok(config) => config,
+            Err(error) => return error.to_string(),
+        };
+        if let Err(invalid) = config.validate() {
+            return invalid.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+        }
         let cx = SinkContext {
             info: ComponentInfo {
                 kind: ComponentKind::Sink,
@@ -161,7 +167,9 @@ fn contradicting_options_are_refused() {
         "basic_auth": { "username": "u", "password": "p" },
     }))
     .contains("not both"));
-    assert!(error(serde_json::json!({ "mode": "remote_write", "endpoint": "ftp://x/" })).contains("not an http"));
+    assert!(
+        error(serde_json::json!({ "mode": "remote_write", "endpoint": "ftp://x/" })).contains("the scheme is `ftp`")
+    );
     assert!(error(serde_json::json!({ "max_series": 0 })).contains("at least 1"));
 }
 
