@@ -32,7 +32,9 @@
 //! before the source started are counted with pid 0 (and in
 //! `sonde_ebpf_lost_events_total{reason="unattributed"}`); a reset sent for
 //! a packet that matched no socket (a connect to a closed port) is counted
-//! as the closed port answering, with no process.
+//! as the closed port answering, with no process, from kernel 6.10 on
+//! (older kernels trace only resets sent on an existing socket; found by
+//! the kernel matrix).
 //!
 //! **Cumulative temporality**, like `disk_latency`: running totals that
 //! need no read-and-reset race with the kernel. The series of a process

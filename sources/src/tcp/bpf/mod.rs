@@ -91,6 +91,7 @@ pub struct TcpPrograms {
     socks: HashMap<MapData, u64, [u8; SOCK_STATE_SIZE]>,
     stats: StatsArray,
     drops: Option<PerCpuArray<MapData, u64>>,
+    sockless_resets: bool,
 }
 
 /// Size of `struct sock_state` (a key and a u64), which user space only counts.
@@ -165,6 +166,9 @@ impl TcpPrograms {
         } else {
             None
         };
+        // Before 6.10 (the old event class) the kernel traces only resets
+        // it sends on a socket, not those answering a SYN to a closed port.
+        let sockless_resets = send_reset == "tcp_send_reset";
         // After attaching, so that listens seen by the program win.
         let mut listeners = object.take_map(MAP_LISTENERS)?;
         let seeded = sonde_ebpf::owners::seed_listeners(&mut listeners);
@@ -174,6 +178,7 @@ impl TcpPrograms {
             socks: object.take_map(MAP_SOCKS)?,
             stats: StatsArray::take(&mut object, MAP_STATS, TCP_STAT_COUNT)?,
             drops,
+            sockless_resets,
             object,
         })
     }
@@ -195,6 +200,13 @@ impl TcpPrograms {
             Ok(()) | Err(sonde_ebpf::aya::maps::MapError::KeyNotFound) => Ok(()),
             Err(e) => Err(read_error(MAP_SERIES)(e)),
         }
+    }
+
+    /// Whether resets sent without a socket (answers to a SYN for a closed
+    /// port) are seen: kernel 6.10+; before, only resets of existing
+    /// sockets are traced.
+    pub fn sockless_resets(&self) -> bool {
+        self.sockless_resets
     }
 
     /// Whether drop reasons are counted.
