@@ -1,7 +1,7 @@
 # sonde's container image: `docker build -t sonde:0.1.0 .`
 #
 # Build stage: the Rust toolchain plus clang and libbpf's headers, which
-# compile the eBPF programs (ebpf/build.rs).
+# compile the eBPF programs (ebpf/build.rs, sources/build.rs).
 FROM rust:1.95-bookworm AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends clang llvm libbpf-dev \
