@@ -5,18 +5,17 @@
 //! [`SinkConfig`] on its serde config struct and registers it with one line
 //! in its crate's `register` function (see [`crate::registry`]).
 
+pub use function::{function_transform, FunctionTransform};
 pub use invalid::{Checks, Invalid};
 use std::fmt;
-use std::future::{ready, Ready};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tower::util::{BoxCloneService, BoxService};
-use tower::Service;
 
+mod function;
 mod invalid;
 mod sink_options;
 
@@ -232,33 +231,5 @@ impl SinkError {
     /// A permanent error.
     pub fn permanent(source: impl Into<BoxError>) -> Self {
         SinkError::Permanent { source: source.into() }
-    }
-}
-
-/// A transform that is a plain function of the batch: most are.
-pub trait FunctionTransform: Send + 'static {
-    /// Changes the batch in place.
-    fn transform(&mut self, batch: &mut EventBatch);
-}
-
-/// Makes a [`Transform`] service of a [`FunctionTransform`].
-pub fn function_transform(transform: impl FunctionTransform) -> Transform {
-    BoxService::new(FunctionService(transform))
-}
-
-struct FunctionService<T>(T);
-
-impl<T: FunctionTransform> Service<EventBatch> for FunctionService<T> {
-    type Response = EventBatch;
-    type Error = BoxError;
-    type Future = Ready<Result<EventBatch, BoxError>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, mut batch: EventBatch) -> Self::Future {
-        self.0.transform(&mut batch);
-        ready(Ok(batch))
     }
 }

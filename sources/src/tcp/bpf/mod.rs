@@ -13,9 +13,11 @@
 
 mod abi;
 mod drop_reason;
+mod options;
 
 pub use abi::*;
 pub use drop_reason::{drop_reason_names, parse_print_symbolic, reason_name};
+pub use options::Options;
 
 use sonde_ebpf::aya::maps::{HashMap, MapData, PerCpuArray};
 use sonde_ebpf::loader::{Object, ProgramStats};
@@ -37,30 +39,6 @@ pub const MAP_LISTENERS: &str = "tcp_listeners";
 pub const MAP_STATS: &str = "tcp_stats";
 /// Per-CPU drop counts by reason.
 pub const MAP_DROPS: &str = "tcp_drops";
-
-/// How to load the programs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Options {
-    /// Keep the peer's address in each key (one series per peer).
-    pub peer_addresses: bool,
-    /// Count drops of TCP packets by reason (`skb:kfree_skb`, 5.17+).
-    pub drop_reasons: bool,
-    /// Capacity of the series map (keys).
-    pub max_series: u32,
-    /// Capacity of the live-socket map (sockets).
-    pub max_sockets: u32,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            peer_addresses: true,
-            drop_reasons: true,
-            max_series: TCP_MAX_SERIES,
-            max_sockets: TCP_MAX_SOCKETS,
-        }
-    }
-}
 
 /// The extra stats slot [`TcpPrograms::stats`] appends: sockets in the
 /// live-socket map now.
