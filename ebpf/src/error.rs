@@ -139,6 +139,18 @@ pub struct ReadError {
     pub source: Box<aya::maps::MapError>,
 }
 
+impl ReadError {
+    /// What a failed read of map `map` of object `object` becomes:
+    /// `.map_err(ReadError::of(OBJECT, MAP))`.
+    pub fn of(object: &'static str, map: &'static str) -> impl Fn(aya::maps::MapError) -> ReadError {
+        move |source| ReadError {
+            object,
+            map,
+            source: Box::new(source),
+        }
+    }
+}
+
 /// `error` and its sources, joined by ": " (aya's errors keep the OS error
 /// in their source, not in their message).
 pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {

@@ -62,13 +62,7 @@ impl LossInjector {
 
     /// (segments dropped, segments for the port seen) so far.
     pub fn counts(&self) -> Result<(u64, u64), ReadError> {
-        let get = |index: u32| {
-            self.counts.get(&index, 0).map_err(|source| ReadError {
-                object: OBJECT,
-                map: MAP,
-                source: Box::new(source),
-            })
-        };
+        let get = |index: u32| self.counts.get(&index, 0).map_err(ReadError::of(OBJECT, MAP));
         Ok((get(0)?, get(1)?))
     }
 }

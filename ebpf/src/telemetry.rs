@@ -209,11 +209,7 @@ impl StatsArray {
                 self.map
                     .get(&slot, 0)
                     .map(|per_cpu| per_cpu.iter().sum())
-                    .map_err(|source| ReadError {
-                        object: self.object,
-                        map: self.name,
-                        source: Box::new(source),
-                    })
+                    .map_err(ReadError::of(self.object, self.name))
             })
             .collect::<Result<Vec<u64>, ReadError>>()
             .map(StatTotals)

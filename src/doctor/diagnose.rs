@@ -28,7 +28,7 @@ pub fn diagnose_trial(error: &sonde_core::BoxError, facts: &Facts, min_kernel: (
         Some(load) => diagnose(load, facts, min_kernel),
         None => Diagnosis {
             reason: error.to_string(),
-            fix: "run `sonde doctor` for the node's facts; this error is not a load failure".to_string(),
+            fix: "not a load failure: fix what the reason names (the node's facts are listed above)".to_string(),
             verifier_log: None,
         },
     }

@@ -27,10 +27,7 @@ fn total(events: &[Event], name: &str, filter: impl Fn(&Attributes) -> bool) -> 
         .filter_map(|e| match e {
             Event::Metric(m) if m.name.as_str() == name && filter(&m.attributes) => Some(match &m.value {
                 MetricValue::Counter { value } | MetricValue::Gauge { value } => *value as u64,
-                // A histogram whose buckets do not add up to its count
-                // counts as nothing, which no expectation matches.
-                MetricValue::Histogram(h) if h.counts.iter().sum::<u64>() == h.count => h.count,
-                MetricValue::Histogram(_) => u64::MAX / 2,
+                MetricValue::Histogram(h) => h.count,
             }),
             _ => None,
         })
@@ -105,11 +102,24 @@ fn mismatches(events: &[Event], port: u16, dead: u16, sockless_resets: bool) -> 
             if sockless_resets { REFUSED } else { 0 },
         ),
     ];
-    counts
+    let wrong_counts = counts
         .iter()
         .filter(|(_, seen, want)| seen != want)
-        .map(|(what, seen, want)| format!("{what} {seen} (want {want})"))
-        .collect()
+        .map(|(what, seen, want)| format!("{what} {seen} (want {want})"));
+    // Every histogram's buckets add up to its count.
+    let wrong_buckets = events.iter().filter_map(|e| match e {
+        Event::Metric(m) => match &m.value {
+            MetricValue::Histogram(h) if h.counts.iter().sum::<u64>() != h.count => Some(format!(
+                "{} buckets hold {} observations, its count says {}",
+                m.name.as_str(),
+                h.counts.iter().sum::<u64>(),
+                h.count
+            )),
+            _ => None,
+        },
+        _ => None,
+    });
+    wrong_counts.chain(wrong_buckets).collect()
 }
 
 /// Runs the check; on success, what the source saw, in one line.

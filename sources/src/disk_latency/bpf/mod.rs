@@ -115,14 +115,10 @@ impl DiskLatency {
     /// Every device and operation seen so far, summed over CPUs: running
     /// totals since load, sorted by key.
     pub fn read(&self) -> Result<Vec<(DiskKey, DiskHist)>, ReadError> {
-        let err = |source| ReadError {
-            object: OBJECT,
-            map: MAP_HISTS,
-            source: Box::new(source),
-        };
+        let err = ReadError::of(OBJECT, MAP_HISTS);
         let mut out = Vec::new();
         for entry in self.hists.iter() {
-            let (key, per_cpu) = entry.map_err(err)?;
+            let (key, per_cpu) = entry.map_err(&err)?;
             let mut sum = DiskHist::default();
             per_cpu.iter().for_each(|cpu| sum.add(cpu));
             out.push((key, sum));

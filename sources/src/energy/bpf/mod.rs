@@ -105,7 +105,7 @@ impl Energy {
     pub fn read(&self) -> Result<Vec<TaskTime>, ReadError> {
         let mut out = Vec::new();
         for entry in self.tasks.iter() {
-            let (key, value) = entry.map_err(|source| read_error(MAP_TASKS, source))?;
+            let (key, value) = entry.map_err(ReadError::of(OBJECT, MAP_TASKS))?;
             out.push(TaskTime {
                 key,
                 on_cpu_ns: value.on_cpu_ns,
@@ -125,7 +125,7 @@ impl Energy {
                 Err(sonde_ebpf::aya::maps::MapError::KeyNotFound) => {}
                 Err(sonde_ebpf::aya::maps::MapError::SyscallError(e))
                     if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
-                Err(source) => return Err(read_error(MAP_TASKS, source)),
+                Err(source) => return Err(ReadError::of(OBJECT, MAP_TASKS)(source)),
             }
         }
         Ok(())
@@ -150,14 +150,6 @@ fn monotonic_ns() -> u64 {
     // SAFETY: clock_gettime writes one timespec into `ts`, which outlives the call.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-fn read_error(map: &'static str, source: sonde_ebpf::aya::maps::MapError) -> ReadError {
-    ReadError {
-        object: OBJECT,
-        map,
-        source: Box::new(source),
-    }
 }
 
 /// Loads and attaches the program, then detaches it: `sonde doctor`'s trial.

@@ -180,7 +180,7 @@ impl NetFlowPrograms {
         };
         let mut out = Vec::new();
         for entry in udp.iter() {
-            out.push(entry.map_err(read_error(MAP_UDP))?);
+            out.push(entry.map_err(ReadError::of(OBJECT, MAP_UDP))?);
         }
         Ok(out)
     }
@@ -195,7 +195,7 @@ impl NetFlowPrograms {
                 Ok(())
             }
             Err(sonde_ebpf::aya::maps::MapError::KeyNotFound) => Ok(()),
-            Err(e) => Err(read_error(MAP_UDP)(e)),
+            Err(e) => Err(ReadError::of(OBJECT, MAP_UDP)(e)),
         }
     }
 
@@ -217,14 +217,6 @@ impl NetFlowPrograms {
     /// are enabled, kernel 5.8+).
     pub fn program_stats(&self) -> Vec<ProgramStats> {
         self.object.program_stats()
-    }
-}
-
-fn read_error(map: &'static str) -> impl Fn(sonde_ebpf::aya::maps::MapError) -> ReadError {
-    move |source| ReadError {
-        object: OBJECT,
-        map,
-        source: Box::new(source),
     }
 }
 

@@ -20,7 +20,7 @@ pub(super) fn drain_stacks(
     let ids = map
         .stack_ids()
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| read_error(name, source))?;
+        .map_err(ReadError::of(OBJECT, name))?;
     for id in ids {
         if wanted.contains(&(id | id_bit)) {
             match map.get(&id, 0) {
@@ -28,23 +28,15 @@ pub(super) fn drain_stacks(
                     out.insert(id | id_bit, trace.frames().iter().map(|f| f.ip).collect());
                 }
                 Err(MapError::KeyNotFound) => {}
-                Err(source) => return Err(read_error(name, source)),
+                Err(source) => return Err(ReadError::of(OBJECT, name)(source)),
             }
         }
         match map.remove(&id) {
             Ok(()) | Err(MapError::KeyNotFound) => {}
-            Err(source) => return Err(read_error(name, source)),
+            Err(source) => return Err(ReadError::of(OBJECT, name)(source)),
         }
     }
     Ok(())
-}
-
-pub(super) fn read_error(map: &'static str, source: MapError) -> ReadError {
-    ReadError {
-        object: OBJECT,
-        map,
-        source: Box::new(source),
-    }
 }
 
 pub(super) fn remove<K: sonde_ebpf::aya::Pod, V: sonde_ebpf::aya::Pod>(
@@ -54,6 +46,6 @@ pub(super) fn remove<K: sonde_ebpf::aya::Pod, V: sonde_ebpf::aya::Pod>(
 ) -> Result<(), ReadError> {
     match map.remove(key) {
         Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
-        Err(source) => Err(read_error(name, source)),
+        Err(source) => Err(ReadError::of(OBJECT, name)(source)),
     }
 }

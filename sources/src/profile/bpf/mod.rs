@@ -25,7 +25,7 @@ pub use new_pids::NewPids;
 pub use options::{Options, SampleEvent};
 
 use attach::attach;
-use maps::{drain_stacks, read_error, remove};
+use maps::{drain_stacks, remove};
 
 use std::collections::{HashMap as StdHashMap, HashSet};
 use std::time::Duration;
@@ -185,7 +185,7 @@ impl Profiler {
         let new = 1 - self.active;
         self.control
             .set(0, new, 0)
-            .map_err(|source| read_error(MAP_CONTROL, source))?;
+            .map_err(ReadError::of(OBJECT, MAP_CONTROL))?;
         self.active = new;
         std::thread::sleep(SWITCH_GRACE);
 
@@ -193,7 +193,7 @@ impl Profiler {
         let keys = counts
             .keys()
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|source| read_error(MAP_COUNTS[old], source))?;
+            .map_err(ReadError::of(OBJECT, MAP_COUNTS[old]))?;
         let mut drained = Drained {
             counts: Vec::with_capacity(keys.len()),
             stacks: StdHashMap::new(),
@@ -203,7 +203,7 @@ impl Profiler {
             match counts.get(&key, 0) {
                 Ok(n) => drained.counts.push((key, n)),
                 Err(MapError::KeyNotFound) => continue,
-                Err(source) => return Err(read_error(MAP_COUNTS[old], source)),
+                Err(source) => return Err(ReadError::of(OBJECT, MAP_COUNTS[old])(source)),
             }
             for stack in [key.user_stack(), key.kernel_stack()] {
                 if let StackRef::Id(id) = stack {

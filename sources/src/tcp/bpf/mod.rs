@@ -165,7 +165,7 @@ impl TcpPrograms {
     pub fn read(&self) -> Result<Vec<(TcpKey, TcpCounts)>, ReadError> {
         let mut out = Vec::new();
         for entry in self.series.iter() {
-            out.push(entry.map_err(read_error(MAP_SERIES))?);
+            out.push(entry.map_err(ReadError::of(OBJECT, MAP_SERIES))?);
         }
         out.sort_by_key(|(key, _)| *key);
         Ok(out)
@@ -176,7 +176,7 @@ impl TcpPrograms {
     pub fn remove(&mut self, key: &TcpKey) -> Result<(), ReadError> {
         match self.series.remove(key) {
             Ok(()) | Err(sonde_ebpf::aya::maps::MapError::KeyNotFound) => Ok(()),
-            Err(e) => Err(read_error(MAP_SERIES)(e)),
+            Err(e) => Err(ReadError::of(OBJECT, MAP_SERIES)(e)),
         }
     }
 
@@ -199,7 +199,11 @@ impl TcpPrograms {
         };
         let mut out = Vec::new();
         for reason in 0..TCP_DROP_REASONS {
-            let total: u64 = drops.get(&reason, 0).map_err(read_error(MAP_DROPS))?.iter().sum();
+            let total: u64 = drops
+                .get(&reason, 0)
+                .map_err(ReadError::of(OBJECT, MAP_DROPS))?
+                .iter()
+                .sum();
             if total > 0 {
                 out.push((reason, total));
             }
@@ -219,14 +223,6 @@ impl TcpPrograms {
     /// are enabled, kernel 5.8+).
     pub fn program_stats(&self) -> Vec<ProgramStats> {
         self.object.program_stats()
-    }
-}
-
-fn read_error(map: &'static str) -> impl Fn(sonde_ebpf::aya::maps::MapError) -> ReadError {
-    move |source| ReadError {
-        object: OBJECT,
-        map,
-        source: Box::new(source),
     }
 }
 
