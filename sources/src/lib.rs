@@ -9,6 +9,7 @@ pub mod energy;
 pub mod internal_metrics;
 pub mod net_flows;
 pub mod profile;
+pub mod protocols;
 pub mod tcp;
 
 use sonde_core::Registry;
