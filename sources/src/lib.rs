@@ -3,6 +3,7 @@
 //! Adding a source: a folder (or file) here with its config struct and run
 //! loop, and one line in [`register`].
 
+pub mod clock;
 pub mod demo;
 pub mod disk_latency;
 pub mod energy;

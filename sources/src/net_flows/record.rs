@@ -1,6 +1,6 @@
 //! A [`FlowUpdate`] as a `Log` event named [`FLOW_LOG`].
 
-use sonde_core::event::{keys, Attributes, Log, SharedStr, Timestamp};
+use sonde_core::event::{keys, Attributes, Log, SharedStr};
 
 use super::flows::{Direction, FlowUpdate, Transport};
 
@@ -51,37 +51,7 @@ pub const RETRANSMITS: &str = "sonde.flow.retransmits";
 /// Field: smoothed RTT, µs (TCP, when sampled).
 pub const RTT_US: &str = "sonde.flow.rtt_us";
 
-/// Converts monotonic kernel times to wall-clock timestamps.
-#[derive(Clone, Copy, Debug)]
-pub struct Clock {
-    wall_ns: u64,
-    mono_ns: u64,
-}
-
-impl Clock {
-    /// The two clocks now.
-    pub fn now() -> Self {
-        Clock::at(Timestamp::now(), super::bpf::monotonic_ns())
-    }
-
-    /// A clock where monotonic `mono_ns` is wall time `wall`.
-    pub fn at(wall: Timestamp, mono_ns: u64) -> Self {
-        Clock {
-            wall_ns: wall.as_nanos(),
-            mono_ns,
-        }
-    }
-
-    /// The wall-clock time of monotonic time `mono_ns`.
-    pub fn wall(&self, mono_ns: u64) -> Timestamp {
-        let wall = if mono_ns <= self.mono_ns {
-            self.wall_ns.saturating_sub(self.mono_ns - mono_ns)
-        } else {
-            self.wall_ns.saturating_add(mono_ns - self.mono_ns)
-        };
-        Timestamp::from_nanos(wall)
-    }
-}
+pub use crate::clock::Clock;
 
 /// The record of `update`.
 pub fn to_log(update: &FlowUpdate, clock: &Clock, node: &SharedStr) -> Log {

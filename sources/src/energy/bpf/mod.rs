@@ -143,14 +143,7 @@ impl Energy {
     }
 }
 
-/// CLOCK_MONOTONIC now, ns: the clock of `bpf_ktime_get_ns` and of a
-/// task's `start_time`.
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes one timespec into `ts`, which outlives the call.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
+use crate::clock::monotonic_ns;
 
 /// Loads and attaches the program, then detaches it: `sonde doctor`'s trial.
 pub fn trial() -> Result<(), LoadError> {

@@ -220,14 +220,7 @@ impl NetFlowPrograms {
     }
 }
 
-/// `CLOCK_MONOTONIC` now, ns: the clock of `bpf_ktime_get_ns()`, which
-/// stamps the records.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
-}
+pub use crate::clock::monotonic_ns;
 
 /// Loads and attaches the programs, then detaches them: `sonde doctor`'s trial.
 pub fn trial() -> Result<(), LoadError> {

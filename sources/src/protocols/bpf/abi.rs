@@ -1,0 +1,178 @@
+//! Rust mirrors of `protocols.h` and of the map key user space uses. The
+//! constants are generated from the header by the crate's `build.rs`; the
+//! structs are checked field by field against the compiled object's BTF
+//! (`tests` below).
+
+#![allow(missing_docs)]
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+include!(concat!(env!("OUT_DIR"), "/protocols_consts.rs"));
+
+/// `AF_INET6`, as the kernel writes it in `family`.
+pub const AF_INET6: u16 = 10;
+
+/// `struct proto_event`: the header of every record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProtoEvent {
+    /// Monotonic clock when the call returned, ns.
+    pub timestamp_ns: u64,
+    /// Monotonic clock when the connection was first seen, ns.
+    pub generation: u64,
+    /// Offset of the first byte in its direction's stream.
+    pub position: u64,
+    pub pid: u32,
+    pub tid: u32,
+    pub fd: u32,
+    /// Bytes the call moved.
+    pub length: u32,
+    /// Bytes that follow the header.
+    pub captured: u32,
+    /// `PROTO_EVENT_*`.
+    pub kind: u8,
+    /// `PROTO_DIR_*`.
+    pub direction: u8,
+    /// 1 for plaintext from the TLS library.
+    pub tls: u8,
+    /// `PROTO_ROLE_*`.
+    pub role: u8,
+}
+
+// SAFETY: repr(C), 3 × 8 + 5 × 4 + 4 × 1 bytes, no padding: every bit
+// pattern is valid.
+unsafe impl sonde_ebpf::aya::Pod for ProtoEvent {}
+
+/// `struct proto_peer`: a connection's endpoints and owner.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProtoPeer {
+    pub cgroup_id: u64,
+    /// Local address (IPv4 in the first 4 bytes).
+    pub saddr: [u8; 16],
+    /// Remote address.
+    pub daddr: [u8; 16],
+    pub sport: u16,
+    pub dport: u16,
+    pub family: u16,
+    /// `PROTO_ROLE_*`.
+    pub role: u8,
+    /// 1 when first seen at a read or write, not at accept or connect (it
+    /// may predate the agent).
+    pub discovered: u8,
+    /// The process's name (its main thread's comm).
+    pub comm: [u8; 16],
+}
+
+// SAFETY: repr(C), 8 + 2 × 16 + 3 × 2 + 2 × 1 + 16 bytes, no padding.
+unsafe impl sonde_ebpf::aya::Pod for ProtoPeer {}
+
+/// `struct proto_open`: the OPEN record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProtoOpen {
+    pub head: ProtoEvent,
+    pub peer: ProtoPeer,
+}
+
+// SAFETY: two Pod structs whose sizes are multiples of 8: no padding.
+unsafe impl sonde_ebpf::aya::Pod for ProtoOpen {}
+
+/// `struct conn_key`: the connection map's key.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ConnKey {
+    pub pid: u32,
+    pub fd: u32,
+}
+
+// SAFETY: repr(C), two u32s.
+unsafe impl sonde_ebpf::aya::Pod for ConnKey {}
+
+/// Size of `struct conn`, the connection map's value, which user space
+/// only removes.
+pub const CONN_VALUE_SIZE: usize = 120;
+
+/// Reads a `T` from the start of `bytes` (`None` if too short).
+pub fn read<T: sonde_ebpf::aya::Pod>(bytes: &[u8]) -> Option<T> {
+    if bytes.len() < std::mem::size_of::<T>() {
+        return None;
+    }
+    // SAFETY: `bytes` holds at least size_of::<T>() bytes, T is Pod (any
+    // bit pattern is valid) and read_unaligned needs no alignment.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+impl ProtoPeer {
+    /// The local end.
+    pub fn local(&self) -> SocketAddr {
+        SocketAddr::new(address(self.family, &self.saddr), self.sport)
+    }
+
+    /// The remote end.
+    pub fn remote(&self) -> SocketAddr {
+        SocketAddr::new(address(self.family, &self.daddr), self.dport)
+    }
+
+    /// The process name.
+    pub fn comm(&self) -> String {
+        sonde_ebpf::owners::comm_str(&self.comm)
+    }
+}
+
+/// An address as the programs store it: IPv4 in the first 4 bytes for
+/// `AF_INET`; IPv4-mapped IPv6 addresses are shown as IPv4.
+pub fn address(family: u16, bytes: &[u8; 16]) -> IpAddr {
+    if family == AF_INET6 {
+        Ipv6Addr::from(*bytes).to_canonical()
+    } else {
+        IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sonde_ebpf::btf_layout::ObjectBtf;
+
+    #[test]
+    fn structs_match_the_compiled_object() {
+        let btf = ObjectBtf::from_object(super::super::ELF);
+        sonde_ebpf::assert_layout!(
+            btf,
+            "proto_event",
+            ProtoEvent {
+                timestamp_ns,
+                generation,
+                position,
+                pid,
+                tid,
+                fd,
+                length,
+                captured,
+                kind,
+                direction,
+                tls,
+                role
+            }
+        );
+        sonde_ebpf::assert_layout!(
+            btf,
+            "proto_peer",
+            ProtoPeer {
+                cgroup_id,
+                saddr,
+                daddr,
+                sport,
+                dport,
+                family,
+                role,
+                discovered,
+                comm
+            }
+        );
+        sonde_ebpf::assert_layout!(btf, "proto_open", ProtoOpen { head, peer });
+        sonde_ebpf::assert_layout!(btf, "conn_key", ConnKey { pid, fd });
+        assert_eq!(btf.struct_layout("conn").size, CONN_VALUE_SIZE, "size of struct conn");
+    }
+}

@@ -1,0 +1,240 @@
+//! The `protocols` programs (`protocols.bpf.c`): the bytes of requests
+//! and responses from the syscalls that move socket data, and plaintext
+//! from TLS libraries, in a ring buffer ([`Records`]).
+//!
+//! Tracepoints `syscalls:sys_{enter,exit}_*` (needs
+//! `CONFIG_FTRACE_SYSCALLS`) and `sched:sched_process_exit`; uprobes on
+//! `SSL_read`/`SSL_write` and their `_ex` variants, attached per library
+//! file by [`ProtocolPrograms::attach_tls`]. Minimum kernel 5.8 (ring
+//! buffers, CO-RE reads of the fd table).
+
+mod abi;
+mod options;
+mod records;
+
+pub use abi::*;
+pub use options::Options;
+pub use records::{Record, Records};
+
+use std::path::Path;
+
+use sonde_ebpf::aya::maps::{HashMap, MapData};
+use sonde_ebpf::aya::programs::uprobe::UProbeScope;
+use sonde_ebpf::aya::programs::UProbe;
+use sonde_ebpf::loader::{Object, ProgramStats};
+use sonde_ebpf::telemetry::{KernelStat, StatTotals, StatsArray};
+use sonde_ebpf::{LoadError, ReadError};
+
+/// The compiled object, embedded.
+static ELF: &[u8] = sonde_ebpf::aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/protocols.bpf.o"));
+
+/// The object's name, used in errors.
+pub const OBJECT: &str = "protocols";
+/// Connections of traced processes (LRU).
+pub const MAP_CONNS: &str = "proto_conns";
+/// The records (ring buffer).
+pub const MAP_EVENTS: &str = "proto_events";
+/// Per-CPU counters of what the programs lost (`PROTO_STAT_*`).
+pub const MAP_STATS: &str = "proto_stats";
+
+/// The extra stats slot [`ProtocolPrograms::stats`] appends: connections
+/// in the map now.
+pub const PROTO_LIVE_CONNS: u32 = PROTO_STAT_COUNT;
+
+/// How the programs' stats slots are exported.
+pub const STATS: &[KernelStat] = &[
+    KernelStat::lost(PROTO_STAT_RINGBUF_FULL, "ringbuf_full"),
+    KernelStat::map_full(PROTO_STAT_CONNS_FULL, MAP_CONNS),
+    KernelStat::failed_read(PROTO_STAT_READ_FAILED, "user:buffer"),
+    // TLS library calls whose socket could not be found (no syscall in
+    // the call and none before on that SSL*).
+    KernelStat::lost(PROTO_STAT_TLS_UNMAPPED, "tls_unmapped"),
+    // Calls with more iovecs or messages than are copied: their tail is a gap.
+    KernelStat::lost(PROTO_STAT_IOV_TRUNCATED, "iov_truncated"),
+    KernelStat::evictions(
+        PROTO_STAT_CONN_INSERTS,
+        &[PROTO_STAT_CONN_DELETES, PROTO_LIVE_CONNS],
+        MAP_CONNS,
+    ),
+];
+
+/// The TLS library functions probed, and the programs for their entry
+/// and return.
+const TLS_PROBES: &[(&str, &str, &str)] = &[
+    ("SSL_read", "ssl_read_enter", "ssl_read_exit"),
+    ("SSL_write", "ssl_write_enter", "ssl_write_exit"),
+    ("SSL_read_ex", "ssl_read_ex_enter", "ssl_read_ex_exit"),
+    ("SSL_write_ex", "ssl_write_ex_enter", "ssl_write_ex_exit"),
+];
+
+/// Data syscalls with an enter and an exit program each (`enter_NAME`,
+/// `exit_NAME`), and the lifecycle ones.
+const SYSCALLS: &[&str] = &[
+    "read",
+    "write",
+    "readv",
+    "writev",
+    "recvfrom",
+    "sendto",
+    "recvmsg",
+    "sendmsg",
+    "recvmmsg",
+    "sendmmsg",
+    "sendfile64",
+    "connect",
+    "accept",
+    "accept4",
+];
+
+/// The loaded and attached programs, with typed handles to their maps.
+/// Dropping it detaches everything.
+pub struct ProtocolPrograms {
+    object: Object,
+    conns: HashMap<MapData, ConnKey, [u8; CONN_VALUE_SIZE]>,
+    stats: StatsArray,
+    records: Option<Records>,
+    _filters: options::Filters,
+}
+
+impl std::fmt::Debug for ProtocolPrograms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProtocolPrograms")
+            .field("object", &self.object)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProtocolPrograms {
+    /// Loads the programs and attaches the tracepoints. TLS libraries are
+    /// attached one by one with [`ProtocolPrograms::attach_tls`].
+    pub fn load(options: &Options) -> Result<Self, LoadError> {
+        let cpus = sonde_ebpf::aya::util::nr_cpus().map_or(1, |n| n as u32).max(1);
+        let settings = options.kernel_settings();
+        let mut object = Object::load(OBJECT, ELF, |loader| {
+            loader.override_global("capture_bytes", &settings.capture_bytes, true);
+            loader.override_global("protocols", &settings.protocols, true);
+            loader.override_global("self_tgid", &settings.self_tgid, true);
+            loader.override_global("filter_ports", &settings.filter_ports, true);
+            loader.override_global("filter_comm", &settings.filter_comm, true);
+            loader.override_global("wakeup_bytes", &settings.wakeup_bytes, true);
+            loader.map_max_entries(MAP_CONNS, options.max_connections.max(1));
+            loader.map_max_entries("proto_scratch", cpus);
+            loader.map_max_entries(MAP_EVENTS, settings.ring_bytes);
+        })?;
+        let filters = options.fill_filters(&mut object)?;
+        for name in SYSCALLS {
+            attach_syscall(&mut object, name)?;
+        }
+        object.attach_tracepoint("enter_close", "syscalls", "sys_enter_close")?;
+        object.attach_tracepoint("process_exit", "sched", "sched_process_exit")?;
+        for (_, enter, exit) in TLS_PROBES {
+            for program in [*enter, *exit] {
+                let prog: &mut UProbe = object.program_as(program)?;
+                prog.load().map_err(|e| sonde_ebpf::loader::load_error(OBJECT, program, e))?;
+            }
+        }
+        Ok(ProtocolPrograms {
+            conns: object.take_map(MAP_CONNS)?,
+            stats: StatsArray::take(&mut object, MAP_STATS, PROTO_STAT_COUNT)?,
+            records: Some(Records::new(object.take_map(MAP_EVENTS)?)),
+            _filters: filters,
+            object,
+        })
+    }
+
+    /// The ring buffer of records (once; `None` afterwards).
+    pub fn take_records(&mut self) -> Option<Records> {
+        self.records.take()
+    }
+
+    /// Attaches the TLS probes to every process that maps `library` (a
+    /// path as this process sees it, e.g. `/proc/PID/root/usr/lib/…`).
+    /// Returns how many of the functions it has (a library or executable
+    /// without any of them is an error).
+    pub fn attach_tls(&mut self, library: &Path) -> Result<usize, LoadError> {
+        let mut attached = 0;
+        let mut last_error = None;
+        for (function, enter, exit) in TLS_PROBES {
+            for (program, point) in [(*enter, "uprobe"), (*exit, "uretprobe")] {
+                let prog: &mut UProbe = self.object.program_as(program)?;
+                match prog.attach(*function, library, UProbeScope::AllProcesses) {
+                    Ok(_) => attached += usize::from(point == "uprobe"),
+                    Err(source) => {
+                        last_error = Some(LoadError::Attach {
+                            object: OBJECT,
+                            program,
+                            attach_point: format!("{point} {}:{function}", library.display()),
+                            source: Box::new(source),
+                        })
+                    }
+                }
+            }
+        }
+        match (attached, last_error) {
+            (0, Some(error)) => Err(error),
+            _ => Ok(attached),
+        }
+    }
+
+    /// Forgets the kernel's entries of the connections of a process that
+    /// exited (a new process with its pid must not inherit them).
+    pub fn forget(&mut self, pid: u32, fds: impl IntoIterator<Item = u32>) {
+        for fd in fds {
+            let _ = self.conns.remove(&ConnKey { pid, fd });
+        }
+    }
+
+    /// What the programs lost so far (slots `PROTO_STAT_*`, and
+    /// [`PROTO_LIVE_CONNS`]).
+    pub fn stats(&self) -> Result<StatTotals, ReadError> {
+        let mut totals = self.stats.read()?;
+        totals.push(self.conns.keys().filter(Result::is_ok).count() as u64);
+        Ok(totals)
+    }
+
+    /// Run time and count of each program (non-zero only while BPF stats
+    /// are enabled, kernel 5.8+).
+    pub fn program_stats(&self) -> Vec<ProgramStats> {
+        self.object.program_stats()
+    }
+}
+
+/// Attaches `enter_NAME` and `exit_NAME` to the syscall's tracepoints.
+fn attach_syscall(object: &mut Object, name: &'static str) -> Result<(), LoadError> {
+    let (enter, exit) = program_names(name);
+    object.attach_tracepoint(enter, "syscalls", &format!("sys_enter_{name}"))?;
+    object.attach_tracepoint(exit, "syscalls", &format!("sys_exit_{name}"))
+}
+
+/// The static program names of a syscall's pair.
+fn program_names(name: &str) -> (&'static str, &'static str) {
+    macro_rules! names {
+        ($($n:literal),*) => {
+            match name {
+                $($n => (concat!("enter_", $n), concat!("exit_", $n)),)*
+                other => unreachable!("no programs for syscall {other}"),
+            }
+        };
+    }
+    names!(
+        "read",
+        "write",
+        "readv",
+        "writev",
+        "recvfrom",
+        "sendto",
+        "recvmsg",
+        "sendmsg",
+        "recvmmsg",
+        "sendmmsg",
+        "sendfile64",
+        "connect",
+        "accept",
+        "accept4"
+    )
+}
+
+/// Loads and attaches the programs, then detaches them: `sonde doctor`'s trial.
+pub fn trial() -> Result<(), LoadError> {
+    ProtocolPrograms::load(&Options::default()).map(drop)
+}

@@ -1,0 +1,202 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0) */
+/*
+ * protocols: finding a socket behind an fd (CO-RE walk of the task's fd
+ * table, as DeepFlow and Kyanos do: there is no kprobe here to mark socket
+ * calls) and keeping the connection map.
+ */
+#ifndef PROTO_CONN_H
+#define PROTO_CONN_H
+
+struct fdtable___sonde {
+	unsigned int max_fds;
+	void **fd;
+} __attribute__((preserve_access_index));
+
+struct files_struct___sonde {
+	struct fdtable___sonde *fdt;
+} __attribute__((preserve_access_index));
+
+struct task_struct___sonde {
+	struct files_struct___sonde *files;
+	struct task_struct___sonde *group_leader;
+	char comm[16];
+} __attribute__((preserve_access_index));
+
+struct inode___sonde {
+	unsigned short i_mode;
+} __attribute__((preserve_access_index));
+
+struct file___sonde {
+	struct inode___sonde *f_inode;
+	void *private_data;
+} __attribute__((preserve_access_index));
+
+struct socket___sonde {
+	short type;
+	void *sk;
+} __attribute__((preserve_access_index));
+
+#define S_IFMT___sonde 0170000
+#define S_IFSOCK___sonde 0140000
+#define SOCK_STREAM___sonde 1
+
+/* The struct file at `fd` of the current task, or 0. */
+static __always_inline __u64 fd_file(__u32 fd)
+{
+	struct task_struct___sonde *task = (void *)bpf_get_current_task();
+	struct fdtable___sonde *fdt = BPF_CORE_READ(task, files, fdt);
+	void **fds;
+	void *file = 0;
+
+	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+		return 0;
+	fds = BPF_CORE_READ(fdt, fd);
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]))
+		return 0;
+	return (__u64)file;
+}
+
+static __always_inline int port_wanted(__u16 port)
+{
+	return bpf_map_lookup_elem(&proto_ports, &port) != 0;
+}
+
+/*
+ * Makes the connection of `key` from its file, when that is a TCP socket
+ * over IPv4/IPv6: tracked (GATE_INSPECT) or, filtered out, kept as
+ * GATE_IGNORED so the walk is not repeated. Other fds go to the
+ * not-a-connection cache. Returns the map entry or 0.
+ */
+static __always_inline struct conn *conn_make(const struct conn_key *key, __u64 file, __u8 role, __u8 discovered)
+{
+	struct file___sonde *f = (void *)file;
+	struct socket___sonde *sock;
+	struct task_struct___sonde *task;
+	struct conn c = {};
+	__u8 yes = 1;
+	void *sk;
+
+	if (!file)
+		return 0;
+	if ((BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT___sonde) != S_IFSOCK___sonde)
+		goto not_conn;
+	sock = BPF_CORE_READ(f, private_data);
+	if (!sock || BPF_CORE_READ(sock, type) != SOCK_STREAM___sonde)
+		goto not_conn;
+	sk = BPF_CORE_READ(sock, sk);
+	if (!sk)
+		goto not_conn;
+	{
+		struct sonde_tuple t = {};
+
+		if (sonde_read_tuple(sk, &t)) {
+			count(PROTO_STAT_READ_FAILED);
+			return 0;
+		}
+		if (t.family != SONDE_AF_INET && t.family != SONDE_AF_INET6)
+			goto not_conn;
+		__builtin_memcpy(c.peer.saddr, t.saddr, 16);
+		__builtin_memcpy(c.peer.daddr, t.daddr, 16);
+		c.peer.sport = t.sport;
+		c.peer.dport = t.dport;
+		c.peer.family = t.family;
+	}
+	c.generation = bpf_ktime_get_ns();
+	c.file = file;
+	c.peer.cgroup_id = bpf_get_current_cgroup_id();
+	c.peer.role = role;
+	c.peer.discovered = discovered;
+	c.budget = discovered ? PROTO_INSPECT_BUDGET : 2;
+	task = (void *)bpf_get_current_task();
+	BPF_CORE_READ_STR_INTO(&c.peer.comm, task, group_leader, comm);
+	if (filter_ports && !port_wanted(c.peer.sport) && !port_wanted(c.peer.dport))
+		c.gate = GATE_IGNORED;
+	if (filter_comm && bpf_map_lookup_elem(&proto_exclude_comm, c.peer.comm))
+		c.gate = GATE_IGNORED;
+	if (c.gate == GATE_IGNORED)
+		count(PROTO_STAT_IGNORED);
+	if (bpf_map_update_elem(&proto_conns, key, &c, BPF_ANY)) {
+		count(PROTO_STAT_CONNS_FULL);
+		return 0;
+	}
+	count(PROTO_STAT_CONN_INSERTS);
+	bpf_map_delete_elem(&proto_not_conns, key);
+	return bpf_map_lookup_elem(&proto_conns, key);
+not_conn:
+	bpf_map_update_elem(&proto_not_conns, key, &yes, BPF_ANY);
+	return 0;
+}
+
+/*
+ * The connection at `fd` of the current process: the map's entry when it
+ * is still the same file, else found anew (a socket first seen now is
+ * "discovered": it may predate the agent). 0 for anything else.
+ */
+static __always_inline struct conn *conn_of(__u32 pid, __u32 fd)
+{
+	struct conn_key key = { .pid = pid, .fd = fd };
+	struct conn *c = bpf_map_lookup_elem(&proto_conns, &key);
+	__u64 file;
+
+	if (!c && bpf_map_lookup_elem(&proto_not_conns, &key))
+		return 0;
+	file = fd_file(fd);
+	if (c && c->file == file)
+		return c;
+	if (c) {
+		bpf_map_delete_elem(&proto_conns, &key);
+		count(PROTO_STAT_CONN_DELETES);
+	}
+	return conn_make(&key, file, PROTO_ROLE_UNKNOWN, 1);
+}
+
+/* A record with only its header (OPEN's body follows for OPEN). */
+static __always_inline void fill_head(struct proto_event *e, __u8 kind, __u32 pid, __u32 fd, const struct conn *c)
+{
+	e->timestamp_ns = bpf_ktime_get_ns();
+	e->generation = c ? c->generation : 0;
+	e->pid = pid;
+	e->tid = (__u32)bpf_get_current_pid_tgid();
+	e->fd = fd;
+	e->kind = kind;
+	e->role = c ? c->peer.role : 0;
+}
+
+/* The OPEN record, once per connection, before its first data. */
+static __always_inline int conn_announce(struct conn *c, __u32 pid, __u32 fd)
+{
+	struct proto_open open = {};
+
+	if (c->announced)
+		return 0;
+	fill_head(&open.head, PROTO_EVENT_OPEN, pid, fd, c);
+	open.peer = c->peer;
+	if (bpf_ringbuf_output(&proto_events, &open, sizeof(open), ring_flags())) {
+		count(PROTO_STAT_RINGBUF_FULL);
+		return -1;
+	}
+	c->announced = 1;
+	return 0;
+}
+
+/* close(): the CLOSE record if one is owed; forget the fd either way. */
+static __always_inline void conn_close(__u32 pid, __u32 fd)
+{
+	struct conn_key key = { .pid = pid, .fd = fd };
+	struct conn *c = bpf_map_lookup_elem(&proto_conns, &key);
+	struct proto_event e = {};
+
+	if (!c) {
+		bpf_map_delete_elem(&proto_not_conns, &key);
+		return;
+	}
+	if (c->announced) {
+		fill_head(&e, PROTO_EVENT_CLOSE, pid, fd, c);
+		if (bpf_ringbuf_output(&proto_events, &e, sizeof(e), ring_flags()))
+			count(PROTO_STAT_RINGBUF_FULL);
+	}
+	bpf_map_delete_elem(&proto_conns, &key);
+	count(PROTO_STAT_CONN_DELETES);
+}
+
+#endif

@@ -1,0 +1,304 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0)
+/*
+ * protocols: the bytes of requests and responses, seen from the syscalls
+ * that move socket data and from TLS libraries, sent to user space (which
+ * reassembles and parses them) through a ring buffer. Tracepoints and
+ * uprobes only, no kprobes:
+ *
+ *   syscalls:sys_enter/exit_{read,write,readv,writev,recvfrom,sendto,
+ *     recvmsg,sendmsg,recvmmsg,sendmmsg}   data; sendfile64 size only
+ *   syscalls:sys_exit_{accept,accept4,connect}, sys_enter_close
+ *                                         connection lifecycle
+ *   sched:sched_process_exit             a process is gone
+ *   uprobe/uretprobe SSL_{read,write}[_ex] plaintext (OpenSSL, BoringSSL)
+ *
+ * Cheap filters first: the agent's own calls, then one hash lookup for
+ * fds known not to be TCP sockets (file I/O costs that), then the
+ * connection map. A socket is recognised by walking the fd table once.
+ * A connection's bytes are copied only once they look like an enabled
+ * protocol (a gate, sticky per connection); all parsing is in user space.
+ *
+ * Minimum kernel 5.8 (ring buffer; BTF for CO-RE).
+ */
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <linux/ptrace.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+
+#include "sonde_sock.h"
+#include "protocols.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#include "proto_maps.h"
+#include "proto_conn.h"
+#include "proto_capture.h"
+
+/* struct syscall_trace_enter/exit: an 8-byte trace_entry and the syscall
+ * number, then the arguments or the return value (stable since 2.6.32). */
+struct sys_enter_ctx {
+	__u64 common;
+	__s64 nr;
+	__u64 args[6];
+};
+
+struct sys_exit_ctx {
+	__u64 common;
+	__s64 nr;
+	__s64 ret;
+};
+
+#define MSG_PEEK___sonde 2
+#define EINPROGRESS___sonde 115
+
+/* A data call on a tracked connection: remember it until its exit. */
+static __always_inline int call_enter(__u32 fd, __u64 buf, __u64 count, __u8 kind)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 pid = id >> 32;
+	struct call call = { .buf = buf, .count = count, .fd = fd, .kind = kind };
+	struct conn *c;
+
+	if (pid == self_tgid)
+		return 0;
+	c = conn_of(pid, fd);
+	if (!c || c->gate == GATE_IGNORED)
+		return 0;
+	/* The ciphertext of a TLS connection is wanted only to learn which
+	 * socket a library call uses (see tls_saw_fd). */
+	if (c->encrypted && !bpf_map_lookup_elem(&proto_tls_calls, &id))
+		return 0;
+	bpf_map_update_elem(&proto_calls, &id, &call, BPF_ANY);
+	return 0;
+}
+
+/* Inside SSL_read/SSL_write: the socket it uses is this fd. */
+static __always_inline int tls_saw_fd(__u64 id, __u32 pid, __u32 fd)
+{
+	struct tls_call *tls = bpf_map_lookup_elem(&proto_tls_calls, &id);
+	struct conn_key key = { .pid = pid, .fd = fd };
+	struct conn *c;
+	__s32 sfd = fd;
+
+	if (!tls)
+		return 0;
+	tls->fd = sfd;
+	bpf_map_update_elem(&proto_tls_fds, &tls->ssl, &sfd, BPF_ANY);
+	c = bpf_map_lookup_elem(&proto_conns, &key);
+	if (c)
+		c->encrypted = 1;
+	return 1;
+}
+
+static __always_inline int call_exit(struct sys_exit_ctx *ctx, __u8 dir)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 pid = id >> 32;
+	struct call *call = bpf_map_lookup_elem(&proto_calls, &id);
+	struct conn_key key;
+	struct scratch *s;
+	struct conn *c;
+	__s64 ret = ctx->ret;
+	__u32 captured = 0;
+
+	if (!call)
+		return 0;
+	key.pid = pid;
+	key.fd = call->fd;
+	if (tls_saw_fd(id, pid, call->fd) || ret <= 0)
+		goto done;
+	c = bpf_map_lookup_elem(&proto_conns, &key);
+	s = scratch_slot();
+	if (!c || !s)
+		goto done;
+	if (call->kind == CALL_BUF) {
+		captured = copy_buf(s, call->buf, ret);
+	} else if (call->kind == CALL_IOV) {
+		captured = copy_iov(s, call->buf, call->count, ret);
+	} else if (call->kind == CALL_MSG) {
+		struct msghdr_iov___sonde msg;
+
+		if (bpf_probe_read_user(&msg, sizeof(msg), (void *)call->buf)) {
+			count(PROTO_STAT_READ_FAILED);
+		} else {
+			captured = copy_iov(s, msg.iov, msg.iovlen, ret);
+		}
+	} else if (call->kind == CALL_MMSG) {
+		/* ret is a message count: each message is its own record. */
+		for (int i = 0; i < PROTO_MAX_MMSG; i++) {
+			struct msghdr_iov___sonde msg;
+			__u32 len = 0;
+			__u64 at = call->buf + i * MMSGHDR_SIZE;
+
+			if (i >= ret)
+				break;
+			if (bpf_probe_read_user(&msg, sizeof(msg), (void *)at) ||
+			    bpf_probe_read_user(&len, sizeof(len), (void *)(at + MMSGHDR_LEN_OFFSET))) {
+				count(PROTO_STAT_READ_FAILED);
+				break;
+			}
+			captured = copy_iov(s, msg.iov, msg.iovlen, len);
+			emit(s, c, pid, key.fd, dir, len, captured, 0);
+		}
+		if (ret > PROTO_MAX_MMSG)
+			count(PROTO_STAT_IOV_TRUNCATED);
+		goto done;
+	}
+	emit(s, c, pid, key.fd, dir, ret, captured, 0);
+done:
+	bpf_map_delete_elem(&proto_calls, &id);
+	return 0;
+}
+
+#define ENTER(name, fd_arg, buf_arg, count_arg, kind)                         \
+	SEC("tracepoint/syscalls/sys_enter_" #name)                           \
+	int enter_##name(struct sys_enter_ctx *ctx)                           \
+	{                                                                     \
+		return call_enter(ctx->args[fd_arg], ctx->args[buf_arg], ctx->args[count_arg], kind); \
+	}
+#define EXIT(name, dir)                                                       \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                            \
+	int exit_##name(struct sys_exit_ctx *ctx)                             \
+	{                                                                     \
+		return call_exit(ctx, dir);                                   \
+	}
+
+ENTER(read, 0, 1, 2, CALL_BUF)
+EXIT(read, PROTO_DIR_INGRESS)
+ENTER(write, 0, 1, 2, CALL_BUF)
+EXIT(write, PROTO_DIR_EGRESS)
+ENTER(readv, 0, 1, 2, CALL_IOV)
+EXIT(readv, PROTO_DIR_INGRESS)
+ENTER(writev, 0, 1, 2, CALL_IOV)
+EXIT(writev, PROTO_DIR_EGRESS)
+ENTER(sendto, 0, 1, 2, CALL_BUF)
+EXIT(sendto, PROTO_DIR_EGRESS)
+ENTER(sendmsg, 0, 1, 2, CALL_MSG)
+EXIT(sendmsg, PROTO_DIR_EGRESS)
+ENTER(sendmmsg, 0, 1, 2, CALL_MMSG)
+EXIT(sendmmsg, PROTO_DIR_EGRESS)
+ENTER(recvmmsg, 0, 1, 2, CALL_MMSG)
+EXIT(recvmmsg, PROTO_DIR_INGRESS)
+/* out_fd, in_fd, offset, count: the bytes come from a file, so only the
+ * position moves (a gap user space skips). */
+ENTER(sendfile64, 0, 1, 3, CALL_SIZE_ONLY)
+EXIT(sendfile64, PROTO_DIR_EGRESS)
+EXIT(recvfrom, PROTO_DIR_INGRESS)
+EXIT(recvmsg, PROTO_DIR_INGRESS)
+
+/* MSG_PEEK leaves the bytes queued: the next read returns them again. */
+SEC("tracepoint/syscalls/sys_enter_recvfrom")
+int enter_recvfrom(struct sys_enter_ctx *ctx)
+{
+	if (ctx->args[3] & MSG_PEEK___sonde)
+		return 0;
+	return call_enter(ctx->args[0], ctx->args[1], ctx->args[2], CALL_BUF);
+}
+
+SEC("tracepoint/syscalls/sys_enter_recvmsg")
+int enter_recvmsg(struct sys_enter_ctx *ctx)
+{
+	if (ctx->args[2] & MSG_PEEK___sonde)
+		return 0;
+	return call_enter(ctx->args[0], ctx->args[1], 0, CALL_MSG);
+}
+
+/* A new connection: remember the socket's fd until the call returns. */
+static __always_inline int lifecycle_enter(__u32 fd, __u8 kind)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct call call = { .fd = fd, .kind = kind };
+
+	if ((id >> 32) == self_tgid)
+		return 0;
+	bpf_map_update_elem(&proto_calls, &id, &call, BPF_ANY);
+	return 0;
+}
+
+static __always_inline int lifecycle_exit(__s64 ret, __u8 kind)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct call *call = bpf_map_lookup_elem(&proto_calls, &id);
+	struct conn_key key = { .pid = id >> 32 };
+
+	if (!call)
+		return 0;
+	if (call->kind == kind) {
+		if (kind == CALL_CONNECT && (ret == 0 || ret == -EINPROGRESS___sonde)) {
+			key.fd = call->fd;
+			conn_make(&key, fd_file(key.fd), PROTO_ROLE_CLIENT, 0);
+		} else if (kind == CALL_ACCEPT && ret >= 0) {
+			key.fd = ret;
+			conn_make(&key, fd_file(key.fd), PROTO_ROLE_SERVER, 0);
+		}
+	}
+	bpf_map_delete_elem(&proto_calls, &id);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_connect")
+int enter_connect(struct sys_enter_ctx *ctx)
+{
+	return lifecycle_enter(ctx->args[0], CALL_CONNECT);
+}
+
+SEC("tracepoint/syscalls/sys_exit_connect")
+int exit_connect(struct sys_exit_ctx *ctx)
+{
+	return lifecycle_exit(ctx->ret, CALL_CONNECT);
+}
+
+SEC("tracepoint/syscalls/sys_enter_accept")
+int enter_accept(struct sys_enter_ctx *ctx)
+{
+	return lifecycle_enter(ctx->args[0], CALL_ACCEPT);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int exit_accept(struct sys_exit_ctx *ctx)
+{
+	return lifecycle_exit(ctx->ret, CALL_ACCEPT);
+}
+
+SEC("tracepoint/syscalls/sys_enter_accept4")
+int enter_accept4(struct sys_enter_ctx *ctx)
+{
+	return lifecycle_enter(ctx->args[0], CALL_ACCEPT);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int exit_accept4(struct sys_exit_ctx *ctx)
+{
+	return lifecycle_exit(ctx->ret, CALL_ACCEPT);
+}
+
+SEC("tracepoint/syscalls/sys_enter_close")
+int enter_close(struct sys_enter_ctx *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+
+	if ((id >> 32) == self_tgid)
+		return 0;
+	conn_close(id >> 32, ctx->args[0]);
+	return 0;
+}
+
+/* The whole process is gone (its last thread): user space forgets its
+ * connections and removes their map entries. */
+SEC("tracepoint/sched/sched_process_exit")
+int process_exit(void *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct proto_event e = {};
+
+	if ((__u32)id != (id >> 32))
+		return 0;
+	fill_head(&e, PROTO_EVENT_EXIT, id >> 32, 0, 0);
+	if (bpf_ringbuf_output(&proto_events, &e, sizeof(e), ring_flags()))
+		count(PROTO_STAT_RINGBUF_FULL);
+	return 0;
+}
+
+#include "proto_tls.h"
