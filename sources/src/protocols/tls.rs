@@ -104,7 +104,9 @@ fn has_tls_symbols(path: &Path) -> bool {
         return false;
     }
     let cache = object::ReadCache::new(file);
-    let Ok(elf) = object::File::parse(&cache) else { return false };
+    let Ok(elf) = object::File::parse(&cache) else {
+        return false;
+    };
     let defines = |name: &str| {
         elf.symbols()
             .chain(elf.dynamic_symbols())
@@ -139,7 +141,10 @@ mod tests {
         // This test binary does not link libssl; the system one, where
         // installed, defines the functions.
         assert!(libssl_paths(&maps).is_empty());
-        for candidate in ["/usr/lib/x86_64-linux-gnu/libssl.so.3", "/usr/lib/aarch64-linux-gnu/libssl.so.3"] {
+        for candidate in [
+            "/usr/lib/x86_64-linux-gnu/libssl.so.3",
+            "/usr/lib/aarch64-linux-gnu/libssl.so.3",
+        ] {
             if Path::new(candidate).exists() {
                 assert!(has_tls_symbols(Path::new(candidate)));
             }

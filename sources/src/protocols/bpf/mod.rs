@@ -130,7 +130,8 @@ impl ProtocolPrograms {
         for (_, enter, exit) in TLS_PROBES {
             for program in [*enter, *exit] {
                 let prog: &mut UProbe = object.program_as(program)?;
-                prog.load().map_err(|e| sonde_ebpf::loader::load_error(OBJECT, program, e))?;
+                prog.load()
+                    .map_err(|e| sonde_ebpf::loader::load_error(OBJECT, program, e))?;
             }
         }
         Ok(ProtocolPrograms {

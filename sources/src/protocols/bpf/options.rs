@@ -22,6 +22,9 @@ pub struct Options {
     pub max_connections: u32,
     /// Ring buffer size, bytes (a power of two).
     pub ring_bytes: u32,
+    /// Leave this process's own traffic out (its exporters). Only the
+    /// kernel check turns it off, to trace a workload of its own.
+    pub exclude_self: bool,
 }
 
 impl Default for Options {
@@ -33,6 +36,7 @@ impl Default for Options {
             exclude_comm: Vec::new(),
             max_connections: 16384,
             ring_bytes: 8 * 1024 * 1024,
+            exclude_self: true,
         }
     }
 }
@@ -68,7 +72,7 @@ impl Options {
             capture_bytes: self.capture_bytes,
             protocols,
             // The agent's own traffic (its exporters) is never traced.
-            self_tgid: std::process::id(),
+            self_tgid: if self.exclude_self { std::process::id() } else { 0 },
             filter_ports: u8::from(!self.ports.is_empty()),
             filter_comm: u8::from(!self.exclude_comm.is_empty()),
             // Wake user space at a quarter of the ring.
@@ -100,6 +104,9 @@ impl Options {
             comm[..n].copy_from_slice(&bytes[..n]);
             comms.insert(comm, 1, 0).map_err(map_error("proto_exclude_comm"))?;
         }
-        Ok(Filters { _ports: ports, _comms: comms })
+        Ok(Filters {
+            _ports: ports,
+            _comms: comms,
+        })
     }
 }

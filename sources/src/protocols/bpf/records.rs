@@ -5,7 +5,8 @@ use std::os::fd::{AsRawFd, RawFd};
 use sonde_ebpf::aya::maps::{MapData, RingBuf};
 
 use super::abi::{
-    read, ProtoEvent, ProtoOpen, PROTO_EVENT_CLOSE, PROTO_EVENT_DATA, PROTO_EVENT_ENCRYPTED, PROTO_EVENT_EXIT, PROTO_EVENT_OPEN,
+    read, ProtoEvent, ProtoOpen, PROTO_EVENT_CLOSE, PROTO_EVENT_DATA, PROTO_EVENT_ENCRYPTED, PROTO_EVENT_EXIT,
+    PROTO_EVENT_OPEN,
 };
 
 /// One record, borrowed from the ring.
