@@ -5,6 +5,8 @@
 //! With `SONDE_REQUIRE_BPF=1` a machine that cannot load BPF fails the
 //! tests; without it they print why and pass.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -17,6 +19,7 @@ use sonde_sources::protocols::bpf::{Options, ProtocolPrograms, Records};
 use sonde_sources::protocols::capture::{Capture, Consumer, Followups};
 use sonde_sources::protocols::listeners::Listeners;
 use sonde_sources::protocols::model::{Chunk, ConnId, ConnInfo, Direction, Role};
+use sonde_sources::protocols::tls::TlsFinder;
 
 /// Every byte the capture layer delivered, by connection and direction,
 /// placed at its position.
@@ -36,6 +39,7 @@ impl Consumer for Recorded {
         let key = (chunk.conn, chunk.direction == Direction::Egress);
         let stream = self.streams.entry(key).or_default();
         let at = chunk.position as usize;
+        assert!(at < 64 << 20, "a position beyond what the workload moved: {chunk:?}");
         if stream.len() < at + chunk.data.len() {
             stream.resize(at + chunk.data.len(), 0);
         }
@@ -152,4 +156,103 @@ fn captured_bytes_equal_what_the_workload_moved() {
         .map(|(_, s)| s)
         .collect();
     assert_eq!(server_ingress, [&written], "server's requests as captured");
+}
+
+/// Runs `program` with `args`, asserting success.
+fn run(program: &str, args: &[&str]) {
+    let out = std::process::Command::new(program).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn tls_plaintext_comes_through_the_openssl_probes_and_no_ciphertext_is_sent() {
+    if !bpf_available_or_skip("tls_plaintext_comes_through_the_openssl_probes_and_no_ciphertext_is_sent") {
+        return;
+    }
+    let nginx = common::nginx::Nginx::start();
+    let mut programs = ProtocolPrograms::load(&Options::default()).expect("load");
+    let mut records = programs.take_records().unwrap();
+    // As the source does at start: the TLS libraries processes map now
+    // (nginx's libssl; curl and Python map the same file).
+    let mut finder = TlsFinder::default();
+    let found = finder.find(nginx.pid());
+    assert!(!found.is_empty(), "nginx maps a libssl");
+    for file in &found {
+        assert!(programs.attach_tls(&file.path).expect("attach") >= 2);
+    }
+    let url = format!("https://127.0.0.1:{}/echo?token=s3cret", nginx.https_port);
+    for _ in 0..3 {
+        run("curl", &["-sk", "-o", "/dev/null", &url]);
+    }
+    // Python's ssl module uses SSL_read_ex/SSL_write_ex only.
+    run(
+        "python3",
+        &[
+            "-c",
+            &format!(
+                "import http.client, ssl\n\
+                 c = http.client.HTTPSConnection('127.0.0.1', {}, context=ssl._create_unverified_context())\n\
+                 c.request('GET', '/python'); c.getresponse().read()",
+                nginx.https_port
+            ),
+        ],
+    );
+    let recorded = record_for(&mut records, Duration::from_secs(1));
+    let on_https = |id: &ConnId| {
+        recorded.infos.iter().any(|i| {
+            i.id == *id
+                && [i.local, i.remote]
+                    .iter()
+                    .flatten()
+                    .any(|a| a.port() == nginx.https_port)
+        })
+    };
+    let text = |egress_of: Role| -> Vec<String> {
+        recorded
+            .streams
+            .iter()
+            .filter(|((id, egress), _)| {
+                *egress && on_https(id) && recorded.infos.iter().any(|i| i.id == *id && i.role == egress_of)
+            })
+            .map(|(_, bytes)| String::from_utf8_lossy(bytes).into_owned())
+            .collect()
+    };
+    let client_requests: Vec<String> = text(Role::Client);
+    let curl_requests = client_requests
+        .iter()
+        .filter(|r| r.starts_with("GET /echo?token=s3cret HTTP/1.1\r\n"))
+        .count();
+    assert_eq!(curl_requests, 3, "curl's plaintext requests: {client_requests:?}");
+    assert!(
+        client_requests
+            .iter()
+            .any(|r| r.starts_with("GET /python HTTP/1.1\r\n")),
+        "Python's request through SSL_write_ex: {client_requests:?}"
+    );
+    let responses = text(Role::Server);
+    assert_eq!(
+        responses
+            .iter()
+            .filter(|r| r.starts_with("HTTP/1.1 200 OK\r\n"))
+            .count(),
+        3,
+        "nginx's plaintext responses to curl (and 404 to python): {responses:?}"
+    );
+    // Everything sent for these connections is plaintext HTTP: nothing
+    // the syscall hooks saw of the TLS records.
+    for ((id, _), bytes) in &recorded.streams {
+        if on_https(id) {
+            let head = &bytes[..bytes.len().min(4)];
+            assert!(
+                head == b"GET " || head == b"HTTP",
+                "a stream that is not plaintext HTTP: {:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+    }
+    assert_eq!(nginx.served().len(), 4, "{:?}", nginx.served());
 }

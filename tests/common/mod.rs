@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests.
 #![allow(dead_code)]
 
+pub mod nginx;
+
 #[allow(unused_imports)] // not every test file uses it
 pub use sonde::registry;
 

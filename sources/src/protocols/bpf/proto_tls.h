@@ -34,7 +34,8 @@ static __always_inline int tls_exit(struct pt_regs *ctx, int ex)
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 pid = id >> 32;
 	struct tls_call *call = bpf_map_lookup_elem(&proto_tls_calls, &id);
-	long ret = PT_REGS_RC(ctx);
+	/* The functions return int: the upper half of the register is not theirs. */
+	int ret = (int)PT_REGS_RC(ctx);
 	__u64 len = 0;
 	struct scratch *s;
 	struct conn *c;
