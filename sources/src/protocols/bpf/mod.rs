@@ -37,9 +37,11 @@ pub const MAP_EVENTS: &str = "proto_events";
 /// Per-CPU counters of what the programs lost (`PROTO_STAT_*`).
 pub const MAP_STATS: &str = "proto_stats";
 
-/// The extra stats slot [`ProtocolPrograms::stats`] appends: connections
-/// in the map now.
+/// The extra stats slots [`ProtocolPrograms::stats`] appends: connections
+/// in the map now, and those user space removed (of exited processes).
 pub const PROTO_LIVE_CONNS: u32 = PROTO_STAT_COUNT;
+/// See [`PROTO_LIVE_CONNS`].
+pub const PROTO_FORGOTTEN_CONNS: u32 = PROTO_STAT_COUNT + 1;
 
 /// How the programs' stats slots are exported.
 pub const STATS: &[KernelStat] = &[
@@ -53,7 +55,7 @@ pub const STATS: &[KernelStat] = &[
     KernelStat::lost(PROTO_STAT_IOV_TRUNCATED, "iov_truncated"),
     KernelStat::evictions(
         PROTO_STAT_CONN_INSERTS,
-        &[PROTO_STAT_CONN_DELETES, PROTO_LIVE_CONNS],
+        &[PROTO_STAT_CONN_DELETES, PROTO_LIVE_CONNS, PROTO_FORGOTTEN_CONNS],
         MAP_CONNS,
     ),
 ];
@@ -93,6 +95,7 @@ pub struct ProtocolPrograms {
     conns: HashMap<MapData, ConnKey, [u8; CONN_VALUE_SIZE]>,
     stats: StatsArray,
     records: Option<Records>,
+    forgotten: u64,
     _filters: options::Filters,
 }
 
@@ -138,6 +141,7 @@ impl ProtocolPrograms {
             conns: object.take_map(MAP_CONNS)?,
             stats: StatsArray::take(&mut object, MAP_STATS, PROTO_STAT_COUNT)?,
             records: Some(Records::new(object.take_map(MAP_EVENTS)?)),
+            forgotten: 0,
             _filters: filters,
             object,
         })
@@ -181,15 +185,18 @@ impl ProtocolPrograms {
     /// exited (a new process with its pid must not inherit them).
     pub fn forget(&mut self, pid: u32, fds: impl IntoIterator<Item = u32>) {
         for fd in fds {
-            let _ = self.conns.remove(&ConnKey { pid, fd });
+            if self.conns.remove(&ConnKey { pid, fd }).is_ok() {
+                self.forgotten += 1;
+            }
         }
     }
 
     /// What the programs lost so far (slots `PROTO_STAT_*`, and
-    /// [`PROTO_LIVE_CONNS`]).
+    /// [`PROTO_LIVE_CONNS`], [`PROTO_FORGOTTEN_CONNS`]).
     pub fn stats(&self) -> Result<StatTotals, ReadError> {
         let mut totals = self.stats.read()?;
         totals.push(self.conns.keys().filter(Result::is_ok).count() as u64);
+        totals.push(self.forgotten);
         Ok(totals)
     }
 

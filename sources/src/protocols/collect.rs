@@ -1,0 +1,183 @@
+//! The source's state between rounds: the loaded programs, the capture
+//! layer, the protocol engine, and the TLS libraries attached so far.
+
+use metrics::Label;
+use sonde_core::event::{Event, SharedStr, Timestamp};
+use sonde_ebpf::telemetry::LossCounters;
+use sonde_ebpf::LoadError;
+
+use super::bpf::{Options, ProtocolPrograms, Records, MAP_CONNS, OBJECT, STATS};
+use super::capture::{Capture, Consumer, Followups};
+use super::config::ProtocolsSourceConfig;
+use super::engine::Engine;
+use super::listeners::Listeners;
+use super::model::{Chunk, ConnId, ConnInfo};
+use super::tls::TlsFinder;
+use crate::clock::Clock;
+
+/// Most records handled per drain, so one drain cannot starve the rest
+/// of the agent (the next drain follows at once while records wait).
+pub const DRAIN_LIMIT: usize = 65_536;
+
+/// The loaded programs plus what turns their records into events.
+#[derive(Debug)]
+pub struct Collector {
+    programs: ProtocolPrograms,
+    capture: Capture,
+    engine: Engine,
+    listeners: Listeners,
+    tls: Option<TlsFinder>,
+    telemetry: LossCounters,
+    spans: bool,
+    malformed: metrics::Counter,
+}
+
+/// Feeds the engine, collecting the spans it completes.
+struct Feed<'a> {
+    engine: &'a mut Engine,
+    out: &'a mut Vec<Event>,
+}
+
+impl Consumer for Feed<'_> {
+    fn open(&mut self, info: ConnInfo) {
+        self.engine.open(info);
+    }
+    fn data(&mut self, chunk: Chunk<'_>) {
+        self.engine.data(chunk, self.out);
+    }
+    fn close(&mut self, id: ConnId, at: Timestamp) {
+        self.engine.close(id, at, self.out);
+    }
+}
+
+impl Collector {
+    /// Loads and attaches the programs (and the TLS probes to the
+    /// libraries processes use now); returns the ring buffer of records
+    /// beside. `labels` identify the component in internal metrics.
+    pub fn load(
+        config: &ProtocolsSourceConfig,
+        node: SharedStr,
+        labels: &[Label],
+    ) -> Result<(Self, Records), LoadError> {
+        Self::load_with(config, node, labels, true)
+    }
+
+    /// As [`Collector::load`]; `exclude_self = false` traces this process
+    /// too (the kernel check's own workload).
+    pub fn load_with(
+        config: &ProtocolsSourceConfig,
+        node: SharedStr,
+        labels: &[Label],
+        exclude_self: bool,
+    ) -> Result<(Self, Records), LoadError> {
+        let mut programs = ProtocolPrograms::load(&Options {
+            protocols: config.protocols.clone(),
+            capture_bytes: config.capture_bytes,
+            ports: config.ports.clone(),
+            exclude_comm: config.exclude_comm.clone(),
+            max_connections: config.max_connections,
+            ring_bytes: config.ring_buffer_bytes,
+            exclude_self,
+        })?;
+        let records = programs.take_records().expect("records are taken once");
+        let mut collector = Collector {
+            programs,
+            capture: Capture::default(),
+            engine: Engine::new(config.engine_settings(node.to_string())),
+            listeners: Listeners::read(),
+            tls: config.tls.then(TlsFinder::default),
+            telemetry: LossCounters::new(labels, OBJECT, STATS, MAP_CONNS),
+            spans: config.spans,
+            malformed: metrics::counter!(
+                sonde_ebpf::telemetry::LOST_EVENTS,
+                sonde_ebpf::telemetry::with_label(
+                    &sonde_ebpf::telemetry::with_label(labels, "object", OBJECT),
+                    "reason",
+                    "malformed_record"
+                )
+            ),
+        };
+        if let Some(finder) = &mut collector.tls {
+            let files = finder.find_all();
+            attach_tls(&mut collector.programs, files);
+        }
+        Ok((collector, records))
+    }
+
+    /// Handles the records waiting now; returns the spans completed and
+    /// whether more records may wait (the drain hit its limit).
+    pub fn drain(&mut self, records: &mut Records) -> (Vec<Event>, bool) {
+        let mut out = Vec::new();
+        let mut followups = Followups::default();
+        let clock = Clock::now();
+        let mut feed = Feed {
+            engine: &mut self.engine,
+            out: &mut out,
+        };
+        let (capture, listeners) = (&mut self.capture, &self.listeners);
+        let (read, malformed) = records.drain(DRAIN_LIMIT, |record| {
+            capture.handle(record, &clock, listeners, &mut feed, &mut followups)
+        });
+        self.malformed.increment(malformed as u64);
+        self.follow_up(followups);
+        if !self.spans {
+            out.clear();
+        }
+        (out, read >= DRAIN_LIMIT)
+    }
+
+    fn follow_up(&mut self, followups: Followups) {
+        for (pid, fds) in followups.exited {
+            self.programs.forget(pid, fds);
+            if let Some(finder) = &mut self.tls {
+                finder.forget(pid);
+            }
+        }
+        if let Some(finder) = &mut self.tls {
+            for pid in followups.encrypted {
+                let files = finder.find(pid);
+                attach_tls(&mut self.programs, files);
+            }
+        }
+    }
+
+    /// Requests and connections idle too long are dropped (counted), the
+    /// listening ports re-read.
+    pub fn expire(&mut self, now: Timestamp) -> Vec<Event> {
+        let mut out = Vec::new();
+        self.engine.expire(now, &mut out);
+        self.listeners = Listeners::read();
+        if !self.spans {
+            out.clear();
+        }
+        out
+    }
+
+    /// The RED metrics, the service graph and the engine's counters
+    /// (cumulative), and the programs' losses.
+    pub fn metrics(&mut self, now: Timestamp) -> Vec<Event> {
+        match self.programs.stats() {
+            Ok(stats) => self.telemetry.observe(&stats),
+            Err(error) => {
+                self.telemetry.map_read_failed();
+                tracing::warn!(%error, "cannot read protocols loss counters");
+            }
+        }
+        self.engine.metrics(now).into_iter().map(Event::from).collect()
+    }
+
+    /// The programs (for their run-time statistics).
+    pub fn programs(&self) -> &ProtocolPrograms {
+        &self.programs
+    }
+}
+
+/// Attaches the TLS probes to each file, logging what was attached.
+fn attach_tls(programs: &mut ProtocolPrograms, files: Vec<super::tls::TlsFile>) {
+    for file in files {
+        match programs.attach_tls(&file.path) {
+            Ok(functions) => tracing::info!(library = %file.path.display(), functions, "TLS probes attached"),
+            Err(error) => tracing::warn!(library = %file.path.display(), %error, "cannot attach TLS probes"),
+        }
+    }
+}
