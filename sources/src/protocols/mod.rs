@@ -12,6 +12,8 @@
 //! - `bpf/`: the programs and their loader; the kernel copies a
 //!   connection's bytes only once they look like an enabled protocol.
 //! - [`capture`]: records → [`model`] (connections, chunks by position).
+//! - [`engine`]: reassembly, protocol parsers, spans and metrics (no BPF:
+//!   tested and fuzzed with synthetic chunks).
 //! - [`tls`]: finds `libssl` (and static OpenSSL) in processes' maps.
 //! - [`listeners`]: listening ports, for the role of connections found
 //!   mid-stream.
@@ -19,8 +21,12 @@
 pub mod bpf;
 pub mod capture;
 pub mod config;
+pub mod engine;
 pub mod listeners;
 pub mod model;
+pub mod collect;
+pub mod conformance;
+pub mod run;
 pub mod tls;
 
 pub use config::ProtocolsSourceConfig;

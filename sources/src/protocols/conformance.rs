@@ -1,0 +1,1 @@
+//! The kernel check of `protocols` (placeholder until written below).

@@ -1,0 +1,136 @@
+//! One connection: what is known of it, its two reorder buffers, and its
+//! protocol session once the first bytes told which protocol it speaks.
+
+use sonde_core::event::Timestamp;
+
+use super::super::model::{Chunk, ConnInfo, Direction, Role};
+use super::infer;
+use super::reassembly::{Bytes, Piece, Reassembler};
+use super::session::{Scope, Session};
+
+/// Bytes counted for a connection besides its buffers.
+pub const CONNECTION_OVERHEAD: usize = 512;
+/// Data pieces looked at for a known protocol before giving up.
+const DETECT_PIECES: u32 = 8;
+
+/// Where protocol detection stands.
+#[derive(Debug)]
+enum Protocol {
+    /// Not decided yet, after this many data pieces.
+    Undecided(u32),
+    /// Parsed by this session.
+    Speaking(Box<dyn Session>),
+    /// No enabled protocol: the bytes are ignored.
+    Unknown,
+}
+
+/// One tracked connection.
+#[derive(Debug)]
+pub struct Connection {
+    /// What the capture layer said of it.
+    pub info: ConnInfo,
+    egress: Reassembler,
+    ingress: Reassembler,
+    protocol: Protocol,
+    /// When its last chunk came; unset until its first chunk or the first
+    /// expiry round after its open, which starts its idle clock.
+    pub last_seen: Option<Timestamp>,
+}
+
+fn requests(role: Role) -> Option<Direction> {
+    match role {
+        Role::Client => Some(Direction::Egress),
+        Role::Server => Some(Direction::Ingress),
+        Role::Unknown => None,
+    }
+}
+
+impl Connection {
+    /// A connection just seen.
+    pub fn new(info: ConnInfo) -> Self {
+        Connection {
+            info,
+            egress: Reassembler::default(),
+            ingress: Reassembler::default(),
+            protocol: Protocol::Undecided(0),
+            last_seen: None,
+        }
+    }
+
+    /// Bytes held, overhead included.
+    pub fn memory(&self) -> usize {
+        let session = match &self.protocol {
+            Protocol::Speaking(s) => s.memory(),
+            _ => 0,
+        };
+        CONNECTION_OVERHEAD + self.egress.memory() + self.ingress.memory() + session
+    }
+
+    /// Takes one chunk; `room` is how many more bytes it may hold back.
+    pub fn data(&mut self, chunk: &Chunk<'_>, room: usize, scope: &mut Scope<'_>) {
+        self.last_seen = self.last_seen.max(Some(chunk.timestamp));
+        let Connection {
+            info,
+            egress,
+            ingress,
+            protocol,
+            ..
+        } = self;
+        let stream = match chunk.direction {
+            Direction::Egress => egress,
+            Direction::Ingress => ingress,
+        };
+        let direction = chunk.direction;
+        let role = info.role;
+        scope.counters.duplicates += stream.push(chunk, room, &mut |piece| {
+            deliver(protocol, role, direction, piece, scope);
+        });
+    }
+
+    /// Releases held chunks (none will fill the hole before them).
+    pub fn flush(&mut self, scope: &mut Scope<'_>) {
+        let role = self.info.role;
+        for (direction, stream) in [
+            (Direction::Egress, &mut self.egress),
+            (Direction::Ingress, &mut self.ingress),
+        ] {
+            if stream.holding() {
+                let protocol = &mut self.protocol;
+                scope.counters.duplicates +=
+                    stream.flush(&mut |piece| deliver(protocol, role, direction, piece, scope));
+            }
+        }
+    }
+
+    /// The connection is gone: flush, then let the session finish.
+    pub fn close(&mut self, at: Timestamp, scope: &mut Scope<'_>) {
+        self.flush(scope);
+        if let Protocol::Speaking(session) = &mut self.protocol {
+            session.close(at, scope);
+        }
+    }
+
+    /// Drops requests waiting since before `before`.
+    pub fn expire(&mut self, before: Timestamp, scope: &mut Scope<'_>) {
+        if let Protocol::Speaking(session) = &mut self.protocol {
+            session.expire(before, scope);
+        }
+    }
+}
+
+fn deliver(protocol: &mut Protocol, role: Role, direction: Direction, piece: Piece<'_>, scope: &mut Scope<'_>) {
+    if let Protocol::Undecided(seen) = protocol {
+        let Bytes::Data(data) = piece.bytes else { return };
+        match infer::detect(scope.settings, data) {
+            Some(found) => *protocol = Protocol::Speaking(infer::session(found, requests(role))),
+            None if *seen + 1 >= DETECT_PIECES => {
+                scope.counters.unknown_protocol += 1;
+                *protocol = Protocol::Unknown;
+            }
+            None => *seen += 1,
+        }
+    }
+    if let Protocol::Speaking(session) = protocol {
+        session.feed(direction, piece, scope);
+    }
+}

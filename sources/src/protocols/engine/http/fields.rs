@@ -1,0 +1,63 @@
+//! The OpenTelemetry semantic-convention fields of an HTTP span.
+
+use sonde_core::event::{Attributes, SharedStr};
+
+use super::super::redact;
+use super::head::{Request, KNOWN_METHODS};
+use super::HttpExchange;
+
+/// `http.request.method`: the method, or `_OTHER` for one outside RFC 9110.
+pub fn method(request: &Request) -> SharedStr {
+    match KNOWN_METHODS.iter().find(|m| **m == request.method) {
+        Some(known) => SharedStr::from_static(known),
+        None => SharedStr::from_static("_OTHER"),
+    }
+}
+
+/// Whether the status is an error for this side: 5xx for servers, 4xx
+/// and 5xx for clients (the OpenTelemetry rule).
+pub fn is_error(status: u16, server: bool) -> bool {
+    status >= 500 || (!server && status >= 400)
+}
+
+/// Adds the exchange's fields; `route` is its `http.route`.
+pub fn fill(http: &HttpExchange, route: &SharedStr, server: bool, fields: &mut Attributes) {
+    let request = &http.request;
+    let response = &http.response;
+    let method = method(request);
+    if method.as_str() == "_OTHER" {
+        fields.insert("http.request.method_original", request.method.clone());
+    }
+    fields.insert("http.request.method", method);
+    fields.insert("url.path", request.path.clone());
+    if let Some(query) = &request.query {
+        fields.insert("url.query", redact::query(query));
+    }
+    fields.insert("http.route", route.clone());
+    fields.insert("http.response.status_code", u32::from(response.status));
+    fields.insert("network.protocol.name", "http");
+    fields.insert(
+        "network.protocol.version",
+        if request.minor == 0 { "1.0" } else { "1.1" },
+    );
+    for (name, value) in &request.headers {
+        if name == "user-agent" {
+            fields.insert("user_agent.original", value.clone());
+        }
+        fields.insert(format!("http.request.header.{name}"), value.clone());
+    }
+    for (name, value) in &response.headers {
+        fields.insert(format!("http.response.header.{name}"), value.clone());
+    }
+    fields.insert("http.request.body.size", http.request_body_size);
+    fields.insert("http.response.body.size", http.response_body_size);
+    if let Some(body) = &http.request_body {
+        fields.insert("http.request.body.content", String::from_utf8_lossy(body).into_owned());
+    }
+    if let Some(body) = &http.response_body {
+        fields.insert("http.response.body.content", String::from_utf8_lossy(body).into_owned());
+    }
+    if is_error(response.status, server) {
+        fields.insert("error.type", response.status.to_string());
+    }
+}

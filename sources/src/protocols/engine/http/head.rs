@@ -1,0 +1,280 @@
+//! Request and response heads, parsed by `httparse` into owned values that
+//! keep only what spans need: allow-listed headers, trace context, framing.
+
+use super::super::settings::Settings;
+use super::super::trace_context::TraceParent;
+
+/// Headers one head may have; more is a parse error (and counted).
+const MAX_HEADERS: usize = 96;
+/// Longest header value kept in a span.
+const MAX_VALUE: usize = 256;
+
+/// Methods RFC 9110 and RFC 5789 define; others are reported as `_OTHER`.
+pub const KNOWN_METHODS: &[&str] = &[
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
+
+/// Which start line a direction carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `GET /path HTTP/1.1`.
+    Request,
+    /// `HTTP/1.1 200 OK`.
+    Response,
+}
+
+/// How a message's body ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyLength {
+    /// No body.
+    None,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// A response read until the connection closes.
+    UntilClose,
+}
+
+/// A request head.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Request {
+    /// The method as sent.
+    pub method: String,
+    /// The path, without query.
+    pub path: String,
+    /// The raw query (after `?`), redacted later.
+    pub query: Option<String>,
+    /// HTTP/1.x's minor version.
+    pub minor: u8,
+    /// Allow-listed headers, lowercase names.
+    pub headers: Vec<(String, String)>,
+    /// `Content-Type`, for body capture.
+    pub content_type: Option<String>,
+    /// The W3C `traceparent`, when valid.
+    pub traceparent: Option<TraceParent>,
+    /// How the body ends.
+    pub body: BodyLength,
+    /// `Upgrade` asked for (the response decides).
+    pub upgrade: bool,
+}
+
+/// A response head.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// HTTP/1.x's minor version.
+    pub minor: u8,
+    /// Allow-listed headers, lowercase names.
+    pub headers: Vec<(String, String)>,
+    /// `Content-Type`, for body capture.
+    pub content_type: Option<String>,
+    /// How the body ends, before the request method and status are considered.
+    pub body: BodyLength,
+}
+
+/// A parsed head.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Head {
+    /// From the client.
+    Request(Request),
+    /// From the server.
+    Response(Response),
+}
+
+/// What parsing a buffer gave.
+#[derive(Debug)]
+pub enum Parsed {
+    /// More bytes needed.
+    Partial,
+    /// A head of that many bytes.
+    Complete(Head, usize),
+    /// Not HTTP/1.x.
+    Invalid,
+}
+
+/// Parses the head at the start of `buf`.
+pub fn parse(buf: &[u8], kind: Kind, settings: &Settings) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    match kind {
+        Kind::Request => {
+            let mut request = httparse::Request::new(&mut headers);
+            match request.parse(buf) {
+                Ok(httparse::Status::Complete(n)) => match request_head(&request, settings) {
+                    Some(head) => Parsed::Complete(Head::Request(head), n),
+                    None => Parsed::Invalid,
+                },
+                Ok(httparse::Status::Partial) => Parsed::Partial,
+                Err(_) => Parsed::Invalid,
+            }
+        }
+        Kind::Response => {
+            let mut response = httparse::Response::new(&mut headers);
+            match response.parse(buf) {
+                Ok(httparse::Status::Complete(n)) => match response_head(&response, settings) {
+                    Some(head) => Parsed::Complete(Head::Response(head), n),
+                    None => Parsed::Invalid,
+                },
+                Ok(httparse::Status::Partial) => Parsed::Partial,
+                Err(_) => Parsed::Invalid,
+            }
+        }
+    }
+}
+
+/// What the headers say, beyond the allow-listed ones.
+struct Fields {
+    kept: Vec<(String, String)>,
+    content_type: Option<String>,
+    traceparent: Option<TraceParent>,
+    length: Option<u64>,
+    chunked: bool,
+    other_coding: bool,
+    upgrade: bool,
+}
+
+fn fields(headers: &[httparse::Header<'_>], settings: &Settings) -> Option<Fields> {
+    let mut f = Fields {
+        kept: Vec::new(),
+        content_type: None,
+        traceparent: None,
+        length: None,
+        chunked: false,
+        other_coding: false,
+        upgrade: false,
+    };
+    for header in headers {
+        let name = header.name.to_ascii_lowercase();
+        let value = String::from_utf8_lossy(header.value);
+        let value = value.trim();
+        match name.as_str() {
+            "content-length" => {
+                let length: u64 = value.parse().ok()?;
+                if f.length.is_some_and(|l| l != length) {
+                    return None;
+                }
+                f.length = Some(length);
+            }
+            "transfer-encoding" => {
+                let last = value.rsplit(',').next().unwrap_or("").trim();
+                f.chunked = last.eq_ignore_ascii_case("chunked");
+                f.other_coding = !f.chunked;
+            }
+            "content-type" => f.content_type = Some(value.to_owned()),
+            "traceparent" => f.traceparent = TraceParent::parse(value),
+            "upgrade" => f.upgrade = true,
+            _ => {}
+        }
+        if settings.keeps_header(&name) {
+            let mut value = value.to_owned();
+            truncate(&mut value, MAX_VALUE);
+            f.kept.push((name, value));
+        }
+    }
+    Some(f)
+}
+
+fn request_head(request: &httparse::Request<'_, '_>, settings: &Settings) -> Option<Request> {
+    let f = fields(request.headers, settings)?;
+    let (path, query) = split_target(request.path?);
+    let body = match (f.chunked, f.other_coding, f.length) {
+        (true, _, _) => BodyLength::Chunked,
+        (false, true, _) => return None,
+        (false, false, Some(length)) => BodyLength::Length(length),
+        (false, false, None) => BodyLength::None,
+    };
+    Some(Request {
+        method: request.method?.to_owned(),
+        path,
+        query,
+        minor: request.version?,
+        headers: f.kept,
+        content_type: f.content_type,
+        traceparent: f.traceparent,
+        body,
+        upgrade: f.upgrade,
+    })
+}
+
+fn response_head(response: &httparse::Response<'_, '_>, settings: &Settings) -> Option<Response> {
+    let f = fields(response.headers, settings)?;
+    let body = match (f.chunked, f.other_coding, f.length) {
+        (true, _, _) => BodyLength::Chunked,
+        (false, true, _) => BodyLength::UntilClose,
+        (false, false, Some(length)) => BodyLength::Length(length),
+        (false, false, None) => BodyLength::UntilClose,
+    };
+    Some(Response {
+        status: response.code?,
+        minor: response.version?,
+        headers: f.kept,
+        content_type: f.content_type,
+        body,
+    })
+}
+
+/// `/a/b?x=1` → (`/a/b`, `x=1`); an absolute target (a proxy's
+/// `http://host/a`) loses its scheme and authority; a fragment is dropped.
+fn split_target(target: &str) -> (String, Option<String>) {
+    let target = target.split('#').next().unwrap_or("");
+    let target = match target.split_once("://") {
+        Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
+        None => target,
+    };
+    match target.split_once('?') {
+        Some((path, query)) => (path.to_owned(), Some(query.to_owned())),
+        None => (target.to_owned(), None),
+    }
+}
+
+fn truncate(value: &mut String, max: usize) {
+    if value.len() > max {
+        let mut end = max;
+        while !value.is_char_boundary(end) {
+            end -= 1;
+        }
+        value.truncate(end);
+    }
+}
+
+/// Whether `data` starts with a start line of `kind` (either kind when
+/// `None`): a status line `HTTP/1.x NNN`, or a request line whose method
+/// is known, or an uppercase token followed by a target and `HTTP/1.`.
+pub fn start_line(data: &[u8], kind: Option<Kind>) -> Option<Kind> {
+    if kind != Some(Kind::Request) && is_status_line(data) {
+        return Some(Kind::Response);
+    }
+    if kind != Some(Kind::Response) && is_request_line(data) {
+        return Some(Kind::Request);
+    }
+    None
+}
+
+fn is_status_line(data: &[u8]) -> bool {
+    data.len() >= 12
+        && data.starts_with(b"HTTP/1.")
+        && data[7].is_ascii_digit()
+        && data[8] == b' '
+        && data[9..12].iter().all(u8::is_ascii_digit)
+}
+
+fn is_request_line(data: &[u8]) -> bool {
+    let Some(space) = data.iter().take(21).position(|b| *b == b' ') else {
+        return false;
+    };
+    let method = &data[..space];
+    if method.is_empty()
+        || !method
+            .iter()
+            .all(|b| b.is_ascii_uppercase() || *b == b'-' || *b == b'_')
+    {
+        return false;
+    }
+    let known = KNOWN_METHODS.iter().any(|m| m.as_bytes() == method);
+    let line_end = data.iter().position(|b| *b == b'\n').unwrap_or(data.len());
+    let line = &data[space + 1..line_end];
+    let has_version = line.windows(8).any(|w| w.starts_with(b" HTTP/1.") || w == b" HTTP/1.");
+    let target_ok = line.first().is_some_and(|b| b.is_ascii_graphic());
+    target_ok && (has_version || (known && line_end == data.len()))
+}

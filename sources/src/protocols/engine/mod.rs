@@ -1,0 +1,241 @@
+//! The protocol engine: captured bytes in, spans and metrics out. Pure
+//! Rust, no BPF: the capture layer feeds it [`ConnInfo`]s and [`Chunk`]s,
+//! tests feed it synthetic ones.
+//!
+//! - [`reassembly`]: each direction put in order by stream position; what
+//!   was not captured becomes a hole of known length.
+//! - [`infer`] and [`session`]: which protocol a connection speaks, and the
+//!   interface each protocol module implements; [`http`] is HTTP/1.x.
+//! - [`span`], [`routes`], [`redact`], [`trace_context`]: what a paired
+//!   request and response become.
+//! - [`red`] and [`counters`]: RED metrics, the service graph, and every
+//!   loss counted.
+//!
+//! Memory is accounted in bytes held (buffered heads, held-back chunks,
+//! kept bodies, a fixed cost per connection and per waiting request) and
+//! capped per connection and globally; what does not fit is treated as
+//! uncaptured and counted. Routes, RED series and active spans have caps of
+//! their own.
+
+pub mod connection;
+pub mod counters;
+pub mod http;
+pub mod infer;
+pub mod reassembly;
+pub mod red;
+pub mod redact;
+pub mod routes;
+pub mod session;
+pub mod settings;
+pub mod span;
+pub mod trace_context;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+
+use sonde_core::event::{Event, Metric, SharedStr, Timestamp};
+
+use super::model::{Chunk, ConnId, ConnInfo, Role};
+use connection::{Connection, CONNECTION_OVERHEAD};
+pub use counters::Counters;
+use red::Red;
+use routes::Routes;
+use session::{Exchange, Scope};
+pub use settings::{Bodies, Protocol, Settings};
+use trace_context::ActiveSpans;
+
+/// Chunks held back for reordering are released after this long without
+/// the chunk they wait for.
+const REORDER_WAIT_NS: u64 = 200_000_000;
+
+/// Connections, their parsers, and what they produced so far.
+#[derive(Debug)]
+pub struct Engine {
+    settings: Settings,
+    node: SharedStr,
+    connections: HashMap<ConnId, Connection>,
+    counters: Counters,
+    active: ActiveSpans,
+    routes: Routes,
+    red: Red,
+    memory: usize,
+}
+
+impl Engine {
+    /// An engine with these options.
+    pub fn new(settings: Settings) -> Self {
+        Engine {
+            node: settings.node.clone().into(),
+            routes: Routes::new(&settings.routes, settings.max_routes_per_service),
+            red: Red::new(settings.max_series),
+            settings,
+            connections: HashMap::new(),
+            counters: Counters::default(),
+            active: ActiveSpans::default(),
+            memory: 0,
+        }
+    }
+
+    /// A connection was opened (connect, accept) or found already open.
+    /// Data on a connection never opened is accepted too.
+    pub fn open(&mut self, info: ConnInfo) {
+        if let Some(known) = self.connections.get_mut(&info.id) {
+            known.info = info;
+            return;
+        }
+        if self.memory + CONNECTION_OVERHEAD > self.settings.max_memory_bytes {
+            self.counters.memory_drops += 1;
+            return;
+        }
+        self.memory += CONNECTION_OVERHEAD;
+        let connection = Connection::new(info.clone());
+        self.connections.insert(info.id, connection);
+    }
+
+    /// Bytes moved on a connection; finished requests become spans in `out`.
+    pub fn data(&mut self, chunk: Chunk<'_>, out: &mut Vec<Event>) {
+        if !self.connections.contains_key(&chunk.conn) {
+            self.open(unknown(chunk.conn));
+        }
+        let Some(connection) = self.connections.get_mut(&chunk.conn) else {
+            return;
+        };
+        let mut chunk = chunk;
+        let held = connection.memory();
+        // A chunk may be held back and then buffered as a head: twice its size.
+        let worst = 2 * chunk.data.len() + 64;
+        if self.memory + worst > self.settings.max_memory_bytes {
+            self.counters.memory_drops += 1;
+            chunk.data = &[];
+        }
+        let room = (self.settings.max_connection_bytes.saturating_sub(held))
+            .min(self.settings.max_memory_bytes.saturating_sub(self.memory + worst));
+        let mut exchanges = Vec::new();
+        let mut scope = Scope {
+            settings: &self.settings,
+            counters: &mut self.counters,
+            active: &mut self.active,
+            pid: chunk.conn.pid,
+            out: &mut exchanges,
+        };
+        connection.data(&chunk, room, &mut scope);
+        self.memory = self.memory - held + connection.memory();
+        self.emit(chunk.conn, exchanges, out);
+    }
+
+    /// The connection closed at `at`.
+    pub fn close(&mut self, id: ConnId, at: Timestamp, out: &mut Vec<Event>) {
+        let Some(mut connection) = self.connections.remove(&id) else {
+            return;
+        };
+        let mut exchanges = Vec::new();
+        let mut scope = Scope {
+            settings: &self.settings,
+            counters: &mut self.counters,
+            active: &mut self.active,
+            pid: id.pid,
+            out: &mut exchanges,
+        };
+        self.memory -= connection.memory();
+        connection.close(at, &mut scope);
+        self.emit_for(&connection.info, exchanges, out);
+    }
+
+    /// Forgets connections idle for the idle timeout (closing them), drops
+    /// requests unanswered that long, releases chunks held too long.
+    pub fn expire(&mut self, now: Timestamp, out: &mut Vec<Event>) {
+        let idle = u64::try_from(self.settings.idle_timeout.as_nanos()).unwrap_or(u64::MAX);
+        let before = Timestamp::from_nanos(now.as_nanos().saturating_sub(idle));
+        let reorder = Timestamp::from_nanos(now.as_nanos().saturating_sub(REORDER_WAIT_NS));
+        let idle_ids: Vec<ConnId> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| c.last_seen.is_some_and(|t| t < before))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in idle_ids {
+            self.counters.expired_connections += 1;
+            self.close(id, now, out);
+        }
+        let ids: Vec<ConnId> = self.connections.keys().copied().collect();
+        for id in ids {
+            let Some(connection) = self.connections.get_mut(&id) else {
+                continue;
+            };
+            let last_seen = *connection.last_seen.get_or_insert(now);
+            let held = connection.memory();
+            let mut exchanges = Vec::new();
+            let mut scope = Scope {
+                settings: &self.settings,
+                counters: &mut self.counters,
+                active: &mut self.active,
+                pid: id.pid,
+                out: &mut exchanges,
+            };
+            if last_seen < reorder {
+                connection.flush(&mut scope);
+            }
+            connection.expire(before, &mut scope);
+            self.memory = self.memory - held + connection.memory();
+            self.emit(id, exchanges, out);
+        }
+    }
+
+    /// RED histograms, the service graph and the engine's own counters,
+    /// cumulative, stamped `now`.
+    pub fn metrics(&mut self, now: Timestamp) -> Vec<Metric> {
+        let mut out = self.red.to_metrics(now);
+        out.extend(
+            self.counters
+                .to_metrics(self.memory, self.connections.len(), &self.node, now),
+        );
+        out
+    }
+
+    /// Bytes held now (what the caps bound).
+    pub fn memory(&self) -> usize {
+        self.memory
+    }
+
+    /// What was lost so far.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Connections tracked.
+    pub fn connections(&self) -> usize {
+        self.connections.len()
+    }
+
+    fn emit(&mut self, id: ConnId, exchanges: Vec<Exchange>, out: &mut Vec<Event>) {
+        if exchanges.is_empty() {
+            return;
+        }
+        if let Some(info) = self.connections.get(&id).map(|c| c.info.clone()) {
+            self.emit_for(&info, exchanges, out);
+        }
+    }
+
+    fn emit_for(&mut self, info: &ConnInfo, exchanges: Vec<Exchange>, out: &mut Vec<Event>) {
+        for exchange in exchanges {
+            let (span, outcome) = span::build(exchange, info, &mut self.routes, &self.node);
+            self.red.record(&outcome, info, &self.node, &mut self.counters);
+            out.push(Event::from(span));
+        }
+    }
+}
+
+/// What is known of a connection first seen through its bytes.
+fn unknown(id: ConnId) -> ConnInfo {
+    ConnInfo {
+        id,
+        role: Role::Unknown,
+        local: None,
+        remote: None,
+        comm: String::new(),
+        cgroup_id: 0,
+        preexisting: true,
+    }
+}

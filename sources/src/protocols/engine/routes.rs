@@ -1,0 +1,127 @@
+//! `http.route`: the path with its variable parts replaced, so metrics
+//! stay few. In order: the user's templates (`/api/users/{id}`: a `{…}`
+//! segment matches any one segment), then a heuristic (numbers, UUIDs and
+//! hex hashes become `{id}`; other tokens, meaning segments longer than
+//! three characters with a digit or longer than 32 characters, become `*`),
+//! then a cap: a service that has produced `max_routes_per_service`
+//! distinct routes gets `/*` for any new one.
+
+use std::collections::{HashMap, HashSet};
+
+use sonde_core::event::SharedStr;
+
+/// Services whose routes are remembered; beyond it, new services' routes
+/// are `/*` (memory stays bounded: services × routes per service).
+const MAX_SERVICES: usize = 1024;
+/// Segments of a route; deeper paths end in `/*`.
+const MAX_SEGMENTS: usize = 16;
+/// What a route collapses to beyond the caps.
+pub const COLLAPSED: &str = "/*";
+
+/// One template, split into segments (`None`: a `{…}` placeholder).
+#[derive(Debug)]
+struct Template {
+    text: SharedStr,
+    segments: Vec<Option<String>>,
+}
+
+/// Templates, and the routes each service produced so far.
+#[derive(Debug)]
+pub struct Routes {
+    templates: Vec<Template>,
+    seen: HashMap<String, HashSet<SharedStr>>,
+    cap: usize,
+}
+
+impl Routes {
+    /// From the user's templates and the per-service cap.
+    pub fn new(templates: &[String], cap: usize) -> Self {
+        let templates = templates
+            .iter()
+            .map(|t| Template {
+                text: t.clone().into(),
+                segments: t
+                    .split('/')
+                    .map(|s| (!(s.starts_with('{') && s.ends_with('}'))).then(|| s.to_owned()))
+                    .collect(),
+            })
+            .collect();
+        Routes {
+            templates,
+            seen: HashMap::new(),
+            cap,
+        }
+    }
+
+    /// The route of `path` for `service` (a name for the server: its
+    /// process and port, or the address a client called).
+    pub fn route(&mut self, service: &str, path: &str) -> SharedStr {
+        let route = self.template(path).unwrap_or_else(|| heuristic(path).into());
+        if let Some(routes) = self.seen.get_mut(service) {
+            if routes.contains(&route) {
+                return route;
+            }
+            if routes.len() >= self.cap {
+                return SharedStr::from_static(COLLAPSED);
+            }
+            routes.insert(route.clone());
+            return route;
+        }
+        if self.seen.len() >= MAX_SERVICES || self.cap == 0 {
+            return SharedStr::from_static(COLLAPSED);
+        }
+        self.seen.insert(service.to_owned(), HashSet::from([route.clone()]));
+        route
+    }
+
+    fn template(&self, path: &str) -> Option<SharedStr> {
+        self.templates.iter().find_map(|t| {
+            let mut segments = path.split('/');
+            let all = t.segments.iter().all(|want| match (want, segments.next()) {
+                (Some(literal), Some(got)) => literal == got,
+                (None, Some(got)) => !got.is_empty(),
+                (_, None) => false,
+            });
+            (all && segments.next().is_none()).then(|| t.text.clone())
+        })
+    }
+}
+
+/// The heuristic route of `path`.
+pub fn heuristic(path: &str) -> String {
+    if !path.starts_with('/') {
+        // `*` (OPTIONS), an authority (CONNECT): nothing to template.
+        return COLLAPSED.to_owned();
+    }
+    let mut out = String::with_capacity(path.len());
+    for (i, segment) in path.split('/').skip(1).enumerate() {
+        if i == MAX_SEGMENTS {
+            out.push_str(COLLAPSED);
+            return out;
+        }
+        out.push('/');
+        out.push_str(collapse(segment));
+    }
+    out
+}
+
+fn collapse(segment: &str) -> &str {
+    let digits = segment.bytes().filter(u8::is_ascii_digit).count();
+    let hex = segment.bytes().all(|b| b.is_ascii_hexdigit());
+    if !segment.is_empty() && digits == segment.len() || is_uuid(segment) || (hex && segment.len() >= 16) {
+        "{id}"
+    } else if (digits > 0 && segment.len() > 3) || segment.len() > 32 {
+        "*"
+    } else {
+        segment
+    }
+}
+
+fn is_uuid(segment: &str) -> bool {
+    let b = segment.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}

@@ -1,0 +1,111 @@
+//! What the engine is told: which protocols to parse, what to keep of each
+//! request (headers, bodies, routes) and how much memory it may hold.
+
+use std::time::Duration;
+
+/// An application protocol the engine can parse. Each one is a module of
+/// the engine (its session type) and a line in [`super::infer`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// HTTP/1.0 and HTTP/1.1.
+    Http1,
+}
+
+impl Protocol {
+    /// The `network.protocol.name` of its spans.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Http1 => "http",
+        }
+    }
+}
+
+/// Headers never kept, whatever the allowlist says: they carry credentials.
+pub const NEVER_KEPT: &[&str] = &["authorization", "cookie", "set-cookie", "proxy-authorization"];
+
+/// Request and response bodies: off unless `max_bytes > 0`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bodies {
+    /// How many bytes of a body to keep; 0 keeps none.
+    pub max_bytes: usize,
+    /// Media types whose bodies are kept (`application/json`); parameters
+    /// such as `; charset=utf-8` are ignored when matching.
+    pub content_types: Vec<String>,
+}
+
+impl Default for Bodies {
+    fn default() -> Self {
+        Bodies {
+            max_bytes: 0,
+            content_types: vec!["application/json".into()],
+        }
+    }
+}
+
+/// The engine's options.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Protocols to recognise; connections speaking none of them are
+    /// ignored after their first bytes.
+    pub protocols: Vec<Protocol>,
+    /// Header names (any case) kept as `http.request.header.<name>` and
+    /// `http.response.header.<name>`; [`NEVER_KEPT`] ones are dropped.
+    pub headers: Vec<String>,
+    /// Route templates (`/api/users/{id}`), tried in order before the
+    /// heuristic.
+    pub routes: Vec<String>,
+    /// Distinct `http.route` values per service; beyond it, `/*`.
+    pub max_routes_per_service: usize,
+    /// Bodies to keep.
+    pub bodies: Bodies,
+    /// Bytes one connection may buffer (an unfinished head, out-of-order
+    /// chunks, a kept body); beyond it the message is dropped and counted.
+    pub max_connection_bytes: usize,
+    /// Bytes the whole engine may hold; beyond it new bytes and new
+    /// connections are dropped and counted.
+    pub max_memory_bytes: usize,
+    /// Connections without bytes for this long are forgotten, and requests
+    /// unanswered for this long are dropped.
+    pub idle_timeout: Duration,
+    /// Distinct RED and service-graph series kept; points of new series
+    /// beyond it are counted, not kept.
+    pub max_series: usize,
+    /// The `k8s.node.name` of every event.
+    pub node: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            protocols: vec![Protocol::Http1],
+            headers: vec!["user-agent".into(), "content-type".into()],
+            routes: Vec::new(),
+            max_routes_per_service: 100,
+            bodies: Bodies::default(),
+            max_connection_bytes: 64 * 1024,
+            max_memory_bytes: 64 * 1024 * 1024,
+            idle_timeout: Duration::from_secs(60),
+            max_series: 10_000,
+            node: String::new(),
+        }
+    }
+}
+
+impl Settings {
+    /// Whether header `name` (lowercase) is kept.
+    pub fn keeps_header(&self, name: &str) -> bool {
+        !NEVER_KEPT.contains(&name) && self.headers.iter().any(|h| h.eq_ignore_ascii_case(name))
+    }
+
+    /// How many bytes of a body of `content_type` to keep.
+    pub fn body_bytes(&self, content_type: Option<&str>) -> usize {
+        let Some(content_type) = content_type else { return 0 };
+        let media = content_type.split(';').next().unwrap_or("").trim();
+        let wanted = self.bodies.content_types.iter().any(|t| t.eq_ignore_ascii_case(media));
+        if wanted {
+            self.bodies.max_bytes.min(self.max_connection_bytes / 2)
+        } else {
+            0
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! An [`Exchange`] on a connection becomes a [`Span`]: kind from which way
+//! the request went, endpoints from the connection, process attributes as
+//! the other sources put them (so `pod_enrich` applies), and the protocol's
+//! fields.
+
+use std::net::SocketAddr;
+
+use sonde_core::event::{keys, Attributes, SharedStr, Span, SpanKind, SpanStatus};
+
+use super::super::model::{ConnInfo, Direction};
+use super::http::fields;
+use super::routes::Routes;
+use super::session::{Detail, Exchange};
+
+/// What the RED metrics and the service graph need of a span.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// Server side (else client).
+    pub server: bool,
+    /// `http.request.method`.
+    pub method: SharedStr,
+    /// `http.route`.
+    pub route: SharedStr,
+    /// `http.response.status_code`.
+    pub status: u16,
+    /// An error for this side.
+    pub error: bool,
+    /// Seconds from the request's first byte to the response's last.
+    pub duration: f64,
+}
+
+/// The origin attributes of a connection's events.
+pub fn process_attributes(info: &ConnInfo, node: &SharedStr) -> Attributes {
+    let mut attributes = Attributes::new().with(keys::PID, info.id.pid);
+    if !info.comm.is_empty() {
+        attributes.insert(keys::COMM, info.comm.clone());
+    }
+    if info.cgroup_id != 0 {
+        attributes.insert(keys::CGROUP_ID, info.cgroup_id);
+    }
+    if !node.is_empty() {
+        attributes.insert(keys::NODE, node.clone());
+    }
+    attributes
+}
+
+/// The service a route cap counts against: the server's process and port
+/// on server spans, the called address on client spans.
+pub fn service_name(info: &ConnInfo, server: bool) -> String {
+    if server {
+        let port = info.local.map_or(0, |a| a.port());
+        format!("{}:{}:{}", info.cgroup_id, info.comm, port)
+    } else {
+        info.remote
+            .map_or_else(|| format!("?{}", info.id.pid), |a| a.to_string())
+    }
+}
+
+fn endpoint(fields: &mut Attributes, prefix: &str, address: Option<SocketAddr>) {
+    if let Some(address) = address {
+        fields.insert(format!("{prefix}.address"), address.ip().to_string());
+        fields.insert(format!("{prefix}.port"), u32::from(address.port()));
+    }
+}
+
+/// The span of one exchange, and what metrics need of it.
+pub fn build(exchange: Exchange, info: &ConnInfo, routes: &mut Routes, node: &SharedStr) -> (Span, Outcome) {
+    let server = exchange.request_direction == Direction::Ingress;
+    let (server_end, client_end) = if server {
+        (info.local, info.remote)
+    } else {
+        (info.remote, info.local)
+    };
+    let mut fields = Attributes::new();
+    endpoint(&mut fields, "server", server_end);
+    endpoint(&mut fields, "client", client_end);
+    endpoint(&mut fields, "network.peer", info.remote);
+    let duration = exchange.end.as_nanos().saturating_sub(exchange.start.as_nanos()) as f64 / 1e9;
+    let (name, outcome) = match &exchange.detail {
+        Detail::Http(http) => {
+            let route = routes.route(&service_name(info, server), &http.request.path);
+            fields::fill(http, &route, server, &mut fields);
+            let method = fields::method(&http.request);
+            let name = match method.as_str() {
+                "_OTHER" => format!("HTTP {route}"),
+                known => format!("{known} {route}"),
+            };
+            let status = http.response.status;
+            let outcome = Outcome {
+                server,
+                method,
+                route,
+                status,
+                error: fields::is_error(status, server),
+                duration,
+            };
+            (name, outcome)
+        }
+    };
+    let status = if outcome.error {
+        SpanStatus::Error {
+            message: outcome.status.to_string().into(),
+        }
+    } else {
+        SpanStatus::Unset
+    };
+    let span = Span {
+        trace_id: exchange.context.trace_id,
+        span_id: exchange.context.span_id,
+        parent_span_id: exchange.parent,
+        name: name.into(),
+        kind: if server { SpanKind::Server } else { SpanKind::Client },
+        start: exchange.start,
+        end: exchange.end.max(exchange.start),
+        status,
+        fields,
+        attributes: process_attributes(info, node),
+    };
+    (span, outcome)
+}
