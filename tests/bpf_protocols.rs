@@ -256,3 +256,8 @@ fn tls_plaintext_comes_through_the_openssl_probes_and_no_ciphertext_is_sent() {
     }
     assert_eq!(nginx.served().len(), 4, "{:?}", nginx.served());
 }
+
+#[test]
+fn conformance_check_passes() {
+    sonde_ebpf::testing::run_check("protocols conformance", sonde_sources::protocols::conformance::check);
+}

@@ -23,5 +23,6 @@ pub fn register(registry: &mut Registry) {
     registry.source::<internal_metrics::InternalMetricsSourceConfig>();
     registry.source::<net_flows::NetFlowsSourceConfig>();
     registry.source::<profile::ProfileSourceConfig>();
+    registry.source::<protocols::ProtocolsSourceConfig>();
     registry.source::<tcp::TcpSourceConfig>();
 }

@@ -2,7 +2,7 @@
 //! layer, the protocol engine, and the TLS libraries attached so far.
 
 use metrics::Label;
-use sonde_core::event::{Event, SharedStr, Timestamp};
+use sonde_core::event::{Event, Timestamp};
 use sonde_ebpf::telemetry::LossCounters;
 use sonde_ebpf::LoadError;
 
@@ -54,11 +54,7 @@ impl Collector {
     /// Loads and attaches the programs (and the TLS probes to the
     /// libraries processes use now); returns the ring buffer of records
     /// beside. `labels` identify the component in internal metrics.
-    pub fn load(
-        config: &ProtocolsSourceConfig,
-        node: SharedStr,
-        labels: &[Label],
-    ) -> Result<(Self, Records), LoadError> {
+    pub fn load(config: &ProtocolsSourceConfig, node: String, labels: &[Label]) -> Result<(Self, Records), LoadError> {
         Self::load_with(config, node, labels, true)
     }
 
@@ -66,7 +62,7 @@ impl Collector {
     /// too (the kernel check's own workload).
     pub fn load_with(
         config: &ProtocolsSourceConfig,
-        node: SharedStr,
+        node: String,
         labels: &[Label],
         exclude_self: bool,
     ) -> Result<(Self, Records), LoadError> {
@@ -83,7 +79,7 @@ impl Collector {
         let mut collector = Collector {
             programs,
             capture: Capture::default(),
-            engine: Engine::new(config.engine_settings(node.to_string())),
+            engine: Engine::new(config.engine_settings(node)),
             listeners: Listeners::read(),
             tls: config.tls.then(TlsFinder::default),
             telemetry: LossCounters::new(labels, OBJECT, STATS, MAP_CONNS),

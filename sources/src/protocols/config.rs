@@ -12,6 +12,7 @@ use sonde_core::topology::component_metrics;
 use sonde_core::{BoxError, Source, SourceConfig, SourceContext};
 
 use super::bpf::PROTO_MAX_CAPTURE;
+use super::engine::{self, Protocol, Settings};
 
 /// Protocols this build can parse.
 pub const KNOWN_PROTOCOLS: &[&str] = &["http"];
@@ -21,8 +22,6 @@ pub const MIN_CAPTURE_BYTES: u32 = 256;
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 /// Shortest `interval` (metrics are cumulative; more often only costs).
 pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
-/// Headers never kept, whatever `headers` says.
-pub const SECRET_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie", "set-cookie"];
 
 fn default_protocols() -> Vec<String> {
     vec!["http".to_string()]
@@ -173,6 +172,33 @@ impl Default for ProtocolsSourceConfig {
     }
 }
 
+impl ProtocolsSourceConfig {
+    /// What the protocol engine is told.
+    pub fn engine_settings(&self, node: String) -> Settings {
+        Settings {
+            protocols: self
+                .protocols
+                .iter()
+                .filter_map(|p| match p.as_str() {
+                    "http" => Some(Protocol::Http1),
+                    _ => None,
+                })
+                .collect(),
+            headers: self.headers.clone(),
+            routes: self.routes.clone(),
+            max_routes_per_service: self.max_routes,
+            bodies: engine::Bodies {
+                max_bytes: self.bodies.max_bytes,
+                content_types: self.bodies.content_types.clone(),
+            },
+            max_connection_bytes: self.max_buffer_bytes,
+            max_memory_bytes: self.max_memory_bytes,
+            node,
+            ..Settings::default()
+        }
+    }
+}
+
 impl SourceType for ProtocolsSourceConfig {
     const NAME: &'static str = "protocols";
     const EBPF: Option<EbpfSide> = Some(EbpfSide {
@@ -184,7 +210,7 @@ impl SourceType for ProtocolsSourceConfig {
             "uprobe/uretprobe SSL_read, SSL_write, SSL_read_ex, SSL_write_ex (libssl, when tls = true)",
         ],
         trial: || super::bpf::trial().map_err(Into::into),
-        conformance: || Ok(String::new()),
+        conformance: || super::conformance::check().map_err(Into::into),
     });
 }
 
@@ -278,7 +304,8 @@ impl SourceConfig for ProtocolsSourceConfig {
     fn build(&self, cx: SourceContext) -> Result<Source, BoxError> {
         // Load and attach now, so a node that cannot run the source fails
         // at startup with the program, attach point and reason.
-        let _ = (component_metrics::labels(&cx.info), cx);
-        Err("the protocols engine is not merged yet".into())
+        let labels = component_metrics::labels(&cx.info);
+        let (collector, records) = super::collect::Collector::load(self, cx.global.node_name.to_string(), &labels)?;
+        Ok(Box::pin(super::run::run(collector, records, self.clone(), cx)))
     }
 }

@@ -20,12 +20,12 @@
 
 pub mod bpf;
 pub mod capture;
+pub mod collect;
 pub mod config;
+pub mod conformance;
 pub mod engine;
 pub mod listeners;
 pub mod model;
-pub mod collect;
-pub mod conformance;
 pub mod run;
 pub mod tls;
 
