@@ -12,11 +12,13 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use sonde_core::event::Timestamp;
+use sonde_core::event::{Event, Span, SpanKind, Timestamp, Value};
 use sonde_ebpf::testing::bpf_available_or_skip;
 use sonde_sources::clock::Clock;
 use sonde_sources::protocols::bpf::{Options, ProtocolPrograms, Records};
 use sonde_sources::protocols::capture::{Capture, Consumer, Followups};
+use sonde_sources::protocols::collect::Collector;
+use sonde_sources::protocols::config::ProtocolsSourceConfig;
 use sonde_sources::protocols::listeners::Listeners;
 use sonde_sources::protocols::model::{Chunk, ConnId, ConnInfo, Direction, Role};
 use sonde_sources::protocols::tls::TlsFinder;
@@ -260,4 +262,153 @@ fn tls_plaintext_comes_through_the_openssl_probes_and_no_ciphertext_is_sent() {
 #[test]
 fn conformance_check_passes() {
     sonde_ebpf::testing::run_check("protocols conformance", sonde_sources::protocols::conformance::check);
+}
+
+/// Spans and metrics of a collector, gathered until `done` holds or `wait` passes.
+fn spans_until(
+    collector: &mut Collector,
+    records: &mut Records,
+    wait: Duration,
+    done: impl Fn(&[Span]) -> bool,
+) -> Vec<Span> {
+    let mut spans = Vec::new();
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline && !done(&spans) {
+        let (events, _) = collector.drain(records);
+        spans.extend(events.into_iter().filter_map(|e| match e {
+            Event::Span(s) => Some(*s),
+            _ => None,
+        }));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    spans
+}
+
+fn text(span: &Span, key: &str) -> String {
+    match span.fields.get(key) {
+        Some(Value::Str(s)) => s.to_string(),
+        Some(Value::Int(i)) => i.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// `METHOD PATH STATUS` of each server span of nginx's pids, sorted.
+fn served_by_spans(spans: &[Span], nginx_pids: &[u32], kind: SpanKind) -> Vec<String> {
+    let mut lines: Vec<String> = spans
+        .iter()
+        .filter(|s| s.kind == kind)
+        .filter(|s| match s.attributes.get(sonde_core::event::keys::PID) {
+            Some(Value::Int(pid)) => nginx_pids.contains(&(*pid as u32)) == (kind == SpanKind::Server),
+            _ => false,
+        })
+        .map(|s| {
+            format!(
+                "{} {} {}",
+                text(s, "http.request.method"),
+                text(s, "url.path"),
+                text(s, "http.response.status_code")
+            )
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// nginx's master and worker pids.
+fn pids_of(master: u32) -> Vec<u32> {
+    let mut pids = vec![master];
+    let children = std::fs::read_to_string(format!("/proc/{master}/task/{master}/children")).unwrap_or_default();
+    pids.extend(children.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+    pids
+}
+
+#[test]
+fn nginx_server_spans_equal_its_access_log_and_curl_client_spans_equal_its_requests() {
+    if !bpf_available_or_skip("nginx_server_spans_equal_its_access_log_and_curl_client_spans_equal_its_requests") {
+        return;
+    }
+    let nginx = common::nginx::Nginx::start();
+    let http = |path: &str| format!("http://127.0.0.1:{}{path}", nginx.http_port);
+    // A keep-alive connection opened (and used) before the agent starts.
+    let mut early = TcpStream::connect(("127.0.0.1", nginx.http_port)).unwrap();
+    let echo = b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n";
+    let read_response = |s: &mut TcpStream| {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !got.ends_with(b"echo\n") {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0);
+            got.extend_from_slice(&buf[..n]);
+        }
+    };
+    early.write_all(echo).unwrap();
+    read_response(&mut early);
+    // nginx logs a request after sending its response.
+    std::thread::sleep(Duration::from_millis(300));
+    let before = nginx.served().len();
+
+    let (mut collector, mut records) =
+        Collector::load(&ProtocolsSourceConfig::default(), "test-node".to_string(), &[]).expect("load");
+    // 1000 requests on the connection that predates the agent.
+    for _ in 0..1000 {
+        early.write_all(echo).unwrap();
+        read_response(&mut early);
+    }
+    // Three pipelined requests in one write.
+    let mut pipelined = TcpStream::connect(("127.0.0.1", nginx.http_port)).unwrap();
+    pipelined.write_all(&echo.repeat(3)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while got.windows(5).filter(|w| w == b"echo\n").count() < 3 {
+        let n = pipelined.read(&mut buf).unwrap();
+        got.extend_from_slice(&buf[..n]);
+    }
+    // curl: HEAD, 404, 500, 503, a chunked response, a 5 MB body, a POST.
+    let curls: &[&[&str]] = &[
+        &["-s", "-o", "/dev/null", &http("/")],
+        &["-s", "-I", "-o", "/dev/null", &http("/")],
+        &["-s", "-o", "/dev/null", &http("/missing")],
+        &["-s", "-o", "/dev/null", &http("/status/500")],
+        &["-s", "-o", "/dev/null", &http("/status/503")],
+        &["-s", "-o", "/dev/null", &http("/chunked")],
+        &["-s", "-o", "/dev/null", &http("/big")],
+        &["-s", "-o", "/dev/null", "-d", "payload", &http("/status/201")],
+    ];
+    for args in curls {
+        run("curl", args);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let expected_server = nginx.served().len() - before;
+    assert_eq!(expected_server, 1000 + 3 + curls.len());
+    let spans = spans_until(&mut collector, &mut records, Duration::from_secs(5), |spans| {
+        spans.len() >= expected_server + curls.len()
+    });
+    let nginx_pids = pids_of(nginx.pid());
+    let mut logged: Vec<String> = nginx.served()[before..].to_vec();
+    logged.sort();
+    assert_eq!(
+        served_by_spans(&spans, &nginx_pids, SpanKind::Server),
+        logged,
+        "server spans = nginx's access log"
+    );
+    // curl's own requests, as curl made them (the test's own are not traced).
+    let mut expected_client: Vec<String> = logged
+        .iter()
+        .filter(|l| !l.starts_with("GET /echo "))
+        .cloned()
+        .collect();
+    expected_client.sort();
+    assert_eq!(
+        served_by_spans(&spans, &nginx_pids, SpanKind::Client),
+        expected_client,
+        "curl's client spans"
+    );
+    for span in &spans {
+        assert!(span.end > span.start, "a span without duration: {span:?}");
+        let status: u32 = text(span, "http.response.status_code").parse().unwrap();
+        let error = matches!(span.status, sonde_core::event::SpanStatus::Error { .. });
+        let expect_error = status >= 500 || (span.kind == SpanKind::Client && status >= 400);
+        assert_eq!(error, expect_error, "status of {span:?}");
+    }
+    drop(early);
 }

@@ -67,7 +67,7 @@ error_log {root}/error.log;
 pid {root}/nginx.pid;
 events {{ worker_connections 1024; }}
 http {{
-    log_format requests '$request_method $uri $status';
+    log_format requests '$request_method $request_uri $status';
     access_log {log} requests;
     client_body_temp_path {root}/body;
     proxy_temp_path {root}/proxy;
