@@ -48,10 +48,12 @@ fn requests(role: Role) -> Option<Direction> {
 impl Connection {
     /// A connection just seen.
     pub fn new(info: ConnInfo) -> Self {
+        // A connection opened while the agent ran is seen from byte 0.
+        let start = (!info.preexisting).then_some(0);
         Connection {
             info,
-            egress: Reassembler::default(),
-            ingress: Reassembler::default(),
+            egress: Reassembler::starting_at(start),
+            ingress: Reassembler::starting_at(start),
             protocol: Protocol::Undecided(0),
             last_seen: None,
         }
@@ -76,20 +78,28 @@ impl Connection {
             protocol,
             ..
         } = self;
-        let stream = match chunk.direction {
-            Direction::Egress => egress,
-            Direction::Ingress => ingress,
+        let (stream, other) = match chunk.direction {
+            Direction::Egress => (egress, ingress),
+            Direction::Ingress => (ingress, egress),
         };
+        let (role, in_sync) = (info.role, !info.preexisting);
+        if other.holding() {
+            // The other side moved on: what it still waits for was lost, not
+            // late (a peer answers what it has received).
+            let direction = other_direction(chunk.direction);
+            scope.counters.duplicates += other.flush(&mut |piece| {
+                deliver(protocol, role, in_sync, direction, piece, scope);
+            });
+        }
         let direction = chunk.direction;
-        let role = info.role;
         scope.counters.duplicates += stream.push(chunk, room, &mut |piece| {
-            deliver(protocol, role, direction, piece, scope);
+            deliver(protocol, role, in_sync, direction, piece, scope);
         });
     }
 
     /// Releases held chunks (none will fill the hole before them).
     pub fn flush(&mut self, scope: &mut Scope<'_>) {
-        let role = self.info.role;
+        let (role, in_sync) = (self.info.role, !self.info.preexisting);
         for (direction, stream) in [
             (Direction::Egress, &mut self.egress),
             (Direction::Ingress, &mut self.ingress),
@@ -97,7 +107,7 @@ impl Connection {
             if stream.holding() {
                 let protocol = &mut self.protocol;
                 scope.counters.duplicates +=
-                    stream.flush(&mut |piece| deliver(protocol, role, direction, piece, scope));
+                    stream.flush(&mut |piece| deliver(protocol, role, in_sync, direction, piece, scope));
             }
         }
     }
@@ -118,11 +128,25 @@ impl Connection {
     }
 }
 
-fn deliver(protocol: &mut Protocol, role: Role, direction: Direction, piece: Piece<'_>, scope: &mut Scope<'_>) {
+fn other_direction(direction: Direction) -> Direction {
+    match direction {
+        Direction::Egress => Direction::Ingress,
+        Direction::Ingress => Direction::Egress,
+    }
+}
+
+fn deliver(
+    protocol: &mut Protocol,
+    role: Role,
+    in_sync: bool,
+    direction: Direction,
+    piece: Piece<'_>,
+    scope: &mut Scope<'_>,
+) {
     if let Protocol::Undecided(seen) = protocol {
         let Bytes::Data(data) = piece.bytes else { return };
         match infer::detect(scope.settings, data) {
-            Some(found) => *protocol = Protocol::Speaking(infer::session(found, requests(role))),
+            Some(found) => *protocol = Protocol::Speaking(infer::session(found, requests(role), in_sync)),
             None if *seen + 1 >= DETECT_PIECES => {
                 scope.counters.unknown_protocol += 1;
                 *protocol = Protocol::Unknown;

@@ -63,6 +63,15 @@ pub struct Reassembler {
 }
 
 impl Reassembler {
+    /// A stream whose first byte is at `start`, or at the first chunk's
+    /// position when unknown (a connection joined mid-way).
+    pub fn starting_at(start: Option<u64>) -> Self {
+        Reassembler {
+            next: start,
+            ..Reassembler::default()
+        }
+    }
+
     /// Bytes held back.
     pub fn memory(&self) -> usize {
         self.held_bytes

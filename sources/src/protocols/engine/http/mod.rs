@@ -64,12 +64,13 @@ fn kinds(requests: Option<Direction>) -> (Option<Kind>, Option<Kind>) {
 }
 
 impl HttpSession {
-    /// A session; `requests` is the direction requests go, when known.
-    pub fn new(requests: Option<Direction>) -> Self {
+    /// A session; `requests` is the direction requests go, when known;
+    /// `in_sync` when both streams are seen from their first byte.
+    pub fn new(requests: Option<Direction>, in_sync: bool) -> Self {
         let (egress, ingress) = kinds(requests);
         HttpSession {
-            egress: Parser::new(egress),
-            ingress: Parser::new(ingress),
+            egress: Parser::new(egress, in_sync),
+            ingress: Parser::new(ingress, in_sync),
             pairing: Pairing::new(requests),
         }
     }

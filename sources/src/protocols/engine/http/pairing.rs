@@ -239,21 +239,25 @@ impl Handler for Side<'_, '_, '_> {
         self.scope.counters
     }
 
-    fn lost(&mut self) {
+    fn lost(&mut self, at: Timestamp) {
         let pairing = &mut *self.pairing;
+        let scope = &mut *self.scope;
         if pairing.requests == Some(self.direction) {
-            // The request being read is gone; its response will be an orphan.
+            // The request being read, if any, is gone; its response will be an orphan.
             if pairing.queue.back().is_some_and(|p| !p.request_done) {
                 if let Some(p) = pairing.queue.pop_back() {
-                    self.scope.active.leave(self.scope.pid, p.tid, p.context.span_id);
+                    scope.active.leave(scope.pid, p.tid, p.context.span_id);
                 }
-                self.scope.counters.unanswered_requests += 1;
+                scope.counters.unanswered_requests += 1;
             }
-        } else if !std::mem::take(&mut pairing.skip_response)
-            && pairing.queue.front().is_some_and(|p| p.response.is_some())
-        {
-            pairing.queue.pop_front();
-            self.scope.counters.unanswered_requests += 1;
+            return;
         }
+        if !std::mem::take(&mut pairing.skip_response) && pairing.queue.front().is_some_and(|p| p.response.is_some()) {
+            pairing.queue.pop_front();
+            scope.counters.unanswered_requests += 1;
+        }
+        // Responses to requests sent before `at` may have been in what was
+        // lost: pairing them with later responses would be wrong.
+        pairing.drop_waiting(scope, Some(at));
     }
 }

@@ -29,8 +29,9 @@ pub trait Handler {
     fn head(&mut self, head: Head, start: Timestamp, tid: u32) -> Framing;
     /// The message of the last head ended at `at` (thread `tid`).
     fn end(&mut self, at: Timestamp, tid: u32, body_size: u64, body: Option<Vec<u8>>);
-    /// The message in progress, if any, is lost.
-    fn lost(&mut self);
+    /// The stream lost its place at `at` (a hole, bad bytes): the message
+    /// in progress, if any, is lost, and so may be whole messages.
+    fn lost(&mut self, at: Timestamp);
     /// Where losses are counted.
     fn counters(&mut self) -> &mut Counters;
 }
@@ -67,12 +68,20 @@ pub struct Parser {
 }
 
 impl Parser {
-    /// A parser that first looks for a start line: the stream may have
-    /// been joined mid-message.
-    pub fn new(kind: Option<Kind>) -> Self {
+    /// A parser of a stream seen from its first byte (`in_sync`) whose
+    /// kind is known, or else one that first looks for a start line: the
+    /// stream may have been joined mid-message.
+    pub fn new(kind: Option<Kind>, in_sync: bool) -> Self {
+        let state = match kind {
+            Some(_) if in_sync => State::Head {
+                buf: Vec::new(),
+                start: None,
+            },
+            _ => State::Resync,
+        };
         Parser {
             kind,
-            state: State::Resync,
+            state,
             body_size: 0,
             body: None,
             keep: 0,
@@ -114,7 +123,7 @@ impl Parser {
             State::UntilClose => self.finish(at, 0, h),
             State::Head { buf, .. } if buf.is_empty() => {}
             State::Resync | State::Stopped => {}
-            _ => h.lost(),
+            _ => h.lost(at),
         }
         self.state = State::Stopped;
     }
@@ -142,12 +151,14 @@ impl Parser {
                     match parse(buf, kind, s) {
                         Parsed::Partial if buf.len() > s.max_connection_bytes / 2 => {
                             h.counters().truncated += 1;
+                            h.lost(piece.at);
                             self.state = State::Resync;
                             return;
                         }
                         Parsed::Partial => return,
                         Parsed::Invalid => {
                             h.counters().parse_errors += 1;
+                            h.lost(piece.at);
                             self.state = State::Resync;
                         }
                         Parsed::Complete(head, n) => {
@@ -187,7 +198,7 @@ impl Parser {
                         }
                         Step::Invalid => {
                             h.counters().parse_errors += 1;
-                            h.lost();
+                            h.lost(piece.at);
                             self.state = State::Resync;
                         }
                     }
@@ -204,10 +215,8 @@ impl Parser {
     fn hole(&mut self, n: u64, piece: Piece<'_>, h: &mut dyn Handler) {
         match &mut self.state {
             State::Stopped | State::Resync => {}
-            State::Head { buf, .. } => {
-                if !buf.is_empty() {
-                    h.lost();
-                }
+            State::Head { .. } => {
+                h.lost(piece.at);
                 h.counters().gaps += 1;
                 self.state = State::Resync;
             }
@@ -224,6 +233,7 @@ impl Parser {
                 self.body_size += *left;
                 self.finish(piece.at, piece.tid, h);
                 h.counters().gaps += 1;
+                h.lost(piece.at);
                 if !self.stopped() {
                     self.state = State::Resync;
                 }
@@ -234,7 +244,7 @@ impl Parser {
                     h.counters().skipped_body_gaps += 1;
                 } else {
                     h.counters().gaps += 1;
-                    h.lost();
+                    h.lost(piece.at);
                     self.state = State::Resync;
                 }
             }
