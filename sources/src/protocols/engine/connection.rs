@@ -4,20 +4,19 @@
 use sonde_core::event::Timestamp;
 
 use super::super::model::{Chunk, ConnInfo, Direction, Role};
+use super::detect::{Detector, Verdict};
 use super::infer;
-use super::reassembly::{Bytes, Piece, Reassembler};
+use super::reassembly::{Piece, Reassembler};
 use super::session::{Scope, Session};
 
 /// Bytes counted for a connection besides its buffers.
 pub const CONNECTION_OVERHEAD: usize = 512;
-/// Data pieces looked at for a known protocol before giving up.
-const DETECT_PIECES: u32 = 8;
 
 /// Where protocol detection stands.
 #[derive(Debug)]
 enum Protocol {
-    /// Not decided yet, after this many data pieces.
-    Undecided(u32),
+    /// Not decided yet.
+    Undecided(Detector),
     /// Parsed by this session.
     Speaking(Box<dyn Session>),
     /// No enabled protocol: the bytes are ignored.
@@ -54,7 +53,7 @@ impl Connection {
             info,
             egress: Reassembler::starting_at(start),
             ingress: Reassembler::starting_at(start),
-            protocol: Protocol::Undecided(0),
+            protocol: Protocol::Undecided(Detector::default()),
             last_seen: None,
         }
     }
@@ -62,8 +61,9 @@ impl Connection {
     /// Bytes held, overhead included.
     pub fn memory(&self) -> usize {
         let session = match &self.protocol {
+            Protocol::Undecided(d) => d.memory(),
             Protocol::Speaking(s) => s.memory(),
-            _ => 0,
+            Protocol::Unknown => 0,
         };
         CONNECTION_OVERHEAD + self.egress.memory() + self.ingress.memory() + session
     }
@@ -143,18 +143,21 @@ fn deliver(
     piece: Piece<'_>,
     scope: &mut Scope<'_>,
 ) {
-    if let Protocol::Undecided(seen) = protocol {
-        let Bytes::Data(data) = piece.bytes else { return };
-        match infer::detect(scope.settings, data) {
-            Some(found) => *protocol = Protocol::Speaking(infer::session(found, requests(role), in_sync)),
-            None if *seen + 1 >= DETECT_PIECES => {
+    match protocol {
+        Protocol::Speaking(session) => session.feed(direction, piece, scope),
+        Protocol::Unknown => {}
+        Protocol::Undecided(detector) => match detector.offer(direction, &piece, scope.settings) {
+            Verdict::Wait => {}
+            Verdict::Unknown => {
                 scope.counters.unknown_protocol += 1;
                 *protocol = Protocol::Unknown;
             }
-            None => *seen += 1,
-        }
-    }
-    if let Protocol::Speaking(session) = protocol {
-        session.feed(direction, piece, scope);
+            Verdict::Found(found) => {
+                let detector = std::mem::take(detector);
+                let mut session = infer::session(found, requests(role), in_sync);
+                detector.replay(&mut |direction, piece| session.feed(direction, piece, scope));
+                *protocol = Protocol::Speaking(session);
+            }
+        },
     }
 }

@@ -76,17 +76,21 @@ fn mutate(rng: &mut Rng, bytes: &mut Vec<u8>) {
 }
 
 /// Chunks of one direction: (position, length, captured bytes).
-fn chunks(rng: &mut Rng, stream: &[u8], start: u64) -> Vec<(u64, u32, Vec<u8>)> {
+fn chunks(rng: &mut Rng, stream: &[u8], start: u64, damage: bool) -> Vec<(u64, u32, Vec<u8>)> {
     let mut out = Vec::new();
     let mut at = 0usize;
     while at < stream.len() {
         let len = rng.usize(1..=(stream.len() - at).min(2048));
-        let captured = if rng.u8(0..8) == 0 { rng.usize(0..=len) } else { len };
+        let captured = if damage && rng.u8(0..16) == 0 {
+            rng.usize(0..=len)
+        } else {
+            len
+        };
         out.push((start + at as u64, len as u32, stream[at..at + captured].to_vec()));
         at += len;
     }
     // Lose, duplicate and swap a few.
-    for _ in 0..rng.usize(0..3) {
+    for _ in 0..if damage { rng.usize(0..2) } else { 0 } {
         if out.is_empty() {
             break;
         }
@@ -103,8 +107,11 @@ fn chunks(rng: &mut Rng, stream: &[u8], start: u64) -> Vec<(u64, u32, Vec<u8>)> 
     out
 }
 
-/// Feeds `count` mutated streams, many connections at once.
-fn run(seed: u64, count: usize) {
+/// Feeds `count` streams, mutated and damaged when `damage`, many
+/// connections at once; returns how many spans they gave. Undamaged streams
+/// of connections seen from their start must give exactly one span per
+/// exchange (up to the first that leaves HTTP or reads until the close).
+fn run(seed: u64, count: usize, damage: bool) -> usize {
     let mut rng = Rng::with_seed(seed);
     let settings = Settings {
         max_connection_bytes: 16 * 1024,
@@ -114,43 +121,55 @@ fn run(seed: u64, count: usize) {
         ..Settings::default()
     };
     let mut h = Harness::new(settings);
+    let mut spans = 0;
     for stream in 0..count {
         let c = id(1 + rng.u32(0..4), stream as u32);
         let role = [Role::Client, Role::Server, Role::Unknown][rng.usize(0..3)];
+        let start = if rng.bool() { 0 } else { rng.u64(0..1 << 40) };
         if role != Role::Unknown {
-            h.engine.open(info(c, role));
+            let mut opened = info(c, role);
+            opened.preexisting = start != 0 && (!damage || rng.bool());
+            h.engine.open(opened);
         }
-        let (mut requests, mut responses) = (Vec::new(), Vec::new());
-        for _ in 0..rng.usize(1..6) {
-            let (q, r) = exchange(&mut rng);
-            requests.extend(q);
-            responses.extend(r);
-        }
-        mutate(&mut rng, &mut requests);
-        mutate(&mut rng, &mut responses);
         let (out, back) = match role {
             Role::Server => (Direction::Ingress, Direction::Egress),
             _ => (Direction::Egress, Direction::Ingress),
         };
-        let start = if rng.bool() { 0 } else { rng.u64(0..1 << 40) };
-        // Both directions interleaved at random, each in its own order.
-        let mut ahead = chunks(&mut rng, &requests, start)
-            .into_iter()
-            .map(|c| (out, c))
-            .peekable();
-        let mut behind = chunks(&mut rng, &responses, start)
-            .into_iter()
-            .map(|c| (back, c))
-            .peekable();
-        while ahead.peek().is_some() || behind.peek().is_some() {
-            let from_ahead = match (ahead.peek().is_some(), behind.peek().is_some()) {
-                (true, true) => rng.bool(),
-                (either, _) => either,
-            };
-            let next = if from_ahead { ahead.next() } else { behind.next() };
-            let Some((direction, (position, length, data))) = next else {
-                break;
-            };
+        // Each exchange's request chunks, then its response's: causal order.
+        let mut feed = Vec::new();
+        let (mut sent, mut received) = (start, start);
+        let (mut expected, mut stopped) = (0, false);
+        for _ in 0..rng.usize(1..6) {
+            let (mut request, mut response) = exchange(&mut rng);
+            if !stopped {
+                expected += 1;
+                stopped = request.starts_with(b"GET / HTTP/1.0") || request.windows(7).any(|w| w == b"Upgrade");
+            }
+            if damage && rng.u8(0..3) == 0 {
+                mutate(&mut rng, &mut request);
+                mutate(&mut rng, &mut response);
+            }
+            feed.extend(chunks(&mut rng, &request, sent, damage).into_iter().map(|c| (out, c)));
+            feed.extend(
+                chunks(&mut rng, &response, received, damage)
+                    .into_iter()
+                    .map(|c| (back, c)),
+            );
+            sent += request.len() as u64;
+            received += response.len() as u64;
+        }
+        if damage && feed.len() > 1 {
+            let i = rng.usize(..feed.len() - 1);
+            feed.swap(i, i + 1);
+        }
+        let before = h.spans().len();
+        let counters_before = h.engine.counters().clone();
+        if std::env::var("FUZZ_DEBUG").is_ok() {
+            for (d, (p, l, data)) in &feed {
+                eprintln!("{stream} {role:?} {d:?} {p} {l} {:?}", String::from_utf8_lossy(data));
+            }
+        }
+        for (direction, (position, length, data)) in feed {
             h.tid = rng.u32(1..4);
             h.chunk_at(c, direction, position, &data, length);
             assert!(
@@ -160,18 +179,29 @@ fn run(seed: u64, count: usize) {
             );
         }
         match rng.u8(0..4) {
-            0 => h.close(c),
-            1 => h.engine.expire(
+            0 if damage => h.engine.expire(
                 Timestamp::from_nanos(h.clock + rng.u64(0..120_000_000_000)),
                 &mut h.events,
             ),
-            _ => {}
+            1 if damage => {}
+            _ => h.close(c),
         }
+        let got = h.spans().len() - before;
+        if !damage && role != Role::Unknown && start == 0 {
+            assert_eq!(
+                got,
+                expected,
+                "stream {stream} ({role:?}): {:?} before {counters_before:?}",
+                h.engine.counters()
+            );
+        }
+        spans += got;
         h.events.clear();
     }
     h.engine.expire(Timestamp::from_nanos(u64::MAX), &mut h.events);
     assert_eq!(h.engine.connections(), 0);
     assert_eq!(h.engine.memory(), 0, "everything closed, nothing held");
+    spans
 }
 
 proptest! {
@@ -183,7 +213,14 @@ proptest! {
 
     #[test]
     fn mutated_streams_never_panic_and_stay_under_the_memory_cap(seed in any::<u64>()) {
-        run(seed, STREAMS_PER_CASE);
+        // Damage spares some exchanges: the parser is exercised, not just resyncing.
+        let spans = run(seed, STREAMS_PER_CASE, true);
+        prop_assert!(spans > STREAMS_PER_CASE / 5, "{spans} spans from {STREAMS_PER_CASE} streams");
+    }
+
+    #[test]
+    fn undamaged_streams_cut_anywhere_give_one_span_per_exchange(seed in any::<u64>()) {
+        prop_assert!(run(seed, 10, false) > 0);
     }
 }
 
