@@ -86,7 +86,7 @@ impl Connection {
         if other.holding() {
             // The other side moved on: what it still waits for was lost, not
             // late (a peer answers what it has received).
-            let direction = other_direction(chunk.direction);
+            let direction = chunk.direction.opposite();
             scope.counters.duplicates += other.flush(&mut |piece| {
                 deliver(protocol, role, in_sync, direction, piece, scope);
             });
@@ -125,13 +125,6 @@ impl Connection {
         if let Protocol::Speaking(session) = &mut self.protocol {
             session.expire(before, scope);
         }
-    }
-}
-
-fn other_direction(direction: Direction) -> Direction {
-    match direction {
-        Direction::Egress => Direction::Ingress,
-        Direction::Ingress => Direction::Egress,
     }
 }
 

@@ -93,6 +93,32 @@ impl ActiveSpans {
         }
     }
 
+    /// The ids of a request's span: a `traceparent` it carries continues
+    /// its trace; a client request made by a thread serving a request is
+    /// that server span's child; otherwise a new trace. A server span
+    /// becomes active on its thread. Returns the ids and the parent.
+    pub fn begin(
+        &mut self,
+        pid: u32,
+        tid: u32,
+        traceparent: Option<TraceParent>,
+        server: bool,
+    ) -> (Context, Option<[u8; 8]>) {
+        let inherited = match (traceparent, server) {
+            (Some(tp), _) => Some((tp.trace_id, tp.parent_id)),
+            (None, false) => self.current(pid, tid).map(|c| (c.trace_id, c.span_id)),
+            (None, true) => None,
+        };
+        let context = Context {
+            trace_id: inherited.map_or_else(random_trace_id, |(trace, _)| trace),
+            span_id: random_span_id(),
+        };
+        if server {
+            self.enter(pid, tid, context);
+        }
+        (context, inherited.map(|(_, parent)| parent))
+    }
+
     /// The span active on the thread.
     pub fn current(&self, pid: u32, tid: u32) -> Option<Context> {
         self.by_thread.get(&(pid, tid)).copied()

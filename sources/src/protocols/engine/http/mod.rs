@@ -4,18 +4,22 @@
 
 mod chunked;
 pub mod fields;
+mod handler;
 pub mod head;
+mod holes;
 mod pairing;
 mod parser;
+pub mod start_line;
 
 use sonde_core::event::Timestamp;
 
 use super::super::model::Direction;
 use super::reassembly::Piece;
 use super::session::{Scope, Session};
-use head::{start_line, Kind, Request, Response};
+use head::{Kind, Request, Response};
 use pairing::Pairing;
 use parser::Parser;
+use start_line::start_line;
 
 /// A paired request and response.
 #[derive(Clone, Debug)]

@@ -11,9 +11,9 @@ use super::super::super::model::Direction;
 use super::super::counters::Counters;
 use super::super::session::{Detail, Exchange, Scope};
 use super::super::settings::Protocol;
-use super::super::trace_context::{random_span_id, random_trace_id, Context};
+use super::super::trace_context::Context;
+use super::handler::{Framing, Handler};
 use super::head::{BodyLength, Head, Request, Response};
-use super::parser::{Framing, Handler};
 use super::HttpExchange;
 
 /// Requests waiting for responses on one connection; beyond it the oldest
@@ -93,13 +93,6 @@ pub struct Side<'p, 's, 'a> {
     scope: &'s mut Scope<'a>,
 }
 
-fn opposite(direction: Direction) -> Direction {
-    match direction {
-        Direction::Egress => Direction::Ingress,
-        Direction::Ingress => Direction::Egress,
-    }
-}
-
 impl Side<'_, '_, '_> {
     fn request(&mut self, request: Request, start: Timestamp, tid: u32) -> Framing {
         let (scope, pairing) = (&mut *self.scope, &mut *self.pairing);
@@ -110,22 +103,12 @@ impl Side<'_, '_, '_> {
             }
         }
         let server = self.direction == Direction::Ingress;
-        let span_id = random_span_id();
-        let inherited = match (request.traceparent, server) {
-            (Some(tp), _) => Some((tp.trace_id, tp.parent_id)),
-            (None, false) => scope.active.current(scope.pid, tid).map(|c| (c.trace_id, c.span_id)),
-            (None, true) => None,
-        };
-        let context = Context {
-            trace_id: inherited.map_or_else(random_trace_id, |(trace, _)| trace),
-            span_id,
-        };
-        if server {
-            scope.active.enter(scope.pid, tid, context);
-        }
+        let (context, parent) = scope.active.begin(scope.pid, tid, request.traceparent, server);
         let framing = Framing {
             body: request.body,
-            keep: scope.settings.body_bytes(request.content_type.as_deref()),
+            keep: scope
+                .settings
+                .body_bytes_within(pairing.memory(), request.content_type.as_deref()),
             stop: request.method == "CONNECT",
         };
         pairing.queue.push_back(Pending {
@@ -133,7 +116,7 @@ impl Side<'_, '_, '_> {
             start,
             tid,
             context,
-            parent: inherited.map(|(_, parent)| parent),
+            parent,
             request_done: false,
             request_body_size: 0,
             request_body: None,
@@ -144,6 +127,7 @@ impl Side<'_, '_, '_> {
 
     fn response(&mut self, response: Response) -> Framing {
         let (scope, pairing) = (&mut *self.scope, &mut *self.pairing);
+        let kept = pairing.memory();
         let waiting = pairing.queue.iter_mut().find(|p| p.response.is_none());
         let Some(pending) = waiting else {
             scope.counters.orphan_responses += 1;
@@ -165,7 +149,7 @@ impl Side<'_, '_, '_> {
         let stop = status == 101 || connect;
         pairing.upgraded |= stop;
         pairing.skip_response = interim;
-        let keep = scope.settings.body_bytes(response.content_type.as_deref());
+        let keep = scope.settings.body_bytes_within(kept, response.content_type.as_deref());
         if !interim {
             scope.active.leave(scope.pid, pending.tid, pending.context.span_id);
             pending.response = Some(response);
@@ -179,7 +163,7 @@ impl Handler for Side<'_, '_, '_> {
         let requests = match (&head, self.pairing.requests) {
             (_, Some(known)) => known,
             (Head::Request(_), None) => self.direction,
-            (Head::Response(_), None) => opposite(self.direction),
+            (Head::Response(_), None) => self.direction.opposite(),
         };
         self.pairing.requests = Some(requests);
         match head {
@@ -211,7 +195,7 @@ impl Handler for Side<'_, '_, '_> {
         if std::mem::take(&mut pairing.skip_response) {
             return;
         }
-        if !pairing.queue.front().is_some_and(|p| p.response.is_some()) {
+        if pairing.queue.front().is_none_or(|p| p.response.is_none()) {
             return;
         }
         let Some(p) = pairing.queue.pop_front() else { return };
@@ -226,7 +210,7 @@ impl Handler for Side<'_, '_, '_> {
         };
         self.scope.out.push(Exchange {
             protocol: Protocol::Http1,
-            request_direction: opposite(self.direction),
+            request_direction: self.direction.opposite(),
             start: p.start,
             end: at,
             context: p.context,

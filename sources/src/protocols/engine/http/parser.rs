@@ -5,39 +5,15 @@
 
 use sonde_core::event::Timestamp;
 
-use super::super::counters::Counters;
 use super::super::reassembly::{Bytes, Piece};
 use super::super::settings::Settings;
 use super::chunked::{Chunked, Step};
-use super::head::{parse, start_line, BodyLength, Head, Kind, Parsed};
-
-/// How the message whose head was just parsed goes on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Framing {
-    /// How its body ends.
-    pub body: BodyLength,
-    /// Body bytes to keep.
-    pub keep: usize,
-    /// The connection leaves HTTP after this message (Upgrade, CONNECT).
-    pub stop: bool,
-}
-
-/// What a direction's messages are handed to: the pairing of requests
-/// and responses.
-pub trait Handler {
-    /// A head was parsed; its first byte came at `start` from thread `tid`.
-    fn head(&mut self, head: Head, start: Timestamp, tid: u32) -> Framing;
-    /// The message of the last head ended at `at` (thread `tid`).
-    fn end(&mut self, at: Timestamp, tid: u32, body_size: u64, body: Option<Vec<u8>>);
-    /// The stream lost its place at `at` (a hole, bad bytes): the message
-    /// in progress, if any, is lost, and so may be whole messages.
-    fn lost(&mut self, at: Timestamp);
-    /// Where losses are counted.
-    fn counters(&mut self) -> &mut Counters;
-}
+use super::handler::{Framing, Handler};
+use super::head::{parse, BodyLength, Kind, Parsed};
+use super::start_line::start_line;
 
 #[derive(Debug)]
-enum State {
+pub(super) enum State {
     /// Looking for a start line.
     Resync,
     /// Reading a head (an empty buffer: between messages).
@@ -60,8 +36,8 @@ enum State {
 pub struct Parser {
     /// Requests or responses; unknown until a start line is seen.
     pub kind: Option<Kind>,
-    state: State,
-    body_size: u64,
+    pub(super) state: State,
+    pub(super) body_size: u64,
     body: Option<Vec<u8>>,
     keep: usize,
     stop: bool,
@@ -212,49 +188,6 @@ impl Parser {
         }
     }
 
-    fn hole(&mut self, n: u64, piece: Piece<'_>, h: &mut dyn Handler) {
-        match &mut self.state {
-            State::Stopped | State::Resync => {}
-            State::Head { .. } => {
-                h.lost(piece.at);
-                h.counters().gaps += 1;
-                self.state = State::Resync;
-            }
-            State::Body(left) if n <= *left => {
-                *left -= n;
-                self.body_size += n;
-                h.counters().skipped_body_gaps += 1;
-                if *left == 0 {
-                    self.finish(piece.at, piece.tid, h);
-                }
-            }
-            State::Body(left) => {
-                // The body ended inside the hole, and what followed is lost.
-                self.body_size += *left;
-                self.finish(piece.at, piece.tid, h);
-                h.counters().gaps += 1;
-                h.lost(piece.at);
-                if !self.stopped() {
-                    self.state = State::Resync;
-                }
-            }
-            State::Chunked(decoder) => {
-                if decoder.hole(n) {
-                    self.body_size += n;
-                    h.counters().skipped_body_gaps += 1;
-                } else {
-                    h.counters().gaps += 1;
-                    h.lost(piece.at);
-                    self.state = State::Resync;
-                }
-            }
-            State::UntilClose => {
-                self.body_size += n;
-                h.counters().skipped_body_gaps += 1;
-            }
-        }
-    }
-
     /// Where in `data` a start line begins: at 0 when the piece starts a
     /// syscall's bytes, else just after a line feed.
     fn find_start(&mut self, data: &[u8], boundary: bool) -> Option<usize> {
@@ -297,7 +230,7 @@ impl Parser {
         }
     }
 
-    fn finish(&mut self, at: Timestamp, tid: u32, h: &mut dyn Handler) {
+    pub(super) fn finish(&mut self, at: Timestamp, tid: u32, h: &mut dyn Handler) {
         h.end(at, tid, self.body_size, self.body.take());
         self.state = if self.stop {
             State::Stopped

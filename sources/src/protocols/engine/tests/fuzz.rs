@@ -34,7 +34,7 @@ fn exchange(rng: &mut Rng) -> (Vec<u8>, Vec<u8>) {
         0 => (get(&path), ok(200, &body)),
         1 => (
             format!("POST {path} HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n", body.len()).into_bytes(),
-            format!("HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nT: 1\r\n\r\n").into_bytes(),
+            b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nT: 1\r\n\r\n".to_vec(),
         ),
         2 => (
             format!("HEAD {path} HTTP/1.1\r\n\r\n").into_bytes(),

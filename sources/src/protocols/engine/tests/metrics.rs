@@ -13,7 +13,7 @@ fn histogram(metric: &Metric) -> &sonde_core::event::Histogram {
     }
 }
 
-fn text<'a>(metric: &'a Metric, key: &str) -> Option<String> {
+fn text(metric: &Metric, key: &str) -> Option<String> {
     metric.attributes.get(key).map(|v| v.to_string())
 }
 

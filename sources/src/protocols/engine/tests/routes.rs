@@ -53,9 +53,11 @@ fn templates_win_then_the_heuristic_then_the_cap() {
 
 #[test]
 fn spans_carry_the_route_and_are_named_by_it() {
-    let mut settings = Settings::default();
-    settings.routes = vec!["/api/users/{id}".into()];
-    settings.max_routes_per_service = 2;
+    let settings = Settings {
+        routes: vec!["/api/users/{id}".into()],
+        max_routes_per_service: 2,
+        ..Settings::default()
+    };
     let mut h = Harness::new(settings);
     let c = id(1, 3);
     h.engine.open(info(c, Role::Server));
