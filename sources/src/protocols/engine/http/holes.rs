@@ -10,7 +10,8 @@ impl Parser {
     /// Skips `n` bytes that were not seen.
     pub(super) fn hole(&mut self, n: u64, piece: Piece<'_>, h: &mut dyn Handler) {
         match &mut self.state {
-            State::Stopped | State::Resync => {}
+            State::Stopped => {}
+            State::Resync => self.carry.clear(),
             State::Head { .. } => {
                 h.lost(piece.at);
                 h.counters().gaps += 1;

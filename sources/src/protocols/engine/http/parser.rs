@@ -10,7 +10,6 @@ use super::super::settings::Settings;
 use super::chunked::{Chunked, Step};
 use super::handler::{Framing, Handler};
 use super::head::{parse, BodyLength, Kind, Parsed};
-use super::start_line::start_line;
 
 #[derive(Debug)]
 pub(super) enum State {
@@ -38,6 +37,10 @@ pub struct Parser {
     pub kind: Option<Kind>,
     pub(super) state: State,
     pub(super) body_size: u64,
+    /// While resynchronising: bytes at a line start that may begin a start
+    /// line cut by a syscall boundary (`GE` + `T /path`), and when they came.
+    pub(super) carry: Vec<u8>,
+    pub(super) carry_since: Option<(Timestamp, u32)>,
     body: Option<Vec<u8>>,
     keep: usize,
     stop: bool,
@@ -59,6 +62,8 @@ impl Parser {
             kind,
             state,
             body_size: 0,
+            carry: Vec::new(),
+            carry_since: None,
             body: None,
             keep: 0,
             stop: false,
@@ -72,7 +77,7 @@ impl Parser {
             State::Chunked(c) => c.memory(),
             _ => 0,
         };
-        state + self.body.as_ref().map_or(0, Vec::len)
+        state + self.carry.len() + self.body.as_ref().map_or(0, Vec::len)
     }
 
     /// Whether the connection left HTTP in this direction.
@@ -109,14 +114,8 @@ impl Parser {
         while !data.is_empty() {
             match &mut self.state {
                 State::Stopped => return,
-                State::Resync => match self.find_start(data, boundary) {
-                    Some(at) => {
-                        data = &data[at..];
-                        self.state = State::Head {
-                            buf: Vec::new(),
-                            start: None,
-                        };
-                    }
+                State::Resync => match self.resync(data, boundary, (piece.at, piece.tid)) {
+                    Some(at) => data = &data[at..],
                     None => return,
                 },
                 State::Head { buf, start } => {
@@ -186,24 +185,6 @@ impl Parser {
             }
             boundary = false;
         }
-    }
-
-    /// Where in `data` a start line begins: at 0 when the piece starts a
-    /// syscall's bytes, else just after a line feed.
-    fn find_start(&mut self, data: &[u8], boundary: bool) -> Option<usize> {
-        let candidates = boundary.then_some(0).into_iter().chain(
-            data.iter()
-                .enumerate()
-                .filter(|(_, b)| **b == b'\n')
-                .map(|(i, _)| i + 1),
-        );
-        for at in candidates {
-            if let Some(kind) = start_line(&data[at..], self.kind) {
-                self.kind = Some(kind);
-                return Some(at);
-            }
-        }
-        None
     }
 
     fn begin(&mut self, framing: Framing, at: Timestamp, tid: u32, h: &mut dyn Handler) {

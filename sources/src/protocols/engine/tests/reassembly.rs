@@ -146,3 +146,21 @@ fn held_chunks_are_released_by_expiry_when_the_missing_one_never_comes() {
     assert_eq!(h.spans().len(), 1);
     assert_eq!(h.engine.memory(), 512, "only the connection's overhead is left");
 }
+
+#[test]
+fn a_start_line_cut_across_syscalls_is_still_detected() {
+    // No open seen: the protocol is found only once ` /path` arrives, and
+    // the bytes before the decision are not lost.
+    let c = id(3, 9);
+    let mut h = Harness::new(Settings::default());
+    for part in [&b"GE"[..], b"T", b" /split HTTP/1.1\r", b"\n\r\n"] {
+        h.send(c, Egress, part);
+    }
+    for part in [&b"HTTP"[..], b"/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"] {
+        h.send(c, Ingress, part);
+    }
+    let spans = h.spans();
+    assert_eq!(spans.len(), 1);
+    assert_eq!(field(spans[0], "url.path"), Some("/split"));
+    assert_eq!(spans[0].kind, SpanKind::Client);
+}
