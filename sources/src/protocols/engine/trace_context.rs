@@ -6,7 +6,10 @@
 //! Where this cannot work: runtimes that hand a request from one thread
 //! to another (async executors, thread pools that read on one thread and
 //! call out on another) break the thread rule; their client spans start
-//! new traces. No header is ever written into the traffic.
+//! new traces. Event loops serving several requests at once on one thread
+//! (nginx, Node.js) make a client call the child of the request that
+//! thread read last, which may be the wrong one. No header is ever written
+//! into the traffic.
 
 use std::collections::HashMap;
 

@@ -137,7 +137,7 @@ impl Parser {
                             self.state = State::Resync;
                         }
                         Parsed::Complete(head, n) => {
-                            data = &data[n - held..];
+                            data = &data[n.saturating_sub(held).min(data.len())..];
                             let framing = h.head(head, start.0, start.1);
                             self.begin(framing, piece.at, piece.tid, h);
                         }

@@ -39,7 +39,7 @@ fn is_request_line(data: &[u8]) -> bool {
     let known = KNOWN_METHODS.iter().any(|m| m.as_bytes() == method);
     let line_end = data.iter().position(|b| *b == b'\n').unwrap_or(data.len());
     let line = &data[space + 1..line_end];
-    let has_version = line.windows(8).any(|w| w.starts_with(b" HTTP/1.") || w == b" HTTP/1.");
+    let has_version = line.windows(8).any(|w| w == b" HTTP/1.");
     let target_ok = line.first().is_some_and(|b| b.is_ascii_graphic());
     target_ok && (has_version || (known && line_end == data.len()))
 }

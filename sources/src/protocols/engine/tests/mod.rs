@@ -4,6 +4,7 @@
 
 mod fuzz;
 mod http;
+mod lifecycle;
 mod metrics;
 mod reassembly;
 mod redaction;
