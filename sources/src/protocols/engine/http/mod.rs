@@ -9,6 +9,7 @@ pub mod head;
 mod holes;
 mod pairing;
 mod parser;
+mod pending;
 mod resync;
 pub mod start_line;
 

@@ -11,28 +11,14 @@ use super::super::super::model::Direction;
 use super::super::counters::Counters;
 use super::super::session::{Detail, Exchange, Scope};
 use super::super::settings::Protocol;
-use super::super::trace_context::Context;
 use super::handler::{Framing, Handler};
 use super::head::{BodyLength, Head, Request, Response};
+use super::pending::Pending;
 use super::HttpExchange;
 
-/// Requests waiting for responses on one connection; beyond it the oldest
-/// is dropped and counted (a peer that never answers).
+/// Requests waiting for responses on one connection; beyond it (or beyond
+/// the connection's buffer cap) the oldest is dropped and counted.
 const MAX_PENDING: usize = 64;
-
-/// A request on its way, and its response once its head is seen.
-#[derive(Debug)]
-struct Pending {
-    request: Request,
-    start: Timestamp,
-    tid: u32,
-    context: Context,
-    parent: Option<[u8; 8]>,
-    request_done: bool,
-    request_body_size: u64,
-    request_body: Option<Vec<u8>>,
-    response: Option<Response>,
-}
 
 /// The pairing state of one connection.
 #[derive(Debug, Default)]
@@ -55,14 +41,9 @@ impl Pairing {
         }
     }
 
-    /// Bytes held (kept bodies; heads are small and bounded by MAX_PENDING).
+    /// Bytes held by waiting requests: their kept strings and bodies.
     pub fn memory(&self) -> usize {
-        self.queue.len() * 512
-            + self
-                .queue
-                .iter()
-                .map(|p| p.request_body.as_ref().map_or(0, Vec::len))
-                .sum::<usize>()
+        self.queue.iter().map(Pending::memory).sum()
     }
 
     /// Drops every waiting request, counted as unanswered.
@@ -96,7 +77,7 @@ pub struct Side<'p, 's, 'a> {
 impl Side<'_, '_, '_> {
     fn request(&mut self, request: Request, start: Timestamp, tid: u32) -> Framing {
         let (scope, pairing) = (&mut *self.scope, &mut *self.pairing);
-        if pairing.queue.len() >= MAX_PENDING {
+        while pairing.queue.len() >= MAX_PENDING || pairing.memory() > scope.settings.max_connection_bytes / 2 {
             if let Some(oldest) = pairing.queue.pop_front() {
                 scope.counters.unanswered_requests += 1;
                 scope.active.leave(scope.pid, oldest.tid, oldest.context.span_id);
