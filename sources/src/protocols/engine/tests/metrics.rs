@@ -124,3 +124,56 @@ fn losses_are_exported_as_counters() {
     assert_eq!(counter("memory_cap"), Some(0.0));
     assert!(metrics.iter().any(|m| m.name.as_str() == super::super::counters::GAPS));
 }
+
+#[test]
+fn the_prometheus_sink_exposes_red_metrics_with_otel_names() {
+    use std::time::Duration;
+
+    use sonde_sinks::prometheus::{render, Format, SeriesStore, StoreConfig};
+
+    let server = id(1, 3);
+    let client = id(2, 4);
+    let mut h = Harness::with(server, Role::Server);
+    h.engine.open(info(client, Role::Client));
+    for path in ["/api/users/1", "/api/users/2", "/api/users/3"] {
+        h.send(client, Egress, &get(path));
+        h.send(server, Ingress, &get(path));
+        h.send(server, Egress, &ok(200, ""));
+        h.send(client, Ingress, &ok(200, ""));
+    }
+    let config = StoreConfig {
+        max_series: 1000,
+        expire_after: Duration::from_secs(300),
+        label_allowlist: None,
+        label_denylist: Vec::new(),
+        keep_label_pairs: false,
+    };
+    let mut store = SeriesStore::new(config, Vec::new());
+    let now = store.now_ms();
+    for metric in h.engine.metrics(Timestamp::from_nanos(h.clock)) {
+        store.ingest(&metric, now).expect("every metric is accepted");
+    }
+    let mut text = String::new();
+    render(&store, Format::Text, &mut text);
+    let server_count = text
+        .lines()
+        .find(|l| l.starts_with("http_server_request_duration_seconds_count{"))
+        .unwrap_or_else(|| panic!("no server histogram in\n{text}"));
+    assert!(
+        server_count.contains(r#"http_route="/api/users/{id}""#),
+        "{server_count}"
+    );
+    assert!(server_count.ends_with(" 3"), "{server_count}");
+    for family in [
+        "# TYPE http_server_request_duration_seconds histogram",
+        "http_server_request_duration_seconds_bucket{",
+        "http_server_request_duration_seconds_sum{",
+        "http_client_request_duration_seconds_count{",
+        "sonde_service_graph_requests_total{",
+        "sonde_service_graph_request_duration_seconds_bucket{",
+        "sonde_protocols_gaps_total{",
+        "\nsonde_protocols_memory_bytes ",
+    ] {
+        assert!(text.contains(family), "{family} missing in\n{text}");
+    }
+}
