@@ -164,3 +164,27 @@ fn a_start_line_cut_across_syscalls_is_still_detected() {
     assert_eq!(field(spans[0], "url.path"), Some("/split"));
     assert_eq!(spans[0].kind, SpanKind::Client);
 }
+
+#[test]
+fn a_full_reorder_window_gives_up_on_the_missing_chunk() {
+    let c = id(1, 3);
+    let mut h = Harness::with(c, Role::Client);
+    // Position 0..10 never comes; eleven requests after it wait, then the
+    // window (8) overflows and everything from the first held one is parsed.
+    h.chunk_at(c, Egress, 0, b"", 0);
+    let mut position = 10;
+    for i in 0..11 {
+        let request = get(&format!("/w/{i}"));
+        h.chunk_at(c, Egress, position, &request, request.len() as u32);
+        position += request.len() as u64;
+    }
+    for i in 0..11 {
+        h.send(c, Ingress, &ok(200 + i, ""));
+    }
+    let spans = h.spans();
+    assert_eq!(spans.len(), 11);
+    assert_eq!(field(spans[10], "url.path"), Some("/w/10"));
+    assert_eq!(int(spans[10], "http.response.status_code"), Some(210));
+    assert_eq!(h.engine.counters().gaps, 1);
+    assert_eq!(h.engine.counters().duplicates, 0, "an empty chunk is no duplicate");
+}
