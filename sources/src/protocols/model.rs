@@ -16,6 +16,16 @@ pub enum Direction {
     Ingress,
 }
 
+impl Direction {
+    /// The other way.
+    pub fn opposite(self) -> Direction {
+        match self {
+            Direction::Egress => Direction::Ingress,
+            Direction::Ingress => Direction::Egress,
+        }
+    }
+}
+
 /// One connection on the node, unique across fd and pid reuse: the kernel
 /// stamps `generation` (its clock when it first saw the fd) so a reused
 /// (pid, fd) is a new connection.

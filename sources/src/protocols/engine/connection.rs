@@ -4,20 +4,19 @@
 use sonde_core::event::Timestamp;
 
 use super::super::model::{Chunk, ConnInfo, Direction, Role};
+use super::detect::{Detector, Verdict};
 use super::infer;
-use super::reassembly::{Bytes, Piece, Reassembler};
+use super::reassembly::{Piece, Reassembler};
 use super::session::{Scope, Session};
 
 /// Bytes counted for a connection besides its buffers.
 pub const CONNECTION_OVERHEAD: usize = 512;
-/// Data pieces looked at for a known protocol before giving up.
-const DETECT_PIECES: u32 = 8;
 
 /// Where protocol detection stands.
 #[derive(Debug)]
 enum Protocol {
-    /// Not decided yet, after this many data pieces.
-    Undecided(u32),
+    /// Not decided yet.
+    Undecided(Detector),
     /// Parsed by this session.
     Speaking(Box<dyn Session>),
     /// No enabled protocol: the bytes are ignored.
@@ -48,11 +47,13 @@ fn requests(role: Role) -> Option<Direction> {
 impl Connection {
     /// A connection just seen.
     pub fn new(info: ConnInfo) -> Self {
+        // A connection opened while the agent ran is seen from byte 0.
+        let start = (!info.preexisting).then_some(0);
         Connection {
             info,
-            egress: Reassembler::default(),
-            ingress: Reassembler::default(),
-            protocol: Protocol::Undecided(0),
+            egress: Reassembler::starting_at(start),
+            ingress: Reassembler::starting_at(start),
+            protocol: Protocol::Undecided(Detector::default()),
             last_seen: None,
         }
     }
@@ -60,8 +61,9 @@ impl Connection {
     /// Bytes held, overhead included.
     pub fn memory(&self) -> usize {
         let session = match &self.protocol {
+            Protocol::Undecided(d) => d.memory(),
             Protocol::Speaking(s) => s.memory(),
-            _ => 0,
+            Protocol::Unknown => 0,
         };
         CONNECTION_OVERHEAD + self.egress.memory() + self.ingress.memory() + session
     }
@@ -76,20 +78,28 @@ impl Connection {
             protocol,
             ..
         } = self;
-        let stream = match chunk.direction {
-            Direction::Egress => egress,
-            Direction::Ingress => ingress,
+        let (stream, other) = match chunk.direction {
+            Direction::Egress => (egress, ingress),
+            Direction::Ingress => (ingress, egress),
         };
+        let (role, in_sync) = (info.role, !info.preexisting);
+        if other.holding() {
+            // The other side moved on: what it still waits for was lost, not
+            // late (a peer answers what it has received).
+            let direction = chunk.direction.opposite();
+            scope.counters.duplicates += other.flush(&mut |piece| {
+                deliver(protocol, role, in_sync, direction, piece, scope);
+            });
+        }
         let direction = chunk.direction;
-        let role = info.role;
         scope.counters.duplicates += stream.push(chunk, room, &mut |piece| {
-            deliver(protocol, role, direction, piece, scope);
+            deliver(protocol, role, in_sync, direction, piece, scope);
         });
     }
 
     /// Releases held chunks (none will fill the hole before them).
     pub fn flush(&mut self, scope: &mut Scope<'_>) {
-        let role = self.info.role;
+        let (role, in_sync) = (self.info.role, !self.info.preexisting);
         for (direction, stream) in [
             (Direction::Egress, &mut self.egress),
             (Direction::Ingress, &mut self.ingress),
@@ -97,7 +107,7 @@ impl Connection {
             if stream.holding() {
                 let protocol = &mut self.protocol;
                 scope.counters.duplicates +=
-                    stream.flush(&mut |piece| deliver(protocol, role, direction, piece, scope));
+                    stream.flush(&mut |piece| deliver(protocol, role, in_sync, direction, piece, scope));
             }
         }
     }
@@ -118,19 +128,29 @@ impl Connection {
     }
 }
 
-fn deliver(protocol: &mut Protocol, role: Role, direction: Direction, piece: Piece<'_>, scope: &mut Scope<'_>) {
-    if let Protocol::Undecided(seen) = protocol {
-        let Bytes::Data(data) = piece.bytes else { return };
-        match infer::detect(scope.settings, data) {
-            Some(found) => *protocol = Protocol::Speaking(infer::session(found, requests(role))),
-            None if *seen + 1 >= DETECT_PIECES => {
+fn deliver(
+    protocol: &mut Protocol,
+    role: Role,
+    in_sync: bool,
+    direction: Direction,
+    piece: Piece<'_>,
+    scope: &mut Scope<'_>,
+) {
+    match protocol {
+        Protocol::Speaking(session) => session.feed(direction, piece, scope),
+        Protocol::Unknown => {}
+        Protocol::Undecided(detector) => match detector.offer(direction, &piece, scope.settings) {
+            Verdict::Wait => {}
+            Verdict::Unknown => {
                 scope.counters.unknown_protocol += 1;
                 *protocol = Protocol::Unknown;
             }
-            None => *seen += 1,
-        }
-    }
-    if let Protocol::Speaking(session) = protocol {
-        session.feed(direction, piece, scope);
+            Verdict::Found(found) => {
+                let detector = std::mem::take(detector);
+                let mut session = infer::session(found, requests(role), in_sync);
+                detector.replay(&mut |direction, piece| session.feed(direction, piece, scope));
+                *protocol = Protocol::Speaking(session);
+            }
+        },
     }
 }

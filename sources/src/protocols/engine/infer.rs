@@ -14,9 +14,10 @@ pub fn detect(settings: &Settings, data: &[u8]) -> Option<Protocol> {
 }
 
 /// A session for `protocol`; `requests` is the direction requests go when
-/// the connection's role is known.
-pub fn session(protocol: Protocol, requests: Option<Direction>) -> Box<dyn Session> {
+/// the connection's role is known; `in_sync` when both streams are seen
+/// from their first byte (a connection opened while the agent ran).
+pub fn session(protocol: Protocol, requests: Option<Direction>, in_sync: bool) -> Box<dyn Session> {
     match protocol {
-        Protocol::Http1 => Box::new(HttpSession::new(requests)),
+        Protocol::Http1 => Box::new(HttpSession::new(requests, in_sync)),
     }
 }

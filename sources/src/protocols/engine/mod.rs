@@ -19,6 +19,7 @@
 
 pub mod connection;
 pub mod counters;
+pub mod detect;
 pub mod http;
 pub mod infer;
 pub mod reassembly;

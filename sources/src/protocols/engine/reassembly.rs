@@ -63,6 +63,15 @@ pub struct Reassembler {
 }
 
 impl Reassembler {
+    /// A stream whose first byte is at `start`, or at the first chunk's
+    /// position when unknown (a connection joined mid-way).
+    pub fn starting_at(start: Option<u64>) -> Self {
+        Reassembler {
+            next: start,
+            ..Reassembler::default()
+        }
+    }
+
     /// Bytes held back.
     pub fn memory(&self) -> usize {
         self.held_bytes
@@ -73,6 +82,9 @@ impl Reassembler {
     /// that does not fit is not held, the bytes before it become a hole.
     /// Returns how many chunks were duplicates.
     pub fn push(&mut self, chunk: &Chunk<'_>, room: usize, deliver: &mut dyn FnMut(Piece<'_>)) -> u64 {
+        if chunk.length == 0 {
+            return 0;
+        }
         let next = *self.next.get_or_insert(chunk.position);
         let end = chunk.position.saturating_add(u64::from(chunk.length));
         if end <= next || self.held.contains_key(&chunk.position) {

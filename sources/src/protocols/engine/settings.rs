@@ -97,6 +97,13 @@ impl Settings {
         !NEVER_KEPT.contains(&name) && self.headers.iter().any(|h| h.eq_ignore_ascii_case(name))
     }
 
+    /// Bytes of a body to keep on a connection that keeps `kept` bytes of
+    /// bodies already: bodies stay under half the connection's buffer cap.
+    pub fn body_bytes_within(&self, kept: usize, content_type: Option<&str>) -> usize {
+        let cap = self.max_connection_bytes / 2;
+        self.body_bytes(content_type).min(cap.saturating_sub(kept))
+    }
+
     /// How many bytes of a body of `content_type` to keep.
     pub fn body_bytes(&self, content_type: Option<&str>) -> usize {
         let Some(content_type) = content_type else { return 0 };

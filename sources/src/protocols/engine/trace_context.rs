@@ -6,7 +6,10 @@
 //! Where this cannot work: runtimes that hand a request from one thread
 //! to another (async executors, thread pools that read on one thread and
 //! call out on another) break the thread rule; their client spans start
-//! new traces. No header is ever written into the traffic.
+//! new traces. Event loops serving several requests at once on one thread
+//! (nginx, Node.js) make a client call the child of the request that
+//! thread read last, which may be the wrong one. No header is ever written
+//! into the traffic.
 
 use std::collections::HashMap;
 
@@ -91,6 +94,32 @@ impl ActiveSpans {
         if self.by_thread.len() < MAX_ACTIVE || self.by_thread.contains_key(&(pid, tid)) {
             self.by_thread.insert((pid, tid), context);
         }
+    }
+
+    /// The ids of a request's span: a `traceparent` it carries continues
+    /// its trace; a client request made by a thread serving a request is
+    /// that server span's child; otherwise a new trace. A server span
+    /// becomes active on its thread. Returns the ids and the parent.
+    pub fn begin(
+        &mut self,
+        pid: u32,
+        tid: u32,
+        traceparent: Option<TraceParent>,
+        server: bool,
+    ) -> (Context, Option<[u8; 8]>) {
+        let inherited = match (traceparent, server) {
+            (Some(tp), _) => Some((tp.trace_id, tp.parent_id)),
+            (None, false) => self.current(pid, tid).map(|c| (c.trace_id, c.span_id)),
+            (None, true) => None,
+        };
+        let context = Context {
+            trace_id: inherited.map_or_else(random_trace_id, |(trace, _)| trace),
+            span_id: random_span_id(),
+        };
+        if server {
+            self.enter(pid, tid, context);
+        }
+        (context, inherited.map(|(_, parent)| parent))
     }
 
     /// The span active on the thread.

@@ -4,18 +4,24 @@
 
 mod chunked;
 pub mod fields;
+mod handler;
 pub mod head;
+mod holes;
 mod pairing;
 mod parser;
+mod pending;
+mod resync;
+pub mod start_line;
 
 use sonde_core::event::Timestamp;
 
 use super::super::model::Direction;
 use super::reassembly::Piece;
 use super::session::{Scope, Session};
-use head::{start_line, Kind, Request, Response};
+use head::{Kind, Request, Response};
 use pairing::Pairing;
 use parser::Parser;
+use start_line::start_line;
 
 /// A paired request and response.
 #[derive(Clone, Debug)]
@@ -64,12 +70,13 @@ fn kinds(requests: Option<Direction>) -> (Option<Kind>, Option<Kind>) {
 }
 
 impl HttpSession {
-    /// A session; `requests` is the direction requests go, when known.
-    pub fn new(requests: Option<Direction>) -> Self {
+    /// A session; `requests` is the direction requests go, when known;
+    /// `in_sync` when both streams are seen from their first byte.
+    pub fn new(requests: Option<Direction>, in_sync: bool) -> Self {
         let (egress, ingress) = kinds(requests);
         HttpSession {
-            egress: Parser::new(egress),
-            ingress: Parser::new(ingress),
+            egress: Parser::new(egress, in_sync),
+            ingress: Parser::new(ingress, in_sync),
             pairing: Pairing::new(requests),
         }
     }

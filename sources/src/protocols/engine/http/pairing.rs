@@ -11,28 +11,14 @@ use super::super::super::model::Direction;
 use super::super::counters::Counters;
 use super::super::session::{Detail, Exchange, Scope};
 use super::super::settings::Protocol;
-use super::super::trace_context::{random_span_id, random_trace_id, Context};
+use super::handler::{Framing, Handler};
 use super::head::{BodyLength, Head, Request, Response};
-use super::parser::{Framing, Handler};
+use super::pending::Pending;
 use super::HttpExchange;
 
-/// Requests waiting for responses on one connection; beyond it the oldest
-/// is dropped and counted (a peer that never answers).
+/// Requests waiting for responses on one connection; beyond it (or beyond
+/// the connection's buffer cap) the oldest is dropped and counted.
 const MAX_PENDING: usize = 64;
-
-/// A request on its way, and its response once its head is seen.
-#[derive(Debug)]
-struct Pending {
-    request: Request,
-    start: Timestamp,
-    tid: u32,
-    context: Context,
-    parent: Option<[u8; 8]>,
-    request_done: bool,
-    request_body_size: u64,
-    request_body: Option<Vec<u8>>,
-    response: Option<Response>,
-}
 
 /// The pairing state of one connection.
 #[derive(Debug, Default)]
@@ -55,14 +41,9 @@ impl Pairing {
         }
     }
 
-    /// Bytes held (kept bodies; heads are small and bounded by MAX_PENDING).
+    /// Bytes held by waiting requests: their kept strings and bodies.
     pub fn memory(&self) -> usize {
-        self.queue.len() * 512
-            + self
-                .queue
-                .iter()
-                .map(|p| p.request_body.as_ref().map_or(0, Vec::len))
-                .sum::<usize>()
+        self.queue.iter().map(Pending::memory).sum()
     }
 
     /// Drops every waiting request, counted as unanswered.
@@ -93,39 +74,22 @@ pub struct Side<'p, 's, 'a> {
     scope: &'s mut Scope<'a>,
 }
 
-fn opposite(direction: Direction) -> Direction {
-    match direction {
-        Direction::Egress => Direction::Ingress,
-        Direction::Ingress => Direction::Egress,
-    }
-}
-
 impl Side<'_, '_, '_> {
     fn request(&mut self, request: Request, start: Timestamp, tid: u32) -> Framing {
         let (scope, pairing) = (&mut *self.scope, &mut *self.pairing);
-        if pairing.queue.len() >= MAX_PENDING {
+        while pairing.queue.len() >= MAX_PENDING || pairing.memory() > scope.settings.max_connection_bytes / 2 {
             if let Some(oldest) = pairing.queue.pop_front() {
                 scope.counters.unanswered_requests += 1;
                 scope.active.leave(scope.pid, oldest.tid, oldest.context.span_id);
             }
         }
         let server = self.direction == Direction::Ingress;
-        let span_id = random_span_id();
-        let inherited = match (request.traceparent, server) {
-            (Some(tp), _) => Some((tp.trace_id, tp.parent_id)),
-            (None, false) => scope.active.current(scope.pid, tid).map(|c| (c.trace_id, c.span_id)),
-            (None, true) => None,
-        };
-        let context = Context {
-            trace_id: inherited.map_or_else(random_trace_id, |(trace, _)| trace),
-            span_id,
-        };
-        if server {
-            scope.active.enter(scope.pid, tid, context);
-        }
+        let (context, parent) = scope.active.begin(scope.pid, tid, request.traceparent, server);
         let framing = Framing {
             body: request.body,
-            keep: scope.settings.body_bytes(request.content_type.as_deref()),
+            keep: scope
+                .settings
+                .body_bytes_within(pairing.memory(), request.content_type.as_deref()),
             stop: request.method == "CONNECT",
         };
         pairing.queue.push_back(Pending {
@@ -133,7 +97,7 @@ impl Side<'_, '_, '_> {
             start,
             tid,
             context,
-            parent: inherited.map(|(_, parent)| parent),
+            parent,
             request_done: false,
             request_body_size: 0,
             request_body: None,
@@ -144,6 +108,7 @@ impl Side<'_, '_, '_> {
 
     fn response(&mut self, response: Response) -> Framing {
         let (scope, pairing) = (&mut *self.scope, &mut *self.pairing);
+        let kept = pairing.memory();
         let waiting = pairing.queue.iter_mut().find(|p| p.response.is_none());
         let Some(pending) = waiting else {
             scope.counters.orphan_responses += 1;
@@ -165,7 +130,7 @@ impl Side<'_, '_, '_> {
         let stop = status == 101 || connect;
         pairing.upgraded |= stop;
         pairing.skip_response = interim;
-        let keep = scope.settings.body_bytes(response.content_type.as_deref());
+        let keep = scope.settings.body_bytes_within(kept, response.content_type.as_deref());
         if !interim {
             scope.active.leave(scope.pid, pending.tid, pending.context.span_id);
             pending.response = Some(response);
@@ -179,7 +144,7 @@ impl Handler for Side<'_, '_, '_> {
         let requests = match (&head, self.pairing.requests) {
             (_, Some(known)) => known,
             (Head::Request(_), None) => self.direction,
-            (Head::Response(_), None) => opposite(self.direction),
+            (Head::Response(_), None) => self.direction.opposite(),
         };
         self.pairing.requests = Some(requests);
         match head {
@@ -211,7 +176,7 @@ impl Handler for Side<'_, '_, '_> {
         if std::mem::take(&mut pairing.skip_response) {
             return;
         }
-        if !pairing.queue.front().is_some_and(|p| p.response.is_some()) {
+        if pairing.queue.front().is_none_or(|p| p.response.is_none()) {
             return;
         }
         let Some(p) = pairing.queue.pop_front() else { return };
@@ -226,7 +191,7 @@ impl Handler for Side<'_, '_, '_> {
         };
         self.scope.out.push(Exchange {
             protocol: Protocol::Http1,
-            request_direction: opposite(self.direction),
+            request_direction: self.direction.opposite(),
             start: p.start,
             end: at,
             context: p.context,
@@ -239,21 +204,25 @@ impl Handler for Side<'_, '_, '_> {
         self.scope.counters
     }
 
-    fn lost(&mut self) {
+    fn lost(&mut self, at: Timestamp) {
         let pairing = &mut *self.pairing;
+        let scope = &mut *self.scope;
         if pairing.requests == Some(self.direction) {
-            // The request being read is gone; its response will be an orphan.
+            // The request being read, if any, is gone; its response will be an orphan.
             if pairing.queue.back().is_some_and(|p| !p.request_done) {
                 if let Some(p) = pairing.queue.pop_back() {
-                    self.scope.active.leave(self.scope.pid, p.tid, p.context.span_id);
+                    scope.active.leave(scope.pid, p.tid, p.context.span_id);
                 }
-                self.scope.counters.unanswered_requests += 1;
+                scope.counters.unanswered_requests += 1;
             }
-        } else if !std::mem::take(&mut pairing.skip_response)
-            && pairing.queue.front().is_some_and(|p| p.response.is_some())
-        {
-            pairing.queue.pop_front();
-            self.scope.counters.unanswered_requests += 1;
+            return;
         }
+        if !std::mem::take(&mut pairing.skip_response) && pairing.queue.front().is_some_and(|p| p.response.is_some()) {
+            pairing.queue.pop_front();
+            scope.counters.unanswered_requests += 1;
+        }
+        // Responses to requests sent before `at` may have been in what was
+        // lost: pairing them with later responses would be wrong.
+        pairing.drop_waiting(scope, Some(at));
     }
 }

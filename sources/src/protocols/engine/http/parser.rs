@@ -5,38 +5,14 @@
 
 use sonde_core::event::Timestamp;
 
-use super::super::counters::Counters;
 use super::super::reassembly::{Bytes, Piece};
 use super::super::settings::Settings;
 use super::chunked::{Chunked, Step};
-use super::head::{parse, start_line, BodyLength, Head, Kind, Parsed};
-
-/// How the message whose head was just parsed goes on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Framing {
-    /// How its body ends.
-    pub body: BodyLength,
-    /// Body bytes to keep.
-    pub keep: usize,
-    /// The connection leaves HTTP after this message (Upgrade, CONNECT).
-    pub stop: bool,
-}
-
-/// What a direction's messages are handed to: the pairing of requests
-/// and responses.
-pub trait Handler {
-    /// A head was parsed; its first byte came at `start` from thread `tid`.
-    fn head(&mut self, head: Head, start: Timestamp, tid: u32) -> Framing;
-    /// The message of the last head ended at `at` (thread `tid`).
-    fn end(&mut self, at: Timestamp, tid: u32, body_size: u64, body: Option<Vec<u8>>);
-    /// The message in progress, if any, is lost.
-    fn lost(&mut self);
-    /// Where losses are counted.
-    fn counters(&mut self) -> &mut Counters;
-}
+use super::handler::{Framing, Handler};
+use super::head::{parse, BodyLength, Kind, Parsed};
 
 #[derive(Debug)]
-enum State {
+pub(super) enum State {
     /// Looking for a start line.
     Resync,
     /// Reading a head (an empty buffer: between messages).
@@ -59,21 +35,35 @@ enum State {
 pub struct Parser {
     /// Requests or responses; unknown until a start line is seen.
     pub kind: Option<Kind>,
-    state: State,
-    body_size: u64,
+    pub(super) state: State,
+    pub(super) body_size: u64,
+    /// While resynchronising: bytes at a line start that may begin a start
+    /// line cut by a syscall boundary (`GE` + `T /path`), and when they came.
+    pub(super) carry: Vec<u8>,
+    pub(super) carry_since: Option<(Timestamp, u32)>,
     body: Option<Vec<u8>>,
     keep: usize,
     stop: bool,
 }
 
 impl Parser {
-    /// A parser that first looks for a start line: the stream may have
-    /// been joined mid-message.
-    pub fn new(kind: Option<Kind>) -> Self {
+    /// A parser of a stream seen from its first byte (`in_sync`) whose
+    /// kind is known, or else one that first looks for a start line: the
+    /// stream may have been joined mid-message.
+    pub fn new(kind: Option<Kind>, in_sync: bool) -> Self {
+        let state = match kind {
+            Some(_) if in_sync => State::Head {
+                buf: Vec::new(),
+                start: None,
+            },
+            _ => State::Resync,
+        };
         Parser {
             kind,
-            state: State::Resync,
+            state,
             body_size: 0,
+            carry: Vec::new(),
+            carry_since: None,
             body: None,
             keep: 0,
             stop: false,
@@ -87,7 +77,7 @@ impl Parser {
             State::Chunked(c) => c.memory(),
             _ => 0,
         };
-        state + self.body.as_ref().map_or(0, Vec::len)
+        state + self.carry.len() + self.body.as_ref().map_or(0, Vec::len)
     }
 
     /// Whether the connection left HTTP in this direction.
@@ -114,7 +104,7 @@ impl Parser {
             State::UntilClose => self.finish(at, 0, h),
             State::Head { buf, .. } if buf.is_empty() => {}
             State::Resync | State::Stopped => {}
-            _ => h.lost(),
+            _ => h.lost(at),
         }
         self.state = State::Stopped;
     }
@@ -124,14 +114,8 @@ impl Parser {
         while !data.is_empty() {
             match &mut self.state {
                 State::Stopped => return,
-                State::Resync => match self.find_start(data, boundary) {
-                    Some(at) => {
-                        data = &data[at..];
-                        self.state = State::Head {
-                            buf: Vec::new(),
-                            start: None,
-                        };
-                    }
+                State::Resync => match self.resync(data, boundary, (piece.at, piece.tid)) {
+                    Some(at) => data = &data[at..],
                     None => return,
                 },
                 State::Head { buf, start } => {
@@ -142,16 +126,18 @@ impl Parser {
                     match parse(buf, kind, s) {
                         Parsed::Partial if buf.len() > s.max_connection_bytes / 2 => {
                             h.counters().truncated += 1;
+                            h.lost(piece.at);
                             self.state = State::Resync;
                             return;
                         }
                         Parsed::Partial => return,
                         Parsed::Invalid => {
                             h.counters().parse_errors += 1;
+                            h.lost(piece.at);
                             self.state = State::Resync;
                         }
                         Parsed::Complete(head, n) => {
-                            data = &data[n - held..];
+                            data = &data[n.saturating_sub(held).min(data.len())..];
                             let framing = h.head(head, start.0, start.1);
                             self.begin(framing, piece.at, piece.tid, h);
                         }
@@ -187,7 +173,7 @@ impl Parser {
                         }
                         Step::Invalid => {
                             h.counters().parse_errors += 1;
-                            h.lost();
+                            h.lost(piece.at);
                             self.state = State::Resync;
                         }
                     }
@@ -199,68 +185,6 @@ impl Parser {
             }
             boundary = false;
         }
-    }
-
-    fn hole(&mut self, n: u64, piece: Piece<'_>, h: &mut dyn Handler) {
-        match &mut self.state {
-            State::Stopped | State::Resync => {}
-            State::Head { buf, .. } => {
-                if !buf.is_empty() {
-                    h.lost();
-                }
-                h.counters().gaps += 1;
-                self.state = State::Resync;
-            }
-            State::Body(left) if n <= *left => {
-                *left -= n;
-                self.body_size += n;
-                h.counters().skipped_body_gaps += 1;
-                if *left == 0 {
-                    self.finish(piece.at, piece.tid, h);
-                }
-            }
-            State::Body(left) => {
-                // The body ended inside the hole, and what followed is lost.
-                self.body_size += *left;
-                self.finish(piece.at, piece.tid, h);
-                h.counters().gaps += 1;
-                if !self.stopped() {
-                    self.state = State::Resync;
-                }
-            }
-            State::Chunked(decoder) => {
-                if decoder.hole(n) {
-                    self.body_size += n;
-                    h.counters().skipped_body_gaps += 1;
-                } else {
-                    h.counters().gaps += 1;
-                    h.lost();
-                    self.state = State::Resync;
-                }
-            }
-            State::UntilClose => {
-                self.body_size += n;
-                h.counters().skipped_body_gaps += 1;
-            }
-        }
-    }
-
-    /// Where in `data` a start line begins: at 0 when the piece starts a
-    /// syscall's bytes, else just after a line feed.
-    fn find_start(&mut self, data: &[u8], boundary: bool) -> Option<usize> {
-        let candidates = boundary.then_some(0).into_iter().chain(
-            data.iter()
-                .enumerate()
-                .filter(|(_, b)| **b == b'\n')
-                .map(|(i, _)| i + 1),
-        );
-        for at in candidates {
-            if let Some(kind) = start_line(&data[at..], self.kind) {
-                self.kind = Some(kind);
-                return Some(at);
-            }
-        }
-        None
     }
 
     fn begin(&mut self, framing: Framing, at: Timestamp, tid: u32, h: &mut dyn Handler) {
@@ -287,7 +211,7 @@ impl Parser {
         }
     }
 
-    fn finish(&mut self, at: Timestamp, tid: u32, h: &mut dyn Handler) {
+    pub(super) fn finish(&mut self, at: Timestamp, tid: u32, h: &mut dyn Handler) {
         h.end(at, tid, self.body_size, self.body.take());
         self.state = if self.stop {
             State::Stopped
