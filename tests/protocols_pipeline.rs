@@ -72,7 +72,7 @@ fn file_spans(path: &std::path::Path) -> Vec<Value> {
         .unwrap_or_default()
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["kind"] == "span" || v.get("trace_id").is_some())
+        .filter(|v| v["kind"] == "span")
         .collect()
 }
 
@@ -182,14 +182,14 @@ sink "otlp" "traces" {{
     let handled = spans
         .iter()
         .filter(of_python)
-        .find(|s| s["kind"] == "server" && field(s, "url.path") == "/handle")
+        .find(|s| s["span_kind"] == "server" && field(s, "url.path") == "/handle")
         .expect("the Python server's span");
     assert_eq!(handled["trace_id"], TRACE_ID, "the incoming traceparent is continued");
     assert_eq!(handled["parent_span_id"], PARENT_ID);
     let upstream = spans
         .iter()
         .filter(of_python)
-        .find(|s| s["kind"] == "client" && field(s, "url.path") == "/echo")
+        .find(|s| s["span_kind"] == "client" && field(s, "url.path") == "/echo")
         .expect("the Python server's call to nginx");
     assert_eq!(
         upstream["trace_id"], TRACE_ID,

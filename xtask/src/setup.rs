@@ -11,7 +11,9 @@ pub const BUILD_PACKAGES: &[&str] = &["clang", "llvm", "libbpf-dev"];
 /// Packages the tests use besides the build ones: reference tools for the
 /// eBPF sources (bpftrace, perf), capsh to drop capabilities, losetup for
 /// test block devices, Prometheus' promtool for the exposition format,
-/// python3-venv for the Python tools of [`PYTHON_TOOLS`]; for the profile
+/// python3-venv for the Python tools of [`PYTHON_TOOLS`]; real peers for the
+/// protocol tests (nginx with OpenSSL, wrk, curl, openssl for certificates);
+/// for the profile
 /// tests gcc (a workload built with frame pointers) and an independent pprof
 /// decoder: pprof's own profile.proto (shipped in
 /// golang-github-google-pprof-dev), protoc, and Python's protobuf runtime.
@@ -30,6 +32,10 @@ pub const TEST_PACKAGES: &[&str] = &[
     "protobuf-compiler",
     "python3-protobuf",
     "golang-github-google-pprof-dev",
+    "nginx",
+    "wrk",
+    "curl",
+    "openssl",
 ];
 
 /// What `cargo xtask kernels` needs: qemu (and its virtiofsd) to boot the

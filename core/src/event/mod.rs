@@ -141,4 +141,27 @@ mod tests {
         assert_eq!(json["value"]["type"], "gauge");
         assert_eq!(json["timestamp"], "1970-01-01T00:00:01.000000000Z");
     }
+
+    #[test]
+    fn a_span_has_one_kind_key_and_its_side_as_span_kind() {
+        let span = Span {
+            trace_id: [1; 16],
+            span_id: [2; 8],
+            parent_span_id: None,
+            name: "GET /".into(),
+            kind: SpanKind::Server,
+            start: Timestamp::from_nanos(1),
+            end: Timestamp::from_nanos(2),
+            status: SpanStatus::Unset,
+            fields: Attributes::new(),
+            attributes: Attributes::new(),
+        };
+        let text = serde_json::to_string(&Event::from(span)).unwrap();
+        assert_eq!(text.matches("\"kind\":").count(), 1, "{text}");
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            (json["kind"].as_str(), json["span_kind"].as_str()),
+            (Some("span"), Some("server"))
+        );
+    }
 }

@@ -45,7 +45,9 @@ pub struct Span {
     pub parent_span_id: Option<[u8; 8]>,
     /// Operation name (`GET /api`, `redis SET`).
     pub name: SharedStr,
-    /// Client or server side.
+    /// Client or server side. Serialized as `span_kind`: events carry their
+    /// own `kind` (`"span"`) in JSON.
+    #[serde(rename = "span_kind")]
     pub kind: SpanKind,
     /// When the request started.
     pub start: Timestamp,
