@@ -88,6 +88,11 @@ fn fix_for(error: &LoadError, facts: &Facts, min_kernel: (u32, u32)) -> String {
                                                    mounts it"
                 .to_string()
         }
+        Some(ErrorKind::NotFound) if is_syscall_tracepoint(error) => {
+            "the kernel has no syscall tracepoints (`syscalls:sys_enter_*`; it was built without \
+             CONFIG_FTRACE_SYSCALLS): use a kernel built with it (every major distribution's is)"
+                .to_string()
+        }
         Some(ErrorKind::NotFound) => {
             "an attach point does not exist on this kernel (see the reason): this source cannot run on it".to_string()
         }
@@ -116,6 +121,11 @@ fn fix_for(error: &LoadError, facts: &Facts, min_kernel: (u32, u32)) -> String {
         ),
         _ => "see the reason; `sonde doctor --json` has the details".to_string(),
     }
+}
+
+/// Whether `error` is the attach of a `syscalls:` tracepoint.
+fn is_syscall_tracepoint(error: &LoadError) -> bool {
+    matches!(error, LoadError::Attach { attach_point, .. } if attach_point.starts_with("tracepoint syscalls:"))
 }
 
 /// The helper the verifier refused, from the end of its log: `unknown func
@@ -254,6 +264,23 @@ mod tests {
         assert!(diagnose(&missing, &node, (5, 5)).fix.contains("does not exist"));
         node.tracefs_ok = false;
         assert!(diagnose(&missing, &node, (5, 5)).fix.contains("/sys/kernel/tracing"));
+    }
+
+    #[test]
+    fn missing_syscall_tracepoints_name_the_kernel_option() {
+        let missing = LoadError::Attach {
+            object: "protocols",
+            program: "enter_read",
+            attach_point: "tracepoint syscalls:sys_enter_read".to_string(),
+            source: Box::new(sonde_ebpf::aya::programs::ProgramError::SyscallError(
+                sonde_ebpf::aya::sys::SyscallError {
+                    call: "perf_event_open",
+                    io_error: io::Error::from_raw_os_error(2),
+                },
+            )),
+        };
+        let fix = diagnose(&missing, &facts((6, 1), ALL_CAPS), (5, 8)).fix;
+        assert!(fix.contains("CONFIG_FTRACE_SYSCALLS"), "{fix}");
     }
 
     #[test]
