@@ -517,3 +517,52 @@ fn nginx_server_spans_equal_its_access_log_and_curl_client_spans_equal_its_reque
     }
     drop(early);
 }
+
+#[test]
+fn a_tls_library_mapped_after_start_is_attached_at_its_first_handshake() {
+    if !bpf_available_or_skip("a_tls_library_mapped_after_start_is_attached_at_its_first_handshake") {
+        return;
+    }
+    let nginx = common::nginx::Nginx::start();
+    // A copy of libssl no process maps yet: a new file to the agent.
+    let libs = tempfile::tempdir().unwrap();
+    let system = [
+        "/usr/lib/x86_64-linux-gnu/libssl.so.3",
+        "/usr/lib/aarch64-linux-gnu/libssl.so.3",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists())
+    .expect("libssl.so.3 (apt-get install libssl3)");
+    std::fs::copy(system, libs.path().join("libssl.so.3")).unwrap();
+    let tracer = Tracer::start(&ProtocolsSourceConfig::default());
+    // One process, two HTTPS requests a second apart on new connections:
+    // the first handshake makes the agent attach to the copy, so the second
+    // request is seen in plaintext.
+    let script = format!(
+        "import http.client, ssl, time\n\
+         for path in ['/first', '/second']:\n\
+         \x20   c = http.client.HTTPSConnection('127.0.0.1', {}, context=ssl._create_unverified_context())\n\
+         \x20   c.request('GET', path); c.getresponse().read(); c.close(); time.sleep(1)\n",
+        nginx.https_port
+    );
+    let out = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", &script])
+        .env("LD_LIBRARY_PATH", libs.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (_, spans) = tracer.finish(Duration::from_secs(10), |spans| {
+        spans
+            .iter()
+            .any(|s| s.kind == SpanKind::Client && text(s, "url.path") == "/second")
+    });
+    let client_paths: Vec<String> = spans
+        .iter()
+        .filter(|s| s.kind == SpanKind::Client && text(s, "server.port") == nginx.https_port.to_string())
+        .map(|s| text(s, "url.path"))
+        .collect();
+    assert!(
+        client_paths.contains(&"/second".to_string()),
+        "spans of the Python client: {client_paths:?}"
+    );
+}
