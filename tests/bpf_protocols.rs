@@ -566,3 +566,48 @@ fn a_tls_library_mapped_after_start_is_attached_at_its_first_handshake() {
         "spans of the Python client: {client_paths:?}"
     );
 }
+
+#[test]
+fn port_and_process_filters_apply_in_the_kernel() {
+    if !bpf_available_or_skip("port_and_process_filters_apply_in_the_kernel") {
+        return;
+    }
+    let nginx = common::nginx::Nginx::start();
+    let url = format!("http://127.0.0.1:{}/echo", nginx.http_port);
+    let nginx_pids = pids_of(nginx.pid());
+    let of_nginx = |spans: &[Span], kind| served_by_spans(spans, &nginx_pids, nginx.http_port, kind).len();
+
+    // Only another port: nothing of nginx's traffic is traced.
+    let tracer = Tracer::start(&ProtocolsSourceConfig {
+        ports: vec![nginx.https_port],
+        tls: false,
+        ..ProtocolsSourceConfig::default()
+    });
+    run("curl", &["-s", "-o", "/dev/null", &url]);
+    let (collector, spans) = tracer.finish(Duration::from_secs(2), |_| false);
+    assert_eq!(
+        (of_nginx(&spans, SpanKind::Server), of_nginx(&spans, SpanKind::Client)),
+        (0, 0)
+    );
+    let ignored = collector
+        .programs()
+        .stats()
+        .unwrap()
+        .get(sonde_sources::protocols::bpf::PROTO_STAT_IGNORED);
+    assert!(ignored >= 2, "both ends counted as ignored: {ignored}");
+    drop(collector);
+
+    // nginx's port, but curl excluded: nginx's side only.
+    let tracer = Tracer::start(&ProtocolsSourceConfig {
+        ports: vec![nginx.http_port],
+        exclude_comm: vec!["curl".to_string()],
+        tls: false,
+        ..ProtocolsSourceConfig::default()
+    });
+    run("curl", &["-s", "-o", "/dev/null", &url]);
+    let (_, spans) = tracer.finish(Duration::from_secs(5), |spans| of_nginx(spans, SpanKind::Server) == 1);
+    assert_eq!(
+        (of_nginx(&spans, SpanKind::Server), of_nginx(&spans, SpanKind::Client)),
+        (1, 0)
+    );
+}
