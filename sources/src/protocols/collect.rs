@@ -30,6 +30,7 @@ pub struct Collector {
     telemetry: LossCounters,
     spans: bool,
     malformed: metrics::Counter,
+    labels: Vec<Label>,
 }
 
 /// Feeds the engine, collecting the spans it completes.
@@ -84,6 +85,7 @@ impl Collector {
             tls: config.tls.then(TlsFinder::default),
             telemetry: LossCounters::new(labels, OBJECT, STATS, MAP_CONNS),
             spans: config.spans,
+            labels: labels.to_vec(),
             malformed: metrics::counter!(
                 sonde_ebpf::telemetry::LOST_EVENTS,
                 sonde_ebpf::telemetry::with_label(
@@ -149,8 +151,8 @@ impl Collector {
         out
     }
 
-    /// The RED metrics, the service graph and the engine's counters
-    /// (cumulative), and the programs' losses.
+    /// The RED metrics and the service graph (cumulative); exports the
+    /// engine's and the programs' losses to the internal metrics.
     pub fn metrics(&mut self, now: Timestamp) -> Vec<Event> {
         match self.programs.stats() {
             Ok(stats) => self.telemetry.observe(&stats),
@@ -159,7 +161,10 @@ impl Collector {
                 tracing::warn!(%error, "cannot read protocols loss counters");
             }
         }
-        self.engine.metrics(now).into_iter().map(Event::from).collect()
+        super::telemetry::export_own(self.engine.metrics(now), &self.labels)
+            .into_iter()
+            .map(Event::from)
+            .collect()
     }
 
     /// The programs (for their run-time statistics).

@@ -27,6 +27,7 @@ pub mod engine;
 pub mod listeners;
 pub mod model;
 pub mod run;
+pub mod telemetry;
 pub mod tls;
 
 pub use config::ProtocolsSourceConfig;

@@ -1,5 +1,6 @@
 //! What the engine lost or refused, counted, and exported as cumulative
-//! `sonde_protocols_*` counters next to the spans it did produce.
+//! `sonde_protocols_*` counters (the source puts them in the agent's
+//! internal metrics: `protocols::telemetry`).
 
 use sonde_core::event::{keys, Attributes, Metric, SharedStr, Timestamp};
 
