@@ -77,7 +77,9 @@ impl SinkConfig for FileSinkConfig {
         }
     }
 
-    fn build(&self, _cx: &SinkContext) -> Result<Sink, BoxError> {
+    fn build(&self, cx: &SinkContext) -> Result<Sink, BoxError> {
+        // Say where output goes: a user should not have to read the config.
+        tracing::info!(component = %cx.info, path = %self.path.display(), format = ?self.format, "writing to");
         if self.format != FileFormat::Json {
             let files = ProfileFiles::open(&self.path, self.format, self.max_files)?;
             return Ok(batch_sink(files));

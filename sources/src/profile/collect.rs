@@ -110,9 +110,30 @@ impl Collector {
             if known.is_some_and(|p| still_same(&self.procfs, p)) {
                 continue;
             }
-            if let Some(process) = self.read(pid, symbols) {
+            if let Some(process) = self.reread(pid, symbols) {
                 self.processes.insert(process);
             }
+        }
+    }
+
+    /// Reads process `pid` again. A process that exited but is not reaped
+    /// yet (a zombie: same start time, no executable, empty maps) keeps the
+    /// mappings read while it ran, and is gone: its last samples, drained
+    /// after its exit, are named from them.
+    fn reread(&self, pid: u32, symbols: &mut Symbols) -> Option<Process> {
+        let fresh = self.read(pid, symbols);
+        match (fresh, self.processes.get(pid)) {
+            (Some(fresh), Some(known))
+                if fresh.selected
+                    && fresh.mappings.is_empty()
+                    && fresh.start_time == known.start_time
+                    && !known.mappings.is_empty() =>
+            {
+                let mut kept = known.clone();
+                kept.alive = false;
+                Some(kept)
+            }
+            (fresh, _) => fresh,
         }
     }
 
@@ -224,7 +245,7 @@ impl Collector {
             Some(p) => !still_same(&self.procfs, p),
         };
         if stale {
-            let process = self.read(pid, symbols).unwrap_or_else(|| {
+            let process = self.reread(pid, symbols).unwrap_or_else(|| {
                 // Gone: keep what was known (its mappings resolve its
                 // stacks), or what the kernel said.
                 let mut gone = self.processes.get(pid).cloned().unwrap_or_else(|| {
@@ -262,14 +283,27 @@ impl Collector {
         }
         match user {
             StackRef::Id(_) => {
-                for address in lookup_addresses(drained, user) {
+                let start = frames.len();
+                let mut previous = None;
+                for (depth, address) in lookup_addresses(drained, user).enumerate() {
+                    // The kernel walks frame pointers without judging them:
+                    // in code built without them, the "frame pointer" is
+                    // any value, and the walk goes on through garbage. A
+                    // return address outside every executable mapping, or
+                    // the same one again (a frame pointing at itself), ends
+                    // the plausible part of the stack.
+                    if depth > 0 && (previous == Some(address) || !plausible_return(process, address)) {
+                        push_unknown(&mut frames, start, unknown_marker());
+                        break;
+                    }
+                    previous = Some(address);
                     match symbols.user_frame(process, address) {
                         Ok(frame) => frames.push(frame),
                         Err((frame, reason)) => {
                             if let Some(counter) = self.unknown_frames.get(&reason) {
                                 counter.increment(1);
                             }
-                            frames.push(frame);
+                            push_unknown(&mut frames, start, frame);
                         }
                     }
                 }
@@ -330,6 +364,31 @@ pub(super) fn lookup_addresses(drained: &Drained, stack: StackRef) -> impl Itera
         .enumerate()
         .map(|(i, ip)| if i == 0 { *ip } else { ip.saturating_sub(1) })
 }
+
+/// Whether user return address `address` can be one: inside an
+/// executable mapping of `process`. Unknown when its mappings were never
+/// read (then every frame is unknown anyway, and collapsed into one).
+fn plausible_return(process: &Process, address: u64) -> bool {
+    process.mappings.is_empty() || process.mapping(address).is_some()
+}
+
+/// Pushes an unknown user frame, unless the frame before it (from `start`,
+/// where the user frames begin) is one: a run of frames that cannot be
+/// named reads as one gap, not a tower.
+fn push_unknown(frames: &mut Vec<Frame>, start: usize, frame: Frame) {
+    if frames.len() > start && frames.last().is_some_and(|last| last.kind == FrameKind::Unknown) {
+        return;
+    }
+    frames.push(frame);
+}
+
+/// The frame that ends a user stack whose walk went astray.
+fn unknown_marker() -> Frame {
+    named_marker(UNKNOWN_FRAME.to_string())
+}
+
+/// The name of [`unknown_marker`]'s frame.
+pub const UNKNOWN_FRAME: &str = "[unknown]";
 
 /// The frame standing for a stack that was not stored.
 fn marker(stack: StackRef, which: &str) -> Option<Frame> {
