@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 
 /// Checks the schema, then validates each instance; prints one JSON object:
 /// `{"schema_errors": [...], "dangling": [...], "results": {name: [errors]}}`.
-const VALIDATE: &str = r#"
+const VALIDATE: &str = r##"
 import json, sys
 import jsonschema
 from jsonschema import validators
@@ -40,7 +40,7 @@ validator = cls(schema)
 results = {name: [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(doc)]
            for name, doc in instances.items()}
 print(json.dumps({"schema_errors": schema_errors, "dangling": dangling, "results": results}))
-"#;
+"##;
 
 fn python() -> Option<PathBuf> {
     let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
