@@ -316,3 +316,33 @@ fn the_default_pipeline_exposes_each_series_on_one_endpoint_only() {
     }
     assert_eq!(checked, 1, "the default pipeline has one Prometheus sink");
 }
+
+/// A component that cannot be built is named at its place in the config,
+/// once, with its cause once.
+#[test]
+fn a_startup_error_names_the_block_once_with_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    // A file where a directory should be: the sink cannot create it.
+    let blocker = write(dir.path(), "blocker", "");
+    let missing = blocker.join("events.jsonl");
+    let config = write(
+        dir.path(),
+        "p.hcl",
+        format!(
+            "agent {{\n  api = null\n}}\nsource \"demo\" \"gen\" {{\n  count = 3\n}}\n\
+             sink \"file\" \"out\" {{\n  inputs = [\"gen\"]\n  path   = \"{}\"\n}}\n",
+            missing.display()
+        ),
+    );
+    let output = sonde().args(["run", "--config"]).arg(&config).output().unwrap();
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let expected = format!(
+        "{}:7:13: sink \"file\" \"out\": cannot open {} for writing: ",
+        config.display(),
+        missing.display()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert_eq!(stderr.matches("cannot open").count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("(os error").count(), 1, "{stderr}");
+}
