@@ -123,6 +123,10 @@ fn a_loopback_transfer_has_exact_bytes_direction_and_pids_after_close() {
         return;
     };
     let (mut peer, port) = start_peer();
+    // The connecting thread has a name of its own, as `dig`'s
+    // `isc-net-0000`: records name the process, not the thread.
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    assert_eq!(unsafe { libc::prctl(libc::PR_SET_NAME, c"flow-worker".as_ptr()) }, 0);
     let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let client_port = i64::from(c.local_addr().unwrap().port());
     c.write_all(&vec![1u8; UP]).unwrap();
@@ -179,6 +183,12 @@ fn a_loopback_transfer_has_exact_bytes_direction_and_pids_after_close() {
     assert_eq!(server.attributes.get(keys::PID), Some(&Value::from(peer.id())));
     assert_ne!(client.attributes.get(keys::PID), server.attributes.get(keys::PID));
     assert!(client.attributes.get(keys::CGROUP_ID).is_some());
+    let process_name = std::fs::read_to_string("/proc/self/comm").unwrap();
+    assert_eq!(
+        client.attributes.get(keys::COMM),
+        Some(&Value::from(process_name.trim_end().to_string())),
+        "the process' name, not its thread's (`flow-worker`)"
+    );
 }
 
 #[test]
