@@ -109,7 +109,12 @@ fn print_options(out: &mut String, schema: &Schema, root: &Schema, pad: &str) {
         }
         // A block (`tls { … }`, `basic_auth { … }`): its own options too.
         if let Some(block) = block_schema(property, root) {
-            print_options(out, &Schema::try_from(block.clone()).unwrap_or_default(), root, &format!("{pad}    "));
+            print_options(
+                out,
+                &Schema::try_from(block.clone()).unwrap_or_default(),
+                root,
+                &format!("{pad}    "),
+            );
         }
     }
 }
@@ -118,7 +123,10 @@ fn print_options(out: &mut String, schema: &Schema, root: &Schema, pad: &str) {
 /// possibly behind a `$ref` and an `anyOf` with null (an optional block).
 fn block_schema<'a>(property: &'a Value, root: &'a Schema) -> Option<&'a Value> {
     let resolved = resolve(property, root);
-    if resolved.get("properties").is_some_and(|p| p.as_object().is_some_and(|p| !p.is_empty())) {
+    if resolved
+        .get("properties")
+        .is_some_and(|p| p.as_object().is_some_and(|p| !p.is_empty()))
+    {
         return Some(resolved);
     }
     let alternatives = resolved.get("anyOf").or_else(|| resolved.get("oneOf"))?.as_array()?;
@@ -217,7 +225,11 @@ pub fn pipeline_schema(registry: &Registry) -> Value {
                 // (`CommonOptions`); `inputs` is required.
                 let mut common = vec![("inputs", inputs.clone())];
                 if kind == ComponentKind::Sink {
-                    common.extend([("buffer", buffer.clone()), ("request", request.clone()), ("batch", batch.clone())]);
+                    common.extend([
+                        ("buffer", buffer.clone()),
+                        ("request", request.clone()),
+                        ("batch", batch.clone()),
+                    ]);
                 }
                 if let Some(object) = options.as_object_mut() {
                     let properties = object.entry("properties").or_insert_with(|| json!({}));

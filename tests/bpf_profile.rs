@@ -275,7 +275,10 @@ fn samples_drained_after_the_exit_keep_their_names() {
     let state = || {
         std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .ok()
-            .and_then(|stat| stat.rsplit_once(") ").map(|(_, rest)| rest.chars().next().unwrap_or('?')))
+            .and_then(|stat| {
+                stat.rsplit_once(") ")
+                    .map(|(_, rest)| rest.chars().next().unwrap_or('?'))
+            })
     };
     // One interval drained while it runs: its mappings are read then.
     std::thread::sleep(Duration::from_millis(700));
@@ -350,18 +353,26 @@ fn walks_through_bogus_frame_pointers_stop_at_the_first_implausible_frame() {
         run.pid,
         profile.total_samples()
     );
-    assert!(spin_samples as f64 >= 0.8 * profile.total_samples() as f64, "{:#?}", profile.samples);
+    assert!(
+        spin_samples as f64 >= 0.8 * profile.total_samples() as f64,
+        "{:#?}",
+        profile.samples
+    );
     for sample in &in_spin {
         let user: Vec<_> = sample.frames.iter().filter(|f| f.kind != FrameKind::Kernel).collect();
         let unknown = user.iter().filter(|f| f.kind == FrameKind::Unknown).count();
-        assert!(user.len() <= 2 && unknown <= 1, "a tower of {} user frames, {unknown} unknown: {user:#?}", user.len());
+        assert!(
+            user.len() <= 2 && unknown <= 1,
+            "a tower of {} user frames, {unknown} unknown: {user:#?}",
+            user.len()
+        );
     }
 }
 
 fn has_samples(events: &[Event], pid: u32) -> bool {
-    events.iter().any(|e| {
-        matches!(e, Event::Profile(p) if p.attributes.get(keys::PID).and_then(|v| v.as_int()) == Some(pid.into()))
-    })
+    events.iter().any(
+        |e| matches!(e, Event::Profile(p) if p.attributes.get(keys::PID).and_then(|v| v.as_int()) == Some(pid.into())),
+    )
 }
 
 #[test]

@@ -202,7 +202,11 @@ fn a_missing_capability_other_than_bpf_is_named_per_source() {
     assert!(!output.status.success(), "must exit non-zero: {report:#}");
     let flows = source(&report, "net_flows");
     assert_eq!(flows["ok"], false, "{flows:#}");
-    assert_eq!(flows["missing_capabilities"], serde_json::json!(["NET_ADMIN"]), "{flows:#}");
+    assert_eq!(
+        flows["missing_capabilities"],
+        serde_json::json!(["NET_ADMIN"]),
+        "{flows:#}"
+    );
     assert!(
         flows["needs_capabilities"]
             .as_array()

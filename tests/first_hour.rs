@@ -36,7 +36,8 @@ fn validate(path: &Path) -> Output {
     sonde().args(["validate", "--config"]).arg(path).output().unwrap()
 }
 
-const DEMO: &str = "source \"demo\" \"gen\" {\n  count = 3\n}\nsink \"blackhole\" \"void\" {\n  inputs = [\"gen\"]\n}\n";
+const DEMO: &str =
+    "source \"demo\" \"gen\" {\n  count = 3\n}\nsink \"blackhole\" \"void\" {\n  inputs = [\"gen\"]\n}\n";
 
 /// `--log-level verbose` used to turn every log off, errors included
 /// (tracing read the word as a target name), and the command went on.
@@ -53,7 +54,8 @@ fn a_misspelt_log_level_is_refused_with_the_valid_levels() {
         let (stdout, stderr) = text(&output);
         assert_eq!(output.status.code(), Some(2), "{word}: {stdout}{stderr}");
         assert!(
-            stderr.contains(&format!("unknown log level `{word}`")) && stderr.contains(&format!("did you mean `{hint}`?")),
+            stderr.contains(&format!("unknown log level `{word}`"))
+                && stderr.contains(&format!("did you mean `{hint}`?")),
             "{stderr}"
         );
         assert!(stderr.contains("off, error, warn, info, debug, trace"), "{stderr}");
@@ -75,7 +77,11 @@ fn a_misspelt_log_level_is_refused_with_the_valid_levels() {
 #[test]
 fn a_bom_is_accepted_and_a_non_utf8_byte_is_located() {
     let dir = tempfile::tempdir().unwrap();
-    let bom = write(dir.path(), "bom.hcl", [b"\xef\xbb\xbf".as_slice(), DEMO.as_bytes()].concat());
+    let bom = write(
+        dir.path(),
+        "bom.hcl",
+        [b"\xef\xbb\xbf".as_slice(), DEMO.as_bytes()].concat(),
+    );
     let output = validate(&bom);
     assert!(output.status.success(), "{:?}", text(&output));
 
@@ -132,7 +138,10 @@ fn validate_reads_sonde_config_and_refuses_an_empty_pipeline() {
         let (_, stderr) = text(&output);
         assert_eq!(output.status.code(), Some(1), "{name}: {stderr}");
         assert!(
-            stderr.contains(&format!("{}:1:1: error: the pipeline has no components", path.display())),
+            stderr.contains(&format!(
+                "{}:1:1: error: the pipeline has no components",
+                path.display()
+            )),
             "{stderr}"
         );
     }
@@ -170,7 +179,10 @@ fn numbers_and_booleans_come_from_env_through_tonumber_and_tobool() {
         "source \"demo\" \"gen\" {\n  count = tonumber(\"seven\")\n}\nsink \"blackhole\" \"void\" {\n  inputs = [\"gen\"]\n}\n",
     );
     let (_, stderr) = text(&validate(&bad));
-    assert!(stderr.contains("bad.hcl:2:11: error: cannot evaluate `count`"), "{stderr}");
+    assert!(
+        stderr.contains("bad.hcl:2:11: error: cannot evaluate `count`"),
+        "{stderr}"
+    );
     assert!(stderr.contains("`seven` is not a number"), "{stderr}");
 
     let quoted = write(
@@ -179,7 +191,10 @@ fn numbers_and_booleans_come_from_env_through_tonumber_and_tobool() {
         "source \"demo\" \"gen\" {\n  count = env(\"SONDE_TEST_UNSET_COUNT\", \"5\")\n}\nsink \"blackhole\" \"void\" {\n  inputs = [\"gen\"]\n}\n",
     );
     let (_, stderr) = text(&validate(&quoted));
-    assert!(stderr.contains("quoted.hcl:2:11: error: invalid value for `count`"), "{stderr}");
+    assert!(
+        stderr.contains("quoted.hcl:2:11: error: invalid value for `count`"),
+        "{stderr}"
+    );
     assert!(stderr.contains("tonumber(env("), "{stderr}");
 }
 
@@ -311,7 +326,11 @@ fn the_default_pipeline_exposes_each_series_on_one_endpoint_only() {
     for sink in components.iter().filter(|c| c.type_name == "prometheus") {
         let mut types = Vec::new();
         upstream_types(sink, &by_id, &mut types);
-        assert!(!types.contains(&"internal_metrics"), "{} gets internal_metrics", sink.id);
+        assert!(
+            !types.contains(&"internal_metrics"),
+            "{} gets internal_metrics",
+            sink.id
+        );
         checked += 1;
     }
     assert_eq!(checked, 1, "the default pipeline has one Prometheus sink");

@@ -63,8 +63,8 @@ fn python() -> Option<PathBuf> {
 /// `{"agent": {…}, "source": {"TYPE": {"ID": {…}}}, …}`, with every
 /// expression evaluated by sonde's own loader.
 fn as_json(path: &Path) -> Value {
-    let loaded = sonde_core::config::load_file(path, &common::registry())
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let loaded =
+        sonde_core::config::load_file(path, &common::registry()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut document = Map::new();
     let text = std::fs::read_to_string(path).unwrap();
     if text.lines().any(|l| l.trim_start().starts_with("agent")) {
@@ -131,7 +131,12 @@ fn schema_accepts_every_shipped_config_and_rejects_misspelt_options() {
 
     let demo = as_json(&Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/examples/demo.hcl"));
     let mut misspelt = demo.clone();
-    let (_, source) = misspelt["source"]["demo"].as_object_mut().unwrap().iter_mut().next().unwrap();
+    let (_, source) = misspelt["source"]["demo"]
+        .as_object_mut()
+        .unwrap()
+        .iter_mut()
+        .next()
+        .unwrap();
     source["conut"] = json!(5);
     instances.insert("misspelt source option".into(), misspelt);
     let mut nested = demo.clone();
@@ -159,7 +164,11 @@ fn schema_accepts_every_shipped_config_and_rejects_misspelt_options() {
     assert_eq!(report["dangling"], json!([]), "dangling $refs");
     for (name, errors) in report["results"].as_object().unwrap() {
         let errors = errors.as_array().unwrap();
-        let expect_invalid = ["misspelt source option", "misspelt buffer option", "sink without inputs"];
+        let expect_invalid = [
+            "misspelt source option",
+            "misspelt buffer option",
+            "sink without inputs",
+        ];
         if expect_invalid.contains(&name.as_str()) {
             assert_eq!(errors.len(), 1, "{name}: {errors:?}");
             let wanted = match name.as_str() {

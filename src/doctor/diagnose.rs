@@ -35,7 +35,8 @@ pub fn diagnose_trial(
     match error.downcast_ref::<LoadError>() {
         Some(load) => {
             let mut diagnosis = diagnose(load, facts, min_kernel);
-            let denied = load.errno().map(|e| std::io::Error::from_raw_os_error(e).kind()) == Some(ErrorKind::PermissionDenied);
+            let denied =
+                load.errno().map(|e| std::io::Error::from_raw_os_error(e).kind()) == Some(ErrorKind::PermissionDenied);
             // CAP_BPF and CAP_PERFMON have their own fix (paranoid levels,
             // SYS_ADMIN before 5.8); any other missing one is named here
             // rather than blaming seccomp or an LSM.

@@ -94,7 +94,8 @@ pub fn json(facts: &Facts, outcomes: &[SourceOutcome], config: Option<&Path>, ok
                 Ok(()) => (None, None, None),
                 Err(d) => (Some(&d.reason), Some(&d.fix), d.verifier_log.as_ref()),
             };
-            let names = |set: sonde_core::privileges::CapabilitySet| -> Vec<String> { set.iter().map(|c| c.name()).collect() };
+            let names =
+                |set: sonde_core::privileges::CapabilitySet| -> Vec<String> { set.iter().map(|c| c.name()).collect() };
             json!({
                 "id": o.id,
                 "type": o.type_name,

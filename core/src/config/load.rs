@@ -478,9 +478,11 @@ fn option_error(
         .strip_prefix("invalid type: string \"")
         .and_then(|rest| rest.split_once("\", expected "));
     Some(match string {
-        Some((text, expected)) if expected != "a string" && text.trim().parse::<f64>().is_ok() => diagnostic.with_help(
-            format!("`{text}` is a string here; write it without quotes, or convert it: tonumber(env(\"X\", \"{text}\"))"),
-        ),
+        Some((text, expected)) if expected != "a string" && text.trim().parse::<f64>().is_ok() => {
+            diagnostic.with_help(format!(
+                "`{text}` is a string here; write it without quotes, or convert it: tonumber(env(\"X\", \"{text}\"))"
+            ))
+        }
         Some((text @ ("true" | "false"), "a boolean")) => diagnostic.with_help(format!(
             "`{text}` is a string here; write it without quotes, or convert it: tobool(env(\"X\", \"{text}\"))"
         )),
