@@ -365,3 +365,55 @@ fn a_startup_error_names_the_block_once_with_its_place() {
     assert_eq!(stderr.matches("cannot open").count(), 1, "{stderr}");
     assert_eq!(stderr.matches("(os error").count(), 1, "{stderr}");
 }
+
+/// Off Kubernetes, with no node name given, events carry the host name as
+/// `host.name`, and no `k8s.node.name` (from the sources nor from
+/// `pod_enrich`); a given name (`NODE_NAME`) or a Kubernetes pod
+/// (`KUBERNETES_SERVICE_HOST`) keeps `k8s.node.name`.
+#[test]
+fn k8s_node_name_only_on_kubernetes_or_when_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let host = host.trim();
+    let run = |name: &str, env: &[(&str, &str)]| -> Vec<serde_json::Value> {
+        let out = dir.path().join(format!("{name}.jsonl"));
+        let config = write(
+            dir.path(),
+            &format!("{name}.hcl"),
+            format!(
+                "agent {{\n  api = null\n}}\nsource \"demo\" \"gen\" {{\n  count = 2\n}}\n\
+                 transform \"pod_enrich\" \"k8s\" {{\n  inputs = [\"gen\"]\n  kubernetes = \"disabled\"\n}}\n\
+                 sink \"file\" \"out\" {{\n  inputs = [\"k8s\"]\n  path   = \"{}\"\n}}\n",
+                out.display()
+            ),
+        );
+        let mut command = sonde();
+        command
+            .args(["run", "--config"])
+            .arg(&config)
+            .env_remove("NODE_NAME")
+            .env_remove("KUBERNETES_SERVICE_HOST");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let output = command.output().unwrap();
+        assert!(output.status.success(), "{name}: {:?}", text(&output));
+        let events: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(events.len(), 2, "{name}");
+        events
+    };
+    for event in run("host", &[]) {
+        assert_eq!(event["attributes"]["host.name"], host, "{event}");
+        assert!(event["attributes"].get("k8s.node.name").is_none(), "{event}");
+    }
+    for event in run("given", &[("NODE_NAME", "node-7")]) {
+        assert_eq!(event["attributes"]["k8s.node.name"], "node-7", "{event}");
+    }
+    for event in run("pod", &[("KUBERNETES_SERVICE_HOST", "10.96.0.1")]) {
+        assert_eq!(event["attributes"]["k8s.node.name"], host, "{event}");
+    }
+}

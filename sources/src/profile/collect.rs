@@ -422,6 +422,6 @@ fn attributes(process: &Process, node: &SharedStr) -> Attributes {
     if let Some(cgroup) = &process.cgroup {
         attributes.insert(keys::CGROUP_PATH, cgroup.clone());
     }
-    attributes.insert(keys::NODE, node.clone());
+    attributes.insert(keys::node(), node.clone());
     attributes
 }
