@@ -4,7 +4,10 @@
 //! It reports the kernel, BTF, tracefs/debugfs/bpffs, cgroup v2, the
 //! effective capabilities, `perf_event_paranoid`, which attach types work
 //! (each tried for real), and then, for every source type (or every source
-//! of `--config`), a real load-and-attach trial of its programs. Which
+//! of `--config`), a real load-and-attach trial of its programs and the
+//! capabilities it declares against those this process has (a missing one,
+//! CAP_NET_ADMIN for net_flows say, is named as such, not blamed on
+//! seccomp or an LSM). Which
 //! source types are eBPF-based, and how to try them, each says when it
 //! registers (its [`EbpfSide`](sonde_core::registry::EbpfSide)). Exits 1
 //! when a checked source cannot run.
