@@ -17,6 +17,7 @@
 //! queues, and `running.rs` starts, retires and drains the tasks, whose
 //! loops are in `tasks.rs`.
 
+mod causes;
 pub mod component_metrics;
 mod diff;
 mod instrument;
@@ -65,8 +66,8 @@ impl TopologyError {
             .iter()
             .enumerate()
             .map(|(i, (info, e))| match self.locations.get(i) {
-                Some(location) => format!("{location}: {info}: {e}"),
-                None => format!("{info}: {e}"),
+                Some(location) => format!("{location}: {info}: {}", causes::with_causes(&**e)),
+                None => format!("{info}: {}", causes::with_causes(&**e)),
             })
             .collect()
     }
