@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sonde_core::agent::{self, ConfigSource};
 use sonde_core::config;
+use sonde_core::ComponentKind;
 
 /// The default pipeline, built into the binary.
 pub const DEFAULT_CONFIG: &str = include_str!("../configs/default.hcl");
@@ -141,6 +142,31 @@ pub fn init_logging(filter: &str) -> Result<(), LogLevelError> {
     Ok(())
 }
 
+/// Options that name where a sink's output goes: a file or directory, a
+/// URL it sends to.
+const OUTPUT_OPTIONS: [&str; 2] = ["path", "endpoint"];
+
+/// Logs where each sink's output goes, so that a user need not read the
+/// config to find it (listeners log their own address when they bind).
+/// A config with errors logs nothing here: the agent reports them.
+fn log_outputs(source: &ConfigSource, registry: &sonde_core::Registry) {
+    let Ok(loaded) = source.load(registry) else {
+        return;
+    };
+    for sink in loaded
+        .config
+        .components
+        .iter()
+        .filter(|c| c.kind == ComponentKind::Sink)
+    {
+        for option in OUTPUT_OPTIONS {
+            if let Some(to) = sink.raw.get(option).and_then(serde_json::Value::as_str) {
+                tracing::info!(component = %format!("sink \"{}\" \"{}\"", sink.type_name, sink.id), %to, "output");
+            }
+        }
+    }
+}
+
 /// Runs a parsed command line.
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let registry = crate::registry();
@@ -157,6 +183,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 ConfigSource::File(path) => tracing::info!(config = %path.display(), "config"),
                 ConfigSource::Embedded { name, .. } => tracing::info!(config = name, "config"),
             }
+            log_outputs(&source, &registry);
             let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
             match runtime.block_on(agent::run(source, registry)) {
                 Ok(()) => Ok(ExitCode::SUCCESS),

@@ -240,15 +240,16 @@ fn stop(child: &mut Child) {
 #[test]
 fn startup_names_the_config_the_listeners_and_the_files() {
     let dir = tempfile::tempdir().unwrap();
-    let (api, prometheus) = (free_port(), free_port());
+    let (api, prometheus, otlp) = (free_port(), free_port(), free_port());
     let out = dir.path().join("events.jsonl");
     let config = write(
         dir.path(),
         "p.hcl",
         format!(
-            "agent {{\n  api = \"127.0.0.1:{api}\"\n}}\nsource \"demo\" \"gen\" {{\n  rate = 10\n}}\n\
+            "agent {{\n  api = \"127.0.0.1:{api}\"\n  shutdown_grace = \"1s\"\n}}\nsource \"demo\" \"gen\" {{\n  rate = 10\n}}\n\
              sink \"file\" \"out\" {{\n  inputs = [\"gen\"]\n  path   = \"{}\"\n}}\n\
-             sink \"prometheus\" \"prom\" {{\n  inputs = [\"gen\"]\n  listen = \"127.0.0.1:{prometheus}\"\n}}\n",
+             sink \"prometheus\" \"prom\" {{\n  inputs = [\"gen\"]\n  listen = \"127.0.0.1:{prometheus}\"\n}}\n\
+             sink \"otlp\" \"collector\" {{\n  inputs = [\"gen\"]\n  endpoint = \"http://127.0.0.1:{otlp}\"\n}}\n",
             out.display()
         ),
     );
@@ -258,7 +259,8 @@ fn startup_names_the_config_the_listeners_and_the_files() {
     assert!(stderr.contains(&format!("config={}", config.display())), "{stderr}");
     assert!(stderr.contains(&format!("127.0.0.1:{api}")), "{stderr}");
     assert!(stderr.contains(&format!("127.0.0.1:{prometheus}")), "{stderr}");
-    assert!(stderr.contains(&format!("path={}", out.display())), "{stderr}");
+    assert!(stderr.contains(&format!("to={}", out.display())), "{stderr}");
+    assert!(stderr.contains(&format!("to=http://127.0.0.1:{otlp}")), "{stderr}");
 }
 
 /// A filter that selects nothing on this node is said once at startup,

@@ -77,9 +77,7 @@ impl SinkConfig for FileSinkConfig {
         }
     }
 
-    fn build(&self, cx: &SinkContext) -> Result<Sink, BoxError> {
-        // Say where output goes: a user should not have to read the config.
-        tracing::info!(component = %cx.info, path = %self.path.display(), format = ?self.format, "writing to");
+    fn build(&self, _cx: &SinkContext) -> Result<Sink, BoxError> {
         if self.format != FileFormat::Json {
             let files = ProfileFiles::open(&self.path, self.format, self.max_files)?;
             return Ok(batch_sink(files));
