@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use metrics::{Counter, Label};
-use sonde_core::event::{keys, Attributes, Event, Frame, FrameKind, Profile, SharedStr, StackSample, Timestamp};
+use sonde_core::event::{keys, Attributes, Event, Frame, Profile, SharedStr, StackSample, Timestamp};
 use sonde_ebpf::telemetry::LossCounters;
 
 use super::bpf::{Drained, NewPids, ProfileKey, Profiler, StackRef, OBJECT, STATS};
@@ -14,6 +14,7 @@ use sonde_ebpf::{LoadError, ReadError};
 
 use super::config::ProfileSourceConfig;
 use super::filter::Targets;
+use super::frames::{marker, named_marker, plausible_return, push_unknown, unknown_marker};
 use super::procs::{read_exe, read_maps, read_process, stat_start_time, Process, ProcessTable};
 use super::symbolize::{Symbols, Unresolved};
 
@@ -363,53 +364,6 @@ pub(super) fn lookup_addresses(drained: &Drained, stack: StackRef) -> impl Itera
     ips.iter()
         .enumerate()
         .map(|(i, ip)| if i == 0 { *ip } else { ip.saturating_sub(1) })
-}
-
-/// Whether user return address `address` can be one: inside an
-/// executable mapping of `process`. Unknown when its mappings were never
-/// read (then every frame is unknown anyway, and collapsed into one).
-fn plausible_return(process: &Process, address: u64) -> bool {
-    process.mappings.is_empty() || process.mapping(address).is_some()
-}
-
-/// Pushes an unknown user frame, unless the frame before it (from `start`,
-/// where the user frames begin) is one: a run of frames that cannot be
-/// named reads as one gap, not a tower.
-fn push_unknown(frames: &mut Vec<Frame>, start: usize, frame: Frame) {
-    if frames.len() > start && frames.last().is_some_and(|last| last.kind == FrameKind::Unknown) {
-        return;
-    }
-    frames.push(frame);
-}
-
-/// The frame that ends a user stack whose walk went astray.
-fn unknown_marker() -> Frame {
-    named_marker(UNKNOWN_FRAME.to_string())
-}
-
-/// The name of [`unknown_marker`]'s frame.
-pub const UNKNOWN_FRAME: &str = "[unknown]";
-
-/// The frame standing for a stack that was not stored.
-fn marker(stack: StackRef, which: &str) -> Option<Frame> {
-    let why = match stack {
-        StackRef::Id(_) | StackRef::Empty => return None,
-        StackRef::Collision => "stack map collision".to_string(),
-        StackRef::MapFull => "stack map full".to_string(),
-        StackRef::Error(errno) => format!("error {errno}"),
-    };
-    Some(named_marker(format!("[lost {which} stack: {why}]")))
-}
-
-fn named_marker(name: String) -> Frame {
-    Frame {
-        function: SharedStr::from(name),
-        module: None,
-        file: None,
-        line: None,
-        address: 0,
-        kind: FrameKind::Unknown,
-    }
 }
 
 fn attributes(process: &Process, node: &SharedStr) -> Attributes {
