@@ -1,7 +1,8 @@
 # sonde's default pipeline: runs with no outside service.
 #   sonde run            (this file is built into the binary)
-# Agent metrics on http://127.0.0.1:8686/metrics (agent API) and, through
-# the pipeline, on http://127.0.0.1:9464/metrics; events in /var/lib/sonde.
+# Agent metrics on http://127.0.0.1:8686/metrics (agent API), disk and
+# energy metrics on http://127.0.0.1:9464/metrics (the agent's own are not
+# there too: scraping both would count them twice); events in /var/lib/sonde.
 # A CPU flame graph of the whole node every 15s in /var/lib/sonde/profiles
 # (open flamegraph-latest.svg in a browser).
 
@@ -37,7 +38,7 @@ source "energy" "energy" {
 }
 
 sink "prometheus" "metrics" {
-  inputs = ["agent", "disk", "energy"]
+  inputs = ["disk", "energy"]
   listen = env("SONDE_PROMETHEUS_LISTEN", "127.0.0.1:9464")
 }
 

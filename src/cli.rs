@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sonde_core::agent::{self, ConfigSource};
 use sonde_core::config;
+use sonde_core::ComponentKind;
 
 /// The default pipeline, built into the binary.
 pub const DEFAULT_CONFIG: &str = include_str!("../configs/default.hcl");
@@ -47,8 +48,8 @@ pub enum Command {
     /// Check a pipeline without loading anything: prints every error with
     /// file:line:col, exits 1 if there is one.
     Validate {
-        /// Pipeline file.
-        #[arg(short, long)]
+        /// Pipeline file (the same `SONDE_CONFIG` as `sonde run` reads).
+        #[arg(short, long, env = "SONDE_CONFIG")]
         config: PathBuf,
     },
     /// List component types, or show one type's options.
@@ -79,18 +80,91 @@ pub enum Command {
     },
 }
 
+/// The levels a log filter may name.
+const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// Why a `--log-level` was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LogLevelError {
+    /// A bare word that is no level: tracing would read it as a target
+    /// name and turn every other log off, errors included.
+    #[error("unknown log level `{word}` in --log-level{hint}; levels: {}, or TARGET=LEVEL (`info,sonde_core=debug`)", LOG_LEVELS.join(", "))]
+    UnknownLevel {
+        /// The word.
+        word: String,
+        /// "; did you mean `warn`?" or nothing.
+        hint: String,
+    },
+    /// Not a filter at all.
+    #[error("invalid --log-level `{filter}`: {reason}")]
+    Invalid {
+        /// The filter given.
+        filter: String,
+        /// Why tracing refused it.
+        reason: String,
+    },
+}
+
+/// Parses a `--log-level` filter, refusing a misspelt level.
+pub fn log_filter(filter: &str) -> Result<tracing_subscriber::EnvFilter, LogLevelError> {
+    for directive in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        // `TARGET=LEVEL` and `TARGET[span]` are tracing's; a bare word must be a level.
+        let bare = !directive.contains(['=', '[', ':']);
+        if bare && !LOG_LEVELS.contains(&directive.to_ascii_lowercase().as_str()) {
+            let hint = match directive.to_ascii_lowercase().as_str() {
+                "warning" => Some("warn"),
+                "verbose" | "all" => Some("debug"),
+                "err" | "fatal" | "critical" => Some("error"),
+                "none" | "quiet" => Some("off"),
+                other => config::did_you_mean(other, LOG_LEVELS),
+            };
+            return Err(LogLevelError::UnknownLevel {
+                word: directive.to_string(),
+                hint: hint.map(|h| format!("; did you mean `{h}`?")).unwrap_or_default(),
+            });
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(filter).map_err(|error| LogLevelError::Invalid {
+        filter: filter.to_string(),
+        reason: error.to_string(),
+    })
+}
+
 /// Sets up logging to stderr.
-pub fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|error| {
-        eprintln!("warning: bad --log-level `{filter}` ({error}); using `info`");
-        tracing_subscriber::EnvFilter::new("info")
-    });
+pub fn init_logging(filter: &str) -> Result<(), LogLevelError> {
+    let filter = log_filter(filter)?;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         // Colours only for a person at a terminal, not for files and journald.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
+    Ok(())
+}
+
+/// Options that name where a sink's output goes: a file or directory, a
+/// URL it sends to.
+const OUTPUT_OPTIONS: [&str; 2] = ["path", "endpoint"];
+
+/// Logs where each sink's output goes, so that a user need not read the
+/// config to find it (listeners log their own address when they bind).
+/// A config with errors logs nothing here: the agent reports them.
+fn log_outputs(source: &ConfigSource, registry: &sonde_core::Registry) {
+    let Ok(loaded) = source.load(registry) else {
+        return;
+    };
+    for sink in loaded
+        .config
+        .components
+        .iter()
+        .filter(|c| c.kind == ComponentKind::Sink)
+    {
+        for option in OUTPUT_OPTIONS {
+            if let Some(to) = sink.raw.get(option).and_then(serde_json::Value::as_str) {
+                tracing::info!(component = %format!("sink \"{}\" \"{}\"", sink.type_name, sink.id), %to, "output");
+            }
+        }
+    }
 }
 
 /// Runs a parsed command line.
@@ -105,6 +179,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     text: DEFAULT_CONFIG,
                 },
             };
+            match &source {
+                ConfigSource::File(path) => tracing::info!(config = %path.display(), "config"),
+                ConfigSource::Embedded { name, .. } => tracing::info!(config = name, "config"),
+            }
+            log_outputs(&source, &registry);
             let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
             match runtime.block_on(agent::run(source, registry)) {
                 Ok(()) => Ok(ExitCode::SUCCESS),

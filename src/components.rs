@@ -107,7 +107,33 @@ fn print_options(out: &mut String, schema: &Schema, root: &Schema, pad: &str) {
         for (value, doc) in enum_values(property, root) {
             let _ = writeln!(out, "{pad}      \"{value}\": {doc}");
         }
+        // A block (`tls { … }`, `basic_auth { … }`): its own options too.
+        if let Some(block) = block_schema(property, root) {
+            print_options(
+                out,
+                &Schema::try_from(block.clone()).unwrap_or_default(),
+                root,
+                &format!("{pad}    "),
+            );
+        }
     }
+}
+
+/// The schema of a nested block's options: an object with `properties`,
+/// possibly behind a `$ref` and an `anyOf` with null (an optional block).
+fn block_schema<'a>(property: &'a Value, root: &'a Schema) -> Option<&'a Value> {
+    let resolved = resolve(property, root);
+    if resolved
+        .get("properties")
+        .is_some_and(|p| p.as_object().is_some_and(|p| !p.is_empty()))
+    {
+        return Some(resolved);
+    }
+    let alternatives = resolved.get("anyOf").or_else(|| resolved.get("oneOf"))?.as_array()?;
+    let mut objects = alternatives.iter().filter_map(|a| block_schema(a, root));
+    let block = objects.next()?;
+    // Several object shapes are not one block: leave them to the description.
+    objects.next().is_none().then_some(block)
 }
 
 fn resolve<'a>(value: &'a Value, root: &'a Schema) -> &'a Value {
@@ -174,20 +200,48 @@ fn indent(text: &str, pad: &str) -> String {
 
 /// The JSON schema of a whole pipeline, in HCL's JSON shape:
 /// `{"agent": {…}, "source": {"TYPE": {"ID": {…}}}, …}`.
+///
+/// One generator makes every type's schema, so that a struct used by two
+/// types is one definition; each type's own `$defs` is moved to the root,
+/// where its `$ref`s (`#/$defs/NAME`) point.
 pub fn pipeline_schema(registry: &Registry) -> Value {
     let mut generator = SchemaGenerator::default();
-    let agent = generator.root_schema_for::<AgentConfig>();
+    let agent = detached(generator.root_schema_for::<AgentConfig>());
+    let buffer = generator.subschema_for::<BufferConfig>().to_value();
+    let request = generator.subschema_for::<RequestConfig>().to_value();
+    let batch = generator.subschema_for::<BatchConfig>().to_value();
+    let inputs = json!({
+        "type": "array",
+        "items": {"type": "string"},
+        "description": "Ids of the components whose output this one consumes."
+    });
     let mut kinds = Map::new();
     for kind in ComponentKind::ALL {
         let mut types = Map::new();
         for ty in registry.iter().filter(|t| t.kind == kind) {
-            let mut options = ty.schema(&mut generator).to_value();
+            let mut options = detached(ty.schema(&mut generator));
             if kind != ComponentKind::Source {
-                if let Some(props) = options.get_mut("properties").and_then(Value::as_object_mut) {
-                    props.insert(
-                        "inputs".into(),
-                        json!({"type": "array", "items": {"type": "string"}, "description": "Ids of the components whose output this one consumes."}),
-                    );
+                // The core reads these beside the type's own options
+                // (`CommonOptions`); `inputs` is required.
+                let mut common = vec![("inputs", inputs.clone())];
+                if kind == ComponentKind::Sink {
+                    common.extend([
+                        ("buffer", buffer.clone()),
+                        ("request", request.clone()),
+                        ("batch", batch.clone()),
+                    ]);
+                }
+                if let Some(object) = options.as_object_mut() {
+                    let properties = object.entry("properties").or_insert_with(|| json!({}));
+                    if let Some(properties) = properties.as_object_mut() {
+                        for (name, schema) in common {
+                            properties.insert(name.into(), schema);
+                        }
+                    }
+                    let required = object.entry("required").or_insert_with(|| json!([]));
+                    if let Some(required) = required.as_array_mut() {
+                        required.push("inputs".into());
+                    }
                 }
             }
             types.insert(
@@ -201,12 +255,24 @@ pub fn pipeline_schema(registry: &Registry) -> Value {
         );
     }
     let mut properties = kinds;
-    properties.insert("agent".into(), agent.to_value());
+    properties.insert("agent".into(), agent);
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "sonde pipeline",
         "type": "object",
         "properties": properties,
         "additionalProperties": false,
+        "$defs": generator.take_definitions(true),
     })
+}
+
+/// A root schema as a part of another: without its own `$schema` and
+/// `$defs` (the generator keeps the definitions for the pipeline's root).
+fn detached(schema: Schema) -> Value {
+    let mut value = schema.to_value();
+    if let Some(object) = value.as_object_mut() {
+        object.remove("$schema");
+        object.remove("$defs");
+    }
+    value
 }

@@ -4,7 +4,10 @@
 //! It reports the kernel, BTF, tracefs/debugfs/bpffs, cgroup v2, the
 //! effective capabilities, `perf_event_paranoid`, which attach types work
 //! (each tried for real), and then, for every source type (or every source
-//! of `--config`), a real load-and-attach trial of its programs. Which
+//! of `--config`), a real load-and-attach trial of its programs and the
+//! capabilities it declares against those this process has (a missing one,
+//! CAP_NET_ADMIN for net_flows say, is named as such, not blamed on
+//! seccomp or an LSM). Which
 //! source types are eBPF-based, and how to try them, each says when it
 //! registers (its [`EbpfSide`](sonde_core::registry::EbpfSide)). Exits 1
 //! when a checked source cannot run.
@@ -18,6 +21,8 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
+use sonde_core::privileges::{Capability, CapabilitySet};
+use sonde_core::registry::AnyConfig;
 use sonde_core::{ComponentKind, Registry};
 
 use self::diagnose::Diagnosis;
@@ -33,27 +38,56 @@ pub struct SourceOutcome {
     pub attach_points: &'static [&'static str],
     /// Whether it runs eBPF programs.
     pub ebpf: bool,
+    /// The capabilities it declares it needs.
+    pub needs: CapabilitySet,
+    /// Those of `needs` this process does not have.
+    pub missing: CapabilitySet,
     /// Ok, or why not.
     pub result: Result<(), Diagnosis>,
 }
 
+/// A source to check: its id (with `--config`), type and needed capabilities.
+struct Target {
+    id: Option<String>,
+    type_name: &'static str,
+    needs: CapabilitySet,
+}
+
 /// Checks this node (and `config`'s sources, if given); prints the report.
 pub fn run(config: Option<&Path>, json: bool, registry: &Registry) -> anyhow::Result<ExitCode> {
-    let targets: Vec<(Option<String>, &'static str)> = match config {
+    let targets: Vec<Target> = match config {
         Some(path) => match sonde_core::config::load_file(path, registry) {
             Ok(loaded) => loaded
                 .config
                 .components
                 .iter()
-                .filter(|c| c.kind == ComponentKind::Source)
-                .map(|c| (Some(c.id.to_string()), c.type_name))
+                .filter_map(|c| match &c.options {
+                    AnyConfig::Source(options) => Some(Target {
+                        id: Some(c.id.to_string()),
+                        type_name: c.type_name,
+                        needs: options.capabilities(),
+                    }),
+                    _ => None,
+                })
                 .collect(),
             Err(error) => {
                 eprintln!("{error}");
                 return Ok(ExitCode::FAILURE);
             }
         },
-        None => registry.names(ComponentKind::Source).map(|name| (None, name)).collect(),
+        None => registry
+            .iter()
+            .filter(|t| t.kind == ComponentKind::Source)
+            .map(|t| Target {
+                id: None,
+                type_name: t.name,
+                // What the type needs with its defaults.
+                needs: match t.parse(serde_json::json!({})) {
+                    Ok(AnyConfig::Source(options)) => options.capabilities(),
+                    _ => CapabilitySet::EMPTY,
+                },
+            })
+            .collect(),
     };
 
     let facts = checks::gather();
@@ -69,40 +103,47 @@ pub fn run(config: Option<&Path>, json: bool, registry: &Registry) -> anyhow::Re
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-/// Loads and attaches each eBPF source type once, for real.
-fn trial_sources(
-    registry: &Registry,
-    targets: &[(Option<String>, &'static str)],
-    facts: &checks::Facts,
-) -> Vec<SourceOutcome> {
-    let mut tried: HashMap<&'static str, Result<(), Diagnosis>> = HashMap::new();
+/// The capabilities this process has, as the components name them.
+/// Before 5.8, CAP_SYS_ADMIN stands for CAP_BPF and CAP_PERFMON.
+fn held(facts: &checks::Facts) -> CapabilitySet {
+    let mut has = CapabilitySet::from_bits(facts.caps.map_or(0, |c| c.0));
+    if facts.can_bpf() {
+        has = has.union(CapabilitySet::of(&[Capability::BPF]));
+    }
+    if facts.can_perfmon() {
+        has = has.union(CapabilitySet::of(&[Capability::PERFMON]));
+    }
+    has
+}
+
+/// Loads and attaches each eBPF source type once, for real, and compares
+/// the capabilities each source needs with those this process has.
+fn trial_sources(registry: &Registry, targets: &[Target], facts: &checks::Facts) -> Vec<SourceOutcome> {
+    let has = held(facts);
+    let mut tried: HashMap<&'static str, Result<(), sonde_core::BoxError>> = HashMap::new();
     targets
         .iter()
-        .map(
-            |(id, type_name)| match registry.get(ComponentKind::Source, type_name).and_then(|t| t.ebpf) {
-                Some(source) => {
-                    let result = tried
-                        .entry(type_name)
-                        .or_insert_with(|| {
-                            (source.trial)().map_err(|error| diagnose::diagnose_trial(&error, facts, source.min_kernel))
-                        })
-                        .clone();
-                    SourceOutcome {
-                        id: id.clone(),
-                        type_name,
-                        attach_points: source.attach_points,
-                        ebpf: true,
-                        result,
-                    }
-                }
-                None => SourceOutcome {
-                    id: id.clone(),
-                    type_name,
-                    attach_points: &[],
-                    ebpf: false,
-                    result: Ok(()),
+        .map(|target| {
+            let missing = target.needs.difference(has);
+            let side = registry
+                .get(ComponentKind::Source, target.type_name)
+                .and_then(|t| t.ebpf);
+            let result = match side {
+                Some(side) => match tried.entry(target.type_name).or_insert_with(|| (side.trial)()) {
+                    Ok(()) => diagnose::missing_capabilities(target.type_name, target.needs, missing, facts),
+                    Err(error) => Err(diagnose::diagnose_trial(error, facts, side.min_kernel, missing)),
                 },
-            },
-        )
+                None => diagnose::missing_capabilities(target.type_name, target.needs, missing, facts),
+            };
+            SourceOutcome {
+                id: target.id.clone(),
+                type_name: target.type_name,
+                attach_points: side.map_or(&[], |s| s.attach_points),
+                ebpf: side.is_some(),
+                needs: target.needs,
+                missing,
+                result,
+            }
+        })
         .collect()
 }

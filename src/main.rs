@@ -7,7 +7,10 @@ use sonde::cli;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    cli::init_logging(&cli.log_level);
+    if let Err(error) = cli::init_logging(&cli.log_level) {
+        eprintln!("error: {error}");
+        return ExitCode::from(2);
+    }
     match cli::dispatch(cli) {
         Ok(code) => code,
         Err(error) => {

@@ -123,6 +123,10 @@ fn a_loopback_transfer_has_exact_bytes_direction_and_pids_after_close() {
         return;
     };
     let (mut peer, port) = start_peer();
+    // The connecting thread has a name of its own, as `dig`'s
+    // `isc-net-0000`: records name the process, not the thread.
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    assert_eq!(unsafe { libc::prctl(libc::PR_SET_NAME, c"flow-worker".as_ptr()) }, 0);
     let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let client_port = i64::from(c.local_addr().unwrap().port());
     c.write_all(&vec![1u8; UP]).unwrap();
@@ -179,6 +183,12 @@ fn a_loopback_transfer_has_exact_bytes_direction_and_pids_after_close() {
     assert_eq!(server.attributes.get(keys::PID), Some(&Value::from(peer.id())));
     assert_ne!(client.attributes.get(keys::PID), server.attributes.get(keys::PID));
     assert!(client.attributes.get(keys::CGROUP_ID).is_some());
+    let process_name = std::fs::read_to_string("/proc/self/comm").unwrap();
+    assert_eq!(
+        client.attributes.get(keys::COMM),
+        Some(&Value::from(process_name.trim_end().to_string())),
+        "the process' name, not its thread's (`flow-worker`)"
+    );
 }
 
 #[test]
@@ -315,6 +325,59 @@ fn udp_flows_count_datagrams_each_way_and_end_when_idle() {
         assert_eq!(field(log, FINAL), Value::Bool(true));
         assert_eq!(log.attributes.get(keys::PID), Some(&Value::from(std::process::id())));
     }
+}
+
+/// A UDP socket that went quiet (UDP has no close: its process may even
+/// be gone) gets no interim records of 0 bytes every `active_timeout`
+/// until its idle timeout; only the records that carry its datagrams.
+/// Before the fix: one empty record per active timeout.
+#[test]
+fn a_quiet_udp_flow_gets_no_empty_interim_records() {
+    let test = "a_quiet_udp_flow_gets_no_empty_interim_records";
+    let config = NetFlowsSourceConfig {
+        active_timeout: Duration::from_millis(200),
+        idle_timeout: Duration::from_secs(30),
+        ..NetFlowsSourceConfig::default()
+    };
+    let Some((mut collector, mut closed)) = load(test, &config) else {
+        return;
+    };
+    let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (a_port, b_port) = (a.local_addr().unwrap().port(), b.local_addr().unwrap().port());
+    let mut buf = [0u8; 2048];
+    for _ in 0..10 {
+        a.send_to(&[7u8; 100], ("127.0.0.1", b_port)).unwrap();
+        b.recv_from(&mut buf).unwrap();
+    }
+    // Quiet for seven active timeouts.
+    let mut records = Vec::new();
+    let quiet_until = Instant::now() + Duration::from_millis(1400);
+    while Instant::now() < quiet_until {
+        records.extend(logs(collector.poll(&mut closed, Reason::ActiveTimeout)));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ours: Vec<&Log> = records
+        .iter()
+        .filter(|l| {
+            field(l, TRANSPORT) == Value::from("udp")
+                && int(l, SOURCE_PORT) == i64::from(a_port)
+                && int(l, DESTINATION_PORT) == i64::from(b_port)
+        })
+        .collect();
+    let empty = ours
+        .iter()
+        .filter(|l| int(l, BYTES_SENT) == 0 && int(l, BYTES_RECEIVED) == 0)
+        .count();
+    let sent: i64 = ours
+        .iter()
+        .filter(|l| field(l, DIRECTION).as_str() == Some("client"))
+        .map(|l| int(l, BYTES_SENT))
+        .sum();
+    eprintln!("{} records of the flow, {empty} empty", ours.len());
+    assert_eq!(sent, 1000, "the interim records carry every byte: {ours:?}");
+    assert_eq!(empty, 0, "empty interim records: {ours:?}");
+    drop((a, b));
 }
 
 /// Runs `sonde` with `config` while `workload` runs, stops it with SIGTERM,

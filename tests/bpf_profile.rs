@@ -252,6 +252,129 @@ fn stacks_that_collide_in_the_stack_map_arrive_through_the_spill_map() {
     );
 }
 
+/// A process that exits before its last interval is drained, and is not
+/// reaped yet (its parent has not waited: a zombie, with an empty
+/// `/proc/PID/maps`), still has its last samples named from the mappings
+/// read while it ran. Before the fix its whole last interval was
+/// `[unknown]` frames.
+#[test]
+fn samples_drained_after_the_exit_keep_their_names() {
+    let test = "samples_drained_after_the_exit_keep_their_names";
+    let _turn = turn();
+    let Some((mut collector, mut symbols)) = collector(test) else {
+        return;
+    };
+    let Some(hot) = pprof::workload(test) else { return };
+    let mut announced = collector.take_new_pids().expect("new pids ring");
+    let mut child = Command::new(&hot)
+        .args(["hot", "2", "1"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the workload");
+    let pid = child.id();
+    let state = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                stat.rsplit_once(") ")
+                    .map(|(_, rest)| rest.chars().next().unwrap_or('?'))
+            })
+    };
+    // One interval drained while it runs: its mappings are read then.
+    std::thread::sleep(Duration::from_millis(700));
+    collector.note_new_pids(&announced.read(), &mut symbols);
+    let first = collector.collect(&mut symbols).unwrap();
+    assert!(has_samples(&first, pid), "no samples in the first interval");
+    // It exits; not reaped, it stays a zombie.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while state() != Some('Z') {
+        assert!(Instant::now() < deadline, "workload did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    collector.note_new_pids(&announced.read(), &mut symbols);
+    let last = collector.collect(&mut symbols).unwrap();
+    child.wait().unwrap();
+    let profile = profile_of(&last, pid);
+    let total = profile.total_samples();
+    let named = samples_under_caller(&profile);
+    let unknown: u64 = profile
+        .samples
+        .iter()
+        .filter(|s| s.frames.iter().any(|f| f.kind == FrameKind::Unknown))
+        .map(|s| s.count)
+        .sum();
+    eprintln!("pid {pid}: last interval {total} samples, {named} named {HOT_CALLER} → {HOT_FN}, {unknown} with unknown frames");
+    assert!(total > 20, "{total} samples in the last interval");
+    assert!(
+        named as f64 >= 0.9 * total as f64,
+        "{named} of {total} samples of the last interval are named:\n{:#?}",
+        profile.samples
+    );
+}
+
+/// A walk through frame pointers that are not (code built without them:
+/// here the workload's spin loop, whose frame pointer register points at
+/// 100 fake frames) stops at the first implausible return address, with
+/// one unknown frame, instead of a tower of 100. Before the fix each of
+/// its stacks had 101 user frames, 100 of them unknown.
+#[test]
+fn walks_through_bogus_frame_pointers_stop_at_the_first_implausible_frame() {
+    let test = "walks_through_bogus_frame_pointers_stop_at_the_first_implausible_frame";
+    if !cfg!(target_arch = "x86_64") {
+        eprintln!("skipped: the workload's fake frames are x86-64 only");
+        return;
+    }
+    let _turn = turn();
+    let Some((mut collector, mut symbols)) = collector(test) else {
+        return;
+    };
+    let Some(hot) = pprof::workload(test) else { return };
+    let mut announced = collector.take_new_pids().expect("new pids ring");
+    let run = run_workload(&hot, &["badfp", "1"], || {
+        collector.note_new_pids(&announced.read(), &mut symbols);
+    });
+    collector.note_new_pids(&announced.read(), &mut symbols);
+    let events = collector.collect(&mut symbols).unwrap();
+    let profile = profile_of(&events, run.pid);
+    let in_spin: Vec<_> = profile
+        .samples
+        .iter()
+        .filter(|s| {
+            s.frames
+                .iter()
+                .find(|f| f.kind != FrameKind::Kernel)
+                .is_some_and(|f| f.function.as_str() == "sonde_test_bad_fp_fn")
+        })
+        .collect();
+    let spin_samples: u64 = in_spin.iter().map(|s| s.count).sum();
+    let deepest = in_spin.iter().map(|s| s.frames.len()).max().unwrap_or(0);
+    eprintln!(
+        "pid {}: {} samples, {spin_samples} in the spin loop, deepest stack {deepest} frames",
+        run.pid,
+        profile.total_samples()
+    );
+    assert!(
+        spin_samples as f64 >= 0.8 * profile.total_samples() as f64,
+        "{:#?}",
+        profile.samples
+    );
+    for sample in &in_spin {
+        let user: Vec<_> = sample.frames.iter().filter(|f| f.kind != FrameKind::Kernel).collect();
+        let unknown = user.iter().filter(|f| f.kind == FrameKind::Unknown).count();
+        assert!(
+            user.len() <= 2 && unknown <= 1,
+            "a tower of {} user frames, {unknown} unknown: {user:#?}",
+            user.len()
+        );
+    }
+}
+
+fn has_samples(events: &[Event], pid: u32) -> bool {
+    events.iter().any(
+        |e| matches!(e, Event::Profile(p) if p.attributes.get(keys::PID).and_then(|v| v.as_int()) == Some(pid.into())),
+    )
+}
+
 #[test]
 fn kernel_frames_resolve_to_kallsyms_names() {
     let test = "kernel_frames_resolve_to_kallsyms_names";

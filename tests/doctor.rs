@@ -19,8 +19,13 @@ fn sonde() -> Command {
 /// `sonde <args>` with `DROPPED` removed from its capabilities, or `None`
 /// (after skip_or_fail) when capsh is missing.
 fn sonde_without_caps(test: &str, args: &str) -> Option<Output> {
+    sonde_without(test, DROPPED, args)
+}
+
+/// `sonde <args>` with the capabilities `dropped` (capsh's list) removed.
+fn sonde_without(test: &str, dropped: &str, args: &str) -> Option<Output> {
     let output = Command::new("capsh")
-        .arg(format!("--drop={DROPPED}"))
+        .arg(format!("--drop={dropped}"))
         .args(["--", "-c"])
         .arg(format!("exec \"$0\" {args}"))
         .arg(env!("CARGO_BIN_EXE_sonde"))
@@ -178,4 +183,68 @@ fn with_a_config_only_its_sources_count() {
         return;
     };
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+}
+
+/// Without CAP_NET_ADMIN, net_flows cannot attach its cgroup programs:
+/// doctor names that capability (what the source needs, what is missing)
+/// instead of blaming seccomp, an LSM or lockdown, and sources that do not
+/// need it stay ok.
+#[test]
+fn a_missing_capability_other_than_bpf_is_named_per_source() {
+    let test = "a_missing_capability_other_than_bpf_is_named_per_source";
+    if !bpf_available_or_skip(test) {
+        return;
+    }
+    let Some(output) = sonde_without(test, "cap_net_admin", "doctor --json") else {
+        return;
+    };
+    let report = report(&output);
+    assert!(!output.status.success(), "must exit non-zero: {report:#}");
+    let flows = source(&report, "net_flows");
+    assert_eq!(flows["ok"], false, "{flows:#}");
+    assert_eq!(
+        flows["missing_capabilities"],
+        serde_json::json!(["NET_ADMIN"]),
+        "{flows:#}"
+    );
+    assert!(
+        flows["needs_capabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "NET_ADMIN"),
+        "{flows:#}"
+    );
+    let fix = flows["fix"].as_str().unwrap();
+    assert!(fix.contains("missing CAP_NET_ADMIN"), "{fix}");
+    assert!(!fix.contains("seccomp"), "{fix}");
+    for other in ["disk_latency", "tcp", "demo"] {
+        assert_eq!(source(&report, other)["ok"], true, "{other}: {report:#}");
+    }
+}
+
+/// The README's capability table names every capability the least
+/// privileged manifest adds.
+#[test]
+fn the_readme_names_every_capability_the_manifest_adds() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let manifest = std::fs::read_to_string(root.join("configs/kubernetes/sonde.yaml")).unwrap();
+    let added: Vec<&str> = manifest
+        .split("add:")
+        .nth(1)
+        .expect("capabilities.add in the manifest")
+        .lines()
+        .skip(1)
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map_while(|l| l.strip_prefix("- "))
+        .collect();
+    assert!(added.len() >= 5, "{added:?}");
+    for capability in added {
+        assert!(
+            readme.contains(&format!("| `{capability}` |")),
+            "the README's capability table lacks {capability}"
+        );
+    }
 }

@@ -1,7 +1,8 @@
 # transform "pod_enrich": which process, container and pod each event is from.
 #
 # Events need a `process.pid` (eBPF sources add it); here the agent's own
-# metrics pass through untouched apart from `k8s.node.name`. On a node
+# metrics pass through untouched apart from `k8s.node.name` (in Kubernetes,
+# or when `node_name` is given). On a node
 # (DaemonSet, configs/kubernetes/), the pod's service account is used and
 # only this node's pods are watched; without Kubernetes, process and
 # container attributes are still added.

@@ -60,10 +60,17 @@ pub enum AgentError {
 }
 
 /// This node's name: the config's, else `NODE_NAME`, else the host name.
+/// The host name off Kubernetes (no `KUBERNETES_SERVICE_HOST`) is put
+/// under `host.name` instead of `k8s.node.name` ([`keys::node`]).
+///
+/// [`keys::node`]: crate::event::keys::node
 pub fn node_name(configured: Option<&str>) -> String {
-    configured
+    let given = configured
         .map(str::to_string)
-        .or_else(|| std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()))
+        .or_else(|| std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()));
+    let kubernetes = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+    crate::event::keys::set_node_is_host_name(given.is_none() && !kubernetes);
+    given
         .or_else(|| {
             std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .ok()

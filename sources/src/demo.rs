@@ -117,7 +117,7 @@ impl DemoGenerator {
             .map(|i| {
                 Attributes::new()
                     .with(SERIES, SharedStr::from(i.to_string()))
-                    .with(keys::NODE, node.clone())
+                    .with(keys::node(), node.clone())
             })
             .collect();
         DemoGenerator { kind, series, node }

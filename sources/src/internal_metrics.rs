@@ -49,7 +49,7 @@ impl SourceConfig for InternalMetricsSourceConfig {
 /// Turns one agent metric into an event.
 pub fn to_event(metric: InternalMetric, node: &SharedStr, now: Timestamp) -> Event {
     let mut attributes: Attributes = metric.labels.into_iter().collect();
-    attributes.insert(keys::NODE, node.clone());
+    attributes.insert(keys::node(), node.clone());
     let name = SharedStr::from(metric.name);
     let event = match metric.value {
         InternalValue::Counter(value) => Metric::counter(name, value as f64),

@@ -3,6 +3,7 @@
 
 use std::io::ErrorKind;
 
+use sonde_core::privileges::CapabilitySet;
 use sonde_ebpf::caps::Capability;
 use sonde_ebpf::LoadError;
 
@@ -23,15 +24,72 @@ pub struct Diagnosis {
 /// `core`): a [`LoadError`] as [`diagnose`] does, anything else as it says.
 ///
 /// [`EbpfSide`]: sonde_core::registry::EbpfSide
-pub fn diagnose_trial(error: &sonde_core::BoxError, facts: &Facts, min_kernel: (u32, u32)) -> Diagnosis {
+/// `missing` are the capabilities the source declares and this process
+/// lacks: a refusal is theirs before it is anything else's.
+pub fn diagnose_trial(
+    error: &sonde_core::BoxError,
+    facts: &Facts,
+    min_kernel: (u32, u32),
+    missing: CapabilitySet,
+) -> Diagnosis {
     match error.downcast_ref::<LoadError>() {
-        Some(load) => diagnose(load, facts, min_kernel),
+        Some(load) => {
+            let mut diagnosis = diagnose(load, facts, min_kernel);
+            let denied =
+                load.errno().map(|e| std::io::Error::from_raw_os_error(e).kind()) == Some(ErrorKind::PermissionDenied);
+            // CAP_BPF and CAP_PERFMON have their own fix (paranoid levels,
+            // SYS_ADMIN before 5.8); any other missing one is named here
+            // rather than blaming seccomp or an LSM.
+            if denied && facts.can_bpf() && facts.can_perfmon() && !missing.is_empty() {
+                diagnosis.fix = missing_fix(missing);
+            }
+            diagnosis
+        }
         None => Diagnosis {
             reason: error.to_string(),
             fix: "not a load failure: fix what the reason names (the node's facts are listed above)".to_string(),
             verifier_log: None,
         },
     }
+}
+
+/// A source whose trial passed (or that has none) may still lack a
+/// capability it needs at run time (net_flows' CAP_NET_ADMIN, profile's
+/// CAP_SYS_PTRACE): the agent cannot gain it later, so it is a failure.
+pub fn missing_capabilities(
+    type_name: &str,
+    needs: CapabilitySet,
+    missing: CapabilitySet,
+    facts: &Facts,
+) -> Result<(), Diagnosis> {
+    if missing.is_empty() || facts.caps.is_none() {
+        return Ok(());
+    }
+    Err(Diagnosis {
+        reason: format!(
+            "`{type_name}` needs {}; this process lacks {}",
+            names(needs),
+            names(missing)
+        ),
+        fix: missing_fix(missing),
+        verifier_log: None,
+    })
+}
+
+fn names(set: CapabilitySet) -> String {
+    let names: Vec<String> = set.iter().map(|c| format!("CAP_{c}")).collect();
+    names.join(", ")
+}
+
+fn missing_fix(missing: CapabilitySet) -> String {
+    let names: Vec<String> = missing.iter().map(|c| format!("CAP_{c}")).collect();
+    let add: Vec<String> = missing.iter().map(|c| c.name()).collect();
+    format!(
+        "missing {}: add {:?} to the container's securityContext.capabilities.add (or run it with \
+         privileged: true); outside Kubernetes, run as root",
+        names.join(" and "),
+        add
+    )
 }
 
 /// Explains `error`, using what is known about the node.

@@ -94,10 +94,14 @@ pub fn json(facts: &Facts, outcomes: &[SourceOutcome], config: Option<&Path>, ok
                 Ok(()) => (None, None, None),
                 Err(d) => (Some(&d.reason), Some(&d.fix), d.verifier_log.as_ref()),
             };
+            let names =
+                |set: sonde_core::privileges::CapabilitySet| -> Vec<String> { set.iter().map(|c| c.name()).collect() };
             json!({
                 "id": o.id,
                 "type": o.type_name,
                 "ebpf": o.ebpf,
+                "needs_capabilities": names(o.needs),
+                "missing_capabilities": names(o.missing),
                 "attach_points": o.attach_points,
                 "ok": o.result.is_ok(),
                 "reason": reason,

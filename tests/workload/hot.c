@@ -7,6 +7,11 @@
  *                                   until each used SECONDS of CPU time
  *   sonde-hot syscall SECONDS       reads /dev/zero in sonde_test_syscall_fn
  *                                   until it used SECONDS of CPU time
+ *   sonde-hot badfp SECONDS         spins in sonde_test_bad_fp_fn with the
+ *                                   frame pointer register holding a chain
+ *                                   of 100 fake frames (x86-64): what code
+ *                                   built without frame pointers looks like
+ *                                   to a frame-pointer walk
  *
  * At exit it prints `cpu_ns=N`: the process' own CPU time
  * (CLOCK_PROCESS_CPUTIME_ID), the independent count the sample count is
@@ -65,6 +70,36 @@ __attribute__((noinline)) void sonde_test_syscall_fn(double seconds)
 	close(fd);
 }
 
+/* 100 fake frames {next frame, return address}: each links to the next,
+ * and the return addresses are in the unmapped first page. */
+static unsigned long fake_frames[2 * 101];
+
+__attribute__((noinline)) void sonde_test_bad_fp_fn(double seconds)
+{
+	for (int i = 0; i < 100; i++) {
+		fake_frames[2 * i] = (unsigned long)&fake_frames[2 * (i + 1)];
+		fake_frames[2 * i + 1] = 0x100 + 16 * i;
+	}
+	while (cpu_seconds(CLOCK_THREAD_CPUTIME_ID) < seconds) {
+#ifdef __x86_64__
+		unsigned long n = 20000000;
+
+		/* rbp is a general register here, as in code built without
+		 * frame pointers; r12 keeps the real one meanwhile. */
+		__asm__ volatile("mov %%rbp, %%r12\n\t"
+				 "mov %1, %%rbp\n\t"
+				 "1: dec %0\n\t"
+				 "jnz 1b\n\t"
+				 "mov %%r12, %%rbp\n\t"
+				 : "+r"(n)
+				 : "r"(fake_frames)
+				 : "r12", "cc", "memory");
+#else
+		exit(3);
+#endif
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
@@ -85,6 +120,8 @@ int main(int argc, char **argv)
 			pthread_join(threads[i], NULL);
 	} else if (strcmp(argv[1], "syscall") == 0) {
 		sonde_test_syscall_fn(seconds);
+	} else if (strcmp(argv[1], "badfp") == 0) {
+		sonde_test_bad_fp_fn(seconds);
 	} else {
 		return 2;
 	}

@@ -171,16 +171,17 @@ pub fn prepare_kernel_mounts() {
 /// Where the tests' Python environment lives, relative to the workspace root.
 pub const VENV: &str = ".venv";
 
-/// PyPI packages of the OTLP test receiver (tests/otlp_receiver.py). The
-/// receiver's profiles messages must match the Rust `opentelemetry-proto`
+/// PyPI packages of the OTLP test receiver (tests/otlp_receiver.py), and
+/// the JSON Schema validator that checks `sonde schema` (tests/schema.rs).
+/// The receiver's profiles messages must match the Rust `opentelemetry-proto`
 /// crate's: 1.45 carries the same development-stage profiles proto as 0.33.
-pub const VENV_PACKAGES: &[&str] = &["grpcio", "protobuf", "opentelemetry-proto==1.45.2"];
+pub const VENV_PACKAGES: &[&str] = &["grpcio", "protobuf", "opentelemetry-proto==1.45.2", "jsonschema"];
 
 fn venv_ready() -> bool {
     Command::new(format!("{VENV}/bin/python"))
         .args([
             "-c",
-            "import grpc, google.protobuf, opentelemetry.proto.collector.profiles.v1development",
+            "import grpc, google.protobuf, jsonschema, opentelemetry.proto.collector.profiles.v1development",
         ])
         .stderr(Stdio::null())
         .status()

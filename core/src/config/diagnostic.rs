@@ -119,6 +119,8 @@ pub enum DiagnosticKind {
     Unconsumed,
     /// A component with no inputs.
     NoInputs,
+    /// A config without a single component.
+    NoComponents,
 }
 
 /// One finding about a config.

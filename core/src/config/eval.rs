@@ -66,7 +66,50 @@ pub fn context() -> Context<'static> {
             .variadic_param(ParamType::String)
             .build(env_function),
     );
+    ctx.declare_func(
+        "tonumber",
+        FuncDef::builder()
+            .param(ParamType::OneOf(vec![ParamType::Number, ParamType::String]))
+            .build(tonumber_function),
+    );
+    ctx.declare_func(
+        "tobool",
+        FuncDef::builder()
+            .param(ParamType::OneOf(vec![ParamType::Bool, ParamType::String]))
+            .build(tobool_function),
+    );
     ctx
+}
+
+/// `tonumber("5")` is 5, so that a number can come from `env()`, which
+/// gives strings: `count = tonumber(env("COUNT", "5"))`.
+fn tonumber_function(args: FuncArgs) -> Result<hcl::Value, String> {
+    let text = match &args[0] {
+        hcl::Value::String(text) => text.trim(),
+        number => return Ok(number.clone()),
+    };
+    let number = if let Ok(n) = text.parse::<u64>() {
+        Some(hcl::Number::from(n))
+    } else if let Ok(n) = text.parse::<i64>() {
+        Some(hcl::Number::from(n))
+    } else {
+        text.parse::<f64>().ok().and_then(hcl::Number::from_f64)
+    };
+    number
+        .map(hcl::Value::Number)
+        .ok_or_else(|| format!("tonumber: `{text}` is not a number"))
+}
+
+/// `tobool("true")` is true: for `env()` values, as [`tonumber_function`].
+fn tobool_function(args: FuncArgs) -> Result<hcl::Value, String> {
+    match &args[0] {
+        hcl::Value::String(text) => match text.trim() {
+            "true" => Ok(hcl::Value::Bool(true)),
+            "false" => Ok(hcl::Value::Bool(false)),
+            other => Err(format!("tobool: `{other}` is not `true` or `false`")),
+        },
+        value => Ok(value.clone()),
+    }
 }
 
 /// `env("NAME")` is the variable's value and fails when it is unset;

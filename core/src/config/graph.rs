@@ -64,8 +64,43 @@ fn outputs_of<'a>(
     kinds
 }
 
-/// Every graph-level mistake in `config`.
-pub fn check(config: &PipelineConfig, _registry: &Registry) -> Vec<Diagnostic> {
+/// Component blocks that were already reported as wrong and left out of
+/// the config: the graph checks treat them as present, so that one bad
+/// block gives one error, not also "input names no component" in its
+/// consumers and "nothing consumes" in its producers.
+#[derive(Debug, Default)]
+pub struct Failed {
+    ids: HashSet<String>,
+    /// Ids named as inputs by failed blocks.
+    consumed: HashSet<String>,
+    /// Whether a failed block's inputs could not be read (then any
+    /// component may be its input).
+    unknown_inputs: bool,
+}
+
+impl Failed {
+    /// Records a failed block: its id and, when readable, its inputs.
+    pub fn add(&mut self, id: &str, inputs: Option<Vec<String>>) {
+        self.ids.insert(id.to_string());
+        match inputs {
+            Some(inputs) => self.consumed.extend(inputs),
+            None => self.unknown_inputs = true,
+        }
+    }
+
+    /// Whether no block failed.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    fn consumes(&self, id: &str) -> bool {
+        self.unknown_inputs || self.consumed.contains(id)
+    }
+}
+
+/// Every graph-level mistake in `config`, leaving out those that only
+/// follow from the `failed` blocks.
+pub fn check(config: &PipelineConfig, _registry: &Registry, failed: &Failed) -> Vec<Diagnostic> {
     let mut diagnostics = Vec::new();
     let mut first: HashMap<&str, &ComponentConfig> = HashMap::new();
     for component in &config.components {
@@ -99,6 +134,9 @@ pub fn check(config: &PipelineConfig, _registry: &Registry) -> Vec<Diagnostic> {
         let accepted = accepts(component);
         for input in &component.inputs {
             let Some(upstream) = first.get(&*input.id) else {
+                if failed.ids.contains(&*input.id) {
+                    continue;
+                }
                 diagnostics.push(
                     Diagnostic::error(
                         DiagnosticKind::UnknownInput,
@@ -166,7 +204,10 @@ pub fn check(config: &PipelineConfig, _registry: &Registry) -> Vec<Diagnostic> {
     }
 
     for component in first.values() {
-        if component.kind != ComponentKind::Sink && !consumed.contains(&*component.id) {
+        if component.kind != ComponentKind::Sink
+            && !consumed.contains(&*component.id)
+            && !failed.consumes(&component.id)
+        {
             diagnostics.push(
                 Diagnostic::warning(
                     DiagnosticKind::Unconsumed,

@@ -4,6 +4,7 @@
 use std::ops::Range;
 use std::path::Path;
 
+use hcl::eval::Evaluate;
 use hcl_edit::structure::{Block, BlockLabel, Body, Structure};
 use hcl_edit::Span;
 use schemars::SchemaGenerator;
@@ -32,20 +33,43 @@ const COMMON_OPTIONS: [&str; 4] = ["inputs", "buffer", "request", "batch"];
 
 /// Loads and checks the pipeline in `path`.
 pub fn load_file(path: &Path, registry: &Registry) -> Result<Loaded, ConfigError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => load_str(path, &text, registry),
-        Err(error) => Err(ConfigError {
+    let bytes = std::fs::read(path).map_err(|error| ConfigError {
+        diagnostics: vec![Diagnostic::error(
+            DiagnosticKind::Io,
+            None,
+            format!("cannot read config file {}: {error}", path.display()),
+        )],
+    })?;
+    let text = utf8(path, &bytes)?;
+    load_str(path, text, registry)
+}
+
+/// The file's text, or an error at the first byte that is not UTF-8.
+fn utf8<'b>(path: &Path, bytes: &'b [u8]) -> Result<&'b str, ConfigError> {
+    std::str::from_utf8(bytes).map_err(|error| {
+        let valid = error.valid_up_to();
+        // Everything before the bad byte is text: locate it there.
+        let before = std::str::from_utf8(&bytes[..valid]).unwrap_or_default();
+        let location = SourceMap::new(path, before).locate(valid);
+        ConfigError {
             diagnostics: vec![Diagnostic::error(
-                DiagnosticKind::Io,
-                None,
-                format!("cannot read config file {}: {error}", path.display()),
-            )],
-        }),
-    }
+                DiagnosticKind::Syntax,
+                Some(location),
+                format!(
+                    "byte 0x{:02x} is not UTF-8: a config file must be UTF-8 text",
+                    bytes[valid]
+                ),
+            )
+            .with_help("convert it, e.g. `iconv -f LATIN1 -t UTF-8`")],
+        }
+    })
 }
 
 /// Loads and checks pipeline text; `file` names it in diagnostics.
 pub fn load_str(file: impl AsRef<Path>, text: &str, registry: &Registry) -> Result<Loaded, ConfigError> {
+    // Editors on Windows start UTF-8 files with a byte order mark, which
+    // HCL does not allow: it is not part of the text.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let map = SourceMap::new(file.as_ref(), text);
     let body = match hcl_edit::parser::parse_body(text) {
         Ok(body) => body,
@@ -65,10 +89,21 @@ pub fn load_str(file: impl AsRef<Path>, text: &str, registry: &Registry) -> Resu
         map: &map,
         ctx: eval::context(),
         diagnostics: Vec::new(),
+        failed: graph::Failed::default(),
     };
     let config = loader.pipeline(&body);
     let mut diagnostics = loader.diagnostics;
-    diagnostics.extend(graph::check(&config, registry));
+    if config.components.is_empty() && loader.failed.is_empty() && !diagnostics.iter().any(Diagnostic::is_error) {
+        diagnostics.push(
+            Diagnostic::error(
+                DiagnosticKind::NoComponents,
+                Some(map.at(1, 1)),
+                "the pipeline has no components: nothing would run",
+            )
+            .with_help("add a source and a sink, e.g. `sonde run --config configs/examples/demo.hcl`"),
+        );
+    }
+    diagnostics.extend(graph::check(&config, registry, &loader.failed));
     diagnostics.sort_by_key(|d| d.location.as_ref().map(|l| (l.line, l.column)));
     // One line per mistake, however many checks found it.
     let mut seen = std::collections::HashSet::new();
@@ -88,6 +123,9 @@ struct Loader<'a> {
     map: &'a SourceMap,
     ctx: hcl::eval::Context<'static>,
     diagnostics: Vec<Diagnostic>,
+    /// Blocks already reported as wrong, so that the graph checks do not
+    /// report their absence again.
+    failed: graph::Failed,
 }
 
 impl Loader<'_> {
@@ -149,11 +187,29 @@ impl Loader<'_> {
                     continue;
                 }
             };
-            if let Some(component) = self.component(kind, block) {
-                config.components.push(component);
+            match self.component(kind, block) {
+                Some(component) => config.components.push(component),
+                None => self.failed(block),
             }
         }
         config
+    }
+
+    /// Remembers a component block that was reported as wrong: its id, and
+    /// the inputs it names when they can be read.
+    fn failed(&mut self, block: &Block) {
+        let Some(id) = block.labels.get(1).map(label_text) else {
+            return;
+        };
+        let inputs = block
+            .body
+            .get_attribute("inputs")
+            .and_then(|attribute| hcl::Expression::from(attribute.value.clone()).evaluate(&self.ctx).ok())
+            .and_then(|value| match value {
+                hcl::Value::Array(items) => items.iter().map(|i| i.as_str().map(str::to_string)).collect(),
+                _ => None,
+            });
+        self.failed.add(id, inputs);
     }
 
     fn agent(&mut self, block: &Block) -> Option<AgentConfig> {
@@ -411,11 +467,27 @@ fn option_error(
             },
         );
     }
-    Some(Diagnostic::error(
+    let diagnostic = Diagnostic::error(
         DiagnosticKind::InvalidValue,
         Some(locate_value(&path)),
         format!("invalid value for `{path}` in {what}: {message}"),
-    ))
+    );
+    // `env()` gives strings: a string that would do as a number or a bool
+    // gets the way to convert it.
+    let string = message
+        .strip_prefix("invalid type: string \"")
+        .and_then(|rest| rest.split_once("\", expected "));
+    Some(match string {
+        Some((text, expected)) if expected != "a string" && text.trim().parse::<f64>().is_ok() => {
+            diagnostic.with_help(format!(
+                "`{text}` is a string here; write it without quotes, or convert it: tonumber(env(\"X\", \"{text}\"))"
+            ))
+        }
+        Some((text @ ("true" | "false"), "a boolean")) => diagnostic.with_help(format!(
+            "`{text}` is a string here; write it without quotes, or convert it: tobool(env(\"X\", \"{text}\"))"
+        )),
+        _ => diagnostic,
+    })
 }
 
 /// The span of `path`, or of its nearest indexed parent.

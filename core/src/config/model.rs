@@ -34,7 +34,9 @@ pub struct AgentConfig {
     #[serde(default = "default_api")]
     pub api: Option<SocketAddr>,
     /// This node's name, added to events as `k8s.node.name`. Default: the
-    /// `NODE_NAME` environment variable, else the host name.
+    /// `NODE_NAME` environment variable, else the host name, which off
+    /// Kubernetes (no `KUBERNETES_SERVICE_HOST`) is added as `host.name`
+    /// instead.
     #[serde(default)]
     pub node_name: Option<String>,
     /// How long shutdown waits for in-flight events to reach the sinks

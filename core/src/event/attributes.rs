@@ -21,6 +21,30 @@ pub const INLINE_ATTRIBUTES: usize = 4;
 /// Well-known attribute keys, shared by every component so that enrichment,
 /// filtering and sinks agree on names.
 pub mod keys {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Whether the node's name is only its host name, off Kubernetes.
+    static HOST_ONLY: AtomicBool = AtomicBool::new(false);
+
+    /// The key sources put the node's name under: [`NODE`]
+    /// (`k8s.node.name`) on a Kubernetes node or when the name was given,
+    /// [`HOST`] (`host.name`) when it is only the host name, off
+    /// Kubernetes: a `k8s.*` attribute there would claim a cluster that
+    /// is not.
+    pub fn node() -> &'static str {
+        if HOST_ONLY.load(Ordering::Relaxed) {
+            HOST
+        } else {
+            NODE
+        }
+    }
+
+    /// Says, once at startup, whether the node's name is only its host
+    /// name off Kubernetes (see [`node`]).
+    pub fn set_node_is_host_name(host_only: bool) {
+        HOST_ONLY.store(host_only, Ordering::Relaxed);
+    }
+
     /// Process id (the thread-group id, what users call the pid).
     pub const PID: &str = "process.pid";
     /// Short process name (`comm`, 15 bytes at most).
@@ -33,7 +57,8 @@ pub mod keys {
     pub const CGROUP_PATH: &str = "cgroup.path";
     /// Container id (64 hex characters for containerd, CRI-O and Docker).
     pub const CONTAINER_ID: &str = "container.id";
-    /// Kubernetes node name; the host name outside Kubernetes.
+    /// Kubernetes node name, or the name given to the agent; sources use
+    /// [`node`], which is [`HOST`] off Kubernetes.
     pub const NODE: &str = "k8s.node.name";
     /// Host name.
     pub const HOST: &str = "host.name";

@@ -17,6 +17,7 @@
 //! queues, and `running.rs` starts, retires and drains the tasks, whose
 //! loops are in `tasks.rs`.
 
+mod causes;
 pub mod component_metrics;
 mod diff;
 mod instrument;
@@ -44,16 +45,32 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::component::{BoxError, ComponentInfo, ComponentKind, GlobalContext};
-use crate::config::{graph, PipelineConfig};
+use crate::config::{graph, Location, PipelineConfig};
 use crate::event::{EventKinds, SharedStr};
 use running::Running;
 
-/// Why a graph could not be (re)built: every component that failed.
+/// Why a graph could not be (re)built: every component that failed, each
+/// at its place in the config (`file:line:col: sink "file" "out": …`).
 #[derive(Debug, thiserror::Error)]
-#[error("{}", .failures.iter().map(|(info, e)| format!("{info}: {e}")).collect::<Vec<_>>().join("\n"))]
+#[error("{}", self.lines().join("\n"))]
 pub struct TopologyError {
     /// Each failed component with its error.
     pub failures: Vec<(ComponentInfo, BoxError)>,
+    /// Where each of `failures` is in the config, in the same order.
+    pub locations: Vec<Location>,
+}
+
+impl TopologyError {
+    fn lines(&self) -> Vec<String> {
+        self.failures
+            .iter()
+            .enumerate()
+            .map(|(i, (info, e))| match self.locations.get(i) {
+                Some(location) => format!("{location}: {info}: {}", causes::with_causes(&**e)),
+                None => format!("{info}: {}", causes::with_causes(&**e)),
+            })
+            .collect()
+    }
 }
 
 /// One component as `/graph` shows it.

@@ -71,24 +71,29 @@ pub(super) fn build_all(
 ) -> Result<HashMap<SharedStr, Built>, TopologyError> {
     let mut built: HashMap<SharedStr, Built> = HashMap::new();
     let mut failures = Vec::new();
+    let mut locations = Vec::new();
     for component in to_build {
         let info = ComponentInfo {
             kind: component.kind,
             id: component.id.clone(),
             type_name: component.type_name,
         };
+        let location = component.location.clone();
         match build(component, global) {
             Ok(b) => {
                 built.insert(info.id.clone(), b);
             }
-            Err(error) => failures.push((info, error)),
+            Err(error) => {
+                failures.push((info, error));
+                locations.push(location);
+            }
         }
     }
     if !failures.is_empty() {
         for b in built.values() {
             b.node.stop.cancel();
         }
-        return Err(TopologyError { failures });
+        return Err(TopologyError { failures, locations });
     }
     Ok(built)
 }

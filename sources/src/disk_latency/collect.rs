@@ -113,7 +113,7 @@ fn attributes(key: &DiskKey, device: SharedStr, node: &SharedStr) -> Attributes 
     Attributes::new()
         .with(DEVICE, device)
         .with(OPERATION, SharedStr::from(key.operation().as_str()))
-        .with(keys::NODE, node.clone())
+        .with(keys::node(), node.clone())
 }
 
 /// The metrics of one disk and operation.

@@ -91,6 +91,20 @@ impl SourceConfig for DiskLatencySourceConfig {
         // at startup with the program, attach point and reason.
         let labels = component_metrics::labels(&cx.info);
         let collector = Collector::load(self, cx.global.node_name.clone(), &labels)?;
+        // A filter that selects nothing looks like a broken source: say so, once.
+        let absent: Vec<&str> = self
+            .devices
+            .iter()
+            .map(String::as_str)
+            .filter(|device| !std::path::Path::new("/sys/class/block").join(device).exists())
+            .collect();
+        if !absent.is_empty() {
+            tracing::warn!(
+                component = %cx.info,
+                devices = %absent.join(", "),
+                "no such block device on this node (/sys/class/block): nothing of it will be reported"
+            );
+        }
         Ok(Box::pin(run_every(collector, self.interval, Rounds::Inline, cx)))
     }
 }

@@ -85,7 +85,7 @@ impl Collector {
             let attributes = Attributes::new()
                 .with(COMPONENT, component.clone())
                 .with(SOURCE, SharedStr::from_static(source.as_str()))
-                .with(keys::NODE, self.node.clone());
+                .with(keys::node(), self.node.clone());
             let point = |metric: Metric| Event::from(metric.with_attributes(attributes.clone()).with_timestamp(stamp));
             let watts = if seconds > 0.0 { energy[c].joules / seconds } else { 0.0 };
             events.push(point(
@@ -174,7 +174,7 @@ fn process_attributes(
         .with(keys::CGROUP_ID, key.cgroup_id as i64)
         .with(COMPONENT, component.clone())
         .with(SOURCE, SharedStr::from_static(source.as_str()))
-        .with(keys::NODE, node.clone())
+        .with(keys::node(), node.clone())
 }
 
 impl sonde_core::polling::Collect for Collector {

@@ -13,6 +13,7 @@ use super::bpf::{monotonic_ns, ClosedFlows, FlowRecord, NetFlowPrograms, Options
 
 use super::config::NetFlowsSourceConfig;
 use super::flows::{FlowTable, FlowUpdate, Reason, Transport};
+use super::names::ProcessNames;
 use super::observe;
 use super::record::{to_log, Clock};
 use super::service_map::ServiceMap;
@@ -28,6 +29,7 @@ pub struct Collector {
     memory_ns: u64,
     node: SharedStr,
     telemetry: LossCounters,
+    names: ProcessNames,
 }
 
 impl Collector {
@@ -59,6 +61,7 @@ impl Collector {
             memory_ns: 4 * config.longest_poll_period().as_nanos() as u64,
             node,
             telemetry: LossCounters::new(labels, OBJECT, STATS, "flows"),
+            names: ProcessNames::default(),
         };
         Ok((collector, closed))
     }
@@ -166,8 +169,13 @@ impl Collector {
         updates
     }
 
-    fn emit(&mut self, updates: Vec<FlowUpdate>, clock: &Clock) -> Vec<Event> {
+    fn emit(&mut self, mut updates: Vec<FlowUpdate>, clock: &Clock) -> Vec<Event> {
         let mut events = Vec::with_capacity(updates.len());
+        for update in &mut updates {
+            let observation = &mut update.observation;
+            observation.comm = self.names.name(observation.pid, &observation.comm);
+        }
+        self.names.clear();
         for update in &updates {
             if let Some(map) = &mut self.service_map {
                 map.add(update);

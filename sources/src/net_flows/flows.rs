@@ -222,6 +222,13 @@ impl FlowTable {
         if !due && reason != Reason::Shutdown {
             return None;
         }
+        // A UDP flow without a packet since its last record (its process
+        // may be gone: UDP has no close) says nothing new; it ends at its
+        // idle timeout. Its window goes on from the last record.
+        let quiet = observation.totals.since(&reported.totals) == Totals::default();
+        if quiet && observation.transport == Transport::Udp && reason != Reason::Shutdown {
+            return None;
+        }
         let update = FlowUpdate {
             delta: observation.totals.since(&reported.totals),
             window_start_ns: reported.at_ns,

@@ -22,12 +22,16 @@
 //! saw them: retransmitted bytes once, no headers), `packets_sent`,
 //! `packets_received`, `retransmits` (TCP), plus `sonde.flow.rtt_us`
 //! (smoothed RTT, TCP). Attributes: `process.pid`,
-//! `process.executable.name`, `cgroup.id` (of the process that connected,
-//! or that listens, for accepted connections), and the node name.
+//! `process.executable.name` (the process' name, its main thread's comm;
+//! the socket owner thread's comm when the process is gone), `cgroup.id`
+//! (of the process that connected, or that listens, for accepted
+//! connections), and the node name.
 //!
 //! A flow open for `active_timeout` gets an interim record, and another
 //! every `active_timeout` after; each carries the counts since the
-//! previous one, so a flow's records sum to its totals. A loopback
+//! previous one, so a flow's records sum to its totals; a UDP flow with
+//! nothing new since its previous record gets none (its final record
+//! comes at `idle_timeout`). A loopback
 //! connection shows twice, once from each end.
 //!
 //! `sonde_net_flow_bytes_total{network.io.direction="transmit"|"receive"}`
@@ -49,6 +53,7 @@ mod collect;
 mod config;
 pub mod conformance;
 mod flows;
+mod names;
 mod observe;
 mod record;
 mod run;

@@ -96,7 +96,7 @@ pub fn to_log(update: &FlowUpdate, clock: &Clock, node: &SharedStr) -> Log {
     if o.cgroup_id != 0 {
         attributes.insert(keys::CGROUP_ID, o.cgroup_id);
     }
-    attributes.insert(keys::NODE, node.clone());
+    attributes.insert(keys::node(), node.clone());
     let mut log = Log::new(FLOW_LOG);
     log.fields = fields;
     log.attributes = attributes;

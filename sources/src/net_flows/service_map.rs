@@ -108,7 +108,7 @@ impl ServiceMap {
             if !edge.comm.is_empty() {
                 attributes.insert(keys::COMM, edge.comm.clone());
             }
-            attributes.insert(keys::NODE, node.clone());
+            attributes.insert(keys::node(), node.clone());
             for (io, value) in [("transmit", sent), ("receive", received)] {
                 out.push(
                     Metric::counter(BYTES, *value as f64)

@@ -160,3 +160,41 @@ fn config_defaults_poll_period_and_unknown_options() {
     assert_eq!(config.udp_poll_period().map(|p| p.as_secs()), Some(3), "at most 5 s");
     assert!(serde_json::from_str::<NetFlowsSourceConfig>(r#"{"active_timout": "1s"}"#).is_err());
 }
+
+fn udp(at_s: u64, bytes_sent: u64) -> Observation {
+    let mut o = observation(at_s, bytes_sent, 0);
+    o.id = FlowId::Udp {
+        key: super::bpf::UdpFlowKey {
+            cookie: 0xdef,
+            ..Default::default()
+        },
+        first_ns: S,
+    };
+    o.transport = Transport::Udp;
+    o.srtt_us = None;
+    o.totals.packets_sent = bytes_sent.div_ceil(100);
+    o.totals.packets_received = 0;
+    o
+}
+
+/// A UDP flow whose process stopped sending (or exited: UDP has no close)
+/// gets no more interim records of 0 bytes; its next record, if it sends
+/// again, covers the whole quiet time. Before the fix one came every
+/// `active_timeout` until the idle timeout.
+#[test]
+fn quiet_udp_flows_get_no_empty_interim_records() {
+    let mut table = FlowTable::new(10 * S);
+    let first = table.open(udp(11, 300), Reason::ActiveTimeout).unwrap();
+    assert_eq!(first.delta.bytes_sent, 300);
+    assert!(table.open(udp(21, 300), Reason::ActiveTimeout).is_none(), "nothing new");
+    assert!(table.open(udp(31, 300), Reason::ActiveTimeout).is_none(), "nothing new");
+    let again = table.open(udp(41, 350), Reason::ActiveTimeout).unwrap();
+    assert_eq!(again.delta.bytes_sent, 50);
+    assert_eq!(again.window_start_ns, 11 * S, "the window spans the quiet time");
+    // At shutdown every open flow has its record, quiet or not.
+    assert!(table.open(udp(45, 350), Reason::Shutdown).is_some());
+    // TCP keeps its interim records: an open connection is news.
+    let mut table = FlowTable::new(10 * S);
+    table.open(observation(11, 300, 30), Reason::ActiveTimeout).unwrap();
+    assert!(table.open(observation(21, 300, 30), Reason::ActiveTimeout).is_some());
+}

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use metrics::{Counter, Label};
-use sonde_core::event::{keys, Attributes, Event, Frame, FrameKind, Profile, SharedStr, StackSample, Timestamp};
+use sonde_core::event::{keys, Attributes, Event, Frame, Profile, SharedStr, StackSample, Timestamp};
 use sonde_ebpf::telemetry::LossCounters;
 
 use super::bpf::{Drained, NewPids, ProfileKey, Profiler, StackRef, OBJECT, STATS};
@@ -14,6 +14,7 @@ use sonde_ebpf::{LoadError, ReadError};
 
 use super::config::ProfileSourceConfig;
 use super::filter::Targets;
+use super::frames::{marker, named_marker, plausible_return, push_unknown, unknown_marker};
 use super::procs::{read_exe, read_maps, read_process, stat_start_time, Process, ProcessTable};
 use super::symbolize::{Symbols, Unresolved};
 
@@ -110,9 +111,30 @@ impl Collector {
             if known.is_some_and(|p| still_same(&self.procfs, p)) {
                 continue;
             }
-            if let Some(process) = self.read(pid, symbols) {
+            if let Some(process) = self.reread(pid, symbols) {
                 self.processes.insert(process);
             }
+        }
+    }
+
+    /// Reads process `pid` again. A process that exited but is not reaped
+    /// yet (a zombie: same start time, no executable, empty maps) keeps the
+    /// mappings read while it ran, and is gone: its last samples, drained
+    /// after its exit, are named from them.
+    fn reread(&self, pid: u32, symbols: &mut Symbols) -> Option<Process> {
+        let fresh = self.read(pid, symbols);
+        match (fresh, self.processes.get(pid)) {
+            (Some(fresh), Some(known))
+                if fresh.selected
+                    && fresh.mappings.is_empty()
+                    && fresh.start_time == known.start_time
+                    && !known.mappings.is_empty() =>
+            {
+                let mut kept = known.clone();
+                kept.alive = false;
+                Some(kept)
+            }
+            (fresh, _) => fresh,
         }
     }
 
@@ -224,7 +246,7 @@ impl Collector {
             Some(p) => !still_same(&self.procfs, p),
         };
         if stale {
-            let process = self.read(pid, symbols).unwrap_or_else(|| {
+            let process = self.reread(pid, symbols).unwrap_or_else(|| {
                 // Gone: keep what was known (its mappings resolve its
                 // stacks), or what the kernel said.
                 let mut gone = self.processes.get(pid).cloned().unwrap_or_else(|| {
@@ -262,14 +284,27 @@ impl Collector {
         }
         match user {
             StackRef::Id(_) => {
-                for address in lookup_addresses(drained, user) {
+                let start = frames.len();
+                let mut previous = None;
+                for (depth, address) in lookup_addresses(drained, user).enumerate() {
+                    // The kernel walks frame pointers without judging them:
+                    // in code built without them, the "frame pointer" is
+                    // any value, and the walk goes on through garbage. A
+                    // return address outside every executable mapping, or
+                    // the same one again (a frame pointing at itself), ends
+                    // the plausible part of the stack.
+                    if depth > 0 && (previous == Some(address) || !plausible_return(process, address)) {
+                        push_unknown(&mut frames, start, unknown_marker());
+                        break;
+                    }
+                    previous = Some(address);
                     match symbols.user_frame(process, address) {
                         Ok(frame) => frames.push(frame),
                         Err((frame, reason)) => {
                             if let Some(counter) = self.unknown_frames.get(&reason) {
                                 counter.increment(1);
                             }
-                            frames.push(frame);
+                            push_unknown(&mut frames, start, frame);
                         }
                     }
                 }
@@ -331,28 +366,6 @@ pub(super) fn lookup_addresses(drained: &Drained, stack: StackRef) -> impl Itera
         .map(|(i, ip)| if i == 0 { *ip } else { ip.saturating_sub(1) })
 }
 
-/// The frame standing for a stack that was not stored.
-fn marker(stack: StackRef, which: &str) -> Option<Frame> {
-    let why = match stack {
-        StackRef::Id(_) | StackRef::Empty => return None,
-        StackRef::Collision => "stack map collision".to_string(),
-        StackRef::MapFull => "stack map full".to_string(),
-        StackRef::Error(errno) => format!("error {errno}"),
-    };
-    Some(named_marker(format!("[lost {which} stack: {why}]")))
-}
-
-fn named_marker(name: String) -> Frame {
-    Frame {
-        function: SharedStr::from(name),
-        module: None,
-        file: None,
-        line: None,
-        address: 0,
-        kind: FrameKind::Unknown,
-    }
-}
-
 fn attributes(process: &Process, node: &SharedStr) -> Attributes {
     let mut attributes = Attributes::new()
         .with(keys::PID, process.pid)
@@ -363,6 +376,6 @@ fn attributes(process: &Process, node: &SharedStr) -> Attributes {
     if let Some(cgroup) = &process.cgroup {
         attributes.insert(keys::CGROUP_PATH, cgroup.clone());
     }
-    attributes.insert(keys::NODE, node.clone());
+    attributes.insert(keys::node(), node.clone());
     attributes
 }

@@ -203,6 +203,20 @@ impl SourceConfig for ProfileSourceConfig {
         // at startup with the program, attach point and reason.
         let labels = component_metrics::labels(&cx.info);
         let collector = Collector::load(self, cx.global.node_name.clone(), &labels)?;
+        // A filter that selects nothing looks like a broken profiler: say so, once.
+        let absent: Vec<String> = self
+            .pids
+            .iter()
+            .filter(|pid| **pid != 0 && !std::path::Path::new(&format!("/proc/{pid}")).exists())
+            .map(u32::to_string)
+            .collect();
+        if !absent.is_empty() {
+            tracing::warn!(
+                component = %cx.info,
+                pids = %absent.join(", "),
+                "no process has these pids: nothing of them will be profiled"
+            );
+        }
         Ok(Box::pin(super::run::run(collector, self.interval, cx)))
     }
 }

@@ -49,6 +49,7 @@ mod collect;
 mod config;
 pub mod conformance;
 pub mod filter;
+mod frames;
 pub mod perf_map;
 pub mod procs;
 mod run;

@@ -112,7 +112,7 @@ impl Collector {
         for (reason, total) in self.programs.drops()? {
             let attributes = Attributes::new()
                 .with(DROP_REASON, reason_name(&self.reasons, reason))
-                .with(keys::NODE, self.node.clone());
+                .with(keys::node(), self.node.clone());
             events.push(Event::from(
                 Metric::counter(DROPS, total as f64)
                     .with_description("TCP packets the kernel dropped, by drop reason.")
@@ -194,7 +194,7 @@ pub(super) fn attributes(key: &TcpKey, node: &SharedStr) -> Attributes {
     if let Some(network_type) = key.network_type() {
         attributes.insert(NETWORK_TYPE, network_type);
     }
-    attributes.insert(keys::NODE, node.clone());
+    attributes.insert(keys::node(), node.clone());
     attributes
 }
 

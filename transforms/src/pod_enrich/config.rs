@@ -88,10 +88,10 @@ pub enum KubernetesMode {
 #[serde(deny_unknown_fields)]
 pub struct PodEnrichTransformConfig {
     /// This node's name: only its pods are watched (field selector
-    /// `spec.nodeName`), and it is added as `k8s.node.name`. Set it from
-    /// the downward API (`env("NODE_NAME")`). Default (or empty): the
-    /// agent's node name (`agent { node_name }`, `NODE_NAME`, else the
-    /// host name).
+    /// `spec.nodeName`), and it is added as `k8s.node.name` (off
+    /// Kubernetes only when given here). Set it from the downward API
+    /// (`env("NODE_NAME")`). Default (or empty): the agent's node name
+    /// (`agent { node_name }`, `NODE_NAME`, else the host name).
     #[serde(default)]
     pub node_name: Option<String>,
     /// Root of the host's proc filesystem: `/host/proc` when the host's
@@ -221,7 +221,11 @@ impl TransformConfig for PodEnrichTransformConfig {
             self.max_processes,
             self.pid_recheck_interval,
         );
-        let enricher = Enricher::new(cache, index, Some(node.into()), metrics);
+        // `k8s.node.name` on a Kubernetes node, or when given: off
+        // Kubernetes the host name is no Kubernetes node's name.
+        let given = self.node_name.as_ref().is_some_and(|n| !n.is_empty());
+        let node = (kubernetes || given).then(|| node.into());
+        let enricher = Enricher::new(cache, index, node, metrics);
         Ok(BoxService::new(PodEnrich::new(
             enricher,
             synced,
