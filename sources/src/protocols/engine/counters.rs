@@ -48,7 +48,7 @@ pub struct Counters {
 impl Counters {
     /// The counters (and the two gauges) as metrics stamped `now`.
     pub fn to_metrics(&self, memory: usize, connections: usize, node: &SharedStr, now: Timestamp) -> Vec<Metric> {
-        let base = Attributes::new().with(keys::NODE, node.clone());
+        let base = Attributes::new().with(keys::node(), node.clone());
         let point = |metric: Metric, reason: Option<&'static str>| {
             let mut attributes = base.clone();
             if let Some(reason) = reason {

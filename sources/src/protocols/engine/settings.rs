@@ -70,7 +70,8 @@ pub struct Settings {
     /// Distinct RED and service-graph series kept; points of new series
     /// beyond it are counted, not kept.
     pub max_series: usize,
-    /// The `k8s.node.name` of every event.
+    /// The node name of every event (`k8s.node.name`, or `host.name` off
+    /// Kubernetes: `keys::node()`).
     pub node: String,
 }
 

@@ -39,7 +39,7 @@ pub fn process_attributes(info: &ConnInfo, node: &SharedStr) -> Attributes {
         attributes.insert(keys::CGROUP_ID, info.cgroup_id);
     }
     if !node.is_empty() {
-        attributes.insert(keys::NODE, node.clone());
+        attributes.insert(keys::node(), node.clone());
     }
     attributes
 }
