@@ -33,7 +33,10 @@ async fn run_to_end(config: &str) {
     })
     .await
     .expect("pipeline did not finish within 60s");
-    assert_eq!(topology.shutdown(Duration::from_secs(5)).await, 0);
+    let stopped = topology
+        .shutdown(Duration::from_secs(5), sonde_core::CancellationToken::new())
+        .await;
+    assert_eq!(stopped, sonde_core::topology::Stopped::Drained);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -105,8 +105,8 @@ fn recording(id: &str) -> Recording {
 /// Waits until every component of `topology` has finished on its own (all
 /// sources ended and their events were delivered), woken only by the
 /// topology's task-ended notifications as the agent is; then shuts it down
-/// and returns the events dropped at shutdown. Panics after `timeout`.
-pub async fn run_to_end(topology: Topology, timeout: Duration) -> u64 {
+/// and says how the shutdown ended. Panics after `timeout`.
+pub async fn run_to_end(topology: Topology, timeout: Duration) -> crate::topology::Stopped {
     let task_ended = topology.task_ended();
     tokio::time::timeout(timeout, async {
         while !topology.is_finished() {
@@ -115,7 +115,9 @@ pub async fn run_to_end(topology: Topology, timeout: Duration) -> u64 {
     })
     .await
     .unwrap_or_else(|_| panic!("pipeline did not finish within {timeout:?}"));
-    topology.shutdown(Duration::from_secs(5)).await
+    topology
+        .shutdown(Duration::from_secs(5), tokio_util::sync::CancellationToken::new())
+        .await
 }
 
 /// The sum of the agent's counter `name` for `component_id` (and `reason`,

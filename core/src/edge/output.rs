@@ -112,14 +112,27 @@ impl Service<EventBatch> for Output {
         if events == 0 {
             return Box::pin(async { Ok(()) });
         }
-        self.sent_events.increment(events);
-        self.sent_batches.increment(1);
+        // Counted once a consumer has taken the batch (or counted it as
+        // dropped, `drop_newest`), not before: a batch still waiting for
+        // room when a stop cannot wait was never accepted, and counting it
+        // as sent would leave events that no consumer accounts for.
+        let sent_events = self.sent_events.clone();
+        let sent_batches = self.sent_batches.clone();
+        let count = move || {
+            sent_events.increment(events);
+            sent_batches.increment(1);
+        };
         match self.targets.len() {
-            0 => Box::pin(async { Ok(()) }),
+            0 => {
+                count();
+                Box::pin(async { Ok(()) })
+            }
             1 => {
                 let send = self.targets[0].send(batch);
                 Box::pin(async move {
-                    let _ = send.await;
+                    if send.await.is_ok() {
+                        count();
+                    }
                     Ok(())
                 })
             }
@@ -127,7 +140,10 @@ impl Service<EventBatch> for Output {
                 // Each consumer gets the same shared batch: an atomic increment, not a copy.
                 let sends: Vec<_> = self.targets.iter_mut().map(|t| t.send(batch.clone())).collect();
                 Box::pin(async move {
-                    futures::future::join_all(sends).await;
+                    let results = futures::future::join_all(sends).await;
+                    if results.iter().any(Result::is_ok) {
+                        count();
+                    }
                     Ok(())
                 })
             }

@@ -1,7 +1,16 @@
 //! The loops that drive transforms and sinks from their input queues.
+//!
+//! Each loop also watches its node's `abort` token, cancelled when a stop
+//! cannot wait any longer (the grace period is over, or a second signal
+//! came). The loop then counts, itself, every event it still holds — the
+//! batch in its hands, the calls in flight, what is left in its queue — as
+//! dropped with reason `shutdown`, and returns. Counting in the task that
+//! owns the events is what makes the count exact: nothing moves while it
+//! counts.
 
 use std::sync::Arc;
 
+use metrics::Counter;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
@@ -24,7 +33,90 @@ fn keep_accepted(batch: &mut EventBatch, accepts: EventKinds, metrics: &Componen
         .increment((before - batch.len()) as u64);
 }
 
-/// Runs a transform until its input closes and is drained.
+/// Events held by a task that are neither delivered nor dropped yet: counted
+/// as dropped (`shutdown`) if the guard goes before [`Held::settle`] (the
+/// call was abandoned by an abort).
+struct Held {
+    events: u64,
+    lost: Counter,
+}
+
+impl Held {
+    fn new(events: usize, metrics: &ComponentMetrics, abort: &CancellationToken) -> Self {
+        Held {
+            events: events as u64,
+            lost: lost_counter(metrics, abort),
+        }
+    }
+
+    /// Their fate was counted elsewhere (sent, or dropped for an error).
+    fn settle(mut self) {
+        self.events = 0;
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.lost.increment(self.events);
+    }
+}
+
+/// Why a task that stopped early lost what it held: an abort (the shutdown
+/// reason), or the sink's destination is gone (`output_closed`).
+fn lost_counter(metrics: &ComponentMetrics, abort: &CancellationToken) -> Counter {
+    let closed = metrics.dropped(DropReason::OutputClosed).clone();
+    let shutdown = metrics.dropped(DropReason::Shutdown).clone();
+    let abort = abort.clone();
+    // Decided when the events are lost, not when they are taken.
+    Counter::from_arc(Arc::new(LostCounter { abort, closed, shutdown }))
+}
+
+/// A counter that counts into `shutdown` after an abort, else (the sink
+/// stopped itself) into `output_closed`.
+struct LostCounter {
+    abort: CancellationToken,
+    closed: Counter,
+    shutdown: Counter,
+}
+
+impl LostCounter {
+    fn target(&self) -> &Counter {
+        if self.abort.is_cancelled() {
+            &self.shutdown
+        } else {
+            &self.closed
+        }
+    }
+}
+
+impl metrics::CounterFn for LostCounter {
+    fn increment(&self, value: u64) {
+        self.target().increment(value)
+    }
+    fn absolute(&self, value: u64) {
+        self.target().absolute(value)
+    }
+}
+
+/// Counts what is left in `input` as dropped by an early stop, and logs it.
+fn discard_queue(
+    info: &ComponentInfo,
+    input: &mut InputReceiver,
+    metrics: &ComponentMetrics,
+    held: u64,
+    abort: &CancellationToken,
+) {
+    let queued = input.close_and_discard();
+    lost_counter(metrics, abort).increment(queued);
+    metrics.buffer_events.set(0.0);
+    let events = queued + held;
+    if events > 0 {
+        tracing::error!(component = %info, events, "stopped before delivering them: events dropped");
+    }
+}
+
+/// Runs a transform until its input closes and is drained, or `abort`.
+#[allow(clippy::too_many_arguments)] // one per part of a transform node, each distinct
 pub async fn run_transform(
     info: ComponentInfo,
     mut input: InputReceiver,
@@ -33,28 +125,54 @@ pub async fn run_transform(
     slot: Arc<OutputSlot>,
     accepts: EventKinds,
     metrics: ComponentMetrics,
+    abort: CancellationToken,
 ) {
-    while let Some(queued) = input.recv().await {
-        metrics.buffer_events.set(input.queued_events() as f64);
+    loop {
+        let queued = tokio::select! {
+            biased;
+            _ = abort.cancelled() => break,
+            queued = input.recv() => queued,
+        };
+        let Some(queued) = queued else { break };
         let (mut batch, slots) = queued.into_parts();
         keep_accepted(&mut batch, accepts, &metrics);
         if batch.is_empty() {
             continue;
         }
-        let result = match transform.ready().await {
-            Ok(service) => service.call(batch).await,
-            Err(error) => Err(error),
-        };
-        drop(slots);
-        match result {
-            Ok(batch) if batch.is_empty() => {}
-            Ok(batch) => {
-                if let Err(error) = output.send(batch).await {
-                    tracing::error!(component = %info, %error, "cannot pass batch on");
+        let held = Held::new(batch.len(), &metrics, &abort);
+        let step = async {
+            let result = match transform.ready().await {
+                Ok(service) => service.call(batch).await,
+                Err(error) => Err(error),
+            };
+            match result {
+                Ok(batch) if batch.is_empty() => {}
+                Ok(batch) => {
+                    if let Err(error) = output.send(batch).await {
+                        tracing::error!(component = %info, %error, "cannot pass batch on");
+                    }
                 }
+                Err(error) => tracing::error!(component = %info, %error, "transform failed, batch dropped"),
             }
-            Err(error) => tracing::error!(component = %info, %error, "transform failed, batch dropped"),
+        };
+        tokio::select! {
+            biased;
+            _ = abort.cancelled() => {
+                // The batch is counted as dropped here (Held), whether it
+                // was in the transform or waiting for room downstream: an
+                // output counts what it sent only once a consumer took it.
+                let held_events = held.events;
+                drop(held);
+                drop(slots);
+                discard_queue(&info, &mut input, &metrics, held_events, &abort);
+                break;
+            }
+            _ = step => held.settle(),
         }
+        drop(slots);
+    }
+    if abort.is_cancelled() {
+        discard_queue(&info, &mut input, &metrics, 0, &abort);
     }
     // Let downstream queues close once this transform is done.
     slot.clear();
@@ -64,15 +182,31 @@ pub async fn run_transform(
 /// Takes the next batch from `input`, merged with those that follow it
 /// within `batching`'s size and time. The slots of every merged batch stay
 /// taken until the call completes, so the buffer bounds what is in flight.
-async fn next_batch(input: &mut InputReceiver, batching: Option<BatchConfig>) -> Option<(EventBatch, Vec<SlotGuard>)> {
-    let (mut batch, slots) = input.recv().await?.into_parts();
+/// An abort ends the merging early: the batch so far is returned, for the
+/// caller to count.
+async fn next_batch(
+    input: &mut InputReceiver,
+    batching: Option<BatchConfig>,
+    abort: &CancellationToken,
+) -> Option<(EventBatch, Vec<SlotGuard>)> {
+    let first = tokio::select! {
+        biased;
+        _ = abort.cancelled() => return None,
+        first = input.recv() => first?,
+    };
+    let (mut batch, slots) = first.into_parts();
     let mut guards = vec![slots];
     let Some(batching) = batching else {
         return Some((batch, guards));
     };
     let deadline = tokio::time::Instant::now() + batching.timeout;
     while batch.len() < batching.max_events {
-        match tokio::time::timeout_at(deadline, input.recv()).await {
+        let more = tokio::select! {
+            biased;
+            _ = abort.cancelled() => break,
+            more = tokio::time::timeout_at(deadline, input.recv()) => more,
+        };
+        match more {
             Ok(Some(queued)) => {
                 let (more, slots) = queued.into_parts();
                 if batch.is_empty() {
@@ -98,14 +232,19 @@ pub struct SinkSettings {
     pub batching: Option<BatchConfig>,
 }
 
-/// Runs a sink until its input closes and every batch is delivered or dropped.
+/// Runs a sink until its input closes and every batch is delivered or
+/// dropped; or until `stop` is cancelled early: by an abort (its parent
+/// token, see the module), or by the sink itself, whose context holds the
+/// same token, when its destination is gone for good (a closed pipe). What
+/// it still holds is then counted as dropped, `shutdown` or `output_closed`.
 pub async fn run_sink(
     info: ComponentInfo,
     mut input: InputReceiver,
     mut sink: SinkStack,
     settings: SinkSettings,
     metrics: ComponentMetrics,
-    done: CancellationToken,
+    stop: CancellationToken,
+    abort: CancellationToken,
 ) {
     let SinkSettings {
         concurrency,
@@ -113,35 +252,63 @@ pub async fn run_sink(
         batching,
     } = settings;
     let mut in_flight = JoinSet::new();
-    while let Some((mut batch, slots)) = next_batch(&mut input, batching).await {
-        metrics.buffer_events.set(input.queued_events() as f64);
+    let mut held_events = 0;
+    while let Some((mut batch, slots)) = next_batch(&mut input, batching, &stop).await {
         keep_accepted(&mut batch, accepts, &metrics);
         if batch.is_empty() {
             continue;
         }
-        let call = match sink.ready().await {
-            Ok(service) => service.call(batch),
-            Err(error) => {
+        let held = Held::new(batch.len(), &metrics, &abort);
+        let ready = tokio::select! {
+            biased;
+            _ = stop.cancelled() => None,
+            ready = sink.ready() => Some(ready),
+        };
+        let call = match ready {
+            None => {
+                held_events = held.events;
+                break;
+            }
+            Some(Ok(service)) => service.call(batch),
+            Some(Err(error)) => {
                 tracing::error!(component = %info, %error, "sink is not ready, batch dropped");
                 metrics.dropped(DropReason::Error).increment(batch.len() as u64);
+                held.settle();
                 continue;
             }
         };
         // Errors are logged and counted by the retry and instrument layers.
         if concurrency <= 1 {
             // In order, without a task per batch.
-            let _ = call.await;
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => {
+                    held_events = held.events;
+                    break;
+                }
+                _ = call => held.settle(),
+            }
             drop(slots);
         } else {
+            held_events = 0;
             in_flight.spawn(async move {
                 let _ = call.await;
+                held.settle();
                 drop(slots);
             });
             while in_flight.try_join_next().is_some() {}
         }
     }
+    let stopped_early = stop.is_cancelled();
+    if stopped_early {
+        // Each abandoned call counts its own events (Held) as it is dropped.
+        in_flight.abort_all();
+    }
     while in_flight.join_next().await.is_some() {}
+    if stopped_early {
+        discard_queue(&info, &mut input, &metrics, held_events, &abort);
+    }
     metrics.buffer_events.set(0.0);
-    done.cancel();
+    stop.cancel();
     tracing::debug!(component = %info, "sink finished");
 }

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
 use super::*;
 use crate::config::load_str;
 use crate::testing::{self, counter, recorded, run_to_end};
@@ -37,7 +39,7 @@ async fn every_event_reaches_every_sink_in_order() {
         testing::global(),
     )
     .expect("builds");
-    assert_eq!(run_to_end(topology, Duration::from_secs(30)).await, 0);
+    assert_eq!(run_to_end(topology, Duration::from_secs(30)).await, Stopped::Drained);
     let expected: Vec<u64> = (0..2000).collect();
     assert_eq!(recorded("deliver_a"), expected);
     assert_eq!(recorded("deliver_b"), expected);
@@ -71,7 +73,7 @@ async fn graph_lists_components_in_config_order_with_their_kinds() {
         ]
     );
     assert_eq!(ids(&graph[2].inputs), ["graph_pass"]);
-    topology.shutdown(Duration::from_secs(5)).await;
+    topology.shutdown(Duration::from_secs(5), CancellationToken::new()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,7 +127,7 @@ async fn reload_rewires_kept_components_and_a_failed_build_changes_nothing() {
 
     // The kept source now feeds the new sink.
     wait_until_recorded("reload_new").await;
-    topology.shutdown(Duration::from_secs(5)).await;
+    topology.shutdown(Duration::from_secs(5), CancellationToken::new()).await;
     // The source kept its sequence across the reload: the new sink starts
     // where the old one stopped, not at 0.
     let old = recorded("reload_old");
@@ -170,7 +172,7 @@ async fn retriable_failures_are_retried_until_delivered() {
         testing::global(),
     )
     .expect("builds");
-    assert_eq!(run_to_end(topology, Duration::from_secs(30)).await, 0);
+    assert_eq!(run_to_end(topology, Duration::from_secs(30)).await, Stopped::Drained);
     assert_eq!(recorded("flaky_sink"), (0..500).collect::<Vec<_>>());
     assert_eq!(counter("sonde_component_errors_total", "flaky_sink", None), 3);
 }
