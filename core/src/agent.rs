@@ -159,6 +159,10 @@ pub async fn run(source: ConfigSource, registry: Registry) -> Result<RunReport, 
                     tracing::info!("every component finished");
                     break;
                 }
+                if topology.sinks_finished() {
+                    tracing::info!("every sink has stopped: stopping the sources");
+                    break;
+                }
             }
         }
     }

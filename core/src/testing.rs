@@ -171,6 +171,10 @@ pub struct SequenceSourceConfig {
     /// When set, building fails with this message (to test failed builds).
     #[serde(default)]
     pub fail_build: Option<String>,
+    /// When set, the source panics once it has sent this many events (to
+    /// test a component that dies).
+    #[serde(default)]
+    pub panic_after: Option<u64>,
 }
 
 impl SourceConfig for SequenceSourceConfig {
@@ -190,6 +194,9 @@ impl SourceConfig for SequenceSourceConfig {
         Ok(Box::pin(async move {
             let mut next = 0;
             while next < config.count {
+                if config.panic_after.is_some_and(|after| next >= after) {
+                    panic!("sequence source told to panic after {next} events");
+                }
                 let end = (next + batch_size).min(config.count);
                 let events = (next..end).map(|s| sequence_event(config.kind, s)).collect();
                 next = end;

@@ -159,6 +159,12 @@ impl Topology {
         self.running.is_finished()
     }
 
+    /// Whether every sink has ended before the sources (a console sink's
+    /// reader went away): the agent then stops, as nothing can be delivered.
+    pub fn sinks_finished(&self) -> bool {
+        self.running.sinks_finished()
+    }
+
     /// Components that died so far (a panic, a source's error).
     pub fn failures(&self) -> Failures {
         self.running.failures()

@@ -185,6 +185,13 @@ impl Running {
         Arc::clone(&self.task_ended)
     }
 
+    /// Whether the graph has sinks and every one of them has ended (their
+    /// destinations closed): nothing the sources make can go anywhere.
+    pub(super) fn sinks_finished(&self) -> bool {
+        let mut sinks = self.nodes.values().filter(|n| n.info.kind == ComponentKind::Sink).peekable();
+        sinks.peek().is_some() && sinks.all(|n| n.done.load(Ordering::Acquire))
+    }
+
     /// Whether every node's work is over.
     pub(super) fn is_finished(&self) -> bool {
         !self.nodes.is_empty() && self.nodes.values().all(|n| n.done.load(Ordering::Acquire))

@@ -105,7 +105,8 @@ impl BatchSink for FileSink {
         // File writes block; keep them off the async worker threads.
         tokio::task::spawn_blocking(move || {
             let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
-            // Disk full, EIO: worth retrying once space is freed.
+            // Disk full, EIO: worth retrying once space is freed; the
+            // failed write left nothing behind, so the retry duplicates nothing.
             file.write_lines(&lines).map_err(SinkError::retriable)
         })
         .await

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use sonde_core::config::Invalid;
 use sonde_core::event::{Event, EventBatch, EventKinds};
 use sonde_core::topology::component_metrics;
+use sonde_core::config::BatchConfig;
 use sonde_core::{batch_sink, BatchSink, BoxError, Sink, SinkConfig, SinkContext, SinkError};
 
 use super::naming;
@@ -237,6 +238,16 @@ impl sonde_core::registry::SinkType for PrometheusSinkConfig {
 impl SinkConfig for PrometheusSinkConfig {
     fn accepts(&self) -> EventKinds {
         EventKinds::METRIC
+    }
+
+    fn default_batch(&self) -> Option<BatchConfig> {
+        match self.mode {
+            // The exporter only updates its store: batching would only delay it.
+            PrometheusMode::Exporter => None,
+            // One request per second or per 1000 events, not one per
+            // source batch (the write-request overhead is per request).
+            PrometheusMode::RemoteWrite => Some(BatchConfig::default()),
+        }
     }
 
     fn validate(&self) -> Result<(), Vec<Invalid>> {
