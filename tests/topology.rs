@@ -202,7 +202,9 @@ async fn run_flaky(config: &str) {
     })
     .await
     .expect("finished");
-    topology.shutdown(Duration::from_secs(1)).await;
+    topology
+        .shutdown(Duration::from_secs(1), sonde_core::CancellationToken::new())
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -292,7 +294,9 @@ async fn internal_metrics_reports_component_counters() {
             break;
         }
     }
-    topology.shutdown(Duration::from_secs(1)).await;
+    topology
+        .shutdown(Duration::from_secs(1), sonde_core::CancellationToken::new())
+        .await;
     assert!(found, "internal_metrics never reported 500 events sent by im_void");
 }
 
