@@ -75,5 +75,8 @@ sink "record" "dead_sink" {{
     assert!(!report.is_clean());
     assert_eq!(report.failures.len(), 1);
     assert_eq!(report.failures[0].component, "source \"sequence\" \"dying\"");
-    assert_eq!(sonde_core::testing::counter("sonde_component_errors_total", "dying", None), 1);
+    assert_eq!(
+        sonde_core::testing::counter("sonde_component_errors_total", "dying", None),
+        1
+    );
 }

@@ -96,7 +96,10 @@ impl SourceConfig for DemoSourceConfig {
             .that(
                 self.rate == 0.0 || (MIN_RATE..=MAX_RATE).contains(&self.rate),
                 "rate",
-                format_args!("must be 0 or between {MIN_RATE} and {MAX_RATE} events per second, not {}", self.rate),
+                format_args!(
+                    "must be 0 or between {MIN_RATE} and {MAX_RATE} events per second, not {}",
+                    self.rate
+                ),
             )
             .that(
                 (1..=MAX_BATCH_SIZE).contains(&self.batch_size),

@@ -20,7 +20,10 @@ pub fn free_port() -> u16 {
 pub fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     let start = Instant::now();
     while !check() {
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -154,7 +157,11 @@ pub fn account(log: &str, component: &str) -> Account {
         .rev()
         .find_map(|l| l.find(&prefix).map(|at| &l[at + prefix.len()..]))
         .unwrap_or_else(|| panic!("no account of {component} in:\n{log}"));
-    let number = |text: &str| text.trim().parse::<u64>().unwrap_or_else(|_| panic!("{text:?} in {line:?}"));
+    let number = |text: &str| {
+        text.trim()
+            .parse::<u64>()
+            .unwrap_or_else(|_| panic!("{text:?} in {line:?}"))
+    };
     let (head, dropped) = match line.split_once(", dropped ") {
         Some((head, rest)) => {
             let reasons = rest.split_once('(').map(|(_, r)| r.trim_end_matches(')')).unwrap_or("");

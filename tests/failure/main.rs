@@ -92,11 +92,22 @@ sink "otlp" "out" {{
         dir.path(),
         0,
         port,
-        &["--server-error", "1,2", "--garbage", "3", "--html", "4", "--unavailable-from", "8"],
+        &[
+            "--server-error",
+            "1,2",
+            "--garbage",
+            "3",
+            "--html",
+            "4",
+            "--unavailable-from",
+            "8",
+        ],
     );
-    wait_for("the receiver to fail again after recovering", Duration::from_secs(30), || {
-        receiver.requests().iter().any(|r| r["n"] == 9)
-    });
+    wait_for(
+        "the receiver to fail again after recovering",
+        Duration::from_secs(30),
+        || receiver.requests().iter().any(|r| r["n"] == 9),
+    );
     agent.signal(libc::SIGTERM);
     wait_for("the drain to start", Duration::from_secs(10), || {
         agent.log().contains("SIGTERM: draining")
@@ -107,7 +118,11 @@ sink "otlp" "out" {{
     let second = Instant::now();
     agent.signal(libc::SIGINT);
     let (status, log) = agent.wait(Duration::from_secs(20));
-    assert!(second.elapsed() < Duration::from_secs(5), "took {:?}:\n{log}", second.elapsed());
+    assert!(
+        second.elapsed() < Duration::from_secs(5),
+        "took {:?}:\n{log}",
+        second.elapsed()
+    );
     assert_eq!(status.code(), Some(EXIT_LOST), "{log}");
     assert!(log.contains("SIGINT again: stopping now"), "{log}");
     assert!(!log.contains("nothing lost"), "{log}");
@@ -183,7 +198,9 @@ sink "otlp" "out" {{
     assert_eq!(buffered, 300.0, "{}", agent.log());
     assert_eq!(buffered + dropped, 5000.0);
     wait_for("a log line about the drops", Duration::from_secs(10), || {
-        agent.log().contains("buffer full (when_full = \"drop_newest\"), events dropped")
+        agent
+            .log()
+            .contains("buffer full (when_full = \"drop_newest\"), events dropped")
     });
     agent.signal(libc::SIGTERM);
     wait_for("the drain to start", Duration::from_secs(10), || {
@@ -415,4 +432,104 @@ fn validate_refuses_intervals_and_rates_out_of_their_range() {
         assert_eq!(output.status.code(), Some(1), "{stderr}");
         assert!(stderr.contains(expected), "expected {expected:?} in:\n{stderr}");
     }
+}
+
+/// A minimal HTTP/1.1 server on loopback that answers every request with
+/// `reply` and counts the requests; returns its port and the count.
+fn http1_server(reply: &'static str) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let counted = counted.clone();
+            std::thread::spawn(move || loop {
+                // One request: the head, then Content-Length bytes of body.
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match stream.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                let length = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |n| n.trim().parse::<usize>().unwrap_or(0));
+                let mut body = vec![0u8; length];
+                if stream.read_exact(&mut body).is_err() {
+                    return;
+                }
+                counted.fetch_add(1, Ordering::SeqCst);
+                if stream.write_all(reply.as_bytes()).is_err() {
+                    return;
+                }
+            });
+        }
+    });
+    (port, count)
+}
+
+/// Remote write merges the source's batches into requests (1000 events or
+/// 1s by default) instead of sending one request per source batch.
+#[test]
+fn remote_write_merges_source_batches_into_requests() {
+    let (port, posts) = http1_server("HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n");
+    let dir = tempfile::tempdir().unwrap();
+    // 30 source batches of 10 events, one every 100 ms.
+    let agent = Agent::start(
+        dir.path(),
+        &format!(
+            r#"
+source "demo" "gen" {{
+  rate  = 100
+  count = 300
+}}
+sink "prometheus" "rw" {{
+  inputs   = ["gen"]
+  mode     = "remote_write"
+  endpoint = "http://127.0.0.1:{port}/api/v1/write"
+}}
+"#
+        ),
+    );
+    let (status, log) = agent.wait(Duration::from_secs(30));
+    assert!(status.success(), "{log}");
+    assert_eq!(account(&log, r#"sink "prometheus" "rw""#).sent, 300, "{log}");
+    let requests = posts.load(std::sync::atomic::Ordering::SeqCst);
+    // 3 s of data at one request a second, and the last at the drain.
+    assert!((2..=6).contains(&requests), "{requests} requests for 30 source batches");
+}
+
+/// A gRPC sink pointed at an HTTP/1 server is told to use http/protobuf.
+#[test]
+fn grpc_to_an_http1_port_suggests_http_protobuf() {
+    let (port, _) = http1_server("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(
+        dir.path(),
+        &format!(
+            r#"
+source "demo" "gen" {{ kind = "log" }}
+sink "otlp" "out" {{
+  inputs   = ["gen"]
+  endpoint = "http://127.0.0.1:{port}"
+  protocol = "grpc"
+  request {{ retry_max_attempts = 1 }}
+}}
+"#
+        ),
+    );
+    wait_for("the export error", Duration::from_secs(20), || {
+        agent.log().contains("OTLP/gRPC logs export to")
+    });
+    let log = agent.log();
+    assert!(log.contains(&format!("http://127.0.0.1:{port}")), "{log}");
+    assert!(log.contains("set `protocol = \"http/protobuf\"`"), "{log}");
 }

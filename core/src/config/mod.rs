@@ -33,6 +33,4 @@ pub use crate::component::{
 };
 pub use crate::component::{Checks, Invalid};
 pub use crate::edge::WhenFull;
-pub use values::{
-    fraction, http_url, interval, positive_duration, Fraction, HttpUrl, PositiveDuration, MIN_INTERVAL,
-};
+pub use values::{fraction, http_url, interval, positive_duration, Fraction, HttpUrl, PositiveDuration, MIN_INTERVAL};

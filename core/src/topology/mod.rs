@@ -34,8 +34,8 @@ mod wiring;
 
 pub use diff::ReloadSummary;
 pub use health::{Failure, Failures};
-pub use running::Stopped;
 pub use instrument::{Instrument, InstrumentLayer};
+pub use running::Stopped;
 
 // The queues and outputs moved below `component` (a source is handed an
 // `Output`); these are the paths component crates and tests know.

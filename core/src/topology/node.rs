@@ -207,11 +207,7 @@ fn build(config: ComponentConfig, global: &GlobalContext) -> Result<Built, BoxEr
     Ok(Built { node, sender, run })
 }
 
-fn make_queue(
-    buffer: &BufferConfig,
-    info: &ComponentInfo,
-    metrics: &ComponentMetrics,
-) -> (InputSender, InputReceiver) {
+fn make_queue(buffer: &BufferConfig, info: &ComponentInfo, metrics: &ComponentMetrics) -> (InputSender, InputReceiver) {
     let queue_metrics = QueueMetrics {
         owner: info.to_string(),
         dropped: metrics.dropped(DropReason::BufferFull).clone(),

@@ -188,7 +188,11 @@ impl Running {
     /// Whether the graph has sinks and every one of them has ended (their
     /// destinations closed): nothing the sources make can go anywhere.
     pub(super) fn sinks_finished(&self) -> bool {
-        let mut sinks = self.nodes.values().filter(|n| n.info.kind == ComponentKind::Sink).peekable();
+        let mut sinks = self
+            .nodes
+            .values()
+            .filter(|n| n.info.kind == ComponentKind::Sink)
+            .peekable();
         sinks.peek().is_some() && sinks.all(|n| n.done.load(Ordering::Acquire))
     }
 
@@ -209,8 +213,10 @@ impl Running {
         }
         let mut all: Vec<Retiring> = self.retiring.drain(..).collect();
         all.extend(self.nodes.drain().map(|(_, node)| Retiring::from(node)));
-        let mut tasks: Vec<(ComponentInfo, JoinHandle<()>)> =
-            all.iter_mut().filter_map(|r| Some((r.info.clone(), r.task.take()?))).collect();
+        let mut tasks: Vec<(ComponentInfo, JoinHandle<()>)> = all
+            .iter_mut()
+            .filter_map(|r| Some((r.info.clone(), r.task.take()?)))
+            .collect();
         let stopped = {
             let all_ended = futures::future::join_all(tasks.iter_mut().map(|(_, task)| task));
             tokio::select! {

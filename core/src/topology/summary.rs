@@ -67,7 +67,9 @@ impl Summary {
     pub fn from_metrics(snapshot: &[InternalMetric]) -> Self {
         let mut by_component: BTreeMap<(String, String, String), ComponentAccount> = BTreeMap::new();
         for metric in snapshot {
-            let InternalValue::Counter(value) = metric.value else { continue };
+            let InternalValue::Counter(value) = metric.value else {
+                continue;
+            };
             if metric.name != SENT_EVENTS && metric.name != DROPPED_EVENTS {
                 continue;
             }

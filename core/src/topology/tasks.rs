@@ -68,7 +68,11 @@ fn lost_counter(metrics: &ComponentMetrics, abort: &CancellationToken) -> Counte
     let shutdown = metrics.dropped(DropReason::Shutdown).clone();
     let abort = abort.clone();
     // Decided when the events are lost, not when they are taken.
-    Counter::from_arc(Arc::new(LostCounter { abort, closed, shutdown }))
+    Counter::from_arc(Arc::new(LostCounter {
+        abort,
+        closed,
+        shutdown,
+    }))
 }
 
 /// A counter that counts into `shutdown` after an abort, else (the sink

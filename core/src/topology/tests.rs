@@ -73,7 +73,9 @@ async fn graph_lists_components_in_config_order_with_their_kinds() {
         ]
     );
     assert_eq!(ids(&graph[2].inputs), ["graph_pass"]);
-    topology.shutdown(Duration::from_secs(5), CancellationToken::new()).await;
+    topology
+        .shutdown(Duration::from_secs(5), CancellationToken::new())
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,7 +129,9 @@ async fn reload_rewires_kept_components_and_a_failed_build_changes_nothing() {
 
     // The kept source now feeds the new sink.
     wait_until_recorded("reload_new").await;
-    topology.shutdown(Duration::from_secs(5), CancellationToken::new()).await;
+    topology
+        .shutdown(Duration::from_secs(5), CancellationToken::new())
+        .await;
     // The source kept its sequence across the reload: the new sink starts
     // where the old one stopped, not at 0.
     let old = recorded("reload_old");
@@ -238,7 +242,11 @@ async fn a_forced_stop_counts_every_event_still_held() {
     let started = std::time::Instant::now();
     let stopped = topology.shutdown(Duration::from_secs(60), now).await;
     assert_eq!(stopped, Stopped::Forced);
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
     let sent = counter("sonde_component_sent_events_total", "forced_gen", None);
     let pass_sent = counter("sonde_component_sent_events_total", "forced_pass", None);
     let pass_lost = counter("sonde_component_dropped_events_total", "forced_pass", Some("shutdown"));
@@ -246,7 +254,11 @@ async fn a_forced_stop_counts_every_event_still_held() {
     let sink_sent = counter("sonde_component_sent_events_total", "forced_sink", None);
     assert!(sent >= 500, "the source sent only {sent}");
     assert_eq!(sink_sent, 0);
-    assert_eq!(sent, pass_sent + pass_lost, "transform: {pass_sent} passed on, {pass_lost} dropped");
+    assert_eq!(
+        sent,
+        pass_sent + pass_lost,
+        "transform: {pass_sent} passed on, {pass_lost} dropped"
+    );
     assert_eq!(pass_sent, sink_lost, "sink: {sink_lost} dropped of {pass_sent}");
     assert!(sink_lost >= 500, "{sink_lost}");
 }

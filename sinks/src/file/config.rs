@@ -47,7 +47,8 @@ pub struct FileSinkConfig {
     /// profile formats: the directory that receives one file per interval
     /// (named by the interval's UTC start) and the newest again at
     /// `<prefix>-latest.<ext>` (`flamegraph-latest.svg`). Missing parent
-    /// directories are created.
+    /// directories are created. A JSON file deleted or replaced while the
+    /// sink runs (`rm`, logrotate) is created again at the path.
     pub path: PathBuf,
     /// `json` (default), `pprof`, `folded` or `flamegraph`. The profile
     /// formats accept only profile events; other events sent to them are

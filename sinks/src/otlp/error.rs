@@ -179,7 +179,11 @@ pub fn classify_grpc(signal: &'static str, endpoint: &str, status: &tonic::Statu
     if let Some(source) = std::error::Error::source(status) {
         let chain = causes(source);
         if !message.contains(&chain) {
-            message = if message.is_empty() { chain } else { format!("{message}: {chain}") };
+            message = if message.is_empty() {
+                chain
+            } else {
+                format!("{message}: {chain}")
+            };
         }
     }
     let lower = message.to_ascii_lowercase();
@@ -289,7 +293,10 @@ mod tests {
 
     #[test]
     fn a_transport_failure_names_the_endpoint_and_its_cause() {
-        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused (os error 111)");
+        let refused = std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "Connection refused (os error 111)",
+        );
         let status = tonic::Status::from_error(Box::new(refused));
         let message = classify_grpc("logs", "http://127.0.0.1:9", &status).to_string();
         assert!(message.contains("http://127.0.0.1:9"), "{message}");

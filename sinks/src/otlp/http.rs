@@ -133,7 +133,13 @@ impl HttpTransport {
         let content_type = header(CONTENT_TYPE).unwrap_or_default();
         let bytes = response.bytes().await.map_err(|e| classify_send(name, url, e))?;
         if !status.is_success() {
-            return Err(classify_http(name, url, status.as_u16(), retry_after.as_deref(), &bytes));
+            return Err(classify_http(
+                name,
+                url,
+                status.as_u16(),
+                retry_after.as_deref(),
+                &bytes,
+            ));
         }
         if !bytes.is_empty() && !is_protobuf(&content_type) {
             // An HTML page or a JSON API: not a collector, whatever it did

@@ -8,10 +8,10 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use schemars::JsonSchema;
 use serde::Deserialize;
+use sonde_core::config::BatchConfig;
 use sonde_core::config::Invalid;
 use sonde_core::event::{Event, EventBatch, EventKinds};
 use sonde_core::topology::component_metrics;
-use sonde_core::config::BatchConfig;
 use sonde_core::{batch_sink, BatchSink, BoxError, Sink, SinkConfig, SinkContext, SinkError};
 
 use super::naming;
