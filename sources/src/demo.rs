@@ -101,10 +101,11 @@ impl SourceConfig for DemoSourceConfig {
                     self.rate
                 ),
             )
+            .that(self.batch_size > 0, "batch_size", "must be at least 1")
             .that(
-                (1..=MAX_BATCH_SIZE).contains(&self.batch_size),
+                self.batch_size <= MAX_BATCH_SIZE,
                 "batch_size",
-                format_args!("must be between 1 and {MAX_BATCH_SIZE}"),
+                format_args!("must be at most {MAX_BATCH_SIZE}"),
             )
             .that(self.series > 0, "series", "must be at least 1");
         check.finish()
