@@ -221,7 +221,7 @@ async fn retriable_failures_are_retried_until_delivered() {
           fail_first = 4
           permanent = false
           request {
-            retry_initial_backoff = "5ms"
+            retry_initial_backoff = "10ms"
             retry_max_backoff = "20ms"
           }
         }

@@ -419,6 +419,14 @@ fn validate_refuses_intervals_and_rates_out_of_their_range() {
             "source \"internal_metrics\" \"m\" {\n  interval = \"1ns\"\n}\nsink \"blackhole\" \"b\" { inputs = [\"m\"] }\n",
             "p.hcl:2:14: error: invalid value for `interval` in source \"internal_metrics\": must be at least 100ms",
         ),
+        (
+            "source \"demo\" \"g\" {}\nsink \"blackhole\" \"b\" {\n  inputs = [\"g\"]\n  request {\n    retry_initial_backoff = \"0s\"\n  }\n}\n",
+            "p.hcl:5:29: error: invalid value for `request.retry_initial_backoff` in sink \"blackhole\": must be at least 10ms",
+        ),
+        (
+            "source \"demo\" \"g\" {}\nsink \"blackhole\" \"b\" {\n  inputs = [\"g\"]\n  print_interval = \"1ns\"\n}\n",
+            "error: invalid value for `print_interval` in sink \"blackhole\": must be at least 100ms",
+        ),
     ];
     for (text, expected) in cases {
         let path = dir.path().join("p.hcl");

@@ -167,8 +167,8 @@ async fn retriable_failures_are_retried_until_delivered() {
               inputs = ["flaky_gen"]
               fail_first = 3
               request {
-                retry_initial_backoff = "1ms"
-                retry_max_backoff = "5ms"
+                retry_initial_backoff = "10ms"
+                retry_max_backoff = "20ms"
               }
             }
             "#,
