@@ -145,6 +145,13 @@ pub struct HttpUrl(String);
 impl HttpUrl {
     /// Checks `text`.
     pub fn parse(text: &str) -> Result<Self, String> {
+        // `host:port` parses as a URL whose scheme is the host: say what is
+        // missing instead of naming a scheme nobody wrote.
+        if !text.contains("://") && url::Url::parse(&format!("http://{text}")).is_ok() {
+            return Err(format!(
+                "`{text}` has no scheme; write `http://{text}` (or `https://` for TLS)"
+            ));
+        }
         let url = url::Url::parse(text)
             .map_err(|e| format!("`{text}` is not a URL ({e}); write it like `http://host:port`"))?;
         match url.scheme() {
@@ -290,6 +297,16 @@ mod tests {
 
     fn parse<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, String> {
         serde_json::from_value(value).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_url_without_scheme_says_so() {
+        let error = HttpUrl::parse("localhost:4317").unwrap_err();
+        assert_eq!(
+            error,
+            "`localhost:4317` has no scheme; write `http://localhost:4317` (or `https://` for TLS)"
+        );
+        assert!(HttpUrl::parse("ftp://h/").unwrap_err().contains("the scheme is `ftp`"));
     }
 
     #[test]

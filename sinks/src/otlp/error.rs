@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
+pub use crate::causes::causes;
 use sonde_core::SinkError;
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -133,22 +134,6 @@ pub fn grpc_code_retriable(code: Code) -> bool {
             | Code::OutOfRange
             | Code::DataLoss
     )
-}
-
-/// `error` and every error under it, joined by `: `, each cause once
-/// (hyper and reqwest often repeat their source in their own message).
-pub fn causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let part = cause.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// The start of a response body as one readable line.
