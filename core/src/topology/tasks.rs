@@ -42,10 +42,10 @@ struct Held {
 }
 
 impl Held {
-    fn new(events: usize, metrics: &ComponentMetrics, abort: &CancellationToken) -> Self {
+    fn new(events: usize, lost: &Counter) -> Self {
         Held {
             events: events as u64,
-            lost: lost_counter(metrics, abort),
+            lost: lost.clone(),
         }
     }
 
@@ -115,6 +115,8 @@ fn discard_queue(
     metrics.buffer_events.set(0.0);
     let events = queued + held;
     if events > 0 {
+        // Calls abandoned in flight (concurrency above 1) count themselves
+        // in the metric and are not in this figure.
         tracing::error!(component = %info, events, "stopped before delivering them: events dropped");
     }
 }
@@ -131,6 +133,7 @@ pub async fn run_transform(
     metrics: ComponentMetrics,
     abort: CancellationToken,
 ) {
+    let lost = lost_counter(&metrics, &abort);
     loop {
         let queued = tokio::select! {
             biased;
@@ -143,7 +146,7 @@ pub async fn run_transform(
         if batch.is_empty() {
             continue;
         }
-        let held = Held::new(batch.len(), &metrics, &abort);
+        let held = Held::new(batch.len(), &lost);
         let step = async {
             let result = match transform.ready().await {
                 Ok(service) => service.call(batch).await,
@@ -255,6 +258,7 @@ pub async fn run_sink(
         accepts,
         batching,
     } = settings;
+    let lost = lost_counter(&metrics, &abort);
     let mut in_flight = JoinSet::new();
     let mut held_events = 0;
     while let Some((mut batch, slots)) = next_batch(&mut input, batching, &stop).await {
@@ -262,7 +266,7 @@ pub async fn run_sink(
         if batch.is_empty() {
             continue;
         }
-        let held = Held::new(batch.len(), &metrics, &abort);
+        let held = Held::new(batch.len(), &lost);
         let ready = tokio::select! {
             biased;
             _ = stop.cancelled() => None,
@@ -294,7 +298,6 @@ pub async fn run_sink(
             }
             drop(slots);
         } else {
-            held_events = 0;
             in_flight.spawn(async move {
                 let _ = call.await;
                 held.settle();
