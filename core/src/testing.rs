@@ -244,6 +244,10 @@ pub struct RecordSinkConfig {
     /// Accept logs only (metrics are removed before it and counted).
     #[serde(default)]
     pub logs_only: bool,
+    /// When set, the sink panics on the call that would take it past this
+    /// many events (to test a sink that dies).
+    #[serde(default)]
+    pub panic_after: Option<u64>,
 }
 
 impl SinkConfig for RecordSinkConfig {
@@ -259,6 +263,7 @@ impl SinkConfig for RecordSinkConfig {
         Ok(batch_sink(RecordSink {
             log: recording(&cx.info.id),
             delay: Duration::from_millis(self.delay_ms),
+            panic_after: self.panic_after,
         }))
     }
 }
@@ -266,6 +271,7 @@ impl SinkConfig for RecordSinkConfig {
 struct RecordSink {
     log: Recording,
     delay: Duration,
+    panic_after: Option<u64>,
 }
 
 impl BatchSink for RecordSink {
@@ -273,7 +279,14 @@ impl BatchSink for RecordSink {
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }
-        self.log.lock().unwrap().extend(batch.iter().map(sequence));
+        let mut log = self.log.lock().unwrap();
+        if let Some(after) = self.panic_after {
+            if log.len() as u64 + batch.len() as u64 > after {
+                drop(log);
+                panic!("record sink told to panic after {after} events");
+            }
+        }
+        log.extend(batch.iter().map(sequence));
         Ok(())
     }
 }

@@ -289,6 +289,12 @@ pub struct WeakInputSender {
 }
 
 impl WeakInputSender {
+    /// Closes the queue for good, its consumer having died: producers stop
+    /// waiting for room that would never free, and send nowhere.
+    pub fn close(&self) {
+        self.slots.clone_inner().close();
+    }
+
     /// A sender, while the queue is still open.
     pub fn upgrade(&self) -> Option<InputSender> {
         Some(InputSender {

@@ -142,6 +142,7 @@ impl Running {
             let errors = node.metrics.errors.clone();
             let failures = self.failures.clone();
             let slot = node.slot.clone();
+            let input = node.input.clone();
             node.task = Some(tokio::spawn(async move {
                 let _end = end;
                 // A component that dies must not die silently: it is an
@@ -151,6 +152,12 @@ impl Running {
                     Ok(Ok(())) => None,
                     Ok(Err(error)) => Some(error.to_string()),
                     Err(payload) => {
+                        // Its task counted what it held (`tasks`); its queue
+                        // closes so that producers send nowhere rather than
+                        // wait for it.
+                        if let Some(input) = &input {
+                            input.close();
+                        }
                         // Its downstream queues must still close, or the
                         // pipeline would wait for it forever.
                         if let Some(slot) = slot {

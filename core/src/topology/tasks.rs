@@ -8,8 +8,10 @@
 //! owns the events is what makes the count exact: nothing moves while it
 //! counts.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
+use futures::FutureExt;
 use metrics::Counter;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -121,6 +123,27 @@ fn discard_queue(
     }
 }
 
+/// A transform or sink panicked with `held` in its hands: that batch and
+/// its queue are lost (`reason="error"`), counted here while they are still
+/// here (unwinding would drop them uncounted), and the queue is closed so
+/// producers stop waiting for it. The panic then goes on, to be reported
+/// as the component's failure (`running`).
+fn died(
+    info: &ComponentInfo,
+    input: &mut InputReceiver,
+    metrics: &ComponentMetrics,
+    held: Held,
+    panic: Box<dyn std::any::Any + Send>,
+) -> ! {
+    let queued = input.close_and_discard();
+    let events = held.events + queued;
+    metrics.dropped(DropReason::Error).increment(events);
+    held.settle();
+    metrics.buffer_events.set(0.0);
+    tracing::error!(component = %info, events, "component panicked: the events it held are dropped");
+    std::panic::resume_unwind(panic)
+}
+
 /// Runs a transform until its input closes and is drained, or `abort`.
 #[allow(clippy::too_many_arguments)] // one per part of a transform node, each distinct
 pub async fn run_transform(
@@ -174,7 +197,10 @@ pub async fn run_transform(
                 discard_queue(&info, &mut input, &metrics, held_events, &abort);
                 break;
             }
-            _ = step => held.settle(),
+            outcome = AssertUnwindSafe(step).catch_unwind() => match outcome {
+                Ok(()) => held.settle(),
+                Err(panic) => died(&info, &mut input, &metrics, held, panic),
+            },
         }
         drop(slots);
     }
@@ -294,7 +320,10 @@ pub async fn run_sink(
                     held_events = held.events;
                     break;
                 }
-                _ = call => held.settle(),
+                outcome = AssertUnwindSafe(call).catch_unwind() => match outcome {
+                    Ok(_) => held.settle(),
+                    Err(panic) => died(&info, &mut input, &metrics, held, panic),
+                },
             }
             drop(slots);
         } else {

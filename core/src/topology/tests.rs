@@ -309,3 +309,36 @@ fn gauge(name: &str, component_id: &str) -> f64 {
         })
         .sum()
 }
+
+/// A sink that dies: what it had accepted is counted as dropped, and its
+/// producers do not wait for it forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_sink_counts_what_it_held_and_frees_its_producers() {
+    let topology = Topology::start(
+        load(
+            r#"
+            source "sequence" "dead_sink_gen" {
+              count = 1000
+              batch_size = 10
+            }
+            sink "record" "dead_sink" {
+              inputs = ["dead_sink_gen"]
+              panic_after = 30
+              buffer { max_events = 50 }
+            }
+            "#,
+        ),
+        testing::global(),
+    )
+    .expect("builds");
+    let failures = topology.failures();
+    // Before, the source waited forever for room in the dead sink's queue.
+    assert_eq!(run_to_end(topology, Duration::from_secs(30)).await, Stopped::Drained);
+    assert_eq!(failures.list().len(), 1);
+    assert_eq!(recorded("dead_sink"), (0..30).collect::<Vec<u64>>());
+    let sent = counter("sonde_component_sent_events_total", "dead_sink_gen", None);
+    let lost = counter("sonde_component_dropped_events_total", "dead_sink", Some("error"));
+    assert_eq!(counter("sonde_component_sent_events_total", "dead_sink", None), 30);
+    assert!(lost >= 10, "the batch it died on: {lost}");
+    assert_eq!(sent, 30 + lost, "sent {sent}, delivered 30, dropped {lost}");
+}
