@@ -9,6 +9,7 @@
 //! counts.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use futures::FutureExt;
@@ -63,31 +64,41 @@ impl Drop for Held {
     }
 }
 
-/// Why a task that stopped early lost what it held: an abort (the shutdown
-/// reason), or the sink's destination is gone (`output_closed`).
-fn lost_counter(metrics: &ComponentMetrics, abort: &CancellationToken) -> Counter {
-    let closed = metrics.dropped(DropReason::OutputClosed).clone();
-    let shutdown = metrics.dropped(DropReason::Shutdown).clone();
-    let abort = abort.clone();
-    // Decided when the events are lost, not when they are taken.
-    Counter::from_arc(Arc::new(LostCounter {
-        abort,
-        closed,
-        shutdown,
-    }))
+/// Why a task lost what it held, decided when the events are lost (not
+/// when they are taken): the component died (`error`), an abort
+/// (`shutdown`), or else the sink's destination is gone (`output_closed`).
+#[derive(Clone)]
+struct Loss {
+    counter: Counter,
+    died: Arc<AtomicBool>,
 }
 
-/// A counter that counts into `shutdown` after an abort, else (the sink
-/// stopped itself) into `output_closed`.
+fn loss(metrics: &ComponentMetrics, abort: &CancellationToken) -> Loss {
+    let died = Arc::new(AtomicBool::new(false));
+    let counter = Counter::from_arc(Arc::new(LostCounter {
+        abort: abort.clone(),
+        died: died.clone(),
+        error: metrics.dropped(DropReason::Error).clone(),
+        closed: metrics.dropped(DropReason::OutputClosed).clone(),
+        shutdown: metrics.dropped(DropReason::Shutdown).clone(),
+    }));
+    Loss { counter, died }
+}
+
+/// The counter of [`Loss`].
 struct LostCounter {
     abort: CancellationToken,
+    died: Arc<AtomicBool>,
+    error: Counter,
     closed: Counter,
     shutdown: Counter,
 }
 
 impl LostCounter {
     fn target(&self) -> &Counter {
-        if self.abort.is_cancelled() {
+        if self.died.load(Ordering::Acquire) {
+            &self.error
+        } else if self.abort.is_cancelled() {
             &self.shutdown
         } else {
             &self.closed
@@ -105,15 +116,9 @@ impl metrics::CounterFn for LostCounter {
 }
 
 /// Counts what is left in `input` as dropped by an early stop, and logs it.
-fn discard_queue(
-    info: &ComponentInfo,
-    input: &mut InputReceiver,
-    metrics: &ComponentMetrics,
-    held: u64,
-    abort: &CancellationToken,
-) {
+fn discard_queue(info: &ComponentInfo, input: &mut InputReceiver, metrics: &ComponentMetrics, held: u64, loss: &Loss) {
     let queued = input.close_and_discard();
-    lost_counter(metrics, abort).increment(queued);
+    loss.counter.increment(queued);
     metrics.buffer_events.set(0.0);
     let events = queued + held;
     if events > 0 {
@@ -123,18 +128,22 @@ fn discard_queue(
     }
 }
 
-/// A transform or sink panicked with `held` in its hands: that batch and
-/// its queue are lost (`reason="error"`), counted here while they are still
-/// here (unwinding would drop them uncounted), and the queue is closed so
-/// producers stop waiting for it. The panic then goes on, to be reported
+/// A transform or sink panicked with `held` in its hands: that batch, its
+/// queue and its other calls in flight are lost (`reason="error"`), counted
+/// while they are still here (unwinding would drop them uncounted), and the
+/// queue is closed so producers stop waiting for it. The panic then goes on, to be reported
 /// as the component's failure (`running`).
 fn died(
     info: &ComponentInfo,
     input: &mut InputReceiver,
     metrics: &ComponentMetrics,
+    loss: &Loss,
     held: Held,
     panic: Box<dyn std::any::Any + Send>,
 ) -> ! {
+    // Calls still in flight are abandoned as the panic unwinds: they count
+    // their events as lost to the failure.
+    loss.died.store(true, Ordering::Release);
     let queued = input.close_and_discard();
     let events = held.events + queued;
     metrics.dropped(DropReason::Error).increment(events);
@@ -156,7 +165,7 @@ pub async fn run_transform(
     metrics: ComponentMetrics,
     abort: CancellationToken,
 ) {
-    let lost = lost_counter(&metrics, &abort);
+    let loss = loss(&metrics, &abort);
     loop {
         let queued = tokio::select! {
             biased;
@@ -169,7 +178,7 @@ pub async fn run_transform(
         if batch.is_empty() {
             continue;
         }
-        let held = Held::new(batch.len(), &lost);
+        let held = Held::new(batch.len(), &loss.counter);
         let step = async {
             let result = match transform.ready().await {
                 Ok(service) => service.call(batch).await,
@@ -194,18 +203,18 @@ pub async fn run_transform(
                 let held_events = held.events;
                 drop(held);
                 drop(slots);
-                discard_queue(&info, &mut input, &metrics, held_events, &abort);
+                discard_queue(&info, &mut input, &metrics, held_events, &loss);
                 break;
             }
             outcome = AssertUnwindSafe(step).catch_unwind() => match outcome {
                 Ok(()) => held.settle(),
-                Err(panic) => died(&info, &mut input, &metrics, held, panic),
+                Err(panic) => died(&info, &mut input, &metrics, &loss, held, panic),
             },
         }
         drop(slots);
     }
     if abort.is_cancelled() {
-        discard_queue(&info, &mut input, &metrics, 0, &abort);
+        discard_queue(&info, &mut input, &metrics, 0, &loss);
     }
     // Let downstream queues close once this transform is done.
     slot.clear();
@@ -284,7 +293,7 @@ pub async fn run_sink(
         accepts,
         batching,
     } = settings;
-    let lost = lost_counter(&metrics, &abort);
+    let loss = loss(&metrics, &abort);
     let mut in_flight = JoinSet::new();
     let mut held_events = 0;
     while let Some((mut batch, slots)) = next_batch(&mut input, batching, &stop).await {
@@ -292,7 +301,7 @@ pub async fn run_sink(
         if batch.is_empty() {
             continue;
         }
-        let held = Held::new(batch.len(), &lost);
+        let held = Held::new(batch.len(), &loss.counter);
         let ready = tokio::select! {
             biased;
             _ = stop.cancelled() => None,
@@ -322,17 +331,27 @@ pub async fn run_sink(
                 }
                 outcome = AssertUnwindSafe(call).catch_unwind() => match outcome {
                     Ok(_) => held.settle(),
-                    Err(panic) => died(&info, &mut input, &metrics, held, panic),
+                    Err(panic) => died(&info, &mut input, &metrics, &loss, held, panic),
                 },
             }
             drop(slots);
         } else {
+            let failed = metrics.dropped(DropReason::Error).clone();
             in_flight.spawn(async move {
-                let _ = call.await;
+                let outcome = AssertUnwindSafe(call).catch_unwind().await;
+                // A panicking call loses its batch; the task reports the panic.
+                if outcome.is_err() {
+                    failed.increment(held.events);
+                }
                 held.settle();
                 drop(slots);
+                outcome.err()
             });
-            while in_flight.try_join_next().is_some() {}
+            while let Some(joined) = in_flight.try_join_next() {
+                if let Ok(Some(panic)) = joined {
+                    died(&info, &mut input, &metrics, &loss, Held::new(0, &loss.counter), panic);
+                }
+            }
         }
     }
     let stopped_early = stop.is_cancelled();
@@ -340,9 +359,13 @@ pub async fn run_sink(
         // Each abandoned call counts its own events (Held) as it is dropped.
         in_flight.abort_all();
     }
-    while in_flight.join_next().await.is_some() {}
+    while let Some(joined) = in_flight.join_next().await {
+        if let Ok(Some(panic)) = joined {
+            died(&info, &mut input, &metrics, &loss, Held::new(0, &loss.counter), panic);
+        }
+    }
     if stopped_early {
-        discard_queue(&info, &mut input, &metrics, held_events, &abort);
+        discard_queue(&info, &mut input, &metrics, held_events, &loss);
     }
     metrics.buffer_events.set(0.0);
     stop.cancel();

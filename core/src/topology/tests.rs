@@ -342,3 +342,44 @@ async fn a_panicking_sink_counts_what_it_held_and_frees_its_producers() {
     assert!(lost >= 10, "the batch it died on: {lost}");
     assert_eq!(sent, 30 + lost, "sent {sent}, delivered 30, dropped {lost}");
 }
+
+/// The same with calls in flight together (`request { concurrency }`): the
+/// panic comes back from the call's task and ends the sink the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_panicking_in_a_concurrent_call_counts_what_it_held() {
+    let topology = Topology::start(
+        load(
+            r#"
+            source "sequence" "dead_conc_gen" {
+              count = 1000
+              batch_size = 10
+            }
+            sink "record" "dead_conc" {
+              inputs = ["dead_conc_gen"]
+              panic_after = 30
+              buffer { max_events = 50 }
+              request { concurrency = 4 }
+            }
+            "#,
+        ),
+        testing::global(),
+    )
+    .expect("builds");
+    let failures = topology.failures();
+    assert_eq!(run_to_end(topology, Duration::from_secs(30)).await, Stopped::Drained);
+    assert_eq!(failures.list().len(), 1, "{:?}", failures.list());
+    let delivered = counter("sonde_component_sent_events_total", "dead_conc", None);
+    let sent = counter("sonde_component_sent_events_total", "dead_conc_gen", None);
+    let lost = counter("sonde_component_dropped_events_total", "dead_conc", Some("error"));
+    let other: u64 = ["shutdown", "output_closed"]
+        .iter()
+        .map(|r| counter("sonde_component_dropped_events_total", "dead_conc", Some(r)))
+        .sum();
+    assert_eq!(delivered, recorded("dead_conc").len() as u64);
+    assert_eq!(other, 0);
+    assert_eq!(
+        sent,
+        delivered + lost,
+        "sent {sent}, delivered {delivered}, dropped {lost}"
+    );
+}
