@@ -337,10 +337,13 @@ impl InputReceiver {
 
     /// Closes the queue and empties it: the number of events it still held,
     /// which the caller counts as lost (a stop that cannot wait).
-    pub fn close_and_discard(&mut self) -> u64 {
+    pub async fn close_and_discard(&mut self) -> u64 {
         self.close();
         let mut events = 0;
-        while let Ok(queued) = self.rx.try_recv() {
+        // `recv`, not `try_recv`: it also waits for a send already under
+        // way, which `try_recv` may report as an empty queue. Once closed
+        // and empty it ends, whoever still holds a sender.
+        while let Some(queued) = self.rx.recv().await {
             events += queued.batch.len() as u64;
         }
         events

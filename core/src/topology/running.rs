@@ -235,6 +235,9 @@ impl Running {
         if stopped == Stopped::Drained {
             return stopped;
         }
+        // Upstream first: a transform whose consumer already stopped must
+        // already know it is an abort, to count its losses as such.
+        all.sort_by_key(|r| r.info.kind);
         for r in &all {
             r.abort.cancel();
         }

@@ -116,8 +116,14 @@ impl metrics::CounterFn for LostCounter {
 }
 
 /// Counts what is left in `input` as dropped by an early stop, and logs it.
-fn discard_queue(info: &ComponentInfo, input: &mut InputReceiver, metrics: &ComponentMetrics, held: u64, loss: &Loss) {
-    let queued = input.close_and_discard();
+async fn discard_queue(
+    info: &ComponentInfo,
+    input: &mut InputReceiver,
+    metrics: &ComponentMetrics,
+    held: u64,
+    loss: &Loss,
+) {
+    let queued = input.close_and_discard().await;
     loss.counter.increment(queued);
     metrics.buffer_events.set(0.0);
     let events = queued + held;
@@ -132,25 +138,33 @@ fn discard_queue(info: &ComponentInfo, input: &mut InputReceiver, metrics: &Comp
 /// queue and its other calls in flight are lost (`reason="error"`), counted
 /// while they are still here (unwinding would drop them uncounted), and the
 /// queue is closed so producers stop waiting for it. The panic then goes on, to be reported
-/// as the component's failure (`running`).
-fn died(
+/// as the component's failure (`running`): the caller resumes it.
+async fn died(
     info: &ComponentInfo,
     input: &mut InputReceiver,
     metrics: &ComponentMetrics,
     loss: &Loss,
     held: Held,
     panic: Box<dyn std::any::Any + Send>,
-) -> ! {
-    // Calls still in flight are abandoned as the panic unwinds: they count
-    // their events as lost to the failure.
+) -> Box<dyn std::any::Any + Send> {
+    // From now on what is lost is lost to the failure.
     loss.died.store(true, Ordering::Release);
-    let queued = input.close_and_discard();
+    let queued = input.close_and_discard().await;
     let events = held.events + queued;
     metrics.dropped(DropReason::Error).increment(events);
     held.settle();
     metrics.buffer_events.set(0.0);
     tracing::error!(component = %info, events, "component panicked: the events it held are dropped");
-    std::panic::resume_unwind(panic)
+    panic
+}
+
+/// Abandons a sink's calls in flight after one panicked, and waits until
+/// each has counted its events as lost to the failure (an aborted task's
+/// future is dropped later, by the runtime, not by `abort`).
+async fn abandon(in_flight: &mut JoinSet<Option<Box<dyn std::any::Any + Send>>>, loss: &Loss) {
+    loss.died.store(true, Ordering::Release);
+    in_flight.abort_all();
+    while in_flight.join_next().await.is_some() {}
 }
 
 /// Runs a transform until its input closes and is drained, or `abort`.
@@ -187,8 +201,13 @@ pub async fn run_transform(
             match result {
                 Ok(batch) if batch.is_empty() => {}
                 Ok(batch) => {
-                    if let Err(error) = output.send(batch).await {
-                        tracing::error!(component = %info, %error, "cannot pass batch on");
+                    let events = batch.len() as u64;
+                    match output.pass_on(batch).await {
+                        Ok(true) => {}
+                        // Its consumers stopped first (an abort reached
+                        // them before this task): lost, and counted.
+                        Ok(false) => loss.counter.increment(events),
+                        Err(error) => tracing::error!(component = %info, %error, "cannot pass batch on"),
                     }
                 }
                 Err(error) => tracing::error!(component = %info, %error, "transform failed, batch dropped"),
@@ -203,18 +222,18 @@ pub async fn run_transform(
                 let held_events = held.events;
                 drop(held);
                 drop(slots);
-                discard_queue(&info, &mut input, &metrics, held_events, &loss);
+                discard_queue(&info, &mut input, &metrics, held_events, &loss).await;
                 break;
             }
             outcome = AssertUnwindSafe(step).catch_unwind() => match outcome {
                 Ok(()) => held.settle(),
-                Err(panic) => died(&info, &mut input, &metrics, &loss, held, panic),
+                Err(panic) => std::panic::resume_unwind(died(&info, &mut input, &metrics, &loss, held, panic).await),
             },
         }
         drop(slots);
     }
     if abort.is_cancelled() {
-        discard_queue(&info, &mut input, &metrics, 0, &loss);
+        discard_queue(&info, &mut input, &metrics, 0, &loss).await;
     }
     // Let downstream queues close once this transform is done.
     slot.clear();
@@ -331,7 +350,7 @@ pub async fn run_sink(
                 }
                 outcome = AssertUnwindSafe(call).catch_unwind() => match outcome {
                     Ok(_) => held.settle(),
-                    Err(panic) => died(&info, &mut input, &metrics, &loss, held, panic),
+                    Err(panic) => std::panic::resume_unwind(died(&info, &mut input, &metrics, &loss, held, panic).await),
                 },
             }
             drop(slots);
@@ -347,10 +366,17 @@ pub async fn run_sink(
                 drop(slots);
                 outcome.err()
             });
+            let mut panicked = None;
             while let Some(joined) = in_flight.try_join_next() {
                 if let Ok(Some(panic)) = joined {
-                    died(&info, &mut input, &metrics, &loss, Held::new(0, &loss.counter), panic);
+                    panicked = Some(panic);
+                    break;
                 }
+            }
+            if let Some(panic) = panicked {
+                abandon(&mut in_flight, &loss).await;
+                let panic = died(&info, &mut input, &metrics, &loss, Held::new(0, &loss.counter), panic).await;
+                std::panic::resume_unwind(panic);
             }
         }
     }
@@ -361,11 +387,13 @@ pub async fn run_sink(
     }
     while let Some(joined) = in_flight.join_next().await {
         if let Ok(Some(panic)) = joined {
-            died(&info, &mut input, &metrics, &loss, Held::new(0, &loss.counter), panic);
+            abandon(&mut in_flight, &loss).await;
+            let panic = died(&info, &mut input, &metrics, &loss, Held::new(0, &loss.counter), panic).await;
+            std::panic::resume_unwind(panic);
         }
     }
     if stopped_early {
-        discard_queue(&info, &mut input, &metrics, held_events, &loss);
+        discard_queue(&info, &mut input, &metrics, held_events, &loss).await;
     }
     metrics.buffer_events.set(0.0);
     stop.cancel();
