@@ -518,7 +518,24 @@ sink "prometheus" "rw" {{
 /// A gRPC sink pointed at an HTTP/1 server is told to use http/protobuf.
 #[test]
 fn grpc_to_an_http1_port_suggests_http_protobuf() {
-    let (port, _) = http1_server("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    // An HTTP/1 server answers the HTTP/2 preface with a 400, in HTTP/1.
+    // The client reports either the protocol error or the connection its
+    // own h2 layer then closes, depending on timing: both say what to do.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let mut preface = [0u8; 24];
+                if stream.read_exact(&mut preface).is_ok() {
+                    let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+                    std::thread::sleep(Duration::from_secs(30));
+                }
+            });
+        }
+    });
     let dir = tempfile::tempdir().unwrap();
     let agent = Agent::start(
         dir.path(),

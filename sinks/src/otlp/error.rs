@@ -152,6 +152,11 @@ pub fn body_text(body: &[u8]) -> String {
 const HINT_HTTP: &str =
     " (the server does not speak gRPC: if it is an OTLP/HTTP endpoint, usually port 4318, set `protocol = \"http/protobuf\"`)";
 
+/// Set on a gRPC failure where the server closed the connection before
+/// answering: what an HTTP/1 server does with HTTP/2, though not only it.
+const HINT_CLOSED: &str =
+    " (the server closed the connection without a gRPC answer: if it is an OTLP/HTTP endpoint, usually port 4318, set `protocol = \"http/protobuf\"`)";
+
 /// Classifies a gRPC error status, honouring the server's `RetryInfo`.
 ///
 /// A status tonic made itself from a transport failure (it carries the
@@ -181,7 +186,13 @@ pub fn classify_grpc(signal: &'static str, endpoint: &str, status: &tonic::Statu
         endpoint: endpoint.to_string(),
         code: status.code(),
         message,
-        hint: if speaks_http1 { HINT_HTTP } else { "" },
+        hint: if speaks_http1 {
+            HINT_HTTP
+        } else if transport_failure && lower.contains("connection closed") {
+            HINT_CLOSED
+        } else {
+            ""
+        },
     };
     if transport_failure || grpc_code_retriable(status.code()) {
         SinkError::Retriable {
@@ -289,6 +300,17 @@ mod tests {
         let h2 = std::io::Error::other("h2 protocol error: http2 error");
         let message = classify_grpc("logs", "http://c:4318", &tonic::Status::from_error(Box::new(h2))).to_string();
         assert!(message.contains("protocol = \"http/protobuf\""), "{message}");
+        let closed = std::io::Error::other("transport error: connection closed");
+        let message = classify_grpc("logs", "http://c:4318", &tonic::Status::from_error(Box::new(closed))).to_string();
+        assert!(
+            message.contains("closed the connection without a gRPC answer"),
+            "{message}"
+        );
+        // A server's own status is no transport failure: no hint.
+        let status = tonic::Status::unavailable("connection closed by peer");
+        assert!(!classify_grpc("logs", "http://c:4317", &status)
+            .to_string()
+            .contains("protocol"));
     }
 
     #[test]
