@@ -16,12 +16,15 @@
 //! One file per step of a (re)load: `diff.rs` decides what changed,
 //! `node.rs` builds the new components, `wiring.rs` connects outputs to
 //! queues, and `running.rs` starts, retires and drains the tasks, whose
-//! loops are in `tasks.rs`.
+//! loops are in `tasks.rs`; `loss.rs` counts what a task cannot deliver,
+//! `health.rs` keeps the components that died, and `summary.rs` gives the
+//! final account.
 
 pub mod component_metrics;
 mod diff;
 mod health;
 mod instrument;
+mod loss;
 mod node;
 pub mod retry;
 mod running;

@@ -2,23 +2,18 @@
 //!
 //! Each loop also watches its node's `abort` token, cancelled when a stop
 //! cannot wait any longer (the grace period is over, or a second signal
-//! came). The loop then counts, itself, every event it still holds — the
-//! batch in its hands, the calls in flight, what is left in its queue — as
-//! dropped with reason `shutdown`, and returns. Counting in the task that
-//! owns the events is what makes the count exact: nothing moves while it
-//! counts.
+//! came), and counts what it still holds as dropped ([`super::loss`]).
 
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use futures::FutureExt;
-use metrics::Counter;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
 
 use super::component_metrics::{ComponentMetrics, DropReason};
+use super::loss::{abandon, died, discard_queue, loss, Held};
 use super::stack::SinkStack;
 use crate::component::{BatchConfig, ComponentInfo, Transform};
 use crate::edge::{InputReceiver, Output, OutputSlot, SlotGuard};
@@ -34,137 +29,6 @@ fn keep_accepted(batch: &mut EventBatch, accepts: EventKinds, metrics: &Componen
     metrics
         .dropped(DropReason::UnsupportedKind)
         .increment((before - batch.len()) as u64);
-}
-
-/// Events held by a task that are neither delivered nor dropped yet: counted
-/// as dropped (`shutdown`) if the guard goes before [`Held::settle`] (the
-/// call was abandoned by an abort).
-struct Held {
-    events: u64,
-    lost: Counter,
-}
-
-impl Held {
-    fn new(events: usize, lost: &Counter) -> Self {
-        Held {
-            events: events as u64,
-            lost: lost.clone(),
-        }
-    }
-
-    /// Their fate was counted elsewhere (sent, or dropped for an error).
-    fn settle(mut self) {
-        self.events = 0;
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.lost.increment(self.events);
-    }
-}
-
-/// Why a task lost what it held, decided when the events are lost (not
-/// when they are taken): the component died (`error`), an abort
-/// (`shutdown`), or else the sink's destination is gone (`output_closed`).
-#[derive(Clone)]
-struct Loss {
-    counter: Counter,
-    died: Arc<AtomicBool>,
-}
-
-fn loss(metrics: &ComponentMetrics, abort: &CancellationToken) -> Loss {
-    let died = Arc::new(AtomicBool::new(false));
-    let counter = Counter::from_arc(Arc::new(LostCounter {
-        abort: abort.clone(),
-        died: died.clone(),
-        error: metrics.dropped(DropReason::Error).clone(),
-        closed: metrics.dropped(DropReason::OutputClosed).clone(),
-        shutdown: metrics.dropped(DropReason::Shutdown).clone(),
-    }));
-    Loss { counter, died }
-}
-
-/// The counter of [`Loss`].
-struct LostCounter {
-    abort: CancellationToken,
-    died: Arc<AtomicBool>,
-    error: Counter,
-    closed: Counter,
-    shutdown: Counter,
-}
-
-impl LostCounter {
-    fn target(&self) -> &Counter {
-        if self.died.load(Ordering::Acquire) {
-            &self.error
-        } else if self.abort.is_cancelled() {
-            &self.shutdown
-        } else {
-            &self.closed
-        }
-    }
-}
-
-impl metrics::CounterFn for LostCounter {
-    fn increment(&self, value: u64) {
-        self.target().increment(value)
-    }
-    fn absolute(&self, value: u64) {
-        self.target().absolute(value)
-    }
-}
-
-/// Counts what is left in `input` as dropped by an early stop, and logs it.
-async fn discard_queue(
-    info: &ComponentInfo,
-    input: &mut InputReceiver,
-    metrics: &ComponentMetrics,
-    held: u64,
-    loss: &Loss,
-) {
-    let queued = input.close_and_discard().await;
-    loss.counter.increment(queued);
-    metrics.buffer_events.set(0.0);
-    let events = queued + held;
-    if events > 0 {
-        // Calls abandoned in flight (concurrency above 1) count themselves
-        // in the metric and are not in this figure.
-        tracing::error!(component = %info, events, "stopped before delivering them: events dropped");
-    }
-}
-
-/// A transform or sink panicked with `held` in its hands: that batch, its
-/// queue and its other calls in flight are lost (`reason="error"`), counted
-/// while they are still here (unwinding would drop them uncounted), and the
-/// queue is closed so producers stop waiting for it. The panic then goes on, to be reported
-/// as the component's failure (`running`): the caller resumes it.
-async fn died(
-    info: &ComponentInfo,
-    input: &mut InputReceiver,
-    metrics: &ComponentMetrics,
-    loss: &Loss,
-    held: Held,
-    panic: Box<dyn std::any::Any + Send>,
-) -> Box<dyn std::any::Any + Send> {
-    // From now on what is lost is lost to the failure.
-    loss.died.store(true, Ordering::Release);
-    let queued = input.close_and_discard().await;
-    let events = held.events + queued;
-    metrics.dropped(DropReason::Error).increment(events);
-    held.settle();
-    metrics.buffer_events.set(0.0);
-    tracing::error!(component = %info, events, "component panicked: the events it held are dropped");
-    panic
-}
-
-/// Abandons a sink's calls in flight after one panicked, and waits until
-/// each has counted its events as lost to the failure (an aborted task's
-/// future is dropped later, by the runtime, not by `abort`).
-async fn abandon(in_flight: &mut JoinSet<Option<Box<dyn std::any::Any + Send>>>, loss: &Loss) {
-    loss.died.store(true, Ordering::Release);
-    in_flight.abort_all();
-    while in_flight.join_next().await.is_some() {}
 }
 
 /// Runs a transform until its input closes and is drained, or `abort`.
