@@ -11,6 +11,10 @@ use sonde_core::ComponentKind;
 
 /// The default pipeline, built into the binary.
 pub const DEFAULT_CONFIG: &str = include_str!("../configs/default.hcl");
+/// `sonde run`'s exit status when it ran but lost events a sink had
+/// accepted (dropped for an error or by a stop that could not wait), or a
+/// component died. 1 is kept for "could not start".
+pub const EXIT_LOST: u8 = 3;
 /// How the default pipeline is named in messages.
 pub const DEFAULT_CONFIG_NAME: &str = "<built-in configs/default.hcl>";
 
@@ -186,7 +190,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             log_outputs(&source, &registry);
             let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
             match runtime.block_on(agent::run(source, registry)) {
-                Ok(()) => Ok(ExitCode::SUCCESS),
+                Ok(report) if report.is_clean() => Ok(ExitCode::SUCCESS),
+                // It ran, but lost events a sink had accepted, or a component died.
+                Ok(_) => Ok(ExitCode::from(EXIT_LOST)),
                 Err(agent::AgentError::Config(error)) => {
                     eprintln!("{error}");
                     Ok(ExitCode::FAILURE)

@@ -17,6 +17,11 @@ Failure injection, counted over requests of both transports in arrival order:
   --reject LIST       answer INVALID_ARGUMENT / 400 to these request numbers
                       (1-based, comma-separated)
   --partial N         accept, but report N rejected items (partial success)
+  --server-error LIST answer INTERNAL (gRPC) / 500 (HTTP) to these request numbers
+  --garbage LIST      (HTTP) answer 200, application/x-protobuf, with bytes that
+                      are not an export response, to these request numbers
+  --html LIST         (HTTP) answer 200 with an HTML page to these request numbers
+  --unavailable-from N  answer UNAVAILABLE / 503 to request N and every later one
 
 Once listening it prints one line, {"grpc": PORT, "http": PORT}, to stdout.
 Needs: grpcio, opentelemetry-proto, protobuf (the .venv cargo xtask makes).
@@ -96,6 +101,9 @@ class State:
         self.lock = threading.Lock()
         self.count = 0
         self.reject = {int(n) for n in args.reject.split(",") if n}
+        self.server_error = {int(n) for n in args.server_error.split(",") if n}
+        self.garbage = {int(n) for n in args.garbage.split(",") if n}
+        self.html = {int(n) for n in args.html.split(",") if n}
         self.out = open(args.out, "a", buffering=1)
 
     def handle(self, transport, signal, request, headers, body_bytes, content_encoding):
@@ -103,10 +111,16 @@ class State:
         with self.lock:
             self.count += 1
             n = self.count
-            if n <= self.args.fail_first:
+            if n <= self.args.fail_first or 0 < self.args.unavailable_from <= n:
                 outcome = "unavailable"
             elif n in self.reject:
                 outcome = "invalid"
+            elif n in self.server_error:
+                outcome = "server_error"
+            elif n in self.garbage:
+                outcome = "garbage"
+            elif n in self.html:
+                outcome = "html"
             else:
                 outcome = "ok"
             line = {
@@ -148,6 +162,10 @@ def grpc_handler(state, signal):
         if outcome == "invalid":
             context.set_code(grpc.StatusCode.INVALID_ARGUMENT)
             context.set_details("test receiver: invalid argument")
+            return SIGNALS[signal][1]()
+        if outcome == "server_error":
+            context.set_code(grpc.StatusCode.INTERNAL)
+            context.set_details("test receiver: internal error")
             return SIGNALS[signal][1]()
         return state.response(signal)
 
@@ -206,6 +224,12 @@ def http_handler(state):
                 return self.reply(503, b"test receiver: unavailable", extra=extra)
             if outcome == "invalid":
                 return self.reply(400, b"test receiver: invalid argument")
+            if outcome == "server_error":
+                return self.reply(500, b"test receiver: internal error")
+            if outcome == "garbage":
+                return self.reply(200, b"\xff\xff\xff\xff garbage", "application/x-protobuf")
+            if outcome == "html":
+                return self.reply(200, b"<html><body>Welcome to nginx!</body></html>", "text/html")
             return self.reply(200, state.response(signal).SerializeToString(), "application/x-protobuf")
 
         def log_message(self, *args):
@@ -223,6 +247,10 @@ def main():
     parser.add_argument("--retry-after", type=float)
     parser.add_argument("--reject", default="")
     parser.add_argument("--partial", type=int, default=0)
+    parser.add_argument("--server-error", default="")
+    parser.add_argument("--garbage", default="")
+    parser.add_argument("--html", default="")
+    parser.add_argument("--unavailable-from", type=int, default=0)
     parser.add_argument("--max-message-bytes", type=int, default=4 * 1024 * 1024)
     parser.add_argument("--tls-cert", help="PEM certificate: serve TLS")
     parser.add_argument("--tls-key", help="PEM key of --tls-cert")

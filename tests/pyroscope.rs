@@ -168,7 +168,9 @@ sink "pyroscope" "pyro" {{
             assert!(tokio::time::Instant::now() < deadline, "the pipeline did not finish");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        topology.shutdown(Duration::from_secs(30)).await;
+        topology
+            .shutdown(Duration::from_secs(30), sonde_core::CancellationToken::new())
+            .await;
     });
 
     let records: Vec<Value> = std::fs::read_to_string(&out)

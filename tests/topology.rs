@@ -33,7 +33,10 @@ async fn run_to_end(config: &str) {
     })
     .await
     .expect("pipeline did not finish within 60s");
-    assert_eq!(topology.shutdown(Duration::from_secs(5)).await, 0);
+    let stopped = topology
+        .shutdown(Duration::from_secs(5), sonde_core::CancellationToken::new())
+        .await;
+    assert_eq!(stopped, sonde_core::topology::Stopped::Drained);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,7 +202,9 @@ async fn run_flaky(config: &str) {
     })
     .await
     .expect("finished");
-    topology.shutdown(Duration::from_secs(1)).await;
+    topology
+        .shutdown(Duration::from_secs(1), sonde_core::CancellationToken::new())
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -216,7 +221,7 @@ async fn retriable_failures_are_retried_until_delivered() {
           fail_first = 4
           permanent = false
           request {
-            retry_initial_backoff = "5ms"
+            retry_initial_backoff = "10ms"
             retry_max_backoff = "20ms"
           }
         }
@@ -289,7 +294,9 @@ async fn internal_metrics_reports_component_counters() {
             break;
         }
     }
-    topology.shutdown(Duration::from_secs(1)).await;
+    topology
+        .shutdown(Duration::from_secs(1), sonde_core::CancellationToken::new())
+        .await;
     assert!(found, "internal_metrics never reported 500 events sent by im_void");
 }
 

@@ -46,7 +46,10 @@ pub fn run_to_completion(text: &str, poll_every: Option<Duration>) -> Duration {
             }
         }
         let elapsed = started.elapsed();
-        assert_eq!(topology.shutdown(Duration::from_secs(5)).await, 0);
+        let stopped = topology
+            .shutdown(Duration::from_secs(5), sonde_core::CancellationToken::new())
+            .await;
+        assert_eq!(stopped, sonde_core::topology::Stopped::Drained);
         elapsed
     })
 }

@@ -1,6 +1,7 @@
-//! The agent's life: load the config, start the graph and the API, reload
-//! on SIGHUP, drain on SIGINT/SIGTERM, and stop when every component has
-//! finished on its own.
+//! The agent's life: load the config, bind the API, start the graph, reload
+//! on SIGHUP, drain on SIGINT/SIGTERM (a second one stops at once), and stop
+//! when every component has finished on its own; then account for every
+//! event (delivered or dropped, by component and reason).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,7 +17,8 @@ use crate::memory;
 use crate::privileges::{self, CapabilitySet, Needs};
 use crate::registry::Registry;
 use crate::telemetry;
-use crate::topology::{Topology, TopologyError};
+use crate::topology::summary::Summary;
+use crate::topology::{Failure, Stopped, Topology, TopologyError};
 
 /// Where the pipeline config comes from.
 #[derive(Debug, Clone)]
@@ -59,6 +61,25 @@ pub enum AgentError {
     Signal(std::io::Error),
 }
 
+/// How a run that started ended.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// Why the drain ended.
+    pub stopped: Stopped,
+    /// What every component delivered and dropped.
+    pub summary: Summary,
+    /// Components that died.
+    pub failures: Vec<Failure>,
+}
+
+impl RunReport {
+    /// Whether every event a sink accepted was delivered and no component
+    /// died: `sonde run` exits 0 only then.
+    pub fn is_clean(&self) -> bool {
+        self.summary.lost() == 0 && self.failures.is_empty()
+    }
+}
+
 /// This node's name: the config's, else `NODE_NAME`, else the host name.
 /// The host name off Kubernetes (no `KUBERNETES_SERVICE_HOST`) is put
 /// under `host.name` instead of `k8s.node.name` ([`keys::node`]).
@@ -80,7 +101,7 @@ pub fn node_name(configured: Option<&str>) -> String {
 }
 
 /// Runs the agent until a signal stops it or every component finishes.
-pub async fn run(source: ConfigSource, registry: Registry) -> Result<(), AgentError> {
+pub async fn run(source: ConfigSource, registry: Registry) -> Result<RunReport, AgentError> {
     let telemetry = telemetry::install();
     let loaded = source.load(&registry)?;
     for warning in &loaded.warnings {
@@ -94,6 +115,13 @@ pub async fn run(source: ConfigSource, registry: Registry) -> Result<(), AgentEr
     let mut sigint = signal(SignalKind::interrupt()).map_err(AgentError::Signal)?;
     let mut sighup = signal(SignalKind::hangup()).map_err(AgentError::Signal)?;
 
+    // Every listener is bound before any component starts (sinks bind
+    // theirs when built): a taken port must stop the agent before a source
+    // has produced anything.
+    let api_listener = match agent.api {
+        Some(address) => Some(api::bind(address).await?),
+        None => None,
+    };
     let needs = Needs::of(&loaded.config);
     let mut topology = Topology::start(loaded.config, global)?;
     // Everything is loaded and attached: keep only what the components
@@ -110,12 +138,13 @@ pub async fn run(source: ConfigSource, registry: Registry) -> Result<(), AgentEr
     };
     let graph = Arc::new(ArcSwap::from_pointee(topology.graph()));
     let api_stop = CancellationToken::new();
-    if let Some(address) = agent.api {
+    if let Some(listener) = api_listener {
         let state = ApiState {
             graph: graph.clone(),
             telemetry,
+            failures: topology.failures(),
         };
-        api::serve(address, state, api_stop.clone()).await?;
+        api::serve(listener, state, api_stop.clone())?;
     }
     tracing::info!(components = topology.graph().len(), "pipeline running");
     memory::release_free_memory();
@@ -124,8 +153,8 @@ pub async fn run(source: ConfigSource, registry: Registry) -> Result<(), AgentEr
     let mut trim = tokio::time::interval_at(tokio::time::Instant::now() + memory::TRIM_EVERY, memory::TRIM_EVERY);
     loop {
         tokio::select! {
-            _ = sigterm.recv() => { tracing::info!("SIGTERM: draining"); break; }
-            _ = sigint.recv() => { tracing::info!("SIGINT: draining"); break; }
+            _ = sigterm.recv() => { tracing::info!("SIGTERM: draining (a second signal stops at once)"); break; }
+            _ = sigint.recv() => { tracing::info!("SIGINT: draining (a second signal stops at once)"); break; }
             _ = sighup.recv() => {
                 reload(&source, &registry, &mut topology, &agent, dropped);
                 graph.store(Arc::new(topology.graph()));
@@ -137,17 +166,55 @@ pub async fn run(source: ConfigSource, registry: Registry) -> Result<(), AgentEr
                     tracing::info!("every component finished");
                     break;
                 }
+                if topology.sinks_finished() {
+                    tracing::info!("every sink has stopped: stopping the sources");
+                    break;
+                }
             }
         }
     }
-    let dropped = topology.shutdown(agent.shutdown_grace).await;
+    let failures = topology.failures();
+    let now = CancellationToken::new();
+    let shutdown = topology.shutdown(agent.shutdown_grace, now.clone());
+    tokio::pin!(shutdown);
+    let stopped = loop {
+        tokio::select! {
+            stopped = &mut shutdown => break stopped,
+            _ = sigterm.recv(), if !now.is_cancelled() => {
+                tracing::warn!("SIGTERM again: stopping now, what is not yet delivered is dropped and counted");
+                now.cancel();
+            }
+            _ = sigint.recv(), if !now.is_cancelled() => {
+                tracing::warn!("SIGINT again: stopping now, what is not yet delivered is dropped and counted");
+                now.cancel();
+            }
+        }
+    };
     api_stop.cancel();
-    if dropped > 0 {
-        tracing::error!(events = dropped, "stopped with events still in flight");
-    } else {
-        tracing::info!("stopped, nothing lost");
+    if stopped == Stopped::GraceOver {
+        tracing::error!(grace = ?agent.shutdown_grace, "shutdown grace period over before every event was delivered");
     }
-    Ok(())
+    let report = RunReport {
+        stopped,
+        summary: Summary::from_metrics(&telemetry.snapshot()),
+        failures: failures.list(),
+    };
+    report.summary.log();
+    for failure in &report.failures {
+        tracing::error!(component = %failure.component, error = %failure.error, "component failed");
+    }
+    let dropped_total = report.summary.dropped_total();
+    if dropped_total == 0 && report.failures.is_empty() {
+        tracing::info!("stopped, nothing lost");
+    } else {
+        tracing::error!(
+            dropped = dropped_total,
+            lost = report.summary.lost(),
+            failed_components = report.failures.len(),
+            "stopped, events dropped or components failed (see above)"
+        );
+    }
+    Ok(report)
 }
 
 /// Re-reads the config and moves the graph to it; on any error the running

@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use tokio_util::sync::CancellationToken;
 
 use crate::telemetry::Telemetry;
-use crate::topology::GraphNode;
+use crate::topology::{Failures, GraphNode};
 
 /// What the API serves.
 #[derive(Clone)]
@@ -22,6 +22,8 @@ pub struct ApiState {
     pub graph: Arc<ArcSwap<Vec<GraphNode>>>,
     /// The agent's metrics.
     pub telemetry: &'static Telemetry,
+    /// Components that died: `/health` is not ok while there is one.
+    pub failures: Failures,
 }
 
 /// The API could not start.
@@ -34,12 +36,24 @@ pub struct ApiError {
     pub source: std::io::Error,
 }
 
-/// Binds `address` and serves until `shutdown`; returns the bound address.
-pub async fn serve(address: SocketAddr, state: ApiState, shutdown: CancellationToken) -> Result<SocketAddr, ApiError> {
-    let listener = tokio::net::TcpListener::bind(address)
+/// Binds `address`: done before any component starts, so a port taken by
+/// someone else stops the agent before it produced anything.
+pub async fn bind(address: SocketAddr) -> Result<tokio::net::TcpListener, ApiError> {
+    tokio::net::TcpListener::bind(address)
         .await
-        .map_err(|source| ApiError { address, source })?;
-    let bound = listener.local_addr().map_err(|source| ApiError { address, source })?;
+        .map_err(|source| ApiError { address, source })
+}
+
+/// Serves on `listener` until `shutdown`; returns the bound address.
+pub fn serve(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    shutdown: CancellationToken,
+) -> Result<SocketAddr, ApiError> {
+    let bound = listener.local_addr().map_err(|source| ApiError {
+        address: SocketAddr::from(([0, 0, 0, 0], 0)),
+        source,
+    })?;
     let app = Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
@@ -55,8 +69,18 @@ pub async fn serve(address: SocketAddr, state: ApiState, shutdown: CancellationT
     Ok(bound)
 }
 
-async fn health() -> impl IntoResponse {
-    Json(serde_json::json!({ "status": "ok" }))
+/// `{"status":"ok"}`, or 503 and `{"status":"failed","failed":[…]}` once a
+/// component has died.
+async fn health(State(state): State<ApiState>) -> impl IntoResponse {
+    let failed = state.failures.list();
+    if failed.is_empty() {
+        (StatusCode::OK, Json(serde_json::json!({ "status": "ok" })))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": "failed", "failed": failed })),
+        )
+    }
 }
 
 async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {

@@ -49,3 +49,6 @@ pub use component::{
 };
 pub use event::{Event, EventBatch, EventKind, EventKinds};
 pub use registry::Registry;
+/// The token that stops components (their contexts' `shutdown`) and a
+/// topology's drain ([`topology::Topology::shutdown`]).
+pub use tokio_util::sync::CancellationToken;

@@ -105,8 +105,8 @@ fn recording(id: &str) -> Recording {
 /// Waits until every component of `topology` has finished on its own (all
 /// sources ended and their events were delivered), woken only by the
 /// topology's task-ended notifications as the agent is; then shuts it down
-/// and returns the events dropped at shutdown. Panics after `timeout`.
-pub async fn run_to_end(topology: Topology, timeout: Duration) -> u64 {
+/// and says how the shutdown ended. Panics after `timeout`.
+pub async fn run_to_end(topology: Topology, timeout: Duration) -> crate::topology::Stopped {
     let task_ended = topology.task_ended();
     tokio::time::timeout(timeout, async {
         while !topology.is_finished() {
@@ -115,7 +115,9 @@ pub async fn run_to_end(topology: Topology, timeout: Duration) -> u64 {
     })
     .await
     .unwrap_or_else(|_| panic!("pipeline did not finish within {timeout:?}"));
-    topology.shutdown(Duration::from_secs(5)).await
+    topology
+        .shutdown(Duration::from_secs(5), tokio_util::sync::CancellationToken::new())
+        .await
 }
 
 /// The sum of the agent's counter `name` for `component_id` (and `reason`,
@@ -169,6 +171,10 @@ pub struct SequenceSourceConfig {
     /// When set, building fails with this message (to test failed builds).
     #[serde(default)]
     pub fail_build: Option<String>,
+    /// When set, the source panics once it has sent this many events (to
+    /// test a component that dies).
+    #[serde(default)]
+    pub panic_after: Option<u64>,
 }
 
 impl SourceConfig for SequenceSourceConfig {
@@ -188,6 +194,9 @@ impl SourceConfig for SequenceSourceConfig {
         Ok(Box::pin(async move {
             let mut next = 0;
             while next < config.count {
+                if config.panic_after.is_some_and(|after| next >= after) {
+                    panic!("sequence source told to panic after {next} events");
+                }
                 let end = (next + batch_size).min(config.count);
                 let events = (next..end).map(|s| sequence_event(config.kind, s)).collect();
                 next = end;
@@ -235,6 +244,10 @@ pub struct RecordSinkConfig {
     /// Accept logs only (metrics are removed before it and counted).
     #[serde(default)]
     pub logs_only: bool,
+    /// When set, the sink panics on the call that would take it past this
+    /// many events (to test a sink that dies).
+    #[serde(default)]
+    pub panic_after: Option<u64>,
 }
 
 impl SinkConfig for RecordSinkConfig {
@@ -250,6 +263,7 @@ impl SinkConfig for RecordSinkConfig {
         Ok(batch_sink(RecordSink {
             log: recording(&cx.info.id),
             delay: Duration::from_millis(self.delay_ms),
+            panic_after: self.panic_after,
         }))
     }
 }
@@ -257,6 +271,7 @@ impl SinkConfig for RecordSinkConfig {
 struct RecordSink {
     log: Recording,
     delay: Duration,
+    panic_after: Option<u64>,
 }
 
 impl BatchSink for RecordSink {
@@ -264,7 +279,14 @@ impl BatchSink for RecordSink {
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }
-        self.log.lock().unwrap().extend(batch.iter().map(sequence));
+        let mut log = self.log.lock().unwrap();
+        if let Some(after) = self.panic_after {
+            if log.len() as u64 + batch.len() as u64 > after {
+                drop(log);
+                panic!("record sink told to panic after {after} events");
+            }
+        }
+        log.extend(batch.iter().map(sequence));
         Ok(())
     }
 }

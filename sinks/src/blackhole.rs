@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
+use sonde_core::config::{Checks, Invalid, MIN_INTERVAL};
 use sonde_core::event::{EventBatch, EventKinds};
 use sonde_core::{batch_sink, BatchSink, BoxError, Sink, SinkConfig, SinkContext, SinkError};
 
@@ -15,7 +16,8 @@ use sonde_core::{batch_sink, BatchSink, BoxError, Sink, SinkConfig, SinkContext,
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BlackholeSinkConfig {
-    /// Log the running count this often (`"10s"`). Default: never.
+    /// Log the running count this often (`"10s"`), at least `100ms`.
+    /// Default: never.
     #[serde(default, with = "humantime_serde")]
     #[schemars(with = "Option<String>")]
     pub print_interval: Option<Duration>,
@@ -28,6 +30,16 @@ impl sonde_core::registry::SinkType for BlackholeSinkConfig {
 impl SinkConfig for BlackholeSinkConfig {
     fn accepts(&self) -> EventKinds {
         EventKinds::ALL
+    }
+
+    fn validate(&self) -> Result<(), Vec<Invalid>> {
+        let mut check = Checks::new();
+        check.that(
+            self.print_interval.is_none_or(|every| every >= MIN_INTERVAL),
+            "print_interval",
+            "must be at least 100ms",
+        );
+        check.finish()
     }
 
     fn build(&self, cx: &SinkContext) -> Result<Sink, BoxError> {

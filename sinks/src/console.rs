@@ -5,7 +5,9 @@ use std::io::Write;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use sonde_core::event::{Event, EventBatch, EventKinds};
-use sonde_core::{batch_sink, BatchSink, BoxError, Sink, SinkConfig, SinkContext, SinkError};
+use sonde_core::{
+    batch_sink, BatchSink, BoxError, CancellationToken, ComponentInfo, Sink, SinkConfig, SinkContext, SinkError,
+};
 
 /// How events are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -51,10 +53,12 @@ impl SinkConfig for ConsoleSinkConfig {
         EventKinds::ALL
     }
 
-    fn build(&self, _cx: &SinkContext) -> Result<Sink, BoxError> {
+    fn build(&self, cx: &SinkContext) -> Result<Sink, BoxError> {
         Ok(batch_sink(Console {
             encoding: self.encoding,
             target: self.target,
+            info: cx.info.clone(),
+            stop: cx.shutdown.clone(),
         }))
     }
 }
@@ -63,6 +67,9 @@ impl SinkConfig for ConsoleSinkConfig {
 struct Console {
     encoding: ConsoleEncoding,
     target: ConsoleTarget,
+    info: ComponentInfo,
+    /// Cancelled to end this sink when its stream is closed for good.
+    stop: CancellationToken,
 }
 
 /// One readable line for `event`.
@@ -105,11 +112,27 @@ impl BatchSink for Console {
             }
             buffer.push(b'\n');
         }
-        let result = match self.target {
-            ConsoleTarget::Stdout => std::io::stdout().lock().write_all(&buffer),
-            ConsoleTarget::Stderr => std::io::stderr().lock().write_all(&buffer),
+        let (name, result) = match self.target {
+            ConsoleTarget::Stdout => ("stdout", std::io::stdout().lock().write_all(&buffer)),
+            ConsoleTarget::Stderr => ("stderr", std::io::stderr().lock().write_all(&buffer)),
         };
-        // A closed pipe will not reopen: retrying would only stall the pipeline.
-        result.map_err(SinkError::permanent)
+        match result {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => {
+                // The reader is gone (`sonde run … | head`) and will not come
+                // back: this sink ends. Its task sees the stop, counts this
+                // batch and what is queued as `output_closed`, and the agent
+                // stops once no sink is left.
+                if !self.stop.is_cancelled() {
+                    tracing::info!(component = %self.info, "{name} was closed by its reader; this sink stops");
+                    self.stop.cancel();
+                }
+                std::future::pending().await
+            }
+            Err(error) => Err(SinkError::permanent(std::io::Error::new(
+                error.kind(),
+                format!("cannot write to {name}: {error}"),
+            ))),
+        }
     }
 }

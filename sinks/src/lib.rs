@@ -4,6 +4,7 @@
 //! one line in [`register`].
 
 pub mod blackhole;
+pub mod causes;
 pub mod console;
 pub mod file;
 pub mod otlp;

@@ -16,6 +16,13 @@ use tokio::time::MissedTickBehavior;
 pub const DEFAULT_RATE: f64 = 10.0;
 /// Default events per batch (at high rates).
 pub const DEFAULT_BATCH_SIZE: usize = 1000;
+/// The lowest `rate` other than 0: one event every 1000 s.
+pub const MIN_RATE: f64 = 0.001;
+/// The highest `rate`: ten million events a second, more than a pipeline
+/// carries (use 0 for "as fast as it goes").
+pub const MAX_RATE: f64 = 10_000_000.0;
+/// The largest `batch_size`.
+pub const MAX_BATCH_SIZE: usize = 1_000_000;
 /// Name of the demo metric; its value is the sequence number.
 pub const METRIC_NAME: &str = "sonde_demo_sequence";
 /// Name of the demo log records.
@@ -51,15 +58,15 @@ pub enum DemoKind {
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DemoSourceConfig {
-    /// Events per second. 0 means as fast as the pipeline accepts (for
-    /// benchmarks). Default 10.
+    /// Events per second, from 0.001 to 10000000. 0 means as fast as the
+    /// pipeline accepts (for benchmarks). Default 10.
     #[serde(default = "default_rate")]
     pub rate: f64,
     /// Stop after this many events. Default: never stop.
     #[serde(default)]
     pub count: Option<u64>,
-    /// Events per batch. At low rates batches are smaller, so that at least
-    /// ten go out each second. Default 1000.
+    /// Events per batch, from 1 to 1000000. At low rates batches are
+    /// smaller, so that at least ten go out each second. Default 1000.
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
     /// `metric` (default) or `log`.
@@ -87,11 +94,19 @@ impl SourceConfig for DemoSourceConfig {
         let mut check = Checks::new();
         check
             .that(
-                self.rate >= 0.0 && self.rate.is_finite(),
+                self.rate == 0.0 || (MIN_RATE..=MAX_RATE).contains(&self.rate),
                 "rate",
-                format_args!("must be 0 or a positive number, not {}", self.rate),
+                format_args!(
+                    "must be 0 or between {MIN_RATE} and {MAX_RATE} events per second, not {}",
+                    self.rate
+                ),
             )
             .that(self.batch_size > 0, "batch_size", "must be at least 1")
+            .that(
+                self.batch_size <= MAX_BATCH_SIZE,
+                "batch_size",
+                format_args!("must be at most {MAX_BATCH_SIZE}"),
+            )
             .that(self.series > 0, "series", "must be at least 1");
         check.finish()
     }

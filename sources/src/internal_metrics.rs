@@ -26,8 +26,8 @@ const fn default_interval() -> Duration {
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InternalMetricsSourceConfig {
-    /// Time between snapshots. Default `10s`.
-    #[serde(default = "default_interval", with = "sonde_core::config::positive_duration")]
+    /// Time between snapshots. Default `10s`. At least `100ms`.
+    #[serde(default = "default_interval", with = "sonde_core::config::interval")]
     #[schemars(with = "sonde_core::config::PositiveDuration")]
     pub interval: Duration,
 }

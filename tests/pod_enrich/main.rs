@@ -85,7 +85,10 @@ async fn enrich_through_pipeline(pid: u32) -> Vec<serde_json::Value> {
     })
     .await
     .expect("pipeline finished");
-    assert_eq!(topology.shutdown(Duration::from_secs(5)).await, 0);
+    let stopped = topology
+        .shutdown(Duration::from_secs(5), sonde_core::CancellationToken::new())
+        .await;
+    assert_eq!(stopped, sonde_core::topology::Stopped::Drained);
     std::fs::read_to_string(&out)
         .unwrap()
         .lines()

@@ -63,12 +63,53 @@ const fn default_max_backoff() -> Duration {
     DEFAULT_RETRY_MAX_BACKOFF
 }
 
+/// The shortest `request { timeout, retry_initial_backoff,
+/// retry_max_backoff }`: below it a failing backend is retried in a busy
+/// loop (a zero backoff retried at once, forever).
+pub const MIN_REQUEST_DELAY: Duration = Duration::from_millis(10);
+
+/// `#[serde(with = "request_delay")]` for the `request` block's durations:
+/// humantime text of at least [`MIN_REQUEST_DELAY`].
+pub mod request_delay {
+    use std::time::Duration;
+
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer};
+
+    use super::MIN_REQUEST_DELAY;
+
+    /// Parses humantime text of at least [`MIN_REQUEST_DELAY`].
+    pub fn parse(text: &str) -> Result<Duration, String> {
+        let duration = humantime::parse_duration(text)
+            .map_err(|e| format!("`{text}` is not a duration ({e}); write it like `10s`, `500ms` or `1m`"))?;
+        if duration < MIN_REQUEST_DELAY {
+            return Err(format!(
+                "must be at least {} (shorter retries a failing backend in a busy loop), not {text}",
+                humantime::format_duration(MIN_REQUEST_DELAY)
+            ));
+        }
+        Ok(duration)
+    }
+
+    /// Reads humantime text of at least [`MIN_REQUEST_DELAY`].
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        parse(&text).map_err(D::Error::custom)
+    }
+
+    /// Writes humantime text.
+    pub fn serialize<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        humantime_serde::serialize(duration, serializer)
+    }
+}
+
 /// The `request { }` block of a sink: how batches are sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequestConfig {
-    /// Time one attempt may take before it fails as retriable. Default `30s`.
-    #[serde(default = "default_timeout", with = "humantime_serde")]
+    /// Time one attempt may take before it fails as retriable. At least
+    /// `10ms`. Default `30s`.
+    #[serde(default = "default_timeout", with = "request_delay")]
     #[schemars(with = "String")]
     pub timeout: Duration,
     /// Batches in flight at once. 1 (default) keeps them in order.
@@ -78,16 +119,17 @@ pub struct RequestConfig {
     #[serde(default)]
     pub rate_limit_per_second: u64,
     /// Attempts per batch before it is dropped and counted; 0 (default)
-    /// retries retriable errors until shutdown, so an outage loses nothing.
+    /// retries retriable errors until the agent stops (what is still
+    /// waiting then is dropped and counted as `shutdown`).
     #[serde(default)]
     pub retry_max_attempts: u32,
     /// Delay before the first retry; doubles each attempt (with jitter).
-    /// Default `500ms`.
-    #[serde(default = "default_initial_backoff", with = "humantime_serde")]
+    /// At least `10ms`. Default `500ms`.
+    #[serde(default = "default_initial_backoff", with = "request_delay")]
     #[schemars(with = "String")]
     pub retry_initial_backoff: Duration,
-    /// Longest delay between retries. Default `30s`.
-    #[serde(default = "default_max_backoff", with = "humantime_serde")]
+    /// Longest delay between retries. At least `10ms`. Default `30s`.
+    #[serde(default = "default_max_backoff", with = "request_delay")]
     #[schemars(with = "String")]
     pub retry_max_backoff: Duration,
 }
@@ -138,5 +180,17 @@ impl Default for BatchConfig {
             max_events: DEFAULT_BATCH_MAX_EVENTS,
             timeout: DEFAULT_BATCH_TIMEOUT,
         }
+    }
+}
+
+#[cfg(test)]
+mod delay_tests {
+    use super::*;
+
+    #[test]
+    fn request_delays_have_a_floor() {
+        assert_eq!(request_delay::parse("10ms"), Ok(Duration::from_millis(10)));
+        let error = request_delay::parse("0s").unwrap_err();
+        assert!(error.contains("at least 10ms"), "{error}");
     }
 }

@@ -33,4 +33,4 @@ pub use crate::component::{
 };
 pub use crate::component::{Checks, Invalid};
 pub use crate::edge::WhenFull;
-pub use values::{fraction, http_url, positive_duration, Fraction, HttpUrl, PositiveDuration};
+pub use values::{fraction, http_url, interval, positive_duration, Fraction, HttpUrl, PositiveDuration, MIN_INTERVAL};

@@ -104,6 +104,40 @@ pub mod positive_duration {
     }
 }
 
+/// The shortest period a source may be asked to work at: below it a source
+/// spends its time waking up (at `1ns` one busy-loops a core) and floods
+/// the pipeline, for no finer data than its kernel-side totals give.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
+
+/// `#[serde(with = "interval")]` for a source's period (`interval`, and
+/// timeouts that work as one): humantime text of at least [`MIN_INTERVAL`].
+pub mod interval {
+    use super::*;
+
+    /// Parses humantime text of at least [`MIN_INTERVAL`].
+    pub fn parse(text: &str) -> Result<Duration, String> {
+        let duration = PositiveDuration::parse(text)?.get();
+        if duration < MIN_INTERVAL {
+            return Err(format!(
+                "must be at least {} (a shorter period only burns CPU), not {text}",
+                humantime::format_duration(MIN_INTERVAL)
+            ));
+        }
+        Ok(duration)
+    }
+
+    /// Reads humantime text of at least [`MIN_INTERVAL`].
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        parse(&text).map_err(D::Error::custom)
+    }
+
+    /// Writes humantime text.
+    pub fn serialize<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        humantime_serde::serialize(duration, serializer)
+    }
+}
+
 /// An `http://` or `https://` URL.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct HttpUrl(String);
@@ -111,6 +145,13 @@ pub struct HttpUrl(String);
 impl HttpUrl {
     /// Checks `text`.
     pub fn parse(text: &str) -> Result<Self, String> {
+        // `host:port` parses as a URL whose scheme is the host: say what is
+        // missing instead of naming a scheme nobody wrote.
+        if !text.contains("://") && url::Url::parse(&format!("http://{text}")).is_ok() {
+            return Err(format!(
+                "`{text}` has no scheme; write `http://{text}` (or `https://` for TLS)"
+            ));
+        }
         let url = url::Url::parse(text)
             .map_err(|e| format!("`{text}` is not a URL ({e}); write it like `http://host:port`"))?;
         match url.scheme() {
@@ -256,6 +297,25 @@ mod tests {
 
     fn parse<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, String> {
         serde_json::from_value(value).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_url_without_scheme_says_so() {
+        let error = HttpUrl::parse("localhost:4317").unwrap_err();
+        assert_eq!(
+            error,
+            "`localhost:4317` has no scheme; write `http://localhost:4317` (or `https://` for TLS)"
+        );
+        assert!(HttpUrl::parse("ftp://h/").unwrap_err().contains("the scheme is `ftp`"));
+    }
+
+    #[test]
+    fn interval_has_a_floor() {
+        assert_eq!(interval::parse("100ms"), Ok(Duration::from_millis(100)));
+        assert_eq!(interval::parse("10s"), Ok(Duration::from_secs(10)));
+        let error = interval::parse("1ns").unwrap_err();
+        assert!(error.contains("at least 100ms"), "{error}");
+        assert_eq!(interval::parse("0s").unwrap_err(), "must be longer than 0s");
     }
 
     #[test]

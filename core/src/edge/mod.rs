@@ -10,4 +10,7 @@ mod output;
 mod queue;
 
 pub use output::{Output, OutputSlot};
-pub use queue::{queue, InputReceiver, InputSender, QueueClosed, Queued, SlotGuard, WeakInputSender, WhenFull};
+pub use queue::{
+    queue, InputReceiver, InputSender, QueueClosed, QueueMetrics, Queued, SlotGuard, WeakInputSender, WhenFull,
+    DROP_LOG_EVERY,
+};

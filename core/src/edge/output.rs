@@ -82,6 +82,51 @@ impl Output {
         futures::future::poll_fn(|cx| self.poll_ready(cx)).await?;
         self.call(batch).await
     }
+
+    /// [`Output::send`] for a transform, which must account for what it
+    /// accepted: whether a consumer took the batch (false when every one
+    /// had stopped, so the caller counts the batch as lost).
+    pub async fn pass_on(&mut self, batch: EventBatch) -> Result<bool, BoxError> {
+        futures::future::poll_fn(|cx| self.poll_ready(cx)).await?;
+        Ok(self.deliver(batch).await)
+    }
+
+    /// Sends `batch` to every consumer; true when one took it (or there is
+    /// none to take it).
+    fn deliver(&mut self, batch: EventBatch) -> BoxFuture<'static, bool> {
+        let events = batch.len() as u64;
+        if events == 0 {
+            return Box::pin(async { true });
+        }
+        // Counted once a consumer has taken the batch (or counted it as
+        // dropped, `drop_newest`), not before: a batch still waiting for
+        // room when a stop cannot wait was never accepted, and counting it
+        // as sent would leave events that no consumer accounts for.
+        let sent_events = self.sent_events.clone();
+        let sent_batches = self.sent_batches.clone();
+        let count = move |taken: bool| {
+            if taken {
+                sent_events.increment(events);
+                sent_batches.increment(1);
+            }
+            taken
+        };
+        match self.targets.len() {
+            0 => Box::pin(async move { count(true) }),
+            1 => {
+                let send = self.targets[0].send(batch);
+                Box::pin(async move { count(send.await.is_ok()) })
+            }
+            _ => {
+                // Each consumer gets the same shared batch: an atomic increment, not a copy.
+                let sends: Vec<_> = self.targets.iter_mut().map(|t| t.send(batch.clone())).collect();
+                Box::pin(async move {
+                    let results = futures::future::join_all(sends).await;
+                    count(results.iter().any(Result::is_ok))
+                })
+            }
+        }
+    }
 }
 
 impl Service<EventBatch> for Output {
@@ -108,29 +153,11 @@ impl Service<EventBatch> for Output {
     }
 
     fn call(&mut self, batch: EventBatch) -> Self::Future {
-        let events = batch.len() as u64;
-        if events == 0 {
-            return Box::pin(async { Ok(()) });
-        }
-        self.sent_events.increment(events);
-        self.sent_batches.increment(1);
-        match self.targets.len() {
-            0 => Box::pin(async { Ok(()) }),
-            1 => {
-                let send = self.targets[0].send(batch);
-                Box::pin(async move {
-                    let _ = send.await;
-                    Ok(())
-                })
-            }
-            _ => {
-                // Each consumer gets the same shared batch: an atomic increment, not a copy.
-                let sends: Vec<_> = self.targets.iter_mut().map(|t| t.send(batch.clone())).collect();
-                Box::pin(async move {
-                    futures::future::join_all(sends).await;
-                    Ok(())
-                })
-            }
-        }
+        // A consumer that stopped (removed by a reload) just stops receiving.
+        let delivery = self.deliver(batch);
+        Box::pin(async move {
+            delivery.await;
+            Ok(())
+        })
     }
 }

@@ -9,12 +9,19 @@
 //! - `block`: [`InputSender::poll_reserve`] pends until at least one slot is
 //!   free and the send waits for the rest, so backpressure reaches the
 //!   producer's `poll_ready`.
-//! - `drop_newest`: a batch that does not fit is dropped and counted.
+//! - `drop_newest`: a batch that does not fit is dropped, counted, and
+//!   logged (at most once every [`DROP_LOG_EVERY`], with the count since).
+//!
+//! The queue keeps its consumer's `buffer_events` gauge current on every
+//! enqueue and release, so a backlog is visible while the consumer is busy
+//! (a sink stuck retrying one batch), not only when it takes the next one.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-use metrics::Counter;
+use metrics::{Counter, Gauge};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
@@ -35,24 +42,100 @@ pub enum WhenFull {
     DropNewest,
 }
 
+/// The shortest time between two log lines about a full `drop_newest` queue.
+pub const DROP_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// What a queue reports about itself: drops (counted and logged) and its
+/// occupancy (a gauge).
+#[derive(Debug, Clone)]
+pub struct QueueMetrics {
+    /// Whose queue it is, for the log line.
+    pub owner: String,
+    /// Events dropped because the queue was full.
+    pub dropped: Counter,
+    /// Events accepted and not yet released by the consumer.
+    pub buffered: Gauge,
+}
+
+impl QueueMetrics {
+    /// Metrics that go nowhere (tests).
+    pub fn noop() -> Self {
+        QueueMetrics {
+            owner: String::new(),
+            dropped: Counter::noop(),
+            buffered: Gauge::noop(),
+        }
+    }
+}
+
+/// Shared by both ends: the metrics, and the rate limit of the drop log.
+#[derive(Debug)]
+struct Shared {
+    metrics: QueueMetrics,
+    semaphore: Arc<Semaphore>,
+    capacity: u32,
+    /// Dropped since the last log line.
+    unlogged: AtomicU64,
+    last_log: std::sync::Mutex<Option<Instant>>,
+}
+
+impl Shared {
+    fn update_gauge(&self) {
+        let queued = self.capacity as usize - self.semaphore.available_permits().min(self.capacity as usize);
+        self.metrics.buffered.set(queued as f64);
+    }
+
+    fn dropped(&self, events: u64) {
+        self.metrics.dropped.increment(events);
+        let unlogged = self.unlogged.fetch_add(events, Ordering::Relaxed) + events;
+        let mut last = self.last_log.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_none_or(|at| at.elapsed() >= DROP_LOG_EVERY) {
+            *last = Some(Instant::now());
+            self.unlogged.fetch_sub(unlogged, Ordering::Relaxed);
+            tracing::warn!(
+                component = %self.metrics.owner,
+                events = unlogged,
+                "buffer full (when_full = \"drop_newest\"), events dropped"
+            );
+        }
+    }
+}
+
 /// A batch in a queue, holding its slots until dropped.
 #[derive(Debug)]
 pub struct Queued {
     /// The events.
     pub batch: EventBatch,
     permit: Option<OwnedSemaphorePermit>,
+    shared: Arc<Shared>,
 }
 
 impl Queued {
     /// Splits off the batch; the slots are freed when the returned guard drops.
     pub fn into_parts(self) -> (EventBatch, SlotGuard) {
-        (self.batch, SlotGuard(self.permit))
+        (
+            self.batch,
+            SlotGuard {
+                permit: self.permit,
+                shared: self.shared,
+            },
+        )
     }
 }
 
 /// Holds a batch's queue slots; dropping it frees them.
 #[derive(Debug)]
-pub struct SlotGuard(#[allow(dead_code)] Option<OwnedSemaphorePermit>);
+pub struct SlotGuard {
+    permit: Option<OwnedSemaphorePermit>,
+    shared: Arc<Shared>,
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        drop(self.permit.take());
+        self.shared.update_gauge();
+    }
+}
 
 /// The queue is closed: its consumer has stopped.
 #[derive(Debug, thiserror::Error)]
@@ -60,22 +143,30 @@ pub struct SlotGuard(#[allow(dead_code)] Option<OwnedSemaphorePermit>);
 pub struct QueueClosed;
 
 /// Creates a queue of `capacity` events.
-pub fn queue(capacity: usize, when_full: WhenFull, dropped: Counter) -> (InputSender, InputReceiver) {
+pub fn queue(capacity: usize, when_full: WhenFull, metrics: QueueMetrics) -> (InputSender, InputReceiver) {
     let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS) as u32;
     let semaphore = Arc::new(Semaphore::new(capacity as usize));
     let (tx, rx) = mpsc::unbounded_channel();
+    let shared = Arc::new(Shared {
+        metrics,
+        semaphore: semaphore.clone(),
+        capacity,
+        unlogged: AtomicU64::new(0),
+        last_log: std::sync::Mutex::new(None),
+    });
     let sender = InputSender {
         tx,
         slots: PollSemaphore::new(semaphore.clone()),
         capacity,
         when_full,
-        dropped,
+        shared: shared.clone(),
         reserved: None,
     };
     let receiver = InputReceiver {
         rx,
         semaphore,
         capacity,
+        shared,
     };
     (sender, receiver)
 }
@@ -87,7 +178,7 @@ pub struct InputSender {
     slots: PollSemaphore,
     capacity: u32,
     when_full: WhenFull,
-    dropped: Counter,
+    shared: Arc<Shared>,
     /// The slot taken by `poll_reserve`, used by the next `send`.
     reserved: Option<OwnedSemaphorePermit>,
 }
@@ -99,7 +190,7 @@ impl Clone for InputSender {
             slots: self.slots.clone(),
             capacity: self.capacity,
             when_full: self.when_full,
-            dropped: self.dropped.clone(),
+            shared: self.shared.clone(),
             reserved: None,
         }
     }
@@ -133,7 +224,7 @@ impl InputSender {
         let semaphore = self.slots.clone_inner();
         let tx = self.tx.clone();
         let when_full = self.when_full;
-        let dropped = self.dropped.clone();
+        let shared = self.shared.clone();
         async move {
             let permit = match when_full {
                 WhenFull::Block => {
@@ -153,7 +244,7 @@ impl InputSender {
                 WhenFull::DropNewest => match semaphore.try_acquire_many_owned(wanted) {
                     Ok(permit) => permit,
                     Err(tokio::sync::TryAcquireError::NoPermits) => {
-                        dropped.increment(batch.len() as u64);
+                        shared.dropped(batch.len() as u64);
                         return Ok(());
                     }
                     Err(tokio::sync::TryAcquireError::Closed) => return Err(QueueClosed),
@@ -162,8 +253,11 @@ impl InputSender {
             tx.send(Queued {
                 batch,
                 permit: Some(permit),
+                shared: shared.clone(),
             })
-            .map_err(|_| QueueClosed)
+            .map_err(|_| QueueClosed)?;
+            shared.update_gauge();
+            Ok(())
         }
     }
 
@@ -179,7 +273,7 @@ impl InputSender {
             slots: self.slots.clone(),
             capacity: self.capacity,
             when_full: self.when_full,
-            dropped: self.dropped.clone(),
+            shared: self.shared.clone(),
         }
     }
 }
@@ -191,10 +285,16 @@ pub struct WeakInputSender {
     slots: PollSemaphore,
     capacity: u32,
     when_full: WhenFull,
-    dropped: Counter,
+    shared: Arc<Shared>,
 }
 
 impl WeakInputSender {
+    /// Closes the queue for good, its consumer having died: producers stop
+    /// waiting for room that would never free, and send nowhere.
+    pub fn close(&self) {
+        self.slots.clone_inner().close();
+    }
+
     /// A sender, while the queue is still open.
     pub fn upgrade(&self) -> Option<InputSender> {
         Some(InputSender {
@@ -202,7 +302,7 @@ impl WeakInputSender {
             slots: self.slots.clone(),
             capacity: self.capacity,
             when_full: self.when_full,
-            dropped: self.dropped.clone(),
+            shared: self.shared.clone(),
             reserved: None,
         })
     }
@@ -214,6 +314,8 @@ pub struct InputReceiver {
     rx: mpsc::UnboundedReceiver<Queued>,
     semaphore: Arc<Semaphore>,
     capacity: u32,
+    #[allow(dead_code)] // keeps the metrics alive with the consumer
+    shared: Arc<Shared>,
 }
 
 impl InputReceiver {
@@ -232,6 +334,20 @@ impl InputReceiver {
         self.rx.close();
         self.semaphore.close();
     }
+
+    /// Closes the queue and empties it: the number of events it still held,
+    /// which the caller counts as lost (a stop that cannot wait).
+    pub async fn close_and_discard(&mut self) -> u64 {
+        self.close();
+        let mut events = 0;
+        // `recv`, not `try_recv`: it also waits for a send already under
+        // way, which `try_recv` may report as an empty queue. Once closed
+        // and empty it ends, whoever still holds a sender.
+        while let Some(queued) = self.rx.recv().await {
+            events += queued.batch.len() as u64;
+        }
+        events
+    }
 }
 
 #[cfg(test)]
@@ -246,7 +362,7 @@ mod tests {
 
     #[tokio::test]
     async fn block_waits_for_slots() {
-        let (mut tx, mut rx) = queue(4, WhenFull::Block, Counter::noop());
+        let (mut tx, mut rx) = queue(4, WhenFull::Block, QueueMetrics::noop());
         poll_fn(|cx| tx.poll_reserve(cx)).await.unwrap();
         tx.send(batch(4)).await.unwrap();
         assert_eq!(rx.queued_events(), 4);
@@ -262,7 +378,7 @@ mod tests {
 
     #[tokio::test]
     async fn drop_newest_counts_what_does_not_fit() {
-        let (mut tx, mut rx) = queue(3, WhenFull::DropNewest, Counter::noop());
+        let (mut tx, mut rx) = queue(3, WhenFull::DropNewest, QueueMetrics::noop());
         tx.send(batch(2)).await.unwrap();
         tx.send(batch(2)).await.unwrap(); // does not fit: dropped
         tx.send(batch(1)).await.unwrap();
@@ -276,7 +392,7 @@ mod tests {
 
     #[tokio::test]
     async fn oversized_batches_pass_alone() {
-        let (mut tx, mut rx) = queue(2, WhenFull::Block, Counter::noop());
+        let (mut tx, mut rx) = queue(2, WhenFull::Block, QueueMetrics::noop());
         tx.send(batch(5)).await.unwrap();
         assert_eq!(rx.recv().await.unwrap().batch.len(), 5);
     }

@@ -24,7 +24,9 @@ pub const CALL_SECONDS: &str = "sonde_component_call_duration_seconds";
 /// Events waiting in the component's input queue.
 pub const BUFFER_EVENTS: &str = "sonde_component_buffer_events";
 
-/// Why events were dropped.
+/// Why events were dropped. `error` and `shutdown` are losses of events a
+/// sink had accepted (they make `sonde run` exit non-zero); the others are
+/// the pipeline's configured behaviour or a reader that went away.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DropReason {
     /// A `drop_newest` buffer was full.
@@ -33,17 +35,22 @@ pub enum DropReason {
     Error,
     /// The component does not accept this event kind.
     UnsupportedKind,
-    /// Still in flight when the shutdown grace period ended.
+    /// Still held when a stop could not wait: the shutdown grace period
+    /// ended, or a second signal came.
     Shutdown,
+    /// The sink's destination closed for good (a closed pipe on stdout).
+    OutputClosed,
 }
 
 impl DropReason {
-    fn as_str(self) -> &'static str {
+    /// The `reason` label.
+    pub fn as_str(self) -> &'static str {
         match self {
             DropReason::BufferFull => "buffer_full",
             DropReason::Error => "error",
             DropReason::UnsupportedKind => "unsupported_kind",
             DropReason::Shutdown => "shutdown",
+            DropReason::OutputClosed => "output_closed",
         }
     }
 }
@@ -65,7 +72,7 @@ pub struct ComponentMetrics {
     pub call_seconds: Histogram,
     /// [`BUFFER_EVENTS`].
     pub buffer_events: Gauge,
-    dropped: [Counter; 4],
+    dropped: [Counter; 5],
 }
 
 impl ComponentMetrics {
@@ -90,6 +97,7 @@ impl ComponentMetrics {
                 dropped_with(DropReason::Error),
                 dropped_with(DropReason::UnsupportedKind),
                 dropped_with(DropReason::Shutdown),
+                dropped_with(DropReason::OutputClosed),
             ],
         }
     }
@@ -101,6 +109,7 @@ impl ComponentMetrics {
             DropReason::Error => &self.dropped[1],
             DropReason::UnsupportedKind => &self.dropped[2],
             DropReason::Shutdown => &self.dropped[3],
+            DropReason::OutputClosed => &self.dropped[4],
         }
     }
 }

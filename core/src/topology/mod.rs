@@ -10,33 +10,42 @@
 //! Shutdown flows with the data: sources stop, and each queue closes when
 //! every producer feeding it has finished, so every accepted event reaches
 //! its sinks before their tasks end. Nothing is aborted before the grace
-//! period; what is still queued then is counted as dropped.
+//! period ends or a second signal comes; then every task counts what it
+//! still holds as dropped and returns (see `tasks`).
 //!
 //! One file per step of a (re)load: `diff.rs` decides what changed,
 //! `node.rs` builds the new components, `wiring.rs` connects outputs to
 //! queues, and `running.rs` starts, retires and drains the tasks, whose
-//! loops are in `tasks.rs`.
+//! loops are in `tasks.rs`; `loss.rs` counts what a task cannot deliver,
+//! `health.rs` keeps the components that died, and `summary.rs` gives the
+//! final account.
 
 mod causes;
 pub mod component_metrics;
 mod diff;
+mod health;
 mod instrument;
+mod loss;
 mod node;
 pub mod retry;
 mod running;
 pub mod stack;
+pub mod summary;
 mod tasks;
 #[cfg(test)]
 mod tests;
 mod wiring;
 
 pub use diff::ReloadSummary;
+pub use health::{Failure, Failures};
 pub use instrument::{Instrument, InstrumentLayer};
+pub use running::Stopped;
 
 // The queues and outputs moved below `component` (a source is handed an
 // `Output`); these are the paths component crates and tests know.
 pub use crate::edge::{
-    queue, InputReceiver, InputSender, Output, OutputSlot, QueueClosed, Queued, SlotGuard, WeakInputSender,
+    queue, InputReceiver, InputSender, Output, OutputSlot, QueueClosed, QueueMetrics, Queued, SlotGuard,
+    WeakInputSender,
 };
 
 use std::sync::Arc;
@@ -170,10 +179,21 @@ impl Topology {
         self.running.is_finished()
     }
 
-    /// Stops the sources and waits, at most `grace`, for every accepted event
-    /// to reach the sinks. Returns the number of events dropped because the
-    /// grace period ended first (also counted per component).
-    pub async fn shutdown(self, grace: Duration) -> u64 {
-        self.running.shutdown(grace).await
+    /// Whether every sink has ended before the sources (a console sink's
+    /// reader went away): the agent then stops, as nothing can be delivered.
+    pub fn sinks_finished(&self) -> bool {
+        self.running.sinks_finished()
+    }
+
+    /// Components that died so far (a panic, a source's error).
+    pub fn failures(&self) -> Failures {
+        self.running.failures()
+    }
+
+    /// Stops the sources and waits, at most `grace` or until `now` is
+    /// cancelled, for every accepted event to reach the sinks. What is still
+    /// held then is counted as dropped (`reason="shutdown"`) per component.
+    pub async fn shutdown(self, grace: Duration, now: tokio_util::sync::CancellationToken) -> Stopped {
+        self.running.shutdown(grace, now).await
     }
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use tokio::sync::Semaphore;
+use futures::FutureExt;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -17,23 +17,9 @@ use crate::component::{
     BoxError, BufferConfig, ComponentInfo, GlobalContext, SinkContext, SourceContext, TransformContext,
 };
 use crate::config::{graph, ComponentConfig};
-use crate::edge::{queue, InputReceiver, InputSender, Output, OutputSlot, WeakInputSender};
+use crate::edge::{queue, InputReceiver, InputSender, Output, OutputSlot, QueueMetrics, WeakInputSender};
 use crate::event::SharedStr;
 use crate::registry::AnyConfig;
-
-/// How a queue's occupancy is read at shutdown, to count what is lost.
-#[derive(Debug, Clone)]
-pub(super) struct QueueProbe {
-    semaphore: Arc<Semaphore>,
-    capacity: usize,
-}
-
-impl QueueProbe {
-    /// Events accepted into the queue and not yet delivered.
-    pub(super) fn queued(&self) -> usize {
-        self.capacity.saturating_sub(self.semaphore.available_permits())
-    }
-}
 
 /// One component of the graph, built, and running once `task` is set.
 pub(super) struct Node {
@@ -44,8 +30,12 @@ pub(super) struct Node {
     /// Its input queue (transforms and sinks). Weak, so the queue closes
     /// once the producers holding strong senders are gone.
     pub(super) input: Option<WeakInputSender>,
-    pub(super) probe: Option<QueueProbe>,
+    /// Stops a source; for a sink, cancelled when its task ends (its
+    /// context's `shutdown`). A child of `abort`.
     pub(super) stop: CancellationToken,
+    /// A stop that cannot wait: every task counts what it holds as dropped
+    /// and returns (see `tasks`).
+    pub(super) abort: CancellationToken,
     /// Set when the node is spawned.
     pub(super) task: Option<JoinHandle<()>>,
     /// Set when its task's work is over (just before the task ends, see
@@ -60,7 +50,8 @@ pub(super) struct Built {
     /// A strong sender to its queue, held until the task is spawned so the
     /// queue cannot close before its producers are wired to it.
     pub(super) sender: Option<InputSender>,
-    pub(super) run: BoxFuture<'static, ()>,
+    /// The task; an error is the component failing (a source's).
+    pub(super) run: BoxFuture<'static, Result<(), BoxError>>,
 }
 
 /// Builds every component of `to_build`, or none: on any failure, what was
@@ -105,10 +96,12 @@ fn build(config: ComponentConfig, global: &GlobalContext) -> Result<Built, BoxEr
         type_name: config.type_name,
     };
     let metrics = ComponentMetrics::new(&info);
-    let stop = CancellationToken::new();
+    let abort = CancellationToken::new();
+    let stop = abort.child_token();
     let global = global.clone();
     let accepts = graph::accepts(&config);
-    let (node, sender, run): (Node, Option<InputSender>, BoxFuture<'static, ()>) = match &config.options {
+    type Run = BoxFuture<'static, Result<(), BoxError>>;
+    let (node, sender, run): (Node, Option<InputSender>, Run) = match &config.options {
         AnyConfig::Source(source) => {
             let slot = OutputSlot::new();
             let out = Output::new(slot.clone(), metrics.sent_events.clone(), metrics.sent_batches.clone());
@@ -121,11 +114,10 @@ fn build(config: ComponentConfig, global: &GlobalContext) -> Result<Built, BoxEr
             let run_info = info.clone();
             let run_slot = slot.clone();
             let run = Box::pin(async move {
-                if let Err(error) = future.await {
-                    tracing::error!(component = %run_info, %error, "source failed");
-                }
+                let result = future.await;
                 run_slot.clear();
                 tracing::debug!(component = %run_info, "source finished");
+                result
             });
             let node = Node {
                 done: Arc::default(),
@@ -133,8 +125,8 @@ fn build(config: ComponentConfig, global: &GlobalContext) -> Result<Built, BoxEr
                 config,
                 slot: Some(slot),
                 input: None,
-                probe: None,
                 stop,
+                abort,
                 task: None,
                 metrics,
             };
@@ -146,7 +138,7 @@ fn build(config: ComponentConfig, global: &GlobalContext) -> Result<Built, BoxEr
                 global,
             })?;
             let service = stack::transform_stack(service, &metrics);
-            let (sender, receiver, probe) = make_queue(&BufferConfig::default(), &metrics);
+            let (sender, receiver) = make_queue(&BufferConfig::default(), &info, &metrics);
             let slot = OutputSlot::new();
             let out = Output::new(slot.clone(), metrics.sent_events.clone(), metrics.sent_batches.clone());
             let run = Box::pin(tasks::run_transform(
@@ -157,15 +149,18 @@ fn build(config: ComponentConfig, global: &GlobalContext) -> Result<Built, BoxEr
                 slot.clone(),
                 accepts,
                 metrics.clone(),
-            ));
+                abort.clone(),
+            ))
+            .map(Ok)
+            .boxed();
             let node = Node {
                 done: Arc::default(),
                 info: info.clone(),
                 config,
                 slot: Some(slot),
                 input: Some(sender.downgrade()),
-                probe: Some(probe),
                 stop,
+                abort,
                 task: None,
                 metrics,
             };
@@ -178,7 +173,7 @@ fn build(config: ComponentConfig, global: &GlobalContext) -> Result<Built, BoxEr
                 shutdown: stop.clone(),
             })?;
             let service = stack::sink_stack(service, &info, &config.request, &metrics);
-            let (sender, receiver, probe) = make_queue(&config.buffer, &metrics);
+            let (sender, receiver) = make_queue(&config.buffer, &info, &metrics);
             let batching = config.batch.or_else(|| sink.default_batch()).map(|mut b| {
                 // Waiting for more events than the buffer holds would only wait for the timeout.
                 b.max_events = b.max_events.clamp(1, config.buffer.max_events.max(1));
@@ -196,15 +191,18 @@ fn build(config: ComponentConfig, global: &GlobalContext) -> Result<Built, BoxEr
                 settings,
                 metrics.clone(),
                 stop.clone(),
-            ));
+                abort.clone(),
+            ))
+            .map(Ok)
+            .boxed();
             let node = Node {
                 done: Arc::default(),
                 info: info.clone(),
                 config,
                 slot: None,
                 input: Some(sender.downgrade()),
-                probe: Some(probe),
                 stop,
+                abort,
                 task: None,
                 metrics,
             };
@@ -214,15 +212,11 @@ fn build(config: ComponentConfig, global: &GlobalContext) -> Result<Built, BoxEr
     Ok(Built { node, sender, run })
 }
 
-fn make_queue(buffer: &BufferConfig, metrics: &ComponentMetrics) -> (InputSender, InputReceiver, QueueProbe) {
-    let (sender, receiver) = queue(
-        buffer.max_events,
-        buffer.when_full,
-        metrics.dropped(DropReason::BufferFull).clone(),
-    );
-    let probe = QueueProbe {
-        semaphore: sender.semaphore(),
-        capacity: buffer.max_events.clamp(1, Semaphore::MAX_PERMITS),
+fn make_queue(buffer: &BufferConfig, info: &ComponentInfo, metrics: &ComponentMetrics) -> (InputSender, InputReceiver) {
+    let queue_metrics = QueueMetrics {
+        owner: info.to_string(),
+        dropped: metrics.dropped(DropReason::BufferFull).clone(),
+        buffered: metrics.buffer_events.clone(),
     };
-    (sender, receiver, probe)
+    queue(buffer.max_events, buffer.when_full, queue_metrics)
 }

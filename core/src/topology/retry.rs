@@ -2,8 +2,10 @@
 //!
 //! Sinks only classify failures ([`SinkError`]); this policy decides when
 //! and how often to try again, the same for every sink. By default it
-//! retries until shutdown, so an outage costs latency, not data: the batch
-//! waits here and the sink's buffer fills, which blocks upstream.
+//! retries until shutdown: while the agent runs, a retriable outage costs
+//! latency, not data (the batch waits here and the sink's buffer fills,
+//! which blocks upstream); what is still waiting when the agent stops is
+//! dropped and counted (`reason="shutdown"`, see `tasks`).
 
 use std::time::Duration;
 

@@ -3,25 +3,32 @@
 //! cancelled; the rest end when their queues close, see the module above).
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
-use super::component_metrics::{ComponentMetrics, DropReason};
-use super::node::{Built, Node, QueueProbe};
+use super::health::Failures;
+use super::node::{Built, Node};
 use crate::component::{ComponentInfo, ComponentKind};
 use crate::config::ComponentConfig;
 use crate::event::SharedStr;
+
+/// How long tasks get, once aborted, to count what they hold and return.
+/// They do that at once; only a source stuck outside an await point (a
+/// blocking call) takes longer, and is then left behind.
+const ABORT_WAIT: Duration = Duration::from_secs(5);
 
 /// A component removed or replaced by a reload whose task may still be
 /// draining its queue: kept so shutdown can wait for it and count its losses.
 struct Retiring {
     info: ComponentInfo,
-    probe: Option<QueueProbe>,
-    metrics: ComponentMetrics,
+    abort: CancellationToken,
     task: Option<JoinHandle<()>>,
 }
 
@@ -29,11 +36,30 @@ impl From<Node> for Retiring {
     fn from(node: Node) -> Self {
         Retiring {
             info: node.info,
-            probe: node.probe,
-            metrics: node.metrics,
+            abort: node.abort,
             task: node.task,
         }
     }
+}
+
+/// Why a shutdown stopped waiting for the pipeline to drain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// Everything accepted was delivered (or dropped for its own reasons).
+    Drained,
+    /// The grace period ended first.
+    GraceOver,
+    /// Someone asked for a stop at once (a second signal).
+    Forced,
+}
+
+/// The message of a panic's payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
 }
 
 /// Marks a node's work over and wakes whoever waits on
@@ -56,6 +82,7 @@ pub(super) struct Running {
     nodes: HashMap<SharedStr, Node>,
     retiring: Vec<Retiring>,
     task_ended: Arc<Notify>,
+    failures: Failures,
 }
 
 impl Running {
@@ -64,7 +91,13 @@ impl Running {
             nodes: HashMap::new(),
             retiring: Vec::new(),
             task_ended: Arc::new(Notify::new()),
+            failures: Failures::default(),
         }
+    }
+
+    /// Components that died (a panic, a source's error).
+    pub(super) fn failures(&self) -> Failures {
+        self.failures.clone()
     }
 
     /// The current nodes, by id.
@@ -105,9 +138,39 @@ impl Running {
                 done: Arc::clone(&node.done),
                 ended: Arc::clone(&self.task_ended),
             };
+            let info = node.info.clone();
+            let errors = node.metrics.errors.clone();
+            let failures = self.failures.clone();
+            let slot = node.slot.clone();
+            let input = node.input.clone();
             node.task = Some(tokio::spawn(async move {
                 let _end = end;
-                run.await;
+                // A component that dies must not die silently: it is an
+                // error in the log, in `errors_total`, in `/health` and in
+                // the exit code.
+                let failure = match AssertUnwindSafe(run).catch_unwind().await {
+                    Ok(Ok(())) => None,
+                    Ok(Err(error)) => Some(error.to_string()),
+                    Err(payload) => {
+                        // Its task counted what it held (`tasks`); its queue
+                        // closes so that producers send nowhere rather than
+                        // wait for it.
+                        if let Some(input) = &input {
+                            input.close();
+                        }
+                        // Its downstream queues must still close, or the
+                        // pipeline would wait for it forever.
+                        if let Some(slot) = slot {
+                            slot.clear();
+                        }
+                        Some(format!("panicked: {}", panic_message(&*payload)))
+                    }
+                };
+                if let Some(reason) = failure {
+                    errors.increment(1);
+                    tracing::error!(component = %info, error = %reason, "component failed and stopped");
+                    failures.record(&info, reason);
+                }
             }));
             // Wiring gave the producers their own senders; this one only
             // kept the queue open until the task was there to drain it.
@@ -129,15 +192,27 @@ impl Running {
         Arc::clone(&self.task_ended)
     }
 
+    /// Whether the graph has sinks and every one of them has ended (their
+    /// destinations closed): nothing the sources make can go anywhere.
+    pub(super) fn sinks_finished(&self) -> bool {
+        let mut sinks = self
+            .nodes
+            .values()
+            .filter(|n| n.info.kind == ComponentKind::Sink)
+            .peekable();
+        sinks.peek().is_some() && sinks.all(|n| n.done.load(Ordering::Acquire))
+    }
+
     /// Whether every node's work is over.
     pub(super) fn is_finished(&self) -> bool {
         !self.nodes.is_empty() && self.nodes.values().all(|n| n.done.load(Ordering::Acquire))
     }
 
-    /// Stops the sources and waits, at most `grace`, for every task to end;
-    /// returns the events still queued in those that did not (also counted
-    /// per component), whose tasks are then aborted.
-    pub(super) async fn shutdown(mut self, grace: Duration) -> u64 {
+    /// Stops the sources and waits for every task to end: at most `grace`,
+    /// or until `now` is cancelled (a second signal). Tasks still running
+    /// then are aborted: each counts what it holds as dropped (`shutdown`)
+    /// and returns.
+    pub(super) async fn shutdown(mut self, grace: Duration, now: CancellationToken) -> Stopped {
         for node in self.nodes.values() {
             if node.info.kind == ComponentKind::Source {
                 node.stop.cancel();
@@ -145,21 +220,37 @@ impl Running {
         }
         let mut all: Vec<Retiring> = self.retiring.drain(..).collect();
         all.extend(self.nodes.drain().map(|(_, node)| Retiring::from(node)));
-        let deadline = tokio::time::Instant::now() + grace;
-        let mut dropped = 0;
-        for r in all {
-            let Some(mut task) = r.task else { continue };
-            match tokio::time::timeout_at(deadline, &mut task).await {
-                Ok(_) => {}
-                Err(_) => {
-                    let lost = r.probe.as_ref().map_or(0, QueueProbe::queued) as u64;
-                    task.abort();
-                    r.metrics.dropped(DropReason::Shutdown).increment(lost);
-                    dropped += lost;
-                    tracing::error!(component = %r.info, events = lost, "shutdown grace period over, events dropped");
-                }
+        let mut tasks: Vec<(ComponentInfo, JoinHandle<()>)> = all
+            .iter_mut()
+            .filter_map(|r| Some((r.info.clone(), r.task.take()?)))
+            .collect();
+        let stopped = {
+            let all_ended = futures::future::join_all(tasks.iter_mut().map(|(_, task)| task));
+            tokio::select! {
+                _ = all_ended => Stopped::Drained,
+                _ = tokio::time::sleep(grace) => Stopped::GraceOver,
+                _ = now.cancelled() => Stopped::Forced,
+            }
+        };
+        if stopped == Stopped::Drained {
+            return stopped;
+        }
+        // Upstream first: a transform whose consumer already stopped must
+        // already know it is an abort, to count its losses as such.
+        all.sort_by_key(|r| r.info.kind);
+        for r in &all {
+            r.abort.cancel();
+        }
+        for (info, mut task) in tasks {
+            // Polling a task that join_all saw end would panic.
+            if task.is_finished() {
+                continue;
+            }
+            if tokio::time::timeout(ABORT_WAIT, &mut task).await.is_err() {
+                tracing::error!(component = %info, "did not stop within {ABORT_WAIT:?} of being told to; abandoned");
+                task.abort();
             }
         }
-        dropped
+        stopped
     }
 }

@@ -47,7 +47,8 @@ pub struct FileSinkConfig {
     /// profile formats: the directory that receives one file per interval
     /// (named by the interval's UTC start) and the newest again at
     /// `<prefix>-latest.<ext>` (`flamegraph-latest.svg`). Missing parent
-    /// directories are created.
+    /// directories are created. A JSON file deleted or replaced while the
+    /// sink runs (`rm`, logrotate) is created again at the path.
     pub path: PathBuf,
     /// `json` (default), `pprof`, `folded` or `flamegraph`. The profile
     /// formats accept only profile events; other events sent to them are
@@ -105,7 +106,8 @@ impl BatchSink for FileSink {
         // File writes block; keep them off the async worker threads.
         tokio::task::spawn_blocking(move || {
             let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
-            // Disk full, EIO: worth retrying once space is freed.
+            // Disk full, EIO: worth retrying once space is freed; the
+            // failed write left nothing behind, so the retry duplicates nothing.
             file.write_lines(&lines).map_err(SinkError::retriable)
         })
         .await

@@ -4,7 +4,10 @@
 //! `format = "json"` (the default): each line is one event: `kind`,
 //! `timestamp` (RFC 3339, UTC, ns), `attributes`, and the kind's own fields
 //! (a metric's `name` and `value`, a log's `fields` …). Lines are written
-//! whole per batch, so a reader tailing the file never sees half an event.
+//! whole per batch, so a reader tailing the file never sees half an event;
+//! a write that fails part way (a full disk) is cut off before it is
+//! retried, and a file deleted or replaced behind the sink is reopened at
+//! its path ([`writer`]).
 //!
 //! `format = "pprof" | "folded" | "flamegraph"`: `path` is a directory;
 //! each profiling interval becomes one gzipped pprof file, one folded-stacks

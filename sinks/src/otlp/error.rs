@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
+pub use crate::causes::causes;
 use sonde_core::SinkError;
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -42,36 +43,64 @@ pub enum BuildError {
     Tls(String),
 }
 
-/// Why one export request failed.
+/// Why one export request failed. Every message names where the request
+/// went and the deepest cause known (a refused connection, the host a DNS
+/// lookup could not resolve), because that is what a user can act on.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
     /// The gRPC server answered with an error status (or none could be reached).
-    #[error("OTLP/gRPC {signal} export failed: {code:?}: {message}")]
+    #[error("OTLP/gRPC {signal} export to {endpoint} failed: {code:?}: {message}{hint}")]
     Grpc {
         /// The signal.
         signal: &'static str,
+        /// Where it went.
+        endpoint: String,
         /// The gRPC status code.
         code: Code,
-        /// The status message.
+        /// The status message, with its causes.
         message: String,
+        /// What to try, when the failure suggests it (empty otherwise).
+        hint: &'static str,
     },
     /// The HTTP server answered with an error status.
-    #[error("OTLP/HTTP {signal} export failed: status {status}: {body}")]
+    #[error("OTLP/HTTP {signal} export to {url} failed: status {status}: {body}")]
     HttpStatus {
         /// The signal.
         signal: &'static str,
+        /// Where it went.
+        url: String,
         /// The HTTP status code.
         status: u16,
         /// The start of the response body.
         body: String,
     },
     /// The HTTP request could not be sent or its answer not read.
-    #[error("OTLP/HTTP {signal} export failed: {source}")]
+    #[error("OTLP/HTTP {signal} export to {url} failed: {cause}")]
     HttpSend {
         /// The signal.
         signal: &'static str,
-        /// What reqwest said.
-        source: reqwest::Error,
+        /// Where it went.
+        url: String,
+        /// What reqwest said, with every cause under it.
+        cause: String,
+    },
+    /// A success status whose body is not an OTLP response at all: the
+    /// endpoint is some other HTTP server.
+    #[error(
+        "OTLP/HTTP {signal} export to {url}: the server answered {status} with `{content_type}`, not an OTLP \
+         response ({body}); is the endpoint an OTLP/HTTP receiver? (the sink appends /v1/<signal> to `endpoint`)"
+    )]
+    NotOtlp {
+        /// The signal.
+        signal: &'static str,
+        /// Where it went.
+        url: String,
+        /// The success status.
+        status: u16,
+        /// The answer's content type.
+        content_type: String,
+        /// The start of the answer.
+        body: String,
     },
     /// A success answer that is not an export response.
     #[error("cannot decode the OTLP {signal} response: {source}")]
@@ -107,19 +136,64 @@ pub fn grpc_code_retriable(code: Code) -> bool {
     )
 }
 
+/// The start of a response body as one readable line.
+pub fn body_text(body: &[u8]) -> String {
+    String::from_utf8_lossy(&body[..body.len().min(200)])
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Set on a gRPC failure that says the server speaks HTTP/1 (an OTLP/HTTP
+/// port), not gRPC.
+const HINT_HTTP: &str =
+    " (the server does not speak gRPC: if it is an OTLP/HTTP endpoint, usually port 4318, set `protocol = \"http/protobuf\"`)";
+
+/// Set on a gRPC failure where the server closed the connection before
+/// answering: what an HTTP/1 server does with HTTP/2, though not only it.
+const HINT_CLOSED: &str =
+    " (the server closed the connection without a gRPC answer: if it is an OTLP/HTTP endpoint, usually port 4318, set `protocol = \"http/protobuf\"`)";
+
 /// Classifies a gRPC error status, honouring the server's `RetryInfo`.
 ///
 /// A status tonic made itself from a transport failure (it carries the
 /// failure as its source; a server's status never does) is retriable
 /// whatever its code: a connection reset mid-request reads as `Unknown`,
 /// and the server may never have seen the request.
-pub fn classify_grpc(signal: &'static str, status: &tonic::Status) -> SinkError {
+pub fn classify_grpc(signal: &'static str, endpoint: &str, status: &tonic::Status) -> SinkError {
+    let transport_failure = std::error::Error::source(status).is_some();
+    let mut message = status.message().to_string();
+    if let Some(source) = std::error::Error::source(status) {
+        let chain = causes(source);
+        if !message.contains(&chain) {
+            message = if message.is_empty() {
+                chain
+            } else {
+                format!("{message}: {chain}")
+            };
+        }
+    }
+    let lower = message.to_ascii_lowercase();
+    let speaks_http1 = lower.contains("h2 protocol error")
+        || lower.contains("http2 error")
+        || lower.contains("frame with invalid size")
+        || lower.contains("invalid http version");
     let error = ExportError::Grpc {
         signal,
+        endpoint: endpoint.to_string(),
         code: status.code(),
-        message: status.message().to_string(),
+        message,
+        hint: if speaks_http1 {
+            HINT_HTTP
+        } else if transport_failure && lower.contains("connection closed") {
+            HINT_CLOSED
+        } else {
+            ""
+        },
     };
-    let transport_failure = std::error::Error::source(status).is_some();
     if transport_failure || grpc_code_retriable(status.code()) {
         SinkError::Retriable {
             source: error.into(),
@@ -146,17 +220,20 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 }
 
 /// Classifies an HTTP error status.
-pub fn classify_http(signal: &'static str, status: u16, retry_after: Option<&str>, body: &[u8]) -> SinkError {
+pub fn classify_http(
+    signal: &'static str,
+    url: &str,
+    status: u16,
+    retry_after: Option<&str>,
+    body: &[u8],
+) -> SinkError {
     // OTLP servers answer a google.rpc.Status in protobuf; its message is
     // readable text among the bytes, enough for a log line.
-    let text: String = String::from_utf8_lossy(&body[..body.len().min(512)])
-        .chars()
-        .filter(|c| !c.is_control())
-        .collect();
     let error = ExportError::HttpStatus {
         signal,
+        url: url.to_string(),
         status,
-        body: text,
+        body: body_text(body),
     };
     if http_status_retriable(status) {
         SinkError::Retriable {
@@ -170,9 +247,14 @@ pub fn classify_http(signal: &'static str, status: u16, retry_after: Option<&str
 
 /// Classifies a failure to send an HTTP request: the server may be down or
 /// restarting, which is worth retrying; a request reqwest cannot build is not.
-pub fn classify_send(signal: &'static str, error: reqwest::Error) -> SinkError {
+pub fn classify_send(signal: &'static str, url: &str, error: reqwest::Error) -> SinkError {
     let retriable = error.is_connect() || error.is_timeout() || error.is_request() || error.is_body();
-    let error = ExportError::HttpSend { signal, source: error };
+    // reqwest's own message names the URL with a path; say it once.
+    let error = ExportError::HttpSend {
+        signal,
+        url: url.to_string(),
+        cause: causes(&error.without_url()),
+    };
     if retriable {
         SinkError::retriable(error)
     } else {
@@ -187,7 +269,7 @@ mod tests {
     #[test]
     fn grpc_codes_are_classified_and_retry_info_honoured() {
         use tonic_types::ErrorDetails;
-        let retriable = |status: tonic::Status| match classify_grpc("metrics", &status) {
+        let retriable = |status: tonic::Status| match classify_grpc("metrics", "http://c:4317", &status) {
             SinkError::Retriable { retry_after, .. } => Some(retry_after),
             SinkError::Permanent { .. } => None,
         };
@@ -206,8 +288,34 @@ mod tests {
     }
 
     #[test]
+    fn a_transport_failure_names_the_endpoint_and_its_cause() {
+        let refused = std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "Connection refused (os error 111)",
+        );
+        let status = tonic::Status::from_error(Box::new(refused));
+        let message = classify_grpc("logs", "http://127.0.0.1:9", &status).to_string();
+        assert!(message.contains("http://127.0.0.1:9"), "{message}");
+        assert!(message.contains("Connection refused"), "{message}");
+        let h2 = std::io::Error::other("h2 protocol error: http2 error");
+        let message = classify_grpc("logs", "http://c:4318", &tonic::Status::from_error(Box::new(h2))).to_string();
+        assert!(message.contains("protocol = \"http/protobuf\""), "{message}");
+        let closed = std::io::Error::other("transport error: connection closed");
+        let message = classify_grpc("logs", "http://c:4318", &tonic::Status::from_error(Box::new(closed))).to_string();
+        assert!(
+            message.contains("closed the connection without a gRPC answer"),
+            "{message}"
+        );
+        // A server's own status is no transport failure: no hint.
+        let status = tonic::Status::unavailable("connection closed by peer");
+        assert!(!classify_grpc("logs", "http://c:4317", &status)
+            .to_string()
+            .contains("protocol"));
+    }
+
+    #[test]
     fn http_statuses_are_classified_and_retry_after_honoured() {
-        let retriable = |status, after| match classify_http("logs", status, after, b"") {
+        let retriable = |status, after| match classify_http("logs", "http://c:4318/v1/logs", status, after, b"") {
             SinkError::Retriable { retry_after, .. } => Some(retry_after),
             SinkError::Permanent { .. } => None,
         };

@@ -20,6 +20,8 @@ pub struct GrpcTransport {
     channel: Channel,
     headers: MetadataMap,
     gzip: bool,
+    /// The configured endpoint, for error messages.
+    endpoint: String,
 }
 
 impl GrpcTransport {
@@ -81,6 +83,7 @@ impl GrpcTransport {
             channel: endpoint.connect_lazy(),
             headers,
             gzip: config.compression == Compression::Gzip,
+            endpoint: url.to_string(),
         })
     }
 
@@ -93,7 +96,7 @@ impl GrpcTransport {
     /// Sends one request; `Ok` carries what the server says it rejected.
     pub async fn send(&self, request: Request) -> Result<Accepted, SinkError> {
         let signal = request.signal().as_str();
-        let failed = |status: tonic::Status| classify_grpc(signal, &status);
+        let failed = |status: tonic::Status| classify_grpc(signal, &self.endpoint, &status);
         // Clients are cheap handles on the shared channel.
         macro_rules! call {
             ($client:ident, $message:expr, $count:ident) => {{

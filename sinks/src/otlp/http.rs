@@ -13,7 +13,7 @@ use sonde_core::SinkError;
 
 use super::config::{Compression, OtlpSinkConfig};
 use super::encode::{Request, Signal};
-use super::error::{classify_http, classify_send, BuildError, ExportError};
+use super::error::{body_text, classify_http, classify_send, BuildError, ExportError};
 use super::service::{read_tls_file, Accepted, USER_AGENT};
 
 /// The protobuf content type of OTLP/HTTP.
@@ -120,19 +120,58 @@ impl HttpTransport {
             .body(body)
             .send()
             .await
-            .map_err(|e| classify_send(name, e))?;
+            .map_err(|e| classify_send(name, url, e))?;
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let bytes = response.bytes().await.map_err(|e| classify_send(name, e))?;
+        let header = |name| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v: &HeaderValue| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let retry_after = header(RETRY_AFTER);
+        let content_type = header(CONTENT_TYPE).unwrap_or_default();
+        let bytes = response.bytes().await.map_err(|e| classify_send(name, url, e))?;
         if !status.is_success() {
-            return Err(classify_http(name, status.as_u16(), retry_after.as_deref(), &bytes));
+            return Err(classify_http(
+                name,
+                url,
+                status.as_u16(),
+                retry_after.as_deref(),
+                &bytes,
+            ));
         }
-        decode_response(signal, &bytes).map_err(SinkError::permanent)
+        if !bytes.is_empty() && !is_protobuf(&content_type) {
+            // An HTML page or a JSON API: not a collector, whatever it did
+            // with the request.
+            return Err(SinkError::permanent(ExportError::NotOtlp {
+                signal: name,
+                url: url.clone(),
+                status: status.as_u16(),
+                content_type,
+                body: body_text(&bytes),
+            }));
+        }
+        match decode_response(signal, &bytes) {
+            Ok(accepted) => Ok(accepted),
+            Err(error) => {
+                // The server said it took the data (a success status): its
+                // answer's only use is to report a partial success, so the
+                // data is delivered and the odd answer only reported.
+                tracing::warn!(%url, %error, "the server accepted the request but its answer is not an OTLP response");
+                Ok(Accepted::default())
+            }
+        }
     }
+}
+
+/// Whether a content type is OTLP/HTTP's protobuf (or unnamed bytes).
+fn is_protobuf(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    matches!(
+        essence.as_str(),
+        "" | PROTOBUF | "application/protobuf" | "application/octet-stream"
+    )
 }
 
 fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {

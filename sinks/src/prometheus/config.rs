@@ -8,6 +8,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use schemars::JsonSchema;
 use serde::Deserialize;
+use sonde_core::config::BatchConfig;
 use sonde_core::config::Invalid;
 use sonde_core::event::{Event, EventBatch, EventKinds};
 use sonde_core::topology::component_metrics;
@@ -237,6 +238,16 @@ impl sonde_core::registry::SinkType for PrometheusSinkConfig {
 impl SinkConfig for PrometheusSinkConfig {
     fn accepts(&self) -> EventKinds {
         EventKinds::METRIC
+    }
+
+    fn default_batch(&self) -> Option<BatchConfig> {
+        match self.mode {
+            // The exporter only updates its store: batching would only delay it.
+            PrometheusMode::Exporter => None,
+            // One request per second or per 1000 events, not one per
+            // source batch (the write-request overhead is per request).
+            PrometheusMode::RemoteWrite => Some(BatchConfig::default()),
+        }
     }
 
     fn validate(&self) -> Result<(), Vec<Invalid>> {

@@ -47,7 +47,7 @@ pub enum RemoteWriteError {
         body: String,
     },
     /// No answer: connection refused or reset, DNS, TLS.
-    #[error("remote write to {endpoint} failed: {source}")]
+    #[error("remote write to {endpoint} failed: {}", crate::causes::causes(source))]
     Transport {
         /// Where.
         endpoint: Url,

@@ -38,7 +38,7 @@ pub enum PyroscopeError {
         body: String,
     },
     /// The request did not get an answer.
-    #[error("cannot reach pyroscope at {url}: {source}")]
+    #[error("cannot reach pyroscope at {url}: {}", crate::causes::causes(source))]
     Transport {
         /// Where.
         url: String,

@@ -32,8 +32,8 @@ const fn default_queue_time() -> bool {
 pub struct DiskLatencySourceConfig {
     /// Time between two emissions of the histograms and counters. Values
     /// are running totals (cumulative), so a longer interval loses nothing,
-    /// it only makes points sparser. Default `10s`.
-    #[serde(default = "default_interval", with = "sonde_core::config::positive_duration")]
+    /// it only makes points sparser. Default `10s`. At least `100ms`.
+    #[serde(default = "default_interval", with = "sonde_core::config::interval")]
     #[schemars(with = "sonde_core::config::PositiveDuration")]
     pub interval: Duration,
     /// Also measure queue time (`block_rq_insert` → `block_rq_issue`), as

@@ -49,8 +49,8 @@ const fn default_gpu() -> bool {
 pub struct EnergySourceConfig {
     /// Time between two rounds. Each round reads the meters, attributes the
     /// interval's energy and emits running totals, so a longer interval
-    /// loses nothing; node power is the interval's average. Default `10s`.
-    #[serde(default = "default_interval", with = "sonde_core::config::positive_duration")]
+    /// loses nothing; node power is the interval's average. Default `10s`. At least `100ms`.
+    #[serde(default = "default_interval", with = "sonde_core::config::interval")]
     #[schemars(with = "sonde_core::config::PositiveDuration")]
     pub interval: Duration,
     /// Where sysfs is mounted: RAPL zones are read from

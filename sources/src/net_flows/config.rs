@@ -58,13 +58,13 @@ pub struct NetFlowsSourceConfig {
     /// An open flow gets an interim record once this long has passed since
     /// its start or its previous record; each record carries the counts of
     /// its window, so a flow's records sum to its totals. Shorter means
-    /// fresher data for long connections and more records. Default `30s`.
-    #[serde(default = "default_active_timeout", with = "sonde_core::config::positive_duration")]
+    /// fresher data for long connections and more records. Default `30s`. At least `100ms`.
+    #[serde(default = "default_active_timeout", with = "sonde_core::config::interval")]
     #[schemars(with = "sonde_core::config::PositiveDuration")]
     pub active_timeout: Duration,
     /// A UDP flow (one socket and peer) ends, with a final record, after
-    /// this long without a packet. Default `15s`.
-    #[serde(default = "default_idle_timeout", with = "sonde_core::config::positive_duration")]
+    /// this long without a packet. Default `15s`. At least `100ms`.
+    #[serde(default = "default_idle_timeout", with = "sonde_core::config::interval")]
     #[schemars(with = "sonde_core::config::PositiveDuration")]
     pub idle_timeout: Duration,
     /// Also record UDP flows. Counting UDP runs a program for every packet
@@ -77,8 +77,8 @@ pub struct NetFlowsSourceConfig {
     #[serde(default = "default_true")]
     pub service_map: bool,
     /// Time between two emissions of the service-map counters (running
-    /// totals). Default `10s`.
-    #[serde(default = "default_interval", with = "sonde_core::config::positive_duration")]
+    /// totals). Default `10s`. At least `100ms`.
+    #[serde(default = "default_interval", with = "sonde_core::config::interval")]
     #[schemars(with = "sonde_core::config::PositiveDuration")]
     pub interval: Duration,
     /// Capacity of the kernel's map of open TCP flows, an LRU: when full,

@@ -42,8 +42,8 @@ const fn default_max_sockets() -> u32 {
 pub struct TcpSourceConfig {
     /// Time between two emissions. Values are running totals (cumulative),
     /// so a longer interval loses nothing, it only makes points sparser.
-    /// Default `10s`.
-    #[serde(default = "default_interval", with = "sonde_core::config::positive_duration")]
+    /// Default `10s`. At least `100ms`.
+    #[serde(default = "default_interval", with = "sonde_core::config::interval")]
     #[schemars(with = "sonde_core::config::PositiveDuration")]
     pub interval: Duration,
     /// Keep the peer's address as `network.peer.address`: one series per
