@@ -61,8 +61,9 @@ pub struct ProfileSourceConfig {
     #[serde(default = "default_frequency_hz")]
     pub frequency_hz: u64,
     /// Time covered by one profile: every interval the source emits one
-    /// profile per sampled process and starts over. Default `15s`.
-    #[serde(default = "default_interval", with = "sonde_core::config::positive_duration")]
+    /// profile per sampled process and starts over. Default `15s`. At
+    /// least `100ms`.
+    #[serde(default = "default_interval", with = "sonde_core::config::interval")]
     #[schemars(with = "sonde_core::config::PositiveDuration")]
     pub interval: Duration,
     /// Report only these process ids. Default: empty (no pid filter).

@@ -20,8 +20,6 @@ pub const KNOWN_PROTOCOLS: &[&str] = &["http"];
 pub const MIN_CAPTURE_BYTES: u32 = 256;
 /// Default time between two emissions of the metrics.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
-/// Shortest `interval` (metrics are cumulative; more often only costs).
-pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
 
 fn default_protocols() -> Vec<String> {
     vec!["http".to_string()]
@@ -128,8 +126,9 @@ pub struct ProtocolsSourceConfig {
     /// Emit the RED metrics and the service graph. Default `true`.
     #[serde(default = "default_true")]
     pub metrics: bool,
-    /// Time between two emissions of the metrics (cumulative). Default `10s`.
-    #[serde(default = "default_interval", with = "sonde_core::config::positive_duration")]
+    /// Time between two emissions of the metrics (cumulative). Default
+    /// `10s`. At least `100ms`.
+    #[serde(default = "default_interval", with = "sonde_core::config::interval")]
     #[schemars(with = "sonde_core::config::PositiveDuration")]
     pub interval: Duration,
     /// Capacity of the kernel's connection map (an LRU; about 120 bytes
@@ -264,7 +263,6 @@ impl SourceConfig for ProtocolsSourceConfig {
                 "spans",
                 "spans and metrics are both off: nothing to emit",
             )
-            .that(self.interval >= MIN_INTERVAL, "interval", "must be at least 100ms")
             .that(self.max_connections > 0, "max_connections", "must be at least 1")
             .that(
                 self.ring_buffer_bytes.is_power_of_two() && self.ring_buffer_bytes >= 64 * 1024,
