@@ -369,7 +369,8 @@ fn ranges_are_refused_before_start() {
     );
     assert_refused(
         "source \"profile\" \"s\" {\n  interval = \"50ms\"\n}\nsink \"blackhole\" \"b\" { inputs = [\"s\"] }\n",
-        "p.hcl:2:14: error: invalid value for `interval` in source \"profile\": must be at least 100ms",
+        "p.hcl:2:14: error: invalid value for `interval` in source \"profile\": must be at least 100ms (a shorter \
+         period only burns CPU), not 50ms",
     );
     assert_refused(
         "source \"net_flows\" \"s\" {\n  max_udp_flows = 0\n}\nsink \"blackhole\" \"b\" { inputs = [\"s\"] }\n",

@@ -190,11 +190,6 @@ impl SourceConfig for ProfileSourceConfig {
                 "frequency_hz",
                 format_args!("must be between 1 and {MAX_FREQUENCY_HZ}"),
             )
-            .that(
-                self.interval >= Duration::from_millis(100),
-                "interval",
-                "must be at least 100ms",
-            )
             .that(self.max_stacks > 0, "max_stacks", "must be at least 1");
         check.finish()
     }
