@@ -59,13 +59,13 @@ impl Consumer for Recorded {
 fn record_for(records: &mut Records, wait: Duration) -> Recorded {
     let mut recorded = Recorded::default();
     let mut capture = Capture::default();
-    let listeners = Listeners::read();
+    let mut listeners = Listeners::read();
     let mut followups = Followups::default();
     let deadline = Instant::now() + wait;
     while Instant::now() < deadline {
         let clock = Clock::now();
         records.drain(usize::MAX, |record| {
-            capture.handle(record, &clock, &listeners, &mut recorded, &mut followups)
+            capture.handle(record, &clock, &mut listeners, &mut recorded, &mut followups)
         });
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -46,7 +46,7 @@ impl Capture {
         &mut self,
         record: Record<'_>,
         clock: &Clock,
-        listeners: &Listeners,
+        listeners: &mut Listeners,
         consumer: &mut impl Consumer,
         followups: &mut Followups,
     ) {
@@ -137,7 +137,7 @@ fn direction(head: &ProtoEvent) -> Direction {
 
 /// The model's view of an OPEN record. A connection found mid-stream has
 /// no known role: it is a server's when its local port is listening.
-fn conn_info(open: &ProtoOpen, listeners: &Listeners) -> ConnInfo {
+fn conn_info(open: &ProtoOpen, listeners: &mut Listeners) -> ConnInfo {
     let peer = &open.peer;
     let role = match u32::from(peer.role) {
         PROTO_ROLE_CLIENT => Role::Client,

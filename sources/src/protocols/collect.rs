@@ -112,7 +112,7 @@ impl Collector {
             engine: &mut self.engine,
             out: &mut out,
         };
-        let (capture, listeners) = (&mut self.capture, &self.listeners);
+        let (capture, listeners) = (&mut self.capture, &mut self.listeners);
         let (read, malformed) = records.drain(DRAIN_LIMIT, |record| {
             capture.handle(record, &clock, listeners, &mut feed, &mut followups)
         });
@@ -139,12 +139,10 @@ impl Collector {
         }
     }
 
-    /// Requests and connections idle too long are dropped (counted), the
-    /// listening ports re-read.
+    /// Requests and connections idle too long are dropped (counted).
     pub fn expire(&mut self, now: Timestamp) -> Vec<Event> {
         let mut out = Vec::new();
         self.engine.expire(now, &mut out);
-        self.listeners = Listeners::read();
         if !self.spans {
             out.clear();
         }

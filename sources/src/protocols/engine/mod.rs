@@ -29,6 +29,7 @@ pub mod routes;
 pub mod session;
 pub mod settings;
 pub mod span;
+pub mod strings;
 pub mod trace_context;
 
 #[cfg(test)]
@@ -61,6 +62,7 @@ pub struct Engine {
     active: ActiveSpans,
     routes: Routes,
     red: Red,
+    strings: strings::Strings,
     memory: usize,
 }
 
@@ -71,6 +73,7 @@ impl Engine {
             node: settings.node.clone().into(),
             routes: Routes::new(&settings.routes, settings.max_routes_per_service),
             red: Red::new(settings.max_series),
+            strings: strings::Strings::default(),
             settings,
             connections: HashMap::new(),
             counters: Counters::default(),
@@ -221,8 +224,9 @@ impl Engine {
 
     fn emit_for(&mut self, info: &ConnInfo, exchanges: Vec<Exchange>, out: &mut Vec<Event>) {
         for exchange in exchanges {
-            let (span, outcome) = span::build(exchange, info, &mut self.routes, &self.node);
-            self.red.record(&outcome, info, &self.node, &mut self.counters);
+            let (span, outcome) = span::build(exchange, info, &mut self.routes, &self.node, &mut self.strings);
+            self.red
+                .record(&outcome, info, &self.node, &mut self.strings, &mut self.counters);
             out.push(Event::from(span));
         }
     }

@@ -13,6 +13,7 @@
 //!   [`GRAPH_DURATION`].
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use sonde_core::event::{Attributes, Histogram, Metric, SharedStr, Temporality, Timestamp};
@@ -20,6 +21,7 @@ use sonde_core::event::{Attributes, Histogram, Metric, SharedStr, Temporality, T
 use super::super::model::ConnInfo;
 use super::counters::Counters;
 use super::span::{process_attributes, Outcome};
+use super::strings::Strings;
 
 /// Histogram of server request durations.
 pub const SERVER_DURATION: &str = "http.server.request.duration";
@@ -38,8 +40,30 @@ pub const BOUNDS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 ];
 
-/// A series' identity: its attributes as text, in insertion order.
-type Key = Vec<(SharedStr, String)>;
+/// A RED series' identity, typed (hashing it allocates nothing); its
+/// attributes are built once, when the series is new. The process name is
+/// left out: a pid has one name while it lives.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct RedKey {
+    server: bool,
+    method: SharedStr,
+    route: SharedStr,
+    status: u16,
+    error: bool,
+    service: Option<SocketAddr>,
+    pid: u32,
+    cgroup: u64,
+}
+
+/// A service-graph series' identity.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct GraphKey {
+    server: bool,
+    pid: u32,
+    cgroup: u64,
+    peer: Option<IpAddr>,
+    port: Option<u16>,
+}
 
 #[derive(Debug)]
 struct Series {
@@ -51,14 +75,45 @@ struct Series {
 /// The running totals.
 #[derive(Debug)]
 pub struct Red {
-    durations: HashMap<(bool, Key), Series>,
-    graph: HashMap<Key, Series>,
+    durations: HashMap<RedKey, Series>,
+    graph: HashMap<GraphKey, Series>,
     bounds: Arc<[f64]>,
     max_series: usize,
 }
 
-fn key(attributes: &Attributes) -> Key {
-    attributes.iter().map(|(k, v)| (k.clone(), v.to_string())).collect()
+impl Series {
+    fn observe(&mut self, outcome: &Outcome) {
+        self.histogram.observe(outcome.duration);
+        self.errors += u64::from(outcome.error);
+    }
+}
+
+/// Adds `outcome` to the series of `key`, making it (with the attributes
+/// `attributes` builds) when it is new and fits.
+fn add<K: std::hash::Hash + Eq>(
+    series: &mut HashMap<K, Series>,
+    key: K,
+    outcome: &Outcome,
+    limits: (&Arc<[f64]>, usize),
+    counters: &mut Counters,
+    attributes: impl FnOnce() -> Attributes,
+) {
+    if let Some(existing) = series.get_mut(&key) {
+        existing.observe(outcome);
+        return;
+    }
+    let (bounds, max) = limits;
+    if series.len() >= max {
+        counters.series_dropped += 1;
+        return;
+    }
+    let mut new = Series {
+        attributes: attributes(),
+        histogram: Histogram::new(Arc::clone(bounds)),
+        errors: 0,
+    };
+    new.observe(outcome);
+    series.insert(key, new);
 }
 
 impl Red {
@@ -73,69 +128,64 @@ impl Red {
     }
 
     /// Adds one span's outcome.
-    pub fn record(&mut self, outcome: &Outcome, info: &ConnInfo, node: &SharedStr, counters: &mut Counters) {
-        let process = process_attributes(info, node);
-        let mut red = Attributes::new()
-            .with("http.request.method", outcome.method.clone())
-            .with("http.route", outcome.route.clone())
-            .with("http.response.status_code", u32::from(outcome.status));
-        if outcome.error {
-            red.insert("error.type", outcome.status.to_string());
-        }
+    pub fn record(
+        &mut self,
+        outcome: &Outcome,
+        info: &ConnInfo,
+        node: &SharedStr,
+        strings: &mut Strings,
+        counters: &mut Counters,
+    ) {
         let service = if outcome.server { info.local } else { info.remote };
-        if let Some(address) = service {
-            if !outcome.server {
-                red.insert("server.address", address.ip().to_string());
-            }
-            red.insert("server.port", u32::from(address.port()));
-        }
-        for (k, v) in process.iter() {
-            red.insert(k.clone(), v.clone());
-        }
-        let mut graph = process;
-        graph.insert(SIDE, if outcome.server { "server" } else { "client" });
-        graph.insert("network.protocol.name", "http");
-        if let Some(peer) = info.remote {
-            graph.insert("network.peer.address", peer.ip().to_string());
-        }
-        if let Some(address) = service {
-            graph.insert("server.port", u32::from(address.port()));
-        }
-        let (bounds, max) = (&self.bounds, self.max_series);
-        let mut add = |series: Option<&mut Series>, fits: bool| -> Option<Series> {
-            match series {
-                Some(s) => {
-                    s.histogram.observe(outcome.duration);
-                    s.errors += u64::from(outcome.error);
-                    None
-                }
-                None if fits => {
-                    let mut histogram = Histogram::new(Arc::clone(bounds));
-                    histogram.observe(outcome.duration);
-                    Some(Series {
-                        attributes: Attributes::new(),
-                        histogram,
-                        errors: u64::from(outcome.error),
-                    })
-                }
-                None => {
-                    counters.series_dropped += 1;
-                    None
-                }
-            }
+        let red_key = RedKey {
+            server: outcome.server,
+            method: outcome.method.clone(),
+            route: outcome.route.clone(),
+            status: outcome.status,
+            error: outcome.error,
+            service,
+            pid: info.id.pid,
+            cgroup: info.cgroup_id,
         };
-        let red_key = (outcome.server, key(&red));
-        let fits = self.durations.len() < max;
-        if let Some(mut new) = add(self.durations.get_mut(&red_key), fits) {
-            new.attributes = red;
-            self.durations.insert(red_key, new);
-        }
-        let graph_key = key(&graph);
-        let fits = self.graph.len() < max;
-        if let Some(mut new) = add(self.graph.get_mut(&graph_key), fits) {
-            new.attributes = graph;
-            self.graph.insert(graph_key, new);
-        }
+        let limits = (&self.bounds, self.max_series);
+        add(&mut self.durations, red_key, outcome, limits, counters, || {
+            let mut red = Attributes::new()
+                .with("http.request.method", outcome.method.clone())
+                .with("http.route", outcome.route.clone())
+                .with("http.response.status_code", u32::from(outcome.status));
+            if outcome.error {
+                red.insert("error.type", outcome.status.to_string());
+            }
+            if let Some(address) = service {
+                if !outcome.server {
+                    red.insert("server.address", strings.ip(address.ip()));
+                }
+                red.insert("server.port", u32::from(address.port()));
+            }
+            for (k, v) in process_attributes(info, node, strings).iter() {
+                red.insert(k.clone(), v.clone());
+            }
+            red
+        });
+        let graph_key = GraphKey {
+            server: outcome.server,
+            pid: info.id.pid,
+            cgroup: info.cgroup_id,
+            peer: info.remote.map(|a| a.ip()),
+            port: service.map(|a| a.port()),
+        };
+        add(&mut self.graph, graph_key, outcome, limits, counters, || {
+            let mut graph = process_attributes(info, node, strings);
+            graph.insert(SIDE, if outcome.server { "server" } else { "client" });
+            graph.insert("network.protocol.name", "http");
+            if let Some(peer) = info.remote {
+                graph.insert("network.peer.address", strings.ip(peer.ip()));
+            }
+            if let Some(address) = service {
+                graph.insert("server.port", u32::from(address.port()));
+            }
+            graph
+        });
     }
 
     /// Every series, cumulative, stamped `now`.
@@ -148,8 +198,8 @@ impl Red {
                 .with_timestamp(now)
         };
         let mut out = Vec::with_capacity(self.durations.len() + self.graph.len() * 3);
-        for ((server, _), s) in &self.durations {
-            out.push(if *server {
+        for (key, s) in &self.durations {
+            out.push(if key.server {
                 histogram(SERVER_DURATION, s, "Duration of HTTP server requests.")
             } else {
                 histogram(CLIENT_DURATION, s, "Duration of HTTP client requests.")

@@ -11,6 +11,7 @@ use super::super::model::{ConnInfo, Direction};
 use super::http::fields;
 use super::routes::Routes;
 use super::session::{Detail, Exchange};
+use super::strings::Strings;
 
 /// What the RED metrics and the service graph need of a span.
 #[derive(Clone, Debug)]
@@ -30,10 +31,10 @@ pub struct Outcome {
 }
 
 /// The origin attributes of a connection's events.
-pub fn process_attributes(info: &ConnInfo, node: &SharedStr) -> Attributes {
+pub fn process_attributes(info: &ConnInfo, node: &SharedStr, strings: &mut Strings) -> Attributes {
     let mut attributes = Attributes::new().with(keys::PID, info.id.pid);
     if !info.comm.is_empty() {
-        attributes.insert(keys::COMM, info.comm.clone());
+        attributes.insert(keys::COMM, strings.name(&info.comm));
     }
     if info.cgroup_id != 0 {
         attributes.insert(keys::CGROUP_ID, info.cgroup_id);
@@ -56,15 +57,32 @@ pub fn service_name(info: &ConnInfo, server: bool) -> String {
     }
 }
 
-fn endpoint(fields: &mut Attributes, prefix: &str, address: Option<SocketAddr>) {
+/// `(address key, port key)` of an endpoint.
+type EndpointKeys = (&'static str, &'static str);
+const SERVER: EndpointKeys = ("server.address", "server.port");
+const CLIENT: EndpointKeys = ("client.address", "client.port");
+const PEER: EndpointKeys = ("network.peer.address", "network.peer.port");
+
+fn endpoint(
+    fields: &mut Attributes,
+    (address_key, port_key): EndpointKeys,
+    address: Option<SocketAddr>,
+    strings: &mut Strings,
+) {
     if let Some(address) = address {
-        fields.insert(format!("{prefix}.address"), address.ip().to_string());
-        fields.insert(format!("{prefix}.port"), u32::from(address.port()));
+        fields.insert(address_key, strings.ip(address.ip()));
+        fields.insert(port_key, u32::from(address.port()));
     }
 }
 
 /// The span of one exchange, and what metrics need of it.
-pub fn build(exchange: Exchange, info: &ConnInfo, routes: &mut Routes, node: &SharedStr) -> (Span, Outcome) {
+pub fn build(
+    exchange: Exchange,
+    info: &ConnInfo,
+    routes: &mut Routes,
+    node: &SharedStr,
+    strings: &mut Strings,
+) -> (Span, Outcome) {
     let server = exchange.request_direction == Direction::Ingress;
     let (server_end, client_end) = if server {
         (info.local, info.remote)
@@ -72,14 +90,14 @@ pub fn build(exchange: Exchange, info: &ConnInfo, routes: &mut Routes, node: &Sh
         (info.remote, info.local)
     };
     let mut fields = Attributes::new();
-    endpoint(&mut fields, "server", server_end);
-    endpoint(&mut fields, "client", client_end);
-    endpoint(&mut fields, "network.peer", info.remote);
+    endpoint(&mut fields, SERVER, server_end, strings);
+    endpoint(&mut fields, CLIENT, client_end, strings);
+    endpoint(&mut fields, PEER, info.remote, strings);
     let duration = exchange.end.as_nanos().saturating_sub(exchange.start.as_nanos()) as f64 / 1e9;
     let (name, outcome) = match &exchange.detail {
         Detail::Http(http) => {
             let route = routes.route(&service_name(info, server), &http.request.path);
-            fields::fill(http, &route, server, &mut fields);
+            fields::fill(http, &route, server, &mut fields, strings);
             let method = fields::method(&http.request);
             let name = match method.as_str() {
                 "_OTHER" => format!("HTTP {route}"),
@@ -114,7 +132,7 @@ pub fn build(exchange: Exchange, info: &ConnInfo, routes: &mut Routes, node: &Sh
         end: exchange.end.max(exchange.start),
         status,
         fields,
-        attributes: process_attributes(info, node),
+        attributes: process_attributes(info, node, strings),
     };
     (span, outcome)
 }

@@ -3,6 +3,7 @@
 use sonde_core::event::{Attributes, SharedStr};
 
 use super::super::redact;
+use super::super::strings::Strings;
 use super::head::{Request, KNOWN_METHODS};
 use super::HttpExchange;
 
@@ -21,7 +22,7 @@ pub fn is_error(status: u16, server: bool) -> bool {
 }
 
 /// Adds the exchange's fields; `route` is its `http.route`.
-pub fn fill(http: &HttpExchange, route: &SharedStr, server: bool, fields: &mut Attributes) {
+pub fn fill(http: &HttpExchange, route: &SharedStr, server: bool, fields: &mut Attributes, strings: &mut Strings) {
     let request = &http.request;
     let response = &http.response;
     let method = method(request);
@@ -44,10 +45,10 @@ pub fn fill(http: &HttpExchange, route: &SharedStr, server: bool, fields: &mut A
         if name == "user-agent" {
             fields.insert("user_agent.original", value.clone());
         }
-        fields.insert(format!("http.request.header.{name}"), value.clone());
+        fields.insert(strings.header_key(true, name), value.clone());
     }
     for (name, value) in &response.headers {
-        fields.insert(format!("http.response.header.{name}"), value.clone());
+        fields.insert(strings.header_key(false, name), value.clone());
     }
     fields.insert("http.request.body.size", http.request_body_size);
     fields.insert("http.response.body.size", http.response_body_size);
