@@ -68,10 +68,16 @@ struct call {
 	__u64 buf;
 	__u64 count;
 	__u32 fd;
+	/* CALL_*, or CALL_DONE once its exit ran (marking the entry is
+	 * cheaper than deleting it; the next enter overwrites it). */
 	__u8 kind;
-	__u8 _pad[3];
+	/* A TLS library call may be under way on this connection: the exit
+	 * looks for it (plaintext connections skip that lookup). */
+	__u8 maybe_tls;
+	__u8 _pad[2];
 };
 
+#define CALL_DONE 0
 #define CALL_BUF 1
 #define CALL_IOV 2
 #define CALL_MSG 3

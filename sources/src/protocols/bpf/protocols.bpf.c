@@ -70,6 +70,7 @@ static __always_inline int call_enter(__u32 fd, __u64 buf, __u64 count, __u8 kin
 	 * socket a library call uses (see tls_saw_fd). */
 	if (c->encrypted && !bpf_map_lookup_elem(&proto_tls_calls, &id))
 		return 0;
+	call.maybe_tls = c->encrypted || c->gate != GATE_MATCHED;
 	bpf_map_update_elem(&proto_calls, &id, &call, BPF_ANY);
 	return 0;
 }
@@ -103,11 +104,11 @@ static __always_inline int call_exit(struct sys_exit_ctx *ctx, __u8 dir)
 	__s64 ret = ctx->ret;
 	__u32 captured = 0;
 
-	if (!call)
+	if (!call || call->kind == CALL_DONE)
 		return 0;
 	key.pid = pid;
 	key.fd = call->fd;
-	if (tls_saw_fd(id, pid, call->fd) || ret <= 0)
+	if ((call->maybe_tls && tls_saw_fd(id, pid, call->fd)) || ret <= 0)
 		goto done;
 	c = bpf_map_lookup_elem(&proto_conns, &key);
 	s = scratch_slot();
@@ -148,7 +149,7 @@ static __always_inline int call_exit(struct sys_exit_ctx *ctx, __u8 dir)
 	}
 	emit(s, c, pid, key.fd, dir, ret, captured, 0);
 done:
-	bpf_map_delete_elem(&proto_calls, &id);
+	call->kind = CALL_DONE;
 	return 0;
 }
 
@@ -223,7 +224,7 @@ static __always_inline int lifecycle_exit(__s64 ret, __u8 kind)
 	struct call *call = bpf_map_lookup_elem(&proto_calls, &id);
 	struct conn_key key = { .pid = id >> 32 };
 
-	if (!call)
+	if (!call || call->kind == CALL_DONE)
 		return 0;
 	if (call->kind == kind) {
 		if (kind == CALL_CONNECT && (ret == 0 || ret == -EINPROGRESS___sonde)) {
@@ -234,7 +235,7 @@ static __always_inline int lifecycle_exit(__s64 ret, __u8 kind)
 			conn_make(&key, fd_file(key.fd), PROTO_ROLE_SERVER, 0);
 		}
 	}
-	bpf_map_delete_elem(&proto_calls, &id);
+	call->kind = CALL_DONE;
 	return 0;
 }
 
