@@ -6,8 +6,8 @@
 
 use anyhow::Result;
 
-pub use super::common::web::{parse_p99, parse_requests, parse_requests_per_second, Nginx, Run, TempDir};
 use super::common::web::{self, Load};
+pub use super::common::web::{parse_p99, parse_requests, parse_requests_per_second, Nginx, Run, TempDir};
 
 /// How wrk connects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -37,7 +37,7 @@ transform "filter" "counters" {{
   kinds         = ["metric"]
   name_prefixes = ["sonde_protocols_"]
 }}
-sink "prometheus" "counters" {{
+sink "prometheus" "counters_page" {{
   inputs = ["counters"]
   listen = "127.0.0.1:{counters}"
 }}
@@ -107,7 +107,7 @@ impl Agent {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if line.contains("pipeline running") {
                     let _ = tx.send(None);
-                } else if line.contains("ERROR") {
+                } else if line.contains("ERROR") || line.contains("error:") {
                     let _ = tx.send(Some(line));
                 }
             }
@@ -160,7 +160,10 @@ impl Agent {
 pub fn http_get(port: u16, path: &str) -> Result<String> {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response)?;
     let text = String::from_utf8_lossy(&response);
@@ -236,7 +239,10 @@ mod tests {
         assert_eq!(dropped.len(), 2);
         let before = Report {
             spans: 10.0,
-            dropped: by_reason("sonde_protocols_dropped_total{reason=\"duplicate\"} 1\n", "sonde_protocols_dropped"),
+            dropped: by_reason(
+                "sonde_protocols_dropped_total{reason=\"duplicate\"} 1\n",
+                "sonde_protocols_dropped",
+            ),
             ..Report::default()
         };
         let after = Report {
