@@ -1,7 +1,7 @@
 //! What runs beside the workload — nothing, sonde (`tcp` and `net_flows`
 //! sources), or bpftrace doing the equivalent tracepoint work — and the
 //! kernel's run-time statistics of their programs
-//! (`kernel.bpf_stats_enabled`, kernel 5.8+).
+//! (`BPF_ENABLE_STATS`, kernel 5.8+).
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
@@ -205,24 +205,4 @@ fn programs() -> Vec<(u32, String, u64, u64)> {
             )
         })
         .collect()
-}
-
-/// `kernel.bpf_stats_enabled = 1` while it lives; the old value after.
-pub struct BpfStats(String);
-
-impl BpfStats {
-    const PATH: &'static str = "/proc/sys/kernel/bpf_stats_enabled";
-
-    /// Turns run-time statistics on.
-    pub fn on() -> Result<BpfStats> {
-        let old = std::fs::read_to_string(Self::PATH).context("kernel.bpf_stats_enabled (kernel 5.8+)")?;
-        std::fs::write(Self::PATH, "1").context("cannot set kernel.bpf_stats_enabled")?;
-        Ok(BpfStats(old.trim().to_string()))
-    }
-}
-
-impl Drop for BpfStats {
-    fn drop(&mut self) {
-        let _ = std::fs::write(Self::PATH, &self.0);
-    }
 }

@@ -10,13 +10,16 @@
 //! slow down, and which a busy shared machine disturbs much less than
 //! throughput), each as min/median/max and as the median of each round's
 //! off/on ratio (target ≥ 0.99); then the kernel-measured ns per program
-//! run (`kernel.bpf_stats_enabled`, on only for separate runs since it
+//! run (`BPF_ENABLE_STATS`, on only for separate runs since it
 //! slows every program), beside an empty program on the same tracepoint.
 //!
 //! A bench target, not xtask code: it loads eBPF objects, which xtask must
 //! not link so that it builds before clang exists. Needs root, nginx, wrk and
 //! bpftrace (`cargo xtask bench net` installs them), kernel 5.9+.
 //! Writes `net.md` and `net.json` to the output directory.
+
+#[path = "../common/mod.rs"]
+mod common;
 
 mod agents;
 mod report;
@@ -28,7 +31,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use agents::{Agent, BpfStats, Mode, ProgramSample};
+use agents::{Agent, Mode, ProgramSample};
 use workload::{Connections, Nginx};
 
 /// Rounds of every mode.
@@ -132,7 +135,7 @@ pub fn run(out_dir: &Path) -> Result<String> {
 /// A connection-per-request run with run-time statistics on: each
 /// program's (run time, runs) during it, and the requests served.
 fn measure(nginx: &Nginx, stats: impl Fn() -> Vec<(u32, ProgramSample)>) -> Result<(Vec<ProgramSample>, f64)> {
-    let on = BpfStats::on()?;
+    let on = sonde_ebpf::stats::enable()?;
     let before = stats();
     let seconds = 2;
     let run = workload::wrk(nginx, Connections::PerRequest, seconds)?;

@@ -60,7 +60,7 @@ pub fn markdown(results: &Results) -> String {
         }
     }
     out.push_str(
-        "\nCost per tracepoint hit, connection per request, `kernel.bpf_stats_enabled=1`: \
+        "\nCost per tracepoint hit, connection per request, `BPF_ENABLE_STATS` on: \
          run_time_ns of the mode's programs of that name (one per object attached to the \
          tracepoint) over hits, median over rounds:\n\n\
          | mode | program | ns per hit | hits per request |\n|---|---|---:|---:|\n",

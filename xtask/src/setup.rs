@@ -101,6 +101,9 @@ pub const NET_BENCH_PACKAGES: &[&str] = &["nginx", "wrk", "bpftrace"];
 /// What `cargo xtask bench agent` serves and loads.
 pub const AGENT_BENCH_PACKAGES: &[&str] = &["nginx", "wrk"];
 
+/// What `cargo xtask bench protocols` serves and loads (wrk paced by Lua).
+pub const PROTOCOLS_BENCH_PACKAGES: &[&str] = &["nginx", "wrk"];
+
 /// Whether this process runs as root.
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
