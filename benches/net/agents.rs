@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::workload::TempDir;
+use super::common::web::TempDir;
 
 /// What runs beside nginx and wrk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -6,8 +6,8 @@
 
 use anyhow::Result;
 
-use super::common::web::{self, Load};
-pub use super::common::web::{parse_p99, parse_requests, parse_requests_per_second, Nginx, Run, TempDir};
+pub use super::common::web::Nginx;
+use super::common::web::{self, Load, Run};
 
 /// How wrk connects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,7 +47,7 @@ pub fn wrk(nginx: &Nginx, connections: Connections, seconds: u32) -> Result<Run>
 #[cfg(test)]
 mod tests {
     #[allow(unused_imports)]
-    use super::*;
+    use super::super::common::web::{parse_p99, parse_requests, parse_requests_per_second};
 
     #[test]
     fn reads_wrk_requests_per_second() {
