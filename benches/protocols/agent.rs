@@ -1,6 +1,6 @@
 //! The agent under test: `sonde run` with the `protocols` source at its
 //! defaults, its spans into a blackhole, in a cgroup of its own; and what
-//! it says about itself (the API's `/metrics`, the source's
+//! it says about itself (the API's `/metrics`, with the source's
 //! `sonde_protocols_*` counters).
 
 use std::collections::BTreeMap;
@@ -20,9 +20,9 @@ use super::common::web::free_port;
 pub const COUNTERS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The pipeline: the source at its defaults but `interval`; spans into
-/// the blackhole `void` (whose received count is the spans delivered);
-/// the source's own counters to a Prometheus endpoint the bench reads.
-fn pipeline(api: u16, counters: u16) -> String {
+/// the blackhole `void` (whose received count is the spans delivered). The
+/// source's own counters are on the agent API's `/metrics`.
+fn pipeline(api: u16) -> String {
     format!(
         r#"
 agent {{ api = "127.0.0.1:{api}" }}
@@ -32,15 +32,6 @@ transform "filter" "spans" {{
   kinds  = ["span"]
 }}
 sink "blackhole" "void" {{ inputs = ["spans"] }}
-transform "filter" "counters" {{
-  inputs        = ["l7"]
-  kinds         = ["metric"]
-  name_prefixes = ["sonde_protocols_"]
-}}
-sink "prometheus" "counters_page" {{
-  inputs = ["counters"]
-  listen = "127.0.0.1:{counters}"
-}}
 "#,
         COUNTERS_INTERVAL.as_secs()
     )
@@ -50,7 +41,6 @@ sink "prometheus" "counters_page" {{
 pub struct Agent {
     pub process: Measured,
     api: u16,
-    counters: u16,
 }
 
 /// What the agent reported at one instant (cumulative).
@@ -90,9 +80,9 @@ impl Agent {
     /// Starts the agent with its config under `dir` and waits until it
     /// turns a request to nginx on `nginx_port` into spans.
     pub fn start(sonde: &Path, dir: &Path, nginx_port: u16) -> Result<Agent> {
-        let (api, counters) = (free_port()?, free_port()?);
+        let api = free_port()?;
         let config = dir.join("protocols.hcl");
-        std::fs::write(&config, pipeline(api, counters))?;
+        std::fs::write(&config, pipeline(api))?;
         let mut command = Command::new(sonde);
         command
             .args(["--log-level", "info", "run", "--config"])
@@ -125,7 +115,7 @@ impl Agent {
             }
         }
         process.note_programs();
-        let agent = Agent { process, api, counters };
+        let agent = Agent { process, api };
         // Attached once a request to nginx comes back as spans.
         while agent.report()?.spans < 1.0 {
             if Instant::now() > deadline {
@@ -140,13 +130,12 @@ impl Agent {
     /// Its figures now (the counters as of their last emission).
     pub fn report(&self) -> Result<Report> {
         let api = http_get(self.api, "/metrics")?;
-        let counters = http_get(self.counters, "/metrics")?;
         Ok(Report {
             spans: metric_sum(&api, "sonde_component_received_events_total", r#"component_id="void""#),
             lost_events: metric_sum(&api, "sonde_ebpf_lost_events_total", ""),
             map_full: metric_sum(&api, "sonde_ebpf_map_full_total", ""),
-            dropped: by_reason(&counters, "sonde_protocols_dropped"),
-            gaps: by_reason(&counters, "sonde_protocols_gaps"),
+            dropped: by_reason(&api, "sonde_protocols_dropped"),
+            gaps: by_reason(&api, "sonde_protocols_gaps"),
         })
     }
 
