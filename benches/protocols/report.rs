@@ -14,11 +14,11 @@ const TARGET_BPF_NS_PER_SIDE: f64 = 1000.0;
 const TARGET_AGENT_CPU_PERCENT: f64 = 3.0;
 
 /// Requests each span count is checked against: both sides of every
-/// request wrk completed, plus the two requests of the bench's own reading
-/// of the agent's figures before the run (traced on the bench's side only:
-/// the agent excludes itself), counted once they complete.
+/// request wrk completed, plus the request of the bench's own reading of
+/// the agent's figures before the run (`/metrics` of its API, traced on the
+/// bench's side only: the agent excludes itself), counted once it completes.
 fn spans_expected(requests: f64) -> f64 {
-    2.0 * requests + 2.0
+    2.0 * requests + 1.0
 }
 
 /// "median (min–max)" with `decimals`.
@@ -190,7 +190,7 @@ pub fn render(results: &Results) -> (String, Vec<Figure>) {
 
     md.push_str(
         "\nEvery request as two spans (server and client; the counts summed over rounds): spans expected \
-         are 2 × wrk's completed requests + 2 per run (the bench's own reading of the agent's figures); \
+         are 2 × wrk's completed requests + 1 per run (the bench's own reading of the agent's figures); \
          a connection wrk leaves mid-request at the end of a run can add or take one.\n\n\
          | workload | requests | spans expected | spans received | missing | lost in the kernel | \
          dropped by the engine | gaps |\n|---|---|---|---|---|---|---|---|\n",
