@@ -223,6 +223,10 @@ fn stacks_that_collide_in_the_stack_map_arrive_through_the_spill_map() {
     };
     let Some(hot) = pprof::workload(test) else { return };
     let mut announced = collector.take_new_pids().expect("new pids ring");
+    // Take the one bucket with a stack of this process first, so that the
+    // workload's stacks collide whatever else runs (on a quiet machine
+    // the workload's could otherwise be the first and never spill).
+    sonde_ebpf::workload::sonde_conformance_busy();
     let before = collector.profiler().stats().unwrap();
     let run = run_workload(&hot, &["hot", "1", "1"], || {
         collector.note_new_pids(&announced.read(), &mut symbols);
