@@ -147,8 +147,10 @@ sink "otlp" "traces" {{
             receiver.endpoint("http/protobuf")
         ),
     );
-    wait_for("the agent's API", Duration::from_secs(20), || {
-        std::net::TcpStream::connect(("127.0.0.1", agent.api)).is_ok()
+    // The API listens before the pipeline starts: wait for the pipeline,
+    // so that the source's programs are attached before the workload.
+    wait_for("the pipeline to run", Duration::from_secs(30), || {
+        std::fs::read_to_string(dir.path().join("sonde.log")).is_ok_and(|log| log.contains("pipeline running"))
     });
     let port = free_port();
     let server = Killed(python_server(port, nginx.http_port));
