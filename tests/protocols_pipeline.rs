@@ -126,7 +126,7 @@ fn trace_context_is_continued_and_nested_and_secrets_reach_no_sink() {
     let nginx = common::nginx::Nginx::start();
     let receiver = Receiver::start(dir.path(), &[]);
     let out = dir.path().join("spans.jsonl");
-    let agent = Agent::start(
+    let _agent = Agent::start(
         dir.path(),
         &format!(
             r#"
