@@ -1,32 +1,10 @@
 //! The agent as a process for the failure tests: its config in a temporary
 //! directory, its stderr in a file, signals, its API, and its final account.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+pub use crate::common::{free_port, http_get, wait_for};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
-
-/// A free TCP port on loopback.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Waits until `check` holds.
-pub fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// A running `sonde run`, killed on drop.
 pub struct Agent {
@@ -117,19 +95,6 @@ impl Drop for Agent {
             let _ = child.wait();
         }
     }
-}
-
-/// `GET path` on loopback `port`: the whole response, headers included.
-pub fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    Some(response)
 }
 
 /// One component's line of the final account, parsed:

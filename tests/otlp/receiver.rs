@@ -1,8 +1,9 @@
 //! The independent OTLP receiver (tests/otlp_receiver.py) and the agent
 //! under test, as processes.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+#[allow(unused_imports)] // the failure tests take these from their harness
+pub use crate::common::{free_port, http_get, wait_for};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -100,24 +101,6 @@ pub fn requests(out: &Path) -> Vec<Value> {
         .collect()
 }
 
-/// A free TCP port on loopback.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Waits until `check` holds.
-pub fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// A running `sonde run`, killed on drop.
 pub struct Agent {
     child: Option<Child>,
@@ -191,16 +174,4 @@ impl Drop for Agent {
             let _ = child.wait();
         }
     }
-}
-
-fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    Some(response)
 }

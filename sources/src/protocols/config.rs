@@ -14,8 +14,6 @@ use sonde_core::{BoxError, Source, SourceConfig, SourceContext};
 use super::bpf::PROTO_MAX_CAPTURE;
 use super::engine::{self, Protocol, Settings};
 
-/// Protocols this build can parse.
-pub const KNOWN_PROTOCOLS: &[&str] = &["http"];
 /// Smallest `capture_bytes`: a request line and a few headers.
 pub const MIN_CAPTURE_BYTES: u32 = 256;
 /// Default time between two emissions of the metrics.
@@ -175,14 +173,7 @@ impl ProtocolsSourceConfig {
     /// What the protocol engine is told.
     pub fn engine_settings(&self, node: String) -> Settings {
         Settings {
-            protocols: self
-                .protocols
-                .iter()
-                .filter_map(|p| match p.as_str() {
-                    "http" => Some(Protocol::Http1),
-                    _ => None,
-                })
-                .collect(),
+            protocols: self.protocols.iter().filter_map(|p| Protocol::from_name(p)).collect(),
             headers: self.headers.clone(),
             routes: self.routes.clone(),
             max_routes_per_service: self.max_routes,
@@ -237,14 +228,12 @@ impl SourceConfig for ProtocolsSourceConfig {
 
     fn validate(&self) -> Result<(), Vec<Invalid>> {
         let mut check = Checks::new();
+        let known: Vec<&str> = Protocol::ALL.iter().map(|p| p.name()).collect();
         for protocol in &self.protocols {
             check.that(
-                KNOWN_PROTOCOLS.contains(&protocol.as_str()),
+                Protocol::from_name(protocol).is_some(),
                 "protocols",
-                format_args!(
-                    "`{protocol}` is not a known protocol (known: {})",
-                    KNOWN_PROTOCOLS.join(", ")
-                ),
+                format_args!("`{protocol}` is not a known protocol (known: {})", known.join(", ")),
             );
         }
         check

@@ -12,6 +12,14 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// Every protocol this build parses.
+    pub const ALL: &'static [Protocol] = &[Protocol::Http1];
+
+    /// The protocol of a config name (`"http"`): its [`Protocol::name`].
+    pub fn from_name(name: &str) -> Option<Protocol> {
+        Protocol::ALL.iter().copied().find(|p| p.name() == name)
+    }
+
     /// The `network.protocol.name` of its spans.
     pub fn name(self) -> &'static str {
         match self {
