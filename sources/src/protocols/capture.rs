@@ -77,6 +77,7 @@ impl Capture {
                     data,
                     timestamp: clock.wall(head.timestamp_ns),
                     tls: head.tls != 0,
+                    peer: None,
                 });
             }
             Record::Close(head) => {
@@ -153,5 +154,6 @@ fn conn_info(open: &ProtoOpen, listeners: &mut Listeners) -> ConnInfo {
         comm: peer.comm(),
         cgroup_id: peer.cgroup_id,
         preexisting: peer.discovered != 0,
+        datagram: false,
     }
 }

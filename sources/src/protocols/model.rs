@@ -70,6 +70,9 @@ pub struct ConnInfo {
     pub cgroup_id: u64,
     /// The connection was open before the agent started (found in /proc).
     pub preexisting: bool,
+    /// A datagram (UDP) socket: each chunk is one whole message, and an
+    /// unconnected socket's peer comes with each chunk ([`Chunk::peer`]).
+    pub datagram: bool,
 }
 
 /// Bytes moved by one syscall (or one SSL_read/SSL_write) on a connection.
@@ -93,4 +96,7 @@ pub struct Chunk<'a> {
     pub timestamp: Timestamp,
     /// Plaintext from the TLS library rather than the socket.
     pub tls: bool,
+    /// The datagram's other end (sendto's destination, recvfrom's
+    /// source), on datagram sockets when the call named it.
+    pub peer: Option<SocketAddr>,
 }

@@ -5,8 +5,8 @@ use sonde_core::event::Timestamp;
 
 use super::super::model::{Chunk, ConnInfo, Direction, Role};
 use super::detect::{Detector, Verdict};
-use super::infer;
-use super::reassembly::{Piece, Reassembler};
+use super::infer::{self, Clue};
+use super::reassembly::{Bytes, Piece, Reassembler};
 use super::session::{Scope, Session};
 
 /// Bytes counted for a connection besides its buffers.
@@ -82,32 +82,39 @@ impl Connection {
             Direction::Egress => (egress, ingress),
             Direction::Ingress => (ingress, egress),
         };
-        let (role, in_sync) = (info.role, !info.preexisting);
+        let in_sync = !info.preexisting;
+        let clue = clue_of(info);
+        if info.datagram {
+            // Each datagram is a whole message: nothing to put in order.
+            deliver_datagram(protocol, &clue, chunk, scope);
+            return;
+        }
         if other.holding() {
             // The other side moved on: what it still waits for was lost, not
             // late (a peer answers what it has received).
             let direction = chunk.direction.opposite();
             scope.counters.duplicates += other.flush(&mut |piece| {
-                deliver(protocol, role, in_sync, direction, piece, scope);
+                deliver(protocol, &clue.toward(direction), in_sync, piece, scope);
             });
         }
-        let direction = chunk.direction;
+        let clue = clue.toward(chunk.direction);
         scope.counters.duplicates += stream.push(chunk, room, &mut |piece| {
-            deliver(protocol, role, in_sync, direction, piece, scope);
+            deliver(protocol, &clue, in_sync, piece, scope);
         });
     }
 
     /// Releases held chunks (none will fill the hole before them).
     pub fn flush(&mut self, scope: &mut Scope<'_>) {
-        let (role, in_sync) = (self.info.role, !self.info.preexisting);
+        let in_sync = !self.info.preexisting;
+        let clue = clue_of(&self.info);
         for (direction, stream) in [
             (Direction::Egress, &mut self.egress),
             (Direction::Ingress, &mut self.ingress),
         ] {
             if stream.holding() {
                 let protocol = &mut self.protocol;
-                scope.counters.duplicates +=
-                    stream.flush(&mut |piece| deliver(protocol, role, in_sync, direction, piece, scope));
+                let clue = clue.toward(direction);
+                scope.counters.duplicates += stream.flush(&mut |piece| deliver(protocol, &clue, in_sync, piece, scope));
             }
         }
     }
@@ -128,18 +135,58 @@ impl Connection {
     }
 }
 
-fn deliver(
-    protocol: &mut Protocol,
-    role: Role,
-    in_sync: bool,
-    direction: Direction,
-    piece: Piece<'_>,
-    scope: &mut Scope<'_>,
-) {
+/// What detection may know of `info`, for bytes going `Egress` (see
+/// [`Clue::toward`]).
+fn clue_of(info: &ConnInfo) -> Clue {
+    Clue {
+        direction: Direction::Egress,
+        role: info.role,
+        local_port: info.local.map_or(0, |a| a.port()),
+        remote_port: info.remote.map_or(0, |a| a.port()),
+        datagram: info.datagram,
+    }
+}
+
+impl Clue {
+    fn toward(mut self, direction: Direction) -> Clue {
+        self.direction = direction;
+        self
+    }
+}
+
+/// One datagram, whole: its captured bytes, then what was not captured.
+fn deliver_datagram(protocol: &mut Protocol, clue: &Clue, chunk: &Chunk<'_>, scope: &mut Scope<'_>) {
+    let clue = clue.toward(chunk.direction);
+    let data = &chunk.data[..chunk.data.len().min(chunk.length as usize)];
+    let piece = |bytes| Piece {
+        bytes,
+        at: chunk.timestamp,
+        tid: chunk.tid,
+        boundary: true,
+        peer: chunk.peer,
+    };
+    deliver(protocol, &clue, true, piece(Bytes::Data(data)), scope);
+    let missing = u64::from(chunk.length).saturating_sub(data.len() as u64);
+    if missing > 0 {
+        let mut hole = piece(Bytes::Hole(missing));
+        hole.boundary = false;
+        deliver(protocol, &clue, true, hole, scope);
+    }
+}
+
+fn deliver(protocol: &mut Protocol, clue: &Clue, in_sync: bool, piece: Piece<'_>, scope: &mut Scope<'_>) {
+    let direction = clue.direction;
     match protocol {
-        Protocol::Speaking(session) => session.feed(direction, piece, scope),
+        Protocol::Speaking(session) => {
+            session.feed(direction, piece, scope);
+            if session.failed() {
+                // Detection was wrong: not this protocol after all.
+                scope.counters.misdetected += 1;
+                *protocol = Protocol::Unknown;
+            }
+        }
         Protocol::Unknown => {}
-        Protocol::Undecided(detector) => match detector.offer(direction, &piece, scope.settings) {
+        Protocol::Undecided(detector) => match detector.offer(clue, &piece, scope.settings) {
             Verdict::Wait => {}
             Verdict::Unknown => {
                 scope.counters.unknown_protocol += 1;
@@ -147,9 +194,14 @@ fn deliver(
             }
             Verdict::Found(found) => {
                 let detector = std::mem::take(detector);
-                let mut session = infer::session(found, requests(role), in_sync);
+                let mut session = infer::session(found, requests(clue.role), in_sync, scope.settings);
                 detector.replay(&mut |direction, piece| session.feed(direction, piece, scope));
-                *protocol = Protocol::Speaking(session);
+                if session.failed() {
+                    scope.counters.misdetected += 1;
+                    *protocol = Protocol::Unknown;
+                } else {
+                    *protocol = Protocol::Speaking(session);
+                }
             }
         },
     }

@@ -41,6 +41,9 @@ pub struct Counters {
     pub expired_connections: u64,
     /// Connections whose first bytes matched no enabled protocol.
     pub unknown_protocol: u64,
+    /// Connections whose first bytes looked like a protocol that its
+    /// parser then refused (false positives of detection).
+    pub misdetected: u64,
     /// RED or service-graph points whose series did not fit `max_series`.
     pub series_dropped: u64,
 }
@@ -66,6 +69,7 @@ impl Counters {
             ("memory_cap", self.memory_drops),
             ("idle_connection", self.expired_connections),
             ("unknown_protocol", self.unknown_protocol),
+            ("misdetected", self.misdetected),
             ("series_cap", self.series_dropped),
         ];
         let mut out = Vec::with_capacity(gaps.len() + dropped.len() + 2);

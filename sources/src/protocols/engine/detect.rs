@@ -7,7 +7,7 @@
 use sonde_core::event::Timestamp;
 
 use super::super::model::Direction;
-use super::infer;
+use super::infer::{self, Clue};
 use super::reassembly::{Bytes, Piece};
 use super::settings::{Protocol, Settings};
 
@@ -25,6 +25,7 @@ struct Kept {
     at: Timestamp,
     tid: u32,
     boundary: bool,
+    peer: Option<std::net::SocketAddr>,
 }
 
 /// What the bytes so far say.
@@ -61,7 +62,8 @@ impl Detector {
     }
 
     /// Keeps `piece` and decides, if its direction's bytes now tell.
-    pub fn offer(&mut self, direction: Direction, piece: &Piece<'_>, settings: &Settings) -> Verdict {
+    pub fn offer(&mut self, clue: &Clue, piece: &Piece<'_>, settings: &Settings) -> Verdict {
+        let direction = clue.direction;
         let (data, hole) = match piece.bytes {
             Bytes::Data(data) => (data, 0),
             Bytes::Hole(n) => (&[][..], n),
@@ -77,6 +79,7 @@ impl Detector {
             at: piece.at,
             tid: piece.tid,
             boundary: piece.boundary,
+            peer: piece.peer,
         });
         let prefix = &mut self.prefix[index(direction)];
         if hole > 0 {
@@ -85,7 +88,7 @@ impl Detector {
         }
         prefix.extend_from_slice(data);
         self.pieces += 1;
-        match infer::detect(settings, prefix) {
+        match infer::detect(settings, clue, prefix) {
             Some(protocol) => Verdict::Found(protocol),
             None if self.pieces >= MAX_PIECES => Verdict::Unknown,
             None => Verdict::Wait,
@@ -105,6 +108,7 @@ impl Detector {
                 at: kept.at,
                 tid: kept.tid,
                 boundary: kept.boundary,
+                peer: kept.peer,
             };
             feed(kept.direction, piece);
         }

@@ -1,23 +1,79 @@
 //! Which protocol a connection speaks, from the first bytes seen on it,
-//! and the session that parses it. One line per protocol.
+//! and the session that parses it. One line per protocol in each function.
+//!
+//! Detection is the cheap, strict check of a message start; a session that
+//! later finds the bytes are not its protocol says so ([`Session::failed`])
+//! and the connection stops being parsed (a false positive, counted).
+//!
+//! [`Session::failed`]: super::session::Session::failed
 
-use super::super::model::Direction;
+use super::super::model::{Direction, Role};
 use super::http::{looks_like_http, HttpSession};
 use super::session::Session;
 use super::settings::{Protocol, Settings};
 
-/// The first enabled protocol whose start `data` looks like.
-pub fn detect(settings: &Settings, data: &[u8]) -> Option<Protocol> {
+/// What is known of a connection besides its bytes, for detection: some
+/// protocols' first messages are only told apart by who sends them, and
+/// well-known ports break ties.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Clue {
+    /// Which way the bytes went.
+    pub direction: Direction,
+    /// The traced process's side, when known.
+    pub role: Role,
+    /// The traced process's own port, 0 when unknown.
+    pub local_port: u16,
+    /// The other end's port, 0 when unknown.
+    pub remote_port: u16,
+    /// A datagram (UDP) socket.
+    pub datagram: bool,
+}
+
+impl Clue {
+    /// The server's port when the role tells which end serves; both ports
+    /// otherwise.
+    pub fn server_ports(&self) -> [u16; 2] {
+        match self.role {
+            Role::Client => [self.remote_port, self.remote_port],
+            Role::Server => [self.local_port, self.local_port],
+            Role::Unknown => [self.local_port, self.remote_port],
+        }
+    }
+
+    /// Whether `direction` carries requests, when the role tells.
+    pub fn sends_requests(&self) -> Option<bool> {
+        match self.role {
+            Role::Client => Some(self.direction == Direction::Egress),
+            Role::Server => Some(self.direction == Direction::Ingress),
+            Role::Unknown => None,
+        }
+    }
+}
+
+/// The first enabled protocol whose start `data` (one direction's bytes
+/// so far) looks like.
+pub fn detect(settings: &Settings, clue: &Clue, data: &[u8]) -> Option<Protocol> {
     settings.protocols.iter().copied().find(|protocol| match protocol {
-        Protocol::Http1 => looks_like_http(data),
+        Protocol::Http1 => !clue.datagram && looks_like_http(data),
+        // Not built yet: never in `Protocol::ALL`, never enabled.
+        Protocol::Postgres | Protocol::Mysql | Protocol::Redis | Protocol::Dns => false,
     })
 }
 
 /// A session for `protocol`; `requests` is the direction requests go when
 /// the connection's role is known; `in_sync` when both streams are seen
 /// from their first byte (a connection opened while the agent ran).
-pub fn session(protocol: Protocol, requests: Option<Direction>, in_sync: bool) -> Box<dyn Session> {
+pub fn session(
+    protocol: Protocol,
+    requests: Option<Direction>,
+    in_sync: bool,
+    settings: &Settings,
+) -> Box<dyn Session> {
+    let _ = settings;
     match protocol {
         Protocol::Http1 => Box::new(HttpSession::new(requests, in_sync)),
+        Protocol::Postgres | Protocol::Mysql | Protocol::Redis | Protocol::Dns => {
+            unreachable!("{protocol:?} is not in Protocol::ALL yet")
+        }
     }
 }

@@ -19,7 +19,9 @@
 
 pub mod connection;
 pub mod counters;
+pub mod db;
 pub mod detect;
+pub mod dns;
 pub mod http;
 pub mod infer;
 pub mod reassembly;
@@ -45,7 +47,7 @@ pub use counters::Counters;
 use red::Red;
 use routes::Routes;
 use session::{Exchange, Scope};
-pub use settings::{Bodies, Protocol, Settings};
+pub use settings::{Bodies, Protocol, Queries, Settings};
 use trace_context::ActiveSpans;
 
 /// Chunks held back for reordering are released after this long without
@@ -242,5 +244,6 @@ fn unknown(id: ConnId) -> ConnInfo {
         comm: String::new(),
         cgroup_id: 0,
         preexisting: true,
+        datagram: false,
     }
 }

@@ -9,6 +9,7 @@
 //! inside a body of known length and resynchronises anywhere else.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
 use sonde_core::event::Timestamp;
 
@@ -42,6 +43,9 @@ pub struct Piece<'a> {
     /// The piece starts where a syscall's bytes start: a message usually
     /// does too, so resynchronisation looks here first.
     pub boundary: bool,
+    /// On a datagram socket, the datagram's other end when the call named
+    /// it (pieces of streams: `None`).
+    pub peer: Option<SocketAddr>,
 }
 
 /// A chunk held back, with its own copy of the captured bytes.
@@ -165,6 +169,7 @@ impl Reassembler {
                 at,
                 tid,
                 boundary: false,
+                peer: None,
             });
             self.next = Some(position);
         }
@@ -190,6 +195,7 @@ impl Reassembler {
                 at,
                 tid,
                 boundary: skip == 0,
+                peer: None,
             });
         }
         let seen_end = (position + data.len() as u64).max(next);
@@ -199,6 +205,7 @@ impl Reassembler {
                 at,
                 tid,
                 boundary: false,
+                peer: None,
             });
         }
         self.next = Some(end);

@@ -7,6 +7,13 @@
 //!   service (`server.address` and `server.port` of client spans) and the
 //!   process attributes `pod_enrich` completes. The Prometheus sink exposes
 //!   them as `http_server_request_duration_seconds_{bucket,sum,count}`.
+//! - `db.client.operation.duration` by `db.system.name`,
+//!   `db.operation.name`, `db.namespace`, `db.response.status_code` and
+//!   `error.type`; the database's own side (a server process on this node)
+//!   as [`DB_SERVER_DURATION`], which the conventions do not name.
+//! - `dns.lookup.duration` by `dns.question.name`, type and `error.type`
+//!   (the response code when not `NOERROR`); a resolver on this node as
+//!   [`DNS_SERVER_DURATION`].
 //! - The service graph, named like `net_flows`' service map: per (process
 //!   on this node, peer address, service port) and side
 //!   (`sonde.flow.direction`), [`GRAPH_REQUESTS`], [`GRAPH_FAILED`] and
@@ -20,13 +27,21 @@ use sonde_core::event::{Attributes, Histogram, Metric, SharedStr, Temporality, T
 
 use super::super::model::ConnInfo;
 use super::counters::Counters;
-use super::span::{process_attributes, Outcome};
+use super::span::{process_attributes, Labels, Outcome};
 use super::strings::Strings;
 
 /// Histogram of server request durations.
 pub const SERVER_DURATION: &str = "http.server.request.duration";
 /// Histogram of client request durations.
 pub const CLIENT_DURATION: &str = "http.client.request.duration";
+/// Histogram of database statements, seen from the client.
+pub const DB_CLIENT_DURATION: &str = "db.client.operation.duration";
+/// Histogram of database statements, seen from the database server.
+pub const DB_SERVER_DURATION: &str = "sonde.db.server.operation.duration";
+/// Histogram of DNS lookups, seen from the resolving process.
+pub const DNS_LOOKUP_DURATION: &str = "dns.lookup.duration";
+/// Histogram of DNS queries, seen from a DNS server on this node.
+pub const DNS_SERVER_DURATION: &str = "sonde.dns.server.request.duration";
 /// Counter of requests between two services.
 pub const GRAPH_REQUESTS: &str = "sonde_service_graph_requests_total";
 /// Counter of failed requests between two services.
@@ -40,24 +55,44 @@ pub const BOUNDS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 ];
 
+/// The OpenTelemetry semantic conventions' advice for database (and, by
+/// sonde's choice, DNS) durations.
+pub const DB_BOUNDS: [f64; 9] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0];
+
 /// A RED series' identity, typed (hashing it allocates nothing); its
 /// attributes are built once, when the series is new. The process name is
 /// left out: a pid has one name while it lives.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct RedKey {
     server: bool,
-    method: SharedStr,
-    route: SharedStr,
-    status: u16,
+    labels: Labels,
     error: bool,
     service: Option<SocketAddr>,
     pid: u32,
     cgroup: u64,
 }
 
+impl RedKey {
+    /// The histogram's name and description.
+    fn metric(&self) -> (&'static str, &'static str) {
+        match (&self.labels, self.server) {
+            (Labels::Http { .. }, true) => (SERVER_DURATION, "Duration of HTTP server requests."),
+            (Labels::Http { .. }, false) => (CLIENT_DURATION, "Duration of HTTP client requests."),
+            (Labels::Db { .. }, false) => (DB_CLIENT_DURATION, "Duration of database client operations."),
+            (Labels::Db { .. }, true) => (
+                DB_SERVER_DURATION,
+                "Duration of database operations, seen by the database server.",
+            ),
+            (Labels::Dns { .. }, false) => (DNS_LOOKUP_DURATION, "Duration of DNS lookups."),
+            (Labels::Dns { .. }, true) => (DNS_SERVER_DURATION, "Duration of DNS queries, seen by the DNS server."),
+        }
+    }
+}
+
 /// A service-graph series' identity.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct GraphKey {
+    protocol: super::settings::Protocol,
     server: bool,
     pid: u32,
     cgroup: u64,
@@ -78,6 +113,7 @@ pub struct Red {
     durations: HashMap<RedKey, Series>,
     graph: HashMap<GraphKey, Series>,
     bounds: Arc<[f64]>,
+    db_bounds: Arc<[f64]>,
     max_series: usize,
 }
 
@@ -123,6 +159,7 @@ impl Red {
             durations: HashMap::new(),
             graph: HashMap::new(),
             bounds: Arc::from(BOUNDS.as_slice()),
+            db_bounds: Arc::from(DB_BOUNDS.as_slice()),
             max_series,
         }
     }
@@ -136,26 +173,22 @@ impl Red {
         strings: &mut Strings,
         counters: &mut Counters,
     ) {
-        let service = if outcome.server { info.local } else { info.remote };
+        let service = if outcome.server { info.local } else { outcome.remote };
         let red_key = RedKey {
             server: outcome.server,
-            method: outcome.method.clone(),
-            route: outcome.route.clone(),
-            status: outcome.status,
+            labels: outcome.labels.clone(),
             error: outcome.error,
             service,
             pid: info.id.pid,
             cgroup: info.cgroup_id,
         };
-        let limits = (&self.bounds, self.max_series);
+        let bounds = match outcome.labels {
+            Labels::Http { .. } => &self.bounds,
+            Labels::Db { .. } | Labels::Dns { .. } => &self.db_bounds,
+        };
+        let limits = (bounds, self.max_series);
         add(&mut self.durations, red_key, outcome, limits, counters, || {
-            let mut red = Attributes::new()
-                .with("http.request.method", outcome.method.clone())
-                .with("http.route", outcome.route.clone())
-                .with("http.response.status_code", u32::from(outcome.status));
-            if outcome.error {
-                red.insert("error.type", outcome.status.to_string());
-            }
+            let mut red = labels(outcome);
             if let Some(address) = service {
                 if !outcome.server {
                     red.insert("server.address", strings.ip(address.ip()));
@@ -168,17 +201,19 @@ impl Red {
             red
         });
         let graph_key = GraphKey {
+            protocol: outcome.protocol,
             server: outcome.server,
             pid: info.id.pid,
             cgroup: info.cgroup_id,
-            peer: info.remote.map(|a| a.ip()),
+            peer: outcome.remote.map(|a| a.ip()),
             port: service.map(|a| a.port()),
         };
+        let limits = (&self.bounds, self.max_series);
         add(&mut self.graph, graph_key, outcome, limits, counters, || {
             let mut graph = process_attributes(info, node, strings);
             graph.insert(SIDE, if outcome.server { "server" } else { "client" });
-            graph.insert("network.protocol.name", "http");
-            if let Some(peer) = info.remote {
+            graph.insert("network.protocol.name", outcome.protocol.name());
+            if let Some(peer) = outcome.remote {
                 graph.insert("network.peer.address", strings.ip(peer.ip()));
             }
             if let Some(address) = service {
@@ -199,11 +234,8 @@ impl Red {
         };
         let mut out = Vec::with_capacity(self.durations.len() + self.graph.len() * 3);
         for (key, s) in &self.durations {
-            out.push(if key.server {
-                histogram(SERVER_DURATION, s, "Duration of HTTP server requests.")
-            } else {
-                histogram(CLIENT_DURATION, s, "Duration of HTTP client requests.")
-            });
+            let (name, description) = key.metric();
+            out.push(histogram(name, s, description));
         }
         for s in self.graph.values() {
             out.push(histogram(
@@ -225,5 +257,51 @@ impl Red {
             }
         }
         out
+    }
+}
+
+/// A duration series' protocol attributes.
+fn labels(outcome: &Outcome) -> Attributes {
+    match &outcome.labels {
+        Labels::Http { method, route, status } => {
+            let mut red = Attributes::new()
+                .with("http.request.method", method.clone())
+                .with("http.route", route.clone())
+                .with("http.response.status_code", u32::from(*status));
+            if outcome.error {
+                red.insert("error.type", status.to_string());
+            }
+            red
+        }
+        Labels::Db {
+            system,
+            operation,
+            namespace,
+            status,
+            error,
+        } => {
+            let mut red = Attributes::new()
+                .with("db.system.name", system.name())
+                .with("db.operation.name", operation.clone());
+            if let Some(namespace) = namespace {
+                red.insert("db.namespace", namespace.clone());
+            }
+            if let Some(status) = status {
+                red.insert("db.response.status_code", status.clone());
+            }
+            if let Some(error) = error {
+                red.insert("error.type", error.clone());
+            }
+            red
+        }
+        Labels::Dns { name, qtype, rcode } => {
+            let mut red = Attributes::new()
+                .with("dns.question.name", name.clone())
+                .with("dns.question.type", qtype.clone());
+            if outcome.error {
+                red.insert("error.type", rcode.clone());
+            }
+            red
+        }
     }
 }

@@ -5,10 +5,14 @@
 //! Adding a protocol (Postgres, Redis, DNS, HTTP/2) is a module with a
 //! `Session`, a [`Detail`] variant, a line in `infer` and its span fields.
 
+use std::net::SocketAddr;
+
 use sonde_core::event::Timestamp;
 
 use super::super::model::Direction;
 use super::counters::Counters;
+use super::db::DbExchange;
+use super::dns::DnsExchange;
 use super::http::HttpExchange;
 use super::reassembly::Piece;
 use super::settings::{Protocol, Settings};
@@ -29,6 +33,9 @@ pub struct Exchange {
     pub context: Context,
     /// Its parent span, when trace context said so.
     pub parent: Option<[u8; 8]>,
+    /// The other end, when it is not the connection's (a datagram on an
+    /// unconnected socket: the piece's `peer`).
+    pub remote: Option<SocketAddr>,
     /// What the protocol says.
     pub detail: Detail,
 }
@@ -38,6 +45,10 @@ pub struct Exchange {
 pub enum Detail {
     /// HTTP/1.x.
     Http(Box<HttpExchange>),
+    /// A database statement or command (PostgreSQL, MySQL, Redis).
+    Db(Box<DbExchange>),
+    /// A DNS query and its answer.
+    Dns(Box<DnsExchange>),
 }
 
 /// What a session may use and fill while it parses.
@@ -66,4 +77,9 @@ pub trait Session: std::fmt::Debug + Send {
     fn memory(&self) -> usize;
     /// Which way requests go, once known.
     fn request_direction(&self) -> Option<Direction>;
+    /// The bytes turned out not to be this protocol (detection was wrong):
+    /// the engine stops feeding the session and counts a false positive.
+    fn failed(&self) -> bool {
+        false
+    }
 }

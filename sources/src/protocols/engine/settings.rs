@@ -9,6 +9,14 @@ use std::time::Duration;
 pub enum Protocol {
     /// HTTP/1.0 and HTTP/1.1.
     Http1,
+    /// PostgreSQL's frontend/backend protocol v3.
+    Postgres,
+    /// The MySQL client/server protocol (MySQL and MariaDB).
+    Mysql,
+    /// Redis RESP2 and RESP3.
+    Redis,
+    /// DNS over UDP and TCP.
+    Dns,
 }
 
 impl Protocol {
@@ -24,6 +32,10 @@ impl Protocol {
     pub fn name(self) -> &'static str {
         match self {
             Protocol::Http1 => "http",
+            Protocol::Postgres => "postgresql",
+            Protocol::Mysql => "mysql",
+            Protocol::Redis => "redis",
+            Protocol::Dns => "dns",
         }
     }
 }
@@ -50,6 +62,31 @@ impl Default for Bodies {
     }
 }
 
+/// What database spans keep of a statement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Queries {
+    /// Replace literals (strings, numbers, lists of them) with `?`
+    /// before a statement leaves the engine. On by default: literals
+    /// carry passwords and personal data.
+    pub obfuscate: bool,
+    /// Characters of `db.query.text` kept; longer statements are cut and
+    /// marked (`sonde.db.query.truncated`).
+    pub max_length: usize,
+    /// Keep the first key of a Redis command (`db.query.text` is then
+    /// `GET user:42`); off keeps only the command name.
+    pub redis_keys: bool,
+}
+
+impl Default for Queries {
+    fn default() -> Self {
+        Queries {
+            obfuscate: true,
+            max_length: 2048,
+            redis_keys: true,
+        }
+    }
+}
+
 /// The engine's options.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -66,6 +103,8 @@ pub struct Settings {
     pub max_routes_per_service: usize,
     /// Bodies to keep.
     pub bodies: Bodies,
+    /// What database spans keep of statements.
+    pub queries: Queries,
     /// Bytes one connection may buffer (an unfinished head, out-of-order
     /// chunks, a kept body); beyond it the message is dropped and counted.
     pub max_connection_bytes: usize,
@@ -91,6 +130,7 @@ impl Default for Settings {
             routes: Vec::new(),
             max_routes_per_service: 100,
             bodies: Bodies::default(),
+            queries: Queries::default(),
             max_connection_bytes: 64 * 1024,
             max_memory_bytes: 64 * 1024 * 1024,
             idle_timeout: Duration::from_secs(60),

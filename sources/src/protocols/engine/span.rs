@@ -8,26 +8,65 @@ use std::net::SocketAddr;
 use sonde_core::event::{keys, Attributes, SharedStr, Span, SpanKind, SpanStatus};
 
 use super::super::model::{ConnInfo, Direction};
+use super::db::{self, DbSystem};
+use super::dns;
 use super::http::fields;
 use super::routes::Routes;
 use super::session::{Detail, Exchange};
+use super::settings::Protocol;
 use super::strings::Strings;
 
 /// What the RED metrics and the service graph need of a span.
 #[derive(Clone, Debug)]
 pub struct Outcome {
+    /// The protocol.
+    pub protocol: Protocol,
     /// Server side (else client).
     pub server: bool,
-    /// `http.request.method`.
-    pub method: SharedStr,
-    /// `http.route`.
-    pub route: SharedStr,
-    /// `http.response.status_code`.
-    pub status: u16,
+    /// The protocol's metric attributes.
+    pub labels: Labels,
     /// An error for this side.
     pub error: bool,
     /// Seconds from the request's first byte to the response's last.
     pub duration: f64,
+    /// The other end (the connection's, or the datagram's).
+    pub remote: Option<SocketAddr>,
+}
+
+/// The attributes a protocol's duration histogram is split by.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Labels {
+    /// HTTP: method, route, status code.
+    Http {
+        /// `http.request.method`.
+        method: SharedStr,
+        /// `http.route`.
+        route: SharedStr,
+        /// `http.response.status_code`.
+        status: u16,
+    },
+    /// Databases: system, operation, namespace, status code.
+    Db {
+        /// `db.system.name`.
+        system: DbSystem,
+        /// `db.operation.name` (`_OTHER` when unknown).
+        operation: SharedStr,
+        /// `db.namespace`.
+        namespace: Option<SharedStr>,
+        /// `db.response.status_code`.
+        status: Option<SharedStr>,
+        /// `error.type`.
+        error: Option<SharedStr>,
+    },
+    /// DNS: the question and the response code.
+    Dns {
+        /// `dns.question.name`.
+        name: SharedStr,
+        /// `dns.question.type`.
+        qtype: SharedStr,
+        /// The response code (`error.type` when not `NOERROR`).
+        rcode: SharedStr,
+    },
 }
 
 /// The origin attributes of a connection's events.
@@ -84,17 +123,18 @@ pub fn build(
     strings: &mut Strings,
 ) -> (Span, Outcome) {
     let server = exchange.request_direction == Direction::Ingress;
+    let remote = exchange.remote.or(info.remote);
     let (server_end, client_end) = if server {
-        (info.local, info.remote)
+        (info.local, remote)
     } else {
-        (info.remote, info.local)
+        (remote, info.local)
     };
     let mut fields = Attributes::new();
     endpoint(&mut fields, SERVER, server_end, strings);
     endpoint(&mut fields, CLIENT, client_end, strings);
-    endpoint(&mut fields, PEER, info.remote, strings);
+    endpoint(&mut fields, PEER, remote, strings);
     let duration = exchange.end.as_nanos().saturating_sub(exchange.start.as_nanos()) as f64 / 1e9;
-    let (name, outcome) = match &exchange.detail {
+    let (name, labels, error, message): (String, Labels, bool, SharedStr) = match &exchange.detail {
         Detail::Http(http) => {
             let route = routes.route(&service_name(info, server), &http.request.path);
             fields::fill(http, &route, server, &mut fields, strings);
@@ -104,21 +144,55 @@ pub fn build(
                 known => format!("{known} {route}"),
             };
             let status = http.response.status;
-            let outcome = Outcome {
-                server,
-                method,
-                route,
-                status,
-                error: fields::is_error(status, server),
-                duration,
+            let error = fields::is_error(status, server);
+            let labels = Labels::Http { method, route, status };
+            (name, labels, error, status.to_string().into())
+        }
+        Detail::Db(exchange) => {
+            db::fields::fill(exchange, &mut fields);
+            let labels = Labels::Db {
+                system: exchange.system,
+                operation: db::fields::operation(exchange),
+                namespace: exchange.namespace.clone(),
+                status: exchange.status_code.clone(),
+                error: exchange.error.clone(),
             };
-            (name, outcome)
+            let message = exchange.error.clone().unwrap_or_default();
+            (
+                db::fields::span_name(exchange),
+                labels,
+                exchange.error.is_some(),
+                message,
+            )
+        }
+        Detail::Dns(exchange) => {
+            dns::fields::fill(exchange, &mut fields);
+            let labels = Labels::Dns {
+                name: exchange.name.clone(),
+                qtype: exchange.qtype.clone(),
+                rcode: exchange.rcode.clone(),
+            };
+            (
+                dns::fields::span_name(exchange),
+                labels,
+                exchange.failed(),
+                exchange.rcode.clone(),
+            )
         }
     };
-    let status = if outcome.error {
-        SpanStatus::Error {
-            message: outcome.status.to_string().into(),
-        }
+    if !matches!(exchange.detail, Detail::Http(_)) {
+        fields.insert("network.protocol.name", exchange.protocol.name());
+    }
+    let outcome = Outcome {
+        protocol: exchange.protocol,
+        server,
+        labels,
+        error,
+        duration,
+        remote,
+    };
+    let status = if error {
+        SpanStatus::Error { message }
     } else {
         SpanStatus::Unset
     };

@@ -196,6 +196,7 @@ impl Handler for Side<'_, '_, '_> {
             end: at,
             context: p.context,
             parent: p.parent,
+            remote: None,
             detail: Detail::Http(Box::new(http)),
         });
     }

@@ -54,6 +54,7 @@ pub fn info(id: ConnId, role: Role) -> ConnInfo {
         comm: "app".into(),
         cgroup_id: 4242,
         preexisting: false,
+        datagram: false,
     }
 }
 
@@ -100,6 +101,7 @@ impl Harness {
             data: captured,
             timestamp: Timestamp::from_nanos(self.clock),
             tls: false,
+            peer: None,
         };
         self.engine.data(chunk, &mut self.events);
     }
