@@ -77,7 +77,7 @@ impl Capture {
                     data,
                     timestamp: clock.wall(head.timestamp_ns),
                     tls: head.tls != 0,
-                    peer: None,
+                    peer: head.peer(),
                 });
             }
             Record::Close(head) => {
@@ -140,20 +140,26 @@ fn direction(head: &ProtoEvent) -> Direction {
 /// no known role: it is a server's when its local port is listening.
 fn conn_info(open: &ProtoOpen, listeners: &mut Listeners) -> ConnInfo {
     let peer = &open.peer;
+    let datagram = open.head.datagram != 0;
     let role = match u32::from(peer.role) {
         PROTO_ROLE_CLIENT => Role::Client,
         PROTO_ROLE_SERVER => Role::Server,
-        _ if listeners.is_listening(peer.sport) => Role::Server,
+        // Listening TCP ports say nothing of a UDP socket.
+        _ if !datagram && listeners.is_listening(peer.sport) => Role::Server,
         _ => Role::Unknown,
     };
+    // An unconnected datagram socket has no other end of its own: each
+    // datagram names one.
+    let remote = peer.remote();
+    let remote = (remote.port() != 0).then_some(remote);
     ConnInfo {
         id: conn_id(&open.head, open.head.generation),
         role,
         local: Some(peer.local()),
-        remote: Some(peer.remote()),
+        remote,
         comm: peer.comm(),
         cgroup_id: peer.cgroup_id,
         preexisting: peer.discovered != 0,
-        datagram: false,
+        datagram,
     }
 }

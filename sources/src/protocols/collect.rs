@@ -75,6 +75,7 @@ impl Collector {
             max_connections: config.max_connections,
             ring_bytes: config.ring_buffer_bytes,
             exclude_self,
+            dns_ports: config.dns_ports.clone(),
         })?;
         let records = programs.take_records().expect("records are taken once");
         let mut collector = Collector {
@@ -118,6 +119,9 @@ impl Collector {
         });
         self.malformed.increment(malformed as u64);
         self.follow_up(followups);
+        for id in self.engine.take_refused() {
+            self.programs.ignore(id.pid, id.fd, id.generation);
+        }
         if !self.spans {
             out.clear();
         }

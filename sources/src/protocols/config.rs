@@ -11,7 +11,7 @@ use sonde_core::registry::{EbpfSide, SourceType};
 use sonde_core::topology::component_metrics;
 use sonde_core::{BoxError, Source, SourceConfig, SourceContext};
 
-use super::bpf::PROTO_MAX_CAPTURE;
+use super::bpf::{PROTO_MAX_CAPTURE, PROTO_MAX_DNS_PORTS};
 use super::engine::{self, Protocol, Settings};
 
 /// Smallest `capture_bytes`: a request line and a few headers.
@@ -68,17 +68,59 @@ fn default_content_types() -> Vec<String> {
     vec!["application/json".to_string()]
 }
 
+fn default_dns_ports() -> Vec<u16> {
+    vec![53]
+}
+
+const fn default_max_query_length() -> usize {
+    2048
+}
+
+/// What database spans keep of statements (`db.query.text`).
+#[derive(Clone, Debug, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Queries {
+    /// Replace literals (strings, numbers, lists of them) with `?`, using
+    /// a SQL tokenizer. Literals carry passwords and personal data: turn
+    /// this off only where the statements are known to hold none.
+    /// Default `true`.
+    #[serde(default = "default_true")]
+    pub obfuscate: bool,
+    /// Characters of a statement kept; longer ones are cut and marked
+    /// `sonde.db.query.truncated`. Default 2048.
+    #[serde(default = "default_max_query_length")]
+    pub max_length: usize,
+    /// Keep the first key of a Redis command (`GET user:42`); other
+    /// arguments are never kept, nor any of `AUTH`/`HELLO`. Default `true`.
+    #[serde(default = "default_true")]
+    pub redis_keys: bool,
+}
+
+impl Default for Queries {
+    fn default() -> Self {
+        Queries {
+            obfuscate: true,
+            max_length: default_max_query_length(),
+            redis_keys: true,
+        }
+    }
+}
+
 /// Requests seen from the syscalls that move socket data, and through
 /// TLS (OpenSSL/BoringSSL uprobes), with no change to the applications:
-/// one span per request (server and client side, OpenTelemetry HTTP
-/// semantic conventions), RED metrics (`http.server.request.duration`,
-/// `http.client.request.duration`) and a service graph. HTTP/1.x today.
-/// Secrets stay out by default: no bodies, only allow-listed headers,
-/// never `Authorization`/`Cookie`/`Set-Cookie`, query values redacted.
+/// one span per request (server and client side, OpenTelemetry semantic
+/// conventions), RED metrics (`http.server.request.duration`,
+/// `http.client.request.duration`, `db.client.operation.duration`,
+/// `dns.lookup.duration`) and a service graph. HTTP/1.x, PostgreSQL,
+/// MySQL/MariaDB, Redis and DNS. Secrets stay out by default: no bodies,
+/// only allow-listed headers, never `Authorization`/`Cookie`/`Set-Cookie`,
+/// query values redacted, SQL literals replaced with `?`, Redis arguments
+/// beyond the first key dropped.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProtocolsSourceConfig {
-    /// Protocols to trace. Default `["http"]` (HTTP/1.x).
+    /// Protocols to trace: `http` (HTTP/1.x), `postgresql`, `mysql`
+    /// (MySQL and MariaDB), `redis`, `dns`. Default `["http"]`.
     #[serde(default = "default_protocols")]
     pub protocols: Vec<String>,
     /// Bytes copied per call (per read, write, SSL_read …), 256..16384.
@@ -97,6 +139,14 @@ pub struct ProtocolsSourceConfig {
     /// Bodies to keep (off by default).
     #[serde(default)]
     pub bodies: Bodies,
+    /// What database spans keep of statements.
+    #[serde(default)]
+    pub queries: Queries,
+    /// Ports of DNS servers (at most 4): with `dns` enabled, UDP
+    /// datagrams and TCP connections to or from them are traced. Default
+    /// `[53]`.
+    #[serde(default = "default_dns_ports")]
+    pub dns_ports: Vec<u16>,
     /// Request and response headers kept as
     /// `http.request.header.<name>`/`http.response.header.<name>`
     /// (`user-agent` as `user_agent.original`). `authorization`,
@@ -154,6 +204,8 @@ impl Default for ProtocolsSourceConfig {
             ports: Vec::new(),
             exclude_comm: Vec::new(),
             bodies: Bodies::default(),
+            queries: Queries::default(),
+            dns_ports: default_dns_ports(),
             headers: default_headers(),
             routes: Vec::new(),
             max_routes: default_max_routes(),
@@ -180,6 +232,11 @@ impl ProtocolsSourceConfig {
             bodies: engine::Bodies {
                 max_bytes: self.bodies.max_bytes,
                 content_types: self.bodies.content_types.clone(),
+            },
+            queries: engine::Queries {
+                obfuscate: self.queries.obfuscate,
+                max_length: self.queries.max_length,
+                redis_keys: self.queries.redis_keys,
             },
             max_connection_bytes: self.max_buffer_bytes,
             max_memory_bytes: self.max_memory_bytes,
@@ -253,6 +310,21 @@ impl SourceConfig for ProtocolsSourceConfig {
                 "spans and metrics are both off: nothing to emit",
             )
             .that(self.max_connections > 0, "max_connections", "must be at least 1")
+            .that(
+                (1..=PROTO_MAX_DNS_PORTS as usize).contains(&self.dns_ports.len()),
+                "dns_ports",
+                format_args!("must name 1 to {PROTO_MAX_DNS_PORTS} ports"),
+            )
+            .that(
+                !self.dns_ports.contains(&0),
+                "dns_ports",
+                "port 0 is not a port",
+            )
+            .that(
+                self.queries.max_length >= 16,
+                "queries.max_length",
+                "must be at least 16",
+            )
             .that(
                 self.ring_buffer_bytes.is_power_of_two() && self.ring_buffer_bytes >= 64 * 1024,
                 "ring_buffer_bytes",

@@ -37,10 +37,17 @@ pub struct ProtoEvent {
     pub tls: u8,
     /// `PROTO_ROLE_*`.
     pub role: u8,
+    /// A datagram's other end, when the call named it (family 0 if not).
+    pub peer_addr: [u8; 16],
+    pub peer_port: u16,
+    pub peer_family: u16,
+    /// 1 on a datagram (UDP) socket.
+    pub datagram: u8,
+    pub _pad: [u8; 3],
 }
 
-// SAFETY: repr(C), 3 × 8 + 5 × 4 + 4 × 1 bytes, no padding: every bit
-// pattern is valid.
+// SAFETY: repr(C), 3 × 8 + 5 × 4 + 4 × 1 + 16 + 2 × 2 + 4 bytes, no
+// padding: every bit pattern is valid.
 unsafe impl sonde_ebpf::aya::Pod for ProtoEvent {}
 
 /// `struct proto_peer`: a connection's endpoints and owner.
@@ -90,8 +97,14 @@ pub struct ConnKey {
 unsafe impl sonde_ebpf::aya::Pod for ConnKey {}
 
 /// Size of `struct conn`, the connection map's value, which user space
-/// only removes.
+/// only removes, or marks ignored.
 pub const CONN_VALUE_SIZE: usize = 120;
+/// Offset of `generation` in `struct conn`.
+pub const CONN_GENERATION_OFFSET: usize = 0;
+/// Offset of `gate` in `struct conn`.
+pub const CONN_GATE_OFFSET: usize = 112;
+/// `GATE_IGNORED` of `proto_maps.h`: the connection's bytes are not sent.
+pub const GATE_IGNORED: u8 = 2;
 
 /// Reads a `T` from the start of `bytes` (`None` if too short).
 pub fn read<T: sonde_ebpf::aya::Pod>(bytes: &[u8]) -> Option<T> {
@@ -101,6 +114,16 @@ pub fn read<T: sonde_ebpf::aya::Pod>(bytes: &[u8]) -> Option<T> {
     // SAFETY: `bytes` holds at least size_of::<T>() bytes, T is Pod (any
     // bit pattern is valid) and read_unaligned needs no alignment.
     Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+impl ProtoEvent {
+    /// The datagram's other end, when the call named one.
+    pub fn peer(&self) -> Option<SocketAddr> {
+        match self.peer_family {
+            0 => None,
+            family => Some(SocketAddr::new(address(family, &self.peer_addr), self.peer_port)),
+        }
+    }
 }
 
 impl ProtoPeer {
@@ -153,7 +176,12 @@ mod tests {
                 kind,
                 direction,
                 tls,
-                role
+                role,
+                peer_addr,
+                peer_port,
+                peer_family,
+                datagram,
+                _pad
             }
         );
         sonde_ebpf::assert_layout!(
@@ -178,6 +206,9 @@ mod tests {
             std::mem::size_of::<ProtoEvent>() + std::mem::size_of::<ProtoPeer>()
         );
         sonde_ebpf::assert_layout!(btf, "conn_key", ConnKey { pid, fd });
-        assert_eq!(btf.struct_layout("conn").size, CONN_VALUE_SIZE, "size of struct conn");
+        let conn = btf.struct_layout("conn");
+        assert_eq!(conn.size, CONN_VALUE_SIZE, "size of struct conn");
+        assert_eq!(conn.field("generation").offset, CONN_GENERATION_OFFSET);
+        assert_eq!(conn.field("gate").offset, CONN_GATE_OFFSET);
     }
 }

@@ -120,6 +120,7 @@ impl ProtocolPrograms {
             loader.override_global("filter_ports", &settings.filter_ports, true);
             loader.override_global("filter_comm", &settings.filter_comm, true);
             loader.override_global("wakeup_bytes", &settings.wakeup_bytes, true);
+            loader.override_global("dns_ports", &settings.dns_ports, true);
             loader.map_max_entries(MAP_CONNS, options.max_connections.max(1));
             loader.map_max_entries("proto_scratch", cpus);
             loader.map_max_entries(MAP_EVENTS, settings.ring_bytes);
@@ -189,6 +190,25 @@ impl ProtocolPrograms {
                 self.forgotten += 1;
             }
         }
+    }
+
+    /// Stops capturing a connection whose bytes user space found to be no
+    /// protocol it parses (its gate becomes "ignored"), unless the fd has
+    /// since become another connection. Returns whether it was marked.
+    pub fn ignore(&mut self, pid: u32, fd: u32, generation: u64) -> bool {
+        let key = ConnKey { pid, fd };
+        let Ok(mut value) = self.conns.get(&key, 0) else {
+            return false;
+        };
+        let at = CONN_GENERATION_OFFSET;
+        let mut stamp = [0u8; 8];
+        stamp.copy_from_slice(&value[at..at + 8]);
+        if u64::from_ne_bytes(stamp) != generation {
+            return false;
+        }
+        value[CONN_GATE_OFFSET] = GATE_IGNORED;
+        // BPF_EXIST: a connection closed meanwhile is not re-created.
+        self.conns.insert(key, value, 2).is_ok()
     }
 
     /// What the programs lost so far (slots `PROTO_STAT_*`, and

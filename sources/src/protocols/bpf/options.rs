@@ -5,7 +5,7 @@ use sonde_ebpf::aya::maps::{HashMap, MapData};
 use sonde_ebpf::loader::Object;
 use sonde_ebpf::LoadError;
 
-use super::abi::PROTO_HTTP1;
+use super::abi::{PROTO_DNS, PROTO_HTTP1, PROTO_MAX_DNS_PORTS, PROTO_MYSQL, PROTO_POSTGRES, PROTO_REDIS};
 
 /// The programs' options (from the source's config).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +25,9 @@ pub struct Options {
     /// Leave this process's own traffic out (its exporters). Only the
     /// kernel check turns it off, to trace a workload of its own.
     pub exclude_self: bool,
+    /// Ports of DNS servers: UDP datagrams (and TCP connections) to or
+    /// from them are captured when `dns` is enabled. At most four.
+    pub dns_ports: Vec<u16>,
 }
 
 impl Default for Options {
@@ -37,6 +40,7 @@ impl Default for Options {
             max_connections: 16384,
             ring_bytes: 8 * 1024 * 1024,
             exclude_self: true,
+            dns_ports: vec![53],
         }
     }
 }
@@ -56,6 +60,7 @@ pub(super) struct KernelSettings {
     pub filter_comm: u8,
     pub wakeup_bytes: u64,
     pub ring_bytes: u32,
+    pub dns_ports: [u16; PROTO_MAX_DNS_PORTS as usize],
 }
 
 impl Options {
@@ -65,9 +70,17 @@ impl Options {
             .iter()
             .map(|p| match p.as_str() {
                 "http" => PROTO_HTTP1,
+                "postgresql" => PROTO_POSTGRES,
+                "mysql" => PROTO_MYSQL,
+                "redis" => PROTO_REDIS,
+                "dns" => PROTO_DNS,
                 _ => 0,
             })
             .fold(0, |a, b| a | b);
+        let mut dns_ports = [0; PROTO_MAX_DNS_PORTS as usize];
+        for (slot, port) in dns_ports.iter_mut().zip(&self.dns_ports) {
+            *slot = *port;
+        }
         KernelSettings {
             capture_bytes: self.capture_bytes,
             protocols,
@@ -78,6 +91,7 @@ impl Options {
             // Wake user space at a quarter of the ring.
             wakeup_bytes: u64::from(self.ring_bytes / 4),
             ring_bytes: self.ring_bytes,
+            dns_ports,
         }
     }
 

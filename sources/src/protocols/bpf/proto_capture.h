@@ -52,19 +52,100 @@ static __always_inline int looks_like_tls(const __u8 *d, __u32 n)
 	return n >= 3 && d[0] >= 20 && d[0] <= 23 && d[1] == 3 && d[2] <= 4;
 }
 
+#define BE32(d) ((__u32)(d)[0] << 24 | (__u32)(d)[1] << 16 | (__u32)(d)[2] << 8 | (__u32)(d)[3])
+#define IS_DIGIT(c) ((c) >= '0' && (c) <= '9')
+
+/*
+ * PostgreSQL, from the client: a startup packet (length, then protocol
+ * 3.0, SSLRequest, GSSENCRequest or CancelRequest), or, on a connection
+ * joined mid-way, a simple query or Parse ('Q'/'P', a length < 16 MiB).
+ * User space confirms; a connection it refuses is ignored from then on.
+ */
+static __always_inline int looks_like_postgres(const __u8 *d, __u32 n)
+{
+	__u32 len, code;
+
+	if (n < 5)
+		return 0;
+	if ((d[0] == 'Q' || d[0] == 'P') && d[1] == 0) {
+		len = BE32(d + 1);
+		return len >= 5 && len < (1 << 24);
+	}
+	if (n < 8)
+		return 0;
+	len = BE32(d);
+	code = BE32(d + 4);
+	return len >= 8 && len <= 10000 &&
+	       (code == 0x00030000 || code == 80877103 || code == 80877104 || code == 80877102);
+}
+
+/*
+ * MySQL/MariaDB: the server's greeting (sequence 0, protocol 10, a version
+ * starting with a digit), or a client command starting a sequence
+ * (COM_QUERY, COM_STMT_PREPARE, COM_STMT_EXECUTE, COM_INIT_DB).
+ */
+static __always_inline int looks_like_mysql(const __u8 *d, __u32 n)
+{
+	__u32 len;
+
+	if (n < 6 || d[3] != 0)
+		return 0;
+	len = (__u32)d[0] | (__u32)d[1] << 8 | (__u32)d[2] << 16;
+	if (d[4] == 0x0a)
+		return len >= 20 && len < 1024 && IS_DIGIT(d[5]);
+	if (d[4] == 0x03 || d[4] == 0x16 || d[4] == 0x02)
+		return len >= 2;
+	return d[4] == 0x17 && len >= 10;
+}
+
+/* Redis: a command as a RESP array of bulk strings (`*3\r\n$3\r\nSET`). */
+static __always_inline int looks_like_redis(const __u8 *d, __u32 n)
+{
+	if (n < 6 || d[0] != '*' || d[1] < '1' || d[1] > '9')
+		return 0;
+	if (d[2] == '\r')
+		return d[3] == '\n' && d[4] == '$';
+	return IS_DIGIT(d[2]) && d[3] == '\r' && d[4] == '\n' && d[5] == '$';
+}
+
+/* The PROTO_* bit of the first enabled stream protocol `d` looks like. */
+static __always_inline __u8 stream_protocol(const struct conn *c, const __u8 *d, __u32 n)
+{
+	if ((protocols & PROTO_HTTP1) && looks_like_http1(d, n))
+		return PROTO_HTTP1;
+	if ((protocols & PROTO_REDIS) && looks_like_redis(d, n))
+		return PROTO_REDIS;
+	if ((protocols & PROTO_POSTGRES) && looks_like_postgres(d, n))
+		return PROTO_POSTGRES;
+	if ((protocols & PROTO_MYSQL) && looks_like_mysql(d, n))
+		return PROTO_MYSQL;
+	/* DNS over TCP: by port, user space checks the messages. */
+	if ((protocols & PROTO_DNS) && (dns_port(c->peer.sport) || dns_port(c->peer.dport)))
+		return PROTO_DNS;
+	return 0;
+}
+
 /*
  * Lets a connection's bytes through once they look like an enabled
  * protocol (sticky); ignores it after its budget of calls that did not.
- * Returns whether to send these bytes.
+ * A datagram socket is judged per datagram: to or from a DNS port
+ * (`peer_port`: the datagram's, when the call named one). Returns whether
+ * to send these bytes.
  */
-static __always_inline int gate_pass(struct conn *c, const __u8 *d, __u32 n)
+static __always_inline int gate_pass(struct conn *c, const __u8 *d, __u32 n, __u16 peer_port)
 {
+	__u8 found;
+
 	if (c->gate == GATE_MATCHED)
 		return 1;
 	if (c->gate == GATE_IGNORED)
 		return 0;
-	if ((protocols & PROTO_HTTP1) && looks_like_http1(d, n)) {
+	if (c->datagram)
+		return dns_port(c->peer.sport) || dns_port(c->peer.dport) || dns_port(peer_port);
+	found = stream_protocol(c, d, n);
+	if (found) {
 		c->gate = GATE_MATCHED;
+		c->matched = found;
 		return 1;
 	}
 	if (c->budget <= 1) {
@@ -74,6 +155,34 @@ static __always_inline int gate_pass(struct conn *c, const __u8 *d, __u32 n)
 		c->budget--;
 	}
 	return 0;
+}
+
+/*
+ * Reads the sockaddr at user address `addr` into the record's peer
+ * fields (family left 0 when it is not IPv4/IPv6). Returns the port.
+ */
+static __always_inline __u16 read_peer(struct proto_event *e, __u64 addr)
+{
+	struct {
+		__u16 family;
+		__u16 port;
+		__u8 v4[4];
+	} head;
+
+	if (!addr || bpf_probe_read_user(&head, sizeof(head), (void *)addr))
+		return 0;
+	if (head.family == SONDE_AF_INET) {
+		__builtin_memcpy(e->peer_addr, head.v4, 4);
+	} else if (head.family == SONDE_AF_INET6) {
+		/* sockaddr_in6: flowinfo, then the address. */
+		if (bpf_probe_read_user(e->peer_addr, 16, (void *)(addr + 8)))
+			return 0;
+	} else {
+		return 0;
+	}
+	e->peer_family = head.family;
+	e->peer_port = __builtin_bswap16(head.port);
+	return e->peer_port;
 }
 
 static __always_inline __u32 capture_limit(void)
@@ -136,25 +245,32 @@ static __always_inline __u32 copy_iov(struct scratch *s, __u64 iovp, __u64 iovcn
 /*
  * Sends `len` bytes moved in `dir` on the connection (the first
  * `captured` of them staged in s->data), advancing its position; `tls`
- * for the library's plaintext.
+ * for the library's plaintext; `addr` the user's sockaddr naming a
+ * datagram's other end (0 when the call named none).
  */
 static __always_inline void emit(struct scratch *s, struct conn *c, __u32 pid, __u32 fd, __u8 dir, __u64 len,
-				 __u32 captured, __u8 tls)
+				 __u32 captured, __u8 tls, __u64 addr)
 {
 	__u64 *pos = tls ? &c->tls_pos[dir & 1] : &c->pos[dir & 1];
 	__u64 at = *pos;
+	__u16 peer_port = 0;
 
 	*pos = at + len;
+	s->head.peer_family = 0;
 	if (!tls && c->encrypted)
 		return;
-	if (!tls && c->gate != GATE_MATCHED && looks_like_tls(s->data, captured)) {
-		c->encrypted = 1;
+	/* TLS before any protocol, or after PostgreSQL's SSLRequest. */
+	if (!tls && !c->datagram && (c->gate != GATE_MATCHED || c->matched == PROTO_POSTGRES) &&
+	    looks_like_tls(s->data, captured)) {
+		conn_encrypt(c, dir, at);
 		fill_head(&s->head, PROTO_EVENT_ENCRYPTED, pid, fd, c);
 		if (bpf_ringbuf_output(&proto_events, &s->head, sizeof(s->head), ring_flags()))
 			count(PROTO_STAT_RINGBUF_FULL);
 		return;
 	}
-	if (captured > 0 && !gate_pass(c, s->data, captured))
+	if (c->datagram)
+		peer_port = read_peer(&s->head, addr);
+	if (captured > 0 && !gate_pass(c, s->data, captured, peer_port))
 		return;
 	if (captured == 0 && c->gate != GATE_MATCHED)
 		return;

@@ -39,6 +39,7 @@ struct socket___sonde {
 #define S_IFMT___sonde 0170000
 #define S_IFSOCK___sonde 0140000
 #define SOCK_STREAM___sonde 1
+#define SOCK_DGRAM___sonde 2
 
 /* The struct file at `fd` of the current task, or 0. */
 static __always_inline __u64 fd_file(__u32 fd)
@@ -56,6 +57,17 @@ static __always_inline __u64 fd_file(__u32 fd)
 	return (__u64)file;
 }
 
+/* Whether `port` is a configured DNS server port. */
+static __always_inline int dns_port(__u16 port)
+{
+	if (!port)
+		return 0;
+	for (int i = 0; i < PROTO_MAX_DNS_PORTS; i++)
+		if (dns_ports[i] == port)
+			return 1;
+	return 0;
+}
+
 static __always_inline int port_wanted(__u16 port)
 {
 	return bpf_map_lookup_elem(&proto_ports, &port) != 0;
@@ -63,9 +75,10 @@ static __always_inline int port_wanted(__u16 port)
 
 /*
  * Makes the connection of `key` from its file, when that is a TCP socket
- * over IPv4/IPv6: tracked (GATE_INSPECT) or, filtered out, kept as
- * GATE_IGNORED so the walk is not repeated. Other fds go to the
- * not-a-connection cache. Returns the map entry or 0.
+ * (or, with DNS enabled, a UDP socket) over IPv4/IPv6: tracked
+ * (GATE_INSPECT) or, filtered out, kept as GATE_IGNORED so the walk is
+ * not repeated. Other fds go to the not-a-connection cache. Returns the
+ * map entry or 0.
  */
 static __always_inline struct conn *conn_make(const struct conn_key *key, __u64 file, __u8 role, __u8 discovered)
 {
@@ -81,8 +94,19 @@ static __always_inline struct conn *conn_make(const struct conn_key *key, __u64 
 	if ((BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT___sonde) != S_IFSOCK___sonde)
 		goto not_conn;
 	sock = BPF_CORE_READ(f, private_data);
-	if (!sock || BPF_CORE_READ(sock, type) != SOCK_STREAM___sonde)
+	if (!sock)
 		goto not_conn;
+	switch (BPF_CORE_READ(sock, type)) {
+	case SOCK_STREAM___sonde:
+		break;
+	case SOCK_DGRAM___sonde:
+		if (!(protocols & PROTO_DNS))
+			goto not_conn;
+		c.datagram = 1;
+		break;
+	default:
+		goto not_conn;
+	}
 	sk = BPF_CORE_READ(sock, sk);
 	if (!sk)
 		goto not_conn;
@@ -112,6 +136,10 @@ static __always_inline struct conn *conn_make(const struct conn_key *key, __u64 
 	if (filter_ports && !port_wanted(c.peer.sport) && !port_wanted(c.peer.dport))
 		c.gate = GATE_IGNORED;
 	if (filter_comm && bpf_map_lookup_elem(&proto_exclude_comm, c.peer.comm))
+		c.gate = GATE_IGNORED;
+	/* A connected datagram socket whose ends are no DNS port never
+	 * carries DNS (an unconnected one is judged per datagram). */
+	if (c.datagram && c.peer.dport && !dns_port(c.peer.dport) && !dns_port(c.peer.sport))
 		c.gate = GATE_IGNORED;
 	if (c.gate == GATE_IGNORED)
 		count(PROTO_STAT_IGNORED);
@@ -160,6 +188,26 @@ static __always_inline void fill_head(struct proto_event *e, __u8 kind, __u32 pi
 	e->fd = fd;
 	e->kind = kind;
 	e->role = c ? c->peer.role : 0;
+	e->datagram = c ? c->datagram : 0;
+}
+
+/*
+ * The socket turned out to carry TLS: its own bytes are no longer sent,
+ * the library's plaintext is. A connection that spoke plaintext first
+ * (PostgreSQL's SSLRequest, STARTTLS) goes on at the same positions, so
+ * user space sees one stream: the plaintext continues where the socket's
+ * bytes stopped (`at`: before this call's bytes in direction `dir`).
+ */
+static __always_inline void conn_encrypt(struct conn *c, __u8 dir, __u64 at)
+{
+	if (c->encrypted)
+		return;
+	c->encrypted = 1;
+	/* Never let through: user space saw nothing, plaintext starts at 0. */
+	if (c->gate != GATE_MATCHED)
+		return;
+	c->tls_pos[dir & 1] = at;
+	c->tls_pos[(dir + 1) & 1] = c->pos[(dir + 1) & 1];
 }
 
 /* The OPEN record, once per connection, before its first data. */

@@ -12,6 +12,9 @@ volatile const __u32 protocols = PROTO_HTTP1;
 volatile const __u32 self_tgid = 0;
 volatile const __u8 filter_ports = 0;
 volatile const __u8 filter_comm = 0;
+/* Ports of DNS servers (0: unused slot): a datagram socket's bytes are
+ * captured only to or from these. */
+volatile const __u16 dns_ports[PROTO_MAX_DNS_PORTS] = { 53, 0, 0, 0 };
 /* The ring wakes user space only once this much waits (a timer drains
  * the rest), so a busy node costs one wakeup per batch, not per call. */
 volatile const __u64 wakeup_bytes = 256 * 1024;
@@ -44,7 +47,11 @@ struct conn {
 	__u8 encrypted;
 	/* The OPEN record was sent (so a CLOSE is owed). */
 	__u8 announced;
-	__u32 _pad;
+	/* The PROTO_* bit whose gate let the connection through. */
+	__u8 matched;
+	/* A datagram (UDP) socket: gated per datagram, by DNS port. */
+	__u8 datagram;
+	__u8 _pad[2];
 };
 
 struct {
@@ -67,6 +74,8 @@ struct {
 struct call {
 	__u64 buf;
 	__u64 count;
+	/* sendto/recvfrom: the user's sockaddr (datagram peers). */
+	__u64 addr;
 	__u32 fd;
 	/* CALL_*, or CALL_DONE once its exit ran (marking the entry is
 	 * cheaper than deleting it; the next enter overwrites it). */

@@ -67,8 +67,8 @@ static __always_inline int tls_exit(struct pt_regs *ctx, int ex)
 	s = scratch_slot();
 	if (!c || !s || c->gate == GATE_IGNORED)
 		goto done;
-	c->encrypted = 1;
-	emit(s, c, pid, fd, call->direction, len, copy_buf(s, call->buf, len), 1);
+	conn_encrypt(c, call->direction, c->pos[call->direction & 1]);
+	emit(s, c, pid, fd, call->direction, len, copy_buf(s, call->buf, len), 1, 0);
 done:
 	bpf_map_delete_elem(&proto_tls_calls, &id);
 	return 0;

@@ -54,11 +54,11 @@ struct sys_exit_ctx {
 #define EINPROGRESS___sonde 115
 
 /* A data call on a tracked connection: remember it until its exit. */
-static __always_inline int call_enter(__u32 fd, __u64 buf, __u64 count, __u8 kind)
+static __always_inline int call_enter(__u32 fd, __u64 buf, __u64 count, __u8 kind, __u64 addr)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 pid = id >> 32;
-	struct call call = { .buf = buf, .count = count, .fd = fd, .kind = kind };
+	struct call call = { .buf = buf, .count = count, .addr = addr, .fd = fd, .kind = kind };
 	struct conn *c;
 
 	if (pid == self_tgid)
@@ -89,7 +89,7 @@ static __always_inline int tls_saw_fd(__u64 id, __u32 pid, __u32 fd)
 	bpf_map_update_elem(&proto_tls_fds, &tls->ssl, &sfd, BPF_ANY);
 	c = bpf_map_lookup_elem(&proto_conns, &key);
 	if (c)
-		c->encrypted = 1;
+		conn_encrypt(c, PROTO_DIR_EGRESS, c->pos[PROTO_DIR_EGRESS]);
 	return 1;
 }
 
@@ -103,6 +103,7 @@ static __always_inline int call_exit(struct sys_exit_ctx *ctx, __u8 dir)
 	struct conn *c;
 	__s64 ret = ctx->ret;
 	__u32 captured = 0;
+	__u64 addr;
 
 	if (!call || call->kind == CALL_DONE)
 		return 0;
@@ -114,6 +115,7 @@ static __always_inline int call_exit(struct sys_exit_ctx *ctx, __u8 dir)
 	s = scratch_slot();
 	if (!c || !s)
 		goto done;
+	addr = call->addr;
 	if (call->kind == CALL_BUF) {
 		captured = copy_buf(s, call->buf, ret);
 	} else if (call->kind == CALL_IOV) {
@@ -125,6 +127,7 @@ static __always_inline int call_exit(struct sys_exit_ctx *ctx, __u8 dir)
 			count(PROTO_STAT_READ_FAILED);
 		} else {
 			captured = copy_iov(s, msg.iov, msg.iovlen, ret);
+			addr = msg.namelen ? msg.name : 0;
 		}
 	} else if (call->kind == CALL_MMSG) {
 		/* ret is a message count: each message is its own record. */
@@ -141,13 +144,13 @@ static __always_inline int call_exit(struct sys_exit_ctx *ctx, __u8 dir)
 				break;
 			}
 			captured = copy_iov(s, msg.iov, msg.iovlen, len);
-			emit(s, c, pid, key.fd, dir, len, captured, 0);
+			emit(s, c, pid, key.fd, dir, len, captured, 0, msg.namelen ? msg.name : 0);
 		}
 		if (ret > PROTO_MAX_MMSG)
 			count(PROTO_STAT_IOV_TRUNCATED);
 		goto done;
 	}
-	emit(s, c, pid, key.fd, dir, ret, captured, 0);
+	emit(s, c, pid, key.fd, dir, ret, captured, 0, addr);
 done:
 	call->kind = CALL_DONE;
 	return 0;
@@ -157,7 +160,7 @@ done:
 	SEC("tracepoint/syscalls/sys_enter_" #name)                           \
 	int enter_##name(struct sys_enter_ctx *ctx)                           \
 	{                                                                     \
-		return call_enter(ctx->args[fd_arg], ctx->args[buf_arg], ctx->args[count_arg], kind); \
+		return call_enter(ctx->args[fd_arg], ctx->args[buf_arg], ctx->args[count_arg], kind, 0); \
 	}
 #define EXIT(name, dir)                                                       \
 	SEC("tracepoint/syscalls/sys_exit_" #name)                            \
@@ -174,7 +177,6 @@ ENTER(readv, 0, 1, 2, CALL_IOV)
 EXIT(readv, PROTO_DIR_INGRESS)
 ENTER(writev, 0, 1, 2, CALL_IOV)
 EXIT(writev, PROTO_DIR_EGRESS)
-ENTER(sendto, 0, 1, 2, CALL_BUF)
 EXIT(sendto, PROTO_DIR_EGRESS)
 ENTER(sendmsg, 0, 1, 2, CALL_MSG)
 EXIT(sendmsg, PROTO_DIR_EGRESS)
@@ -189,13 +191,22 @@ EXIT(sendfile64, PROTO_DIR_EGRESS)
 EXIT(recvfrom, PROTO_DIR_INGRESS)
 EXIT(recvmsg, PROTO_DIR_INGRESS)
 
-/* MSG_PEEK leaves the bytes queued: the next read returns them again. */
+/* fd, buf, len, flags, addr, addrlen: the address names a datagram's
+ * destination. */
+SEC("tracepoint/syscalls/sys_enter_sendto")
+int enter_sendto(struct sys_enter_ctx *ctx)
+{
+	return call_enter(ctx->args[0], ctx->args[1], ctx->args[2], CALL_BUF, ctx->args[4]);
+}
+
+/* MSG_PEEK leaves the bytes queued: the next read returns them again.
+ * The address (filled by the call) names a datagram's source. */
 SEC("tracepoint/syscalls/sys_enter_recvfrom")
 int enter_recvfrom(struct sys_enter_ctx *ctx)
 {
 	if (ctx->args[3] & MSG_PEEK___sonde)
 		return 0;
-	return call_enter(ctx->args[0], ctx->args[1], ctx->args[2], CALL_BUF);
+	return call_enter(ctx->args[0], ctx->args[1], ctx->args[2], CALL_BUF, ctx->args[4]);
 }
 
 SEC("tracepoint/syscalls/sys_enter_recvmsg")
@@ -203,7 +214,7 @@ int enter_recvmsg(struct sys_enter_ctx *ctx)
 {
 	if (ctx->args[2] & MSG_PEEK___sonde)
 		return 0;
-	return call_enter(ctx->args[0], ctx->args[1], 0, CALL_MSG);
+	return call_enter(ctx->args[0], ctx->args[1], 0, CALL_MSG, 0);
 }
 
 /* A new connection: remember the socket's fd until the call returns. */

@@ -38,6 +38,13 @@
 
 /* Protocol gates (bits of `protocols`). */
 #define PROTO_HTTP1 1
+#define PROTO_POSTGRES 2
+#define PROTO_MYSQL 4
+#define PROTO_REDIS 8
+#define PROTO_DNS 16
+
+/* DNS server ports a datagram socket is captured for. */
+#define PROTO_MAX_DNS_PORTS 4
 
 /* Stats slots (per-CPU counters). */
 #define PROTO_STAT_RINGBUF_FULL 0
@@ -67,6 +74,14 @@ struct proto_event {
 	__u8 direction;
 	__u8 tls;
 	__u8 role;
+	/* Datagram sockets: the datagram's other end when the call named it
+	 * (sendto, recvfrom, *msg's msg_name); family 0 when it did not. */
+	__u8 peer_addr[16];
+	__u16 peer_port;
+	__u16 peer_family;
+	/* 1 on a datagram (UDP) socket. */
+	__u8 datagram;
+	__u8 _pad[3];
 };
 
 /* What is known of a connection: the OPEN record's body, and kept in the

@@ -68,6 +68,11 @@ impl Connection {
         CONNECTION_OVERHEAD + self.egress.memory() + self.ingress.memory() + session
     }
 
+    /// Whether its bytes were found to be no enabled protocol.
+    pub fn refused(&self) -> bool {
+        matches!(self.protocol, Protocol::Unknown)
+    }
+
     /// Takes one chunk; `room` is how many more bytes it may hold back.
     pub fn data(&mut self, chunk: &Chunk<'_>, room: usize, scope: &mut Scope<'_>) {
         self.last_seen = self.last_seen.max(Some(chunk.timestamp));

@@ -66,6 +66,9 @@ pub struct Engine {
     red: Red,
     strings: strings::Strings,
     memory: usize,
+    /// Connections found to speak no enabled protocol since the last
+    /// [`Engine::take_refused`]: the capture layer stops sending them.
+    refused: Vec<ConnId>,
 }
 
 impl Engine {
@@ -81,6 +84,7 @@ impl Engine {
             counters: Counters::default(),
             active: ActiveSpans::default(),
             memory: 0,
+            refused: Vec::new(),
         }
     }
 
@@ -126,7 +130,11 @@ impl Engine {
             pid: chunk.conn.pid,
             out: &mut exchanges,
         };
+        let was_refused = connection.refused();
         connection.data(&chunk, room, &mut scope);
+        if connection.refused() && !was_refused {
+            self.refused.push(chunk.conn);
+        }
         self.memory = self.memory - held + connection.memory();
         self.emit(chunk.conn, exchanges, out);
     }
@@ -198,6 +206,11 @@ impl Engine {
                 .to_metrics(self.memory, self.connections.len(), &self.node, now),
         );
         out
+    }
+
+    /// Connections found to speak no enabled protocol since the last call.
+    pub fn take_refused(&mut self) -> Vec<ConnId> {
+        std::mem::take(&mut self.refused)
     }
 
     /// Bytes held now (what the caps bound).
