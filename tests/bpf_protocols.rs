@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::tracer::{text, Tracer};
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -264,57 +266,6 @@ fn tls_plaintext_comes_through_the_openssl_probes_and_no_ciphertext_is_sent() {
 #[test]
 fn conformance_check_passes() {
     sonde_ebpf::testing::run_check("protocols conformance", sonde_sources::protocols::conformance::check);
-}
-
-/// A collector draining its ring buffer on a thread of its own while the
-/// workload runs (as the agent's loop does), keeping the spans.
-struct Tracer {
-    stop: Arc<AtomicBool>,
-    spans: Arc<Mutex<Vec<Span>>>,
-    thread: std::thread::JoinHandle<Collector>,
-}
-
-impl Tracer {
-    fn start(config: &ProtocolsSourceConfig) -> Tracer {
-        let (mut collector, mut records) = Collector::load(config, "test-node".to_string(), &[]).expect("load");
-        let stop = Arc::new(AtomicBool::new(false));
-        let spans = Arc::new(Mutex::new(Vec::new()));
-        let (stopping, kept) = (stop.clone(), spans.clone());
-        let thread = std::thread::spawn(move || loop {
-            let last = stopping.load(Ordering::SeqCst);
-            let (events, _) = collector.drain(&mut records);
-            kept.lock().unwrap().extend(events.into_iter().filter_map(|e| match e {
-                Event::Span(s) => Some(*s),
-                _ => None,
-            }));
-            if last {
-                return collector;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        });
-        Tracer { stop, spans, thread }
-    }
-
-    /// Waits until `done` holds of the spans so far (or `wait` passes),
-    /// then stops; returns the collector and every span.
-    fn finish(self, wait: Duration, done: impl Fn(&[Span]) -> bool) -> (Collector, Vec<Span>) {
-        let deadline = Instant::now() + wait;
-        while Instant::now() < deadline && !done(&self.spans.lock().unwrap()) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.stop.store(true, Ordering::SeqCst);
-        let collector = self.thread.join().unwrap();
-        let spans = std::mem::take(&mut *self.spans.lock().unwrap());
-        (collector, spans)
-    }
-}
-
-fn text(span: &Span, key: &str) -> String {
-    match span.fields.get(key) {
-        Some(Value::Str(s)) => s.to_string(),
-        Some(Value::Int(i)) => i.to_string(),
-        other => format!("{other:?}"),
-    }
 }
 
 /// `METHOD PATH STATUS` of each span of requests to nginx: server spans

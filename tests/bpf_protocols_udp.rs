@@ -90,7 +90,12 @@ fn sendmmsg(socket: &UdpSocket, messages: &[&[u8]]) {
     // SAFETY: `headers` points at `iovecs`, which point at `messages`; all
     // outlive the call.
     let sent = unsafe { libc::sendmmsg(socket.as_raw_fd(), headers.as_mut_ptr(), headers.len() as u32, 0) };
-    assert_eq!(sent, messages.len() as i32, "sendmmsg: {}", std::io::Error::last_os_error());
+    assert_eq!(
+        sent,
+        messages.len() as i32,
+        "sendmmsg: {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 #[test]
@@ -163,12 +168,20 @@ fn datagrams_to_a_dns_port_are_captured_whole_with_their_peers() {
     for info in [server_info, connected_info, unconnected_info] {
         assert!(info.datagram, "{info:?}");
     }
-    assert_eq!(connected_info.remote, Some(server_addr), "a connected socket's other end");
+    assert_eq!(
+        connected_info.remote,
+        Some(server_addr),
+        "a connected socket's other end"
+    );
     assert_eq!(unconnected_info.remote, None, "an unconnected socket has no other end");
     assert_eq!(server_info.remote, None);
 
     let of = |id: ConnId, egress: bool| -> Vec<&Datagram> {
-        recorded.datagrams.iter().filter(|d| d.conn == id && d.egress == egress).collect()
+        recorded
+            .datagrams
+            .iter()
+            .filter(|d| d.conn == id && d.egress == egress)
+            .collect()
     };
     // The server saw five datagrams, each from its sender, each whole.
     let server_in = of(server_info.id, false);
@@ -178,7 +191,10 @@ fn datagrams_to_a_dns_port_are_captured_whole_with_their_peers() {
         assert_eq!(datagram.data[..prefix.len()], prefix[..]);
         assert_eq!(datagram.peer, Some(*from), "recvfrom's source");
     }
-    let big_in = server_in.iter().find(|d| d.length == 6000).expect("the 6000-byte datagram");
+    let big_in = server_in
+        .iter()
+        .find(|d| d.length == 6000)
+        .expect("the 6000-byte datagram");
     assert_eq!(big_in.data.len(), 4096, "captured up to capture_bytes");
     let server_out = of(server_info.id, true);
     assert_eq!(server_out.len(), 5);

@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 pub mod nginx;
+pub mod servers;
+pub mod tracer;
 
 #[allow(unused_imports)] // not every test file uses it
 pub use sonde::registry;

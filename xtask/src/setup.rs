@@ -36,6 +36,16 @@ pub const TEST_PACKAGES: &[&str] = &[
     "wrk",
     "curl",
     "openssl",
+    // Protocol tracing II's real servers and clients: psql and pgbench,
+    // mariadb and mysqlslap, redis-cli and redis-benchmark, dig; dnsmasq's
+    // binary only (dnsmasq-base: no system service on port 53).
+    "postgresql",
+    "mariadb-server",
+    "mariadb-client",
+    "redis-server",
+    "redis-tools",
+    "dnsmasq-base",
+    "bind9-dnsutils",
 ];
 
 /// What `cargo xtask kernels` needs: qemu (and its virtiofsd) to boot the
@@ -178,13 +188,21 @@ pub const VENV: &str = ".venv";
 /// the JSON Schema validator that checks `sonde schema` (tests/schema.rs).
 /// The receiver's profiles messages must match the Rust `opentelemetry-proto`
 /// crate's: 1.45 carries the same development-stage profiles proto as 0.33.
-pub const VENV_PACKAGES: &[&str] = &["grpcio", "protobuf", "opentelemetry-proto==1.45.2", "jsonschema"];
+/// `mysql-connector-python` drives MySQL's binary prepared statements
+/// (COM_STMT_PREPARE/EXECUTE), which no Debian command-line client sends.
+pub const VENV_PACKAGES: &[&str] = &[
+    "grpcio",
+    "protobuf",
+    "opentelemetry-proto==1.45.2",
+    "jsonschema",
+    "mysql-connector-python",
+];
 
 fn venv_ready() -> bool {
     Command::new(format!("{VENV}/bin/python"))
         .args([
             "-c",
-            "import grpc, google.protobuf, jsonschema, opentelemetry.proto.collector.profiles.v1development",
+            "import grpc, google.protobuf, jsonschema, mysql.connector, opentelemetry.proto.collector.profiles.v1development",
         ])
         .stderr(Stdio::null())
         .status()

@@ -315,11 +315,7 @@ impl SourceConfig for ProtocolsSourceConfig {
                 "dns_ports",
                 format_args!("must name 1 to {PROTO_MAX_DNS_PORTS} ports"),
             )
-            .that(
-                !self.dns_ports.contains(&0),
-                "dns_ports",
-                "port 0 is not a port",
-            )
+            .that(!self.dns_ports.contains(&0), "dns_ports", "port 0 is not a port")
             .that(
                 self.queries.max_length >= 16,
                 "queries.max_length",
