@@ -22,11 +22,14 @@ pub const COUNTERS_INTERVAL: Duration = Duration::from_secs(1);
 /// The pipeline: the source at its defaults but `interval`; spans into
 /// the blackhole `void` (whose received count is the spans delivered). The
 /// source's own counters are on the agent API's `/metrics`.
-fn pipeline(api: u16) -> String {
+fn pipeline(api: u16, source: &str) -> String {
     format!(
         r#"
 agent {{ api = "127.0.0.1:{api}" }}
-source "protocols" "l7" {{ interval = "{}s" }}
+source "protocols" "l7" {{
+  interval = "{}s"
+  {source}
+}}
 transform "filter" "spans" {{
   inputs = ["l7"]
   kinds  = ["span"]
@@ -80,9 +83,15 @@ impl Agent {
     /// Starts the agent with its config under `dir` and waits until it
     /// turns a request to nginx on `nginx_port` into spans.
     pub fn start(sonde: &Path, dir: &Path, nginx_port: u16) -> Result<Agent> {
+        Agent::start_with(sonde, dir, "", || http_get(nginx_port, "/index.html").map(drop))
+    }
+
+    /// Starts the agent, its source with the extra settings `source`, and
+    /// waits until a request `probe` makes comes back as spans.
+    pub fn start_with(sonde: &Path, dir: &Path, source: &str, mut probe: impl FnMut() -> Result<()>) -> Result<Agent> {
         let api = free_port()?;
         let config = dir.join("protocols.hcl");
-        std::fs::write(&config, pipeline(api))?;
+        std::fs::write(&config, pipeline(api, source))?;
         let mut command = Command::new(sonde);
         command
             .args(["--log-level", "info", "run", "--config"])
@@ -116,12 +125,12 @@ impl Agent {
         }
         process.note_programs();
         let agent = Agent { process, api };
-        // Attached once a request to nginx comes back as spans.
+        // Attached once a request comes back as spans.
         while agent.report()?.spans < 1.0 {
             if Instant::now() > deadline {
-                bail!("sonde made no span of a request to nginx in 60 s");
+                bail!("sonde made no span of a probe request in 60 s");
             }
-            http_get(nginx_port, "/index.html")?;
+            probe()?;
             std::thread::sleep(Duration::from_millis(200));
         }
         Ok(agent)

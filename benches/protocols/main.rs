@@ -1,5 +1,5 @@
 //! What the `protocols` source costs a web server at a fixed request
-//! rate, `cargo xtask bench protocols` (issue #16). nginx (Debian's) serves
+//! rate, `cargo xtask bench protocols` (issues #16, #17: `databases` for the others). nginx (Debian's) serves
 //! a small page on loopback to wrk paced by its Lua `delay()` hook (this
 //! shared VM cannot resolve maximum throughput): about 1k and 10k
 //! requests/s on keep-alive connections, and 1k/s with a new connection

@@ -40,7 +40,7 @@ enum Task {
         args: Vec<String>,
     },
     /// Run benchmarks (all, or those named: pipeline, prometheus, otlp,
-    /// enrich, disk, net, protocols, profile, energy, agent) and record them in BENCHMARKS.md
+    /// enrich, disk, net, protocols, databases, profile, energy, agent) and record them in BENCHMARKS.md
     /// and BENCHMARKS.json; raw reports in target/bench.
     Bench {
         /// Benchmarks to run. Default: all (about half an hour, as root).
