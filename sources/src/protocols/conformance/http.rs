@@ -1,26 +1,23 @@
-//! The kernel check of `protocols` (the kernel matrix and
-//! `tests/bpf_protocols.rs` run it): HTTP/1.1 between a server and a
-//! client of this process's own — keep-alive requests on one connection,
-//! and one request on each of several new connections, a 404 among them —
-//! must give exactly one server span and one client span per request, with
-//! the status codes the server sent, and durations that nest (the server's
-//! inside the client's).
+//! HTTP/1.1 between a server and a client of this process's own —
+//! keep-alive requests on one connection, and one request on each of
+//! several new connections, a 404 among them — must give exactly one
+//! server span and one client span per request, with the status codes the
+//! server sent, and durations that nest (the server's inside the client's).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::time::{Duration, Instant};
 
-use sonde_core::event::{Event, Span, SpanKind, Value};
+use sonde_core::event::{Span, SpanKind, Value};
 use sonde_ebpf::conformance::{ensure, CheckError};
 
-use super::collect::Collector;
-use super::config::ProtocolsSourceConfig;
+use super::ours;
 
 /// Requests on the keep-alive connection (the last one a 404).
 const KEEP_ALIVE: usize = 5;
 /// New connections, one request each.
 const SINGLE: usize = 3;
-const REQUESTS: usize = KEEP_ALIVE + SINGLE;
+/// Requests made: each gives a server and a client span.
+pub const REQUESTS: usize = KEEP_ALIVE + SINGLE;
 
 /// Answers each request on `socket` until the client closes: 404 for
 /// `/missing`, 200 otherwise. Reads and writes on the one fd (a dup'ed fd
@@ -63,7 +60,8 @@ fn request(client: &mut TcpStream, path: &str) -> std::io::Result<()> {
     Ok(())
 }
 
-fn workload() -> std::io::Result<u16> {
+/// Runs the requests; returns the server's port.
+pub fn workload() -> std::io::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
     let server = std::thread::spawn(move || -> std::io::Result<()> {
@@ -91,30 +89,11 @@ fn field<'a>(span: &'a Span, key: &str) -> Option<&'a Value> {
     span.fields.get(key)
 }
 
-/// Runs the check; the summary names what was compared.
-pub fn check() -> Result<String, CheckError> {
-    let config = ProtocolsSourceConfig {
-        tls: false,
-        ..ProtocolsSourceConfig::default()
-    };
-    let (mut collector, mut records) = Collector::load_with(&config, "conformance".to_string(), &[], false)?;
-    let port = workload().map_err(CheckError::workload("HTTP over loopback"))?;
-    let pid = std::process::id();
-    let mut spans: Vec<Span> = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let ours = |s: &Span| {
-        s.attributes.get(sonde_core::event::keys::PID) == Some(&Value::from(pid))
-            && field(s, "server.port") == Some(&Value::from(u32::from(port)))
-    };
-    while spans.len() < 2 * REQUESTS && Instant::now() < deadline {
-        let (events, _) = collector.drain(&mut records);
-        spans.extend(events.into_iter().filter_map(|e| match e {
-            Event::Span(s) if ours(&s) => Some(*s),
-            _ => None,
-        }));
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let of = |kind: SpanKind| spans.iter().filter(move |s| s.kind == kind);
+/// Checks the spans of the server on `port`; the summary names what was
+/// compared.
+pub fn verify(spans: &[Span], port: u16) -> Result<String, CheckError> {
+    let spans: Vec<&Span> = spans.iter().filter(|s| ours(s, port)).collect();
+    let of = |kind: SpanKind| spans.iter().copied().filter(move |s| s.kind == kind);
     let (servers, clients) = (of(SpanKind::Server).count(), of(SpanKind::Client).count());
     ensure(servers == REQUESTS && clients == REQUESTS, || {
         format!("{REQUESTS} requests gave {servers} server and {clients} client spans")

@@ -1,0 +1,65 @@
+//! The kernel check of `protocols` (the kernel matrix and the protocol
+//! tests run it): this process talks to itself over loopback in each kind
+//! of traffic the capture layer treats differently, and each must give
+//! exactly the spans it should:
+//!
+//! - [`http`]: HTTP/1.1 over TCP (the stream path, the HTTP gate);
+//! - [`redis`]: RESP commands, pipelined (another gate, FIFO pairing);
+//! - [`dns`]: DNS over UDP, a connected client and an unconnected server
+//!   (the datagram path and each datagram's peer).
+
+mod dns;
+mod http;
+mod redis;
+
+use std::time::{Duration, Instant};
+
+use sonde_core::event::{Event, Span, Value};
+use sonde_ebpf::conformance::CheckError;
+
+use super::collect::Collector;
+use super::config::ProtocolsSourceConfig;
+
+/// Whether `span` is this process's, with `port` the server's.
+fn ours(span: &Span, port: u16) -> bool {
+    span.attributes.get(sonde_core::event::keys::PID) == Some(&Value::from(std::process::id()))
+        && span.fields.get("server.port") == Some(&Value::from(u32::from(port)))
+}
+
+/// Runs the check; the summary names what was compared.
+pub fn check() -> Result<String, CheckError> {
+    // The DNS port is a load-time setting: bind the server first.
+    let dns_server = dns::bind().map_err(CheckError::workload("a UDP socket on loopback"))?;
+    let dns_port = dns_server
+        .local_addr()
+        .map_err(CheckError::workload("a UDP socket"))?
+        .port();
+    let config = ProtocolsSourceConfig {
+        tls: false,
+        protocols: vec!["http".into(), "redis".into(), "dns".into()],
+        dns_ports: vec![dns_port],
+        ..ProtocolsSourceConfig::default()
+    };
+    let (mut collector, mut records) = Collector::load_with(&config, "conformance".to_string(), &[], false)?;
+    let http_port = http::workload().map_err(CheckError::workload("HTTP over loopback"))?;
+    let redis_port = redis::workload().map_err(CheckError::workload("RESP over loopback"))?;
+    dns::workload(dns_server).map_err(CheckError::workload("DNS over loopback UDP"))?;
+    let expected = 2 * (http::REQUESTS + redis::COMMANDS + dns::QUERIES);
+    let mut spans: Vec<Span> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let wanted = |s: &Span| ours(s, http_port) || ours(s, redis_port) || ours(s, dns_port);
+    while spans.len() < expected && Instant::now() < deadline {
+        let (events, _) = collector.drain(&mut records);
+        spans.extend(events.into_iter().filter_map(|e| match e {
+            Event::Span(s) if wanted(&s) => Some(*s),
+            _ => None,
+        }));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let parts = [
+        http::verify(&spans, http_port)?,
+        redis::verify(&spans, redis_port)?,
+        dns::verify(&spans, dns_port)?,
+    ];
+    Ok(parts.join("; "))
+}
