@@ -31,6 +31,7 @@ pub mod routes;
 pub mod session;
 pub mod settings;
 pub mod span;
+pub mod sql;
 pub mod strings;
 pub mod trace_context;
 

@@ -9,6 +9,7 @@ mod metrics;
 mod reassembly;
 mod redaction;
 mod routes;
+mod sql;
 mod trace;
 
 use std::collections::HashMap;
