@@ -24,6 +24,8 @@ pub mod detect;
 pub mod dns;
 pub mod http;
 pub mod infer;
+pub mod mysql;
+pub mod postgres;
 pub mod reassembly;
 pub mod red;
 pub mod redact;
