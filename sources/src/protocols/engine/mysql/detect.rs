@@ -20,7 +20,9 @@ fn header(data: &[u8]) -> Option<(usize, u8, &[u8])> {
 
 /// The server's first packet.
 pub fn greeting(data: &[u8]) -> bool {
-    let Some((length, seq, payload)) = header(data) else { return false };
+    let Some((length, seq, payload)) = header(data) else {
+        return false;
+    };
     if seq != 0 || !(32..=1024).contains(&length) || payload.first() != Some(&10) {
         return false;
     }
@@ -33,7 +35,9 @@ pub fn greeting(data: &[u8]) -> bool {
 
 /// A client's COM_QUERY or COM_STMT_PREPARE with SQL text.
 fn query(data: &[u8]) -> bool {
-    let Some((length, seq, payload)) = header(data) else { return false };
+    let Some((length, seq, payload)) = header(data) else {
+        return false;
+    };
     if seq != 0 || !(2..1 << 24).contains(&length) {
         return false;
     }
@@ -42,6 +46,8 @@ fn query(data: &[u8]) -> bool {
     }
     // A whole packet is followed by nothing or by another plausible header.
     let text = &payload[1..payload.len().min(length).min(257)];
-    let printable = text.iter().all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace() || *b >= 0x80);
+    let printable = text
+        .iter()
+        .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace() || *b >= 0x80);
     printable && sql::operation(&String::from_utf8_lossy(text)).is_some()
 }

@@ -115,7 +115,16 @@ impl MysqlSession {
         server.client = Some(false);
     }
 
-    fn packet(&mut self, direction: Direction, seq: u8, payload: &[u8], length: u64, cut: bool, span: (Timestamp, Timestamp, u32), scope: &mut Scope<'_>) {
+    fn packet(
+        &mut self,
+        direction: Direction,
+        seq: u8,
+        payload: &[u8],
+        length: u64,
+        cut: bool,
+        span: (Timestamp, Timestamp, u32),
+        scope: &mut Scope<'_>,
+    ) {
         let greeting = seq == 0 && detect::greeting(&header_of(length, seq, payload));
         if self.requests.is_none() {
             match (greeting, seq) {
@@ -142,7 +151,14 @@ impl MysqlSession {
         self.authenticating = true;
     }
 
-    fn client(&mut self, seq: u8, payload: &[u8], cut: bool, (start, _, tid): (Timestamp, Timestamp, u32), scope: &mut Scope<'_>) {
+    fn client(
+        &mut self,
+        seq: u8,
+        payload: &[u8],
+        cut: bool,
+        (start, _, tid): (Timestamp, Timestamp, u32),
+        scope: &mut Scope<'_>,
+    ) {
         if self.authenticating {
             if seq > 0 && payload.len() > 32 {
                 if let Some(database) = handshake_database(payload) {
@@ -255,7 +271,13 @@ impl MysqlSession {
         if p.command == command::INIT_DB && error.is_none() && p.database.is_some() {
             self.namespace = p.database.clone();
         }
-        let spans = [command::QUERY, command::STMT_EXECUTE, command::STMT_PREPARE, command::INIT_DB, command::PING];
+        let spans = [
+            command::QUERY,
+            command::STMT_EXECUTE,
+            command::STMT_PREPARE,
+            command::INIT_DB,
+            command::PING,
+        ];
         if !spans.contains(&p.command) {
             return;
         }
@@ -338,14 +360,24 @@ impl Session for MysqlSession {
             Direction::Ingress => &mut self.ingress,
         };
         framer.feed(piece, keep, &mut |frame| match frame {
-            Frame::Packet { seq, payload, length, cut, start, end, tid } => {
+            Frame::Packet {
+                seq,
+                payload,
+                length,
+                cut,
+                start,
+                end,
+                tid,
+            } => {
                 frames.push(Some((seq, payload.to_vec(), length, cut, (start, end, tid))));
             }
             Frame::Lost => frames.push(None),
         });
         for frame in frames {
             match frame {
-                Some((seq, payload, length, cut, span)) => self.packet(direction, seq, &payload, length, cut, span, scope),
+                Some((seq, payload, length, cut, span)) => {
+                    self.packet(direction, seq, &payload, length, cut, span, scope)
+                }
                 None => self.lost(scope),
             }
             if self.failed {

@@ -187,7 +187,8 @@ pub fn plausible(data: &[u8], client: Option<bool>) -> bool {
     let length = u32::from_le_bytes([data[0], data[1], data[2], 0]);
     let (seq, first) = (data[3], data[4]);
     let command = seq == 0 && length >= 1 && super::command::known(first);
-    let response = seq == 1 && length >= 1 && (matches!(first, 0x00 | 0xfe | 0xff) || (1..=0xfa).contains(&first) && length <= 9);
+    let response =
+        seq == 1 && length >= 1 && (matches!(first, 0x00 | 0xfe | 0xff) || (1..=0xfa).contains(&first) && length <= 9);
     match client {
         Some(true) => command,
         Some(false) => response,

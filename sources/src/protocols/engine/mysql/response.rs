@@ -80,7 +80,11 @@ pub fn step(step: Step, command: u8, payload: &[u8], length: u64, answer: &mut A
             Step::Done
         }
         Step::First if command == super::command::STMT_PREPARE && first == 0x00 => {
-            let field = |at: usize| payload.get(at..at + 2).map_or(0, |s| u64::from(u16::from_le_bytes([s[0], s[1]])));
+            let field = |at: usize| {
+                payload
+                    .get(at..at + 2)
+                    .map_or(0, |s| u64::from(u16::from_le_bytes([s[0], s[1]])))
+            };
             answer.statement = payload.get(1..5).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]));
             let definitions = field(5) + field(7);
             if definitions == 0 {
@@ -135,4 +139,3 @@ pub fn step(step: Step, command: u8, payload: &[u8], length: u64, answer: &mut A
         Step::Done => Step::Done,
     }
 }
-

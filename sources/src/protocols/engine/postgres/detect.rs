@@ -49,7 +49,10 @@ fn frontend(data: &[u8]) -> bool {
         body
     };
     let (text, _) = cstr(text);
-    let printable = text.iter().take(256).all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace() || *b >= 0x80);
+    let printable = text
+        .iter()
+        .take(256)
+        .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace() || *b >= 0x80);
     // A complete message ends with its string's NUL.
     let whole = data.len() < 1 + length as usize || data[length as usize] == 0;
     printable && whole && sql::operation(&String::from_utf8_lossy(&text[..text.len().min(256)])).is_some()

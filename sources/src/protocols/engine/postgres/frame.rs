@@ -164,7 +164,8 @@ impl Framer {
                         continue;
                     }
                     self.encryption_reply = false;
-                    let startup = self.startup && (self.header.first() == Some(&0) || self.header.is_empty() && data[0] == 0);
+                    let startup =
+                        self.startup && (self.header.first() == Some(&0) || self.header.is_empty() && data[0] == 0);
                     let size = if startup { 8 } else { 5 };
                     let take = (size - self.header.len()).min(data.len());
                     if self.header.is_empty() {
@@ -209,7 +210,9 @@ impl Framer {
         let (tag, body) = if startup {
             let length = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
             let code = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
-            if !(8..=MAX_STARTUP).contains(&length) || !matches!(code, PROTOCOL_3 | SSL_REQUEST | GSSENC_REQUEST | CANCEL_REQUEST) {
+            if !(8..=MAX_STARTUP).contains(&length)
+                || !matches!(code, PROTOCOL_3 | SSL_REQUEST | GSSENC_REQUEST | CANCEL_REQUEST)
+            {
                 return false;
             }
             // Until protocol 3.0's startup packet, more untyped ones may come.
@@ -284,7 +287,9 @@ pub fn valid(tag: u8, length: u32, types: Option<&[u8]>) -> bool {
 /// after it when `data` reaches it.
 pub fn plausible(data: &[u8], types: Option<&[u8]>) -> bool {
     let header = |d: &[u8]| (d.len() >= 5).then(|| (d[0], u32::from_be_bytes([d[1], d[2], d[3], d[4]])));
-    let Some((tag, length)) = header(data) else { return false };
+    let Some((tag, length)) = header(data) else {
+        return false;
+    };
     if !valid(tag, length, types) {
         return false;
     }

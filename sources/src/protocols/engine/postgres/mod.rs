@@ -142,7 +142,15 @@ impl PostgresSession {
 
     /// A message from `direction`; decides which way requests go when the
     /// message says (a type only one side sends).
-    fn message(&mut self, direction: Direction, tag: u8, body: &[u8], cut: bool, span: (Timestamp, Timestamp, u32), scope: &mut Scope<'_>) {
+    fn message(
+        &mut self,
+        direction: Direction,
+        tag: u8,
+        body: &[u8],
+        cut: bool,
+        span: (Timestamp, Timestamp, u32),
+        scope: &mut Scope<'_>,
+    ) {
         if self.requests.is_none() {
             let client_only = tag == 0 || b"BfFPpQX".contains(&tag);
             let server_only = b"123AGIKnNRsTtVvWZ".contains(&tag);
@@ -159,7 +167,14 @@ impl PostgresSession {
         }
     }
 
-    fn frontend(&mut self, tag: u8, body: &[u8], cut: bool, (start, _, tid): (Timestamp, Timestamp, u32), scope: &mut Scope<'_>) {
+    fn frontend(
+        &mut self,
+        tag: u8,
+        body: &[u8],
+        cut: bool,
+        (start, _, tid): (Timestamp, Timestamp, u32),
+        scope: &mut Scope<'_>,
+    ) {
         let queries = &scope.settings.queries;
         if tag != 0 && tag != b'S' && self.batch_start.is_none() {
             self.batch_start = Some((start, tid));
@@ -193,7 +208,12 @@ impl PostgresSession {
             b'P' => {
                 let (name, rest) = cstr(body);
                 let (text, _) = cstr(rest);
-                let described = Arc::new(sql::describe(&String::from_utf8_lossy(text), Dialect::Postgres, queries, cut));
+                let described = Arc::new(sql::describe(
+                    &String::from_utf8_lossy(text),
+                    Dialect::Postgres,
+                    queries,
+                    cut,
+                ));
                 if self.statements.len() >= MAX_STATEMENTS {
                     self.statements.clear();
                 }
@@ -229,7 +249,14 @@ impl PostgresSession {
         }
     }
 
-    fn push(&mut self, described: Arc<Described>, statement: Option<SharedStr>, start: Timestamp, tid: u32, scope: &mut Scope<'_>) {
+    fn push(
+        &mut self,
+        described: Arc<Described>,
+        statement: Option<SharedStr>,
+        start: Timestamp,
+        tid: u32,
+        scope: &mut Scope<'_>,
+    ) {
         let waiting = self.queue.iter().filter(|i| matches!(i, Item::Statement(_))).count();
         if waiting >= MAX_WAITING {
             if let Some(at) = self.queue.iter().position(|i| matches!(i, Item::Statement(_))) {
@@ -295,10 +322,22 @@ impl PostgresSession {
                     }
                     Some(Item::Sync { parsed: Some(_), .. }) => {
                         // A Parse failed with no Execute waiting: its statement.
-                        if let Some(Item::Sync { parsed: Some((described, statement, start, tid)), at }) = self.queue.pop_front() {
+                        if let Some(Item::Sync {
+                            parsed: Some((described, statement, start, tid)),
+                            at,
+                        }) = self.queue.pop_front()
+                        {
                             let server = self.requests == Some(Direction::Ingress);
                             let (context, parent) = scope.active.begin(scope.pid, tid, None, server);
-                            let w = Waiting { described, statement, start, tid, context, parent, copy: false };
+                            let w = Waiting {
+                                described,
+                                statement,
+                                start,
+                                tid,
+                                context,
+                                parent,
+                                copy: false,
+                            };
                             self.complete(w, outcome, end, scope);
                             self.queue.push_front(Item::Sync { at, parsed: None });
                         }
@@ -336,7 +375,9 @@ impl PostgresSession {
         let resync = std::mem::take(&mut self.await_ready);
         // After a loss, every batch sent before now may be what this answers.
         let last = if resync {
-            self.queue.iter().rposition(|i| matches!(i, Item::Sync { at: sent, .. } if *sent <= at))
+            self.queue
+                .iter()
+                .rposition(|i| matches!(i, Item::Sync { at: sent, .. } if *sent <= at))
         } else {
             self.queue.iter().position(|i| matches!(i, Item::Sync { .. }))
         };
@@ -425,7 +466,14 @@ impl Session for PostgresSession {
         let mut framer = std::mem::replace(self.framer(direction), Framer::new(false));
         framer.feed(piece, sql_bytes, &mut |frame| {
             frames.push(match frame {
-                Frame::Message { tag, body, cut, start, end, tid } => Owned::Message(tag, body.to_vec(), cut, (start, end, tid)),
+                Frame::Message {
+                    tag,
+                    body,
+                    cut,
+                    start,
+                    end,
+                    tid,
+                } => Owned::Message(tag, body.to_vec(), cut, (start, end, tid)),
                 Frame::EncryptionReply => Owned::Reply,
                 Frame::Lost => Owned::Lost,
                 Frame::Invalid => Owned::Invalid,

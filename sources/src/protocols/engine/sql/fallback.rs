@@ -60,7 +60,8 @@ pub fn mask(sql: &str) -> String {
                     i += 1;
                 }
             }
-        } else if (c.is_ascii_digit() || (c == '.' && next.is_some_and(|n| n.is_ascii_digit()))) && !word_before(&chars, i)
+        } else if (c.is_ascii_digit() || (c == '.' && next.is_some_and(|n| n.is_ascii_digit())))
+            && !word_before(&chars, i)
         {
             // Digits, hex (`0x1F`), decimals and exponents.
             i = find(&chars, i, |c| !(c.is_alphanumeric() || c == '.' || c == '_')).unwrap_or(chars.len());

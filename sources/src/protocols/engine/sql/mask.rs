@@ -29,8 +29,10 @@ pub fn trusted(token: &Token) -> bool {
     match token {
         Token::Placeholder(p) => {
             p == "?"
-                || p.strip_prefix('$').is_some_and(|n| (1..=5).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_digit()))
-                || p.strip_prefix(':').is_some_and(|n| n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+                || p.strip_prefix('$')
+                    .is_some_and(|n| (1..=5).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_digit()))
+                || p.strip_prefix(':')
+                    .is_some_and(|n| n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
         }
         _ => true,
     }

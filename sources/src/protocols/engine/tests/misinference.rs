@@ -22,12 +22,17 @@ fn engine_on(port: u16) -> (Harness, super::super::super::model::ConnId) {
 fn http_tls_resp_and_noise_on_database_ports_give_nothing() {
     let mut rng = fastrand::Rng::with_seed(5);
     let noise: Vec<u8> = (0..4000).map(|_| rng.u8(..)).collect();
-    let client_hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03abcdefghijklmnopqrstuvwxyz012345\x00\x00\x02\x13\x01\x01\x00".to_vec();
+    let client_hello =
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03abcdefghijklmnopqrstuvwxyz012345\x00\x00\x02\x13\x01\x01\x00"
+            .to_vec();
     let streams: Vec<(Vec<u8>, Vec<u8>)> = vec![
         (get("/"), ok(200, "hello")),
         (client_hello, b"\x16\x03\x03\x00\x5a\x02\x00\x00\x56\x03\x03".to_vec()),
         (b"*1\r\n$4\r\nPING\r\n".to_vec(), b"+PONG\r\n".to_vec()),
-        (b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n".to_vec(), b"+OK\r\n".to_vec()),
+        (
+            b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n".to_vec(),
+            b"+OK\r\n".to_vec(),
+        ),
         (noise[..2000].to_vec(), noise[2000..].to_vec()),
     ];
     for port in [5432, 3306] {
@@ -62,7 +67,11 @@ fn random_bytes_never_detect_as_a_database() {
     for _ in 0..200_000 {
         let data: Vec<u8> = (0..rng.usize(1..64)).map(|_| rng.u8(..)).collect();
         for direction in [Egress, Ingress] {
-            assert_eq!(super::super::infer::detect(&settings, &clue(direction), &data), None, "{data:?}");
+            assert_eq!(
+                super::super::infer::detect(&settings, &clue(direction), &data),
+                None,
+                "{data:?}"
+            );
         }
     }
 }

@@ -27,7 +27,10 @@ fn client_queries_pair_with_ok_result_sets_and_err() {
         let spans = h.spans();
         assert_eq!(field(spans[0], "db.system.name"), Some("mariadb"));
         assert_eq!(field(spans[0], "db.namespace"), Some("shop"));
-        assert_eq!(field(spans[1], "db.query.text"), Some("SELECT id, name FROM users WHERE email = ?"));
+        assert_eq!(
+            field(spans[1], "db.query.text"),
+            Some("SELECT id, name FROM users WHERE email = ?")
+        );
         assert_eq!(field(spans[3], "error.type"), Some("1146"));
         assert_no_literal(&h);
         let c = h.engine.counters();
@@ -51,7 +54,10 @@ fn prepared_statements_execute_with_their_remembered_text() {
         ]
     );
     let spans = h.spans();
-    assert_eq!(field(spans[3], "db.query.text"), Some("INSERT INTO users (id, name, email) VALUES (?, ?, ?)"));
+    assert_eq!(
+        field(spans[3], "db.query.text"),
+        Some("INSERT INTO users (id, name, email) VALUES (?, ?, ?)")
+    );
     assert_eq!(field(spans[3], "sonde.db.statement.name"), Some("1"));
     assert_eq!(field(spans[4], "db.query.summary"), Some("SELECT users"));
     assert_no_literal(&h);

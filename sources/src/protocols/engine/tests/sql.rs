@@ -7,15 +7,33 @@ use super::super::sql::{describe, obfuscate, operation, split, summary, Dialect}
 fn literals_become_placeholders_and_lists_one() {
     let pg = |s| obfuscate(s, Dialect::Postgres, 2048).0;
     let my = |s| obfuscate(s, Dialect::Mysql, 2048).0;
-    assert_eq!(pg("SELECT * FROM t WHERE a = 'x''y' AND b = 42"), "SELECT * FROM t WHERE a = ? AND b = ?");
-    assert_eq!(pg("select id from t where id IN (1, 2, 3)"), "select id from t where id IN (?)");
-    assert_eq!(pg("INSERT INTO t VALUES (1, 'a'), (-2, E'b\\'c')"), "INSERT INTO t VALUES (?), (?)");
+    assert_eq!(
+        pg("SELECT * FROM t WHERE a = 'x''y' AND b = 42"),
+        "SELECT * FROM t WHERE a = ? AND b = ?"
+    );
+    assert_eq!(
+        pg("select id from t where id IN (1, 2, 3)"),
+        "select id from t where id IN (?)"
+    );
+    assert_eq!(
+        pg("INSERT INTO t VALUES (1, 'a'), (-2, E'b\\'c')"),
+        "INSERT INTO t VALUES (?), (?)"
+    );
     assert_eq!(pg("SELECT $body$ secret $body$, $$x$$"), "SELECT ?, ?");
-    assert_eq!(pg("UPDATE \"T\" SET a = a + $1 -- note 5\n WHERE  b=$2 /* 7 */"), "UPDATE \"T\" SET a = a + $1 WHERE b=$2");
+    assert_eq!(
+        pg("UPDATE \"T\" SET a = a + $1 -- note 5\n WHERE  b=$2 /* 7 */"),
+        "UPDATE \"T\" SET a = a + $1 WHERE b=$2"
+    );
     assert_eq!(pg("SELECT x'1F', N'abc', 1.5e3"), "SELECT ?, ?, ?");
-    assert_eq!(my("SELECT * FROM `t1` WHERE s = \"secret\" AND h = 0xFF AND x = ?"), "SELECT * FROM `t1` WHERE s = ? AND h = ? AND x = ?");
+    assert_eq!(
+        my("SELECT * FROM `t1` WHERE s = \"secret\" AND h = 0xFF AND x = ?"),
+        "SELECT * FROM `t1` WHERE s = ? AND h = ? AND x = ?"
+    );
     assert_eq!(my("SELECT 'it\\'s'"), "SELECT ?");
-    assert_eq!(pg("SELECT a FROM t WHERE a IN (SELECT 1)"), "SELECT a FROM t WHERE a IN (SELECT ?)");
+    assert_eq!(
+        pg("SELECT a FROM t WHERE a IN (SELECT 1)"),
+        "SELECT a FROM t WHERE a IN (SELECT ?)"
+    );
 }
 
 #[test]
@@ -24,7 +42,10 @@ fn cut_or_odd_text_still_masks_every_literal() {
     for (sql, secret) in [
         ("SELECT * FROM t WHERE name = 'Zorblax Quux", "Zorblax"),
         ("INSERT INTO t VALUES (\"Glorb", "Glorb"),
-        ("SELECT 'a' || 'hunter2' FROM t WHERE x = 98765 AND y = 'unterminated", "98765"),
+        (
+            "SELECT 'a' || 'hunter2' FROM t WHERE x = 98765 AND y = 'unterminated",
+            "98765",
+        ),
         ("SELECT E'\\'hunter2", "hunter2"),
     ] {
         for dialect in [Dialect::Postgres, Dialect::Mysql] {
@@ -52,7 +73,11 @@ fn no_generated_literal_survives() {
         // No backquotes: MySQL reads what they wrap as a name, whatever it is.
         // Dollar quotes are PostgreSQL's (MySQL reads `$$1$$` as a name);
         // `"…"` strings MySQL's (PostgreSQL's are identifiers).
-        let dialect = if round % 2 == 0 { Dialect::Postgres } else { Dialect::Mysql };
+        let dialect = if round % 2 == 0 {
+            Dialect::Postgres
+        } else {
+            Dialect::Mysql
+        };
         let mut sql = String::new();
         let mut secrets = Vec::new();
         for _ in 0..rng.usize(1..12) {
@@ -100,13 +125,19 @@ fn no_generated_literal_survives() {
 #[test]
 fn summaries_name_operation_and_tables() {
     let s = |sql| summary(sql, Dialect::Postgres);
-    assert_eq!(s("SELECT id, name FROM users WHERE email = 'x'").as_deref(), Some("SELECT users"));
+    assert_eq!(
+        s("SELECT id, name FROM users WHERE email = 'x'").as_deref(),
+        Some("SELECT users")
+    );
     assert_eq!(s("insert into orders (a) values (1)").as_deref(), Some("INSERT orders"));
     assert_eq!(
         s("UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2").as_deref(),
         Some("UPDATE pgbench_accounts")
     );
-    assert_eq!(s("DELETE FROM public.users WHERE id = 1").as_deref(), Some("DELETE public.users"));
+    assert_eq!(
+        s("DELETE FROM public.users WHERE id = 1").as_deref(),
+        Some("DELETE public.users")
+    );
     assert_eq!(
         s("SELECT * FROM a x, c JOIN b ON x.id = b.id LEFT JOIN e USING (id)").as_deref(),
         Some("SELECT a c b")

@@ -6,8 +6,17 @@ use super::*;
 
 /// The literals of the recorded workloads: none may appear in any span.
 pub const LITERALS: &[&str] = &[
-    "987654321", "123456789", "Zorblax", "zorblax@example.com", "Quentin", "hunter2", "4242.42", "Glorbnik",
-    "Trundle", "555001", "secretpw",
+    "987654321",
+    "123456789",
+    "Zorblax",
+    "zorblax@example.com",
+    "Quentin",
+    "hunter2",
+    "4242.42",
+    "Glorbnik",
+    "Trundle",
+    "555001",
+    "secretpw",
 ];
 
 /// (from the client, bytes) per recorded `recv()`.
