@@ -9,6 +9,8 @@
 
 use super::super::model::{Direction, Role};
 use super::http::{looks_like_http, HttpSession};
+use super::mysql::{looks_like_mysql, MysqlSession};
+use super::postgres::{looks_like_postgres, PostgresSession};
 use super::session::Session;
 use super::settings::{Protocol, Settings};
 
@@ -55,8 +57,10 @@ impl Clue {
 pub fn detect(settings: &Settings, clue: &Clue, data: &[u8]) -> Option<Protocol> {
     settings.protocols.iter().copied().find(|protocol| match protocol {
         Protocol::Http1 => !clue.datagram && looks_like_http(data),
+        Protocol::Postgres => !clue.datagram && looks_like_postgres(clue, data),
+        Protocol::Mysql => !clue.datagram && looks_like_mysql(clue, data),
         // Not built yet: never in `Protocol::ALL`, never enabled.
-        Protocol::Postgres | Protocol::Mysql | Protocol::Redis | Protocol::Dns => false,
+        Protocol::Redis | Protocol::Dns => false,
     })
 }
 
@@ -72,7 +76,9 @@ pub fn session(
     let _ = settings;
     match protocol {
         Protocol::Http1 => Box::new(HttpSession::new(requests, in_sync)),
-        Protocol::Postgres | Protocol::Mysql | Protocol::Redis | Protocol::Dns => {
+        Protocol::Postgres => Box::new(PostgresSession::new(requests, in_sync)),
+        Protocol::Mysql => Box::new(MysqlSession::new(requests, in_sync)),
+        Protocol::Redis | Protocol::Dns => {
             unreachable!("{protocol:?} is not in Protocol::ALL yet")
         }
     }

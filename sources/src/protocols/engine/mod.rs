@@ -24,6 +24,8 @@ pub mod detect;
 pub mod dns;
 pub mod http;
 pub mod infer;
+pub mod mysql;
+pub mod postgres;
 pub mod reassembly;
 pub mod red;
 pub mod redact;
@@ -31,6 +33,7 @@ pub mod routes;
 pub mod session;
 pub mod settings;
 pub mod span;
+pub mod sql;
 pub mod strings;
 pub mod trace_context;
 

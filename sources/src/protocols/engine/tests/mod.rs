@@ -6,9 +6,14 @@ mod fuzz;
 mod http;
 mod lifecycle;
 mod metrics;
+mod misinference;
+mod mysql;
+mod postgres;
 mod reassembly;
 mod redaction;
 mod routes;
+mod sql;
+mod sqlreplay;
 mod trace;
 
 use std::collections::HashMap;
