@@ -134,8 +134,15 @@ fn ss_count(state: &str, port: u16) -> u64 {
         .args(["-tanH", "state", state, &filter])
         .output()
         .expect("ss runs");
-    assert!(out.status.success(), "ss failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.trim().is_empty()).count() as u64
+    assert!(
+        out.status.success(),
+        "ss failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count() as u64
 }
 
 /// 50 loopback connections, 25 opened before the source loaded (seeded by
@@ -163,7 +170,10 @@ fn states_equal_ss_for_sockets_older_and_newer_than_the_source() {
     };
     open(25, &mut clients, &mut accepted);
     let mut collector = Collector::load(&TcpSourceConfig::default(), "test-node".into(), &[]).expect("tcp loads");
-    assert!(collector.programs().seeded(), "iter/tcp seeds the older sockets on this kernel");
+    assert!(
+        collector.programs().seeded(),
+        "iter/tcp seeds the older sockets on this kernel"
+    );
     open(25, &mut clients, &mut accepted);
     // The peer closes 10 older and 10 newer connections.
     // (Indexes 15..25 are older; after removing them, 30..40 are newer.)
@@ -187,10 +197,7 @@ fn states_equal_ss_for_sockets_older_and_newer_than_the_source() {
             ("listening", gauge(&events, "listen", false)),
         ];
         let theirs = ours.map(|(state, _)| (state, ss_count(state, port)));
-        let mine = [
-            gauge(&events, "established", true),
-            gauge(&events, "close_wait", true),
-        ];
+        let mine = [gauge(&events, "established", true), gauge(&events, "close_wait", true)];
         let client_close_wait = total(&events, CONNECTIONS, |a| {
             is(a, PORT, u32::from(port)) && is(a, STATE, "close_wait") && is(a, ROLE, "client")
         });
