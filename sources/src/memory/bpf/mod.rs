@@ -161,9 +161,9 @@ impl MemoryPrograms {
                 source: Box::new(e),
             })?;
         for (function, program) in PROBES {
-            self.attach(program, function, &libc, scope.clone(), "uprobe")?;
+            self.attach(program, function, &libc, scope, "uprobe")?;
             if *function != "free" {
-                self.attach(RETURN_PROGRAM, function, &libc, scope.clone(), "uretprobe")?;
+                self.attach(RETURN_PROGRAM, function, &libc, scope, "uretprobe")?;
             }
         }
         self.attached.insert(pid);
@@ -174,7 +174,7 @@ impl MemoryPrograms {
         &mut self,
         program: &'static str,
         function: &str,
-        libc: &PathBuf,
+        libc: &std::path::Path,
         scope: UProbeScope,
         point: &str,
     ) -> Result<(), LoadError> {
