@@ -126,3 +126,90 @@ fn retransmits_under_injected_loss_match_proc_net_snmp() {
         "ours {ours_all} vs /proc/net/snmp RetransSegs {kernel}: more than 5 % apart"
     );
 }
+
+/// Sockets of `ss -tanH state STATE` whose local or remote port is `port`.
+fn ss_count(state: &str, port: u16) -> u64 {
+    let filter = format!("( sport = :{port} or dport = :{port} )");
+    let out = std::process::Command::new("ss")
+        .args(["-tanH", "state", state, &filter])
+        .output()
+        .expect("ss runs");
+    assert!(
+        out.status.success(),
+        "ss failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count() as u64
+}
+
+/// 50 loopback connections, 25 opened before the source loaded (seeded by
+/// iter/tcp and /proc) and 25 after (followed from their transitions); the
+/// accepting end closes 10 of each, so 20 connecting ends sit in
+/// CLOSE_WAIT. The gauges equal `ss` exactly, and every socket is this
+/// process'.
+#[test]
+fn states_equal_ss_for_sockets_older_and_newer_than_the_source() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let test = "states_equal_ss_for_sockets_older_and_newer_than_the_source";
+    if !bpf_available_or_skip(test) {
+        return;
+    }
+    use sonde_sources::tcp::{CONNECTIONS, ROLE, STATE};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut clients = Vec::new();
+    let mut accepted = Vec::new();
+    let open = |n: usize, clients: &mut Vec<TcpStream>, accepted: &mut Vec<TcpStream>| {
+        for _ in 0..n {
+            clients.push(TcpStream::connect(("127.0.0.1", port)).unwrap());
+            accepted.push(listener.accept().unwrap().0);
+        }
+    };
+    open(25, &mut clients, &mut accepted);
+    let mut collector = Collector::load(&TcpSourceConfig::default(), "test-node".into(), &[]).expect("tcp loads");
+    assert!(
+        collector.programs().seeded(),
+        "iter/tcp seeds the older sockets on this kernel"
+    );
+    open(25, &mut clients, &mut accepted);
+    // The peer closes 10 older and 10 newer connections.
+    // (Indexes 15..25 are older; after removing them, 30..40 are newer.)
+    drop(accepted.drain(15..25).collect::<Vec<_>>());
+    drop(accepted.drain(30..40).collect::<Vec<_>>());
+    let pid = std::process::id();
+    let gauge = |events: &[Event], state: &str, mine: bool| {
+        total(events, CONNECTIONS, |a| {
+            is(a, PORT, u32::from(port))
+                && is(a, STATE, state.to_string())
+                && (!mine || is(a, sonde_core::event::keys::PID, pid))
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let events = collector.collect().unwrap();
+        let ours = [
+            ("established", gauge(&events, "established", false)),
+            ("close-wait", gauge(&events, "close_wait", false)),
+            ("fin-wait-2", gauge(&events, "fin_wait_2", false)),
+            ("listening", gauge(&events, "listen", false)),
+        ];
+        let theirs = ours.map(|(state, _)| (state, ss_count(state, port)));
+        let mine = [gauge(&events, "established", true), gauge(&events, "close_wait", true)];
+        let client_close_wait = total(&events, CONNECTIONS, |a| {
+            is(a, PORT, u32::from(port)) && is(a, STATE, "close_wait") && is(a, ROLE, "client")
+        });
+        eprintln!("ours {ours:?}; ss {theirs:?}; this pid's established/close_wait {mine:?}");
+        if ours == theirs && theirs[1].1 == 20 {
+            assert_eq!(theirs[0].1, 60, "30 open connections, both ends");
+            assert_eq!(mine, [60, 20], "every socket belongs to this process");
+            assert_eq!(client_close_wait, 20, "CLOSE_WAIT is the connecting end");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "gauges never matched ss");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    drop((clients, accepted));
+}

@@ -164,3 +164,12 @@ pub fn load_error(object: &'static str, program: &'static str, error: ProgramErr
         },
     }
 }
+
+/// CLOCK_MONOTONIC now, in ns: the clock of `bpf_ktime_get_ns()`, so that
+/// user space can put its reads on the programs' time line.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}

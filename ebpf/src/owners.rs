@@ -91,6 +91,37 @@ pub fn listening_ports() -> HashMap<u16, SockOwner> {
     owners
 }
 
+/// The owner of every socket inode any process holds now (`/proc/PID/fd`):
+/// a socket shared by several processes (a forked server) goes to the
+/// lowest pid.
+pub fn socket_owners() -> HashMap<u64, SockOwner> {
+    let cgroup_root = crate::system::find_mount("cgroup2");
+    let mut owners: HashMap<u64, SockOwner> = HashMap::new();
+    for pid in pids() {
+        let inodes = socket_inodes(pid);
+        if inodes.is_empty() {
+            continue;
+        }
+        let owner = SockOwner {
+            cgroup_id: cgroup_root.as_deref().map_or(0, |root| cgroup_id(root, pid)),
+            pid,
+            _pad: 0,
+            comm: comm(pid),
+        };
+        for inode in inodes {
+            owners
+                .entry(inode)
+                .and_modify(|o| {
+                    if pid < o.pid {
+                        *o = owner;
+                    }
+                })
+                .or_insert(owner);
+        }
+    }
+    owners
+}
+
 /// (inode, port) of each listening socket of a `/proc/net/tcp` table.
 fn parse_listeners(text: &str) -> Vec<(u64, u16)> {
     text.lines()

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod disk_latency;
 pub mod energy;
 pub mod internal_metrics;
+pub mod memory;
 pub mod net_flows;
 pub mod profile;
 pub mod protocols;
@@ -21,6 +22,7 @@ pub fn register(registry: &mut Registry) {
     registry.source::<disk_latency::DiskLatencySourceConfig>();
     registry.source::<energy::EnergySourceConfig>();
     registry.source::<internal_metrics::InternalMetricsSourceConfig>();
+    registry.source::<memory::MemorySourceConfig>();
     registry.source::<net_flows::NetFlowsSourceConfig>();
     registry.source::<profile::ProfileSourceConfig>();
     registry.source::<protocols::ProtocolsSourceConfig>();

@@ -1,7 +1,7 @@
 //! One round: read the kernel maps, turn each disk and operation into
 //! metric events.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use metrics::Label;
@@ -28,6 +28,16 @@ pub const REQUEST_SIZE: &str = "sonde_disk_request_size_bytes";
 pub const REQUESTS: &str = "sonde_disk_requests_total";
 /// Counter of completed bytes.
 pub const BYTES: &str = "sonde_disk_bytes_total";
+/// Gauge: time-weighted mean queue depth over the last interval, by `stage`.
+pub const QUEUE_DEPTH_AVERAGE: &str = "sonde_disk_queue_depth_average";
+/// Gauge: highest queue depth in the last interval, by `stage`.
+pub const QUEUE_DEPTH_MAX: &str = "sonde_disk_queue_depth_max";
+/// Gauge: the device's own count of requests in flight
+/// (`/sys/block/DEV/inflight`), by `operation` (`read`, `write`).
+pub const DEVICE_IN_FLIGHT: &str = "sonde_disk_device_in_flight_requests";
+/// Attribute of the queue depth: `scheduler` (inserted into the I/O
+/// scheduler, not issued) or `device` (issued, not completed).
+pub const STAGE: &str = "stage";
 
 const NS_PER_S: f64 = 1e9;
 
@@ -56,6 +66,27 @@ pub struct Collector {
     node: SharedStr,
     bounds: Bounds,
     telemetry: LossCounters,
+    depth: Option<DepthState>,
+}
+
+/// What the depth of each device was at the previous read.
+#[derive(Debug, Default)]
+struct DepthState {
+    /// The programs' clock at the previous read (at load, first).
+    read_ns: u64,
+    /// Per device: the integrals and depths then.
+    previous: HashMap<u32, DepthPoint>,
+    /// Devices that ever queued in a scheduler (the `scheduler` stage is
+    /// reported for them only).
+    scheduled: HashSet<u32>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct DepthPoint {
+    queued_integral: i128,
+    issued_integral: i128,
+    queued: i64,
+    issued: i64,
 }
 
 impl Collector {
@@ -64,7 +95,12 @@ impl Collector {
     pub fn load(config: &DiskLatencySourceConfig, node: SharedStr, labels: &[Label]) -> Result<Self, LoadError> {
         let programs = DiskLatency::load(Options {
             queue_time: config.queue_time,
+            queue_depth: config.queue_depth,
         })?;
+        let depth = config.queue_depth.then(|| DepthState {
+            read_ns: sonde_ebpf::loader::monotonic_ns(),
+            ..DepthState::default()
+        });
         Ok(Collector {
             programs,
             names: DeviceNames::default(),
@@ -72,6 +108,7 @@ impl Collector {
             node,
             bounds: Bounds::new(),
             telemetry: LossCounters::new(labels, OBJECT, STATS, MAP_HISTS),
+            depth,
         })
     }
 
@@ -100,6 +137,89 @@ impl Collector {
                     .map(Event::from),
             );
         }
+        events.extend(self.depth_metrics(now)?);
+        Ok(events)
+    }
+
+    /// Per device: the mean and highest depth of each stage since the
+    /// previous read, and the device's own in-flight count now.
+    fn depth_metrics(&mut self, now: Timestamp) -> Result<Vec<Event>, ReadError> {
+        let Some(state) = self.depth.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let read = self
+            .programs
+            .read_depth()
+            .inspect_err(|_| self.telemetry.map_read_failed())?;
+        let elapsed = read.now_ns.saturating_sub(state.read_ns) as f64;
+        state.read_ns = read.now_ns;
+        let mut events = Vec::new();
+        for (dev, depth) in &read.depths {
+            let (queued_integral, issued_integral) = depth.integral_ns(read.now_ns);
+            let point = DepthPoint {
+                queued_integral,
+                issued_integral,
+                queued: depth.queued,
+                issued: depth.issued,
+            };
+            // A device first seen now had no request before the last read.
+            let before = state.previous.insert(*dev, point).unwrap_or_default();
+            let key = DiskKey { dev: *dev, op: 0 };
+            let device = self.names.name(*dev, key.major(), key.minor());
+            if elapsed <= 0.0 || self.devices.as_ref().is_some_and(|d| !d.contains(device.as_str())) {
+                continue;
+            }
+            let max = read.max.get(dev).copied().unwrap_or_default();
+            let stages = [
+                (
+                    "scheduler",
+                    (queued_integral - before.queued_integral) as f64 / elapsed,
+                    max.queued.max(before.queued).max(depth.queued),
+                ),
+                (
+                    "device",
+                    (issued_integral - before.issued_integral) as f64 / elapsed,
+                    max.issued.max(before.issued).max(depth.issued),
+                ),
+            ];
+            if stages[0].1 > 0.0 || stages[0].2 > 0 {
+                state.scheduled.insert(*dev);
+            }
+            let attributes = Attributes::new()
+                .with(DEVICE, device.clone())
+                .with(keys::node(), self.node.clone());
+            for (stage, average, highest) in stages {
+                if stage == "scheduler" && !state.scheduled.contains(dev) {
+                    continue;
+                }
+                let attributes = attributes.clone().with(STAGE, stage);
+                events.push(Event::from(
+                    Metric::gauge(QUEUE_DEPTH_AVERAGE, average.max(0.0))
+                        .with_description("Time-weighted mean of the block requests in a stage over the last interval.")
+                        .with_unit("{request}")
+                        .with_attributes(attributes.clone())
+                        .with_timestamp(now),
+                ));
+                events.push(Event::from(
+                    Metric::gauge(QUEUE_DEPTH_MAX, highest.max(0) as f64)
+                        .with_description("Highest number of block requests in a stage during the last interval.")
+                        .with_unit("{request}")
+                        .with_attributes(attributes)
+                        .with_timestamp(now),
+                ));
+            }
+            if let Some((reads, writes)) = device_in_flight(&device) {
+                for (operation, n) in [("read", reads), ("write", writes)] {
+                    events.push(Event::from(
+                        Metric::gauge(DEVICE_IN_FLIGHT, n as f64)
+                            .with_description("Requests in flight as the device counts them (/sys/block/DEV/inflight).")
+                            .with_unit("{request}")
+                            .with_attributes(attributes.clone().with(OPERATION, operation))
+                            .with_timestamp(now),
+                    ));
+                }
+            }
+        }
         Ok(events)
     }
 
@@ -107,6 +227,17 @@ impl Collector {
     pub fn programs(&self) -> &DiskLatency {
         &self.programs
     }
+}
+
+/// `/sys/block/DEV/inflight`: reads and writes in flight, as the block
+/// layer counts them now.
+pub(super) fn device_in_flight(device: &str) -> Option<(u64, u64)> {
+    parse_in_flight(&std::fs::read_to_string(format!("/sys/block/{device}/inflight")).ok()?)
+}
+
+pub(super) fn parse_in_flight(text: &str) -> Option<(u64, u64)> {
+    let mut fields = text.split_whitespace().map(str::parse::<u64>);
+    Some((fields.next()?.ok()?, fields.next()?.ok()?))
 }
 
 fn attributes(key: &DiskKey, device: SharedStr, node: &SharedStr) -> Attributes {

@@ -17,12 +17,17 @@ use super::collect::Collector;
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 /// Queue time is measured by default.
 pub const DEFAULT_QUEUE_TIME: bool = true;
+/// Queue depth is kept by default.
+pub const DEFAULT_QUEUE_DEPTH: bool = true;
 
 const fn default_interval() -> Duration {
     DEFAULT_INTERVAL
 }
 const fn default_queue_time() -> bool {
     DEFAULT_QUEUE_TIME
+}
+const fn default_queue_depth() -> bool {
+    DEFAULT_QUEUE_DEPTH
 }
 
 /// Block I/O latency, queue time and request sizes per disk and operation,
@@ -41,6 +46,20 @@ pub struct DiskLatencySourceConfig {
     /// request that goes through the I/O scheduler. Default `true`.
     #[serde(default = "default_queue_time")]
     pub queue_time: bool,
+    /// Keep the queue depth of each disk in the kernel: requests inserted
+    /// into the I/O scheduler and not yet issued (`stage = "scheduler"`,
+    /// disks with a scheduler only), and issued to the device and not yet
+    /// completed (`stage = "device"`). Reported per interval as the
+    /// time-weighted mean (`sonde_disk_queue_depth_average`, exact: the
+    /// kernel integrates the depth over time at each transition, nothing
+    /// is sampled) and the highest depth (`sonde_disk_queue_depth_max`),
+    /// with the device's own count of requests in flight now
+    /// (`/sys/block/DEV/inflight`, `sonde_disk_device_in_flight_requests`)
+    /// beside them. These are gauges of the last interval, unlike the
+    /// cumulative histograms. Costs two atomic adds per request and stage.
+    /// Default `true`.
+    #[serde(default = "default_queue_depth")]
+    pub queue_depth: bool,
     /// Report only these disks, by kernel name (`vda`, `nvme0n1`, `loop3`).
     /// Empty reports every disk. The kernel counts all of them either way.
     /// Default: empty.
@@ -53,6 +72,7 @@ impl Default for DiskLatencySourceConfig {
         DiskLatencySourceConfig {
             interval: DEFAULT_INTERVAL,
             queue_time: DEFAULT_QUEUE_TIME,
+            queue_depth: DEFAULT_QUEUE_DEPTH,
             devices: Vec::new(),
         }
     }

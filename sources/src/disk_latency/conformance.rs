@@ -130,10 +130,41 @@ pub fn check() -> Result<String, CheckError> {
         writes.of_size(WRITE_SIZE) == WRITES as u64 && reads.of_size(READ_SIZE) == READS as u64,
         || format!("size buckets: writes {:?}, reads {:?}", writes.sizes, reads.sizes),
     )?;
+    // The depth's time integral counts each request from issue to
+    // completion, the latency sum the same spans: with nothing in flight
+    // now, the two are equal to the nanosecond.
+    let latency_sum_ns = collector
+        .programs()
+        .read()?
+        .iter()
+        .filter(|(key, _)| Some(key.dev) == dev_t(&dev.name))
+        .map(|(_, hist)| hist.latency_sum_ns)
+        .sum::<u64>();
+    let (now, depths) = collector.programs().depths()?;
+    let depth = depths
+        .iter()
+        .find(|(d, _)| Some(*d) == dev_t(&dev.name))
+        .map(|(_, depth)| *depth)
+        .unwrap_or_default();
+    let (_, integral) = depth.integral_ns(now);
+    ensure(depth.issued == 0 && integral == i128::from(latency_sum_ns), || {
+        format!(
+            "queue depth: {} in flight after the workload, integral {integral} ns, latency sum {latency_sum_ns} ns",
+            depth.issued
+        )
+    })?;
     let read_failed = collector.programs().stats()?.get(DISK_STAT_READ_FAILED);
     ensure(read_failed == 0, || format!("{read_failed} failed reads of `rwbs`"))?;
     Ok(format!(
-        "{} writes ({} B) and {} reads ({} B), all timed and sized, equal to /proc/diskstats",
+        "{} writes ({} B) and {} reads ({} B), all timed and sized, equal to /proc/diskstats; \
+         queue depth integral equal to the latency sum",
         writes.requests, writes.bytes, reads.requests, reads.bytes
     ))
+}
+
+/// The kernel dev_t (`major << 20 | minor`) of block device `name`.
+fn dev_t(name: &str) -> Option<u32> {
+    let text = std::fs::read_to_string(format!("/sys/block/{name}/dev")).ok()?;
+    let (major, minor) = text.trim().split_once(':')?;
+    Some(major.parse::<u32>().ok()? << 20 | minor.parse::<u32>().ok()?)
 }

@@ -14,12 +14,28 @@
 //! | `sonde_disk_request_size_bytes` | histogram | By |
 //! | `sonde_disk_requests_total` | counter | requests |
 //! | `sonde_disk_bytes_total` | counter | By |
+//! | `sonde_disk_queue_depth_average` | gauge: time-weighted mean over the interval, by `stage` | requests |
+//! | `sonde_disk_queue_depth_max` | gauge: highest in the interval, by `stage` | requests |
+//! | `sonde_disk_device_in_flight_requests` | gauge: `/sys/block/DEV/inflight`, by `operation` | requests |
 //!
 //! with attributes `device` (`vda`, `nvme0n1`: the disk, not the
 //! partition), `operation` (`read`, `write`, `flush`, `discard`, `other`)
 //! and the node name.
 //!
-//! **Cumulative temporality**, deliberately: the kernel map is never reset,
+//! **Queue depth** (per device only, no `operation`): `stage = "scheduler"`
+//! counts requests inserted into the I/O scheduler and not yet issued
+//! (disks with a scheduler only), `stage = "device"` those issued and not
+//! yet completed. The kernel keeps, per device and stage, the depth and the
+//! sum of entry minus exit times, so that the time integral of the depth
+//! up to T is `depth × T − sum`: two atomic adds per transition, exact, no
+//! lock. Each interval the source turns the integral's increase into the
+//! time-weighted mean (what iostat's `aqu-sz` is, from the kernel's
+//! weighted time in queue), and reads and resets the kernel's maximum
+//! (two epochs, flipped at each read). Requests in flight at load are not
+//! counted (their issue was not seen). These two are gauges of the last
+//! interval; the device's own `inflight` file is read beside them.
+//!
+//! **Cumulative temporality** for the histograms and counters, deliberately: the kernel map is never reset,
 //! so each point is the running total since the source started. That is
 //! what Prometheus expects, needs no read-and-reset race with the kernel,
 //! and a missed or dropped batch loses nothing (the next point carries it).
@@ -42,6 +58,9 @@ mod device;
 #[cfg(test)]
 mod tests;
 
-pub use collect::{Collector, BYTES, QUEUE_DURATION, REQUESTS, REQUEST_DURATION, REQUEST_SIZE};
-pub use config::{DiskLatencySourceConfig, DEFAULT_INTERVAL, DEFAULT_QUEUE_TIME};
+pub use collect::{
+    Collector, BYTES, DEVICE_IN_FLIGHT, QUEUE_DEPTH_AVERAGE, QUEUE_DEPTH_MAX, QUEUE_DURATION, REQUESTS,
+    REQUEST_DURATION, REQUEST_SIZE, STAGE,
+};
+pub use config::{DiskLatencySourceConfig, DEFAULT_INTERVAL, DEFAULT_QUEUE_DEPTH, DEFAULT_QUEUE_TIME};
 pub use device::{device_name, DEVICE, OPERATION};

@@ -64,3 +64,12 @@ fn config_defaults_and_rejects_unknown_options() {
     assert_eq!(config.interval.as_secs(), 2);
     assert!(serde_json::from_str::<DiskLatencySourceConfig>(r#"{"intervall": "2s"}"#).is_err());
 }
+
+#[test]
+fn inflight_file_gives_reads_and_writes() {
+    assert_eq!(super::collect::parse_in_flight("       3        5\n"), Some((3, 5)));
+    assert_eq!(super::collect::parse_in_flight(""), None);
+    let config: DiskLatencySourceConfig = serde_json::from_str(r#"{"queue_depth": false}"#).unwrap();
+    assert!(!config.queue_depth);
+    assert_eq!(DiskLatencySourceConfig::default().queue_depth, DEFAULT_QUEUE_DEPTH);
+}

@@ -1,7 +1,7 @@
 //! One round: read the kernel map, turn each key into metric events, and
 //! remove the keys of processes that are gone.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use metrics::Label;
@@ -11,8 +11,8 @@ use sonde_ebpf::telemetry::LossCounters;
 use sonde_ebpf::{LoadError, ReadError};
 
 use super::bpf::{
-    drop_reason_names, reason_name, Options, TcpCounts, TcpKey, TcpPrograms, LATENCY_SLOTS, MAP_SERIES, OBJECT, STATS,
-    TCP_LATENCY_MIN_SHIFT,
+    drop_reason_names, reason_name, state_name, Options, Role, TcpCounts, TcpKey, TcpPrograms, TcpStateKey, TcpWaiting,
+    LATENCY_SLOTS, MAP_SERIES, OBJECT, STATS, TCP_LATENCY_MIN_SHIFT,
 };
 
 use super::config::TcpSourceConfig;
@@ -35,6 +35,13 @@ pub const RESETS_SENT: &str = "sonde_tcp_resets_sent_total";
 pub const RESETS_RECEIVED: &str = "sonde_tcp_resets_received_total";
 /// Counter of dropped TCP packets, by `sonde.drop.reason`.
 pub const DROPS: &str = "sonde_tcp_drops_total";
+
+/// Gauge of sockets by owner, role, service port and state.
+pub const CONNECTIONS: &str = "sonde_tcp_connections";
+
+/// Attribute of [`CONNECTIONS`]: the TCP state, OpenTelemetry's
+/// `network.connection.state` values (`established`, `close_wait`, …).
+pub const STATE: &str = "network.connection.state";
 
 /// Attribute: `client` or `server` (or `unknown`).
 pub const ROLE: &str = "sonde.tcp.role";
@@ -60,6 +67,9 @@ pub struct Collector {
     reasons: HashMap<u32, String>,
     /// Keys of exited processes, with their totals when first seen dead.
     exited: HashMap<TcpKey, u64>,
+    /// TIME_WAIT and half-open series emitted last round (a zero is
+    /// emitted once for those that emptied).
+    waiting: HashSet<TcpWaiting>,
     telemetry: LossCounters,
 }
 
@@ -84,6 +94,7 @@ impl Collector {
             bounds: log2_bounds(TCP_LATENCY_MIN_SHIFT, LATENCY_SLOTS, 1.0 / NS_PER_S).into(),
             reasons,
             exited: HashMap::new(),
+            waiting: HashSet::new(),
             telemetry: LossCounters::new(labels, OBJECT, STATS, MAP_SERIES),
         })
     }
@@ -122,6 +133,56 @@ impl Collector {
             ));
         }
         self.prune(&series);
+        events.extend(self.collect_states(now)?);
+        Ok(events)
+    }
+
+    /// The gauge of sockets per state: full sockets from the kernel's
+    /// counts, TIME_WAIT and half-open ones listed now. Removes the keys of
+    /// exited processes that hold no socket any more.
+    fn collect_states(&mut self, now: Timestamp) -> Result<Vec<Event>, ReadError> {
+        let states = self
+            .programs
+            .states()
+            .inspect_err(|_| self.telemetry.map_read_failed())?;
+        let waiting = self
+            .programs
+            .waiting()
+            .inspect_err(|_| self.telemetry.map_read_failed())?;
+        let mut events = Vec::with_capacity(states.len());
+        for (key, count) in &states {
+            // Transitions racing a read can make a count briefly negative.
+            let value = (*count).max(0) as f64;
+            events.push(state_gauge(state_attributes(key, &self.node), value, now));
+            if *count <= 0 && key.pid != 0 && !process_alive(key.pid) {
+                if let Err(error) = self.programs.remove_state(key) {
+                    tracing::debug!(%error, pid = key.pid, "cannot remove an exited process' state series");
+                }
+            }
+        }
+        let mut counted: BTreeMap<TcpWaiting, u64> = BTreeMap::new();
+        for record in waiting {
+            *counted.entry(record).or_default() += 1;
+        }
+        let gone: Vec<TcpWaiting> = self
+            .waiting
+            .iter()
+            .filter(|w| !counted.contains_key(w))
+            .copied()
+            .collect();
+        for record in gone {
+            counted.insert(record, 0);
+        }
+        self.waiting = counted.iter().filter(|(_, n)| **n > 0).map(|(w, _)| *w).collect();
+        for (record, n) in counted {
+            let key = TcpStateKey {
+                port: record.port,
+                role: record.role,
+                state: record.state,
+                ..TcpStateKey::default()
+            };
+            events.push(state_gauge(state_attributes(&key, &self.node), n as f64, now));
+        }
         Ok(events)
     }
 
@@ -196,6 +257,38 @@ pub(super) fn attributes(key: &TcpKey, node: &SharedStr) -> Attributes {
     }
     attributes.insert(keys::node(), node.clone());
     attributes
+}
+
+/// The attributes of one state series.
+pub(super) fn state_attributes(key: &TcpStateKey, node: &SharedStr) -> Attributes {
+    let mut attributes = Attributes::new();
+    if key.pid != 0 {
+        attributes.insert(keys::PID, key.pid);
+    }
+    let comm = key.comm();
+    if !comm.is_empty() {
+        attributes.insert(keys::COMM, comm);
+    }
+    if key.cgroup_id != 0 {
+        attributes.insert(keys::CGROUP_ID, key.cgroup_id);
+    }
+    attributes.insert(ROLE, key.role().as_str());
+    if key.port != 0 || key.role() == Role::Server {
+        attributes.insert(PORT, u32::from(key.port));
+    }
+    attributes.insert(STATE, state_name(key.state));
+    attributes.insert(keys::node(), node.clone());
+    attributes
+}
+
+pub(super) fn state_gauge(attributes: Attributes, value: f64, now: Timestamp) -> Event {
+    Event::from(
+        Metric::gauge(CONNECTIONS, value)
+            .with_description("TCP sockets by owner, role, service port and state.")
+            .with_unit("{connection}")
+            .with_attributes(attributes)
+            .with_timestamp(now),
+    )
 }
 
 /// The metrics of one key: counters that are non-zero, histograms that

@@ -35,8 +35,9 @@ const fn default_max_sockets() -> u32 {
 }
 
 /// TCP connections, connect latency, RTT, retransmits, resets and drops
-/// per process and peer, counted in the kernel with eBPF (tracepoints
-/// `sock:inet_sock_set_state`, `tcp:*`, `skb:kfree_skb`).
+/// per process and peer, and sockets by state per process and port,
+/// counted in the kernel with eBPF (tracepoints `sock:inet_sock_set_state`,
+/// `tcp:*`, `skb:kfree_skb`; `iter/tcp` for the sockets older than sonde).
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TcpSourceConfig {
@@ -64,7 +65,10 @@ pub struct TcpSourceConfig {
     /// Capacity of the kernel's map of live sockets (an LRU: when full, the
     /// least recently active socket is forgotten, its later events count
     /// with pid 0, and `sonde_ebpf_map_evictions_total` counts it). About
-    /// 60 bytes each. Default 65536.
+    /// 60 bytes each. Also the capacity of the map that follows each
+    /// socket's state (a plain hash: a socket that finds it full is not
+    /// counted by state, and `sonde_ebpf_map_full_total` counts it; about
+    /// 40 bytes each). Default 65536.
     #[serde(default = "default_max_sockets")]
     pub max_sockets: u32,
 }
@@ -92,6 +96,7 @@ impl SourceType for TcpSourceConfig {
             "tracepoint tcp:tcp_send_reset",
             "tracepoint tcp:tcp_receive_reset",
             "tracepoint skb:kfree_skb (optional, 5.17+)",
+            "iter/tcp (optional, 5.9+: the seed of sockets by state)",
         ],
         trial: || super::bpf::trial().map_err(Into::into),
         conformance: || super::conformance::check().map_err(Into::into),

@@ -13,8 +13,8 @@ use sonde_ebpf::conformance::{ensure, CheckError};
 
 use super::bpf::{TCP_STAT_READ_FAILED, TCP_STAT_SERIES_FULL};
 use super::{
-    Collector, TcpSourceConfig, CLOSES, CONNECT_DURATION, CONNECT_FAILURES, OPENS, PORT, RESETS_RECEIVED, RESETS_SENT,
-    RESULT, ROLE, RTT,
+    Collector, TcpSourceConfig, CLOSES, CONNECTIONS, CONNECT_DURATION, CONNECT_FAILURES, OPENS, PORT, RESETS_RECEIVED,
+    RESETS_SENT, RESULT, ROLE, RTT, STATE,
 };
 
 const GOOD: u64 = 8;
@@ -174,7 +174,66 @@ pub fn check() -> Result<String, CheckError> {
     ensure(full == 0 && failed == 0, || {
         format!("series map full {full} times, {failed} failed reads")
     })?;
+    let states = check_states(&mut collector)?;
     Ok(format!(
-        "{GOOD} connects opened, timed, RTT-sampled and closed on both ends, {REFUSED} refusals and resets, all exact"
+        "{GOOD} connects opened, timed, RTT-sampled and closed on both ends, {REFUSED} refusals and resets, \
+         {states}, all exact"
+    ))
+}
+
+/// Connections the states check opens, and how many of them the server closes.
+const HELD: usize = 6;
+const HALF_CLOSED: usize = 2;
+
+/// Sockets by state: `HELD` loopback connections of this process, of which
+/// the accepting end closes `HALF_CLOSED` (their connecting end then sits
+/// in CLOSE_WAIT, the accepting end in FIN_WAIT2).
+fn check_states(collector: &mut Collector) -> Result<String, CheckError> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(CheckError::workload("listen"))?;
+    let port = listener.local_addr().map_err(CheckError::workload("listen"))?.port();
+    let mut clients = Vec::new();
+    let mut accepted = Vec::new();
+    for _ in 0..HELD {
+        clients.push(TcpStream::connect(("127.0.0.1", port)).map_err(CheckError::workload("connect"))?);
+        accepted.push(listener.accept().map_err(CheckError::workload("accept"))?.0);
+    }
+    accepted.truncate(HELD - HALF_CLOSED);
+    let pid = std::process::id();
+    // Orphaned FIN_WAIT2 sockets are timewait mini-sockets: no process.
+    let gauge = |events: &[Event], role: &'static str, state: &'static str| {
+        total(events, CONNECTIONS, |a| {
+            (state == "fin_wait_2" || is(a, keys::PID, pid))
+                && is(a, ROLE, role)
+                && is(a, PORT, u32::from(port))
+                && is(a, STATE, state)
+        })
+    };
+    let open = (HELD - HALF_CLOSED) as u64;
+    let want = [
+        ("server", "listen", 1),
+        ("client", "established", open),
+        ("server", "established", open),
+        ("client", "close_wait", HALF_CLOSED as u64),
+        ("server", "fin_wait_2", HALF_CLOSED as u64),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let wrong = loop {
+        let events = collector.collect()?;
+        let wrong: Vec<String> = want
+            .iter()
+            .filter_map(|(role, state, n)| {
+                let seen = gauge(&events, role, state);
+                (seen != *n).then(|| format!("{role} {state} {seen} (want {n})"))
+            })
+            .collect();
+        if wrong.is_empty() || Instant::now() > deadline {
+            break wrong;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    drop((clients, accepted, listener));
+    ensure(wrong.is_empty(), || format!("sockets by state: {}", wrong.join(", ")))?;
+    Ok(format!(
+        "{HELD} held connections by state ({HALF_CLOSED} in CLOSE_WAIT)"
     ))
 }

@@ -17,6 +17,7 @@
 //! | `sonde_tcp_retransmits_total` | counter | segments |
 //! | `sonde_tcp_resets_sent_total`, `sonde_tcp_resets_received_total` | counter | resets |
 //! | `sonde_tcp_drops_total` | counter per kernel drop `reason` (node-wide, 5.17+) | packets |
+//! | `sonde_tcp_connections` | gauge per `network.connection.state` (no peer) | connections |
 //!
 //! with attributes `process.pid`, `process.executable.name`, `cgroup.id`
 //! (pod enrichment keys on these), `sonde.tcp.role` (`client`: the process
@@ -35,6 +36,22 @@
 //! as the closed port answering, with no process, from kernel 6.10 on
 //! (older kernels trace only resets sent on an existing socket; found by
 //! the kernel matrix).
+//!
+//! **Sockets by state** (`sonde_tcp_connections`): the kernel keeps, per
+//! socket, its key (owner, role, service port) and last state, and per key
+//! and state a count: each `inet_sock_set_state` decrements the old state
+//! and increments the new one. Sockets older than the source are seeded
+//! at start by an `iter/tcp` program (5.9+), owned by the process holding
+//! the socket's inode (`/proc/PID/fd`), else by the listener of its port,
+//! else pid 0. TIME_WAIT, FIN_WAIT2 after the process closed (the kernel
+//! turns those into timewait sockets too) and half-open (`syn_received`)
+//! sockets are kernel mini-sockets without state changes or process: an
+//! `iter/tcp` lists them at each emission, by role and port only. A socket that reaches CLOSE
+//! leaves the count (as it leaves `/proc/net/tcp`), so `closed` is never
+//! reported. A CLOSE_WAIT pile-up (the peer closed, the process did not)
+//! shows as a growing `close_wait` for that process and port. Sockets of
+//! other network namespaces are followed from their transitions, but only
+//! the agent's own namespace is seeded (Kubernetes: `hostNetwork`).
 //!
 //! **Cumulative temporality**, like `disk_latency`: running totals that
 //! need no read-and-reset race with the kernel. The series of a process
@@ -55,7 +72,7 @@ pub mod conformance;
 mod tests;
 
 pub use collect::{
-    Collector, CLOSES, CONNECT_DURATION, CONNECT_FAILURES, DROPS, DROP_REASON, NETWORK_TYPE, OPENS, PEER, PORT,
-    RESETS_RECEIVED, RESETS_SENT, RESULT, RETRANSMITS, ROLE, RTT,
+    Collector, CLOSES, CONNECTIONS, CONNECT_DURATION, CONNECT_FAILURES, DROPS, DROP_REASON, NETWORK_TYPE, OPENS, PEER,
+    PORT, RESETS_RECEIVED, RESETS_SENT, RESULT, RETRANSMITS, ROLE, RTT, STATE,
 };
 pub use config::{TcpSourceConfig, DEFAULT_INTERVAL, DEFAULT_MAX_SERIES, DEFAULT_MAX_SOCKETS};

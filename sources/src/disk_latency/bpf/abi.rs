@@ -105,6 +105,54 @@ impl DiskHist {
     }
 }
 
+/// `struct disk_depth`: one device's requests per stage now, and the sums
+/// of their entry minus exit times (see [`DiskDepth::integral_ns`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DiskDepth {
+    /// Inserted into the I/O scheduler, not yet issued.
+    pub queued: i64,
+    pub queued_ts_sum: i64,
+    /// Issued to the device, not yet completed.
+    pub issued: i64,
+    pub issued_ts_sum: i64,
+}
+
+// SAFETY: repr(C), four i64 fields, no padding: every bit pattern is valid.
+unsafe impl sonde_ebpf::aya::Pod for DiskDepth {}
+
+impl DiskDepth {
+    /// The time integrals of the queued and issued depths from the
+    /// programs' load to `now_ns` (CLOCK_MONOTONIC, the programs' clock),
+    /// in request·ns: `depth × now − Σ(entry − exit times)`.
+    pub fn integral_ns(&self, now_ns: u64) -> (i128, i128) {
+        let at = |depth: i64, ts_sum: i64| i128::from(depth) * i128::from(now_ns) - i128::from(ts_sum);
+        (at(self.queued, self.queued_ts_sum), at(self.issued, self.issued_ts_sum))
+    }
+}
+
+/// `struct disk_depth_max_key`: a device and an epoch.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct DiskDepthMaxKey {
+    pub dev: u32,
+    pub epoch: u32,
+}
+
+// SAFETY: repr(C), two u32 fields, no padding: every bit pattern is valid.
+unsafe impl sonde_ebpf::aya::Pod for DiskDepthMaxKey {}
+
+/// `struct disk_depth_max`: the highest depths of an epoch.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DiskDepthMax {
+    pub queued: i64,
+    pub issued: i64,
+}
+
+// SAFETY: repr(C), two i64 fields, no padding: every bit pattern is valid.
+unsafe impl sonde_ebpf::aya::Pod for DiskDepthMax {}
+
 /// A block operation, as the programs classify it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DiskOp {
@@ -177,6 +225,35 @@ mod tests {
                 bytes
             }
         );
+    }
+
+    #[test]
+    fn depth_structs_match_the_compiled_object() {
+        let btf = ObjectBtf::from_object(super::super::ELF);
+        sonde_ebpf::assert_layout!(
+            btf,
+            "disk_depth",
+            DiskDepth {
+                queued,
+                queued_ts_sum,
+                issued,
+                issued_ts_sum
+            }
+        );
+        sonde_ebpf::assert_layout!(btf, "disk_depth_max_key", DiskDepthMaxKey { dev, epoch });
+        sonde_ebpf::assert_layout!(btf, "disk_depth_max", DiskDepthMax { queued, issued });
+    }
+
+    #[test]
+    fn the_depth_integral_counts_each_request_for_its_time_in_the_stage() {
+        // One request issued at 10 and completed at 30, one issued at 40
+        // and in flight: up to 100 the integral is 20 + 60.
+        let depth = DiskDepth {
+            issued: 1,
+            issued_ts_sum: 10 - 30 + 40,
+            ..DiskDepth::default()
+        };
+        assert_eq!(depth.integral_ns(100), (0, 80));
     }
 
     #[test]

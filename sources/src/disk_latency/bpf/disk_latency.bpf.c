@@ -7,6 +7,10 @@
  *   block:block_rq_issue     queue time = issue - insert; remember the issue
  *   block:block_rq_complete  latency = complete - issue; sizes, bytes, count
  *
+ * and, per device, the queue depth of each stage (inserted, not issued;
+ * issued, not completed) as an exact time integral and a maximum per
+ * interval (disk_depth, disk_depth_max).
+ *
  * Requests are matched by (dev, sector), as the tracepoints carry no request
  * pointer. Histograms live in a per-CPU hash keyed by (dev, op) that is never
  * reset: user space sums the CPUs and reports running totals.
@@ -32,6 +36,12 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
  * block_rq_insert is not attached.
  */
 const volatile __u8 track_queue = 1;
+
+/*
+ * Set from user space before load: when 0, no queue depth is kept (the
+ * verifier prunes the depth updates).
+ */
+const volatile __u8 track_depth = 1;
 
 /*
  * Devices (hashed into DISK_INSERT_SLOTS) that ever had a request inserted
@@ -120,6 +130,33 @@ struct {
 	__type(value, __u64);
 } disk_stats SEC(".maps");
 
+/* Queue depth per device (see struct disk_depth for the integral). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, DISK_MAX_DEVICES);
+	__type(key, __u32);
+	__type(value, struct disk_depth);
+} disk_depth SEC(".maps");
+
+/*
+ * The highest depths per device and epoch. User space flips the epoch at
+ * each read, then reads and deletes the previous epoch's entries: no write
+ * of user space ever races the programs' updates of the current one.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2 * DISK_MAX_DEVICES);
+	__type(key, struct disk_depth_max_key);
+	__type(value, struct disk_depth_max);
+} disk_depth_max SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} disk_epoch SEC(".maps");
+
 /* Inserted into disk_hists for a new key: too big for the 512-byte stack. */
 static const struct disk_hist zero_hist;
 
@@ -187,6 +224,82 @@ static __always_inline struct disk_hist *hist_for(struct disk_key *key)
 	return bpf_map_lookup_elem(&disk_hists, key);
 }
 
+#define STAGE_QUEUED 0
+#define STAGE_ISSUED 1
+
+static __always_inline void raise_max(__u32 dev, int stage, __s64 depth)
+{
+	__u32 zero = 0, *epoch = bpf_map_lookup_elem(&disk_epoch, &zero);
+	struct disk_depth_max_key key = { .dev = dev, .epoch = epoch ? *epoch & 1 : 0 };
+	struct disk_depth_max none = {}, *max = bpf_map_lookup_elem(&disk_depth_max, &key);
+	long err;
+
+	if (!max) {
+		err = bpf_map_update_elem(&disk_depth_max, &key, &none, BPF_NOEXIST);
+		if (err && err != -17)
+			count(DISK_STAT_DEPTH_MAP_FULL);
+		max = bpf_map_lookup_elem(&disk_depth_max, &key);
+		if (!max)
+			return;
+	}
+	/* Not atomic: two CPUs raising it at the same instant may keep the lower. */
+	if (stage == STAGE_QUEUED) {
+		if (depth > max->queued)
+			max->queued = depth;
+	} else if (depth > max->issued) {
+		max->issued = depth;
+	}
+}
+
+/* A request enters (`enter`) or leaves a stage of device `dev` at `now`. */
+static __always_inline void depth_move(__u32 dev, int stage, int enter, __u64 now)
+{
+	struct disk_depth none = {}, *d = bpf_map_lookup_elem(&disk_depth, &dev);
+	__s64 step = enter ? 1 : -1, ts = enter ? (__s64)now : -(__s64)now;
+	long err;
+
+	if (!track_depth)
+		return;
+	if (!d) {
+		/* A leave without an enter (the map was full): nothing to undo. */
+		if (!enter)
+			return;
+		err = bpf_map_update_elem(&disk_depth, &dev, &none, BPF_NOEXIST);
+		if (err && err != -17)
+			count(DISK_STAT_DEPTH_MAP_FULL);
+		d = bpf_map_lookup_elem(&disk_depth, &dev);
+		if (!d)
+			return;
+	}
+	if (stage == STAGE_QUEUED) {
+		__sync_fetch_and_add(&d->queued, step);
+		__sync_fetch_and_add(&d->queued_ts_sum, ts);
+		if (enter)
+			raise_max(dev, stage, d->queued);
+	} else {
+		__sync_fetch_and_add(&d->issued, step);
+		__sync_fetch_and_add(&d->issued_ts_sum, ts);
+		if (enter)
+			raise_max(dev, stage, d->issued);
+	}
+}
+
+/*
+ * Records a request's entry into `map` at `now` (`value`); true when it is
+ * new there, so that a re-insert or re-issue (a requeued request) does not
+ * count it twice in the depth.
+ */
+static __always_inline int enter_map(void *map, struct request_key *key, void *value, __u32 full_stat)
+{
+	long err = bpf_map_update_elem(map, key, value, BPF_NOEXIST);
+
+	if (!err)
+		return 1;
+	if (err != -17 || bpf_map_update_elem(map, key, value, BPF_ANY))
+		count(full_stat);
+	return 0;
+}
+
 SEC("tracepoint/block/block_rq_insert")
 int block_rq_insert(struct trace_event_raw_block_rq___sonde *ctx)
 {
@@ -195,8 +308,8 @@ int block_rq_insert(struct trace_event_raw_block_rq___sonde *ctx)
 
 	__u32 seen = insert_slot(key.dev);
 
-	if (bpf_map_update_elem(&disk_queued, &key, &now, BPF_ANY))
-		count(DISK_STAT_QUEUE_MAP_FULL);
+	if (enter_map(&disk_queued, &key, &now, DISK_STAT_QUEUE_MAP_FULL))
+		depth_move(key.dev, STAGE_QUEUED, 1, now);
 	/* Written once per device, so the cache line stays shared. */
 	if (!insert_seen[seen])
 		insert_seen[seen] = 1;
@@ -221,6 +334,7 @@ int block_rq_issue(struct trace_event_raw_block_rq___sonde *ctx)
 			struct disk_hist *hist;
 
 			bpf_map_delete_elem(&disk_queued, &key);
+			depth_move(key.dev, STAGE_QUEUED, 0, start.ts);
 			hist = hist_for(&hkey);
 			if (hist) {
 				hist->queue[sonde_slot(delta, DISK_LATENCY_MIN_SHIFT, DISK_LATENCY_SLOTS)] += 1;
@@ -228,8 +342,8 @@ int block_rq_issue(struct trace_event_raw_block_rq___sonde *ctx)
 			}
 		}
 	}
-	if (bpf_map_update_elem(&disk_starts, &key, &start, BPF_ANY))
-		count(DISK_STAT_START_MAP_FULL);
+	if (enter_map(&disk_starts, &key, &start, DISK_STAT_START_MAP_FULL))
+		depth_move(key.dev, STAGE_ISSUED, 1, start.ts);
 	return 0;
 }
 
@@ -250,6 +364,7 @@ static __always_inline int on_complete(__u32 dev, __u64 sector, __u32 nr_sector,
 		latency = now - start->ts;
 		timed = 1;
 		bpf_map_delete_elem(&disk_starts, &key);
+		depth_move(dev, STAGE_ISSUED, 0, now);
 	} else {
 		/* In flight when we attached, or evicted: counted, not timed. */
 		count(DISK_STAT_NO_START);

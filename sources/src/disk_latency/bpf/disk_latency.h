@@ -44,11 +44,14 @@
 #define DISK_STAT_HIST_MAP_FULL 3
 /* bpf_probe_read_kernel of the rwbs field failed. */
 #define DISK_STAT_READ_FAILED 4
-#define DISK_STAT_COUNT 5
+/* `disk_depth` or `disk_depth_max` had no room for a new device. */
+#define DISK_STAT_DEPTH_MAP_FULL 5
+#define DISK_STAT_COUNT 6
 
 /* Capacity of the maps (entries). */
 #define DISK_MAX_IN_FLIGHT 10240
 #define DISK_MAX_HISTS 4096
+#define DISK_MAX_DEVICES 1024
 
 /* Key of `disk_hists`: one device and one operation. */
 struct disk_key {
@@ -74,6 +77,35 @@ struct disk_hist {
 	__u64 requests;
 	/* Completed bytes. */
 	__u64 bytes;
+};
+
+/*
+ * Value of `disk_depth` (key: the device's dev_t): requests in each stage
+ * now, and the sum of their stage entry times minus their exit times, so
+ * that the time integral of the depth up to T is `depth x T - ts_sum`
+ * (each request counts T - entry while in the stage, exit - entry once
+ * out). Every transition is two atomic adds, with no lock and no
+ * read-modify-write race between CPUs.
+ */
+struct disk_depth {
+	/* Inserted into the I/O scheduler, not yet issued. */
+	__s64 queued;
+	__s64 queued_ts_sum;
+	/* Issued to the device, not yet completed. */
+	__s64 issued;
+	__s64 issued_ts_sum;
+};
+
+/* Key of `disk_depth_max`: a device and an interval's epoch (0 or 1). */
+struct disk_depth_max_key {
+	__u32 dev;
+	__u32 epoch;
+};
+
+/* Value of `disk_depth_max`: the highest depths seen in an epoch. */
+struct disk_depth_max {
+	__s64 queued;
+	__s64 issued;
 };
 
 #endif

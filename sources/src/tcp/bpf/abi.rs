@@ -116,6 +116,88 @@ impl Default for TcpCounts {
     }
 }
 
+/// `struct tcp_state_key`: one owner, role, service port and TCP state
+/// (the key of the state counts, and what is remembered per socket).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TcpStateKey {
+    /// cgroup v2 id of the owner (0 when unknown).
+    pub cgroup_id: u64,
+    /// Process id of the owner (0 when unknown).
+    pub pid: u32,
+    /// Service port: the remote port of a client, the local port of a server.
+    pub port: u16,
+    /// `TCP_ROLE_*`.
+    pub role: u8,
+    /// `TCP_STATE_*`.
+    pub state: u8,
+    /// The owner's comm, NUL-padded.
+    pub comm: [u8; 16],
+}
+
+// SAFETY: repr(C) with fields of 8, 4, 2, 1, 1 and 16 bytes in that order:
+// no padding, and every bit pattern is a valid value.
+unsafe impl sonde_ebpf::aya::Pod for TcpStateKey {}
+
+impl TcpStateKey {
+    /// Which end of the connection the owner is.
+    pub fn role(&self) -> Role {
+        Role::from_raw(self.role)
+    }
+
+    /// The comm as text (empty when unknown).
+    pub fn comm(&self) -> String {
+        comm_str(&self.comm)
+    }
+}
+
+/// `struct tcp_waiting`: a timewait (TIME_WAIT, orphaned FIN_WAIT2) or half-open socket, as the
+/// `tcp_states_waiting` iterator writes it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TcpWaiting {
+    /// Service port, host order.
+    pub port: u16,
+    /// `TCP_ROLE_*`.
+    pub role: u8,
+    /// `TCP_STATE_TIME_WAIT` or `TCP_STATE_NEW_SYN_RECV`.
+    pub state: u8,
+}
+
+impl TcpWaiting {
+    /// Size of one record in the iterator's output.
+    pub const SIZE: usize = std::mem::size_of::<TcpWaiting>();
+
+    /// One record from the iterator's output.
+    pub fn from_bytes(bytes: &[u8]) -> Option<TcpWaiting> {
+        let b: [u8; 4] = bytes.get(..Self::SIZE)?.try_into().ok()?;
+        Some(TcpWaiting {
+            port: u16::from_ne_bytes([b[0], b[1]]),
+            role: b[2],
+            state: b[3],
+        })
+    }
+}
+
+/// The OpenTelemetry `network.connection.state` value of a `TCP_STATE_*`
+/// (a half-open request, NEW_SYN_RECV, is `syn_received` as `ss` shows it).
+pub fn state_name(state: u8) -> &'static str {
+    match u32::from(state) {
+        TCP_STATE_ESTABLISHED => "established",
+        TCP_STATE_SYN_SENT => "syn_sent",
+        TCP_STATE_SYN_RECV | TCP_STATE_NEW_SYN_RECV => "syn_received",
+        TCP_STATE_FIN_WAIT1 => "fin_wait_1",
+        TCP_STATE_FIN_WAIT2 => "fin_wait_2",
+        TCP_STATE_TIME_WAIT => "time_wait",
+        TCP_STATE_CLOSE => "closed",
+        TCP_STATE_CLOSE_WAIT => "close_wait",
+        TCP_STATE_LAST_ACK => "last_ack",
+        TCP_STATE_LISTEN => "listen",
+        TCP_STATE_CLOSING => "closing",
+        _ => "unknown",
+    }
+}
+
 /// Which end of a connection a process is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Role {
@@ -192,6 +274,27 @@ mod tests {
                 rtt_sum_ns
             }
         );
+    }
+
+    #[test]
+    fn state_structs_match_the_compiled_object() {
+        let btf = ObjectBtf::from_object(super::super::ELF);
+        sonde_ebpf::assert_layout!(
+            btf,
+            "tcp_state_key",
+            TcpStateKey {
+                cgroup_id,
+                pid,
+                port,
+                role,
+                state,
+                comm
+            }
+        );
+        sonde_ebpf::assert_layout!(btf, "tcp_waiting", TcpWaiting { port, role, state });
+        let rec = TcpWaiting::from_bytes(&[0x50, 0x00, 1, 6]).unwrap();
+        assert_eq!((rec.port, rec.role, rec.state), (u16::from_ne_bytes([0x50, 0]), 1, 6));
+        assert_eq!(state_name(TCP_STATE_CLOSE_WAIT as u8), "close_wait");
     }
 
     #[test]

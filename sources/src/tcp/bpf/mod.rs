@@ -19,7 +19,10 @@ pub use abi::*;
 pub use drop_reason::{drop_reason_names, parse_print_symbolic, reason_name};
 pub use options::Options;
 
+use std::io::Read;
+
 use sonde_ebpf::aya::maps::{HashMap, MapData, PerCpuArray};
+use sonde_ebpf::aya::programs::{Iter, ProgramError};
 use sonde_ebpf::loader::{Object, ProgramStats};
 use sonde_ebpf::telemetry::{KernelStat, StatTotals, StatsArray};
 use sonde_ebpf::{LoadError, ReadError};
@@ -40,6 +43,17 @@ pub const MAP_STATS: &str = "tcp_stats";
 /// Per-CPU drop counts by reason.
 pub const MAP_DROPS: &str = "tcp_drops";
 
+/// Sockets per owner, role, port and state.
+pub const MAP_STATE_COUNTS: &str = "tcp_state_counts";
+/// Sockets whose state is followed, and their keys.
+pub const MAP_STATE_SOCKS: &str = "tcp_state_socks";
+/// Socket inode → owner, for the seed only.
+pub const MAP_SEED_OWNERS: &str = "tcp_seed_owners";
+/// The iterator that counts the sockets older than the programs, once.
+pub const PROGRAM_STATES_SEED: &str = "tcp_states_seed";
+/// The iterator that lists TIME_WAIT and half-open sockets.
+pub const PROGRAM_STATES_WAITING: &str = "tcp_states_waiting";
+
 /// The extra stats slot [`TcpPrograms::stats`] appends: sockets in the
 /// live-socket map now.
 pub const TCP_LIVE_SOCKS: u32 = TCP_STAT_COUNT;
@@ -54,6 +68,11 @@ pub const STATS: &[KernelStat] = &[
     KernelStat::lost(TCP_STAT_UNTRACKED, "unattributed"),
     KernelStat::failed_read(TCP_STAT_READ_FAILED, "kernel:sock"),
     // Every insert is still there, was deleted at close, or was evicted.
+    KernelStat::map_full(TCP_STAT_STATE_SOCKS_FULL, MAP_STATE_SOCKS),
+    KernelStat::map_full(TCP_STAT_STATES_FULL, MAP_STATE_COUNTS),
+    // State changes of sockets older than the programs that the seed
+    // missed (kernels before 5.9 have no iter/tcp): counted from then on.
+    KernelStat::lost(TCP_STAT_STATE_UNSEEDED, "state_unseeded"),
     KernelStat::evictions(
         TCP_STAT_SOCK_INSERTS,
         &[TCP_STAT_SOCK_DELETES, TCP_LIVE_SOCKS],
@@ -70,6 +89,9 @@ pub struct TcpPrograms {
     stats: StatsArray,
     drops: Option<PerCpuArray<MapData, u64>>,
     sockless_resets: bool,
+    state_counts: HashMap<MapData, TcpStateKey, i64>,
+    /// Whether the iter/tcp programs loaded (5.9+).
+    iterators: bool,
 }
 
 /// Size of `struct sock_state` (a key and a u64), which user space only counts.
@@ -108,9 +130,11 @@ impl TcpPrograms {
             loader.override_global("track_peer", &track_peer, true);
             loader.map_max_entries(MAP_SERIES, options.max_series.max(1));
             loader.map_max_entries(MAP_SOCKS, options.max_sockets.max(1));
+            loader.map_max_entries(MAP_STATE_SOCKS, options.max_sockets.max(1));
+            loader.map_max_entries(MAP_SEED_OWNERS, options.max_sockets.max(1));
         })?;
+        let btf = sonde_ebpf::loader::kernel_btf()?;
         let (retransmit, send_reset) = {
-            let btf = sonde_ebpf::loader::kernel_btf()?;
             (
                 program_for(
                     &btf,
@@ -151,14 +175,109 @@ impl TcpPrograms {
         let mut listeners = object.take_map(MAP_LISTENERS)?;
         let seeded = sonde_ebpf::owners::seed_listeners(&mut listeners);
         tracing::debug!(seeded, "owners of existing TCP listeners");
-        Ok(TcpPrograms {
+        // iter/tcp is 5.9+: without it, states are followed from the first
+        // change of each older socket on.
+        let iterators = [PROGRAM_STATES_SEED, PROGRAM_STATES_WAITING].iter().all(|name| {
+            let loaded = object.program_as::<Iter>(name).and_then(|p| {
+                p.load("tcp", &btf)
+                    .map_err(|e| sonde_ebpf::loader::load_error(OBJECT, name, e))
+            });
+            loaded
+                .inspect_err(|error| tracing::warn!(%error, "TCP sockets older than sonde are not counted by state"))
+                .is_ok()
+        });
+        let mut programs = TcpPrograms {
             series: object.take_map(MAP_SERIES)?,
             socks: object.take_map(MAP_SOCKS)?,
             stats: StatsArray::take(&mut object, MAP_STATS, TCP_STAT_COUNT)?,
             drops,
             sockless_resets,
+            state_counts: object.take_map(MAP_STATE_COUNTS)?,
+            iterators,
             object,
-        })
+        };
+        if iterators {
+            // After the tracepoint is attached, so that no change is missed
+            // between the seed and the first transition.
+            let seeded = programs.seed_states()?;
+            tracing::debug!(seeded, "TCP sockets seeded by state");
+        }
+        Ok(programs)
+    }
+
+    /// Counts every socket older than the programs in its current state:
+    /// fills the inode → owner map from `/proc`, runs the seed iterator
+    /// (which inserts in the kernel, so a concurrent transition is never
+    /// counted twice), and empties the map. Returns the owners offered.
+    fn seed_states(&mut self) -> Result<usize, LoadError> {
+        let mut owners: HashMap<MapData, u64, sonde_ebpf::owners::SockOwner> = self.object.take_map(MAP_SEED_OWNERS)?;
+        let found = sonde_ebpf::owners::socket_owners();
+        let offered = found
+            .iter()
+            .filter(|(inode, owner)| owners.insert(**inode, *owner, 0).is_ok())
+            .count();
+        let result = self
+            .run_iterator(PROGRAM_STATES_SEED)
+            .map(drop)
+            .map_err(|e| sonde_ebpf::loader::load_error(OBJECT, PROGRAM_STATES_SEED, e));
+        for inode in found.keys() {
+            let _ = owners.remove(inode);
+        }
+        result.map(|()| offered)
+    }
+
+    /// Runs one iter/tcp program to its end; its output.
+    fn run_iterator(&mut self, name: &'static str) -> Result<Vec<u8>, ProgramError> {
+        let program: &mut Iter = self.object.program_as(name).map_err(|_| ProgramError::NotLoaded)?;
+        let link = program.attach()?;
+        let link = program.take_link(link)?;
+        let mut file = link
+            .into_file()
+            .map_err(|e| ProgramError::IOError(std::io::Error::other(e)))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(ProgramError::IOError)?;
+        Ok(bytes)
+    }
+
+    /// Sockets by owner, role, port and state (full sockets, kept from
+    /// their transitions), sorted by key. Keys whose count fell to zero are
+    /// included, so a gauge that drops to zero shows it.
+    pub fn states(&self) -> Result<Vec<(TcpStateKey, i64)>, ReadError> {
+        let mut out = Vec::new();
+        for entry in self.state_counts.iter() {
+            out.push(entry.map_err(ReadError::of(OBJECT, MAP_STATE_COUNTS))?);
+        }
+        out.sort_by_key(|(key, _)| *key);
+        Ok(out)
+    }
+
+    /// TIME_WAIT and half-open sockets now, from the iterator (empty before
+    /// kernel 5.9).
+    pub fn waiting(&mut self) -> Result<Vec<TcpWaiting>, ReadError> {
+        if !self.iterators {
+            return Ok(Vec::new());
+        }
+        let bytes = self.run_iterator(PROGRAM_STATES_WAITING).map_err(|e| {
+            let error = std::io::Error::other(sonde_ebpf::error::chain(&e));
+            ReadError::of(OBJECT, PROGRAM_STATES_WAITING)(error.into())
+        })?;
+        Ok(bytes
+            .chunks_exact(TcpWaiting::SIZE)
+            .filter_map(TcpWaiting::from_bytes)
+            .collect())
+    }
+
+    /// Removes a state key (a process that is gone, with no sockets left).
+    pub fn remove_state(&mut self, key: &TcpStateKey) -> Result<(), ReadError> {
+        match self.state_counts.remove(key) {
+            Ok(()) | Err(sonde_ebpf::aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(ReadError::of(OBJECT, MAP_STATE_COUNTS)(e)),
+        }
+    }
+
+    /// Whether sockets older than the programs were seeded (iter/tcp, 5.9+).
+    pub fn seeded(&self) -> bool {
+        self.iterators
     }
 
     /// Every key and its running totals, sorted by key.

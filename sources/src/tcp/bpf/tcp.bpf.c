@@ -12,6 +12,10 @@
  *   tcp:tcp_retransmit_synack  retransmitted SYN-ACKs
  *   tcp:tcp_send_reset, tcp:tcp_receive_reset
  *   skb:kfree_skb              drops of TCP packets by reason (5.17+)
+ *   iter/tcp                   sockets per state: the seed of those older
+ *                              than the programs, and TIME_WAIT and
+ *                              half-open ones at each emission
+ *                              (tcp_states.h, 5.9+)
  *
  * Softirq events (retransmits, resets, the end of a handshake) run in
  * whatever task was interrupted, so the process is remembered per socket
@@ -32,6 +36,7 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #include "tcp_maps.h"
+#include "tcp_states.h"
 
 /* connect(): runs in the caller's context, so the owner is current. */
 static __always_inline void on_connect(const void *sk)
@@ -165,6 +170,7 @@ int inet_sock_set_state(struct trace_event_raw_inet_sock_set_state___sonde *ctx)
 
 	if (ctx->protocol != SONDE_IPPROTO_TCP)
 		return 0;
+	track_state(sk, oldstate, newstate);
 	if (newstate == BPF_TCP_SYN_SENT) {
 		on_connect(sk);
 		return 0;

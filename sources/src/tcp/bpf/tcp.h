@@ -39,7 +39,13 @@
 /* Entries added to and deleted from `tcp_socks`; user space derives evictions. */
 #define TCP_STAT_SOCK_INSERTS 4
 #define TCP_STAT_SOCK_DELETES 5
-#define TCP_STAT_COUNT 6
+/* `tcp_state_socks` had no room for a socket: its states are not counted. */
+#define TCP_STAT_STATE_SOCKS_FULL 6
+/* `tcp_state_counts` had no room for a new (owner, port, state): not counted. */
+#define TCP_STAT_STATES_FULL 7
+/* A state change of a socket neither seen opening nor seeded at load. */
+#define TCP_STAT_STATE_UNSEEDED 8
+#define TCP_STAT_COUNT 9
 
 /* Drop reasons counted (`enum skb_drop_reason`); larger ones land in the last. */
 #define TCP_DROP_REASONS 256
@@ -48,6 +54,25 @@
 #define TCP_MAX_SERIES 8192
 #define TCP_MAX_SOCKETS 65536
 #define TCP_MAX_LISTENERS 4096
+/* Capacity of `tcp_state_counts` (owner, role, port, state). */
+#define TCP_MAX_STATE_SERIES 8192
+
+/*
+ * TCP states (the kernel's TCP_*, equal to linux/bpf.h's BPF_TCP_*), the
+ * values of `tcp_state_key.state` and `tcp_waiting.state`.
+ */
+#define TCP_STATE_ESTABLISHED 1
+#define TCP_STATE_SYN_SENT 2
+#define TCP_STATE_SYN_RECV 3
+#define TCP_STATE_FIN_WAIT1 4
+#define TCP_STATE_FIN_WAIT2 5
+#define TCP_STATE_TIME_WAIT 6
+#define TCP_STATE_CLOSE 7
+#define TCP_STATE_CLOSE_WAIT 8
+#define TCP_STATE_LAST_ACK 9
+#define TCP_STATE_LISTEN 10
+#define TCP_STATE_CLOSING 11
+#define TCP_STATE_NEW_SYN_RECV 12
 
 /* Key of `tcp_series`: one process, role, service port and peer. */
 struct tcp_key {
@@ -91,6 +116,39 @@ struct tcp_counts {
 	__u64 connect_ok_sum_ns;
 	__u64 connect_failed_sum_ns;
 	__u64 rtt_sum_ns;
+};
+
+/*
+ * Key of `tcp_state_counts` (value: a signed count of sockets) and value of
+ * `tcp_state_socks` (a socket's owner, role, service port and last state).
+ */
+struct tcp_state_key {
+	/* cgroup v2 id of the owner (0 when unknown). */
+	__u64 cgroup_id;
+	/* Thread-group id of the owner (0 when unknown). */
+	__u32 pid;
+	/* The service port, host order (remote for clients, local for servers). */
+	__u16 port;
+	/* TCP_ROLE_*. */
+	__u8 role;
+	/* TCP_STATE_*. */
+	__u8 state;
+	/* The owner's comm. */
+	char comm[16];
+};
+
+/*
+ * A socket that has no process and no state changes to follow, written by
+ * the `tcp_states_waiting` iterator: TIME_WAIT (timewait sockets) and
+ * NEW_SYN_RECV (half-open connection requests).
+ */
+struct tcp_waiting {
+	/* The service port, host order. */
+	__u16 port;
+	/* TCP_ROLE_*. */
+	__u8 role;
+	/* TCP_STATE_TIME_WAIT, TCP_STATE_FIN_WAIT2 (orphaned, a timewait socket) or TCP_STATE_NEW_SYN_RECV. */
+	__u8 state;
 };
 
 #endif

@@ -1,0 +1,287 @@
+//! One round: find processes to trace, read the kernel maps, and turn them
+//! into metric events, the top stacks symbolized.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use metrics::Label;
+use sonde_core::event::{keys, Attributes, Event, Histogram, Metric, SharedStr, Temporality, Timestamp};
+use sonde_ebpf::slot::log2_bounds;
+use sonde_ebpf::telemetry::LossCounters;
+use sonde_ebpf::{LoadError, ReadError};
+
+use super::bpf::{
+    comm_str, MemOutstanding, MemPageCounts, MemPageKey, MemProc, MemStackKey, MemoryPrograms, Options, MAP_PAGES,
+    MEM_SIZE_MIN_SHIFT, OBJECT, ORDERS, SIZE_SLOTS, STATS,
+};
+use super::config::MemorySourceConfig;
+use crate::profile::procs::read_process;
+use crate::profile::Symbols;
+
+/// Counter of page allocations, by `order`.
+pub const PAGE_ALLOCATIONS: &str = "sonde_memory_page_allocations_total";
+/// Counter of page frees, by `order`.
+pub const PAGE_FREES: &str = "sonde_memory_page_frees_total";
+/// Counter of pages allocated (an allocation of order n is 2^n pages).
+pub const PAGES_ALLOCATED: &str = "sonde_memory_pages_allocated_total";
+/// Counter of user-space allocations of a traced process.
+pub const ALLOCATIONS: &str = "sonde_memory_allocations_total";
+/// Counter of user-space frees of a traced process.
+pub const FREES: &str = "sonde_memory_frees_total";
+/// Histogram of user-space allocation sizes.
+pub const ALLOCATION_SIZE: &str = "sonde_memory_allocation_size_bytes";
+/// Gauge: bytes allocated and not yet freed, by allocation stack.
+pub const OUTSTANDING_BYTES: &str = "sonde_memory_outstanding_bytes";
+/// Gauge: allocations not yet freed, by allocation stack.
+pub const OUTSTANDING_ALLOCATIONS: &str = "sonde_memory_outstanding_allocations";
+
+/// Attribute: the page order (0: one page).
+pub const ORDER: &str = "order";
+/// Attribute: the allocation stack, folded (`main;serve;leak`, outermost first).
+pub const STACK: &str = "sonde.memory.stack";
+/// Attribute: the function that called the allocator.
+pub const FUNCTION: &str = "code.function.name";
+
+/// The loaded programs plus what turns their maps into events.
+#[derive(Debug)]
+pub struct Collector {
+    programs: MemoryPrograms,
+    pids: Vec<u32>,
+    comms: HashSet<String>,
+    top_stacks: usize,
+    node: SharedStr,
+    size_bounds: Arc<[f64]>,
+    telemetry: LossCounters,
+}
+
+impl Collector {
+    /// Loads the programs and starts tracing the configured processes.
+    pub fn load(config: &MemorySourceConfig, node: SharedStr, labels: &[Label]) -> Result<Self, LoadError> {
+        let programs = MemoryPrograms::load(Options {
+            pages: config.page_allocations,
+            per_process_cap: config.max_tracked_per_process,
+            max_allocations: config.max_allocations,
+        })?;
+        let mut collector = Collector {
+            programs,
+            pids: config.pids.clone(),
+            comms: config.comm.iter().cloned().collect(),
+            top_stacks: config.top_stacks,
+            node,
+            size_bounds: log2_bounds(MEM_SIZE_MIN_SHIFT, SIZE_SLOTS, 1.0).into(),
+            telemetry: LossCounters::new(labels, OBJECT, STATS, MAP_PAGES),
+        };
+        // A named pid that cannot be traced is a configuration error.
+        for pid in collector.pids.clone() {
+            collector.programs.trace(pid)?;
+        }
+        collector.trace_comms();
+        Ok(collector)
+    }
+
+    /// Starts tracing the processes whose comm matches, not traced yet.
+    fn trace_comms(&mut self) {
+        if self.comms.is_empty() {
+            return;
+        }
+        let Ok(dir) = std::fs::read_dir("/proc") else { return };
+        for pid in dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()) {
+            let Ok(comm) = std::fs::read_to_string(format!("/proc/{pid}/comm")) else {
+                continue;
+            };
+            if pid != std::process::id() && self.comms.contains(comm.trim_end()) {
+                if let Err(error) = self.programs.trace(pid) {
+                    tracing::debug!(%error, pid, "cannot trace a process' allocations");
+                }
+            }
+        }
+    }
+
+    /// This round's events.
+    pub fn collect(&mut self) -> Result<Vec<Event>, ReadError> {
+        match self.programs.stats() {
+            Ok(stats) => self.telemetry.observe(&stats),
+            Err(error) => {
+                self.telemetry.map_read_failed();
+                tracing::warn!(%error, "cannot read memory loss counters");
+            }
+        }
+        self.trace_comms();
+        let now = Timestamp::now();
+        let mut events = Vec::new();
+        let pages = self
+            .programs
+            .pages()
+            .inspect_err(|_| self.telemetry.map_read_failed())?;
+        for (key, counts) in &pages {
+            events.extend(page_metrics(key, counts, &self.node, now));
+            if key.pid != 0 && !Path::new(&format!("/proc/{}", key.pid)).exists() {
+                // Emitted one last time; a pid reused later starts from zero.
+                self.programs.remove_pages(key);
+            }
+        }
+        let procs = self.programs.procs()?;
+        let outstanding = self.programs.outstanding()?;
+        let mut symbols = Symbols::new(Path::new("/proc"), false);
+        for (pid, proc) in &procs {
+            let process = read_process(Path::new("/proc"), *pid, true);
+            let comm = process.as_ref().map(|p| p.comm.to_string()).unwrap_or_default();
+            let attributes = process_attributes(*pid, &comm, &self.node);
+            events.extend(proc_metrics(proc, &attributes, &self.size_bounds, now));
+            let mut stacks: Vec<(MemStackKey, MemOutstanding)> = outstanding
+                .iter()
+                .filter(|(k, v)| k.pid == *pid && v.bytes > 0)
+                .copied()
+                .collect();
+            stacks.sort_by_key(|(_, v)| std::cmp::Reverse(v.bytes));
+            stacks.truncate(self.top_stacks);
+            if let Some(process) = &process {
+                symbols.open_files(process);
+                // Lookup addresses: a return address minus one.
+                let addresses: Vec<u64> = stacks
+                    .iter()
+                    .flat_map(|(key, _)| self.programs.stack(key.stack_id))
+                    .map(|ip| ip.saturating_sub(1))
+                    .collect();
+                symbols.prefetch_user(process, addresses);
+            }
+            for (key, value) in stacks {
+                let functions: Vec<String> = match &process {
+                    Some(process) => self
+                        .programs
+                        .stack(key.stack_id)
+                        .into_iter()
+                        .map(|ip| match symbols.user_frame(process, ip.saturating_sub(1)) {
+                            Ok(frame) | Err((frame, _)) => frame.function.to_string(),
+                        })
+                        .collect(),
+                    None => Vec::new(),
+                };
+                let folded = functions.iter().rev().cloned().collect::<Vec<_>>().join(";");
+                let attributes = attributes
+                    .clone()
+                    .with(
+                        STACK,
+                        if folded.is_empty() {
+                            "[unknown]".to_string()
+                        } else {
+                            folded
+                        },
+                    )
+                    .with(
+                        FUNCTION,
+                        functions.first().cloned().unwrap_or_else(|| "[unknown]".to_string()),
+                    );
+                events.push(Event::from(
+                    Metric::gauge(OUTSTANDING_BYTES, value.bytes as f64)
+                        .with_description("Bytes allocated from this stack and not yet freed.")
+                        .with_unit("By")
+                        .with_attributes(attributes.clone())
+                        .with_timestamp(now),
+                ));
+                events.push(Event::from(
+                    Metric::gauge(OUTSTANDING_ALLOCATIONS, value.allocs as f64)
+                        .with_description("Allocations from this stack not yet freed.")
+                        .with_unit("{allocation}")
+                        .with_attributes(attributes)
+                        .with_timestamp(now),
+                ));
+            }
+        }
+        Ok(events)
+    }
+
+    /// The loaded programs (for their statistics, and tests).
+    pub fn programs(&self) -> &MemoryPrograms {
+        &self.programs
+    }
+}
+
+fn process_attributes(pid: u32, comm: &str, node: &SharedStr) -> Attributes {
+    let mut attributes = Attributes::new().with(keys::PID, pid);
+    if !comm.is_empty() {
+        attributes.insert(keys::COMM, comm.to_string());
+    }
+    attributes.with(keys::node(), node.clone())
+}
+
+/// The page counters of one process: per order, and pages in all.
+pub(super) fn page_metrics(key: &MemPageKey, counts: &MemPageCounts, node: &SharedStr, now: Timestamp) -> Vec<Event> {
+    let mut attributes = Attributes::new();
+    if key.pid != 0 {
+        attributes.insert(keys::PID, key.pid);
+    }
+    let comm = comm_str(&key.comm);
+    if !comm.is_empty() {
+        attributes.insert(keys::COMM, comm);
+    }
+    if key.cgroup_id != 0 {
+        attributes.insert(keys::CGROUP_ID, key.cgroup_id);
+    }
+    attributes.insert(keys::node(), node.clone());
+    let mut out = Vec::new();
+    for order in 0..ORDERS {
+        for (name, n, description) in [
+            (PAGE_ALLOCATIONS, counts.allocs[order], "Page allocations, by order."),
+            (PAGE_FREES, counts.frees[order], "Page frees, by order."),
+        ] {
+            if n > 0 {
+                out.push(Event::from(
+                    Metric::counter(name, n as f64)
+                        .with_description(description)
+                        .with_unit("{allocation}")
+                        .with_attributes(attributes.clone().with(ORDER, order as u32))
+                        .with_timestamp(now),
+                ));
+            }
+        }
+    }
+    out.push(Event::from(
+        Metric::counter(PAGES_ALLOCATED, counts.pages_allocated() as f64)
+            .with_description("Pages allocated (an allocation of order n is 2^n pages).")
+            .with_unit("{page}")
+            .with_attributes(attributes)
+            .with_timestamp(now),
+    ));
+    out
+}
+
+/// The allocation counters and size histogram of one traced process.
+pub(super) fn proc_metrics(proc: &MemProc, attributes: &Attributes, bounds: &Arc<[f64]>, now: Timestamp) -> Vec<Event> {
+    let point = |metric: Metric| Event::from(metric.with_attributes(attributes.clone()).with_timestamp(now));
+    vec![
+        point(
+            Metric::counter(ALLOCATIONS, proc.allocs as f64)
+                .with_description("User-space allocations (malloc, calloc, realloc) of a traced process.")
+                .with_unit("{allocation}"),
+        ),
+        point(
+            Metric::counter(FREES, proc.frees as f64)
+                .with_description("User-space frees (free, realloc) of a traced process.")
+                .with_unit("{free}"),
+        ),
+        point(
+            Metric::histogram(
+                ALLOCATION_SIZE,
+                Histogram {
+                    bounds: Arc::clone(bounds),
+                    counts: proc.size.to_vec(),
+                    sum: proc.alloc_bytes as f64,
+                    count: proc.size.iter().sum(),
+                },
+                Temporality::Cumulative,
+            )
+            .with_description("Sizes of user-space allocations of a traced process.")
+            .with_unit("By"),
+        ),
+    ]
+}
+
+impl sonde_core::polling::Collect for Collector {
+    type Error = ReadError;
+
+    fn collect(&mut self) -> Result<Vec<Event>, ReadError> {
+        Collector::collect(self)
+    }
+}
