@@ -82,15 +82,22 @@ static __always_inline int looks_like_postgres(const __u8 *d, __u32 n)
 /*
  * MySQL/MariaDB: the server's greeting (sequence 0, protocol 10, a version
  * starting with a digit), or a client command starting a sequence
- * (COM_QUERY, COM_STMT_PREPARE, COM_STMT_EXECUTE, COM_INIT_DB).
+ * (COM_QUERY, COM_STMT_PREPARE, COM_STMT_EXECUTE, COM_INIT_DB). Clients
+ * that read a packet's 4-byte header first (Python's, Java's) show only
+ * the greeting's header at their first read: a client reading exactly a
+ * header of sequence 0 and a greeting's size passes too.
  */
-static __always_inline int looks_like_mysql(const __u8 *d, __u32 n)
+static __always_inline int looks_like_mysql(const struct conn *c, const __u8 *d, __u32 n, __u8 dir)
 {
 	__u32 len;
 
-	if (n < 6 || d[3] != 0)
+	if (n < 4 || d[3] != 0)
 		return 0;
 	len = (__u32)d[0] | (__u32)d[1] << 8 | (__u32)d[2] << 16;
+	if (n == 4)
+		return dir == PROTO_DIR_INGRESS && c->peer.role == PROTO_ROLE_CLIENT && len >= 20 && len < 1024;
+	if (n < 6)
+		return 0;
 	if (d[4] == 0x0a)
 		return len >= 20 && len < 1024 && IS_DIGIT(d[5]);
 	if (d[4] == 0x03 || d[4] == 0x16 || d[4] == 0x02)
@@ -109,7 +116,7 @@ static __always_inline int looks_like_redis(const __u8 *d, __u32 n)
 }
 
 /* The PROTO_* bit of the first enabled stream protocol `d` looks like. */
-static __always_inline __u8 stream_protocol(const struct conn *c, const __u8 *d, __u32 n)
+static __always_inline __u8 stream_protocol(const struct conn *c, const __u8 *d, __u32 n, __u8 dir)
 {
 	if ((protocols & PROTO_HTTP1) && looks_like_http1(d, n))
 		return PROTO_HTTP1;
@@ -117,7 +124,7 @@ static __always_inline __u8 stream_protocol(const struct conn *c, const __u8 *d,
 		return PROTO_REDIS;
 	if ((protocols & PROTO_POSTGRES) && looks_like_postgres(d, n))
 		return PROTO_POSTGRES;
-	if ((protocols & PROTO_MYSQL) && looks_like_mysql(d, n))
+	if ((protocols & PROTO_MYSQL) && looks_like_mysql(c, d, n, dir))
 		return PROTO_MYSQL;
 	/* DNS over TCP: by port, user space checks the messages. */
 	if ((protocols & PROTO_DNS) && (dns_port(c->peer.sport) || dns_port(c->peer.dport)))
@@ -132,7 +139,7 @@ static __always_inline __u8 stream_protocol(const struct conn *c, const __u8 *d,
  * (`peer_port`: the datagram's, when the call named one). Returns whether
  * to send these bytes.
  */
-static __always_inline int gate_pass(struct conn *c, const __u8 *d, __u32 n, __u16 peer_port)
+static __always_inline int gate_pass(struct conn *c, const __u8 *d, __u32 n, __u16 peer_port, __u8 dir)
 {
 	__u8 found;
 
@@ -142,7 +149,7 @@ static __always_inline int gate_pass(struct conn *c, const __u8 *d, __u32 n, __u
 		return 0;
 	if (c->datagram)
 		return dns_port(c->peer.sport) || dns_port(c->peer.dport) || dns_port(peer_port);
-	found = stream_protocol(c, d, n);
+	found = stream_protocol(c, d, n, dir);
 	if (found) {
 		c->gate = GATE_MATCHED;
 		c->matched = found;
@@ -270,7 +277,7 @@ static __always_inline void emit(struct scratch *s, struct conn *c, __u32 pid, _
 	}
 	if (c->datagram)
 		peer_port = read_peer(&s->head, addr);
-	if (captured > 0 && !gate_pass(c, s->data, captured, peer_port))
+	if (captured > 0 && !gate_pass(c, s->data, captured, peer_port, dir))
 		return;
 	if (captured == 0 && c->gate != GATE_MATCHED)
 		return;
