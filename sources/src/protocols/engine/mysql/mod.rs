@@ -120,8 +120,7 @@ impl MysqlSession {
         direction: Direction,
         seq: u8,
         payload: &[u8],
-        length: u64,
-        cut: bool,
+        (length, cut): (u64, bool),
         span: (Timestamp, Timestamp, u32),
         scope: &mut Scope<'_>,
     ) {
@@ -376,7 +375,7 @@ impl Session for MysqlSession {
         for frame in frames {
             match frame {
                 Some((seq, payload, length, cut, span)) => {
-                    self.packet(direction, seq, &payload, length, cut, span, scope)
+                    self.packet(direction, seq, &payload, (length, cut), span, scope)
                 }
                 None => self.lost(scope),
             }
