@@ -9,6 +9,7 @@
 
 use super::super::model::{Direction, Role};
 use super::http::{looks_like_http, HttpSession};
+use super::redis::{looks_like_redis, RedisSession};
 use super::session::Session;
 use super::settings::{Protocol, Settings};
 
@@ -55,8 +56,9 @@ impl Clue {
 pub fn detect(settings: &Settings, clue: &Clue, data: &[u8]) -> Option<Protocol> {
     settings.protocols.iter().copied().find(|protocol| match protocol {
         Protocol::Http1 => !clue.datagram && looks_like_http(data),
+        Protocol::Redis => looks_like_redis(clue, data),
         // Not built yet: never in `Protocol::ALL`, never enabled.
-        Protocol::Postgres | Protocol::Mysql | Protocol::Redis | Protocol::Dns => false,
+        Protocol::Postgres | Protocol::Mysql | Protocol::Dns => false,
     })
 }
 
@@ -72,7 +74,8 @@ pub fn session(
     let _ = settings;
     match protocol {
         Protocol::Http1 => Box::new(HttpSession::new(requests, in_sync)),
-        Protocol::Postgres | Protocol::Mysql | Protocol::Redis | Protocol::Dns => {
+        Protocol::Redis => Box::new(RedisSession::new(requests)),
+        Protocol::Postgres | Protocol::Mysql | Protocol::Dns => {
             unreachable!("{protocol:?} is not in Protocol::ALL yet")
         }
     }

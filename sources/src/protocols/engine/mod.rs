@@ -27,6 +27,7 @@ pub mod infer;
 pub mod reassembly;
 pub mod red;
 pub mod redact;
+pub mod redis;
 pub mod routes;
 pub mod session;
 pub mod settings;
