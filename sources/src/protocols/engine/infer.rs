@@ -8,6 +8,7 @@
 //! [`Session::failed`]: super::session::Session::failed
 
 use super::super::model::{Direction, Role};
+use super::dns::{looks_like_dns, DnsSession};
 use super::http::{looks_like_http, HttpSession};
 use super::redis::{looks_like_redis, RedisSession};
 use super::session::Session;
@@ -57,8 +58,9 @@ pub fn detect(settings: &Settings, clue: &Clue, data: &[u8]) -> Option<Protocol>
     settings.protocols.iter().copied().find(|protocol| match protocol {
         Protocol::Http1 => !clue.datagram && looks_like_http(data),
         Protocol::Redis => looks_like_redis(clue, data),
+        Protocol::Dns => looks_like_dns(clue, data),
         // Not built yet: never in `Protocol::ALL`, never enabled.
-        Protocol::Postgres | Protocol::Mysql | Protocol::Dns => false,
+        Protocol::Postgres | Protocol::Mysql => false,
     })
 }
 
@@ -75,7 +77,8 @@ pub fn session(
     match protocol {
         Protocol::Http1 => Box::new(HttpSession::new(requests, in_sync)),
         Protocol::Redis => Box::new(RedisSession::new(requests)),
-        Protocol::Postgres | Protocol::Mysql | Protocol::Dns => {
+        Protocol::Dns => Box::new(DnsSession::new()),
+        Protocol::Postgres | Protocol::Mysql => {
             unreachable!("{protocol:?} is not in Protocol::ALL yet")
         }
     }
