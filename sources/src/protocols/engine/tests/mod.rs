@@ -2,12 +2,16 @@
 //! bytes a real client and server would move, chunk by chunk, and checks
 //! the spans and counters against what it wrote.
 
+mod dns;
 mod fuzz;
+mod fuzz_kv;
 mod http;
 mod lifecycle;
 mod metrics;
 mod reassembly;
+mod recorded;
 mod redaction;
+mod redis;
 mod routes;
 mod trace;
 
@@ -33,6 +37,8 @@ pub struct Harness {
     positions: HashMap<(ConnId, Direction), u64>,
     pub clock: u64,
     pub tid: u32,
+    /// The datagram peer of the chunks sent next.
+    pub peer: Option<SocketAddr>,
 }
 
 pub fn id(pid: u32, fd: u32) -> ConnId {
@@ -66,6 +72,7 @@ impl Harness {
             positions: HashMap::new(),
             clock: 1_000_000_000,
             tid: 100,
+            peer: None,
         }
     }
 
@@ -101,7 +108,7 @@ impl Harness {
             data: captured,
             timestamp: Timestamp::from_nanos(self.clock),
             tls: false,
-            peer: None,
+            peer: self.peer,
         };
         self.engine.data(chunk, &mut self.events);
     }
