@@ -8,9 +8,11 @@
 //! [`Session::failed`]: super::session::Session::failed
 
 use super::super::model::{Direction, Role};
+use super::dns::{looks_like_dns, DnsSession};
 use super::http::{looks_like_http, HttpSession};
 use super::mysql::{looks_like_mysql, MysqlSession};
 use super::postgres::{looks_like_postgres, PostgresSession};
+use super::redis::{looks_like_redis, RedisSession};
 use super::session::Session;
 use super::settings::{Protocol, Settings};
 
@@ -59,8 +61,8 @@ pub fn detect(settings: &Settings, clue: &Clue, data: &[u8]) -> Option<Protocol>
         Protocol::Http1 => !clue.datagram && looks_like_http(data),
         Protocol::Postgres => !clue.datagram && looks_like_postgres(clue, data),
         Protocol::Mysql => !clue.datagram && looks_like_mysql(clue, data),
-        // Not built yet: never in `Protocol::ALL`, never enabled.
-        Protocol::Redis | Protocol::Dns => false,
+        Protocol::Redis => looks_like_redis(clue, data),
+        Protocol::Dns => looks_like_dns(clue, data),
     })
 }
 
@@ -78,8 +80,7 @@ pub fn session(
         Protocol::Http1 => Box::new(HttpSession::new(requests, in_sync)),
         Protocol::Postgres => Box::new(PostgresSession::new(requests, in_sync)),
         Protocol::Mysql => Box::new(MysqlSession::new(requests, in_sync)),
-        Protocol::Redis | Protocol::Dns => {
-            unreachable!("{protocol:?} is not in Protocol::ALL yet")
-        }
+        Protocol::Redis => Box::new(RedisSession::new(requests)),
+        Protocol::Dns => Box::new(DnsSession::new()),
     }
 }

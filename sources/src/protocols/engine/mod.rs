@@ -29,6 +29,7 @@ pub mod postgres;
 pub mod reassembly;
 pub mod red;
 pub mod redact;
+pub mod redis;
 pub mod routes;
 pub mod session;
 pub mod settings;

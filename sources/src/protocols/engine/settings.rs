@@ -21,7 +21,13 @@ pub enum Protocol {
 
 impl Protocol {
     /// Every protocol this build parses.
-    pub const ALL: &'static [Protocol] = &[Protocol::Http1, Protocol::Postgres, Protocol::Mysql];
+    pub const ALL: &'static [Protocol] = &[
+        Protocol::Http1,
+        Protocol::Postgres,
+        Protocol::Mysql,
+        Protocol::Redis,
+        Protocol::Dns,
+    ];
 
     /// The protocol of a config name (`"http"`): its [`Protocol::name`].
     pub fn from_name(name: &str) -> Option<Protocol> {

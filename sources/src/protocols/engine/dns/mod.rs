@@ -1,7 +1,19 @@
 //! DNS: the exchange a DNS session produces (one query and its answer)
-//! and its span fields.
+//! and its span fields; `message` parses headers and questions, `answers`
+//! the A/AAAA records, `tcp` frames TCP streams, `pairing` pairs queries
+//! with responses, `session` ties them, `sniff` detects the protocol.
 
+mod answers;
 pub mod fields;
+mod message;
+mod names;
+mod pairing;
+mod session;
+mod sniff;
+mod tcp;
+
+pub use session::DnsSession;
+pub use sniff::looks_like_dns;
 
 use std::net::IpAddr;
 

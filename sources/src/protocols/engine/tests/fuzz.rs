@@ -53,7 +53,7 @@ fn exchange(rng: &mut Rng) -> (Vec<u8>, Vec<u8>) {
     }
 }
 
-fn mutate(rng: &mut Rng, bytes: &mut Vec<u8>) {
+pub(super) fn mutate(rng: &mut Rng, bytes: &mut Vec<u8>) {
     for _ in 0..rng.usize(0..4) {
         if bytes.is_empty() {
             return;
@@ -76,7 +76,7 @@ fn mutate(rng: &mut Rng, bytes: &mut Vec<u8>) {
 }
 
 /// Chunks of one direction: (position, length, captured bytes).
-fn chunks(rng: &mut Rng, stream: &[u8], start: u64, damage: bool) -> Vec<(u64, u32, Vec<u8>)> {
+pub(super) fn chunks(rng: &mut Rng, stream: &[u8], start: u64, damage: bool) -> Vec<(u64, u32, Vec<u8>)> {
     let mut out = Vec::new();
     let mut at = 0usize;
     while at < stream.len() {
@@ -335,4 +335,29 @@ fn many_connections_at_once_hit_the_global_cap_and_count_it() {
         assert!(h.engine.memory() <= 64 * 1024);
     }
     assert!(h.engine.counters().memory_drops > 0);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: (streams() / STREAMS_PER_CASE / 3).max(1) as u32,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn mutated_redis_and_dns_streams_never_panic_and_stay_under_the_memory_cap(seed in any::<u64>()) {
+        use super::fuzz_kv::{run, Kind};
+        for kind in [Kind::Redis, Kind::DnsUdp, Kind::DnsTcp] {
+            let spans = run(kind, seed, STREAMS_PER_CASE, true);
+            prop_assert!(spans > STREAMS_PER_CASE / 5, "{kind:?}: {spans} spans from {STREAMS_PER_CASE} streams");
+        }
+    }
+
+    #[test]
+    fn undamaged_redis_and_dns_streams_give_one_span_per_request(seed in any::<u64>()) {
+        use super::fuzz_kv::{run, Kind};
+        for kind in [Kind::Redis, Kind::DnsUdp, Kind::DnsTcp] {
+            prop_assert!(run(kind, seed, 10, false) > 0);
+        }
+    }
 }

@@ -2,7 +2,9 @@
 //! bytes a real client and server would move, chunk by chunk, and checks
 //! the spans and counters against what it wrote.
 
+mod dns;
 mod fuzz;
+mod fuzz_kv;
 mod http;
 mod lifecycle;
 mod metrics;
@@ -10,7 +12,9 @@ mod misinference;
 mod mysql;
 mod postgres;
 mod reassembly;
+mod recorded;
 mod redaction;
+mod redis;
 mod routes;
 mod sql;
 mod sqlreplay;
@@ -38,6 +42,8 @@ pub struct Harness {
     positions: HashMap<(ConnId, Direction), u64>,
     pub clock: u64,
     pub tid: u32,
+    /// The datagram peer of the chunks sent next.
+    pub peer: Option<SocketAddr>,
 }
 
 pub fn id(pid: u32, fd: u32) -> ConnId {
@@ -71,6 +77,7 @@ impl Harness {
             positions: HashMap::new(),
             clock: 1_000_000_000,
             tid: 100,
+            peer: None,
         }
     }
 
@@ -106,7 +113,7 @@ impl Harness {
             data: captured,
             timestamp: Timestamp::from_nanos(self.clock),
             tls: false,
-            peer: None,
+            peer: self.peer,
         };
         self.engine.data(chunk, &mut self.events);
     }
