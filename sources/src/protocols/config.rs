@@ -238,6 +238,7 @@ impl ProtocolsSourceConfig {
                 max_length: self.queries.max_length,
                 redis_keys: self.queries.redis_keys,
             },
+            dns_ports: self.dns_ports.clone(),
             max_connection_bytes: self.max_buffer_bytes,
             max_memory_bytes: self.max_memory_bytes,
             node,

@@ -8,6 +8,7 @@ use super::detect::{Detector, Verdict};
 use super::infer::{self, Clue};
 use super::reassembly::{Bytes, Piece, Reassembler};
 use super::session::{Scope, Session};
+use super::settings::Settings;
 
 /// Bytes counted for a connection besides its buffers.
 pub const CONNECTION_OVERHEAD: usize = 512;
@@ -88,7 +89,7 @@ impl Connection {
             Direction::Ingress => (ingress, egress),
         };
         let in_sync = !info.preexisting;
-        let clue = clue_of(info);
+        let clue = clue_of(info, scope.settings);
         if info.datagram {
             // Each datagram is a whole message: nothing to put in order.
             deliver_datagram(protocol, &clue, chunk, scope);
@@ -111,7 +112,7 @@ impl Connection {
     /// Releases held chunks (none will fill the hole before them).
     pub fn flush(&mut self, scope: &mut Scope<'_>) {
         let in_sync = !self.info.preexisting;
-        let clue = clue_of(&self.info);
+        let clue = clue_of(&self.info, scope.settings);
         for (direction, stream) in [
             (Direction::Egress, &mut self.egress),
             (Direction::Ingress, &mut self.ingress),
@@ -142,13 +143,17 @@ impl Connection {
 
 /// What detection may know of `info`, for bytes going `Egress` (see
 /// [`Clue::toward`]).
-fn clue_of(info: &ConnInfo) -> Clue {
+fn clue_of(info: &ConnInfo, settings: &Settings) -> Clue {
+    let (local_port, remote_port) = (info.local.map_or(0, |a| a.port()), info.remote.map_or(0, |a| a.port()));
     Clue {
         direction: Direction::Egress,
         role: info.role,
-        local_port: info.local.map_or(0, |a| a.port()),
-        remote_port: info.remote.map_or(0, |a| a.port()),
+        local_port,
+        remote_port,
         datagram: info.datagram,
+        dns_port: [local_port, remote_port]
+            .iter()
+            .any(|p| *p != 0 && settings.dns_ports.contains(p)),
     }
 }
 

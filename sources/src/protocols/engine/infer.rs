@@ -31,6 +31,8 @@ pub struct Clue {
     pub remote_port: u16,
     /// A datagram (UDP) socket.
     pub datagram: bool,
+    /// One end is a configured DNS server port (`dns_ports`, 53 by default).
+    pub dns_port: bool,
 }
 
 impl Clue {

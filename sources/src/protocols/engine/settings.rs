@@ -111,6 +111,8 @@ pub struct Settings {
     pub bodies: Bodies,
     /// What database spans keep of statements.
     pub queries: Queries,
+    /// Ports of DNS servers: DNS over TCP is only believed to or from them.
+    pub dns_ports: Vec<u16>,
     /// Bytes one connection may buffer (an unfinished head, out-of-order
     /// chunks, a kept body); beyond it the message is dropped and counted.
     pub max_connection_bytes: usize,
@@ -137,6 +139,7 @@ impl Default for Settings {
             max_routes_per_service: 100,
             bodies: Bodies::default(),
             queries: Queries::default(),
+            dns_ports: vec![53],
             max_connection_bytes: 64 * 1024,
             max_memory_bytes: 64 * 1024 * 1024,
             idle_timeout: Duration::from_secs(60),

@@ -63,6 +63,7 @@ fn random_bytes_never_detect_as_a_database() {
         local_port: 5432,
         remote_port: 3306,
         datagram: false,
+        dns_port: false,
     };
     for _ in 0..200_000 {
         let data: Vec<u8> = (0..rng.usize(1..64)).map(|_| rng.u8(..)).collect();
@@ -88,6 +89,7 @@ fn each_protocol_detects_only_its_own_recordings() {
         local_port: 0,
         remote_port: 0,
         datagram: false,
+        dns_port: false,
     };
     for (fixture, protocol) in [
         (include_str!("fixtures/pg_psql.txt"), Protocol::Postgres),
