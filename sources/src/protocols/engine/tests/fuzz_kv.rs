@@ -83,8 +83,10 @@ fn reply(rng: &mut Rng, out: &mut Vec<u8>) {
 /// A Redis conversation: (requests, replies, commands) per round trip
 /// (several commands per round trip: pipelining).
 fn redis(rng: &mut Rng) -> Vec<(Vec<u8>, Vec<u8>, usize)> {
-    (0..rng.usize(1..6))
-        .map(|_| {
+    // Detection looks at a connection's first 2 KiB: it starts small.
+    let first = (b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n".to_vec(), b"$-1\r\n".to_vec(), 1);
+    std::iter::once(first)
+        .chain((0..rng.usize(0..5)).map(|_| {
             let n = rng.usize(1..17);
             let (mut requests, mut replies) = (Vec::new(), Vec::new());
             for _ in 0..n {
@@ -92,7 +94,7 @@ fn redis(rng: &mut Rng) -> Vec<(Vec<u8>, Vec<u8>, usize)> {
                 reply(rng, &mut replies);
             }
             (requests, replies, n)
-        })
+        }))
         .collect()
 }
 
