@@ -119,7 +119,11 @@ pub fn question(data: &[u8]) -> Result<(Question, usize), ParseError> {
                 }
                 for &b in label {
                     strict &= b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
-                    let c = if b.is_ascii_graphic() && b != b'.' { b.to_ascii_lowercase() } else { b'?' };
+                    let c = if b.is_ascii_graphic() && b != b'.' {
+                        b.to_ascii_lowercase()
+                    } else {
+                        b'?'
+                    };
                     name.push(c as char);
                 }
                 at += 1 + len;
@@ -158,7 +162,12 @@ pub fn question(data: &[u8]) -> Result<(Question, usize), ParseError> {
 /// must be to be taken for DNS.
 pub fn strictly_valid(data: &[u8]) -> bool {
     let Ok(header) = header(data) else { return false };
-    let Ok((question, end)) = question(data) else { return false };
+    let Ok((question, end)) = question(data) else {
+        return false;
+    };
     let class = matches!(question.qclass, 1 | 3 | 255) || (header.response && question.qclass & 0x7fff == 1);
-    question.strict && question.qtype != 0 && class && (end == data.len() || u32::from(header.answers) + header.others > 0)
+    question.strict
+        && question.qtype != 0
+        && class
+        && (end == data.len() || u32::from(header.answers) + header.others > 0)
 }

@@ -52,7 +52,15 @@ impl DnsSession {
     }
 
     /// One message (a datagram, or a framed TCP message).
-    fn message(&mut self, bytes: &[u8], whole: bool, piece: &Piece<'_>, direction: Direction, at: Timestamp, scope: &mut Scope<'_>) {
+    fn message(
+        &mut self,
+        bytes: &[u8],
+        whole: bool,
+        piece: &Piece<'_>,
+        direction: Direction,
+        at: Timestamp,
+        scope: &mut Scope<'_>,
+    ) {
         let parsed = header(bytes).and_then(|h| question(bytes).map(|(q, _)| (h, q)));
         let (header, question) = match parsed {
             Ok(parsed) => parsed,

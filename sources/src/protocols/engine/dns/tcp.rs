@@ -51,7 +51,9 @@ impl Default for Framer {
 
 /// Whether `data` starts with a length and a plausible header.
 pub fn starts_message(data: &[u8]) -> bool {
-    data.len() >= 2 + HEADER && usize::from(u16::from_be_bytes([data[0], data[1]])) >= HEADER && header(&data[2..]).is_ok()
+    data.len() >= 2 + HEADER
+        && usize::from(u16::from_be_bytes([data[0], data[1]])) >= HEADER
+        && header(&data[2..]).is_ok()
 }
 
 impl Framer {

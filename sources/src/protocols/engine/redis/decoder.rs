@@ -222,7 +222,11 @@ impl Decoder {
                     let payload = take.min(payload_left as usize);
                     self.keep(keep, &data[..payload]);
                     for (i, b) in data[payload..take].iter().enumerate() {
-                        let want = if left - payload as u64 - i as u64 == 2 { b'\r' } else { b'\n' };
+                        let want = if left - payload as u64 - i as u64 == 2 {
+                            b'\r'
+                        } else {
+                            b'\n'
+                        };
                         if *b != want {
                             return Err(DecodeError::BadTerminator);
                         }

@@ -31,7 +31,11 @@ pub fn role(frame: &Frame, subscribed: bool) -> Role {
         return Role::Reply;
     }
     let first = frame.args.first().map(|a| a.to_ascii_uppercase());
-    if let Some(kind) = SUBSCRIBE.iter().copied().find(|s| first.as_deref() == Some(s.as_bytes())) {
+    if let Some(kind) = SUBSCRIBE
+        .iter()
+        .copied()
+        .find(|s| first.as_deref() == Some(s.as_bytes()))
+    {
         return Role::Confirmation(kind);
     }
     let message = matches!(first.as_deref(), Some(b"MESSAGE" | b"PMESSAGE" | b"SMESSAGE"));
@@ -68,7 +72,8 @@ pub fn outcome(frame: &Frame) -> Outcome {
             } else {
                 "_OTHER".to_string()
             };
-            let unknown = frame.text.starts_with(b"ERR unknown command") || frame.text.starts_with(b"ERR unknown subcommand");
+            let unknown =
+                frame.text.starts_with(b"ERR unknown command") || frame.text.starts_with(b"ERR unknown subcommand");
             Outcome {
                 error: Some(code.into()),
                 unknown_command: unknown,

@@ -50,7 +50,11 @@ fn command(data: &[u8]) -> bool {
         return false;
     };
     let m = m as usize;
-    n >= 1 && m >= 1 && rest.len() >= m + 2 && rest[..m].iter().all(u8::is_ascii_alphabetic) && &rest[m..m + 2] == b"\r\n"
+    n >= 1
+        && m >= 1
+        && rest.len() >= m + 2
+        && rest[..m].iter().all(u8::is_ascii_alphabetic)
+        && &rest[m..m + 2] == b"\r\n"
 }
 
 fn inline(data: &[u8]) -> bool {
@@ -62,8 +66,12 @@ fn inline(data: &[u8]) -> bool {
 }
 
 fn reply(data: &[u8]) -> bool {
-    let Some((&kind, rest)) = data.split_first() else { return false };
-    let Some((text, after)) = line(rest, 64) else { return false };
+    let Some((&kind, rest)) = data.split_first() else {
+        return false;
+    };
+    let Some((text, after)) = line(rest, 64) else {
+        return false;
+    };
     match kind {
         b'+' => (1..=32).contains(&text.len()) && text.iter().all(u8::is_ascii_alphabetic),
         b'-' => {
@@ -83,7 +91,9 @@ fn reply(data: &[u8]) -> bool {
         },
         b'*' | b'%' | b'~' => match count(text, 1 << 20) {
             Some(n) if n <= 0 => true,
-            Some(_) => after.first().is_some_and(|b| starts_frame(&after[..1], false) && *b != b'|'),
+            Some(_) => after
+                .first()
+                .is_some_and(|b| starts_frame(&after[..1], false) && *b != b'|'),
             None => false,
         },
         _ => false,

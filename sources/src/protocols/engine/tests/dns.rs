@@ -26,7 +26,12 @@ fn settings() -> Settings {
 /// dig's queries and dnsmasq's answers: A, AAAA, NXDOMAIN, REFUSED.
 fn messages() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     let all = reads(UDP);
-    let pick = |client: bool| all.iter().filter(|r: &&Read| r.from_client == client).map(|r| r.bytes.clone()).collect();
+    let pick = |client: bool| {
+        all.iter()
+            .filter(|r: &&Read| r.from_client == client)
+            .map(|r| r.bytes.clone())
+            .collect()
+    };
     (pick(true), pick(false))
 }
 
@@ -75,7 +80,11 @@ fn dig_lookups_over_udp_pair_with_their_answers() {
         ];
         assert_eq!(summary(&h), want, "{role:?}");
         let spans = h.spans();
-        let kind = if role == Role::Server { SpanKind::Server } else { SpanKind::Client };
+        let kind = if role == Role::Server {
+            SpanKind::Server
+        } else {
+            SpanKind::Client
+        };
         assert!(spans.iter().all(|s| s.kind == kind));
         assert_eq!(spans[0].name.as_str(), "DNS A");
         assert_eq!(field(spans[0], "network.transport"), Some("udp"));
@@ -169,10 +178,12 @@ fn unanswered_queries_expire_and_are_counted() {
     let (queries, _) = messages();
     h.send(c, Egress, &queries[2]);
     // Not yet.
-    h.engine.expire(Timestamp::from_nanos(h.clock + 1_000_000_000), &mut h.events);
+    h.engine
+        .expire(Timestamp::from_nanos(h.clock + 1_000_000_000), &mut h.events);
     assert_eq!(h.engine.counters().unanswered_requests, 0);
     h.send(c, Egress, &queries[3]);
-    h.engine.expire(Timestamp::from_nanos(h.clock + 61_000_000_000), &mut h.events);
+    h.engine
+        .expire(Timestamp::from_nanos(h.clock + 61_000_000_000), &mut h.events);
     assert!(h.spans().is_empty());
     assert_eq!(h.engine.counters().unanswered_requests, 2);
     assert_eq!(h.engine.memory(), 0);
@@ -203,7 +214,11 @@ fn dig_over_tcp_pairs_length_prefixed_messages_cut_anywhere() {
         for piece in answer.chunks(cut) {
             h.send(c, Egress, piece);
         }
-        assert_eq!(summary(&h), vec![row("example.test", "A", "NOERROR", 1, "10.1.2.3")], "cut {cut}");
+        assert_eq!(
+            summary(&h),
+            vec![row("example.test", "A", "NOERROR", 1, "10.1.2.3")],
+            "cut {cut}"
+        );
         assert_eq!(field(h.spans()[0], "network.transport"), Some("tcp"));
         assert_eq!(h.engine.counters(), &Counters::default(), "cut {cut}");
     }

@@ -76,7 +76,10 @@ fn pipelined_benchmark_pairs_every_command_from_either_side() {
     for (fixture, operation) in [(BENCH_SET, "SET"), (BENCH_GET, "GET")] {
         // 16 commands per write: redis-benchmark -P 16.
         let first = &reads(fixture)[0].bytes;
-        assert_eq!(first.windows(4).filter(|w| *w == b"*3\r\n" || *w == b"*2\r\n").count(), 16);
+        assert_eq!(
+            first.windows(4).filter(|w| *w == b"*3\r\n" || *w == b"*2\r\n").count(),
+            16
+        );
         for role in [Role::Client, Role::Server, Role::Unknown] {
             let c = id(1, 3);
             let mut h = harness(c, role, settings());
@@ -90,7 +93,11 @@ fn pipelined_benchmark_pairs_every_command_from_either_side() {
                 assert_eq!(field(span, "db.query.text"), Some(query.as_str()));
                 assert_eq!(field(span, "db.namespace"), Some("0"));
                 assert_eq!(span.status, SpanStatus::Unset);
-                let kind = if role == Role::Server { SpanKind::Server } else { SpanKind::Client };
+                let kind = if role == Role::Server {
+                    SpanKind::Server
+                } else {
+                    SpanKind::Client
+                };
                 assert_eq!(span.kind, kind);
             }
             assert_eq!(h.engine.counters(), &Counters::default(), "nothing lost");
@@ -228,7 +235,11 @@ fn attributes_annotate_a_reply_without_being_one() {
     let c = id(1, 3);
     let mut h = harness(c, Role::Client, settings());
     h.send(c, Egress, b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*1\r\n$4\r\nPING\r\n");
-    h.send(c, Ingress, b"|1\r\n+key-popularity\r\n%1\r\n$1\r\nk\r\n,0.19\r\n$1\r\nv\r\n+PONG\r\n");
+    h.send(
+        c,
+        Ingress,
+        b"|1\r\n+key-popularity\r\n%1\r\n$1\r\nk\r\n,0.19\r\n$1\r\nv\r\n+PONG\r\n",
+    );
     let ops: Vec<String> = summary(&h).into_iter().map(|r| r.0).collect();
     assert_eq!(ops, ["GET", "PING"]);
 }
@@ -292,7 +303,8 @@ fn unanswered_commands_expire_and_are_counted() {
     let c = id(1, 3);
     let mut h = harness(c, Role::Client, settings());
     h.send(c, Egress, b"*2\r\n$5\r\nBLPOP\r\n$1\r\nq\r\n");
-    h.engine.expire(Timestamp::from_nanos(h.clock + 61_000_000_000), &mut h.events);
+    h.engine
+        .expire(Timestamp::from_nanos(h.clock + 61_000_000_000), &mut h.events);
     assert!(h.spans().is_empty());
     assert_eq!(h.engine.counters().unanswered_requests, 1);
     assert_eq!(h.engine.memory(), 0);
@@ -334,7 +346,12 @@ fn other_protocols_and_random_bytes_are_not_redis() {
                     remote_port: 6379,
                     datagram: false,
                 };
-                assert_eq!(detect(&settings, &clue, data), None, "{:?}", String::from_utf8_lossy(data));
+                assert_eq!(
+                    detect(&settings, &clue, data),
+                    None,
+                    "{:?}",
+                    String::from_utf8_lossy(data)
+                );
             }
         }
     }
