@@ -10,7 +10,7 @@ use sonde_core::event::Timestamp;
 use super::super::super::model::Direction;
 use super::super::reassembly::{Bytes, Piece};
 use super::super::session::{Scope, Session};
-use super::message::{header, question, ParseError};
+use super::message::{header, question, ParseError, HEADER};
 use super::pairing::{Message, Pairing};
 use super::tcp::{Framed, Framer};
 
@@ -39,10 +39,12 @@ impl DnsSession {
         DnsSession::default()
     }
 
+    /// A datagram is whole and parses; a stream's first piece may be any
+    /// prefix of a length and a message.
     fn transport_of(data: &[u8]) -> Option<Transport> {
         if header(data).is_ok() && question(data).is_ok() {
             Some(Transport::Udp)
-        } else if data.len() == 2 || data.get(2..).is_some_and(|m| header(m).is_ok()) {
+        } else if data.len() < 2 + HEADER || header(&data[2..]).is_ok() {
             Some(Transport::Tcp)
         } else {
             None

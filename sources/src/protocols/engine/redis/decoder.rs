@@ -422,7 +422,9 @@ impl Decoder {
     fn inline(&mut self, line: &[u8], at: Timestamp, out: &mut Vec<Frame>) -> Result<(), DecodeError> {
         let text = line.strip_suffix(b"\n").unwrap_or(line);
         let text = text.strip_suffix(b"\r").unwrap_or(text);
-        if !text.iter().all(|b| b.is_ascii_graphic() || *b == b' ' || *b == b'\t') {
+        let printable = text.iter().all(|b| b.is_ascii_graphic() || *b == b' ' || *b == b'\t');
+        // An HTTP request line is words too: never a Redis command.
+        if !printable || text.windows(6).any(|w| w == b" HTTP/") {
             return Err(DecodeError::NotText);
         }
         let words: Vec<Vec<u8>> = text
