@@ -252,7 +252,9 @@ fn redis_commands_equal_commandstats_and_the_password_never_appears() {
     let after = redis.commandstats();
     let mut expected: BTreeMap<String, u64> = BTreeMap::new();
     for (name, calls) in &after {
-        let delta = calls - before.get(name).copied().unwrap_or(0);
+        // The AUTH and INFO of this very reading were not traced.
+        let untraced = u64::from(name == "AUTH");
+        let delta = calls - before.get(name).copied().unwrap_or(0) - untraced;
         if delta > 0 && name != "INFO" {
             expected.insert(name.replace('|', " "), delta);
         }
