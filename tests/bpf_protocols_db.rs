@@ -387,3 +387,56 @@ fn glibc_lookups_give_one_span_per_query() {
     assert_eq!(got, expected, "getent's spans vs dnsmasq's log");
     assert!(got.iter().any(|(t, _)| t == "AAAA") && got.iter().any(|(t, _)| t == "A"));
 }
+
+/// HTTP and random bytes to a server on the well-known database ports'
+/// stand-in (a plain TCP echo server): no protocol claims them, no span.
+#[test]
+fn http_and_random_bytes_give_no_database_span() {
+    use std::io::{Read, Write};
+    if !bpf_available_or_skip("http_and_random_bytes_give_no_database_span") {
+        return;
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let config = ProtocolsSourceConfig {
+        protocols: vec!["postgresql".into(), "mysql".into(), "redis".into()],
+        ports: vec![port],
+        ..ProtocolsSourceConfig::default()
+    };
+    let tracer = Tracer::start(&config);
+    let server = std::thread::spawn(move || {
+        for _ in 0..40 {
+            let (mut socket, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = socket.read(&mut buf) {
+                if n == 0 || socket.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let mut rng = 0x2545f4914f6cdd1du64;
+    for i in 0..40 {
+        let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        for _ in 0..5 {
+            let message: Vec<u8> = if i % 2 == 0 {
+                b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()
+            } else {
+                (0..200)
+                    .map(|_| {
+                        rng ^= rng << 13;
+                        rng ^= rng >> 7;
+                        rng ^= rng << 17;
+                        rng as u8
+                    })
+                    .collect()
+            };
+            client.write_all(&message).unwrap();
+            let mut echoed = vec![0; message.len()];
+            client.read_exact(&mut echoed).unwrap();
+        }
+    }
+    server.join().unwrap();
+    let (_, spans) = tracer.finish(Duration::from_secs(2), |_| false);
+    assert!(spans.is_empty(), "false spans: {spans:#?}");
+}
