@@ -108,19 +108,37 @@ fn dbg_mysql() {
 #[test]
 fn dbg_redis() {
     let redis = Redis::start();
-    let mut programs = ProtocolPrograms::load(&Options { protocols: vec!["redis".into()], ports: vec![redis.port], ..Options::default() }).unwrap();
+    let mut programs = ProtocolPrograms::load(&Options {
+        protocols: vec!["redis".into()],
+        ports: vec![redis.port],
+        ..Options::default()
+    })
+    .unwrap();
     let mut records = programs.take_records().unwrap();
     let out = std::process::Command::new("redis-benchmark")
         .args(["-h", "127.0.0.1", "-p", &redis.port.to_string(), "-a", REDIS_PASSWORD])
-        .args(["-n", "32", "-P", "16", "-c", "2", "-t", "get", "-q"]).output().unwrap();
+        .args(["-n", "32", "-P", "16", "-c", "2", "-t", "get", "-q"])
+        .output()
+        .unwrap();
     eprintln!("bench: {:?}", out.status);
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let mut capture = Capture::default(); let mut l = Listeners::read(); let mut f = Followups::default();
+    let mut capture = Capture::default();
+    let mut l = Listeners::read();
+    let mut f = Followups::default();
     let clock = Clock::now();
-    let settings = sonde_sources::protocols::engine::Settings { protocols: vec![sonde_sources::protocols::engine::Protocol::Redis], ..Default::default() };
+    let settings = sonde_sources::protocols::engine::Settings {
+        protocols: vec![sonde_sources::protocols::engine::Protocol::Redis],
+        ..Default::default()
+    };
     let mut p = P(sonde_sources::protocols::engine::Engine::new(settings), Vec::new());
     records.drain(usize::MAX, |r| capture.handle(r, &clock, &mut l, &mut p, &mut f));
-    for e in &p.1 { if let sonde_core::event::Event::Span(s) = e { if s.name.as_str() != "GET" { eprintln!("SPAN {:?} {} {:?}", s.kind, s.name, s.fields.get("db.query.text")); } } }
+    for e in &p.1 {
+        if let sonde_core::event::Event::Span(s) = e {
+            if s.name.as_str() != "GET" {
+                eprintln!("SPAN {:?} {} {:?}", s.kind, s.name, s.fields.get("db.query.text"));
+            }
+        }
+    }
     eprintln!("COUNTERS {:?}", p.0.counters());
     eprintln!("STATS {:?}", redis.commandstats());
 }

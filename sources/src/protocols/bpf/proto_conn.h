@@ -36,6 +36,37 @@ struct socket___sonde {
 	void *sk;
 } __attribute__((preserve_access_index));
 
+/* What a TCP socket has moved so far (all since 4.19). */
+struct tcp_sock___progress {
+	__u64 bytes_received;
+	__u64 bytes_acked;
+	__u32 rcv_nxt;
+	__u32 copied_seq;
+	__u32 snd_una;
+	__u32 snd_nxt;
+} __attribute__((preserve_access_index));
+
+/*
+ * Whether a TCP socket found at a read or write has moved no byte to or
+ * from its process yet: nothing read (received minus what waits unread)
+ * and nothing sent (acknowledged plus in flight). Such a socket was made
+ * while the agent ran, in another process (a pre-forking server accepts
+ * in its parent and serves in a child, as PostgreSQL does): its streams
+ * are seen from their first byte.
+ */
+static __always_inline int tcp_untouched(void *sk)
+{
+	struct tcp_sock___progress *tp = sk;
+	__u64 received = BPF_CORE_READ(tp, bytes_received);
+	__u32 unread = BPF_CORE_READ(tp, rcv_nxt) - BPF_CORE_READ(tp, copied_seq);
+	__u64 acked = BPF_CORE_READ(tp, bytes_acked);
+	__u32 in_flight = BPF_CORE_READ(tp, snd_nxt) - BPF_CORE_READ(tp, snd_una);
+
+	/* The peer's FIN counts in rcv_nxt, not in bytes_received; ours in
+	 * snd_nxt: a byte of slack each way. */
+	return received <= unread && acked <= 1 && in_flight <= 1;
+}
+
 #define S_IFMT___sonde 0170000
 #define S_IFSOCK___sonde 0140000
 #define SOCK_STREAM___sonde 1
@@ -125,6 +156,8 @@ static __always_inline struct conn *conn_make(const struct conn_key *key, __u64 
 		c.peer.dport = t.dport;
 		c.peer.family = t.family;
 	}
+	if (discovered && !c.datagram && tcp_untouched(sk))
+		discovered = 0;
 	c.generation = bpf_ktime_get_ns();
 	c.file = file;
 	c.peer.cgroup_id = bpf_get_current_cgroup_id();
