@@ -113,6 +113,9 @@ fn postgres_statements_equal_pg_stat_statements_without_literals() {
         assert_eq!(text(failed[0], "error.type"), "42P01");
         for span in &spans {
             assert_eq!(text(span, "db.system.name"), "postgresql");
+            // From the startup message: the server side too (a forked
+            // backend's socket is seen from its first byte).
+            assert_eq!(text(span, "db.namespace"), "postgres", "{span:#?}");
         }
     }
     let literal: Vec<&Span> = spans
