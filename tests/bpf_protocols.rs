@@ -12,16 +12,13 @@ use common::tracer::{text, Tracer};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sonde_core::event::{Event, Span, SpanKind, Timestamp, Value};
+use sonde_core::event::{Span, SpanKind, Timestamp, Value};
 use sonde_ebpf::testing::bpf_available_or_skip;
 use sonde_sources::clock::Clock;
 use sonde_sources::protocols::bpf::{Options, ProtocolPrograms, Records};
 use sonde_sources::protocols::capture::{Capture, Consumer, Followups};
-use sonde_sources::protocols::collect::Collector;
 use sonde_sources::protocols::config::ProtocolsSourceConfig;
 use sonde_sources::protocols::listeners::Listeners;
 use sonde_sources::protocols::model::{Chunk, ConnId, ConnInfo, Direction, Role};
