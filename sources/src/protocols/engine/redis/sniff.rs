@@ -49,12 +49,12 @@ fn command(data: &[u8]) -> bool {
     let (Some(n), Some(m)) = (count(head, 1 << 20), count(bulk, 32)) else {
         return false;
     };
+    // `-1` (a null) is no command: checked before it is used as a length.
+    if n < 1 || m < 1 {
+        return false;
+    }
     let m = m as usize;
-    n >= 1
-        && m >= 1
-        && rest.len() >= m + 2
-        && rest[..m].iter().all(u8::is_ascii_alphabetic)
-        && &rest[m..m + 2] == b"\r\n"
+    rest.len() >= m + 2 && rest[..m].iter().all(u8::is_ascii_alphabetic) && &rest[m..m + 2] == b"\r\n"
 }
 
 fn inline(data: &[u8]) -> bool {

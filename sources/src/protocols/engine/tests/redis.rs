@@ -332,6 +332,9 @@ fn other_protocols_and_random_bytes_are_not_redis() {
     };
     let mut rng = fastrand::Rng::with_seed(17);
     let mut inputs = other_protocols();
+    // Nulls where a command's counts go.
+    inputs.push(b"*1\r\n$-1\r\n".to_vec());
+    inputs.push(b"*-1\r\n$3\r\nGET\r\n".to_vec());
     for _ in 0..100_000 {
         let len = rng.usize(1..64);
         inputs.push((0..len).map(|_| rng.u8(..)).collect());
