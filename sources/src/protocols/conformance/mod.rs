@@ -6,11 +6,14 @@
 //! - [`http`]: HTTP/1.1 over TCP (the stream path, the HTTP gate);
 //! - [`redis`]: RESP commands, pipelined (another gate, FIFO pairing);
 //! - [`dns`]: DNS over UDP, a connected client and an unconnected server
-//!   (the datagram path and each datagram's peer).
+//!   (the datagram path and each datagram's peer);
+//! - [`replay`]: PostgreSQL and MariaDB sessions recorded from the real
+//!   servers, replayed byte for byte (their gates, SSL refusal, logins).
 
 mod dns;
 mod http;
 mod redis;
+mod replay;
 
 use std::time::{Duration, Instant};
 
@@ -36,7 +39,13 @@ pub fn check() -> Result<String, CheckError> {
         .port();
     let config = ProtocolsSourceConfig {
         tls: false,
-        protocols: vec!["http".into(), "redis".into(), "dns".into()],
+        protocols: vec![
+            "http".into(),
+            "redis".into(),
+            "dns".into(),
+            "postgresql".into(),
+            "mysql".into(),
+        ],
         dns_ports: vec![dns_port],
         ..ProtocolsSourceConfig::default()
     };
@@ -44,10 +53,18 @@ pub fn check() -> Result<String, CheckError> {
     let http_port = http::workload().map_err(CheckError::workload("HTTP over loopback"))?;
     let redis_port = redis::workload().map_err(CheckError::workload("RESP over loopback"))?;
     dns::workload(dns_server).map_err(CheckError::workload("DNS over loopback UDP"))?;
-    let expected = 2 * (http::REQUESTS + redis::COMMANDS + dns::QUERIES);
+    let postgres_port = replay::workload(&replay::POSTGRES).map_err(CheckError::workload("a PostgreSQL replay"))?;
+    let mariadb_port = replay::workload(&replay::MARIADB).map_err(CheckError::workload("a MariaDB replay"))?;
+    let expected = 2
+        * (http::REQUESTS
+            + redis::COMMANDS
+            + dns::QUERIES
+            + replay::POSTGRES.statements()
+            + replay::MARIADB.statements());
     let mut spans: Vec<Span> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(5);
-    let wanted = |s: &Span| ours(s, http_port) || ours(s, redis_port) || ours(s, dns_port);
+    let ports = [http_port, redis_port, dns_port, postgres_port, mariadb_port];
+    let wanted = |s: &Span| ports.iter().any(|port| ours(s, *port));
     while spans.len() < expected && Instant::now() < deadline {
         let (events, _) = collector.drain(&mut records);
         spans.extend(events.into_iter().filter_map(|e| match e {
@@ -60,6 +77,8 @@ pub fn check() -> Result<String, CheckError> {
         http::verify(&spans, http_port)?,
         redis::verify(&spans, redis_port)?,
         dns::verify(&spans, dns_port)?,
+        replay::verify(&replay::POSTGRES, &spans, postgres_port)?,
+        replay::verify(&replay::MARIADB, &spans, mariadb_port)?,
     ];
     Ok(parts.join("; "))
 }
