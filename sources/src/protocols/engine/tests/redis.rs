@@ -341,6 +341,7 @@ fn other_protocols_and_random_bytes_are_not_redis() {
             local_port: 40000,
             remote_port: 6379,
             datagram: false,
+            dns_port: false,
         };
         assert_eq!(detect(&settings, &client, data), None);
     }
