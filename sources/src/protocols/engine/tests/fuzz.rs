@@ -33,7 +33,12 @@ fn exchange(rng: &mut Rng) -> (Vec<u8>, Vec<u8>) {
     match rng.u8(0..7) {
         0 => (get(&path), ok(200, &body)),
         1 => (
-            format!("POST {path} HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n", body.len()).into_bytes(),
+            // An empty body is the last chunk alone (a 0-size chunk ends it).
+            if body.is_empty() {
+                format!("POST {path} HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n").into_bytes()
+            } else {
+                format!("POST {path} HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n", body.len()).into_bytes()
+            },
             b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nT: 1\r\n\r\n".to_vec(),
         ),
         2 => (
@@ -360,4 +365,11 @@ proptest! {
             prop_assert!(run(kind, seed, 10, false) > 0);
         }
     }
+}
+
+/// A seed the 10^6 run failed with: the generator made an empty chunked
+/// body as `0\r\n\r\n0\r\n\r\n` (two ends), which no client sends.
+#[test]
+fn undamaged_stream_seed_10353058038512376081() {
+    assert!(run(10_353_058_038_512_376_081, 10, false) > 0);
 }
