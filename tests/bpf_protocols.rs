@@ -7,20 +7,18 @@
 
 mod common;
 
-use common::tracer::{text, Tracer};
+use common::tracer::{capture_into, text, Tracer};
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sonde_core::event::{Span, SpanKind, Timestamp, Value};
 use sonde_ebpf::testing::bpf_available_or_skip;
-use sonde_sources::clock::Clock;
-use sonde_sources::protocols::bpf::{Options, ProtocolPrograms, Records};
-use sonde_sources::protocols::capture::{Capture, Consumer, Followups};
+use sonde_sources::protocols::bpf::{Options, ProtocolPrograms};
+use sonde_sources::protocols::capture::Consumer;
 use sonde_sources::protocols::config::ProtocolsSourceConfig;
-use sonde_sources::protocols::listeners::Listeners;
 use sonde_sources::protocols::model::{Chunk, ConnId, ConnInfo, Direction, Role};
 use sonde_sources::protocols::tls::TlsFinder;
 
@@ -52,23 +50,6 @@ impl Consumer for Recorded {
     fn close(&mut self, id: ConnId, _at: Timestamp) {
         self.closed.push(id);
     }
-}
-
-/// Feeds the records for `wait` into a recording consumer.
-fn record_for(records: &mut Records, wait: Duration) -> Recorded {
-    let mut recorded = Recorded::default();
-    let mut capture = Capture::default();
-    let mut listeners = Listeners::read();
-    let mut followups = Followups::default();
-    let deadline = Instant::now() + wait;
-    while Instant::now() < deadline {
-        let clock = Clock::now();
-        records.drain(usize::MAX, |record| {
-            capture.handle(record, &clock, &mut listeners, &mut recorded, &mut followups)
-        });
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    recorded
 }
 
 #[test]
@@ -112,7 +93,8 @@ fn captured_bytes_equal_what_the_workload_moved() {
     drop(client);
     let server_seen = server.join().unwrap();
     assert_eq!(server_seen, written);
-    let recorded = record_for(&mut records, Duration::from_secs(1));
+    let mut recorded = Recorded::default();
+    capture_into(&mut records, Duration::from_secs(1), &mut recorded);
     let client = recorded
         .infos
         .iter()
@@ -204,7 +186,8 @@ fn tls_plaintext_comes_through_the_openssl_probes_and_no_ciphertext_is_sent() {
             ),
         ],
     );
-    let recorded = record_for(&mut records, Duration::from_secs(1));
+    let mut recorded = Recorded::default();
+    capture_into(&mut records, Duration::from_secs(1), &mut recorded);
     let on_https = |id: &ConnId| {
         recorded.infos.iter().any(|i| {
             i.id == *id

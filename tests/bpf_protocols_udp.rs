@@ -8,16 +8,18 @@
 //! With `SONDE_REQUIRE_BPF=1` a machine that cannot load BPF fails the
 //! test; without it it prints why and passes.
 
+mod common;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use common::tracer::capture_into;
 
 use sonde_core::event::Timestamp;
 use sonde_ebpf::testing::bpf_available_or_skip;
-use sonde_sources::clock::Clock;
-use sonde_sources::protocols::bpf::{Options, ProtocolPrograms, Records};
-use sonde_sources::protocols::capture::{Capture, Consumer, Followups};
-use sonde_sources::protocols::listeners::Listeners;
+use sonde_sources::protocols::bpf::{Options, ProtocolPrograms};
+use sonde_sources::protocols::capture::Consumer;
 use sonde_sources::protocols::model::{Chunk, ConnId, ConnInfo, Direction};
 
 /// One captured datagram.
@@ -50,22 +52,6 @@ impl Consumer for Recorded {
         });
     }
     fn close(&mut self, _id: ConnId, _at: Timestamp) {}
-}
-
-fn record_for(records: &mut Records, wait: Duration) -> Recorded {
-    let mut recorded = Recorded::default();
-    let mut capture = Capture::default();
-    let mut listeners = Listeners::read();
-    let mut followups = Followups::default();
-    let deadline = Instant::now() + wait;
-    while Instant::now() < deadline {
-        let clock = Clock::now();
-        records.drain(usize::MAX, |record| {
-            capture.handle(record, &clock, &mut listeners, &mut recorded, &mut followups)
-        });
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    recorded
 }
 
 /// Sends `messages` in one `sendmmsg` call on a connected socket.
@@ -144,7 +130,8 @@ fn datagrams_to_a_dns_port_are_captured_whole_with_their_peers() {
             got += 1;
         }
     }
-    let recorded = record_for(&mut records, Duration::from_secs(1));
+    let mut recorded = Recorded::default();
+    capture_into(&mut records, Duration::from_secs(1), &mut recorded);
     drop(programs);
 
     let pid = std::process::id();

@@ -172,3 +172,22 @@ fn join_cgroup(pid: u32) -> Option<PathBuf> {
         }
     }
 }
+
+/// Run time (ns) and runs of each program, by name, between two readings
+/// of [`Measured::program_stats`].
+pub fn program_deltas(
+    start: &[stats::LoadedProgram],
+    end: Vec<stats::LoadedProgram>,
+) -> std::collections::BTreeMap<String, (f64, f64)> {
+    let mut programs = std::collections::BTreeMap::<String, (f64, f64)>::new();
+    for p in end {
+        let (ns0, runs0) = start
+            .iter()
+            .find(|b| b.id == p.id)
+            .map_or((0, 0), |b| (b.run_time_ns, b.run_count));
+        let entry = programs.entry(p.name).or_default();
+        entry.0 += (p.run_time_ns - ns0) as f64;
+        entry.1 += (p.run_count - runs0) as f64;
+    }
+    programs
+}

@@ -237,16 +237,7 @@ fn run_on(results: &mut Results, sonde: &Path, dir: &Path, servers: &Servers, ro
         let done = servers.run(*workload, results.seconds)?;
         let (end, programs_end) = (agent.process.read(), agent.process.program_stats());
         drop(stats);
-        let mut programs: BTreeMap<String, (f64, f64)> = BTreeMap::new();
-        for p in programs_end {
-            let (ns0, runs0) = programs_start
-                .iter()
-                .find(|b| b.id == p.id)
-                .map_or((0, 0), |b| (b.run_time_ns, b.run_count));
-            let entry = programs.entry(p.name).or_default();
-            entry.0 += (p.run_time_ns - ns0) as f64;
-            entry.1 += (p.run_count - runs0) as f64;
-        }
+        let programs = common::process::program_deltas(&programs_start, programs_end);
         std::thread::sleep(COUNTERS_INTERVAL + Duration::from_millis(500));
         let after = agent.report()?;
         let on = OnRun {

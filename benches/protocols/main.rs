@@ -197,16 +197,7 @@ fn run_on(results: &mut Results, sonde: &Path, dir: &Path, nginx: &Nginx, round:
         // Let the last spans through and the counters be emitted.
         std::thread::sleep(COUNTERS_INTERVAL + Duration::from_millis(500));
         let after = agent.report()?;
-        let mut programs: BTreeMap<String, (f64, f64)> = BTreeMap::new();
-        for p in programs_end {
-            let (ns0, runs0) = programs_start
-                .iter()
-                .find(|b| b.id == p.id)
-                .map_or((0, 0), |b| (b.run_time_ns, b.run_count));
-            let entry = programs.entry(p.name).or_default();
-            entry.0 += (p.run_time_ns - ns0) as f64;
-            entry.1 += (p.run_count - runs0) as f64;
-        }
+        let programs = common::process::program_deltas(&programs_start, programs_end);
         let on = OnRun {
             bpf_ns: (end.bpf_ns - start.bpf_ns) as f64,
             bpf_runs: (end.bpf_runs - start.bpf_runs) as f64,

@@ -36,27 +36,8 @@ impl Nginx {
         std::fs::create_dir_all(root.join("html")).unwrap();
         std::fs::write(root.join("html/index.html"), "hello\n").unwrap();
         std::fs::write(root.join("html/big"), vec![b'x'; 5 * 1024 * 1024]).unwrap();
-        let status = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=localhost",
-            ])
-            .arg("-keyout")
-            .arg(root.join("key.pem"))
-            .arg("-out")
-            .arg(root.join("cert.pem"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("openssl (apt-get install openssl)");
-        assert!(status.success(), "openssl req failed");
+        let (key, cert) = super::servers::self_signed(root);
+        let (key, cert) = (key.display(), cert.display());
         let (http_port, https_port) = (free_port(), free_port());
         let access_log = root.join("access.log");
         let config = format!(
@@ -78,8 +59,8 @@ http {{
     server {{
         listen 127.0.0.1:{http_port};
         listen 127.0.0.1:{https_port} ssl;
-        ssl_certificate {root}/cert.pem;
-        ssl_certificate_key {root}/key.pem;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
         root {root}/html;
         location = /chunked {{ chunked_transfer_encoding on; return 200 "chunked body\n"; }}
         location = /status/201 {{ return 201 "created\n"; }}

@@ -50,7 +50,8 @@ fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
     }
 }
 
-fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+/// A self-signed certificate for `localhost` in `dir`: (key, certificate).
+pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
     let (key, cert) = (dir.join("server.key"), dir.join("server.crt"));
     run(Command::new("openssl")
         .args([

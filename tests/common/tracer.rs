@@ -6,8 +6,28 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sonde_core::event::{Event, Span, Value};
+use sonde_sources::clock::Clock;
+use sonde_sources::protocols::bpf::Records;
+use sonde_sources::protocols::capture::{Capture, Consumer, Followups};
 use sonde_sources::protocols::collect::Collector;
 use sonde_sources::protocols::config::ProtocolsSourceConfig;
+use sonde_sources::protocols::listeners::Listeners;
+
+/// Hands the records of `wait` to `consumer` through the capture layer
+/// (no engine): what the kernel side delivered, as the engine gets it.
+pub fn capture_into(records: &mut Records, wait: Duration, consumer: &mut impl Consumer) {
+    let mut capture = Capture::default();
+    let mut listeners = Listeners::read();
+    let mut followups = Followups::default();
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline {
+        let clock = Clock::now();
+        records.drain(usize::MAX, |record| {
+            capture.handle(record, &clock, &mut listeners, consumer, &mut followups)
+        });
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
 
 /// A collector draining its ring buffer on a thread of its own while the
 /// workload runs (as the agent's loop does), keeping the spans.

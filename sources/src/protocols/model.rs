@@ -24,6 +24,14 @@ impl Direction {
             Direction::Ingress => Direction::Egress,
         }
     }
+
+    /// Of a pair kept per direction, (this way's, the other way's).
+    pub fn split<'a, T>(self, egress: &'a mut T, ingress: &'a mut T) -> (&'a mut T, &'a mut T) {
+        match self {
+            Direction::Egress => (egress, ingress),
+            Direction::Ingress => (ingress, egress),
+        }
+    }
 }
 
 /// One connection on the node, unique across fd and pid reuse: the kernel

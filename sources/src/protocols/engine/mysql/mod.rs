@@ -107,10 +107,7 @@ impl MysqlSession {
 
     fn settle(&mut self, requests: Direction) {
         self.requests = Some(requests);
-        let (client, server) = match requests {
-            Direction::Egress => (&mut self.egress, &mut self.ingress),
-            Direction::Ingress => (&mut self.ingress, &mut self.egress),
-        };
+        let (client, server) = requests.split(&mut self.egress, &mut self.ingress);
         client.client = Some(true);
         server.client = Some(false);
     }

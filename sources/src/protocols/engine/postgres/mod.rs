@@ -124,10 +124,7 @@ impl PostgresSession {
 
     fn settle(&mut self, requests: Direction) {
         self.requests = Some(requests);
-        let (client, server) = match requests {
-            Direction::Egress => (&mut self.egress, &mut self.ingress),
-            Direction::Ingress => (&mut self.ingress, &mut self.egress),
-        };
+        let (client, server) = requests.split(&mut self.egress, &mut self.ingress);
         client.types = Some(FRONTEND);
         server.types = Some(BACKEND);
         server.startup = false;
