@@ -41,7 +41,7 @@ pub mod trace_context;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use sonde_core::event::{Event, Metric, SharedStr, Timestamp};
 
