@@ -45,7 +45,11 @@ fn task_storage_wanted() -> bool {
         return false;
     }
     let recent = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(5, 11, 0));
-    recent && matches!(sonde_ebpf::aya::sys::is_map_supported(sonde_ebpf::aya::maps::MapType::TaskStorage), Ok(true))
+    recent
+        && matches!(
+            sonde_ebpf::aya::sys::is_map_supported(sonde_ebpf::aya::maps::MapType::TaskStorage),
+            Ok(true)
+        )
 }
 
 /// The object's name, used in errors.

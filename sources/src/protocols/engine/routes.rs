@@ -70,7 +70,8 @@ impl Routes {
         if self.seen.len() >= MAX_SERVICES || self.cap == 0 {
             return SharedStr::from_static(COLLAPSED);
         }
-        self.seen.insert(service.to_owned(), std::iter::once(route.clone()).collect());
+        self.seen
+            .insert(service.to_owned(), std::iter::once(route.clone()).collect());
         route
     }
 
