@@ -2,7 +2,7 @@
 //! roles, wall-clock times; and which connections each process has, so
 //! that a process's exit forgets them (here and in the kernel's map).
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashSet};
 
 use sonde_core::event::Timestamp;
 

@@ -160,7 +160,13 @@ mod tests {
 
     #[test]
     fn structs_match_the_compiled_object() {
-        let btf = ObjectBtf::from_object(super::super::ELF);
+        for elf in [super::super::ELF, super::super::ELF_TASK] {
+            check_layouts(elf);
+        }
+    }
+
+    fn check_layouts(elf: &[u8]) {
+        let btf = ObjectBtf::from_object(elf);
         sonde_ebpf::assert_layout!(
             btf,
             "proto_event",

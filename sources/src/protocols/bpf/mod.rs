@@ -25,8 +25,32 @@ use sonde_ebpf::loader::{Object, ProgramStats};
 use sonde_ebpf::telemetry::{KernelStat, StatTotals, StatsArray};
 use sonde_ebpf::{LoadError, ReadError};
 
-/// The compiled object, embedded.
+/// The compiled object, embedded: the per-thread call stash in an LRU
+/// hash, the fd table read with probe reads (kernel 5.8+).
 static ELF: &[u8] = sonde_ebpf::aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/protocols.bpf.o"));
+/// The same programs and maps for kernels with task storage (5.11+): the
+/// stash in task storage, the fd table walked with plain BTF loads.
+/// Cheaper per call; loaded where the kernel has it.
+static ELF_TASK: &[u8] = sonde_ebpf::aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/protocols_task.bpf.o"));
+
+/// Set (to anything) to load the 5.8 object even where task storage is
+/// available (tests run both objects on one kernel).
+pub const NO_TASK_STORAGE_ENV: &str = "SONDE_PROTOCOLS_NO_TASK_STORAGE";
+
+/// Whether the 5.11+ object may be tried: kernel 5.11 or later, task
+/// storage maps can be made, and not turned off by [`NO_TASK_STORAGE_ENV`].
+fn task_storage_wanted() -> bool {
+    use sonde_ebpf::aya::util::KernelVersion;
+    if std::env::var_os(NO_TASK_STORAGE_ENV).is_some() {
+        return false;
+    }
+    let recent = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(5, 11, 0));
+    recent
+        && matches!(
+            sonde_ebpf::aya::sys::is_map_supported(sonde_ebpf::aya::maps::MapType::TaskStorage),
+            Ok(true)
+        )
+}
 
 /// The object's name, used in errors.
 pub const OBJECT: &str = "protocols";
@@ -111,9 +135,26 @@ impl ProtocolPrograms {
     /// Loads the programs and attaches the tracepoints. TLS libraries are
     /// attached one by one with [`ProtocolPrograms::attach_tls`].
     pub fn load(options: &Options) -> Result<Self, LoadError> {
+        if task_storage_wanted() {
+            match Self::load_object(ELF_TASK, options) {
+                Ok(programs) => {
+                    tracing::debug!("protocols: task-storage programs loaded");
+                    return Ok(programs);
+                }
+                // Task storage in tracing programs came after the map
+                // (5.11/5.12): the older object still works.
+                Err(error) => tracing::info!(%error, "protocols: task-storage programs refused, loading the 5.8 ones"),
+            }
+        }
+        Self::load_object(ELF, options)
+    }
+
+    fn load_object(elf: &[u8], options: &Options) -> Result<Self, LoadError> {
         let cpus = sonde_ebpf::aya::util::nr_cpus().map_or(1, |n| n as u32).max(1);
         let settings = options.kernel_settings();
-        let mut object = Object::load(OBJECT, ELF, |loader| {
+        let mut object = Object::load(OBJECT, elf, |loader| {
+            // aya makes the task-storage map but has no type for it.
+            loader.allow_unsupported_maps();
             loader.override_global("capture_bytes", &settings.capture_bytes, true);
             loader.override_global("protocols", &settings.protocols, true);
             loader.override_global("self_tgid", &settings.self_tgid, true);

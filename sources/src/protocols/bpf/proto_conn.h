@@ -75,6 +75,20 @@ static __always_inline int tcp_untouched(void *sk)
 /* The struct file at `fd` of the current task, or 0. */
 static __always_inline __u64 fd_file(__u32 fd)
 {
+#ifdef PROTO_TASK_STORAGE
+	/* 5.11+: the task as a BTF pointer, walked with plain loads (the
+	 * verifier makes them fault-safe); only the fd array, a pointer to
+	 * pointers, needs a probe read. */
+	struct task_struct___sonde *task = (void *)bpf_get_current_task_btf();
+	struct fdtable___sonde *fdt = task->files->fdt;
+	void *file = 0;
+
+	if (!fdt || fd >= fdt->max_fds)
+		return 0;
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fdt->fd[fd]))
+		return 0;
+	return (__u64)file;
+#else
 	struct task_struct___sonde *task = (void *)bpf_get_current_task();
 	struct fdtable___sonde *fdt = BPF_CORE_READ(task, files, fdt);
 	void **fds;
@@ -86,6 +100,7 @@ static __always_inline __u64 fd_file(__u32 fd)
 	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]))
 		return 0;
 	return (__u64)file;
+#endif
 }
 
 /* Whether `port` is a configured DNS server port. */
@@ -268,7 +283,10 @@ static __always_inline void conn_close(__u32 pid, __u32 fd)
 	struct proto_event e = {};
 
 	if (!c) {
-		bpf_map_delete_elem(&proto_not_conns, &key);
+		/* A lookup first: a delete takes the bucket's lock even when
+		 * the key is missing (most closed files were never looked at). */
+		if (bpf_map_lookup_elem(&proto_not_conns, &key))
+			bpf_map_delete_elem(&proto_not_conns, &key);
 		return;
 	}
 	if (c->announced) {

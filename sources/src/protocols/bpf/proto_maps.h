@@ -95,12 +95,42 @@ struct call {
 #define CALL_CONNECT 6
 #define CALL_ACCEPT 7
 
+#ifdef PROTO_TASK_STORAGE
+/* 5.11+ (protocols_task.bpf.c): in the thread's own task storage, a
+ * pointer walk from the task instead of a hash update per call. */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct call);
+} proto_calls SEC(".maps");
+#else
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u64);
 	__type(value, struct call);
 } proto_calls SEC(".maps");
+#endif
+
+/* The calling thread's stash: made when `create` and missing, else 0
+ * when missing. Written in place (a thread's entry is its own): one
+ * lookup per call, no hash update once the thread has one. */
+static __always_inline struct call *call_slot(__u64 id, int create)
+{
+#ifdef PROTO_TASK_STORAGE
+	return bpf_task_storage_get(&proto_calls, bpf_get_current_task_btf(), 0,
+				    create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+#else
+	struct call *call = bpf_map_lookup_elem(&proto_calls, &id);
+	struct call none = {};
+
+	if (call || !create)
+		return call;
+	bpf_map_update_elem(&proto_calls, &id, &none, BPF_ANY);
+	return bpf_map_lookup_elem(&proto_calls, &id);
+#endif
+}
 
 /* A TLS library call between its entry and return, per thread. */
 struct tls_call {

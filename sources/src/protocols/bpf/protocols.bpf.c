@@ -58,7 +58,7 @@ static __always_inline int call_enter(__u32 fd, __u64 buf, __u64 count, __u8 kin
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 pid = id >> 32;
-	struct call call = { .buf = buf, .count = count, .addr = addr, .fd = fd, .kind = kind };
+	struct call *call;
 	struct conn *c;
 
 	if (pid == self_tgid)
@@ -70,8 +70,15 @@ static __always_inline int call_enter(__u32 fd, __u64 buf, __u64 count, __u8 kin
 	 * socket a library call uses (see tls_saw_fd). */
 	if (c->encrypted && !bpf_map_lookup_elem(&proto_tls_calls, &id))
 		return 0;
-	call.maybe_tls = c->encrypted || c->gate != GATE_MATCHED;
-	bpf_map_update_elem(&proto_calls, &id, &call, BPF_ANY);
+	call = call_slot(id, 1);
+	if (!call)
+		return 0;
+	call->buf = buf;
+	call->count = count;
+	call->addr = addr;
+	call->fd = fd;
+	call->kind = kind;
+	call->maybe_tls = c->encrypted || c->gate != GATE_MATCHED;
 	return 0;
 }
 
@@ -97,7 +104,7 @@ static __always_inline int call_exit(struct sys_exit_ctx *ctx, __u8 dir)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 pid = id >> 32;
-	struct call *call = bpf_map_lookup_elem(&proto_calls, &id);
+	struct call *call = call_slot(id, 0);
 	struct conn_key key;
 	struct scratch *s;
 	struct conn *c;
@@ -221,18 +228,22 @@ int enter_recvmsg(struct sys_enter_ctx *ctx)
 static __always_inline int lifecycle_enter(__u32 fd, __u8 kind)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct call call = { .fd = fd, .kind = kind };
+	struct call *call;
 
 	if ((id >> 32) == self_tgid)
 		return 0;
-	bpf_map_update_elem(&proto_calls, &id, &call, BPF_ANY);
+	call = call_slot(id, 1);
+	if (!call)
+		return 0;
+	call->fd = fd;
+	call->kind = kind;
 	return 0;
 }
 
 static __always_inline int lifecycle_exit(__s64 ret, __u8 kind)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct call *call = bpf_map_lookup_elem(&proto_calls, &id);
+	struct call *call = call_slot(id, 0);
 	struct conn_key key = { .pid = id >> 32 };
 
 	if (!call || call->kind == CALL_DONE)

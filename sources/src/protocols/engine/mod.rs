@@ -41,7 +41,7 @@ pub mod trace_context;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use sonde_core::event::{Event, Metric, SharedStr, Timestamp};
 
@@ -236,16 +236,46 @@ impl Engine {
         if exchanges.is_empty() {
             return;
         }
-        if let Some(info) = self.connections.get(&id).map(|c| c.info.clone()) {
-            self.emit_for(&info, exchanges, out);
+        // Borrowed, not cloned: the connection's info is read while the
+        // routes, metrics and string cache (other fields) change.
+        if let Some(connection) = self.connections.get(&id) {
+            let mut spans = Spans {
+                routes: &mut self.routes,
+                red: &mut self.red,
+                strings: &mut self.strings,
+                counters: &mut self.counters,
+                node: &self.node,
+            };
+            spans.emit(&connection.info, exchanges, out);
         }
     }
 
     fn emit_for(&mut self, info: &ConnInfo, exchanges: Vec<Exchange>, out: &mut Vec<Event>) {
+        let mut spans = Spans {
+            routes: &mut self.routes,
+            red: &mut self.red,
+            strings: &mut self.strings,
+            counters: &mut self.counters,
+            node: &self.node,
+        };
+        spans.emit(info, exchanges, out);
+    }
+}
+
+/// What turning exchanges into spans and metrics changes.
+struct Spans<'a> {
+    routes: &'a mut Routes,
+    red: &'a mut Red,
+    strings: &'a mut strings::Strings,
+    counters: &'a mut Counters,
+    node: &'a SharedStr,
+}
+
+impl Spans<'_> {
+    fn emit(&mut self, info: &ConnInfo, exchanges: Vec<Exchange>, out: &mut Vec<Event>) {
         for exchange in exchanges {
-            let (span, outcome) = span::build(exchange, info, &mut self.routes, &self.node, &mut self.strings);
-            self.red
-                .record(&outcome, info, &self.node, &mut self.strings, &mut self.counters);
+            let (span, outcome) = span::build(exchange, info, self.routes, self.node, self.strings);
+            self.red.record(&outcome, info, self.node, self.strings, self.counters);
             out.push(Event::from(span));
         }
     }

@@ -19,7 +19,7 @@
 //!   (`sonde.flow.direction`), [`GRAPH_REQUESTS`], [`GRAPH_FAILED`] and
 //!   [`GRAPH_DURATION`].
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 

@@ -6,7 +6,7 @@
 //! then a cap: a service that has produced `max_routes_per_service`
 //! distinct routes gets `/*` for any new one.
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet};
 
 use sonde_core::event::SharedStr;
 
@@ -70,7 +70,8 @@ impl Routes {
         if self.seen.len() >= MAX_SERVICES || self.cap == 0 {
             return SharedStr::from_static(COLLAPSED);
         }
-        self.seen.insert(service.to_owned(), HashSet::from([route.clone()]));
+        self.seen
+            .insert(service.to_owned(), std::iter::once(route.clone()).collect());
         route
     }
 

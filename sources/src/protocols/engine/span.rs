@@ -146,7 +146,13 @@ pub fn build(
             let status = http.response.status;
             let error = fields::is_error(status, server);
             let labels = Labels::Http { method, route, status };
-            (name, labels, error, status.to_string().into())
+            // The status as text only where it is the error's message.
+            let message = if error {
+                status.to_string().into()
+            } else {
+                SharedStr::default()
+            };
+            (name, labels, error, message)
         }
         Detail::Db(exchange) => {
             db::fields::fill(exchange, &mut fields);

@@ -3,7 +3,7 @@
 //! (`SharedStr` clones are reference counts), so a span costs few
 //! allocations. Bounded: cleared when it grows past [`MAX_ENTRIES`].
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::net::IpAddr;
 
 use sonde_core::event::SharedStr;

@@ -145,31 +145,33 @@ fn fields(headers: &[httparse::Header<'_>], settings: &Settings) -> Option<Field
         upgrade: false,
     };
     for header in headers {
-        let name = header.name.to_ascii_lowercase();
+        // Compared without case; lowercased (an allocation) only if kept.
+        let name = header.name;
         let value = String::from_utf8_lossy(header.value);
         let value = value.trim();
-        match name.as_str() {
-            "content-length" => {
+        let is = |known: &str| name.eq_ignore_ascii_case(known);
+        match () {
+            _ if is("content-length") => {
                 let length: u64 = value.parse().ok()?;
                 if f.length.is_some_and(|l| l != length) {
                     return None;
                 }
                 f.length = Some(length);
             }
-            "transfer-encoding" => {
+            _ if is("transfer-encoding") => {
                 let last = value.rsplit(',').next().unwrap_or("").trim();
                 f.chunked = last.eq_ignore_ascii_case("chunked");
                 f.other_coding = !f.chunked;
             }
-            "content-type" => f.content_type = Some(value.to_owned()),
-            "traceparent" => f.traceparent = TraceParent::parse(value),
-            "upgrade" => f.upgrade = true,
+            _ if is("content-type") => f.content_type = Some(value.to_owned()),
+            _ if is("traceparent") => f.traceparent = TraceParent::parse(value),
+            _ if is("upgrade") => f.upgrade = true,
             _ => {}
         }
-        if settings.keeps_header(&name) {
+        if settings.keeps_header(name) {
             let mut value = value.to_owned();
             truncate(&mut value, MAX_VALUE);
-            f.kept.push((name, value));
+            f.kept.push((name.to_ascii_lowercase(), value));
         }
     }
     Some(f)

@@ -122,8 +122,19 @@ impl Parser {
                     let kind = self.kind.unwrap_or(Kind::Request);
                     let held = buf.len();
                     let start = *start.get_or_insert((piece.at, piece.tid));
-                    buf.extend_from_slice(data);
-                    match parse(buf, kind, s) {
+                    // A head that starts this piece is parsed where it
+                    // lies: only an incomplete one is copied, to be
+                    // completed by the next piece.
+                    let parsed = if held == 0 {
+                        parse(data, kind, s)
+                    } else {
+                        buf.extend_from_slice(data);
+                        parse(buf, kind, s)
+                    };
+                    if held == 0 && matches!(parsed, Parsed::Partial) {
+                        buf.extend_from_slice(data);
+                    }
+                    match parsed {
                         Parsed::Partial if buf.len() > s.max_connection_bytes / 2 => {
                             h.counters().truncated += 1;
                             h.lost(piece.at);
