@@ -50,23 +50,10 @@ pub fn id(pid: u32, fd: u32) -> ConnId {
     ConnId { pid, fd, generation: 7 }
 }
 
-/// A connection seen from the `role` side.
+/// A connection seen from the `role` side, to the server on [`SERVER`].
 pub fn info(id: ConnId, role: Role) -> ConnInfo {
-    let (server, client): (SocketAddr, SocketAddr) = (SERVER.parse().unwrap(), CLIENT.parse().unwrap());
-    let (local, remote) = match role {
-        Role::Client => (client, server),
-        _ => (server, client),
-    };
-    ConnInfo {
-        id,
-        role,
-        local: Some(local),
-        remote: Some(remote),
-        comm: "app".into(),
-        cgroup_id: 4242,
-        preexisting: false,
-        datagram: false,
-    }
+    let port = SERVER.parse::<SocketAddr>().unwrap().port();
+    recorded::conn(id, role, port, false)
 }
 
 impl Harness {

@@ -41,8 +41,9 @@ pub fn client_direction(role: Role) -> Direction {
 
 /// A connection of the `role` side to a server on `port`; `datagram` for UDP.
 pub fn conn(id: ConnId, role: Role, port: u16, datagram: bool) -> ConnInfo {
-    let server: SocketAddr = format!("10.0.0.1:{port}").parse().unwrap();
-    let client: SocketAddr = "10.0.0.2:40000".parse().unwrap();
+    let mut server: SocketAddr = super::SERVER.parse().unwrap();
+    server.set_port(port);
+    let client: SocketAddr = super::CLIENT.parse().unwrap();
     let (local, remote) = match role {
         Role::Client => (client, server),
         _ => (server, client),
