@@ -12,11 +12,15 @@ use sonde_ebpf::telemetry::LossCounters;
 use sonde_ebpf::{LoadError, ReadError};
 
 use super::bpf::{
-    comm_str, MemOutstanding, MemPageCounts, MemPageKey, MemProc, MemStackKey, MemoryPrograms, Options, MAP_PAGES,
-    MEM_SIZE_MIN_SHIFT, OBJECT, ORDERS, SIZE_SLOTS, STATS,
+    comm_str, FaultOptions, MemFaultCounts, MemFaultKey, MemOutstanding, MemPageCounts, MemPageKey, MemProc,
+    MemStackKey, MemoryPrograms, Options, MAP_PAGES, MEM_RECLAIM_MIN_SHIFT, MEM_SIZE_MIN_SHIFT, OBJECT, ORDERS,
+    RECLAIM_SLOTS, SIZE_SLOTS, STATS,
 };
 use super::config::MemorySourceConfig;
-use crate::profile::procs::read_process;
+use super::oom::{OomReporter, OOM_KILLS};
+use super::pressure::{fault_metrics, reclaim_metric, FAULTS_BY_STACK, PAGE_FAULTS};
+use crate::clock::Clock;
+use crate::profile::procs::{read_process, Process};
 use crate::profile::Symbols;
 
 /// Counter of page allocations, by `order`.
@@ -52,6 +56,9 @@ pub struct Collector {
     top_stacks: usize,
     node: SharedStr,
     size_bounds: Arc<[f64]>,
+    reclaim_bounds: Arc<[f64]>,
+    fault_stacks: bool,
+    oom: OomReporter,
     telemetry: LossCounters,
 }
 
@@ -62,6 +69,12 @@ impl Collector {
             pages: config.page_allocations,
             per_process_cap: config.max_tracked_per_process,
             max_allocations: config.max_allocations,
+            faults: config.page_faults.enabled.then_some(FaultOptions {
+                period: config.page_faults.period,
+                stacks: config.page_faults.stacks,
+            }),
+            reclaim: config.reclaim,
+            oom: config.oom_kills,
         })?;
         let mut collector = Collector {
             programs,
@@ -70,6 +83,10 @@ impl Collector {
             top_stacks: config.top_stacks,
             node,
             size_bounds: log2_bounds(MEM_SIZE_MIN_SHIFT, SIZE_SLOTS, 1.0).into(),
+            // Stall durations are counted in ns, reported in seconds.
+            reclaim_bounds: log2_bounds(MEM_RECLAIM_MIN_SHIFT, RECLAIM_SLOTS, 1e-9).into(),
+            fault_stacks: config.page_faults.enabled && config.page_faults.stacks,
+            oom: OomReporter::new(),
             telemetry: LossCounters::new(labels, OBJECT, STATS, MAP_PAGES),
         };
         // A named pid that cannot be traced is a configuration error.
@@ -121,9 +138,32 @@ impl Collector {
                 self.programs.remove_pages(key);
             }
         }
+        let clock = Clock::now();
+        for oom in self.programs.oom_kills() {
+            events.push(self.oom.report(&oom, &clock, &self.node));
+        }
+        for (path, kills) in &self.oom.kills {
+            events.push(Event::from(
+                Metric::counter(OOM_KILLS, *kills as f64)
+                    .with_description("Processes killed by the OOM killer, by memory cgroup.")
+                    .with_unit("{kill}")
+                    .with_attributes(
+                        Attributes::new()
+                            .with(super::oom::MEMCG_PATH, path.clone())
+                            .with(keys::node(), self.node.clone()),
+                    )
+                    .with_timestamp(now),
+            ));
+        }
+        let reclaim = self.programs.reclaim()?;
+        for (key, hist) in &reclaim {
+            events.push(reclaim_metric(key, hist, &self.reclaim_bounds, &self.node, now));
+        }
+        let mut symbols = Symbols::new(Path::new("/proc"), false);
+        let faults = self.programs.faults()?;
+        self.fault_events(&faults, &mut symbols, now, &mut events);
         let procs = self.programs.procs()?;
         let outstanding = self.programs.outstanding()?;
-        let mut symbols = Symbols::new(Path::new("/proc"), false);
         for (pid, proc) in &procs {
             let process = read_process(Path::new("/proc"), *pid, true);
             let comm = process.as_ref().map(|p| p.comm.to_string()).unwrap_or_default();
@@ -136,43 +176,10 @@ impl Collector {
                 .collect();
             stacks.sort_by_key(|(_, v)| std::cmp::Reverse(v.bytes));
             stacks.truncate(self.top_stacks);
-            if let Some(process) = &process {
-                symbols.open_files(process);
-                // Lookup addresses: a return address minus one.
-                let addresses: Vec<u64> = stacks
-                    .iter()
-                    .flat_map(|(key, _)| self.programs.stack(key.stack_id))
-                    .map(|ip| ip.saturating_sub(1))
-                    .collect();
-                symbols.prefetch_user(process, addresses);
-            }
-            for (key, value) in stacks {
-                let functions: Vec<String> = match &process {
-                    Some(process) => self
-                        .programs
-                        .stack(key.stack_id)
-                        .into_iter()
-                        .map(|ip| match symbols.user_frame(process, ip.saturating_sub(1)) {
-                            Ok(frame) | Err((frame, _)) => frame.function.to_string(),
-                        })
-                        .collect(),
-                    None => Vec::new(),
-                };
-                let folded = functions.iter().rev().cloned().collect::<Vec<_>>().join(";");
-                let attributes = attributes
-                    .clone()
-                    .with(
-                        STACK,
-                        if folded.is_empty() {
-                            "[unknown]".to_string()
-                        } else {
-                            folded
-                        },
-                    )
-                    .with(
-                        FUNCTION,
-                        functions.first().cloned().unwrap_or_else(|| "[unknown]".to_string()),
-                    );
+            let ids: Vec<i32> = stacks.iter().map(|(key, _)| key.stack_id).collect();
+            let named = self.name_stacks(&mut symbols, process.as_ref(), &ids);
+            for ((_, value), (folded, function)) in stacks.into_iter().zip(named) {
+                let attributes = attributes.clone().with(STACK, folded).with(FUNCTION, function);
                 events.push(Event::from(
                     Metric::gauge(OUTSTANDING_BYTES, value.bytes as f64)
                         .with_description("Bytes allocated from this stack and not yet freed.")
@@ -190,6 +197,95 @@ impl Collector {
             }
         }
         Ok(events)
+    }
+
+    /// The page-fault counters: per process, and per stack (the
+    /// `top_stacks` with the most faults) when stacks are on. Entries of
+    /// processes that exited are emitted one last time, then removed.
+    fn fault_events(
+        &mut self,
+        faults: &[(MemFaultKey, MemFaultCounts)],
+        symbols: &mut Symbols,
+        now: Timestamp,
+        events: &mut Vec<Event>,
+    ) {
+        let mut per_process: std::collections::BTreeMap<(u32, u64, [u8; 16]), MemFaultCounts> = Default::default();
+        for (key, counts) in faults {
+            let total = per_process.entry((key.pid, key.cgroup_id, key.comm)).or_default();
+            for (a, b) in total.faults.iter_mut().zip(counts.faults) {
+                *a += b;
+            }
+        }
+        for (&(pid, cgroup_id, comm), counts) in &per_process {
+            let key = MemFaultKey {
+                cgroup_id,
+                pid,
+                stack_id: -1,
+                comm,
+            };
+            events.extend(fault_metrics(PAGE_FAULTS, &key, counts, None, &self.node, now));
+            if !self.fault_stacks {
+                continue;
+            }
+            let mut stacks: Vec<&(MemFaultKey, MemFaultCounts)> = faults
+                .iter()
+                .filter(|(k, _)| k.pid == pid && k.cgroup_id == cgroup_id && k.comm == comm)
+                .collect();
+            stacks.sort_by_key(|(_, c)| std::cmp::Reverse(c.faults.iter().sum::<u64>()));
+            stacks.truncate(self.top_stacks);
+            let process = read_process(Path::new("/proc"), pid, true);
+            let ids: Vec<i32> = stacks.iter().map(|(k, _)| k.stack_id).collect();
+            let named = self.name_stacks(symbols, process.as_ref(), &ids);
+            for ((key, counts), stack) in stacks.into_iter().zip(named) {
+                events.extend(fault_metrics(
+                    FAULTS_BY_STACK,
+                    key,
+                    counts,
+                    Some(stack),
+                    &self.node,
+                    now,
+                ));
+            }
+        }
+        for (key, _) in faults {
+            if !Path::new(&format!("/proc/{}", key.pid)).exists() {
+                self.programs.remove_faults(key);
+            }
+        }
+    }
+
+    /// Each stack id as (folded stack outermost first, innermost
+    /// function), symbolized in `process` ("[unknown]" when it cannot be).
+    fn name_stacks(&self, symbols: &mut Symbols, process: Option<&Process>, ids: &[i32]) -> Vec<(String, String)> {
+        let unknown = || "[unknown]".to_string();
+        let Some(process) = process else {
+            return ids.iter().map(|_| (unknown(), unknown())).collect();
+        };
+        symbols.open_files(process);
+        // Lookup addresses: a return address minus one.
+        let addresses: Vec<u64> = ids
+            .iter()
+            .flat_map(|id| self.programs.stack(*id))
+            .map(|ip| ip.saturating_sub(1))
+            .collect();
+        symbols.prefetch_user(process, addresses);
+        ids.iter()
+            .map(|id| {
+                let functions: Vec<String> = self
+                    .programs
+                    .stack(*id)
+                    .into_iter()
+                    .map(|ip| match symbols.user_frame(process, ip.saturating_sub(1)) {
+                        Ok(frame) | Err((frame, _)) => frame.function.to_string(),
+                    })
+                    .collect();
+                let folded = functions.iter().rev().cloned().collect::<Vec<_>>().join(";");
+                (
+                    if folded.is_empty() { unknown() } else { folded },
+                    functions.first().cloned().unwrap_or_else(unknown),
+                )
+            })
+            .collect()
     }
 
     /// The loaded programs (for their statistics, and tests).

@@ -39,11 +39,14 @@ const fn default_top_stacks() -> usize {
     DEFAULT_TOP_STACKS
 }
 
-/// Allocation patterns: kernel page allocations per process (tracepoints
-/// `kmem:mm_page_alloc`, `kmem:mm_page_free`), and, for the processes
-/// named in `pids` or `comm` only, user-space allocations through uprobes
-/// on libc `malloc`, `calloc`, `realloc` and `free`: size histogram, rate,
-/// and the bytes not yet freed per allocation stack (the memleak view).
+/// Memory: kernel page allocations per process (tracepoints
+/// `kmem:mm_page_alloc`, `kmem:mm_page_free`), page faults per process
+/// (perf software events, sampled), reclaim stalls per cgroup
+/// (`vmscan` tracepoints), OOM kills as `memory.oom_kill` log records
+/// (`oom:mark_victim`), and, for the processes named in `pids` or `comm`
+/// only, user-space allocations through uprobes on libc `malloc`,
+/// `calloc`, `realloc` and `free`: size histogram, rate, and the bytes not
+/// yet freed per allocation stack (the memleak view).
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MemorySourceConfig {
@@ -57,6 +60,22 @@ pub struct MemorySourceConfig {
     /// hash lookup and an add in the kernel, no sampling). Default `true`.
     #[serde(default = "default_true")]
     pub page_allocations: bool,
+    /// Page faults per process, minor and major
+    /// (`sonde_memory_page_faults_total`).
+    #[serde(default)]
+    pub page_faults: PageFaults,
+    /// Report OOM kills: a `memory.oom_kill` log record per victim (pid,
+    /// name, score adjustment, its memory cgroup with the limit and usage
+    /// at the kill) and `sonde_memory_oom_kills_total` per cgroup.
+    /// Default `true`.
+    #[serde(default = "default_true")]
+    pub oom_kills: bool,
+    /// Time tasks spend stalled in memory reclaim, per cgroup: direct
+    /// reclaim (the page allocator ran short) and memory-cgroup reclaim
+    /// (a cgroup reached its limit), as the histogram
+    /// `sonde_memory_reclaim_stall_seconds`. Default `true`.
+    #[serde(default = "default_true")]
+    pub reclaim: bool,
     /// Trace the user-space allocations of these processes. Each malloc,
     /// calloc, realloc and free of a traced process then costs a few
     /// microseconds (two uprobe traps for an allocation, one for a free):
@@ -87,11 +106,48 @@ pub struct MemorySourceConfig {
     pub top_stacks: usize,
 }
 
+/// How page faults are counted.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PageFaults {
+    /// Count page faults. Default `true`.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Run the counting program once every `period` faults of a kind on a
+    /// CPU, adding `period` each time: 1 counts every fault exactly (about
+    /// 0.1-0.3 µs added to each fault); larger periods cost proportionally
+    /// less and make the counts estimates. Default 1.
+    #[serde(default = "default_period")]
+    pub period: u64,
+    /// Also count faults by user stack (symbolized; the `top_stacks`
+    /// stacks with the most faults per process are reported). A stack walk
+    /// per sample: raise `period` with it on busy nodes. Default `false`.
+    #[serde(default)]
+    pub stacks: bool,
+}
+
+const fn default_period() -> u64 {
+    1
+}
+
+impl Default for PageFaults {
+    fn default() -> Self {
+        PageFaults {
+            enabled: true,
+            period: default_period(),
+            stacks: false,
+        }
+    }
+}
+
 impl Default for MemorySourceConfig {
     fn default() -> Self {
         MemorySourceConfig {
             interval: DEFAULT_INTERVAL,
             page_allocations: true,
+            page_faults: PageFaults::default(),
+            oom_kills: true,
+            reclaim: true,
             pids: Vec::new(),
             comm: Vec::new(),
             max_tracked_per_process: DEFAULT_MAX_TRACKED_PER_PROCESS,
@@ -108,6 +164,9 @@ impl SourceType for MemorySourceConfig {
         attach_points: &[
             "tracepoint kmem:mm_page_alloc",
             "tracepoint kmem:mm_page_free",
+            "perf_event software:page-faults-min, page-faults-maj (every CPU)",
+            "tracepoint vmscan:mm_vmscan_{direct,memcg}_reclaim_{begin,end}",
+            "raw_tracepoint oom:mark_victim",
             "uprobe libc:malloc, calloc, realloc, free (+ uretprobes; chosen processes only)",
         ],
         trial: || super::bpf::trial().map_err(Into::into),
@@ -117,7 +176,11 @@ impl SourceType for MemorySourceConfig {
 
 impl SourceConfig for MemorySourceConfig {
     fn outputs(&self) -> EventKinds {
-        EventKinds::METRIC
+        if self.oom_kills {
+            EventKinds::METRIC.union(EventKinds::LOG)
+        } else {
+            EventKinds::METRIC
+        }
     }
 
     /// CAP_BPF and CAP_PERFMON load and attach the programs (uprobes are
@@ -137,7 +200,8 @@ impl SourceConfig for MemorySourceConfig {
         let mut check = Checks::new();
         check
             .that(self.max_allocations > 0, "max_allocations", "must be at least 1")
-            .that(self.top_stacks > 0, "top_stacks", "must be at least 1");
+            .that(self.top_stacks > 0, "top_stacks", "must be at least 1")
+            .that(self.page_faults.period > 0, "page_faults.period", "must be at least 1");
         check.finish()
     }
 

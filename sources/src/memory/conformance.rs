@@ -1,11 +1,14 @@
 //! The kernel check of `memory` (the kernel matrix and `tests/bpf_memory.rs`
 //! run it): this process touches fresh anonymous memory; the pages the
 //! source counted on the whole node must agree with the kernel's own
-//! `/proc/vmstat` `pgalloc_*` over the same window within 5 %.
+//! `/proc/vmstat` `pgalloc_*` over the same window within 5 %, and the
+//! minor page faults it counted for this process with the process' own
+//! count (`getrusage`) within 1 %.
 
 use sonde_core::event::{Event, MetricValue};
 use sonde_ebpf::conformance::{ensure, CheckError};
 
+use super::pressure::{FAULT_TYPE, PAGE_FAULTS};
 use super::{Collector, MemorySourceConfig, PAGES_ALLOCATED};
 
 /// Memory touched by the workload: 8192 pages of 4 KiB.
@@ -35,20 +38,52 @@ pub fn pages_allocated(events: &[Event]) -> u64 {
         .sum()
 }
 
+/// Minor page faults the source counted for this process.
+pub fn own_minor_faults(events: &[Event]) -> u64 {
+    let pid = i64::from(std::process::id());
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Metric(m)
+                if m.name.as_str() == PAGE_FAULTS
+                    && m.attributes.get(sonde_core::event::keys::PID).and_then(|v| v.as_int()) == Some(pid)
+                    && m.attributes.get(FAULT_TYPE).and_then(|v| v.as_str()) == Some("minor") =>
+            {
+                match m.value {
+                    MetricValue::Counter { value } => Some(value as u64),
+                    _ => None,
+                }
+            }
+            _ => None,
+        })
+        .sum()
+}
+
+/// This process' minor faults, all threads (`getrusage`).
+fn rusage_minor_faults() -> u64 {
+    // SAFETY: a zeroed rusage is valid; getrusage only writes into it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid, writable rusage.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    u64::try_from(usage.ru_minflt).unwrap_or(0)
+}
+
 /// Runs the check; on success, what the source saw, in one line.
 pub fn check() -> Result<String, CheckError> {
     let mut collector = Collector::load(&MemorySourceConfig::default(), "conformance".into(), &[])?;
     let vmstat = || CheckError::workload("read /proc/vmstat");
-    let (ours_before, kernel_before) = (
-        pages_allocated(&collector.collect()?),
-        vmstat_pgalloc().map_err(vmstat())?,
-    );
+    let first = collector.collect()?;
+    let (ours_before, kernel_before) = (pages_allocated(&first), vmstat_pgalloc().map_err(vmstat())?);
+    let (faults_before, rusage_before) = (own_minor_faults(&first), rusage_minor_faults());
     for _ in 0..4 {
         let touched = vec![1u8; TOUCHED];
         std::hint::black_box(&touched);
     }
     let kernel = vmstat_pgalloc().map_err(vmstat())? - kernel_before;
-    let ours = pages_allocated(&collector.collect()?) - ours_before;
+    let rusage = rusage_minor_faults() - rusage_before;
+    let second = collector.collect()?;
+    let ours = pages_allocated(&second) - ours_before;
+    let faults = own_minor_faults(&second) - faults_before;
     ensure(kernel >= (4 * TOUCHED / 4096) as u64, || {
         format!("the kernel allocated {kernel} pages, fewer than the workload touched")
     })?;
@@ -59,8 +94,20 @@ pub fn check() -> Result<String, CheckError> {
             off * 100.0
         )
     })?;
+    // At least one fault per 2 MiB touched (transparent huge pages fault
+    // once per 2 MiB; 4 KiB pages once per page).
+    ensure(rusage >= (4 * TOUCHED / (2 << 20)) as u64, || {
+        format!("this process had {rusage} minor faults, too few for the memory it touched")
+    })?;
+    // Faults taken for this process through get_user_pages (no registers,
+    // no perf event) are in getrusage only: a handful, never 1 %.
+    let faults_off = (faults as f64 - rusage as f64).abs() / rusage as f64;
+    ensure(faults_off <= 0.01, || {
+        format!("minor faults of this process: ours {faults}, getrusage {rusage}")
+    })?;
     Ok(format!(
-        "{ours} pages allocated on the node, /proc/vmstat says {kernel} ({:.2} % apart)",
+        "{ours} pages allocated on the node, /proc/vmstat says {kernel} ({:.2} % apart); \
+         {faults} minor faults here, getrusage says {rusage}",
         off * 100.0
     ))
 }

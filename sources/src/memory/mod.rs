@@ -1,4 +1,22 @@
-//! `source "memory"`: allocation patterns, counted in the kernel.
+//! `source "memory"`: memory pressure and allocation patterns, counted in
+//! the kernel.
+//!
+//! **Pressure.** OOM kills come from the raw tracepoint `oom:mark_victim`:
+//! on kernels 6.9+ (and backports) it passes the victim's task, and the
+//! program reads its pid, name, uid, `oom_score_adj`, its cgroup v2 id and
+//! its memory cgroup's page counter (usage and limit at the kill); before
+//! 6.9 it passes only the pid, and the cgroups read are those of the task
+//! whose allocation failed (inside the cgroup under pressure; the record's
+//! `sonde.oom.cgroup_of_victim` says which). User space names the memory
+//! cgroup by path in whichever hierarchy holds the controller (v1 on
+//! hybrid hosts, v2 elsewhere). Page faults come from the perf software
+//! events `page-faults-min`/`-maj` on every CPU — the kernel counts them
+//! where it counts a task's `min_flt`/`maj_flt`, so with `period = 1` the
+//! totals equal `/proc/PID/stat`'s, except faults taken on a process'
+//! behalf through `get_user_pages` (no registers, no perf event). Reclaim
+//! stalls come from `vmscan:mm_vmscan_{direct,memcg}_reclaim_{begin,end}`,
+//! timed per thread (a stalled task sleeps and may change CPU) and
+//! attributed to the stalled task's cgroup.
 //!
 //! The eBPF programs ([`bpf`]: `bpf/memory.bpf.c` and its loader) count
 //! page allocations and frees by order per process from the tracepoints
@@ -19,13 +37,25 @@
 //! | `sonde_memory_allocations_total`, `sonde_memory_frees_total` | counter (traced processes) | calls |
 //! | `sonde_memory_allocation_size_bytes` | histogram (traced processes) | By |
 //! | `sonde_memory_outstanding_bytes`, `sonde_memory_outstanding_allocations` | gauge, by stack: the `top_stacks` largest per process | By, allocations |
+//! | `sonde_memory_page_faults_total` | counter, by `process.paging.fault_type` (`minor`, `major`) | faults |
+//! | `sonde_memory_page_faults_by_stack_total` | counter, the `top_stacks` stacks per process (`page_faults.stacks`) | faults |
+//! | `sonde_memory_reclaim_stall_seconds` | histogram per cgroup, by `sonde.memory.reclaim` (`direct`, `memcg`) | s |
+//! | `sonde_memory_oom_kills_total` | counter, by `sonde.memory.cgroup.path` | kills |
 //!
-//! with `process.pid`, `process.executable.name`, `cgroup.id` (pages) and
+//! and a `memory.oom_kill` log record per kill (severity warn), with the
+//! victim's `process.pid`, `process.executable.name`, `cgroup.id`, and the
+//! fields `sonde.oom.score_adj`, `user.id`, `sonde.memory.cgroup.path`,
+//! `sonde.memory.cgroup.controller` (`v1`/`v2`), `sonde.memory.cgroup.limit`
+//! and `.usage` (bytes; no limit field when unlimited).
+//!
+//! Metrics carry `process.pid`, `process.executable.name`, `cgroup.id` (pages) and
 //! the node name; the stack gauges add `sonde.memory.stack` (the folded
 //! stack, outermost frame first, symbolized with blazesym as `profile`
 //! does) and `code.function.name` (the allocator's caller).
 //!
-//! **Cost.** The page tracepoints cost tens of nanoseconds per event. A
+//! **Cost.** The page tracepoints cost tens of nanoseconds per event, the
+//! fault program about as much per fault at `period = 1` (raise the period
+//! on nodes that fault millions of times a second). A
 //! uprobe costs a trap into the kernel, about 1–3 µs per hit: an
 //! allocation is two (entry and return), a free one. That is why user-space
 //! tracing is opt-in per process. A page free is counted for the process
@@ -42,6 +72,8 @@ pub mod bpf;
 mod collect;
 mod config;
 pub mod conformance;
+pub mod oom;
+pub mod pressure;
 #[cfg(test)]
 mod tests;
 
@@ -50,5 +82,6 @@ pub use collect::{
     PAGES_ALLOCATED, PAGE_ALLOCATIONS, PAGE_FREES, STACK,
 };
 pub use config::{
-    MemorySourceConfig, DEFAULT_INTERVAL, DEFAULT_MAX_ALLOCATIONS, DEFAULT_MAX_TRACKED_PER_PROCESS, DEFAULT_TOP_STACKS,
+    MemorySourceConfig, PageFaults, DEFAULT_INTERVAL, DEFAULT_MAX_ALLOCATIONS, DEFAULT_MAX_TRACKED_PER_PROCESS,
+    DEFAULT_TOP_STACKS,
 };

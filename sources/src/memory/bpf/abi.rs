@@ -107,6 +107,105 @@ pub struct MemOutstanding {
 // SAFETY: repr(C), two i64 fields, no padding.
 unsafe impl sonde_ebpf::aya::Pod for MemOutstanding {}
 
+/// Page fault kinds (`MEM_FAULT_KINDS`).
+pub const FAULT_KINDS: usize = MEM_FAULT_KINDS as usize;
+/// Slots of the reclaim-stall histogram.
+pub const RECLAIM_SLOTS: usize = MEM_RECLAIM_SLOTS as usize;
+
+/// `struct mem_fault_key`: a process, and a user stack when asked.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MemFaultKey {
+    pub cgroup_id: u64,
+    pub pid: u32,
+    pub stack_id: i32,
+    pub comm: [u8; 16],
+}
+
+// SAFETY: repr(C), fields of 8, 4, 4 and 16 bytes: no padding.
+unsafe impl sonde_ebpf::aya::Pod for MemFaultKey {}
+
+/// `struct mem_fault_counts`: faults by kind (sample periods added).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemFaultCounts {
+    pub faults: [u64; FAULT_KINDS],
+}
+
+// SAFETY: repr(C), an array of u64.
+unsafe impl sonde_ebpf::aya::Pod for MemFaultCounts {}
+
+/// `struct mem_reclaim_key`: a cgroup and a reclaim kind.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MemReclaimKey {
+    pub cgroup_id: u64,
+    pub kind: u32,
+    pub _pad: u32,
+}
+
+// SAFETY: repr(C), fields of 8, 4 and 4 bytes: no padding.
+unsafe impl sonde_ebpf::aya::Pod for MemReclaimKey {}
+
+/// `struct mem_reclaim_hist`: reclaim stall durations.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemReclaimHist {
+    pub slots: [u64; RECLAIM_SLOTS],
+    pub sum_ns: u64,
+}
+
+impl Default for MemReclaimHist {
+    fn default() -> Self {
+        MemReclaimHist {
+            slots: [0; RECLAIM_SLOTS],
+            sum_ns: 0,
+        }
+    }
+}
+
+impl MemReclaimHist {
+    /// Adds another CPU's counts.
+    pub fn add(&mut self, other: &MemReclaimHist) {
+        for (a, b) in self.slots.iter_mut().zip(other.slots.iter()) {
+            *a = a.wrapping_add(*b);
+        }
+        self.sum_ns = self.sum_ns.wrapping_add(other.sum_ns);
+    }
+}
+
+// SAFETY: repr(C), u64 array and a u64: no padding.
+unsafe impl sonde_ebpf::aya::Pod for MemReclaimHist {}
+
+/// `struct mem_oom_event`: one OOM kill.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemOomEvent {
+    pub mono_ns: u64,
+    pub cgroup_id: u64,
+    pub memcg_id: u64,
+    pub memcg_usage_pages: u64,
+    pub memcg_max_pages: u64,
+    pub pid: u32,
+    pub uid: u32,
+    pub oom_score_adj: i16,
+    pub from_victim: u8,
+    pub _pad: [u8; 5],
+    pub comm: [u8; 16],
+}
+
+impl MemOomEvent {
+    /// Reads an event from a ring-buffer record (None when too short).
+    pub fn from_bytes(bytes: &[u8]) -> Option<MemOomEvent> {
+        if bytes.len() < std::mem::size_of::<MemOomEvent>() {
+            return None;
+        }
+        // SAFETY: the length is checked; every bit pattern is valid, and
+        // read_unaligned copes with the record's alignment.
+        Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<MemOomEvent>()) })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +238,36 @@ mod tests {
         );
         sonde_ebpf::assert_layout!(btf, "mem_stack_key", MemStackKey { pid, stack_id });
         sonde_ebpf::assert_layout!(btf, "mem_outstanding", MemOutstanding { bytes, allocs });
+        sonde_ebpf::assert_layout!(
+            btf,
+            "mem_fault_key",
+            MemFaultKey {
+                cgroup_id,
+                pid,
+                stack_id,
+                comm
+            }
+        );
+        sonde_ebpf::assert_layout!(btf, "mem_fault_counts", MemFaultCounts { faults });
+        sonde_ebpf::assert_layout!(btf, "mem_reclaim_key", MemReclaimKey { cgroup_id, kind, _pad });
+        sonde_ebpf::assert_layout!(btf, "mem_reclaim_hist", MemReclaimHist { slots, sum_ns });
+        sonde_ebpf::assert_layout!(
+            btf,
+            "mem_oom_event",
+            MemOomEvent {
+                mono_ns,
+                cgroup_id,
+                memcg_id,
+                memcg_usage_pages,
+                memcg_max_pages,
+                pid,
+                uid,
+                oom_score_adj,
+                from_victim,
+                _pad,
+                comm
+            }
+        );
     }
 
     #[test]

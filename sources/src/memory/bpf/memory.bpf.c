@@ -16,6 +16,7 @@
 #include <linux/types.h>
 #include <linux/bpf.h>
 #include <linux/ptrace.h>
+#include <linux/bpf_perf_event.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
@@ -290,5 +291,282 @@ SEC("uprobe")
 int free_enter(struct pt_regs *ctx)
 {
 	on_free(bpf_get_current_pid_tgid() >> 32, PT_REGS_PARM1(ctx));
+	return 0;
+}
+
+/* ---- page faults (perf software events, sampled) ---- */
+
+/* Set from user space before load: take a user stack per fault sample. */
+const volatile __u8 fault_stacks = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, MEM_MAX_FAULT_KEYS);
+	__type(key, struct mem_fault_key);
+	__type(value, struct mem_fault_counts);
+} mem_faults SEC(".maps");
+
+static const struct mem_fault_counts zero_faults;
+
+/* `period` faults of `kind` happened in the current process (one sample). */
+static __always_inline void count_faults(struct bpf_perf_event_data *ctx, __u32 kind)
+{
+	struct mem_fault_key key = { .stack_id = -1 };
+	struct mem_fault_counts *counts;
+	__u64 period = ctx->sample_period;
+	long err;
+
+	key.pid = bpf_get_current_pid_tgid() >> 32;
+	/* A kernel thread's fault (no process to name): not a process' cost. */
+	if (!key.pid)
+		return;
+	key.cgroup_id = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(key.comm, sizeof(key.comm));
+	if (fault_stacks) {
+		long id = bpf_get_stackid(ctx, &mem_stacks, BPF_F_USER_STACK);
+
+		if (id < 0)
+			count(MEM_STAT_NO_STACK);
+		else
+			key.stack_id = (__s32)id;
+	}
+	counts = bpf_map_lookup_elem(&mem_faults, &key);
+	if (!counts) {
+		err = bpf_map_update_elem(&mem_faults, &key, &zero_faults, BPF_NOEXIST);
+		if (err && err != -17) {
+			count(MEM_STAT_FAULT_KEYS_FULL);
+			return;
+		}
+		counts = bpf_map_lookup_elem(&mem_faults, &key);
+		if (!counts)
+			return;
+	}
+	if (kind < MEM_FAULT_KINDS)
+		counts->faults[kind] += period ? period : 1;
+}
+
+SEC("perf_event")
+int page_fault_minor(struct bpf_perf_event_data *ctx)
+{
+	count_faults(ctx, MEM_FAULT_MINOR);
+	return 0;
+}
+
+SEC("perf_event")
+int page_fault_major(struct bpf_perf_event_data *ctx)
+{
+	count_faults(ctx, MEM_FAULT_MAJOR);
+	return 0;
+}
+
+/* ---- reclaim stalls (vmscan tracepoints) ---- */
+
+struct reclaim_start {
+	__u64 ns;
+	__u32 kind;
+	__u32 _pad;
+};
+
+/* Threads inside a reclaim, by thread id: when it began, which kind. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct reclaim_start);
+} mem_reclaiming SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, MEM_MAX_RECLAIM_KEYS);
+	__type(key, struct mem_reclaim_key);
+	__type(value, struct mem_reclaim_hist);
+} mem_reclaim SEC(".maps");
+
+static const struct mem_reclaim_hist zero_reclaim;
+
+static __always_inline void reclaim_begin(__u32 kind)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct reclaim_start start = { .ns = bpf_ktime_get_ns(), .kind = kind };
+
+	/* Keyed by thread, not CPU: a stalled task sleeps and may migrate. */
+	bpf_map_update_elem(&mem_reclaiming, &tid, &start, BPF_ANY);
+}
+
+static __always_inline void reclaim_end(void)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct mem_reclaim_key key = {};
+	struct mem_reclaim_hist *hist;
+	struct reclaim_start *start;
+	__u64 ns;
+	__u32 slot;
+
+	start = bpf_map_lookup_elem(&mem_reclaiming, &tid);
+	if (!start) {
+		count(MEM_STAT_RECLAIM_NO_BEGIN);
+		return;
+	}
+	ns = bpf_ktime_get_ns() - start->ns;
+	key.kind = start->kind;
+	bpf_map_delete_elem(&mem_reclaiming, &tid);
+	key.cgroup_id = bpf_get_current_cgroup_id();
+	hist = bpf_map_lookup_elem(&mem_reclaim, &key);
+	if (!hist) {
+		long err = bpf_map_update_elem(&mem_reclaim, &key, &zero_reclaim, BPF_NOEXIST);
+
+		if (err && err != -17) {
+			count(MEM_STAT_RECLAIM_KEYS_FULL);
+			return;
+		}
+		hist = bpf_map_lookup_elem(&mem_reclaim, &key);
+		if (!hist)
+			return;
+	}
+	slot = sonde_slot(ns, MEM_RECLAIM_MIN_SHIFT, MEM_RECLAIM_SLOTS);
+	if (slot < MEM_RECLAIM_SLOTS)
+		hist->slots[slot] += 1;
+	hist->sum_ns += ns;
+}
+
+SEC("tracepoint/vmscan/mm_vmscan_direct_reclaim_begin")
+int direct_reclaim_begin(void *ctx)
+{
+	reclaim_begin(MEM_RECLAIM_DIRECT);
+	return 0;
+}
+
+SEC("tracepoint/vmscan/mm_vmscan_memcg_reclaim_begin")
+int memcg_reclaim_begin(void *ctx)
+{
+	reclaim_begin(MEM_RECLAIM_MEMCG);
+	return 0;
+}
+
+/* Both kinds end here (the begin remembered which). */
+SEC("tracepoint/vmscan/mm_vmscan_direct_reclaim_end")
+int reclaim_end_tp(void *ctx)
+{
+	reclaim_end();
+	return 0;
+}
+
+/* ---- OOM kills (oom:mark_victim) ---- */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, MEM_OOM_RING_BYTES);
+} mem_oom SEC(".maps");
+
+/* The kernel types read, by CO-RE (only the fields used). */
+struct kernfs_node___sonde {
+	__u64 id;
+} __attribute__((preserve_access_index));
+
+struct cgroup___sonde {
+	struct kernfs_node___sonde *kn;
+} __attribute__((preserve_access_index));
+
+struct cgroup_subsys_state___sonde {
+	struct cgroup___sonde *cgroup;
+} __attribute__((preserve_access_index));
+
+struct css_set___sonde {
+	struct cgroup_subsys_state___sonde *subsys[16];
+	struct cgroup___sonde *dfl_cgrp;
+} __attribute__((preserve_access_index));
+
+struct page_counter___sonde {
+	struct {
+		long counter;
+	} usage;
+	unsigned long max;
+} __attribute__((preserve_access_index));
+
+/* `css` is mem_cgroup's first member: a memory css is its mem_cgroup. */
+struct mem_cgroup___sonde {
+	struct page_counter___sonde memory;
+} __attribute__((preserve_access_index));
+
+struct signal_struct___sonde {
+	short oom_score_adj;
+} __attribute__((preserve_access_index));
+
+struct kuid___sonde {
+	__u32 val;
+};
+
+struct cred___sonde {
+	struct kuid___sonde uid;
+} __attribute__((preserve_access_index));
+
+struct task_struct___oom {
+	int tgid;
+	char comm[16];
+	struct signal_struct___sonde *signal;
+	const struct cred___sonde *cred;
+	struct css_set___sonde *cgroups;
+} __attribute__((preserve_access_index));
+
+/* The field mark_victim gained with its task argument (kernel 6.9). */
+struct trace_event_raw_mark_victim___task {
+	unsigned long total_vm;
+} __attribute__((preserve_access_index));
+
+enum cgroup_subsys_id___sonde {
+	memory_cgrp_id = 4,
+};
+
+/* The cgroups of `task`: its v2 cgroup and its memory cgroup's counter.
+ * Not inlined: a function taking `struct mem_oom_event *` puts the struct
+ * in the object's BTF, where the Rust mirror is checked against it. */
+static __noinline void read_cgroups(struct mem_oom_event *e, struct task_struct___oom *task)
+{
+	int memory = bpf_core_enum_value(enum cgroup_subsys_id___sonde, memory_cgrp_id);
+	struct css_set___sonde *cset = BPF_CORE_READ(task, cgroups);
+	struct cgroup_subsys_state___sonde *css = NULL;
+	struct mem_cgroup___sonde *memcg;
+
+	e->cgroup_id = BPF_CORE_READ(cset, dfl_cgrp, kn, id);
+	if (memory < 0 || memory >= 16)
+		return;
+	bpf_core_read(&css, sizeof(css), &cset->subsys[memory]);
+	if (!css)
+		return;
+	memcg = (void *)css;
+	e->memcg_id = BPF_CORE_READ(css, cgroup, kn, id);
+	e->memcg_usage_pages = BPF_CORE_READ(memcg, memory.usage.counter);
+	e->memcg_max_pages = BPF_CORE_READ(memcg, memory.max);
+}
+
+SEC("raw_tracepoint/mark_victim")
+int oom_mark_victim(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct___oom *task;
+	struct mem_oom_event *e;
+
+	e = bpf_ringbuf_reserve(&mem_oom, sizeof(*e), 0);
+	if (!e) {
+		count(MEM_STAT_OOM_LOST);
+		return 0;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->mono_ns = bpf_ktime_get_ns();
+	if (bpf_core_field_exists(struct trace_event_raw_mark_victim___task, total_vm)) {
+		task = (void *)ctx->args[0];
+		e->from_victim = 1;
+		e->pid = BPF_CORE_READ(task, tgid);
+		e->uid = BPF_CORE_READ(task, cred, uid.val);
+		e->oom_score_adj = BPF_CORE_READ(task, signal, oom_score_adj);
+		BPF_CORE_READ_STR_INTO(&e->comm, task, comm);
+	} else {
+		/* Before 6.9 the tracepoint passes the victim's pid only: its
+		 * name is read from /proc by user space, the cgroups are the
+		 * OOM invoker's (the task whose charge failed). */
+		task = (void *)bpf_get_current_task();
+		e->pid = (__u32)ctx->args[0];
+	}
+	read_cgroups(e, task);
+	bpf_ringbuf_submit(e, 0);
 	return 0;
 }

@@ -1,8 +1,12 @@
 //! The `memory` programs (`memory.bpf.c`): page allocations and frees by
 //! order per process (tracepoints `kmem:mm_page_alloc`, `kmem:mm_page_free`),
-//! and, for chosen processes only, user-space allocations through uprobes
-//! on libc's `malloc`, `calloc`, `realloc` and `free`: sizes, counts, and
-//! the bytes not yet freed per allocation stack.
+//! page faults per process (perf software events `page-faults-min` and
+//! `page-faults-maj`, sampled every `period` faults on every CPU), reclaim
+//! stalls per cgroup (`vmscan:mm_vmscan_{direct,memcg}_reclaim_{begin,end}`),
+//! OOM kills (raw tracepoint `oom:mark_victim`, through a ring buffer), and,
+//! for chosen processes only, user-space allocations through uprobes on
+//! libc's `malloc`, `calloc`, `realloc` and `free`: sizes, counts, and the
+//! bytes not yet freed per allocation stack.
 //!
 //! Minimum kernel 5.5 (BTF in sysfs). The uprobes are attached per process
 //! (`perf_event_open` with its pid), so other processes using the same libc
@@ -16,10 +20,11 @@ use std::collections::HashSet;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 
-use sonde_ebpf::aya::maps::{HashMap, MapData, PerCpuHashMap, StackTraceMap};
+use sonde_ebpf::aya::maps::{HashMap, MapData, PerCpuHashMap, RingBuf, StackTraceMap};
+use sonde_ebpf::aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
 use sonde_ebpf::aya::programs::uprobe::UProbeScope;
-use sonde_ebpf::aya::programs::UProbe;
-use sonde_ebpf::loader::{Object, ProgramStats};
+use sonde_ebpf::aya::programs::{PerfEvent, RawTracePoint, UProbe};
+use sonde_ebpf::loader::{load_error, Object, ProgramStats};
 use sonde_ebpf::telemetry::{KernelStat, StatTotals, StatsArray};
 use sonde_ebpf::{LoadError, ReadError};
 
@@ -40,6 +45,26 @@ pub const MAP_OUTSTANDING: &str = "mem_outstanding";
 pub const MAP_STACKS: &str = "mem_stacks";
 /// Per-CPU counters of what the programs lost (`MEM_STAT_*`).
 pub const MAP_STATS: &str = "mem_stats";
+/// Page faults by process (and stack), per CPU.
+pub const MAP_FAULTS: &str = "mem_faults";
+/// Reclaim stalls by cgroup and kind, per CPU.
+pub const MAP_RECLAIM: &str = "mem_reclaim";
+/// OOM kills, one record each.
+pub const MAP_OOM: &str = "mem_oom";
+
+/// The page-fault programs: (program, perf software event).
+const FAULT_PROGRAMS: [(&str, SoftwareEvent); 2] = [
+    ("page_fault_minor", SoftwareEvent::PageFaultsMin),
+    ("page_fault_major", SoftwareEvent::PageFaultsMaj),
+];
+/// The reclaim tracepoints: (program, vmscan event). Both ends share one.
+const RECLAIM_TRACEPOINTS: [(&str, &str); 4] = [
+    ("direct_reclaim_begin", "mm_vmscan_direct_reclaim_begin"),
+    ("memcg_reclaim_begin", "mm_vmscan_memcg_reclaim_begin"),
+    ("reclaim_end_tp", "mm_vmscan_direct_reclaim_end"),
+    ("reclaim_end_tp", "mm_vmscan_memcg_reclaim_end"),
+];
+const OOM_PROGRAM: &str = "oom_mark_victim";
 
 /// The libc functions probed: (function, entry program). Every allocation
 /// returns through `alloc_return`.
@@ -60,7 +85,20 @@ pub const STATS: &[KernelStat] = &[
     KernelStat::lost(MEM_STAT_NO_STACK, "no_stack"),
     KernelStat::map_full(MEM_STAT_OUTSTANDING_FULL, MAP_OUTSTANDING),
     KernelStat::lost(MEM_STAT_NO_ENTRY, "no_entry"),
+    KernelStat::map_full(MEM_STAT_FAULT_KEYS_FULL, MAP_FAULTS),
+    KernelStat::lost(MEM_STAT_OOM_LOST, "ringbuf_full"),
+    KernelStat::map_full(MEM_STAT_RECLAIM_KEYS_FULL, MAP_RECLAIM),
+    KernelStat::lost(MEM_STAT_RECLAIM_NO_BEGIN, "no_begin"),
 ];
+
+/// How page faults are sampled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FaultOptions {
+    /// One sample every `period` faults of a kind on a CPU (1: every fault).
+    pub period: u64,
+    /// Take the user stack of each sample.
+    pub stacks: bool,
+}
 
 /// How to load the programs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +109,12 @@ pub struct Options {
     pub per_process_cap: u32,
     /// Capacity of the map of tracked allocations, all processes.
     pub max_allocations: u32,
+    /// Sample page faults (None: off).
+    pub faults: Option<FaultOptions>,
+    /// Attach the reclaim tracepoints.
+    pub reclaim: bool,
+    /// Attach the OOM-kill tracepoint.
+    pub oom: bool,
 }
 
 impl Default for Options {
@@ -79,6 +123,9 @@ impl Default for Options {
             pages: true,
             per_process_cap: MEM_PER_PROCESS_CAP,
             max_allocations: MEM_MAX_ALLOCS,
+            faults: None,
+            reclaim: true,
+            oom: true,
         }
     }
 }
@@ -93,6 +140,9 @@ pub struct MemoryPrograms {
     stacks: StackTraceMap<MapData>,
     stats: StatsArray,
     attached: HashSet<u32>,
+    faults: PerCpuHashMap<MapData, MemFaultKey, MemFaultCounts>,
+    reclaim: PerCpuHashMap<MapData, MemReclaimKey, MemReclaimHist>,
+    oom: RingBuf<MapData>,
 }
 
 impl std::fmt::Debug for MemoryPrograms {
@@ -109,14 +159,27 @@ impl MemoryPrograms {
     /// loads the uprobes, which [`MemoryPrograms::trace`] attaches.
     pub fn load(options: Options) -> Result<Self, LoadError> {
         let cap = i64::from(options.per_process_cap);
+        let fault_stacks = u8::from(options.faults.is_some_and(|f| f.stacks));
         let mut object = Object::load(OBJECT, ELF, |loader| {
-            // A load-time constant, compared with each process' count.
+            // Load-time constants: the verifier prunes what they turn off.
             loader.override_global("per_process_cap", &cap, true);
+            loader.override_global("fault_stacks", &fault_stacks, true);
             loader.map_max_entries(MAP_ALLOCS, options.max_allocations.max(1));
         })?;
         if options.pages {
             object.attach_tracepoint("mm_page_alloc", "kmem", "mm_page_alloc")?;
             object.attach_tracepoint("mm_page_free", "kmem", "mm_page_free")?;
+        }
+        if options.oom {
+            attach_oom(&mut object)?;
+        }
+        if options.reclaim {
+            for (program, event) in RECLAIM_TRACEPOINTS {
+                object.attach_tracepoint(program, "vmscan", event)?;
+            }
+        }
+        if let Some(faults) = options.faults {
+            attach_faults(&mut object, faults.period)?;
         }
         for program in PROBES.iter().map(|(_, p)| *p).chain([RETURN_PROGRAM]) {
             let prog: &mut UProbe = object.program_as(program)?;
@@ -130,8 +193,53 @@ impl MemoryPrograms {
             stacks: object.take_map(MAP_STACKS)?,
             stats: StatsArray::take(&mut object, MAP_STATS, MEM_STAT_COUNT)?,
             attached: HashSet::new(),
+            faults: object.take_map(MAP_FAULTS)?,
+            reclaim: object.take_map(MAP_RECLAIM)?,
+            oom: object.take_map(MAP_OOM)?,
             object,
         })
+    }
+
+    /// Page faults per process (and stack), summed over CPUs.
+    pub fn faults(&self) -> Result<Vec<(MemFaultKey, MemFaultCounts)>, ReadError> {
+        let mut out = Vec::new();
+        for entry in self.faults.iter() {
+            let (key, per_cpu) = entry.map_err(ReadError::of(OBJECT, MAP_FAULTS))?;
+            let mut sum = MemFaultCounts::default();
+            for counts in per_cpu.iter() {
+                for (a, b) in sum.faults.iter_mut().zip(counts.faults) {
+                    *a = a.wrapping_add(b);
+                }
+            }
+            out.push((key, sum));
+        }
+        Ok(out)
+    }
+
+    /// Removes a process' fault counts (it exited).
+    pub fn remove_faults(&mut self, key: &MemFaultKey) {
+        let _ = self.faults.remove(key);
+    }
+
+    /// Reclaim stalls per cgroup and kind, summed over CPUs.
+    pub fn reclaim(&self) -> Result<Vec<(MemReclaimKey, MemReclaimHist)>, ReadError> {
+        let mut out = Vec::new();
+        for entry in self.reclaim.iter() {
+            let (key, per_cpu) = entry.map_err(ReadError::of(OBJECT, MAP_RECLAIM))?;
+            let mut sum = MemReclaimHist::default();
+            per_cpu.iter().for_each(|h| sum.add(h));
+            out.push((key, sum));
+        }
+        Ok(out)
+    }
+
+    /// The OOM kills reported since the last call, oldest first.
+    pub fn oom_kills(&mut self) -> Vec<MemOomEvent> {
+        let mut out = Vec::new();
+        while let Some(record) = self.oom.next() {
+            out.extend(MemOomEvent::from_bytes(&record));
+        }
+        out
     }
 
     /// Starts tracing process `pid`'s allocations: attaches the uprobes to
@@ -245,6 +353,52 @@ impl MemoryPrograms {
     }
 }
 
+/// Attaches `oom_mark_victim` to the raw tracepoint `oom:mark_victim`.
+fn attach_oom(object: &mut Object) -> Result<(), LoadError> {
+    let program: &mut RawTracePoint = object.program_as(OOM_PROGRAM)?;
+    program.load().map_err(|e| load_error(OBJECT, OOM_PROGRAM, e))?;
+    program
+        .attach("mark_victim")
+        .map(drop)
+        .map_err(|source| LoadError::Attach {
+            object: OBJECT,
+            program: OOM_PROGRAM,
+            attach_point: "raw_tracepoint oom:mark_victim".to_string(),
+            source: Box::new(source),
+        })
+}
+
+/// Attaches the page-fault programs to a sampling software perf event on
+/// every online CPU.
+fn attach_faults(object: &mut Object, period: u64) -> Result<(), LoadError> {
+    let cpus = sonde_ebpf::aya::util::online_cpus().map_err(|(path, error)| LoadError::Attach {
+        object: OBJECT,
+        program: FAULT_PROGRAMS[0].0,
+        attach_point: format!("perf events (cannot read {path})"),
+        source: Box::new(sonde_ebpf::aya::programs::ProgramError::IOError(error)),
+    })?;
+    for (program, event) in FAULT_PROGRAMS {
+        let prog: &mut PerfEvent = object.program_as(program)?;
+        prog.load().map_err(|e| load_error(OBJECT, program, e))?;
+        for &cpu in &cpus {
+            prog.attach(
+                PerfEventConfig::Software(event),
+                PerfEventScope::AllProcessesOneCpu { cpu },
+                SamplePolicy::Period(period.max(1)),
+                false,
+            )
+            .map(drop)
+            .map_err(|source| LoadError::Attach {
+                object: OBJECT,
+                program,
+                attach_point: format!("perf_event software:{program} cpu {cpu}"),
+                source: Box::new(source),
+            })?;
+        }
+    }
+    Ok(())
+}
+
 /// The libc that process `pid` maps, as a path this process can open.
 fn libc_of(pid: u32) -> Option<PathBuf> {
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
@@ -259,5 +413,12 @@ fn libc_of(pid: u32) -> Option<PathBuf> {
 /// Loads the programs and attaches the page tracepoints, then detaches
 /// them: `sonde doctor`'s trial.
 pub fn trial() -> Result<(), LoadError> {
-    MemoryPrograms::load(Options::default()).map(drop)
+    MemoryPrograms::load(Options {
+        faults: Some(FaultOptions {
+            period: 1000,
+            stacks: false,
+        }),
+        ..Options::default()
+    })
+    .map(drop)
 }
