@@ -28,6 +28,7 @@ pub const BENCHMARKS: &[&str] = &[
     "net",
     "protocols",
     "databases",
+    "file_io",
     "profile",
     "energy",
     "agent",
