@@ -7,6 +7,7 @@ pub mod clock;
 pub mod demo;
 pub mod disk_latency;
 pub mod energy;
+pub mod file_access;
 pub mod file_io;
 pub mod internal_metrics;
 pub mod memory;
@@ -22,6 +23,7 @@ pub fn register(registry: &mut Registry) {
     registry.source::<demo::DemoSourceConfig>();
     registry.source::<disk_latency::DiskLatencySourceConfig>();
     registry.source::<energy::EnergySourceConfig>();
+    registry.source::<file_access::FileAccessSourceConfig>();
     registry.source::<file_io::FileIoSourceConfig>();
     registry.source::<internal_metrics::InternalMetricsSourceConfig>();
     registry.source::<memory::MemorySourceConfig>();

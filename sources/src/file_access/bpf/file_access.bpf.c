@@ -1,0 +1,543 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0)
+/*
+ * file_access: an audit of file opens, filtered in the kernel.
+ *
+ *   syscalls:sys_enter_{open,openat,openat2,creat}  the cgroup, process name
+ *                                                   and flags policies; the
+ *                                                   call's name and flags
+ *                                                   kept for the exit
+ *   syscalls:sys_exit_{open,openat,openat2,creat}   the opened file (from the
+ *                                                   returned fd, so relative
+ *                                                   names, symlinks and dirfds
+ *                                                   resolve) against the path
+ *                                                   policy, deduplicated, rate
+ *                                                   limited per cgroup, sent
+ *
+ * A path policy is a set of directories (or files) identified by device and
+ * inode, resolved by user space when the programs load: an open matches
+ * when the opened file or one of its ancestors (dentries walked up, mounts
+ * crossed) is in the set. No string is compared for a successful open; a
+ * 64-bit mask of inode-number bits skips the map lookup for most levels.
+ * Failed opens have no file: their requested name is compared with the
+ * policy's prefixes as strings. Every open not sent is counted by reason.
+ * Minimum kernel 5.8 (ring buffer).
+ */
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+
+#include "file_access.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Set from user space before load. */
+const volatile __u32 self_pid = 0;
+const volatile __u8 use_cgroups = 0;
+const volatile __u8 use_binaries = 0;
+const volatile __u8 use_dirs = 0;
+const volatile __u8 report_failed = 1;
+/* FA_READ | FA_WRITE ...: report opens asking for any of these; 0: all. */
+const volatile __u32 access_mask = 0;
+/* Bit (ino & 63) of every policy directory's inode number. */
+const volatile __u64 dir_bloom = 0;
+const volatile __u64 dedup_ns = 0;
+/* Events per second per cgroup; 0: no limit. */
+const volatile __u32 rate_per_sec = 0;
+
+struct fa_dir {
+	__u64 ino;
+	__u32 dev;
+	__u32 _pad;
+};
+
+struct fa_prefix {
+	__u32 len;
+	char text[FA_PREFIX_LEN];
+};
+
+struct fa_pending {
+	__u64 filename;
+	__u32 open_flags;
+	__u32 access;
+	__u32 op;
+	__u32 _pad;
+};
+
+struct fa_dedup_key {
+	__u64 ino;
+	__u32 dev;
+	__u32 pid;
+	__u32 access;
+	__u32 _pad;
+};
+
+struct fa_rate {
+	__u64 window_ns;
+	__u64 count;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FA_MAX_CGROUPS);
+	__type(key, __u64);
+	__type(value, __u8);
+} fa_cgroups SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FA_MAX_BINARIES);
+	__type(key, char[16]);
+	__type(value, __u8);
+} fa_binaries SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FA_MAX_DIRS);
+	__type(key, struct fa_dir);
+	__type(value, __u8);
+} fa_dirs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FA_MAX_PREFIXES);
+	__type(key, __u32);
+	__type(value, struct fa_prefix);
+} fa_prefixes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FA_MAX_PENDING);
+	__type(key, __u32);
+	__type(value, struct fa_pending);
+} fa_pending_calls SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, FA_DEDUP_ENTRIES);
+	__type(key, struct fa_dedup_key);
+	__type(value, __u64);
+} fa_dedup SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FA_MAX_CGROUPS * 16);
+	__type(key, __u64);
+	__type(value, struct fa_rate);
+} fa_rate SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, FA_RING_BYTES);
+} fa_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FA_STAT_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} fa_stats SEC(".maps");
+
+static __always_inline void count(__u32 stat)
+{
+	__u64 *value = bpf_map_lookup_elem(&fa_stats, &stat);
+
+	if (value)
+		*value += 1;
+}
+
+struct sys_enter_ctx {
+	__u64 common;
+	__s64 nr;
+	__u64 args[6];
+};
+
+struct sys_exit_ctx {
+	__u64 common;
+	__s64 nr;
+	__s64 ret;
+};
+
+/* ---- kernel types read by CO-RE (only the fields used) ---- */
+
+struct fdtable___fa {
+	unsigned int max_fds;
+	void **fd;
+} __attribute__((preserve_access_index));
+
+struct files_struct___fa {
+	struct fdtable___fa *fdt;
+} __attribute__((preserve_access_index));
+
+struct kuid___fa {
+	__u32 val;
+};
+
+struct cred___fa {
+	struct kuid___fa uid;
+} __attribute__((preserve_access_index));
+
+struct task_struct___fa {
+	struct files_struct___fa *files;
+	const struct cred___fa *cred;
+} __attribute__((preserve_access_index));
+
+struct super_block___fa {
+	__u32 s_dev;
+} __attribute__((preserve_access_index));
+
+struct inode___fa {
+	unsigned long i_ino;
+	struct super_block___fa *i_sb;
+} __attribute__((preserve_access_index));
+
+struct qstr___fa {
+	const unsigned char *name;
+} __attribute__((preserve_access_index));
+
+struct dentry___fa {
+	struct dentry___fa *d_parent;
+	struct qstr___fa d_name;
+	struct inode___fa *d_inode;
+} __attribute__((preserve_access_index));
+
+struct vfsmount___fa {
+	struct dentry___fa *mnt_root;
+} __attribute__((preserve_access_index));
+
+struct mount___fa {
+	struct mount___fa *mnt_parent;
+	struct dentry___fa *mnt_mountpoint;
+	struct vfsmount___fa mnt;
+} __attribute__((preserve_access_index));
+
+struct path___fa {
+	struct vfsmount___fa *mnt;
+	struct dentry___fa *dentry;
+} __attribute__((preserve_access_index));
+
+struct file___fa {
+	struct path___fa f_path;
+} __attribute__((preserve_access_index));
+
+struct open_how___fa {
+	__u64 flags;
+};
+
+/* Levels walked up when matching a path policy. */
+#define FA_WALK 32
+
+#define O_ACCMODE___fa 3
+#define O_WRONLY___fa 1
+#define O_RDWR___fa 2
+#define O_CREAT___fa 0100
+#define O_TRUNC___fa 01000
+
+static __always_inline struct file___fa *fd_file(__s64 fd)
+{
+	struct task_struct___fa *task = (void *)bpf_get_current_task();
+	struct fdtable___fa *fdt = BPF_CORE_READ(task, files, fdt);
+	void **fds;
+	void *file = 0;
+
+	if (fd < 0 || !fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+		return 0;
+	fds = BPF_CORE_READ(fdt, fd);
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]))
+		return 0;
+	return file;
+}
+
+static __always_inline struct mount___fa *real_mount(struct vfsmount___fa *vfsmount)
+{
+	return (void *)vfsmount - bpf_core_field_offset(struct mount___fa, mnt);
+}
+
+/* Whether `file` or one of its ancestors is a policy directory. */
+static __always_inline int under_policy(struct file___fa *file)
+{
+	struct dentry___fa *dentry = BPF_CORE_READ(file, f_path.dentry), *parent;
+	struct mount___fa *mnt = real_mount(BPF_CORE_READ(file, f_path.mnt)), *up;
+	struct fa_dir dir = {};
+	struct inode___fa *inode;
+
+	for (int i = 0; i < FA_WALK; i++) {
+		if (!dentry)
+			return 0;
+		inode = BPF_CORE_READ(dentry, d_inode);
+		dir.ino = BPF_CORE_READ(inode, i_ino);
+		if (dir_bloom & (1ULL << (dir.ino & 63))) {
+			dir.dev = BPF_CORE_READ(inode, i_sb, s_dev);
+			if (bpf_map_lookup_elem(&fa_dirs, &dir))
+				return 1;
+		}
+		if (dentry == BPF_CORE_READ(mnt, mnt.mnt_root)) {
+			/* A mount's root: go on from where it is mounted. */
+			up = BPF_CORE_READ(mnt, mnt_parent);
+			if (!up || up == mnt)
+				return 0;
+			dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+			mnt = up;
+			continue;
+		}
+		parent = BPF_CORE_READ(dentry, d_parent);
+		if (parent == dentry)
+			return 0;
+		dentry = parent;
+	}
+	return 0;
+}
+
+/* The names of `file`'s dentries into `e->path`, the file's own first, up
+ * to the global root; a step that crosses from a mount's root to where it
+ * is mounted leaves its slot empty (user space skips those). Slots are
+ * indexed by the loop counter alone, so the verifier's states at the loop
+ * head match from one walk to the next. Not inlined: a function taking
+ * `struct fa_event *` puts the struct in the object's BTF, where the Rust
+ * mirror is checked against it. */
+static __noinline void walk_names(struct fa_event *e, struct file___fa *file)
+{
+	struct dentry___fa *dentry = BPF_CORE_READ(file, f_path.dentry), *parent;
+	struct mount___fa *mnt = real_mount(BPF_CORE_READ(file, f_path.mnt)), *up;
+	const unsigned char *name;
+
+	e->depth = FA_DEPTH + 1;
+	for (__u32 i = 0; i < FA_DEPTH; i++) {
+		e->path[i][0] = 0;
+		if (!dentry) {
+			e->depth = i;
+			return;
+		}
+		if (dentry == BPF_CORE_READ(mnt, mnt.mnt_root)) {
+			up = BPF_CORE_READ(mnt, mnt_parent);
+			if (!up || up == mnt) {
+				e->depth = i;
+				return;
+			}
+			dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+			mnt = up;
+			continue;
+		}
+		parent = BPF_CORE_READ(dentry, d_parent);
+		if (parent == dentry) {
+			e->depth = i;
+			return;
+		}
+		name = BPF_CORE_READ(dentry, d_name.name);
+		if (name)
+			bpf_probe_read_kernel_str(e->path[i], FA_NAME_LEN, name);
+		dentry = parent;
+	}
+}
+
+/* Whether the failed call's requested name starts with a policy prefix. */
+static __always_inline int request_under_policy(const char *request)
+{
+	for (__u32 p = 0; p < FA_MAX_PREFIXES; p++) {
+		struct fa_prefix *prefix = bpf_map_lookup_elem(&fa_prefixes, &p);
+		int same = 1;
+
+		if (!prefix || !prefix->len)
+			continue;
+		for (__u32 j = 0; j < FA_PREFIX_LEN; j++) {
+			if (j >= prefix->len)
+				break;
+			if (request[j] != prefix->text[j]) {
+				same = 0;
+				break;
+			}
+		}
+		if (same)
+			return 1;
+	}
+	return 0;
+}
+
+static __always_inline __u32 access_of(__u32 flags)
+{
+	__u32 access = 0;
+
+	switch (flags & O_ACCMODE___fa) {
+	case O_WRONLY___fa:
+		access = FA_WRITE;
+		break;
+	case O_RDWR___fa:
+		access = FA_READ | FA_WRITE;
+		break;
+	default:
+		access = FA_READ;
+	}
+	if (flags & O_CREAT___fa)
+		access |= FA_CREATE;
+	if (flags & O_TRUNC___fa)
+		access |= FA_TRUNCATE;
+	return access;
+}
+
+static __always_inline int call_enter(__u64 filename, __u32 flags, __u32 op)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id;
+	struct fa_pending pending = { .filename = filename, .open_flags = flags, .op = op };
+
+	if ((id >> 32) == self_pid)
+		return 0;
+	if (use_cgroups) {
+		__u64 cgroup = bpf_get_current_cgroup_id();
+
+		if (!bpf_map_lookup_elem(&fa_cgroups, &cgroup)) {
+			count(FA_STAT_FILTERED_CGROUP);
+			return 0;
+		}
+	}
+	if (use_binaries) {
+		char comm[16] = {};
+
+		bpf_get_current_comm(comm, sizeof(comm));
+		if (!bpf_map_lookup_elem(&fa_binaries, comm)) {
+			count(FA_STAT_FILTERED_BINARY);
+			return 0;
+		}
+	}
+	pending.access = access_of(flags);
+	if (access_mask && !(pending.access & access_mask)) {
+		count(FA_STAT_FILTERED_FLAGS);
+		return 0;
+	}
+	if (bpf_map_update_elem(&fa_pending_calls, &tid, &pending, BPF_ANY))
+		count(FA_STAT_PENDING_FULL);
+	return 0;
+}
+
+/* Whether the cgroup is within its rate; counts the event against it. */
+static __always_inline int within_rate(__u64 cgroup, __u64 now)
+{
+	struct fa_rate fresh = { .window_ns = now, .count = 1 }, *rate;
+
+	if (!rate_per_sec)
+		return 1;
+	rate = bpf_map_lookup_elem(&fa_rate, &cgroup);
+	if (!rate || now - rate->window_ns >= 1000000000ULL) {
+		bpf_map_update_elem(&fa_rate, &cgroup, &fresh, BPF_ANY);
+		return 1;
+	}
+	rate->count += 1;
+	return rate->count <= rate_per_sec;
+}
+
+static __always_inline int call_exit(struct sys_exit_ctx *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid(), now = bpf_ktime_get_ns(), cgroup;
+	__u32 tid = (__u32)id, pid = id >> 32;
+	struct task_struct___fa *task;
+	struct fa_pending *pending;
+	struct file___fa *file = 0;
+	struct fa_event *e;
+	__s64 ret = ctx->ret;
+	__u64 ino = 0;
+	__u32 dev = 0;
+
+	pending = bpf_map_lookup_elem(&fa_pending_calls, &tid);
+	if (!pending)
+		return 0;
+	if (ret >= 0) {
+		file = fd_file(ret);
+		if (!file)
+			goto done;
+		if (use_dirs && !under_policy(file)) {
+			count(FA_STAT_FILTERED_PATH);
+			goto done;
+		}
+		ino = BPF_CORE_READ(file, f_path.dentry, d_inode, i_ino);
+		dev = BPF_CORE_READ(file, f_path.dentry, d_inode, i_sb, s_dev);
+		if (dedup_ns) {
+			struct fa_dedup_key key = { .ino = ino, .dev = dev, .pid = pid, .access = pending->access };
+			__u64 *seen = bpf_map_lookup_elem(&fa_dedup, &key);
+
+			if (seen && now - *seen < dedup_ns) {
+				count(FA_STAT_DEDUPLICATED);
+				goto done;
+			}
+			bpf_map_update_elem(&fa_dedup, &key, &now, BPF_ANY);
+		}
+	} else if (!report_failed) {
+		count(FA_STAT_FILTERED_FAILED);
+		goto done;
+	}
+	cgroup = bpf_get_current_cgroup_id();
+	if (!within_rate(cgroup, now)) {
+		count(FA_STAT_THROTTLED);
+		goto done;
+	}
+	e = bpf_ringbuf_reserve(&fa_events, sizeof(*e), 0);
+	if (!e) {
+		count(FA_STAT_RING_FULL);
+		goto done;
+	}
+	e->mono_ns = now;
+	e->cgroup_id = cgroup;
+	e->ino = ino;
+	e->dev = dev;
+	e->pid = pid;
+	e->tid = tid;
+	task = (void *)bpf_get_current_task();
+	e->uid = BPF_CORE_READ(task, cred, uid.val);
+	e->ret = (__s32)ret;
+	e->open_flags = pending->open_flags;
+	e->access = pending->access;
+	e->op = pending->op;
+	e->_pad = 0;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	e->request[0] = 0;
+	if (file) {
+		walk_names(e, file);
+	} else {
+		e->depth = 0;
+		if (bpf_probe_read_user_str(e->request, sizeof(e->request), (void *)pending->filename) < 0)
+			e->request[0] = 0;
+		if (use_dirs && !request_under_policy(e->request)) {
+			bpf_ringbuf_discard(e, 0);
+			count(FA_STAT_FILTERED_PATH);
+			goto done;
+		}
+	}
+	bpf_ringbuf_submit(e, 0);
+done:
+	bpf_map_delete_elem(&fa_pending_calls, &tid);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_open")
+int enter_open(struct sys_enter_ctx *ctx)
+{
+	return call_enter(ctx->args[0], (__u32)ctx->args[1], FA_OP_OPEN);
+}
+
+SEC("tracepoint/syscalls/sys_enter_openat")
+int enter_openat(struct sys_enter_ctx *ctx)
+{
+	return call_enter(ctx->args[1], (__u32)ctx->args[2], FA_OP_OPENAT);
+}
+
+SEC("tracepoint/syscalls/sys_enter_openat2")
+int enter_openat2(struct sys_enter_ctx *ctx)
+{
+	struct open_how___fa how = {};
+
+	bpf_probe_read_user(&how, sizeof(how), (void *)ctx->args[2]);
+	return call_enter(ctx->args[1], (__u32)how.flags, FA_OP_OPENAT2);
+}
+
+SEC("tracepoint/syscalls/sys_enter_creat")
+int enter_creat(struct sys_enter_ctx *ctx)
+{
+	return call_enter(ctx->args[0], O_CREAT___fa | O_WRONLY___fa | O_TRUNC___fa, FA_OP_CREAT);
+}
+
+/* Every open's exit (attached to each sys_exit_* of the calls above). */
+SEC("tracepoint/syscalls/sys_exit_openat")
+int call_exit_tp(struct sys_exit_ctx *ctx)
+{
+	return call_exit(ctx);
+}

@@ -1,0 +1,235 @@
+//! The `file_access` programs (`file_access.bpf.c`): file opens checked
+//! against the policy in the kernel, reported through a ring buffer.
+//!
+//! Minimum kernel 5.8 (ring buffer; BTF for CO-RE).
+
+mod abi;
+
+pub use abi::*;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use sonde_ebpf::aya::maps::{Array, HashMap, MapData, RingBuf};
+use sonde_ebpf::loader::{Object, ProgramStats};
+use sonde_ebpf::telemetry::{KernelStat, StatTotals, StatsArray};
+use sonde_ebpf::{LoadError, ReadError};
+
+/// The compiled object, embedded.
+static ELF: &[u8] = sonde_ebpf::aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/file_access.bpf.o"));
+
+/// The object's name, used in errors.
+pub const OBJECT: &str = "file_access";
+/// The reported opens.
+pub const MAP_EVENTS: &str = "fa_events";
+/// Calls between their entry and exit.
+pub const MAP_PENDING: &str = "fa_pending_calls";
+/// Per-CPU counters (`FA_STAT_*`).
+pub const MAP_STATS: &str = "fa_stats";
+
+/// The syscalls traced: (syscall, entry program); every exit goes to
+/// `call_exit_tp`.
+pub const SYSCALLS: [(&str, &str); 4] = [
+    ("open", "enter_open"),
+    ("openat", "enter_openat"),
+    ("openat2", "enter_openat2"),
+    ("creat", "enter_creat"),
+];
+const EXIT_PROGRAM: &str = "call_exit_tp";
+
+/// What is lost (the rest of `FA_STAT_*` are opens left out on purpose,
+/// reported by the source as its own counters).
+pub const STATS: &[KernelStat] = &[
+    KernelStat::lost(FA_STAT_RING_FULL, "ringbuf_full"),
+    KernelStat::map_full(FA_STAT_PENDING_FULL, MAP_PENDING),
+];
+
+/// The opens left out on purpose: (stat slot, reason).
+pub const DROPPED: [(u32, &str); 7] = [
+    (FA_STAT_FILTERED_CGROUP, "cgroup"),
+    (FA_STAT_FILTERED_BINARY, "binary"),
+    (FA_STAT_FILTERED_FLAGS, "flags"),
+    (FA_STAT_FILTERED_PATH, "path"),
+    (FA_STAT_FILTERED_FAILED, "failed"),
+    (FA_STAT_DEDUPLICATED, "deduplicated"),
+    (FA_STAT_THROTTLED, "throttled"),
+];
+
+/// The policy, in the kernel's terms.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// Paths (directories or files): an open of one of them or of anything
+    /// below is reported. Empty: every path.
+    pub path_prefixes: Vec<String>,
+    /// FA_READ | FA_WRITE …: opens asking for any of these. 0: all.
+    pub access: u32,
+    /// Process names (comm). Empty: every process.
+    pub binaries: Vec<String>,
+    /// Cgroup ids (v2). Empty: every cgroup.
+    pub cgroups: Vec<u64>,
+    /// Report failed opens.
+    pub failed: bool,
+    /// Opens of a file by a process with the same flags within this many
+    /// ns of the last one reported are counted, not reported. 0: all.
+    pub dedup_ns: u64,
+    /// Events per second per cgroup (0: no limit).
+    pub rate_per_sec: u32,
+    /// A process left out (the agent), or 0.
+    pub exclude_pid: u32,
+}
+
+/// The loaded programs. Dropping it detaches everything.
+pub struct FileAccessPrograms {
+    object: Object,
+    events: Option<RingBuf<MapData>>,
+    stats: StatsArray,
+}
+
+impl std::fmt::Debug for FileAccessPrograms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileAccessPrograms")
+            .field("object", &self.object)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A path's (device in the kernel's numbering, inode).
+pub fn file_identity(path: &Path) -> std::io::Result<(u32, u64)> {
+    let meta = std::fs::metadata(path)?;
+    let dev = meta.dev();
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    Ok((major << 20 | minor, meta.ino()))
+}
+
+fn map_error(map: &'static str) -> impl Fn(sonde_ebpf::aya::maps::MapError) -> LoadError {
+    move |e| LoadError::Map {
+        object: OBJECT,
+        map,
+        source: Box::new(e),
+    }
+}
+
+impl FileAccessPrograms {
+    /// Loads the programs with `policy` and attaches them.
+    pub fn load(policy: &Policy) -> Result<Self, LoadError> {
+        // Paths that exist are matched by identity; every prefix also as
+        // text, for failed opens (which have no file).
+        let dirs: Vec<(u32, u64)> = policy
+            .path_prefixes
+            .iter()
+            .filter_map(|p| file_identity(Path::new(p)).ok())
+            .collect();
+        let bloom = dirs.iter().fold(0u64, |bloom, (_, ino)| bloom | 1 << (ino & 63));
+        let flags = [
+            ("use_cgroups", u8::from(!policy.cgroups.is_empty())),
+            ("use_binaries", u8::from(!policy.binaries.is_empty())),
+            ("use_dirs", u8::from(!policy.path_prefixes.is_empty())),
+            ("report_failed", u8::from(policy.failed)),
+        ];
+        let mut object = Object::load(OBJECT, ELF, |loader| {
+            // Load-time constants: the verifier prunes what is off.
+            for (name, value) in &flags {
+                loader.override_global(name, value, true);
+            }
+            loader.override_global("self_pid", &policy.exclude_pid, true);
+            loader.override_global("access_mask", &policy.access, true);
+            loader.override_global("dir_bloom", &bloom, true);
+            loader.override_global("dedup_ns", &policy.dedup_ns, true);
+            loader.override_global("rate_per_sec", &policy.rate_per_sec, true);
+        })?;
+        {
+            let mut map: HashMap<&mut MapData, [u64; 2], u8> =
+                HashMap::try_from(object.ebpf_mut().map_mut("fa_dirs").ok_or(LoadError::NoSuchMap {
+                    object: OBJECT,
+                    map: "fa_dirs",
+                })?)
+                .map_err(map_error("fa_dirs"))?;
+            for (dev, ino) in &dirs {
+                // struct fa_dir: { u64 ino; u32 dev; u32 pad }.
+                map.insert([*ino, u64::from(*dev)], 1, 0)
+                    .map_err(map_error("fa_dirs"))?;
+            }
+        }
+        {
+            let mut map: Array<&mut MapData, [u8; 4 + FA_PREFIX_LEN as usize]> =
+                Array::try_from(object.ebpf_mut().map_mut("fa_prefixes").ok_or(LoadError::NoSuchMap {
+                    object: OBJECT,
+                    map: "fa_prefixes",
+                })?)
+                .map_err(map_error("fa_prefixes"))?;
+            for (i, prefix) in policy.path_prefixes.iter().enumerate().take(FA_MAX_PREFIXES as usize) {
+                let mut value = [0u8; 4 + FA_PREFIX_LEN as usize];
+                let text = prefix.as_bytes();
+                let len = text.len().min(FA_PREFIX_LEN as usize);
+                value[..4].copy_from_slice(&(len as u32).to_ne_bytes());
+                value[4..4 + len].copy_from_slice(&text[..len]);
+                map.set(i as u32, value, 0).map_err(map_error("fa_prefixes"))?;
+            }
+        }
+        {
+            let mut map: HashMap<&mut MapData, [u8; 16], u8> =
+                HashMap::try_from(object.ebpf_mut().map_mut("fa_binaries").ok_or(LoadError::NoSuchMap {
+                    object: OBJECT,
+                    map: "fa_binaries",
+                })?)
+                .map_err(map_error("fa_binaries"))?;
+            for binary in &policy.binaries {
+                let mut comm = [0u8; 16];
+                let bytes = binary.as_bytes();
+                let len = bytes.len().min(15);
+                comm[..len].copy_from_slice(&bytes[..len]);
+                map.insert(comm, 1, 0).map_err(map_error("fa_binaries"))?;
+            }
+        }
+        {
+            let mut map: HashMap<&mut MapData, u64, u8> =
+                HashMap::try_from(object.ebpf_mut().map_mut("fa_cgroups").ok_or(LoadError::NoSuchMap {
+                    object: OBJECT,
+                    map: "fa_cgroups",
+                })?)
+                .map_err(map_error("fa_cgroups"))?;
+            for cgroup in &policy.cgroups {
+                map.insert(*cgroup, 1, 0).map_err(map_error("fa_cgroups"))?;
+            }
+        }
+        // Exits first: an entry whose exit is not attached yet would wait
+        // for the thread's next open.
+        for (syscall, _) in SYSCALLS {
+            object.attach_tracepoint(EXIT_PROGRAM, "syscalls", &format!("sys_exit_{syscall}"))?;
+        }
+        for (syscall, program) in SYSCALLS {
+            object.attach_tracepoint(program, "syscalls", &format!("sys_enter_{syscall}"))?;
+        }
+        Ok(FileAccessPrograms {
+            events: Some(object.take_map(MAP_EVENTS)?),
+            stats: StatsArray::take(&mut object, MAP_STATS, FA_STAT_COUNT)?,
+            object,
+        })
+    }
+
+    /// The ring buffer of reported opens (once: `None` after).
+    pub fn take_events(&mut self) -> Option<RingBuf<MapData>> {
+        self.events.take()
+    }
+
+    /// Every `FA_STAT_*` counter so far.
+    pub fn stats(&self) -> Result<StatTotals, ReadError> {
+        self.stats.read()
+    }
+
+    /// Run time and count of each program (non-zero only while BPF stats
+    /// are enabled, kernel 5.8+).
+    pub fn program_stats(&self) -> Vec<ProgramStats> {
+        self.object.program_stats()
+    }
+}
+
+/// Loads and attaches the programs with an empty policy, then detaches
+/// them: `sonde doctor`'s trial.
+pub fn trial() -> Result<(), LoadError> {
+    FileAccessPrograms::load(&Policy {
+        failed: true,
+        ..Policy::default()
+    })
+    .map(drop)
+}
