@@ -65,7 +65,7 @@ pub fn run(registry: &Registry, only: &[String]) -> anyhow::Result<ExitCode> {
                 json!({
                     "kind": "source", "source": name, "ok": false,
                     "stage": stage, "reason": reason, "fix": fix, "seconds": seconds,
-                    "min_kernel": min_kernel,
+                    "min_kernel": min_kernel, "verifier_log": verifier_log_tail(error),
                 })
             }
         };
@@ -88,6 +88,18 @@ fn explain(
         Some(check) => (check.stage(), check.to_string(), None),
         None => ("verify", error.to_string(), None),
     }
+}
+
+/// The end of the verifier's log, when the kernel refused a program: what
+/// the fix's "log below" points at (the rejection is in the last lines).
+fn verifier_log_tail(error: &BoxError) -> Option<String> {
+    const LINES: usize = 40;
+    let Some(CheckError::Load(load)) = error.downcast_ref::<CheckError>() else {
+        return None;
+    };
+    let log = load.verifier_log()?;
+    let lines: Vec<&str> = log.lines().collect();
+    Some(lines[lines.len().saturating_sub(LINES)..].join("\n"))
 }
 
 fn emit(line: &serde_json::Value) {

@@ -29,6 +29,7 @@ pub const BENCHMARKS: &[&str] = &[
     "protocols",
     "databases",
     "file_io",
+    "file_access",
     "profile",
     "energy",
     "agent",

@@ -35,6 +35,8 @@ mod collect;
 mod config;
 pub mod conformance;
 mod run;
+#[cfg(test)]
+mod tests;
 
 pub use collect::{drain, errno_name, Collector, ACCESS, DROPPED_TOTAL, ERROR, FD, FILE_OPEN, PATH, SYSCALL};
 pub use config::{FileAccessSourceConfig, Match, FLAGS};

@@ -52,9 +52,11 @@ struct fa_dir {
 	__u32 _pad;
 };
 
+/* A prefix as 8-byte words and, per word, the mask of its bytes (all
+ * zero for an unused slot). */
 struct fa_prefix {
-	__u32 len;
-	char text[FA_PREFIX_LEN];
+	__u64 words[FA_PREFIX_LEN / 8];
+	__u64 masks[FA_PREFIX_LEN / 8];
 };
 
 struct fa_pending {
@@ -225,7 +227,7 @@ struct open_how___fa {
 	__u64 flags;
 };
 
-/* Levels walked up when matching a path policy. */
+/* Levels walked up when matching a path policy (two FA_STEP16). */
 #define FA_WALK 32
 
 #define O_ACCMODE___fa 3
@@ -254,38 +256,58 @@ static __always_inline struct mount___fa *real_mount(struct vfsmount___fa *vfsmo
 	return (void *)vfsmount - bpf_core_field_offset(struct mount___fa, mnt);
 }
 
-/* Whether `file` or one of its ancestors is a policy directory. */
-static __always_inline int under_policy(struct file___fa *file)
+/* One level of the policy walk from `*dentry` in `*mnt`: 1 when it is a
+ * policy directory, -1 at the global root, 0 to go on (one level up). */
+static __always_inline int policy_step(struct dentry___fa **dentry, struct mount___fa **mnt)
 {
-	struct dentry___fa *dentry = BPF_CORE_READ(file, f_path.dentry), *parent;
-	struct mount___fa *mnt = real_mount(BPF_CORE_READ(file, f_path.mnt)), *up;
+	struct dentry___fa *d = *dentry, *parent;
+	struct mount___fa *m = *mnt, *up;
 	struct fa_dir dir = {};
 	struct inode___fa *inode;
 
-	for (int i = 0; i < FA_WALK; i++) {
-		if (!dentry)
-			return 0;
-		inode = BPF_CORE_READ(dentry, d_inode);
-		dir.ino = BPF_CORE_READ(inode, i_ino);
-		if (dir_bloom & (1ULL << (dir.ino & 63))) {
-			dir.dev = BPF_CORE_READ(inode, i_sb, s_dev);
-			if (bpf_map_lookup_elem(&fa_dirs, &dir))
-				return 1;
-		}
-		if (dentry == BPF_CORE_READ(mnt, mnt.mnt_root)) {
-			/* A mount's root: go on from where it is mounted. */
-			up = BPF_CORE_READ(mnt, mnt_parent);
-			if (!up || up == mnt)
-				return 0;
-			dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
-			mnt = up;
-			continue;
-		}
-		parent = BPF_CORE_READ(dentry, d_parent);
-		if (parent == dentry)
-			return 0;
-		dentry = parent;
+	if (!d)
+		return -1;
+	inode = BPF_CORE_READ(d, d_inode);
+	dir.ino = BPF_CORE_READ(inode, i_ino);
+	if (dir_bloom & (1ULL << (dir.ino & 63))) {
+		dir.dev = BPF_CORE_READ(inode, i_sb, s_dev);
+		if (bpf_map_lookup_elem(&fa_dirs, &dir))
+			return 1;
 	}
+	if (d == BPF_CORE_READ(m, mnt.mnt_root)) {
+		/* A mount's root: go on from where it is mounted. */
+		up = BPF_CORE_READ(m, mnt_parent);
+		if (!up || up == m)
+			return -1;
+		*dentry = BPF_CORE_READ(m, mnt_mountpoint);
+		*mnt = up;
+		return 0;
+	}
+	parent = BPF_CORE_READ(d, d_parent);
+	if (parent == d)
+		return -1;
+	*dentry = parent;
+	return 0;
+}
+
+/* Whether `file` or one of its ancestors is a policy directory, within
+ * FA_WALK levels. Written out level by level, not as a loop: nothing in a
+ * level depends on a counter, and kernels before about 6.13 take two such
+ * iterations with unknown pointers for an infinite loop. */
+static __always_inline int under_policy(struct file___fa *file)
+{
+	struct dentry___fa *dentry = BPF_CORE_READ(file, f_path.dentry);
+	struct mount___fa *mnt = real_mount(BPF_CORE_READ(file, f_path.mnt));
+	int step;
+
+#define FA_STEP                                      \
+	step = policy_step(&dentry, &mnt);           \
+	if (step)                                    \
+		return step > 0;
+#define FA_STEP4 FA_STEP FA_STEP FA_STEP FA_STEP
+#define FA_STEP16 FA_STEP4 FA_STEP4 FA_STEP4 FA_STEP4
+	FA_STEP16
+	FA_STEP16
 	return 0;
 }
 
@@ -331,27 +353,29 @@ static __noinline void walk_names(struct fa_event *e, struct file___fa *file)
 	}
 }
 
+/* Whether `request` starts with prefix `p`: compared 8 bytes at a time
+ * under the prefix's byte masks (set by user space), without a loop (see
+ * under_policy). */
+static __always_inline int request_has_prefix(const __u64 *request, __u32 p)
+{
+	struct fa_prefix *prefix = bpf_map_lookup_elem(&fa_prefixes, &p);
+	__u64 differ = 0;
+
+	if (!prefix || !prefix->masks[0])
+		return 0;
+#define FA_WORD(k) differ |= (request[k] ^ prefix->words[k]) & prefix->masks[k];
+	FA_WORD(0) FA_WORD(1) FA_WORD(2) FA_WORD(3) FA_WORD(4) FA_WORD(5) FA_WORD(6) FA_WORD(7)
+	return !differ;
+}
+
 /* Whether the failed call's requested name starts with a policy prefix. */
 static __always_inline int request_under_policy(const char *request)
 {
-	for (__u32 p = 0; p < FA_MAX_PREFIXES; p++) {
-		struct fa_prefix *prefix = bpf_map_lookup_elem(&fa_prefixes, &p);
-		int same = 1;
+	const __u64 *words = (const __u64 *)request;
 
-		if (!prefix || !prefix->len)
-			continue;
-		for (__u32 j = 0; j < FA_PREFIX_LEN; j++) {
-			if (j >= prefix->len)
-				break;
-			if (request[j] != prefix->text[j]) {
-				same = 0;
-				break;
-			}
-		}
-		if (same)
-			return 1;
-	}
-	return 0;
+	return request_has_prefix(words, 0) || request_has_prefix(words, 1) || request_has_prefix(words, 2) ||
+	       request_has_prefix(words, 3) || request_has_prefix(words, 4) || request_has_prefix(words, 5) ||
+	       request_has_prefix(words, 6) || request_has_prefix(words, 7);
 }
 
 static __always_inline __u32 access_of(__u32 flags)

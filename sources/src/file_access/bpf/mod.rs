@@ -78,6 +78,29 @@ pub struct Policy {
     pub exclude_pid: u32,
 }
 
+/// Words of a prefix in `struct fa_prefix`.
+const WORDS: usize = FA_PREFIX_LEN as usize / 8;
+
+/// `struct fa_prefix` of `prefix`: its bytes as native-endian words (as
+/// the program reads the requested name), then a mask per word covering
+/// the prefix's bytes. A directory prefix (`/etc`) also covers the `/`
+/// after it, so `/etcetera` does not match.
+pub fn prefix_words(prefix: &str) -> [u64; 2 * WORDS] {
+    let mut text = prefix.trim_end_matches('/').as_bytes().to_vec();
+    text.push(b'/');
+    text.truncate(FA_PREFIX_LEN as usize);
+    let mut bytes = [0u8; FA_PREFIX_LEN as usize];
+    let mut mask = [0u8; FA_PREFIX_LEN as usize];
+    bytes[..text.len()].copy_from_slice(&text);
+    mask[..text.len()].fill(0xff);
+    let mut out = [0u64; 2 * WORDS];
+    for k in 0..WORDS {
+        out[k] = u64::from_ne_bytes(bytes[8 * k..8 * k + 8].try_into().unwrap());
+        out[WORDS + k] = u64::from_ne_bytes(mask[8 * k..8 * k + 8].try_into().unwrap());
+    }
+    out
+}
+
 /// The loaded programs. Dropping it detaches everything.
 pub struct FileAccessPrograms {
     object: Object,
@@ -151,19 +174,15 @@ impl FileAccessPrograms {
             }
         }
         {
-            let mut map: Array<&mut MapData, [u8; 4 + FA_PREFIX_LEN as usize]> =
+            let mut map: Array<&mut MapData, [u64; 2 * WORDS]> =
                 Array::try_from(object.ebpf_mut().map_mut("fa_prefixes").ok_or(LoadError::NoSuchMap {
                     object: OBJECT,
                     map: "fa_prefixes",
                 })?)
                 .map_err(map_error("fa_prefixes"))?;
             for (i, prefix) in policy.path_prefixes.iter().enumerate().take(FA_MAX_PREFIXES as usize) {
-                let mut value = [0u8; 4 + FA_PREFIX_LEN as usize];
-                let text = prefix.as_bytes();
-                let len = text.len().min(FA_PREFIX_LEN as usize);
-                value[..4].copy_from_slice(&(len as u32).to_ne_bytes());
-                value[4..4 + len].copy_from_slice(&text[..len]);
-                map.set(i as u32, value, 0).map_err(map_error("fa_prefixes"))?;
+                map.set(i as u32, prefix_words(prefix), 0)
+                    .map_err(map_error("fa_prefixes"))?;
             }
         }
         {
