@@ -10,6 +10,7 @@ pub mod energy;
 pub mod internal_metrics;
 pub mod memory;
 pub mod net_flows;
+pub mod process;
 pub mod profile;
 pub mod protocols;
 pub mod tcp;
@@ -24,6 +25,7 @@ pub fn register(registry: &mut Registry) {
     registry.source::<internal_metrics::InternalMetricsSourceConfig>();
     registry.source::<memory::MemorySourceConfig>();
     registry.source::<net_flows::NetFlowsSourceConfig>();
+    registry.source::<process::ProcessSourceConfig>();
     registry.source::<profile::ProfileSourceConfig>();
     registry.source::<protocols::ProtocolsSourceConfig>();
     registry.source::<tcp::TcpSourceConfig>();
