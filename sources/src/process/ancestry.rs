@@ -209,7 +209,7 @@ impl Ancestry {
         for stat in all {
             self.counts.procfs_reads += 1;
             let parent = self.live.get(&stat.ppid).cloned();
-            let process = self.from_procfs(&stat, 0, parent);
+            let process = self.procfs_entry(&stat, 0, parent);
             self.insert(process);
         }
         n
@@ -226,7 +226,13 @@ impl Ancestry {
         if let Some(process) = self.live.get(&pid) {
             return Some(Arc::clone(process));
         }
-        self.read_procfs(Identity { pid, ..Identity::default() }, 0)
+        self.read_procfs(
+            Identity {
+                pid,
+                ..Identity::default()
+            },
+            0,
+        )
     }
 
     /// A process exec'd: a new image of `reported.id.pid`.
@@ -353,7 +359,7 @@ impl Ancestry {
             ),
             None => None,
         };
-        let mut process = self.from_procfs(&stat, id.key_ns, parent);
+        let mut process = self.procfs_entry(&stat, id.key_ns, parent);
         if id.key_ns != 0 {
             let p = Arc::get_mut(&mut process).expect("not shared yet");
             p.origin = Origin::Fork;
@@ -362,7 +368,7 @@ impl Ancestry {
         Some(process)
     }
 
-    fn from_procfs(&self, stat: &ProcStat, key_ns: u64, parent: Option<Arc<Process>>) -> Arc<Process> {
+    fn procfs_entry(&self, stat: &ProcStat, key_ns: u64, parent: Option<Arc<Process>>) -> Arc<Process> {
         let start_ns = stat.start_ticks * self.tick_ns;
         let key_ns = if key_ns != 0 { key_ns } else { start_ns };
         Arc::new(Process {

@@ -210,7 +210,10 @@ impl SourceConfig for ProcessSourceConfig {
                 "must be at least 100ms",
             )
             .that(
-                self.binaries.iter().chain(&self.exclude_binaries).all(|b| !b.is_empty()),
+                self.binaries
+                    .iter()
+                    .chain(&self.exclude_binaries)
+                    .all(|b| !b.is_empty()),
                 "binaries",
                 "names must not be empty",
             );

@@ -56,7 +56,13 @@ fn children_carry_their_chain_after_parents_exit() {
     let json: serde_json::Value = serde_json::from_str(&ancestry_json(&child, 1)).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 1, "bounded by depth");
     assert_eq!(json[0]["exec_id"], shell.exec_id.as_str());
-    let log = process_log(EXEC, &child, 8, &"n".into(), sonde_core::event::Timestamp::from_nanos(1));
+    let log = process_log(
+        EXEC,
+        &child,
+        8,
+        &"n".into(),
+        sonde_core::event::Timestamp::from_nanos(1),
+    );
     assert_eq!(log.fields.get(PARENT_EXEC_ID), Some(&Value::Str(shell.exec_id.clone())));
     assert_eq!(log.fields.get(EXEC_ID), Some(&Value::Str(child.exec_id.clone())));
     assert_eq!(log.attributes.get(keys::PID), Some(&Value::Int(30)));

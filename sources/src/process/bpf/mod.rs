@@ -133,11 +133,13 @@ impl ProcessPrograms {
         let forks = u8::from(options.forks);
         let filter_cgroups = u8::from(!options.cgroups.is_empty());
         let filter_binaries = u8::from(!options.binaries.is_empty());
+        let filter_exclude = u8::from(!options.exclude_binaries.is_empty());
         let mut object = Object::load(OBJECT, ELF, |loader| {
             loader.override_global("args_max", &args_max, true);
             loader.override_global("emit_forks", &forks, true);
             loader.override_global("filter_cgroups", &filter_cgroups, true);
             loader.override_global("filter_binaries", &filter_binaries, true);
+            loader.override_global("filter_exclude", &filter_exclude, true);
             loader.override_global("rate_limit", &options.rate_limit, true);
             loader.map_max_entries(MAP_KEYS, options.max_processes.max(1));
             loader.map_max_entries(MAP_EVENTS, options.ring_bytes);

@@ -41,6 +41,8 @@ const volatile __u8 emit_forks = 0;
 const volatile __u8 filter_cgroups = 0;
 /* Only processes whose name is in `proc_binaries` as included. */
 const volatile __u8 filter_binaries = 0;
+/* Some names in `proc_binaries` are excluded. */
+const volatile __u8 filter_exclude = 0;
 /* Execs per second per cgroup; 0: no limit. */
 const volatile __u64 rate_limit = 0;
 
@@ -203,12 +205,25 @@ static __always_inline int filtered(__u64 cgroup_id, const char *comm)
 
 	if (filter_cgroups && !bpf_map_lookup_elem(&proc_cgroups, &cgroup_id))
 		return 1;
+	if (!filter_binaries && !filter_exclude)
+		return 0;
 	verdict = bpf_map_lookup_elem(&proc_binaries, comm);
 	if (verdict && *verdict == PROC_BINARY_EXCLUDE)
 		return 1;
 	if (filter_binaries && !(verdict && *verdict == PROC_BINARY_INCLUDE))
 		return 1;
 	return 0;
+}
+
+/* PROC_DROP_FILTERED when the filters leave the current process out. */
+static __always_inline __u32 current_filtered(void)
+{
+	char comm[16];
+
+	if (!filter_cgroups && !filter_binaries && !filter_exclude)
+		return 0;
+	bpf_get_current_comm(comm, sizeof(comm));
+	return filtered(bpf_get_current_cgroup_id(), comm) ? PROC_DROP_FILTERED : 0;
 }
 
 /* Whether this exec is over its cgroup's rate (one-second windows). */
@@ -402,9 +417,11 @@ int process_fork(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	key.key_ns = BPF_CORE_READ(child, start_boottime);
 	parent_of(child, &key);
-	/* A child of a left-out process is left out too, until it execs. */
+	/* A child of a left-out process is left out too, until it execs; a
+	 * parent the map does not know (it predates the programs) is judged
+	 * now, in its own context. */
 	parent_key = bpf_map_lookup_elem(&proc_keys, &key.ppid);
-	key.flags = parent_key ? parent_key->flags : 0;
+	key.flags = parent_key ? parent_key->flags : current_filtered();
 	keep_key(tgid, &key);
 	if (!emit_forks)
 		return 0;
@@ -447,7 +464,9 @@ int process_exit(struct bpf_raw_tracepoint_args *ctx)
 		record.head.key = *key;
 		bpf_map_delete_elem(&proc_keys, &pid);
 	} else {
+		/* It predates the programs: judged now, in its own context. */
 		record.head.flags = PROC_FLAG_KEY_UNKNOWN;
+		record.head.key.flags = current_filtered();
 		parent_of(task, &record.head.key);
 	}
 	if (record.head.key.flags) {
