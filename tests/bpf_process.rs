@@ -325,3 +325,55 @@ fn a_process_older_than_the_agent_exits_with_its_status() {
         "no exec was invented for it"
     );
 }
+
+/// A rate limit of 20 execs per second for a test cgroup and 200 execs
+/// there as fast as they go: every exec is either reported or counted as
+/// throttled for that cgroup (exactly 200 together), some are throttled,
+/// and the exits of throttled execs are dropped too, so execs and exits
+/// still pair.
+#[test]
+fn the_rate_limit_drops_execs_with_their_exits_and_counts_them() {
+    const RUNS: usize = 200;
+    let test = "the_rate_limit_drops_execs_with_their_exits_and_counts_them";
+    if !bpf_available_or_skip(test) {
+        return;
+    }
+    let cgroup = match TestCgroup::create() {
+        Ok(c) => c,
+        Err(e) => {
+            skip_or_fail(test, &format!("cannot create a cgroup v2 directory: {e}"));
+            return;
+        }
+    };
+    let config = ProcessSourceConfig {
+        cgroups: vec![cgroup.relative.clone()],
+        rate_limit: 20,
+        ..ProcessSourceConfig::default()
+    };
+    let (mut collector, mut records) = load(&config);
+    let procs = cgroup.path.join("cgroup.procs");
+    for _ in 0..RUNS {
+        let procs = procs.clone();
+        let mut command = Command::new("/bin/true");
+        // SAFETY: only a write(2) to a path prepared before the fork.
+        unsafe {
+            command.pre_exec(move || std::fs::write(&procs, b"0"));
+        }
+        assert!(command.status().unwrap().success());
+    }
+    let id = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&cgroup.path).unwrap());
+    let events = collect_until(&mut collector, &mut records, Duration::from_secs(2), |_| false);
+    let (execs, exits) = (logs(&events, EXEC).count(), logs(&events, EXIT).count());
+    let throttled: u64 = collector
+        .programs()
+        .throttled()
+        .unwrap()
+        .iter()
+        .filter(|(c, _)| *c == id)
+        .map(|(_, n)| n)
+        .sum();
+    eprintln!("{execs} execs reported, {throttled} throttled, {exits} exits");
+    assert_eq!(execs as u64 + throttled, RUNS as u64, "each exec reported or counted");
+    assert!(throttled > 0 && execs >= 20, "the limit acted");
+    assert_eq!(exits, execs, "exits of throttled execs are dropped too");
+}

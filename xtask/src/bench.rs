@@ -28,6 +28,7 @@ pub const BENCHMARKS: &[&str] = &[
     "net",
     "protocols",
     "databases",
+    "process",
     "profile",
     "energy",
     "agent",

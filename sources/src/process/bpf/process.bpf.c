@@ -192,8 +192,10 @@ static __always_inline void count(__u32 stat)
 {
 	__u64 *value = bpf_map_lookup_elem(&proc_stats, &stat);
 
+	/* Atomic although per CPU: a program can be preempted (it runs with
+	 * migration, not preemption, disabled) and another run on this CPU. */
 	if (value)
-		*value += 1;
+		__sync_fetch_and_add(value, 1);
 }
 
 /* ---- filters ---- */
@@ -243,7 +245,9 @@ static __always_inline int throttled(__u64 cgroup_id, __u64 now)
 		rate->window_ns = now;
 		rate->count = 0;
 	}
-	if (__sync_fetch_and_add(&rate->count, 1) < rate_limit)
+	/* No fetching atomics (5.12+): add, then read (racy, a few either way). */
+	__sync_fetch_and_add(&rate->count, 1);
+	if (rate->count <= rate_limit)
 		return 0;
 	__sync_fetch_and_add(&rate->throttled, 1);
 	return 1;
@@ -254,48 +258,55 @@ static __always_inline int throttled(__u64 cgroup_id, __u64 now)
 /* Writes the components of `path`, leaf first, each NUL-terminated, into
  * `buf` (PROC_PATH_BUF bytes), crossing mounts up to the root of the
  * caller's mount namespace. Returns the bytes written; sets `truncated`
- * in `flags` when the walk stopped early. */
-static __always_inline __u32 walk_path(struct path___proc *path, char *buf, __u32 *flags, __u32 truncated)
+ * in `flags` when the walk stopped early. The running length lives in
+ * `*off`, map memory the verifier does not track: each iteration then
+ * looks alike to it, and the states of the loop prune (kept in a register,
+ * its exact values multiply the states past the 1M-instruction limit on
+ * 6.1). */
+static __always_inline __u32 walk_path(struct path___proc *path, char *buf, volatile __u32 *off, __u32 *flags,
+				       __u32 truncated)
 {
 	struct vfsmount___proc *vfsmnt = BPF_CORE_READ(path, mnt);
 	struct dentry___proc *dentry = BPF_CORE_READ(path, dentry);
 	__u64 mnt_offset = bpf_core_field_offset(struct mount___proc, mnt);
 	struct mount___proc *mnt = (void *)vfsmnt - mnt_offset;
-	__u32 off = 0;
 	int i;
 
+	*off = 0;
 	for (i = 0; i < PROC_PATH_DEPTH; i++) {
 		struct dentry___proc *root = BPF_CORE_READ(vfsmnt, mnt_root);
 		struct dentry___proc *parent = BPF_CORE_READ(dentry, d_parent);
 		const unsigned char *name;
+		__u32 at;
 		long n;
 
 		if (!dentry)
-			return off;
+			return *off;
 		if (dentry == root || dentry == parent) {
 			struct mount___proc *up = BPF_CORE_READ(mnt, mnt_parent);
 
 			/* The top of the namespace's root mount: done. */
 			if (dentry != root || !up || up == mnt)
-				return off;
+				return *off;
 			dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
 			mnt = up;
 			vfsmnt = (void *)up + mnt_offset;
 			continue;
 		}
-		if (off >= PROC_PATH_MAX) {
+		at = *off;
+		if (at >= PROC_PATH_MAX) {
 			*flags |= truncated;
-			return off;
+			return at;
 		}
 		name = BPF_CORE_READ(dentry, d_name.name);
-		n = bpf_probe_read_kernel_str(buf + (off & (PROC_PATH_MAX - 1)), PROC_NAME_MAX, name);
+		n = bpf_probe_read_kernel_str(buf + (at & (PROC_PATH_MAX - 1)), PROC_NAME_MAX, name);
 		if (n <= 0)
-			return off;
-		off += n;
+			return at;
+		*off = at + (n & (PROC_NAME_MAX - 1 + PROC_NAME_MAX));
 		dentry = parent;
 	}
 	*flags |= truncated;
-	return off;
+	return *off;
 }
 
 static __always_inline void fill_head(struct proc_head *head, __u32 kind, struct task_struct___proc *task, __u64 now)
@@ -372,8 +383,9 @@ int process_exec(struct bpf_raw_tracepoint_args *ctx)
 	/* Address arithmetic only (CO-RE offsets): walk_path reads. */
 	file = BPF_CORE_READ(bprm, file);
 	fs = BPF_CORE_READ(task, fs);
-	e->exe_len = walk_path(&file->f_path, e->exe, &e->head.flags, PROC_FLAG_EXE_TRUNCATED);
-	e->cwd_len = walk_path(&fs->pwd, e->cwd, &e->head.flags, PROC_FLAG_CWD_TRUNCATED);
+	e->exe_len = walk_path(&file->f_path, e->exe, &e->_pad, &e->head.flags, PROC_FLAG_EXE_TRUNCATED);
+	e->cwd_len = walk_path(&fs->pwd, e->cwd, &e->_pad, &e->head.flags, PROC_FLAG_CWD_TRUNCATED);
+	e->_pad = 0;
 
 	/* argv is on the new stack, just written by the kernel: present. */
 	mm = BPF_CORE_READ(task, mm);

@@ -117,6 +117,7 @@ struct proc_exec {
 	__u32 args_len;
 	__u16 exe_len;
 	__u16 cwd_len;
+	/* Scratch of the path walk (its running length); 0 when sent. */
 	__u32 _pad;
 	char exe[PROC_PATH_BUF];
 	char cwd[PROC_PATH_BUF];
