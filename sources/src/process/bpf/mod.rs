@@ -134,6 +134,7 @@ impl ProcessPrograms {
         let filter_cgroups = u8::from(!options.cgroups.is_empty());
         let filter_binaries = u8::from(!options.binaries.is_empty());
         let filter_exclude = u8::from(!options.exclude_binaries.is_empty());
+        let wakeup_bytes = u64::from(options.ring_bytes / 4);
         let mut object = Object::load(OBJECT, ELF, |loader| {
             loader.override_global("args_max", &args_max, true);
             loader.override_global("emit_forks", &forks, true);
@@ -141,6 +142,7 @@ impl ProcessPrograms {
             loader.override_global("filter_binaries", &filter_binaries, true);
             loader.override_global("filter_exclude", &filter_exclude, true);
             loader.override_global("rate_limit", &options.rate_limit, true);
+            loader.override_global("wakeup_bytes", &wakeup_bytes, true);
             loader.map_max_entries(MAP_KEYS, options.max_processes.max(1));
             loader.map_max_entries(MAP_EVENTS, options.ring_bytes);
         })?;
