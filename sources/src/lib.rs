@@ -12,6 +12,7 @@ pub mod file_io;
 pub mod internal_metrics;
 pub mod memory;
 pub mod net_flows;
+pub mod process;
 pub mod profile;
 pub mod protocols;
 pub mod tcp;
@@ -28,6 +29,7 @@ pub fn register(registry: &mut Registry) {
     registry.source::<internal_metrics::InternalMetricsSourceConfig>();
     registry.source::<memory::MemorySourceConfig>();
     registry.source::<net_flows::NetFlowsSourceConfig>();
+    registry.source::<process::ProcessSourceConfig>();
     registry.source::<profile::ProfileSourceConfig>();
     registry.source::<protocols::ProtocolsSourceConfig>();
     registry.source::<tcp::TcpSourceConfig>();
