@@ -107,7 +107,8 @@ fn bytes_calls_and_latency_equal_the_workloads_own() {
         return;
     }
     const CHUNKS: u64 = 100;
-    let collector = Collector::load(&FileIoSourceConfig::default(), "test-node".into(), &[]).expect("file_io loads");
+    let mut collector =
+        Collector::load(&FileIoSourceConfig::default(), "test-node".into(), &[]).expect("file_io loads");
     let dir = tempfile::tempdir_in("/var/tmp").unwrap();
     let path = dir.path().join("data");
     let child = Command::new("python3")

@@ -58,9 +58,11 @@ struct TestCgroup {
 }
 
 impl TestCgroup {
-    fn create() -> std::io::Result<TestCgroup> {
+    /// A cgroup of its own for `test` (tests run in parallel threads of
+    /// one process: the pid alone would give them the same one).
+    fn create(test: &str) -> std::io::Result<TestCgroup> {
         let root = sonde_ebpf::cgroup::cgroup2_root()?;
-        let relative = format!("sonde-test-process-{}", std::process::id());
+        let relative = format!("sonde-test-process-{}-{test}", std::process::id());
         let path = root.join(&relative);
         std::fs::create_dir_all(&path)?;
         Ok(TestCgroup { path, relative })
@@ -86,7 +88,7 @@ fn two_thousand_execs_in_a_cgroup_pair_exactly() {
     if !bpf_available_or_skip(test) {
         return;
     }
-    let cgroup = match TestCgroup::create() {
+    let cgroup = match TestCgroup::create(test) {
         Ok(c) => c,
         Err(e) => {
             skip_or_fail(test, &format!("cannot create a cgroup v2 directory: {e}"));
@@ -338,7 +340,7 @@ fn the_rate_limit_drops_execs_with_their_exits_and_counts_them() {
     if !bpf_available_or_skip(test) {
         return;
     }
-    let cgroup = match TestCgroup::create() {
+    let cgroup = match TestCgroup::create(test) {
         Ok(c) => c,
         Err(e) => {
             skip_or_fail(test, &format!("cannot create a cgroup v2 directory: {e}"));
