@@ -10,7 +10,7 @@ pub mod energy;
 pub mod internal_metrics;
 pub mod memory;
 pub mod net_flows;
-// pub mod offcpu;
+pub mod offcpu;
 pub mod profile;
 pub mod protocols;
 pub mod runqueue;
@@ -26,7 +26,7 @@ pub fn register(registry: &mut Registry) {
     registry.source::<internal_metrics::InternalMetricsSourceConfig>();
     registry.source::<memory::MemorySourceConfig>();
     registry.source::<net_flows::NetFlowsSourceConfig>();
-    // registry.source::<offcpu::OffcpuSourceConfig>();
+    registry.source::<offcpu::OffcpuSourceConfig>();
     registry.source::<profile::ProfileSourceConfig>();
     registry.source::<protocols::ProtocolsSourceConfig>();
     registry.source::<runqueue::RunqueueSourceConfig>();
