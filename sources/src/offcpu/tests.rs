@@ -72,7 +72,7 @@ fn options_are_checked_by_name() {
 #[test]
 fn the_tracing_frames_are_cut_from_the_leaf() {
     use sonde_core::event::{Frame, FrameKind};
-    let frame = |name: &str, kind| Frame {
+    let frame = |name: &'static str, kind| Frame {
         function: name.into(),
         module: None,
         file: None,
