@@ -30,6 +30,7 @@ pub const BENCHMARKS: &[&str] = &[
     "databases",
     "profile",
     "energy",
+    "sched",
     "agent",
 ];
 
@@ -144,7 +145,7 @@ fn ensure_peers(name: &str) -> Result<()> {
         "protocols" => crate::setup::ensure_packages(crate::setup::PROTOCOLS_BENCH_PACKAGES),
         "databases" => crate::setup::ensure_packages(&["postgresql", "redis-server", "dnsmasq-base", "openssl"]),
         "disk" => crate::setup::ensure_packages(&["bpftrace", "util-linux"]),
-        "energy" => crate::setup::ensure_packages(&["bpftrace"]),
+        "energy" | "sched" => crate::setup::ensure_packages(&["bpftrace"]),
         _ => Ok(()),
     }
 }
