@@ -35,7 +35,8 @@ use serde_json::json;
 use sonde_ebpf::{objects, stats, Object};
 
 /// bpftrace's runqlat.bt (0.17 syntax), maps cleared at exit.
-const BPFTRACE_RUNQLAT: &str = "tracepoint:sched:sched_wakeup,tracepoint:sched:sched_wakeup_new { @qtime[args->pid] = nsecs; } \
+const BPFTRACE_RUNQLAT: &str =
+    "tracepoint:sched:sched_wakeup,tracepoint:sched:sched_wakeup_new { @qtime[args->pid] = nsecs; } \
      tracepoint:sched:sched_switch { if (args->prev_state == 0) { @qtime[args->prev_pid] = nsecs; } \
      $ns = @qtime[args->next_pid]; if ($ns) { @usecs = hist((nsecs - $ns) / 1000); } delete(@qtime[args->next_pid]); } \
      END { clear(@qtime); clear(@usecs); }";
@@ -217,7 +218,9 @@ fn run(tool: Tool, args: &Args, dir: &Path) -> Sample {
     let (measured, floor) = match tool {
         Tool::Empty => {
             let mut object = Object::load("probes", objects::PROBES, |_| {}).unwrap();
-            object.attach_tracepoint("probe_tracepoint", "sched", "sched_switch").unwrap();
+            object
+                .attach_tracepoint("probe_tracepoint", "sched", "sched_switch")
+                .unwrap();
             (None, Some(object))
         }
         Tool::Nothing => (None, None),
@@ -227,7 +230,11 @@ fn run(tool: Tool, args: &Args, dir: &Path) -> Sample {
     std::thread::sleep(Duration::from_secs(args.warmup));
     let floor_stats = |o: &Option<Object>| {
         o.as_ref()
-            .map(|o| o.program_stats().iter().fold((0u64, 0u64), |a, p| (a.0 + p.run_time_ns, a.1 + p.run_count)))
+            .map(|o| {
+                o.program_stats()
+                    .iter()
+                    .fold((0u64, 0u64), |a, p| (a.0 + p.run_time_ns, a.1 + p.run_count))
+            })
             .unwrap_or_default()
     };
     let (start, start_programs, start_floor, trips0) = (

@@ -12,7 +12,7 @@ use sonde_core::registry::{EbpfSide, SourceType};
 use sonde_core::topology::component_metrics;
 use sonde_core::{BoxError, Source, SourceConfig, SourceContext};
 
-use super::bpf::{Options, RQ_MAX_CGROUPS, RQ_MAX_FILTER, RQ_MAX_PROCESSES, RQ_MAX_WAITING};
+use super::bpf::{Options, RQ_MAX_CGROUPS, RQ_MAX_FILTER, RQ_MAX_PROCESSES, RQ_MAX_THREADS};
 use super::collect::Collector;
 
 /// Default time between two emissions.
@@ -21,8 +21,8 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_CGROUPS: u32 = RQ_MAX_CGROUPS;
 /// Default capacity of the kernel's map of process histograms.
 pub const DEFAULT_MAX_PROCESSES: u32 = RQ_MAX_PROCESSES;
-/// Default capacity of the kernel's map of threads waiting for a CPU.
-pub const DEFAULT_MAX_WAITING: u32 = RQ_MAX_WAITING;
+/// Default capacity of the kernel's map of threads.
+pub const DEFAULT_MAX_THREADS: u32 = RQ_MAX_THREADS;
 
 const fn default_interval() -> Duration {
     DEFAULT_INTERVAL
@@ -33,8 +33,8 @@ const fn default_max_cgroups() -> u32 {
 const fn default_max_processes() -> u32 {
     DEFAULT_MAX_PROCESSES
 }
-const fn default_max_waiting() -> u32 {
-    DEFAULT_MAX_WAITING
+const fn default_max_threads() -> u32 {
+    DEFAULT_MAX_THREADS
 }
 
 /// Run-queue latency (the time a thread waits for a CPU after it was
@@ -67,8 +67,9 @@ pub struct RunqueueSourceConfig {
     /// Default: empty (every cgroup).
     #[serde(default)]
     pub cgroups: Vec<String>,
-    /// Capacity of the kernel's map of per-cgroup histograms (about 300
-    /// bytes each, preallocated). A cgroup beyond it is not counted
+    /// Capacity of the kernel's map of per-cgroup histograms (232 bytes
+    /// per CPU each, preallocated: per CPU, so switches on different CPUs
+    /// never contend). A cgroup beyond it is not counted
     /// (`sonde_ebpf_map_full_total{map="rq_cgroups"}`). Removed cgroups
     /// are forgotten each interval. Default 1024.
     #[serde(default = "default_max_cgroups")]
@@ -78,11 +79,12 @@ pub struct RunqueueSourceConfig {
     /// Default 4096.
     #[serde(default = "default_max_processes")]
     pub max_processes: u32,
-    /// Capacity of the kernel's map of threads waiting for a CPU right now
-    /// (32 bytes each). When full, a wait is not measured
-    /// (`sonde_ebpf_map_full_total{map="rq_waiting"}`). Default 16384.
-    #[serde(default = "default_max_waiting")]
-    pub max_waiting: u32,
+    /// Capacity of the kernel's map of threads (24 bytes each, one per
+    /// thread that waited, dropped when it exits). A thread beyond it is
+    /// not measured (`sonde_ebpf_map_full_total{map="rq_threads"}`).
+    /// Default 32768.
+    #[serde(default = "default_max_threads")]
+    pub max_threads: u32,
 }
 
 impl Default for RunqueueSourceConfig {
@@ -94,7 +96,7 @@ impl Default for RunqueueSourceConfig {
             cgroups: Vec::new(),
             max_cgroups: DEFAULT_MAX_CGROUPS,
             max_processes: DEFAULT_MAX_PROCESSES,
-            max_waiting: DEFAULT_MAX_WAITING,
+            max_threads: DEFAULT_MAX_THREADS,
         }
     }
 }
@@ -106,7 +108,7 @@ impl RunqueueSourceConfig {
             per_process: self.per_process,
             pids: self.pids.clone(),
             filter_cgroups: !self.cgroups.is_empty(),
-            max_waiting: self.max_waiting,
+            max_threads: self.max_threads,
             max_cgroups: self.max_cgroups,
             max_processes: self.max_processes,
         }
@@ -144,7 +146,7 @@ impl SourceConfig for RunqueueSourceConfig {
         check
             .that(self.max_cgroups > 0, "max_cgroups", "must be at least 1")
             .that(self.max_processes > 0, "max_processes", "must be at least 1")
-            .that(self.max_waiting > 0, "max_waiting", "must be at least 1")
+            .that(self.max_threads > 0, "max_threads", "must be at least 1")
             .that(
                 self.pids.len() <= RQ_MAX_FILTER as usize,
                 "pids",

@@ -98,11 +98,11 @@ fn options_are_checked_by_name() {
     assert_eq!(config.max_cgroups, DEFAULT_MAX_CGROUPS);
     assert!(serde_json::from_str::<RunqueueSourceConfig>(r#"{"per_proces": true}"#).is_err());
     let bad = RunqueueSourceConfig {
-        max_waiting: 0,
+        max_threads: 0,
         cgroups: vec!["kubepods".to_string()],
         ..RunqueueSourceConfig::default()
     };
     let errors: Vec<Invalid> = bad.validate().unwrap_err();
     let named: Vec<&str> = errors.iter().map(|e| e.option).collect();
-    assert_eq!(named, ["max_waiting", "cgroups"]);
+    assert_eq!(named, ["max_threads", "cgroups"]);
 }

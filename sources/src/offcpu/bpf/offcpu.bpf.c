@@ -174,7 +174,7 @@ static __always_inline void add(void *counts, struct offcpu_key *key, __u64 ns)
 }
 
 /* `prev` (still `current`) leaves the CPU: sample it, or not. */
-static __always_inline void switch_out(void *ctx, struct task_struct___sonde *prev, __u32 tid, __u64 now)
+static __always_inline void switch_out(void *ctx, __u32 task_state, __u32 tid, __u64 now)
 {
 	struct offcpu_thread *thread = bpf_map_lookup_elem(&offcpu_threads, &tid);
 	struct offcpu_control *control;
@@ -215,7 +215,7 @@ static __always_inline void switch_out(void *ctx, struct task_struct___sonde *pr
 		thread->user_stack_id = stack_id(ctx, &offcpu_stacks_0, BPF_F_USER_STACK, OFFCPU_STAT_USER_COLLISION);
 		thread->kernel_stack_id = stack_id(ctx, &offcpu_stacks_0, 0, OFFCPU_STAT_KERNEL_COLLISION);
 	}
-	thread->state = label(sched_task_state(prev));
+	thread->state = label(task_state);
 	thread->pid = bpf_get_current_pid_tgid() >> 32;
 	bpf_get_current_comm(thread->comm, sizeof(thread->comm));
 	thread->since_ns = now;
@@ -261,32 +261,41 @@ static __always_inline void switch_in(__u32 tid, __u64 now)
 		add(&offcpu_counts_0, &key, ns);
 }
 
-static __always_inline int on_switch(void *ctx, struct task_struct___sonde *prev, struct task_struct___sonde *next)
-{
-	__u64 now = bpf_ktime_get_ns();
-	__u32 tid;
-
-	if (sample_every) {
-		tid = BPF_CORE_READ(prev, pid);
-		if (tid)
-			switch_out(ctx, prev, tid, now);
+/*
+ * Twice: plain loads of the BTF-typed tp_btf arguments (one instruction a
+ * field), probe reads of the raw_tp ones (a helper call a field).
+ */
+#define ON_SWITCH(flavor, read)                                                        \
+	static __always_inline int on_switch_##flavor(void *ctx, struct task_struct___sonde *prev, \
+						      struct task_struct___sonde *next)         \
+	{                                                                              \
+		__u64 now = bpf_ktime_get_ns();                                        \
+		__u32 tid;                                                             \
+                                                                                       \
+		if (sample_every) {                                                    \
+			tid = read(prev, pid);                                         \
+			if (tid)                                                       \
+				switch_out(ctx, sched_task_state_##flavor(prev), tid, now); \
+		}                                                                      \
+		tid = read(next, pid);                                                 \
+		if (tid)                                                               \
+			switch_in(tid, now);                                           \
+		return 0;                                                              \
 	}
-	tid = BPF_CORE_READ(next, pid);
-	if (tid)
-		switch_in(tid, now);
-	return 0;
-}
+
+ON_SWITCH(btf, SCHED_BTF_READ)
+ON_SWITCH(raw, BPF_CORE_READ)
 
 SEC("tp_btf/sched_switch")
 int BPF_PROG(offcpu_switch_btf, _Bool preempt, struct task_struct___sonde *prev, struct task_struct___sonde *next)
 {
-	return on_switch(ctx, prev, next);
+	return on_switch_btf(ctx, prev, next);
 }
 
 SEC("raw_tp/sched_switch")
 int BPF_PROG(offcpu_switch_raw, _Bool preempt, struct task_struct___sonde *prev, struct task_struct___sonde *next)
 {
-	return on_switch(ctx, prev, next);
+	return on_switch_raw(ctx, prev, next);
 }
 
 /* A thread exits: its state goes (it is running: no sample is pending). */

@@ -33,6 +33,16 @@ impl Default for RqHist {
 }
 
 impl RqHist {
+    /// Adds another CPU's counts.
+    pub fn add(&mut self, other: &RqHist) {
+        for (slot, n) in self.slots.iter_mut().zip(other.slots) {
+            *slot = slot.wrapping_add(n);
+        }
+        self.sum_ns = self.sum_ns.wrapping_add(other.sum_ns);
+        self.voluntary = self.voluntary.wrapping_add(other.voluntary);
+        self.involuntary = self.involuntary.wrapping_add(other.involuntary);
+    }
+
     /// Number of waits measured.
     pub fn waits(&self) -> u64 {
         self.slots.iter().sum()

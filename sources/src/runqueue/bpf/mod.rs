@@ -13,7 +13,7 @@ pub mod attach;
 pub use abi::*;
 pub use attach::Flavor;
 
-use sonde_ebpf::aya::maps::{HashMap, MapData, MapError};
+use sonde_ebpf::aya::maps::{HashMap, MapData, MapError, PerCpuHashMap};
 use sonde_ebpf::loader::{Object, ProgramStats};
 use sonde_ebpf::telemetry::{KernelStat, StatTotals, StatsArray};
 use sonde_ebpf::{LoadError, ReadError};
@@ -25,9 +25,9 @@ static ELF: &[u8] = sonde_ebpf::aya::include_bytes_aligned!(concat!(env!("OUT_DI
 
 /// The object's name, used in errors.
 pub const OBJECT: &str = "runqueue";
-/// Threads waiting on a run queue.
-pub const MAP_WAITING: &str = "rq_waiting";
-/// Histograms by cgroup.
+/// Every thread that waited, with its pending wait.
+pub const MAP_THREADS: &str = "rq_threads";
+/// Histograms by cgroup (per CPU).
 pub const MAP_CGROUPS: &str = "rq_cgroups";
 /// Histograms by process.
 pub const MAP_PROCESSES: &str = "rq_processes";
@@ -60,7 +60,7 @@ const PROGRAM_EXIT: &str = "rq_exit";
 
 /// How the programs' stats slots (`RQ_STAT_*`) are exported.
 pub const STATS: &[KernelStat] = &[
-    KernelStat::map_full(RQ_STAT_WAITING_FULL, MAP_WAITING),
+    KernelStat::map_full(RQ_STAT_THREADS_FULL, MAP_THREADS),
     KernelStat::map_full(RQ_STAT_CGROUPS_FULL, MAP_CGROUPS),
     KernelStat::map_full(RQ_STAT_PROCESSES_FULL, MAP_PROCESSES),
 ];
@@ -74,8 +74,8 @@ pub struct Options {
     pub pids: Vec<u32>,
     /// Watch only the cgroups user space puts in the cgroup filter.
     pub filter_cgroups: bool,
-    /// Capacity of the map of waiting threads.
-    pub max_waiting: u32,
+    /// Capacity of the map of threads.
+    pub max_threads: u32,
     /// Capacity of the map of cgroup histograms.
     pub max_cgroups: u32,
     /// Capacity of the map of process histograms.
@@ -88,7 +88,7 @@ impl Default for Options {
             per_process: false,
             pids: Vec::new(),
             filter_cgroups: false,
-            max_waiting: RQ_MAX_WAITING,
+            max_threads: RQ_MAX_THREADS,
             max_cgroups: RQ_MAX_CGROUPS,
             max_processes: RQ_MAX_PROCESSES,
         }
@@ -100,7 +100,7 @@ impl Default for Options {
 pub struct RunqueuePrograms {
     object: Object,
     flavor: Flavor,
-    cgroups: HashMap<MapData, u64, RqHist>,
+    cgroups: PerCpuHashMap<MapData, u64, RqHist>,
     processes: HashMap<MapData, RqProcessKey, RqProcess>,
     cgroup_filter: HashMap<MapData, u64, u8>,
     _pid_filter: HashMap<MapData, u32, u8>,
@@ -137,7 +137,7 @@ impl RunqueuePrograms {
             loader.override_global("per_process", &per_process, true);
             loader.override_global("filter_pids", &filter_pids, true);
             loader.override_global("filter_cgroups", &filter_cgroups, true);
-            loader.map_max_entries(MAP_WAITING, options.max_waiting.max(1));
+            loader.map_max_entries(MAP_THREADS, options.max_threads.max(1));
             loader.map_max_entries(MAP_CGROUPS, options.max_cgroups.max(1));
             loader.map_max_entries(MAP_PROCESSES, options.max_processes.max(1));
         })?;
@@ -190,12 +190,16 @@ impl RunqueuePrograms {
         Ok(())
     }
 
-    /// Every cgroup's running totals.
+    /// Every cgroup's running totals, summed over CPUs.
     pub fn cgroups(&self) -> Result<Vec<(u64, RqHist)>, ReadError> {
-        self.cgroups
-            .iter()
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(ReadError::of(OBJECT, MAP_CGROUPS))
+        let mut out = Vec::new();
+        for entry in self.cgroups.iter() {
+            let (id, per_cpu) = entry.map_err(ReadError::of(OBJECT, MAP_CGROUPS))?;
+            let mut sum = RqHist::default();
+            per_cpu.iter().for_each(|h| sum.add(h));
+            out.push((id, sum));
+        }
+        Ok(out)
     }
 
     /// Every process' running totals.

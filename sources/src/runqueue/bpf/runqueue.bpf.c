@@ -14,7 +14,7 @@
  *                                    and lands in a log2 histogram
  *   sched_process_exit               a thread's pending wait is dropped
  *
- * Waits are kept in a hash by thread id, not per CPU: a woken task often
+ * Wait starts are kept in a hash by thread id, not per CPU: a woken task often
  * runs on another CPU than the one that woke it, and a preempted one may
  * migrate. The rules follow the kernel's own schedstat (`run_delay`,
  * kernel/sched/stats.h), so the sums agree with /proc/TID/schedstat: a
@@ -50,16 +50,26 @@ const volatile __u8 filter_pids = 0;
 const volatile __u8 filter_cgroups = 0;
 const volatile __u8 per_process = 0;
 
+/*
+ * Every thread that waited, by thread id (deleted at exit); `since_ns` is
+ * 0 when no wait is pending. Entries stay rather than come and go with
+ * each wait: an in-place write costs far less than a hash insert and
+ * delete (bucket lock, free list) on every wakeup and switch.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, RQ_MAX_WAITING);
+	__uint(max_entries, RQ_MAX_THREADS);
 	__type(key, __u32);
-	__type(value, struct rq_waiting);
-} rq_waiting SEC(".maps");
+	__type(value, struct rq_thread);
+} rq_threads SEC(".maps");
 
-/* Not per-CPU: a histogram per cgroup per CPU would cost 240 B × CPUs. */
+/*
+ * Per CPU: every CPU adds to its own copy of a cgroup's histogram, no
+ * atomic and no cache line bouncing between CPUs switching tasks of the
+ * same cgroup (232 B × CPUs per cgroup, preallocated).
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, RQ_MAX_CGROUPS);
 	__type(key, __u64);
 	__type(value, struct rq_hist);
@@ -95,6 +105,7 @@ struct {
 } rq_stats SEC(".maps");
 
 static const struct rq_hist zero_hist;
+static const struct rq_thread zero_thread;
 static const struct rq_process zero_process;
 
 static __always_inline void count(__u32 stat)
@@ -103,6 +114,22 @@ static __always_inline void count(__u32 stat)
 
 	if (value)
 		*value += 1;
+}
+
+/* Thread `tid`'s entry, created if new (NULL, counted, when the map is full). */
+static __always_inline struct rq_thread *thread_entry(__u32 tid)
+{
+	struct rq_thread *thread = bpf_map_lookup_elem(&rq_threads, &tid);
+	long err;
+
+	if (thread)
+		return thread;
+	err = bpf_map_update_elem(&rq_threads, &tid, &zero_thread, BPF_NOEXIST);
+	if (err && err != -EEXIST) {
+		count(RQ_STAT_THREADS_FULL);
+		return 0;
+	}
+	return bpf_map_lookup_elem(&rq_threads, &tid);
 }
 
 /* Whether a task of process `pid` in cgroup `cgroup` is watched. */
@@ -156,121 +183,66 @@ static __always_inline struct rq_hist *process_hist(__u64 cgroup, __u32 pid, str
 	return &proc->hist;
 }
 
-static __always_inline void add_wait(struct rq_hist *hist, __u64 ns)
+/* Whether a histogram is shared by CPUs. */
+#define CGROUP_HIST 0
+#define PROCESS_HIST 1
+
+/* Adds to a histogram: atomically when it is `shared` by CPUs (processes). */
+static __always_inline void add_wait(struct rq_hist *hist, __u64 ns, int shared)
 {
 	__u32 slot = sonde_slot(ns, RQ_LATENCY_MIN_SHIFT, RQ_SLOTS);
 
-	if (slot < RQ_SLOTS)
+	if (slot >= RQ_SLOTS)
+		return;
+	if (shared) {
 		__sync_fetch_and_add(&hist->slots[slot], 1);
-	__sync_fetch_and_add(&hist->sum_ns, ns);
+		__sync_fetch_and_add(&hist->sum_ns, ns);
+	} else {
+		hist->slots[slot] += 1;
+		hist->sum_ns += ns;
+	}
 }
 
-static __always_inline void add_switch(struct rq_hist *hist, int voluntary)
+static __always_inline void add_switch(struct rq_hist *hist, int voluntary, int shared)
 {
-	if (voluntary)
-		__sync_fetch_and_add(&hist->voluntary, 1);
+	__u64 *counter = voluntary ? &hist->voluntary : &hist->involuntary;
+
+	if (shared)
+		__sync_fetch_and_add(counter, 1);
 	else
-		__sync_fetch_and_add(&hist->involuntary, 1);
+		*counter += 1;
 }
 
-/* `task` became runnable (woken): its wait starts, unless one is pending. */
-static __always_inline int on_wakeup(struct task_struct___sonde *task, __u64 flags)
-{
-	struct rq_waiting waiting = {};
-	__u32 tid = BPF_CORE_READ(task, pid);
-	long err;
+#define SCHED_FN(name) name##_btf
+#define SCHED_READ(t, field) SCHED_BTF_READ(t, field)
+#include "runqueue_handlers.h"
+#undef SCHED_FN
+#undef SCHED_READ
 
-	if (!tid)
-		return 0;
-	waiting.pid = BPF_CORE_READ(task, tgid);
-	waiting.cgroup_id = sched_task_cgroup(task);
-	if (!wanted(waiting.pid, waiting.cgroup_id))
-		return 0;
-	waiting.since_ns = bpf_ktime_get_ns();
-	err = bpf_map_update_elem(&rq_waiting, &tid, &waiting, flags);
-	if (err && err != -EEXIST)
-		count(RQ_STAT_WAITING_FULL);
-	return 0;
-}
-
-static __always_inline int on_switch(int preempt, struct task_struct___sonde *prev, struct task_struct___sonde *next)
-{
-	__u64 now = bpf_ktime_get_ns();
-	__u32 tid = BPF_CORE_READ(prev, pid);
-	struct rq_waiting *waiting;
-	struct rq_hist *hist;
-
-	if (tid) {
-		/* `prev` is still `current` here: the helpers read it cheaply. */
-		__u32 state = sched_task_state(prev);
-		__u32 pid = bpf_get_current_pid_tgid() >> 32;
-		__u64 cgroup = bpf_get_current_cgroup_id();
-
-		if (state) {
-			/* Blocked: no wait pending (drop one a spurious wakeup left). */
-			bpf_map_delete_elem(&rq_waiting, &tid);
-		}
-		if (wanted(pid, cgroup)) {
-			int voluntary = !preempt && state;
-
-			hist = cgroup_hist(cgroup);
-			if (hist)
-				add_switch(hist, voluntary);
-			if (per_process) {
-				hist = process_hist(cgroup, pid, 0);
-				if (hist)
-					add_switch(hist, voluntary);
-			}
-			if (!state) {
-				struct rq_waiting again = { .since_ns = now, .cgroup_id = cgroup, .pid = pid };
-
-				if (bpf_map_update_elem(&rq_waiting, &tid, &again, BPF_ANY))
-					count(RQ_STAT_WAITING_FULL);
-			}
-		}
-	}
-
-	tid = BPF_CORE_READ(next, pid);
-	if (!tid)
-		return 0;
-	waiting = bpf_map_lookup_elem(&rq_waiting, &tid);
-	if (!waiting)
-		return 0;
-	{
-		struct rq_waiting seen = *waiting;
-		__u64 ns = now > seen.since_ns ? now - seen.since_ns : 0;
-
-		bpf_map_delete_elem(&rq_waiting, &tid);
-		hist = cgroup_hist(seen.cgroup_id);
-		if (hist)
-			add_wait(hist, ns);
-		if (per_process) {
-			hist = process_hist(seen.cgroup_id, seen.pid, next);
-			if (hist)
-				add_wait(hist, ns);
-		}
-	}
-	return 0;
-}
+#define SCHED_FN(name) name##_raw
+#define SCHED_READ(t, field) BPF_CORE_READ(t, field)
+#include "runqueue_handlers.h"
+#undef SCHED_FN
+#undef SCHED_READ
 
 /* ---- tp_btf: arguments typed by the kernel's BTF (5.5+) ---- */
 
 SEC("tp_btf/sched_wakeup")
 int BPF_PROG(rq_wakeup_btf, struct task_struct___sonde *task)
 {
-	return on_wakeup(task, BPF_NOEXIST);
+	return on_wakeup_btf(task, 0);
 }
 
 SEC("tp_btf/sched_wakeup_new")
 int BPF_PROG(rq_wakeup_new_btf, struct task_struct___sonde *task)
 {
-	return on_wakeup(task, BPF_ANY);
+	return on_wakeup_btf(task, 1);
 }
 
 SEC("tp_btf/sched_switch")
 int BPF_PROG(rq_switch_btf, _Bool preempt, struct task_struct___sonde *prev, struct task_struct___sonde *next)
 {
-	return on_switch(preempt, prev, next);
+	return on_switch_btf(preempt, prev, next);
 }
 
 /* ---- raw_tp: the same, where tp_btf does not load (4.17+) ---- */
@@ -278,27 +250,27 @@ int BPF_PROG(rq_switch_btf, _Bool preempt, struct task_struct___sonde *prev, str
 SEC("raw_tp/sched_wakeup")
 int BPF_PROG(rq_wakeup_raw, struct task_struct___sonde *task)
 {
-	return on_wakeup(task, BPF_NOEXIST);
+	return on_wakeup_raw(task, 0);
 }
 
 SEC("raw_tp/sched_wakeup_new")
 int BPF_PROG(rq_wakeup_new_raw, struct task_struct___sonde *task)
 {
-	return on_wakeup(task, BPF_ANY);
+	return on_wakeup_raw(task, 1);
 }
 
 SEC("raw_tp/sched_switch")
 int BPF_PROG(rq_switch_raw, _Bool preempt, struct task_struct___sonde *prev, struct task_struct___sonde *next)
 {
-	return on_switch(preempt, prev, next);
+	return on_switch_raw(preempt, prev, next);
 }
 
-/* A thread exits: a wait it left pending would never end. */
+/* A thread exits: its entry goes (a reused id starts afresh). */
 SEC("tracepoint/sched/sched_process_exit")
 int rq_exit(void *ctx)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 
-	bpf_map_delete_elem(&rq_waiting, &tid);
+	bpf_map_delete_elem(&rq_threads, &tid);
 	return 0;
 }

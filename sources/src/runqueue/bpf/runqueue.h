@@ -17,8 +17,8 @@
 #define RQ_SLOTS 26
 
 /* Default capacities (entries); user space may override them before load. */
-/* Threads waiting on a run queue now (woken or preempted, not yet running). */
-#define RQ_MAX_WAITING 16384
+/* Threads with a wait start (every thread that waited; deleted at exit). */
+#define RQ_MAX_THREADS 32768
 /* cgroups with a histogram. */
 #define RQ_MAX_CGROUPS 1024
 /* Processes with a histogram (per_process only). */
@@ -27,17 +27,17 @@
 #define RQ_MAX_FILTER 4096
 
 /* Indexes of the `rq_stats` per-CPU array: what the programs lost. */
-/* `rq_waiting` was full: a thread's wait is not measured. */
-#define RQ_STAT_WAITING_FULL 0
+/* `rq_threads` was full: a thread's waits are not measured. */
+#define RQ_STAT_THREADS_FULL 0
 /* `rq_cgroups` had no room for a new cgroup: its events are not counted. */
 #define RQ_STAT_CGROUPS_FULL 1
 /* `rq_processes` had no room for a new process: counted for its cgroup only. */
 #define RQ_STAT_PROCESSES_FULL 2
 #define RQ_STAT_COUNT 3
 
-/* A thread waiting on a run queue (`rq_waiting`, by thread id). */
-struct rq_waiting {
-	/* When it became runnable (bpf_ktime_get_ns). */
+/* A thread's wait (`rq_threads`, by thread id). */
+struct rq_thread {
+	/* When it became runnable (bpf_ktime_get_ns); 0: not waiting. */
 	__u64 since_ns;
 	/* Its cgroup v2 id and process then. */
 	__u64 cgroup_id;
