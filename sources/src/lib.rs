@@ -12,9 +12,11 @@ pub mod file_io;
 pub mod internal_metrics;
 pub mod memory;
 pub mod net_flows;
+pub mod offcpu;
 pub mod process;
 pub mod profile;
 pub mod protocols;
+pub mod runqueue;
 pub mod tcp;
 
 use sonde_core::Registry;
@@ -29,8 +31,10 @@ pub fn register(registry: &mut Registry) {
     registry.source::<internal_metrics::InternalMetricsSourceConfig>();
     registry.source::<memory::MemorySourceConfig>();
     registry.source::<net_flows::NetFlowsSourceConfig>();
+    registry.source::<offcpu::OffcpuSourceConfig>();
     registry.source::<process::ProcessSourceConfig>();
     registry.source::<profile::ProfileSourceConfig>();
     registry.source::<protocols::ProtocolsSourceConfig>();
+    registry.source::<runqueue::RunqueueSourceConfig>();
     registry.source::<tcp::TcpSourceConfig>();
 }

@@ -33,6 +33,7 @@ pub const BENCHMARKS: &[&str] = &[
     "process",
     "profile",
     "energy",
+    "sched",
     "agent",
 ];
 
@@ -147,7 +148,7 @@ fn ensure_peers(name: &str) -> Result<()> {
         "protocols" => crate::setup::ensure_packages(crate::setup::PROTOCOLS_BENCH_PACKAGES),
         "databases" => crate::setup::ensure_packages(&["postgresql", "redis-server", "dnsmasq-base", "openssl"]),
         "disk" => crate::setup::ensure_packages(&["bpftrace", "util-linux"]),
-        "energy" => crate::setup::ensure_packages(&["bpftrace"]),
+        "energy" | "sched" => crate::setup::ensure_packages(&["bpftrace"]),
         _ => Ok(()),
     }
 }

@@ -39,6 +39,7 @@ pub(super) fn marker(stack: StackRef, which: &str) -> Option<Frame> {
         StackRef::Id(_) | StackRef::Empty => return None,
         StackRef::Collision => "stack map collision".to_string(),
         StackRef::MapFull => "stack map full".to_string(),
+        StackRef::Expired => "stack map reset since".to_string(),
         StackRef::Error(errno) => format!("error {errno}"),
     };
     Some(named_marker(format!("[lost {which} stack: {why}]")))

@@ -52,7 +52,8 @@ pub mod filter;
 mod frames;
 pub mod perf_map;
 pub mod procs;
-mod run;
+pub mod run;
+pub mod stacks;
 pub mod symbolize;
 #[cfg(test)]
 mod tests;

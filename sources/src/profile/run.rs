@@ -14,23 +14,38 @@ use std::time::{Duration, Instant};
 use super::bpf::NewPids;
 use sonde_core::event::{Event, EventBatch};
 use sonde_core::{BoxError, SourceContext};
+use sonde_ebpf::ReadError;
 use tokio::sync::mpsc;
 
-use super::collect::Collector;
 use super::symbolize::Symbols;
+
+/// A source of `Profile`s that drains kernel maps and symbolizes on the
+/// collecting thread (`profile`, `offcpu`).
+pub trait StackSource: Send + 'static {
+    /// The collecting thread's name.
+    const THREAD: &'static str;
+    /// Empty symbol caches (created on the collecting thread: not `Send`).
+    fn symbols(&self) -> Symbols;
+    /// The ring buffer announcing new processes, if the source has one (once).
+    fn take_new_pids(&mut self) -> Option<NewPids>;
+    /// Reads newly announced processes while they live.
+    fn note_new_pids(&mut self, pids: &[u32], symbols: &mut Symbols);
+    /// One interval's profiles.
+    fn collect(&mut self, symbols: &mut Symbols) -> Result<Vec<Event>, ReadError>;
+}
 
 /// How long the last round at shutdown may wait for the pipeline.
 const FINAL_SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Emits one batch of profiles every `interval` until shutdown, and a last
 /// one at shutdown.
-pub(super) async fn run(collector: Collector, interval: Duration, mut cx: SourceContext) -> Result<(), BoxError> {
+pub async fn run<C: StackSource>(collector: C, interval: Duration, mut cx: SourceContext) -> Result<(), BoxError> {
     let (tx, mut rx) = mpsc::channel::<Vec<Event>>(1);
     let stop = Arc::new(Stop::new()?);
     let thread = {
         let stop = Arc::clone(&stop);
         std::thread::Builder::new()
-            .name("sonde-profile".into())
+            .name(C::THREAD.into())
             .spawn(move || collect_loop(collector, interval, tx, &stop))?
     };
     let mut stopping = false;
@@ -64,8 +79,8 @@ pub(super) async fn run(collector: Collector, interval: Duration, mut cx: Source
     }
     tokio::task::spawn_blocking(move || thread.join())
         .await?
-        .map_err(|_| "the profile collecting thread panicked")?;
-    tracing::debug!(component = %cx.info, "profile source stopped");
+        .map_err(|_| format!("the {} collecting thread panicked", C::THREAD))?;
+    tracing::debug!(component = %cx.info, "source stopped");
     Ok(())
 }
 
@@ -108,7 +123,7 @@ impl Stop {
 
 /// The collecting thread: reads announced processes as they come, and
 /// drains and symbolizes every `interval`, and once more when `stop` is set.
-fn collect_loop(mut collector: Collector, interval: Duration, tx: mpsc::Sender<Vec<Event>>, stop: &Stop) {
+fn collect_loop<C: StackSource>(mut collector: C, interval: Duration, tx: mpsc::Sender<Vec<Event>>, stop: &Stop) {
     let mut symbols = collector.symbols();
     let mut new_pids = collector.take_new_pids();
     let mut next = Instant::now() + interval;
@@ -134,7 +149,7 @@ fn collect_loop(mut collector: Collector, interval: Duration, tx: mpsc::Sender<V
                 }
             }
             Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "profile read failed"),
+            Err(error) => tracing::warn!(%error, thread = C::THREAD, "profile read failed"),
         }
         if stopping {
             break;
@@ -142,7 +157,7 @@ fn collect_loop(mut collector: Collector, interval: Duration, tx: mpsc::Sender<V
     }
 }
 
-fn read_announced(ring: &mut NewPids, collector: &mut Collector, symbols: &mut Symbols) {
+fn read_announced<C: StackSource>(ring: &mut NewPids, collector: &mut C, symbols: &mut Symbols) {
     let pids = ring.read();
     if !pids.is_empty() {
         collector.note_new_pids(&pids, symbols);

@@ -13,6 +13,9 @@ pub const EFAULT: i32 = 14;
 pub const EEXIST: i32 = 17;
 /// `errno` of a stack id: the stack map was full.
 pub const ENOMEM: i32 = 12;
+/// `errno` (ESTALE) a program puts in a stack id whose stack map was reset
+/// since the stack was stored (`offcpu`'s long sleeps).
+pub const ESTALE: i32 = 116;
 
 /// `struct profile_key`: one process, thread and pair of stacks.
 #[repr(C)]
@@ -64,6 +67,8 @@ pub enum StackRef {
     Collision,
     /// Not stored: the stack map was full.
     MapFull,
+    /// Stored in a stack map that was reset since.
+    Expired,
     /// Another error from `bpf_get_stackid` (its errno).
     Error(i32),
 }
@@ -76,6 +81,7 @@ impl StackRef {
             e if e == -EFAULT => StackRef::Empty,
             e if e == -EEXIST => StackRef::Collision,
             e if e == -ENOMEM => StackRef::MapFull,
+            e if e == -ESTALE => StackRef::Expired,
             e => StackRef::Error(-e),
         }
     }
@@ -114,6 +120,7 @@ mod tests {
         assert_eq!(StackRef::from_raw(-14), StackRef::Empty);
         assert_eq!(StackRef::from_raw(-17), StackRef::Collision);
         assert_eq!(StackRef::from_raw(-12), StackRef::MapFull);
+        assert_eq!(StackRef::from_raw(-116), StackRef::Expired);
         assert_eq!(StackRef::from_raw(-22), StackRef::Error(22));
         let spilled = (PROFILE_SPILL_BIT | 5) as i32;
         assert_eq!(StackRef::from_raw(spilled), StackRef::Id(PROFILE_SPILL_BIT | 5));

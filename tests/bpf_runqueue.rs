@@ -1,0 +1,48 @@
+//! `source "runqueue"` against the real kernel (needs root): four busy
+//! processes share one CPU for 5 s; each one's run-queue wait summed by
+//! the source must agree with the kernel's schedstat (`/proc/PID/schedstat`
+//! field 2) within 5 %, and its context switches with `/proc/PID/status`
+//! within 2 % — once with the `tp_btf` programs, once with the `raw_tp`
+//! ones the loader falls back to.
+//!
+//! With `SONDE_REQUIRE_BPF=1` a machine that cannot load BPF fails the
+//! tests; without it they print why and pass.
+
+use std::time::Duration;
+
+use sonde_ebpf::testing::run_check;
+use sonde_sources::runqueue::bpf::attach::NO_TP_BTF_ENV;
+use sonde_sources::runqueue::conformance::spinners_agree;
+
+/// The kernel matrix's check, on this kernel (1 s).
+#[test]
+fn runqueue_conformance() {
+    run_check("runqueue_conformance", sonde_sources::runqueue::conformance::check);
+}
+
+/// The test: four spinners on one CPU for 5 s, tp_btf programs.
+#[test]
+fn spinners_agree_with_schedstat_tp_btf() {
+    std::env::remove_var(NO_TP_BTF_ENV);
+    run_check("spinners_agree_with_schedstat_tp_btf", || {
+        let evidence = spinners_agree(Duration::from_secs(5))?;
+        assert!(
+            evidence.contains("(tp_btf)"),
+            "tp_btf programs expected on this kernel: {evidence}"
+        );
+        Ok(evidence)
+    });
+}
+
+/// The same with the raw_tp programs (kernels whose BTF lacks the tracepoints).
+#[test]
+fn spinners_agree_with_schedstat_raw_tp() {
+    std::env::set_var(NO_TP_BTF_ENV, "1");
+    run_check("spinners_agree_with_schedstat_raw_tp", || {
+        let result = spinners_agree(Duration::from_secs(5));
+        std::env::remove_var(NO_TP_BTF_ENV);
+        let evidence = result?;
+        assert!(evidence.contains("(raw_tp)"), "raw_tp programs were forced: {evidence}");
+        Ok(evidence)
+    });
+}
