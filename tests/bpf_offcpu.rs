@@ -22,14 +22,25 @@ use sonde_sources::offcpu::conformance::{names, reported_ns, sleeps_agree};
 use sonde_sources::offcpu::{Collector, OffcpuSourceConfig, SAMPLE_TYPE, SAMPLE_UNIT};
 use sonde_sources::runqueue::bpf::attach::NO_TP_BTF_ENV;
 
+/// One test at a time in this binary: the kernel checks count this
+/// process' own sleeps in nanosleep (any thread's), and the tests switch
+/// the tp_btf / raw_tp choice through the environment.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 #[test]
 fn offcpu_conformance() {
+    let _serial = serial();
     std::env::remove_var(NO_TP_BTF_ENV);
     run_check("offcpu_conformance", sonde_sources::offcpu::conformance::check);
 }
 
 #[test]
 fn offcpu_conformance_raw_tp() {
+    let _serial = serial();
     std::env::set_var(NO_TP_BTF_ENV, "1");
     run_check("offcpu_conformance_raw_tp", || {
         let result = sleeps_agree(50, Duration::from_millis(10), 1.0, 0.10);
@@ -167,12 +178,14 @@ fn sleeps_at(test: &str, probability: f64, tolerance: f64) {
 /// 200 × nanosleep(10 ms), every switch-out sampled: ±10 %.
 #[test]
 fn nanosleeps_add_up_at_p_1() {
+    let _serial = serial();
     sleeps_at("nanosleeps_add_up_at_p_1", 1.0, 0.10);
 }
 
 /// The same, one switch-out in ten sampled and scaled by 10: ±30 %.
 #[test]
 fn nanosleeps_add_up_at_p_0_1() {
+    let _serial = serial();
     sleeps_at("nanosleeps_add_up_at_p_0_1", 0.1, 0.30);
 }
 
@@ -180,6 +193,7 @@ fn nanosleeps_add_up_at_p_0_1() {
 /// from its own waiting function, for most of the run.
 #[test]
 fn pipe_ping_pong_waits_in_pipe_read() {
+    let _serial = serial();
     let test = "pipe_ping_pong_waits_in_pipe_read";
     if !bpf_available_or_skip(test) {
         return;

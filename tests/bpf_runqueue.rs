@@ -15,14 +15,24 @@ use sonde_sources::runqueue::bpf::attach::NO_TP_BTF_ENV;
 use sonde_sources::runqueue::conformance::spinners_agree;
 
 /// The kernel matrix's check, on this kernel (1 s).
+/// One test at a time in this binary: they switch the tp_btf / raw_tp
+/// choice through the environment, and their spinners share CPUs.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 #[test]
 fn runqueue_conformance() {
+    let _serial = serial();
     run_check("runqueue_conformance", sonde_sources::runqueue::conformance::check);
 }
 
 /// The test: four spinners on one CPU for 5 s, tp_btf programs.
 #[test]
 fn spinners_agree_with_schedstat_tp_btf() {
+    let _serial = serial();
     std::env::remove_var(NO_TP_BTF_ENV);
     run_check("spinners_agree_with_schedstat_tp_btf", || {
         let evidence = spinners_agree(Duration::from_secs(5))?;
@@ -37,6 +47,7 @@ fn spinners_agree_with_schedstat_tp_btf() {
 /// The same with the raw_tp programs (kernels whose BTF lacks the tracepoints).
 #[test]
 fn spinners_agree_with_schedstat_raw_tp() {
+    let _serial = serial();
     std::env::set_var(NO_TP_BTF_ENV, "1");
     run_check("spinners_agree_with_schedstat_raw_tp", || {
         let result = spinners_agree(Duration::from_secs(5));
