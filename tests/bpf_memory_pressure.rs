@@ -304,7 +304,7 @@ fn an_oom_kill_names_the_victim_and_its_cgroup() {
         other => panic!("usage: {other:?}"),
     };
     assert!(
-        usage <= LIMIT && usage >= LIMIT / 2,
+        (LIMIT / 2..=LIMIT).contains(&usage),
         "usage at the kill {usage} B, limit {LIMIT} B"
     );
     assert_eq!(
