@@ -29,6 +29,7 @@
 #include <bpf/bpf_core_read.h>
 
 #include "file_access.h"
+#include "sonde_fd.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -149,28 +150,7 @@ static __always_inline void count(__u32 stat)
 		*value += 1;
 }
 
-struct sys_enter_ctx {
-	__u64 common;
-	__s64 nr;
-	__u64 args[6];
-};
-
-struct sys_exit_ctx {
-	__u64 common;
-	__s64 nr;
-	__s64 ret;
-};
-
 /* ---- kernel types read by CO-RE (only the fields used) ---- */
-
-struct fdtable___fa {
-	unsigned int max_fds;
-	void **fd;
-} __attribute__((preserve_access_index));
-
-struct files_struct___fa {
-	struct fdtable___fa *fdt;
-} __attribute__((preserve_access_index));
 
 struct kuid___fa {
 	__u32 val;
@@ -181,7 +161,6 @@ struct cred___fa {
 } __attribute__((preserve_access_index));
 
 struct task_struct___fa {
-	struct files_struct___fa *files;
 	const struct cred___fa *cred;
 } __attribute__((preserve_access_index));
 
@@ -235,21 +214,6 @@ struct open_how___fa {
 #define O_RDWR___fa 2
 #define O_CREAT___fa 0100
 #define O_TRUNC___fa 01000
-
-static __always_inline struct file___fa *fd_file(__s64 fd)
-{
-	struct task_struct___fa *task = (void *)bpf_get_current_task();
-	struct fdtable___fa *fdt = BPF_CORE_READ(task, files, fdt);
-	void **fds;
-	void *file = 0;
-
-	if (fd < 0 || !fdt || fd >= BPF_CORE_READ(fdt, max_fds))
-		return 0;
-	fds = BPF_CORE_READ(fdt, fd);
-	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]))
-		return 0;
-	return file;
-}
 
 static __always_inline struct mount___fa *real_mount(struct vfsmount___fa *vfsmount)
 {
@@ -450,7 +414,7 @@ static __always_inline int within_rate(__u64 cgroup, __u64 now)
 	return rate->count <= rate_per_sec;
 }
 
-static __always_inline int call_exit(struct sys_exit_ctx *ctx)
+static __always_inline int call_exit(struct sonde_sys_exit *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid(), now = bpf_ktime_get_ns(), cgroup;
 	__u32 tid = (__u32)id, pid = id >> 32;
@@ -466,7 +430,7 @@ static __always_inline int call_exit(struct sys_exit_ctx *ctx)
 	if (!pending)
 		return 0;
 	if (ret >= 0) {
-		file = fd_file(ret);
+		file = sonde_fd_file(ret);
 		if (!file)
 			goto done;
 		if (use_dirs && !under_policy(file)) {
@@ -533,19 +497,19 @@ done:
 }
 
 SEC("tracepoint/syscalls/sys_enter_open")
-int enter_open(struct sys_enter_ctx *ctx)
+int enter_open(struct sonde_sys_enter *ctx)
 {
 	return call_enter(ctx->args[0], (__u32)ctx->args[1], FA_OP_OPEN);
 }
 
 SEC("tracepoint/syscalls/sys_enter_openat")
-int enter_openat(struct sys_enter_ctx *ctx)
+int enter_openat(struct sonde_sys_enter *ctx)
 {
 	return call_enter(ctx->args[1], (__u32)ctx->args[2], FA_OP_OPENAT);
 }
 
 SEC("tracepoint/syscalls/sys_enter_openat2")
-int enter_openat2(struct sys_enter_ctx *ctx)
+int enter_openat2(struct sonde_sys_enter *ctx)
 {
 	struct open_how___fa how = {};
 
@@ -554,14 +518,14 @@ int enter_openat2(struct sys_enter_ctx *ctx)
 }
 
 SEC("tracepoint/syscalls/sys_enter_creat")
-int enter_creat(struct sys_enter_ctx *ctx)
+int enter_creat(struct sonde_sys_enter *ctx)
 {
 	return call_enter(ctx->args[0], O_CREAT___fa | O_WRONLY___fa | O_TRUNC___fa, FA_OP_CREAT);
 }
 
 /* Every open's exit (attached to each sys_exit_* of the calls above). */
 SEC("tracepoint/syscalls/sys_exit_openat")
-int call_exit_tp(struct sys_exit_ctx *ctx)
+int call_exit_tp(struct sonde_sys_exit *ctx)
 {
 	return call_exit(ctx);
 }

@@ -22,6 +22,7 @@
 
 #include "file_io.h"
 #include "sonde_slot.h"
+#include "sonde_fd.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -81,33 +82,6 @@ static __always_inline void count(__u32 stat)
 		*value += 1;
 }
 
-/* struct syscall_trace_enter/exit: an 8-byte trace_entry and the syscall
- * number, then the arguments or the return value (stable since 2.6.32). */
-struct sys_enter_ctx {
-	__u64 common;
-	__s64 nr;
-	__u64 args[6];
-};
-
-struct sys_exit_ctx {
-	__u64 common;
-	__s64 nr;
-	__s64 ret;
-};
-
-struct fdtable___fio {
-	unsigned int max_fds;
-	void **fd;
-} __attribute__((preserve_access_index));
-
-struct files_struct___fio {
-	struct fdtable___fio *fdt;
-} __attribute__((preserve_access_index));
-
-struct task_struct___fio {
-	struct files_struct___fio *files;
-} __attribute__((preserve_access_index));
-
 struct super_block___fio {
 	__u32 s_dev;
 } __attribute__((preserve_access_index));
@@ -139,23 +113,6 @@ struct file___fio {
 #define S_IFMT___fio 0170000
 #define S_IFREG___fio 0100000
 
-/* The struct file at `fd` of the current task, or 0 (CO-RE walk of the fd
- * table: no kprobe marks file calls). */
-static __always_inline struct file___fio *fd_file(__u32 fd)
-{
-	struct task_struct___fio *task = (void *)bpf_get_current_task();
-	struct fdtable___fio *fdt = BPF_CORE_READ(task, files, fdt);
-	void **fds;
-	void *file = 0;
-
-	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
-		return 0;
-	fds = BPF_CORE_READ(fdt, fd);
-	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]))
-		return 0;
-	return file;
-}
-
 static __always_inline int call_enter(__u64 fd, __u32 op)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -168,7 +125,7 @@ static __always_inline int call_enter(__u64 fd, __u32 op)
 		return 0;
 	if (only_listed && !bpf_map_lookup_elem(&fio_pids, &pid))
 		return 0;
-	file = fd_file((__u32)fd);
+	file = sonde_fd_file((__u32)fd);
 	if (!file)
 		return 0;
 	inode = BPF_CORE_READ(file, f_inode);
@@ -231,7 +188,7 @@ static __always_inline struct fio_value *new_file(struct fio_start *start)
 	if (notice) {
 		notice->key = start->key;
 		notice->fd = start->fd;
-		walk_names(notice, fd_file(start->fd));
+		walk_names(notice, sonde_fd_file(start->fd));
 		bpf_ringbuf_submit(notice, 0);
 	} else {
 		count(FIO_STAT_RING_FULL);
@@ -239,7 +196,7 @@ static __always_inline struct fio_value *new_file(struct fio_start *start)
 	return bpf_map_lookup_elem(&fio_files, &start->key);
 }
 
-static __always_inline int call_exit(struct sys_exit_ctx *ctx)
+static __always_inline int call_exit(struct sonde_sys_exit *ctx)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct fio_op_stats *stats;
@@ -280,7 +237,7 @@ done:
 
 #define ENTER(name, op)                                                    \
 	SEC("tracepoint/syscalls/sys_enter_" #name)                        \
-	int enter_##name(struct sys_enter_ctx *ctx)                        \
+	int enter_##name(struct sonde_sys_enter *ctx)                        \
 	{                                                                  \
 		return call_enter(ctx->args[0], op);                       \
 	}
@@ -300,7 +257,7 @@ ENTER(fdatasync, FIO_OP_FSYNC)
 
 /* Every call's exit (attached to each sys_exit_* of the calls above). */
 SEC("tracepoint/syscalls/sys_exit_read")
-int call_exit_tp(struct sys_exit_ctx *ctx)
+int call_exit_tp(struct sonde_sys_exit *ctx)
 {
 	return call_exit(ctx);
 }
