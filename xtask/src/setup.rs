@@ -46,6 +46,8 @@ pub const TEST_PACKAGES: &[&str] = &[
     "redis-tools",
     "dnsmasq-base",
     "bind9-dnsutils",
+    // The disk queue-depth test's load (fio's own iostat-style figures).
+    "fio",
 ];
 
 /// What `cargo xtask kernels` needs: qemu (and its virtiofsd) to boot the
