@@ -275,6 +275,33 @@ static __always_inline int under_policy(struct file___fa *file)
 	return 0;
 }
 
+/* A file's path-policy verdict, remembered for FA_VERDICT_NS: an open
+ * storm on one file walks its path once, not at every open. A file moved
+ * in or out of a policy directory keeps its old verdict that long. */
+struct fa_verdict {
+	__u64 ns;
+	__u64 matched;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, FA_VERDICT_ENTRIES);
+	__type(key, struct fa_dir);
+	__type(value, struct fa_verdict);
+} fa_verdicts SEC(".maps");
+
+static __always_inline int policy_verdict(struct file___fa *file, __u64 ino, __u32 dev, __u64 now)
+{
+	struct fa_dir key = { .ino = ino, .dev = dev };
+	struct fa_verdict *known = bpf_map_lookup_elem(&fa_verdicts, &key), fresh = { .ns = now };
+
+	if (known && now - known->ns < FA_VERDICT_NS)
+		return known->matched;
+	fresh.matched = under_policy(file);
+	bpf_map_update_elem(&fa_verdicts, &key, &fresh, BPF_ANY);
+	return fresh.matched;
+}
+
 /* The names of `file`'s dentries into `e->path`, the file's own first, up
  * to the global root; a step that crosses from a mount's root to where it
  * is mounted leaves its slot empty (user space skips those). Slots are
@@ -433,12 +460,12 @@ static __always_inline int call_exit(struct sonde_sys_exit *ctx)
 		file = sonde_fd_file(ret);
 		if (!file)
 			goto done;
-		if (use_dirs && !under_policy(file)) {
+		ino = BPF_CORE_READ(file, f_path.dentry, d_inode, i_ino);
+		dev = BPF_CORE_READ(file, f_path.dentry, d_inode, i_sb, s_dev);
+		if (use_dirs && !policy_verdict(file, ino, dev, now)) {
 			count(FA_STAT_FILTERED_PATH);
 			goto done;
 		}
-		ino = BPF_CORE_READ(file, f_path.dentry, d_inode, i_ino);
-		dev = BPF_CORE_READ(file, f_path.dentry, d_inode, i_sb, s_dev);
 		if (dedup_ns) {
 			struct fa_dedup_key key = { .ino = ino, .dev = dev, .pid = pid, .access = pending->access };
 			__u64 *seen = bpf_map_lookup_elem(&fa_dedup, &key);

@@ -37,6 +37,9 @@
 /* (process, file, flags) pairs remembered for the dedup window. */
 #define FA_DEDUP_ENTRIES 16384
 #define FA_MAX_PENDING 16384
+/* Files whose path-policy verdict is remembered, and for how long (ns). */
+#define FA_VERDICT_ENTRIES 8192
+#define FA_VERDICT_NS 1000000000ULL
 /* The event ring buffer (bytes). */
 #define FA_RING_BYTES (1 << 20)
 
