@@ -58,18 +58,28 @@ print(spent["write"], spent["read"], spent["fsync"])
 print(waited["write"], waited["read"], waited["fsync"])
 "#;
 
-/// Runs `script` in a Python child that first waits for a line on stdin
-/// (so a collector can be loaded for its pid), then lets it go; returns
-/// its pid once it is done.
+/// Runs `script` in a Python child that, once started (its own modules
+/// read), says so and waits for a line on stdin, so that a collector
+/// loaded for its pid counts the script's I/O only; returns its pid once
+/// it is done.
 fn run_counted(script: &str, arg: &std::path::Path, config: FileIoSourceConfig) -> (Collector, u32) {
-    use std::io::Write;
+    use std::io::{BufRead, Write};
     let mut child = Command::new("python3")
-        .args(["-c", &format!("import sys\nsys.stdin.readline()\n{script}")])
+        .args([
+            "-c",
+            &format!("import sys\nprint('ready', flush=True)\nsys.stdin.readline()\n{script}"),
+        ])
         .arg(arg)
         .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let pid = child.id();
+    let mut ready = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert_eq!(ready.trim(), "ready");
     let config = FileIoSourceConfig {
         pids: vec![pid],
         ..config
