@@ -92,13 +92,15 @@ impl Drop for Receiver {
     }
 }
 
-/// The requests recorded in a receiver's file.
+/// The requests recorded in a receiver's file: its complete lines (the
+/// receiver may be writing the last one while this reads).
 pub fn requests(out: &Path) -> Vec<Value> {
-    std::fs::read_to_string(out)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    let text = std::fs::read_to_string(out).unwrap_or_default();
+    let complete = match text.rfind('\n') {
+        Some(end) => &text[..end],
+        None => "",
+    };
+    complete.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
 /// A running `sonde run`, killed on drop.
