@@ -108,6 +108,22 @@ pub struct SourceContext {
     pub shutdown: CancellationToken,
 }
 
+impl SourceContext {
+    /// Sends `events` (nothing when empty). While the source runs, a
+    /// shutdown stuck behind a full pipeline gives up on the batch and
+    /// returns `Ok(false)`; once `stopping` (the last batch), it waits for
+    /// the pipeline. `Ok(true)`: sent.
+    pub async fn send_events(&mut self, events: Vec<crate::event::Event>, stopping: bool) -> Result<bool, BoxError> {
+        if events.is_empty() {
+            return Ok(true);
+        }
+        tokio::select! {
+            result = self.out.send(EventBatch::new(events)) => result.map(|()| true),
+            _ = self.shutdown.cancelled(), if !stopping => Ok(false),
+        }
+    }
+}
+
 /// What a transform is given to build.
 pub struct TransformContext {
     /// Who it is.

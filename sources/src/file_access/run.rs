@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use sonde_core::event::{Event, EventBatch};
+use sonde_core::event::Event;
 use sonde_core::{BoxError, SourceContext};
 use tokio::io::unix::AsyncFd;
 
@@ -43,12 +43,9 @@ pub(super) async fn run(mut collector: Collector, interval: Duration, mut cx: So
             events.extend(records.iter().map(|r| collector.record(r, &clock)));
             events.extend(collector.counters()?);
         }
-        if !events.is_empty() {
-            tokio::select! {
-                result = cx.out.send(EventBatch::new(events)) => result?,
-                _ = cx.shutdown.cancelled(), if !stopping => {}
-            }
-        }
+        // Stuck behind a full pipeline at shutdown: this batch is given up,
+        // the next round drains the ring buffer one last time.
+        cx.send_events(events, stopping).await?;
         if stopping {
             break;
         }

@@ -105,9 +105,13 @@ impl Collector {
         let mut live = HashSet::new();
         let mut exited = HashSet::new();
         let mut previous = HashMap::with_capacity(files.len());
+        // Whether each process is gone, looked up once per process, not per file.
+        let mut gone_pids: HashMap<u32, bool> = HashMap::new();
         for (rank, (key, value)) in files.iter().enumerate() {
             let process = (key.pid, key.cgroup_id, value.comm);
-            let gone = !Path::new(&format!("/proc/{}", key.pid)).exists();
+            let gone = *gone_pids
+                .entry(key.pid)
+                .or_insert_with(|| !Path::new(&format!("/proc/{}", key.pid)).exists());
             if gone {
                 exited.insert(process);
             }

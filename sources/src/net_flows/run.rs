@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use super::bpf::ClosedFlows;
-use sonde_core::event::{Event, EventBatch};
+use sonde_core::event::Event;
 use sonde_core::{BoxError, SourceContext};
 use tokio::io::unix::AsyncFd;
 use tokio::time::MissedTickBehavior;
@@ -96,12 +96,9 @@ pub(super) async fn run(
                 (events, true)
             }
         };
-        if !events.is_empty() {
-            tokio::select! {
-                result = cx.out.send(EventBatch::new(events)) => result?,
-                // Stuck behind a full pipeline at shutdown: give up on this batch.
-                _ = cx.shutdown.cancelled(), if !stopping => break,
-            }
+        // Stuck behind a full pipeline at shutdown: give up on this batch.
+        if !cx.send_events(events, stopping).await? {
+            break;
         }
         if stopping {
             break;

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use sonde_core::event::{Event, EventBatch, Timestamp};
+use sonde_core::event::{Event, Timestamp};
 use sonde_core::{BoxError, SourceContext};
 use tokio::io::unix::AsyncFd;
 use tokio::time::MissedTickBehavior;
@@ -59,12 +59,9 @@ pub(super) async fn run(
                 (events, true)
             }
         };
-        if !events.is_empty() {
-            tokio::select! {
-                result = cx.out.send(EventBatch::new(events)) => result?,
-                // Stuck behind a full pipeline at shutdown: give up on this batch.
-                _ = cx.shutdown.cancelled(), if !stopping => break,
-            }
+        // Stuck behind a full pipeline at shutdown: give up on this batch.
+        if !cx.send_events(events, stopping).await? {
+            break;
         }
         if stopping {
             break;
