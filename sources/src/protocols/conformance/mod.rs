@@ -80,5 +80,9 @@ pub fn check() -> Result<String, CheckError> {
         replay::verify(&replay::POSTGRES, &spans, postgres_port)?,
         replay::verify(&replay::MARIADB, &spans, mariadb_port)?,
     ];
-    Ok(parts.join("; "))
+    Ok(format!(
+        "{} ({:?} object)",
+        parts.join("; "),
+        collector.programs().object_kind()
+    ))
 }
