@@ -562,7 +562,7 @@ sink "console" "out" {
                 e["name"] == name && e["attributes"]["component_id"] == "flows" && e["attributes"][key] == value
             })
             .map(|e| e["value"]["value"].as_f64().unwrap_or(f64::NAN))
-            .last()
+            .next_back()
     };
     assert_eq!(
         counter("sonde_ebpf_map_evictions_total", "map", "flow_tcp"),
