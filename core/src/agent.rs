@@ -125,7 +125,7 @@ pub async fn run(source: ConfigSource, registry: Registry) -> Result<RunReport, 
         None => None,
     };
     let api_socket = match &agent.api_socket {
-        Some(path) => Some((api::bind_unix(path)?, path.clone())),
+        Some(path) => Some(api::bind_unix(path)?),
         None => None,
     };
 
@@ -156,7 +156,7 @@ pub async fn run(source: ConfigSource, registry: Registry) -> Result<RunReport, 
     if let Some(listener) = api_listener {
         api::serve(listener, api_state.clone(), api_token, api_stop.clone())?;
     }
-    if let Some((listener, path)) = api_socket {
+    if let (Some(listener), Some(path)) = (api_socket, &agent.api_socket) {
         api::serve_unix(listener, path, api_state, api_stop.clone());
     }
     tracing::info!(components = topology.graph().len(), "pipeline running");
@@ -204,6 +204,9 @@ pub async fn run(source: ConfigSource, registry: Registry) -> Result<RunReport, 
         }
     };
     api_stop.cancel();
+    if let Some(path) = &agent.api_socket {
+        let _ = std::fs::remove_file(path);
+    }
     if stopped == Stopped::GraceOver {
         tracing::error!(grace = ?agent.shutdown_grace, "shutdown grace period over before every event was delivered");
     }

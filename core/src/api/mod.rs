@@ -141,9 +141,9 @@ pub fn serve(
     Ok(bound)
 }
 
-/// Serves on the unix socket `listener` (no token) until `shutdown`, then
-/// removes the socket file.
-pub fn serve_unix(listener: tokio::net::UnixListener, path: PathBuf, state: ApiState, shutdown: CancellationToken) {
+/// Serves on the unix socket `listener` (no token) until `shutdown`. The
+/// agent removes the socket file when it stops.
+pub fn serve_unix(listener: tokio::net::UnixListener, path: &Path, state: ApiState, shutdown: CancellationToken) {
     let app = router(state, None);
     tracing::info!(socket = %path.display(), "agent API listening");
     tokio::spawn(async move {
@@ -151,7 +151,6 @@ pub fn serve_unix(listener: tokio::net::UnixListener, path: PathBuf, state: ApiS
         if let Err(error) = server.await {
             tracing::error!(%error, "agent API (unix socket) stopped");
         }
-        let _ = std::fs::remove_file(&path);
     });
 }
 

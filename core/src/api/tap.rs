@@ -103,9 +103,13 @@ fn producers(request: &TapRequest, graph: &[GraphNode]) -> Result<HashMap<Shared
     let mut wanted: HashMap<SharedStr, EventKinds> = HashMap::new();
     for id in &request.components {
         let Some(node) = graph.iter().find(|n| &*n.id == id) else {
-            let hint = crate::config::did_you_mean(id, graph.iter().map(|n| &*n.id))
-                .map(|best| format!("; did you mean `{best}`?"))
-                .unwrap_or_default();
+            let hint = match crate::config::did_you_mean(id, graph.iter().map(|n| &*n.id)) {
+                Some(best) => format!("; did you mean `{best}`?"),
+                None => {
+                    let ids: Vec<&str> = graph.iter().map(|n| &*n.id).collect();
+                    format!("; running: {}", ids.join(", "))
+                }
+            };
             return Err(bad(StatusCode::NOT_FOUND, format!("no component `{id}` is running{hint}")));
         };
         if request.inputs {
