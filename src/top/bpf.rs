@@ -159,7 +159,10 @@ impl Programs {
         rows.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
         self.last = samples;
         self.last_at = Some(now);
-        let maps = map_ids.into_iter().filter_map(map_row).collect();
+        let mut maps: Vec<MapRow> = map_ids.into_iter().filter_map(map_row).collect();
+        // The fullest first: what is about to drop events is on screen.
+        let fill = |m: &MapRow| m.entries.map_or(-1.0, |n| f64::from(n) / f64::from(m.max_entries.max(1)));
+        maps.sort_by(|a, b| fill(b).total_cmp(&fill(a)).then(a.name.cmp(&b.name)));
         Ok((rows, maps))
     }
 }

@@ -89,3 +89,45 @@ sink "blackhole" "out" {
     let bytes = std::fs::read(&png).unwrap();
     assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 5000, "no picture: {} bytes", bytes.len());
 }
+
+/// A profile source's node links to its newest flame graph, which the
+/// agent draws from the last profile it sent.
+#[test]
+fn a_profile_source_has_its_flame_graph_one_click_away() {
+    if !sonde_ebpf::testing::bpf_available_or_skip("a_profile_source_has_its_flame_graph_one_click_away") {
+        return;
+    }
+    let agent = Agent::start(
+        r#"
+agent { api = "127.0.0.1:{api}" }
+source "profile" "cpu" {
+  frequency_hz = 499
+  interval     = "1s"
+}
+sink "blackhole" "out" {
+  inputs = ["cpu"]
+}
+"#,
+    );
+    let dom = chromium_load(&format!("http://127.0.0.1:{}/", agent.api), None);
+    assert!(dom.contains("href=\"/flamegraph/cpu\""), "no flame graph link:\n{dom}");
+    // Something to sample, while the source's first intervals pass.
+    let busy = std::thread::spawn(|| {
+        let start = std::time::Instant::now();
+        let mut x = 0u64;
+        while start.elapsed() < std::time::Duration::from_secs(4) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        x
+    });
+    let mut svg = String::new();
+    crate::common::wait_for("the first flame graph", std::time::Duration::from_secs(20), || {
+        svg = crate::get(&agent.address(), "/flamegraph/cpu", None);
+        svg.starts_with("HTTP/1.1 200")
+    });
+    let _ = busy.join();
+    assert!(svg.contains("image/svg+xml"), "{svg}");
+    assert!(svg.contains("<svg") || svg.contains("<?xml"), "{svg}");
+    let missing = crate::get(&agent.address(), "/flamegraph/out", None);
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+}
