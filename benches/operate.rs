@@ -44,7 +44,11 @@ sink "blackhole" "out" {{
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// What is attached during one mode; stopped when dropped.
@@ -106,7 +110,7 @@ fn main() {
     let api = format!("127.0.0.1:{api_port}");
     let path = dir.path().join("operate.hcl");
     std::fs::write(&path, config(api_port, rate)).unwrap();
-    let mut agent = Measured::spawn(
+    let agent = Measured::spawn(
         Command::new(sonde)
             .args(["run", "--log-level", "warn", "--config"])
             .arg(&path)
@@ -135,7 +139,7 @@ fn main() {
             eprintln!("round {round}: {:<16} {percent:6.2} % of a core", MODES[m]);
         }
     }
-    agent.stop("TERM");
+    agent.stop("-TERM");
 
     let mut table = format!(
         "The agent's CPU with a demo source at {rate} events/s into a blackhole, \
@@ -156,8 +160,14 @@ fn main() {
         };
         let extra: Vec<f64> = cpu[m].iter().zip(&cpu[0]).map(|(v, b)| v - b).collect();
         let ratio = figure.ratio_to_baseline.map_or("—".to_string(), |r| format!("{r:.3}"));
-        let extra = if m == 0 { "—".to_string() } else { format!("{:+.2}", spread(&extra).1) };
-        table.push_str(&format!("| {mode} | {min:.2} / {median:.2} / {max:.2} | {ratio} | {extra} |\n"));
+        let extra = if m == 0 {
+            "—".to_string()
+        } else {
+            format!("{:+.2}", spread(&extra).1)
+        };
+        table.push_str(&format!(
+            "| {mode} | {min:.2} / {median:.2} / {max:.2} | {ratio} | {extra} |\n"
+        ));
         figures.push(figure);
     }
     table.push_str(

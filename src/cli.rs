@@ -155,7 +155,10 @@ pub struct ApiArgs {
 
 impl ApiArgs {
     fn client(&self) -> anyhow::Result<crate::client::ApiClient> {
-        Ok(crate::client::ApiClient::new(self.api.clone(), self.token_file.as_deref())?)
+        Ok(crate::client::ApiClient::new(
+            self.api.clone(),
+            self.token_file.as_deref(),
+        )?)
     }
 }
 

@@ -179,10 +179,14 @@ impl ApiClient {
     /// `GET path` as JSON.
     pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let response = self.get(path).await?;
-        let body = response.into_body().collect().await.map_err(|source| ClientError::Http {
-            address: self.address.clone(),
-            source,
-        })?;
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|source| ClientError::Http {
+                address: self.address.clone(),
+                source,
+            })?;
         serde_json::from_slice(&body.to_bytes()).map_err(|source| ClientError::Decode {
             address: self.address.clone(),
             source,
@@ -209,9 +213,18 @@ mod tests {
     #[test]
     fn addresses() {
         assert_eq!("127.0.0.1:8686".parse(), Ok(ApiAddress::Tcp("127.0.0.1:8686".into())));
-        assert_eq!("http://10.0.0.1:8686/".parse(), Ok(ApiAddress::Tcp("10.0.0.1:8686".into())));
-        assert_eq!("unix:/run/sonde.sock".parse(), Ok(ApiAddress::Unix("/run/sonde.sock".into())));
-        assert_eq!("/run/sonde.sock".parse(), Ok(ApiAddress::Unix("/run/sonde.sock".into())));
+        assert_eq!(
+            "http://10.0.0.1:8686/".parse(),
+            Ok(ApiAddress::Tcp("10.0.0.1:8686".into()))
+        );
+        assert_eq!(
+            "unix:/run/sonde.sock".parse(),
+            Ok(ApiAddress::Unix("/run/sonde.sock".into()))
+        );
+        assert_eq!(
+            "/run/sonde.sock".parse(),
+            Ok(ApiAddress::Unix("/run/sonde.sock".into()))
+        );
         assert!("localhost".parse::<ApiAddress>().is_err());
     }
 }

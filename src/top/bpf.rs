@@ -39,7 +39,9 @@ impl StatsEnabled {
             },
             Err(error) => StatsEnabled {
                 _fd: None,
-                unavailable: Some(format!("program statistics unavailable ({error}); run top as root on kernel 5.8+")),
+                unavailable: Some(format!(
+                    "program statistics unavailable ({error}); run top as root on kernel 5.8+"
+                )),
             },
         }
     }
@@ -100,7 +102,9 @@ fn ids_of(pid: u32) -> std::io::Result<(BTreeSet<u32>, BTreeSet<u32>)> {
     let mut programs = BTreeSet::new();
     let mut maps = BTreeSet::new();
     for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
-        let Ok(text) = std::fs::read_to_string(entry?.path()) else { continue };
+        let Ok(text) = std::fs::read_to_string(entry?.path()) else {
+            continue;
+        };
         for line in text.lines() {
             let id = |prefix: &str| line.strip_prefix(prefix).and_then(|v| v.trim().parse::<u32>().ok());
             if let Some(id) = id("prog_id:") {
@@ -116,7 +120,9 @@ fn ids_of(pid: u32) -> std::io::Result<(BTreeSet<u32>, BTreeSet<u32>)> {
 impl Programs {
     /// The agent's programs and maps now, with rates since the last call.
     pub fn poll(&mut self, pid: u32) -> Result<(Vec<ProgramRow>, Vec<MapRow>), String> {
-        let (ids, map_ids) = ids_of(pid).map_err(|e| format!("cannot read /proc/{pid}/fdinfo: {e} (run top as root, in the agent's pid namespace)"))?;
+        let (ids, map_ids) = ids_of(pid).map_err(|e| {
+            format!("cannot read /proc/{pid}/fdinfo: {e} (run top as root, in the agent's pid namespace)")
+        })?;
         let now = Instant::now();
         let seconds = self.last_at.map(|t| now.duration_since(t).as_secs_f64());
         let mut samples = HashMap::new();
@@ -161,7 +167,10 @@ impl Programs {
         self.last_at = Some(now);
         let mut maps: Vec<MapRow> = map_ids.into_iter().filter_map(map_row).collect();
         // The fullest first: what is about to drop events is on screen.
-        let fill = |m: &MapRow| m.entries.map_or(-1.0, |n| f64::from(n) / f64::from(m.max_entries.max(1)));
+        let fill = |m: &MapRow| {
+            m.entries
+                .map_or(-1.0, |n| f64::from(n) / f64::from(m.max_entries.max(1)))
+        };
         maps.sort_by(|a, b| fill(b).total_cmp(&fill(a)).then(a.name.cmp(&b.name)));
         Ok((rows, maps))
     }
@@ -175,7 +184,9 @@ fn map_row(id: u32) -> Option<MapRow> {
         Some(MapType::Hash | MapType::LruHash | MapType::PerCpuHash | MapType::LruPerCpuHash)
     );
     let entries = if counted && info.max_entries() <= MAX_COUNTED_ENTRIES {
-        info.fd().ok().and_then(|fd| count_keys(fd.as_fd().as_raw_fd(), info.key_size(), info.max_entries()))
+        info.fd()
+            .ok()
+            .and_then(|fd| count_keys(fd.as_fd().as_raw_fd(), info.key_size(), info.max_entries()))
     } else {
         None
     };

@@ -180,7 +180,10 @@ pub fn rows(now: &Sample, before: Option<&Sample>) -> Vec<Row> {
                     .collect::<Vec<_>>()
                     .join(", "),
                 errors: c.errors,
-                buffer_fill: c.buffer_max.filter(|m| *m > 0).map(|m| c.buffer_events as f64 / m as f64),
+                buffer_fill: c
+                    .buffer_max
+                    .filter(|m| *m > 0)
+                    .map(|m| c.buffer_events as f64 / m as f64),
                 buffer: c
                     .buffer_max
                     .map(|m| format!("{}/{m}", c.buffer_events))

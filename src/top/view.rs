@@ -45,13 +45,20 @@ pub fn draw(frame: &mut Frame<'_>, screen: &Screen) {
         if screen.reverse { " (reversed)" } else { "" }
     )];
     if !screen.filter.is_empty() || screen.editing {
-        title.push(format!("  filter: {}{}", screen.filter, if screen.editing { "▏" } else { "" }));
+        title.push(format!(
+            "  filter: {}{}",
+            screen.filter,
+            if screen.editing { "▏" } else { "" }
+        ));
     }
     let status = match &screen.error {
         Some(error) => Line::styled(error.clone(), Style::default().fg(Color::Red)),
         None => Line::raw(screen.bpf_note.clone().unwrap_or_default()),
     };
-    frame.render_widget(Paragraph::new(vec![Line::styled(title.concat(), bold()), status]), header);
+    frame.render_widget(
+        Paragraph::new(vec![Line::styled(title.concat(), bold()), status]),
+        header,
+    );
 
     let rows = screen.rows.iter().map(component_row);
     let table = Table::new(
@@ -70,8 +77,19 @@ pub fn draw(frame: &mut Frame<'_>, screen: &Screen) {
         ],
     )
     .header(
-        TableRow::new(["COMPONENT", "KIND", "TYPE", "IN/s", "OUT/s", "SENT", "DROPPED", "ERRORS", "BUFFER", "KERNEL LOST"])
-            .style(bold()),
+        TableRow::new([
+            "COMPONENT",
+            "KIND",
+            "TYPE",
+            "IN/s",
+            "OUT/s",
+            "SENT",
+            "DROPPED",
+            "ERRORS",
+            "BUFFER",
+            "KERNEL LOST",
+        ])
+        .style(bold()),
     )
     .block(Block::bordered().title(" components "));
     frame.render_widget(table, components);
@@ -111,7 +129,13 @@ pub fn draw(frame: &mut Frame<'_>, screen: &Screen) {
 }
 
 fn component_row(r: &Row) -> TableRow<'static> {
-    let red = |bad: bool| if bad { Style::default().fg(Color::Red) } else { Style::default() };
+    let red = |bad: bool| {
+        if bad {
+            Style::default().fg(Color::Red)
+        } else {
+            Style::default()
+        }
+    };
     let dropped = if r.dropped_why.is_empty() {
         r.dropped.to_string()
     } else {

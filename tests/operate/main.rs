@@ -114,8 +114,15 @@ pub fn get(address: &str, path: &str, token: Option<&str>) -> String {
     let Ok(mut stream) = std::net::TcpStream::connect(address) else {
         return String::new();
     };
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    if write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").is_err() {
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    if write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .is_err()
+    {
         return String::new();
     }
     let mut buf = [0u8; 8192];
@@ -160,5 +167,7 @@ pub fn assert_consecutive(seq: &[u64], n: usize) {
 
 /// Waits for `path` to exist.
 pub fn wait_for_file(path: &Path) {
-    wait_for(&format!("{}", path.display()), Duration::from_secs(10), || path.exists());
+    wait_for(&format!("{}", path.display()), Duration::from_secs(10), || {
+        path.exists()
+    });
 }

@@ -9,7 +9,11 @@ use crate::Agent;
 /// Chromium's binary (Debian's package is `chromium`).
 fn chromium() -> &'static str {
     for name in ["chromium", "chromium-browser", "google-chrome"] {
-        if Command::new(name).arg("--version").output().is_ok_and(|o| o.status.success()) {
+        if Command::new(name)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
             return name;
         }
     }
@@ -68,7 +72,10 @@ sink "blackhole" "out" {
     let url = format!("http://127.0.0.1:{}/", agent.api);
     let first = chromium_load(&url, None);
     for id in ["gen", "self", "stamp", "out"] {
-        assert!(first.contains(&format!("data-id=\"{id}\"")), "node {id} not drawn:\n{first}");
+        assert!(
+            first.contains(&format!("data-id=\"{id}\"")),
+            "node {id} not drawn:\n{first}"
+        );
     }
     // An edge per input, named by its ends.
     for (from, to) in [("gen", "stamp"), ("stamp", "out"), ("self", "out")] {
@@ -82,12 +89,19 @@ sink "blackhole" "out" {
     std::thread::sleep(std::time::Duration::from_secs(1));
     let second = chromium_load(&url, None);
     let after = sent_of(&second, "gen").unwrap();
-    assert!(after > before, "gen's count did not move between loads: {before} then {after}");
+    assert!(
+        after > before,
+        "gen's count did not move between loads: {before} then {after}"
+    );
 
     let png = agent.path("page.png");
     chromium_load(&url, Some(&png));
     let bytes = std::fs::read(&png).unwrap();
-    assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 5000, "no picture: {} bytes", bytes.len());
+    assert!(
+        bytes.starts_with(b"\x89PNG") && bytes.len() > 5000,
+        "no picture: {} bytes",
+        bytes.len()
+    );
 }
 
 /// A profile source's node links to its newest flame graph, which the

@@ -63,7 +63,12 @@ fn tap_shows_the_demo_sequence_exactly() {
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
         .inspect(|e| assert_eq!(e["kind"], "metric", "{e}"))
-        .map(|e| e["value"]["value"].as_f64().map(|v| v as u64).unwrap_or_else(|| panic!("{e}")))
+        .map(|e| {
+            e["value"]["value"]
+                .as_f64()
+                .map(|v| v as u64)
+                .unwrap_or_else(|| panic!("{e}"))
+        })
         .collect();
     assert_consecutive(&values, 20);
 
@@ -139,7 +144,10 @@ sink "blackhole" "out" {
     let output = stuck.wait_with_output().unwrap();
     let _ = drain.join();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("events lost in all"), "the stuck tap was not told: {stderr}");
+    assert!(
+        stderr.contains("events lost in all"),
+        "the stuck tap was not told: {stderr}"
+    );
     // 20k/s for 5 s: a pipeline held back by the tap would be far below
     // (its channel holds 64 batches of 100, the socket a few MB).
     assert!(during > 90_000, "the pipeline slowed down: {during} events in 5 s");

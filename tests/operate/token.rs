@@ -31,7 +31,10 @@ fn an_open_api_without_a_token_is_refused_at_validate_time() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(stderr.contains("open.hcl:2:9"), "{stderr}");
-    assert!(stderr.contains("no token") && stderr.contains("api_token_file"), "{stderr}");
+    assert!(
+        stderr.contains("no token") && stderr.contains("api_token_file"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -48,7 +51,14 @@ fn an_api_off_loopback_needs_its_token() {
     let address = agent.address();
 
     assert!(get(&address, "/health", None).starts_with("HTTP/1.1 200"));
-    for path in ["/", "/tap?component=gen", "/stats", "/graph", "/metrics", "/flamegraph/gen"] {
+    for path in [
+        "/",
+        "/tap?component=gen",
+        "/stats",
+        "/graph",
+        "/metrics",
+        "/flamegraph/gen",
+    ] {
         let refused = get(&address, path, None);
         assert!(refused.starts_with("HTTP/1.1 401"), "{path} without a token: {refused}");
         let wrong = get(&address, path, Some("0123456789abcdef0123456789abcdeX"));

@@ -21,7 +21,9 @@ fn tmux(args: &[&str]) -> String {
 fn sent_of(screen: &str, id: &str) -> Option<u64> {
     screen.lines().find_map(|line| {
         let fields: Vec<&str> = line.trim_matches(|c| c == '│' || c == ' ').split_whitespace().collect();
-        (fields.first() == Some(&id)).then(|| fields.get(5)?.parse().ok()).flatten()
+        (fields.first() == Some(&id))
+            .then(|| fields.get(5)?.parse().ok())
+            .flatten()
     })
 }
 
@@ -110,11 +112,16 @@ sink "blackhole" "out" {{
     std::thread::sleep(Duration::from_millis(1500));
     let second = capture();
     let after = sent_of(&second, "gen").unwrap_or_else(|| panic!("{second}"));
-    assert!(after > before, "gen's count did not move: {before} then {after}\n{second}");
+    assert!(
+        after > before,
+        "gen's count did not move: {before} then {after}\n{second}"
+    );
     // 100 events a second: the OUT/s column says about that.
     let rate_line = second.lines().find(|l| l.contains("gen")).unwrap().to_string();
     assert!(
-        rate_line.split_whitespace().any(|f| f.parse::<f64>().is_ok_and(|r| (60.0..=140.0).contains(&r))),
+        rate_line
+            .split_whitespace()
+            .any(|f| f.parse::<f64>().is_ok_and(|r| (60.0..=140.0).contains(&r))),
         "no rate near 100/s: {rate_line}"
     );
 
@@ -126,7 +133,9 @@ sink "blackhole" "out" {{
 
     // Keys: sort, filter.
     tmux(&["send-keys", "-t", &session, "s"]);
-    wait_for("the sort to change", Duration::from_secs(5), || capture().contains("sorted by out/s"));
+    wait_for("the sort to change", Duration::from_secs(5), || {
+        capture().contains("sorted by out/s")
+    });
     tmux(&["send-keys", "-t", &session, "/", "o", "u", "t", "Enter"]);
     wait_for("the filter to apply", Duration::from_secs(5), || {
         let screen = capture();
@@ -145,7 +154,8 @@ sink "blackhole" "out" {{
         // Statistics went back off with top (unless something else on this
         // machine holds them on: then this cannot be told).
         let pid = agent.stats()["pid"].as_u64().unwrap() as u32;
-        let held_elsewhere = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").is_ok_and(|v| v.trim() != "0");
+        let held_elsewhere =
+            std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").is_ok_and(|v| v.trim() != "0");
         if !held_elsewhere {
             let a = run_counts(pid);
             std::thread::sleep(Duration::from_secs(1));

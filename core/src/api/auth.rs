@@ -110,7 +110,11 @@ pub(super) async fn require(State(token): State<ApiToken>, request: Request, nex
     match carried(&request) {
         Some(given) if token.matches(&given) => next.run(request).await,
         given => {
-            let why = if given.is_some() { "wrong token" } else { "missing token" };
+            let why = if given.is_some() {
+                "wrong token"
+            } else {
+                "missing token"
+            };
             tracing::debug!(path = %request.uri().path(), why, "API request refused");
             (
                 StatusCode::UNAUTHORIZED,
@@ -132,6 +136,9 @@ mod tests {
         assert!(token.matches("0123456789abcdef"));
         assert!(!token.matches("0123456789abcdeF"));
         assert!(!token.matches("0123456789abcde"));
-        assert!(matches!(ApiToken::new("short", "x"), Err(TokenError::TooShort { len: 5, .. })));
+        assert!(matches!(
+            ApiToken::new("short", "x"),
+            Err(TokenError::TooShort { len: 5, .. })
+        ));
     }
 }

@@ -27,7 +27,12 @@ pub(super) async fn flamegraph(State(state): State<ApiState>, Path(id): Path<Str
     let Some(draw) = state.flamegraph else {
         return (StatusCode::NOT_FOUND, "this binary draws no flame graphs\n").into_response();
     };
-    let Some(batch) = state.taps.get(&id).filter(|t| t.keeps_profiles()).and_then(|t| t.latest_profiles()) else {
+    let Some(batch) = state
+        .taps
+        .get(&id)
+        .filter(|t| t.keeps_profiles())
+        .and_then(|t| t.latest_profiles())
+    else {
         let why = format!("no profile from `{id}` yet (a profile source sends one per interval)\n");
         return (StatusCode::NOT_FOUND, why).into_response();
     };

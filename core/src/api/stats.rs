@@ -12,9 +12,7 @@ use serde::Serialize;
 
 use super::ApiState;
 use crate::telemetry::{InternalMetric, InternalValue};
-use crate::topology::component_metrics::{
-    BUFFER_EVENTS, DROPPED_EVENTS, ERRORS, RECEIVED_EVENTS, SENT_EVENTS,
-};
+use crate::topology::component_metrics::{BUFFER_EVENTS, DROPPED_EVENTS, ERRORS, RECEIVED_EVENTS, SENT_EVENTS};
 
 /// Prefix of the eBPF sources' own counters (`sonde_ebpf_lost_events_total` …).
 const EBPF_PREFIX: &str = "sonde_ebpf_";
@@ -71,7 +69,9 @@ pub(super) async fn stats(State(state): State<ApiState>) -> impl IntoResponse {
         .collect();
     let mut ebpf = Vec::new();
     for metric in state.telemetry.snapshot() {
-        let Some(id) = label(&metric, "component_id") else { continue };
+        let Some(id) = label(&metric, "component_id") else {
+            continue;
+        };
         if metric.name.starts_with(EBPF_PREFIX) {
             ebpf.push(EbpfStat {
                 component_id: id.to_string(),
@@ -88,7 +88,9 @@ pub(super) async fn stats(State(state): State<ApiState>) -> impl IntoResponse {
         }
         // Counters of a component a reload removed stay in the store: only
         // the running ones are shown.
-        let Some(c) = components.iter_mut().find(|c| c.id == id) else { continue };
+        let Some(c) = components.iter_mut().find(|c| c.id == id) else {
+            continue;
+        };
         let value = count(&metric.value);
         match metric.name.as_str() {
             RECEIVED_EVENTS => c.received_events += value,

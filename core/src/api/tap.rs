@@ -99,7 +99,10 @@ fn parse(uri: &Uri) -> Result<TapRequest, String> {
 }
 
 /// The producers to tap for `request`, with the kinds wanted from each.
-fn producers(request: &TapRequest, graph: &[GraphNode]) -> Result<HashMap<SharedStr, EventKinds>, Response> {
+fn producers(
+    request: &TapRequest,
+    graph: &[GraphNode],
+) -> Result<HashMap<SharedStr, EventKinds>, (StatusCode, String)> {
     let mut wanted: HashMap<SharedStr, EventKinds> = HashMap::new();
     for id in &request.components {
         let Some(node) = graph.iter().find(|n| &*n.id == id) else {
@@ -110,11 +113,14 @@ fn producers(request: &TapRequest, graph: &[GraphNode]) -> Result<HashMap<Shared
                     format!("; running: {}", ids.join(", "))
                 }
             };
-            return Err(bad(StatusCode::NOT_FOUND, format!("no component `{id}` is running{hint}")));
+            return Err((StatusCode::NOT_FOUND, format!("no component `{id}` is running{hint}")));
         };
         if request.inputs {
             if node.kind == ComponentKind::Source {
-                return Err(bad(StatusCode::BAD_REQUEST, format!("`{id}` is a source: it has no inputs (tap its outputs)")));
+                return Err((
+                    StatusCode::BAD_REQUEST,
+                    format!("`{id}` is a source: it has no inputs (tap its outputs)"),
+                ));
             }
             for input in &node.inputs {
                 let kinds = request.kinds.intersection(node.accepts);
@@ -123,7 +129,10 @@ fn producers(request: &TapRequest, graph: &[GraphNode]) -> Result<HashMap<Shared
             }
         } else {
             if node.kind == ComponentKind::Sink {
-                return Err(bad(StatusCode::BAD_REQUEST, format!("`{id}` is a sink: it has no outputs (tap its inputs)")));
+                return Err((
+                    StatusCode::BAD_REQUEST,
+                    format!("`{id}` is a sink: it has no outputs (tap its inputs)"),
+                ));
             }
             let entry = wanted.entry(node.id.clone()).or_default();
             *entry = entry.union(request.kinds);
@@ -139,7 +148,7 @@ pub(super) async fn tap(State(state): State<ApiState>, uri: Uri) -> Response {
     };
     let wanted = match producers(&request, &state.graph.load()) {
         Ok(wanted) => wanted,
-        Err(response) => return response,
+        Err((status, message)) => return bad(status, message),
     };
     let points = wanted.keys().map(|id| state.taps.point(id)).collect();
     let tap = Tap {

@@ -236,7 +236,8 @@ impl Loader<'_> {
                             .or(block.span()),
                     );
                     self.diagnostics.push(
-                        Diagnostic::error(DiagnosticKind::InvalidValue, Some(location), message.clone()).with_help(*help),
+                        Diagnostic::error(DiagnosticKind::InvalidValue, Some(location), message.clone())
+                            .with_help(*help),
                     );
                 }
                 problems.is_empty().then_some(agent)

@@ -104,7 +104,11 @@ impl AgentConfig {
             ));
         }
         if self.api_token_env.as_deref().is_some_and(str::is_empty) {
-            problems.push(("api_token_env", "the variable name is empty".to_string(), "name a variable, e.g. \"SONDE_API_TOKEN\""));
+            problems.push((
+                "api_token_env",
+                "the variable name is empty".to_string(),
+                "name a variable, e.g. \"SONDE_API_TOKEN\"",
+            ));
         }
         problems
     }
