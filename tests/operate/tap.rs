@@ -148,9 +148,11 @@ sink "blackhole" "out" {
         stderr.contains("events lost in all"),
         "the stuck tap was not told: {stderr}"
     );
-    // 20k/s for 5 s: a pipeline held back by the tap would be far below
-    // (its channel holds 64 batches of 100, the socket a few MB).
-    assert!(during > 90_000, "the pipeline slowed down: {during} events in 5 s");
+    // 20k/s for 5 s. A pipeline held back by the tap would have stopped
+    // once the tap's queue (64 batches of 100) and the socket's buffers
+    // were full; that the tap lost events says the producer did not wait.
+    // Half the rate leaves room for a loaded test machine.
+    assert!(during > 50_000, "the pipeline slowed down: {during} events in 5 s");
     let stats = agent.stats();
     assert_eq!(component(&stats, "out")["dropped"], serde_json::json!({}), "{stats}");
 }
