@@ -48,6 +48,10 @@ pub const TEST_PACKAGES: &[&str] = &[
     "bind9-dnsutils",
     // The disk queue-depth test's load (fio's own iostat-style figures).
     "fio",
+    // `sonde top` in a real terminal, and the graph page in a real browser
+    // (tests/operate).
+    "tmux",
+    "chromium",
 ];
 
 /// What `cargo xtask kernels` needs: qemu (and its virtiofsd) to boot the

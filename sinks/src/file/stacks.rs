@@ -90,6 +90,14 @@ pub fn flamegraph<'a>(
     Ok(svg)
 }
 
+/// A flame graph SVG of `profiles` over the time they cover (the agent
+/// API's `/flamegraph/ID`).
+pub fn flamegraph_of(profiles: &[&Profile]) -> std::io::Result<Vec<u8>> {
+    let start = profiles.iter().map(|p| p.start).min().unwrap_or_default();
+    let end = profiles.iter().map(|p| p.end).max().unwrap_or_default();
+    flamegraph(profiles.iter().copied(), start, end)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
