@@ -74,6 +74,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Disk buffers (`buffer { type = "disk" }`), offline.
+    Buffer {
+        #[command(subcommand)]
+        command: BufferCommand,
+    },
     /// Load every eBPF source, drive a small workload, check what each one
     /// saw; JSON lines on stdout. For `cargo xtask kernels` (a kernel matrix).
     #[command(hide = true)]
@@ -81,6 +86,18 @@ pub enum Command {
         /// Check only these source types (default: every eBPF source).
         #[arg(long = "source", value_name = "TYPE")]
         sources: Vec<String>,
+    },
+}
+
+/// `sonde buffer …`.
+#[derive(Debug, Subcommand)]
+pub enum BufferCommand {
+    /// Verify a disk buffer's folder (`DATA_DIR/<sink id>`) with no agent
+    /// running: every record's checksums, ids in order, what is still to be
+    /// delivered. Exits 1 if anything is damaged.
+    Check {
+        /// The buffer's folder.
+        dir: PathBuf,
     },
 }
 
@@ -230,5 +247,16 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Doctor { config, json } => crate::doctor::run(config.as_deref(), json, &registry),
         Command::Conformance { sources } => crate::conformance::run(&registry, &sources),
+        Command::Buffer {
+            command: BufferCommand::Check { dir },
+        } => {
+            let report = sonde_core::buffer::check::check(&dir)?;
+            println!("{report}");
+            Ok(if report.is_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! starts a task, so a reload whose build fails leaves the graph alone.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -11,10 +12,11 @@ use futures::FutureExt;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::component_metrics::{ComponentMetrics, DropReason};
-use super::{stack, tasks, TopologyError};
+use super::component_metrics::{self, ComponentMetrics, DropReason};
+use super::{disk_sink, stack, tasks, TopologyError};
+use crate::buffer::{BufferMetrics, DiskQueue};
 use crate::component::{
-    BoxError, BufferConfig, ComponentInfo, GlobalContext, SinkContext, SourceContext, TransformContext,
+    BoxError, BufferConfig, BufferType, ComponentInfo, GlobalContext, SinkContext, SourceContext, TransformContext,
 };
 use crate::config::{graph, ComponentConfig};
 use crate::edge::{queue, InputReceiver, InputSender, Output, OutputSlot, QueueMetrics, WeakInputSender};
@@ -59,6 +61,7 @@ pub(super) struct Built {
 pub(super) fn build_all(
     to_build: Vec<ComponentConfig>,
     global: &GlobalContext,
+    data_dir: &Path,
 ) -> Result<HashMap<SharedStr, Built>, TopologyError> {
     let mut built: HashMap<SharedStr, Built> = HashMap::new();
     let mut failures = Vec::new();
@@ -70,7 +73,7 @@ pub(super) fn build_all(
             type_name: component.type_name,
         };
         let location = component.location.clone();
-        match build(component, global) {
+        match build(component, global, data_dir) {
             Ok(b) => {
                 built.insert(info.id.clone(), b);
             }
@@ -89,7 +92,7 @@ pub(super) fn build_all(
     Ok(built)
 }
 
-fn build(config: ComponentConfig, global: &GlobalContext) -> Result<Built, BoxError> {
+fn build(config: ComponentConfig, global: &GlobalContext, data_dir: &Path) -> Result<Built, BoxError> {
     let info = ComponentInfo {
         kind: config.kind,
         id: config.id.clone(),
@@ -173,10 +176,25 @@ fn build(config: ComponentConfig, global: &GlobalContext) -> Result<Built, BoxEr
                 shutdown: stop.clone(),
             })?;
             let service = stack::sink_stack(service, &info, &config.request, &metrics);
-            let (sender, receiver) = make_queue(&config.buffer, &info, &metrics);
+            let disk = match config.buffer.kind {
+                BufferType::Memory => None,
+                BufferType::Disk => Some(open_disk_buffer(data_dir, &config.buffer, &info, &metrics)?),
+            };
+            let intake = match disk {
+                // Only what is on its way to the disk: a batch or so.
+                Some(_) => BufferConfig {
+                    max_events: DISK_INTAKE_EVENTS,
+                    ..config.buffer
+                },
+                None => config.buffer,
+            };
+            let (sender, receiver) = make_queue(&intake, &info, &metrics);
             let batching = config.batch.or_else(|| sink.default_batch()).map(|mut b| {
                 // Waiting for more events than the buffer holds would only wait for the timeout.
-                b.max_events = b.max_events.clamp(1, config.buffer.max_events.max(1));
+                if disk.is_none() {
+                    b.max_events = b.max_events.clamp(1, config.buffer.max_events.max(1));
+                }
+                b.max_events = b.max_events.max(1);
                 b
             });
             let settings = tasks::SinkSettings {
@@ -184,17 +202,32 @@ fn build(config: ComponentConfig, global: &GlobalContext) -> Result<Built, BoxEr
                 accepts,
                 batching,
             };
-            let run = Box::pin(tasks::run_sink(
-                info.clone(),
-                receiver,
-                service,
-                settings,
-                metrics.clone(),
-                stop.clone(),
-                abort.clone(),
-            ))
-            .map(Ok)
-            .boxed();
+            let run = match disk {
+                Some(queue) => Box::pin(disk_sink::run_disk_sink(
+                    info.clone(),
+                    receiver,
+                    queue,
+                    config.buffer.when_full,
+                    service,
+                    settings,
+                    metrics.clone(),
+                    stop.clone(),
+                    abort.clone(),
+                ))
+                .map(Ok)
+                .boxed(),
+                None => Box::pin(tasks::run_sink(
+                    info.clone(),
+                    receiver,
+                    service,
+                    settings,
+                    metrics.clone(),
+                    stop.clone(),
+                    abort.clone(),
+                ))
+                .map(Ok)
+                .boxed(),
+            };
             let node = Node {
                 done: Arc::default(),
                 info: info.clone(),
@@ -210,6 +243,26 @@ fn build(config: ComponentConfig, global: &GlobalContext) -> Result<Built, BoxEr
         }
     };
     Ok(Built { node, sender, run })
+}
+
+/// Capacity of the memory queue in front of a disk buffer, in events.
+const DISK_INTAKE_EVENTS: usize = 1000;
+
+/// Opens the disk buffer of a sink: `DATA_DIR/<sink id>/`.
+fn open_disk_buffer(
+    data_dir: &Path,
+    buffer: &BufferConfig,
+    info: &ComponentInfo,
+    metrics: &ComponentMetrics,
+) -> Result<Arc<DiskQueue>, BoxError> {
+    let dir = data_dir.join(&*info.id);
+    let buffer_metrics = BufferMetrics::new(
+        component_metrics::labels(info),
+        metrics.dropped(DropReason::Corrupted).clone(),
+    );
+    let queue = DiskQueue::open(&dir, buffer.max_size, buffer_metrics, info.to_string())
+        .map_err(|e| format!("disk buffer in {}: {e}", dir.display()))?;
+    Ok(queue)
 }
 
 fn make_queue(buffer: &BufferConfig, info: &ComponentInfo, metrics: &ComponentMetrics) -> (InputSender, InputReceiver) {

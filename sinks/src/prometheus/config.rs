@@ -294,11 +294,22 @@ impl BatchSink for Exporter {
         let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
         let now = store.now_ms();
         store.maybe_sweep(now);
+        let mut refused = 0;
         for event in &batch {
             if let Event::Metric(metric) = event {
-                // Refusals are counted by the store.
-                let _ = store.ingest(metric, now);
+                // Refusals are counted by the store, by reason.
+                if store.ingest(metric, now).is_err() {
+                    refused += 1;
+                }
             }
+        }
+        // A partial failure: the core counts these as dropped
+        // (`reason="rejected"`) and the rest as delivered.
+        if refused > 0 {
+            return Err(SinkError::rejected(
+                refused,
+                "refused by the sink's series store (see sonde_prometheus_refused_samples_total)",
+            ));
         }
         Ok(())
     }

@@ -235,6 +235,11 @@ impl SeriesStore {
         self.refused[reason as usize]
     }
 
+    /// Samples refused so far, every reason together.
+    pub fn refused_total(&self) -> u64 {
+        self.refused.iter().sum()
+    }
+
     /// Counts `n` refused samples.
     pub fn refuse(&mut self, reason: Refused, n: u64) {
         count(&mut self.refused, &self.metrics, reason, n);
