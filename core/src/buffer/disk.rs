@@ -22,7 +22,7 @@ use crate::event::EventBatch;
 /// The name of the state file in a buffer's folder.
 pub const STATE_FILE: &str = "state";
 const STATE_MAGIC: [u8; 4] = *b"SDS1";
-const STATE_LEN: usize = 32;
+const STATE_LEN: usize = 40;
 /// Events of recently written batches kept in memory, so a reader that
 /// keeps up takes them without reading and decoding them back.
 const CACHE_EVENTS: u64 = 64 * 1024;
@@ -95,6 +95,9 @@ pub struct State {
     pub acked: Position,
     /// Records with a lower id were handed to the sink before.
     pub dispatched: u64,
+    /// The id of the next record written: ids are never reused, even when
+    /// the last record's header is damaged.
+    pub next_id: u64,
 }
 
 impl State {
@@ -104,8 +107,9 @@ impl State {
         out[4..12].copy_from_slice(&self.acked.segment.to_le_bytes());
         out[12..20].copy_from_slice(&self.acked.offset.to_le_bytes());
         out[20..28].copy_from_slice(&self.dispatched.to_le_bytes());
-        let crc = crc32fast::hash(&out[..28]);
-        out[28..32].copy_from_slice(&crc.to_le_bytes());
+        out[28..36].copy_from_slice(&self.next_id.to_le_bytes());
+        let crc = crc32fast::hash(&out[..36]);
+        out[36..40].copy_from_slice(&crc.to_le_bytes());
         out
     }
 
@@ -114,13 +118,14 @@ impl State {
         let bytes = bytes.get(..STATE_LEN)?;
         let u64_at = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
         (bytes[0..4] == STATE_MAGIC
-            && u32::from_le_bytes(bytes[28..32].try_into().expect("4 bytes")) == crc32fast::hash(&bytes[..28]))
+            && u32::from_le_bytes(bytes[36..40].try_into().expect("4 bytes")) == crc32fast::hash(&bytes[..36]))
         .then(|| State {
             acked: Position {
                 segment: u64_at(4),
                 offset: u64_at(12),
             },
             dispatched: u64_at(20),
+            next_id: u64_at(28),
         })
     }
 }
@@ -347,6 +352,7 @@ impl DiskBuffer {
             buffer.state.acked = Position { segment: num, offset: 0 };
             buffer.read = buffer.state.acked;
         }
+        buffer.state.next_id = buffer.next_id;
         buffer.persist_state();
         buffer.reclaim();
         buffer.update_gauges();
@@ -381,11 +387,12 @@ impl DiskBuffer {
             }
             self.bytes += segment.len;
         }
-        self.next_id = max_id.map_or(0, |id| id + 1).max(if self.redeliver_below == u64::MAX {
+        let dispatched = if self.redeliver_below == u64::MAX {
             0
         } else {
             self.redeliver_below
-        });
+        };
+        self.next_id = max_id.map_or(0, |id| id + 1).max(dispatched).max(self.state.next_id);
         self.unread_events = self.unacked_events;
         self.stats.recovered_events = self.unacked_events;
         self.metrics.recovered_events.increment(self.unacked_events);
@@ -456,6 +463,8 @@ impl DiskBuffer {
         current.len += len;
         self.bytes += len;
         self.next_id += 1;
+        self.state.next_id = self.next_id;
+        self.persist_state();
         self.writer_dirty = true;
         let events = u64::from(record.events);
         self.unacked_events += events;
