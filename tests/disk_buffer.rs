@@ -17,7 +17,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use otlp::receiver::{wait_for, Agent, Receiver};
-use serde_json::Value;
 
 /// Every demo sequence number in the accepted metrics requests, with how
 /// many times each arrived.
@@ -133,4 +132,81 @@ fn kill_9_under_load_then_restart_delivers_every_sequence_number() {
          {} arrived in all, {duplicates} duplicates, {redelivered} redelivered",
         highest + 1
     );
+}
+
+/// Mounts a tmpfs of `size` at `dir`; unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "sonde-test", dir.to_str().unwrap()])
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "mount a tmpfs (the test needs root)");
+        Tmpfs(dir.to_path_buf())
+    }
+
+    fn resize(&self, size: &str) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}"), self.0.to_str().unwrap()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_blocks_with_a_clear_error_and_recovers_when_space_returns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let tmpfs = Tmpfs::mount(&data, "1m");
+    let agent_lines = format!("  data_dir = \"{}\"", data.display());
+    // No receiver yet: every request fails (retried), so all stays on disk.
+    let http = common::free_port();
+    let endpoint = format!("http://127.0.0.1:{http}");
+    const EVENTS: u64 = 60_000;
+    let source = format!("source \"demo\" \"gen\" {{\n  rate = 0\n  count = {EVENTS}\n  batch_size = 500\n}}");
+    let pipeline = pipeline(&source, &endpoint).replace(
+        "  buffer {",
+        "  request {\n    retry_initial_backoff = \"100ms\"\n    retry_max_backoff = \"500ms\"\n  }\n  buffer {",
+    );
+    let run = tmp.path().join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    let agent = Agent::start_with(&run, &agent_lines, &pipeline);
+    let out = [("component_id", "out")];
+    wait_for("writes refused by the full disk", Duration::from_secs(60), || {
+        agent.metric("sonde_buffer_write_errors_total", &out) >= 2.0
+    });
+    // Blocked: nothing more is written, nothing dropped, the agent lives.
+    let written = agent.metric("sonde_buffer_written_events_total", &out);
+    let generated = agent.metric("sonde_component_sent_events_total", &[("component_id", "gen")]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(agent.metric("sonde_buffer_written_events_total", &out), written);
+    assert!(written < EVENTS as f64, "the tmpfs cannot hold {EVENTS} events");
+    assert!(
+        agent.metric("sonde_component_sent_events_total", &[("component_id", "gen")]) <= generated + 1000.0,
+        "the source is held back"
+    );
+    assert_eq!(agent.metric("sonde_component_dropped_events_total", &[]), 0.0, "nothing dropped");
+    let log = std::fs::read_to_string(run.join("sonde.log")).unwrap();
+    assert!(
+        log.contains("cannot write to the disk buffer") && log.contains("No space left on device"),
+        "a clear error in the log:\n{log}"
+    );
+
+    // Space returns and the backend comes up: everything arrives.
+    tmpfs.resize("64m");
+    let receiver = Receiver::start_on(tmp.path(), 0, http, &[]);
+    let stderr = agent.wait(Duration::from_secs(120));
+    let seen = received(&receiver);
+    assert_eq!(seen.len() as u64, EVENTS, "every event arrives once the disk has room");
+    assert!(stderr.contains("nothing lost"), "{stderr}");
 }
