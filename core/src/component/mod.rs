@@ -138,7 +138,11 @@ pub struct SinkContext {
     pub info: ComponentInfo,
     /// Agent-wide facts.
     pub global: GlobalContext,
-    /// Cancelled after the sink has drained; stops background tasks (servers).
+    /// Stops background tasks (servers): cancelled once the sink's task has
+    /// ended and the topology is done with it (a reload removed or rebuilt
+    /// it, or the agent stops) — not merely when its inputs end, so a
+    /// scrape endpoint serves until the agent stops. A sink whose
+    /// destination is gone for good may cancel it itself: its task stops.
     pub shutdown: CancellationToken,
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -44,6 +44,49 @@ pub(super) struct Node {
     /// `running::TaskEnd`).
     pub(super) done: Arc<AtomicBool>,
     pub(super) metrics: ComponentMetrics,
+    /// A sink's background work (a scrape endpoint): its context's
+    /// `shutdown`, cancelled once the sink is retired or the agent stops.
+    pub(super) serve: Option<Serve>,
+}
+
+/// When a sink's background work ends: not when its inputs end (a scrape
+/// endpoint serves what it holds until the agent stops), but once its task
+/// has ended *and* the topology retired it (a reload removed it, or the
+/// agent stops), whichever comes last. A sink may also cancel the token
+/// itself (its destination is gone for good): its task then stops.
+#[derive(Clone, Debug)]
+pub(super) struct Serve {
+    token: CancellationToken,
+    /// 0 running, 1 task ended, 2 retired.
+    state: Arc<AtomicU8>,
+}
+
+impl Serve {
+    fn new(token: CancellationToken) -> Self {
+        Serve {
+            token,
+            state: Arc::new(AtomicU8::new(0)),
+        }
+    }
+
+    fn task_ended(&self) {
+        if self.state.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            self.token.cancel();
+        }
+    }
+
+    /// The topology is done with the sink (removed by a reload, or the
+    /// agent stops): its background work ends once its task has.
+    pub(super) fn retire(&self) {
+        if self.state.swap(2, Ordering::AcqRel) == 1 {
+            self.token.cancel();
+        }
+    }
+
+    /// Ends the background work now (a build that failed).
+    fn cancel(&self) {
+        self.token.cancel();
+    }
 }
 
 /// A component built but not yet started.
@@ -86,6 +129,9 @@ pub(super) fn build_all(
     if !failures.is_empty() {
         for b in built.values() {
             b.node.stop.cancel();
+            if let Some(serve) = &b.node.serve {
+                serve.cancel();
+            }
         }
         return Err(TopologyError { failures, locations });
     }
@@ -132,6 +178,7 @@ fn build(config: ComponentConfig, global: &GlobalContext, data_dir: &Path) -> Re
                 abort,
                 task: None,
                 metrics,
+                serve: None,
             };
             (node, None, run)
         }
@@ -166,14 +213,16 @@ fn build(config: ComponentConfig, global: &GlobalContext, data_dir: &Path) -> Re
                 abort,
                 task: None,
                 metrics,
+                serve: None,
             };
             (node, Some(sender), run)
         }
         AnyConfig::Sink(sink) => {
+            let serve = Serve::new(abort.child_token());
             let service = sink.build(&SinkContext {
                 info: info.clone(),
                 global,
-                shutdown: stop.clone(),
+                shutdown: serve.token.clone(),
             })?;
             let service = stack::sink_stack(service, &info, &config.request, &metrics);
             let disk = match config.buffer.kind {
@@ -202,7 +251,7 @@ fn build(config: ComponentConfig, global: &GlobalContext, data_dir: &Path) -> Re
                 accepts,
                 batching,
             };
-            let run = match disk {
+            let run: Run = match disk {
                 Some(queue) => Box::pin(disk_sink::run_disk_sink(
                     info.clone(),
                     receiver,
@@ -228,6 +277,26 @@ fn build(config: ComponentConfig, global: &GlobalContext, data_dir: &Path) -> Re
                 .map(Ok)
                 .boxed(),
             };
+            // The sink cancelling its context's token (its destination is
+            // gone) stops its task; the task's end lets background work
+            // end once the topology has retired the sink.
+            let run = {
+                let serve = serve.clone();
+                let stop = stop.clone();
+                Box::pin(async move {
+                    let linked = async {
+                        serve.token.cancelled().await;
+                        stop.cancel();
+                        std::future::pending::<()>().await
+                    };
+                    let result = tokio::select! {
+                        result = run => result,
+                        () = linked => Ok(()),
+                    };
+                    serve.task_ended();
+                    result
+                })
+            };
             let node = Node {
                 done: Arc::default(),
                 info: info.clone(),
@@ -238,6 +307,7 @@ fn build(config: ComponentConfig, global: &GlobalContext, data_dir: &Path) -> Re
                 abort,
                 task: None,
                 metrics,
+                serve: Some(serve),
             };
             (node, Some(sender), run)
         }

@@ -1,8 +1,8 @@
 //! The Prometheus sink's options, and building the sink from them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -263,7 +263,7 @@ impl SinkConfig for PrometheusSinkConfig {
 
     fn build(&self, cx: &SinkContext) -> Result<Sink, BoxError> {
         let labels = component_metrics::labels(&cx.info);
-        let store = Arc::new(Mutex::new(SeriesStore::new(self.store_config(), labels)));
+        let store = shared_store(&cx.info.id, self.mode, self.store_config(), labels);
         match self.mode {
             PrometheusMode::Exporter => {
                 let listener = server::bind(self.listen)?;
@@ -273,6 +273,33 @@ impl SinkConfig for PrometheusSinkConfig {
             PrometheusMode::RemoteWrite => Ok(batch_sink(self.remote_writer(store)?)),
         }
     }
+}
+
+/// The stores of the running Prometheus sinks, by sink id and mode.
+type Stores = HashMap<(String, bool), Weak<Mutex<SeriesStore>>>;
+static STORES: Mutex<Option<Stores>> = Mutex::new(None);
+
+/// The store of sink `id`: the one its predecessor used when a reload
+/// rebuilds it with the same labels, so that its counters go on from where
+/// they were (Prometheus sees no reset); a new one otherwise.
+fn shared_store(
+    id: &str,
+    mode: PrometheusMode,
+    config: StoreConfig,
+    labels: Vec<metrics::Label>,
+) -> Arc<Mutex<SeriesStore>> {
+    let mut stores = STORES.lock().unwrap_or_else(|e| e.into_inner());
+    let stores = stores.get_or_insert_with(HashMap::new);
+    stores.retain(|_, store| store.strong_count() > 0);
+    let key = (id.to_string(), mode == PrometheusMode::Exporter);
+    if let Some(store) = stores.get(&key).and_then(Weak::upgrade) {
+        if store.lock().unwrap_or_else(|e| e.into_inner()).reconfigure(&config) {
+            return store;
+        }
+    }
+    let store = Arc::new(Mutex::new(SeriesStore::new(config, labels)));
+    stores.insert(key, Arc::downgrade(&store));
+    store
 }
 
 /// The exporter sink: adds each batch to the store the endpoint serves.
