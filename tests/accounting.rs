@@ -136,3 +136,59 @@ async fn every_stage_accounts_for_every_event_under_overload() {
     assert!(report.is_ok(), "{report}");
     assert_eq!(report.unacked_events, 0, "{report}");
 }
+
+/// A scrape endpoint lives until the agent stops, not until its inputs
+/// end: a finite source feeding it finishes while another keeps the agent
+/// running, and the endpoint still serves what it holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scrape_endpoint_outlives_its_inputs() {
+    let port = common::free_port();
+    let config = format!(
+        r#"
+        source "demo" "outlive_finite" {{
+          rate = 0
+          count = 10
+        }}
+        source "demo" "outlive_forever" {{
+          rate = 1
+        }}
+        sink "prometheus" "outlive_prom" {{
+          inputs = ["outlive_finite"]
+          listen = "127.0.0.1:{port}"
+        }}
+        sink "blackhole" "outlive_hole" {{
+          inputs = ["outlive_forever"]
+        }}
+        "#
+    );
+    let loaded = load_str("outlive.hcl", &config, &registry()).unwrap_or_else(|e| panic!("{e}"));
+    let topology = Topology::start(loaded.config, GlobalContext { node_name: "n".into() }).unwrap();
+    let start = std::time::Instant::now();
+    while sent("outlive_prom") < 10 {
+        assert!(start.elapsed() < Duration::from_secs(30), "the sink never delivered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Its input has ended and its task drained; longer than the endpoint's
+    // drain time, so a stopped endpoint would be gone.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(!topology.is_finished());
+    let body = tokio::task::spawn_blocking(move || common::http_get(port, "/metrics"))
+        .await
+        .unwrap()
+        .expect("the endpoint still answers");
+    assert!(body.contains("sonde_demo_sequence"), "{body}");
+    topology
+        .shutdown(Duration::from_secs(5), sonde_core::CancellationToken::new())
+        .await;
+    let stopped = tokio::task::spawn_blocking(move || {
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if common::http_get(port, "/metrics").is_none() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    });
+    assert!(stopped.await.unwrap(), "the endpoint stops with the agent");
+}

@@ -263,7 +263,11 @@ impl SinkConfig for PrometheusSinkConfig {
 
     fn build(&self, cx: &SinkContext) -> Result<Sink, BoxError> {
         let labels = component_metrics::labels(&cx.info);
-        let store = shared_store(&cx.info.id, self.mode, self.store_config(), labels);
+        let destination = match self.mode {
+            PrometheusMode::Exporter => format!("listen {}", self.listen),
+            PrometheusMode::RemoteWrite => format!("remote_write {}", self.endpoint.as_deref().unwrap_or_default()),
+        };
+        let store = shared_store(&cx.info.id, destination, self.store_config(), labels);
         match self.mode {
             PrometheusMode::Exporter => {
                 let listener = server::bind(self.listen)?;
@@ -275,23 +279,25 @@ impl SinkConfig for PrometheusSinkConfig {
     }
 }
 
-/// The stores of the running Prometheus sinks, by sink id and mode.
-type Stores = HashMap<(String, bool), Weak<Mutex<SeriesStore>>>;
+/// The stores of the running Prometheus sinks, by sink id and where they
+/// send (the scrape address, or the remote write endpoint).
+type Stores = HashMap<(String, String), Weak<Mutex<SeriesStore>>>;
 static STORES: Mutex<Option<Stores>> = Mutex::new(None);
 
 /// The store of sink `id`: the one its predecessor used when a reload
-/// rebuilds it with the same labels, so that its counters go on from where
-/// they were (Prometheus sees no reset); a new one otherwise.
+/// rebuilds it with the same labels and destination, so that its counters
+/// go on from where they were (Prometheus sees no reset); a new one
+/// otherwise.
 fn shared_store(
     id: &str,
-    mode: PrometheusMode,
+    destination: String,
     config: StoreConfig,
     labels: Vec<metrics::Label>,
 ) -> Arc<Mutex<SeriesStore>> {
     let mut stores = STORES.lock().unwrap_or_else(|e| e.into_inner());
     let stores = stores.get_or_insert_with(HashMap::new);
     stores.retain(|_, store| store.strong_count() > 0);
-    let key = (id.to_string(), mode == PrometheusMode::Exporter);
+    let key = (id.to_string(), destination);
     if let Some(store) = stores.get(&key).and_then(Weak::upgrade) {
         if store.lock().unwrap_or_else(|e| e.into_inner()).reconfigure(&config) {
             return store;
