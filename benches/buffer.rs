@@ -53,13 +53,11 @@ fn graph(disk: Option<&std::path::Path>, events: u64) -> String {
 }
 
 fn batch(first: u64, n: u64) -> EventBatch {
-    let attributes = Attributes::new().with("series", "1").with("k8s.node.name", "bench-node");
+    let attributes = Attributes::new()
+        .with("series", "1")
+        .with("k8s.node.name", "bench-node");
     (first..first + n)
-        .map(|i| {
-            Event::from(
-                Metric::gauge("sonde_demo_sequence", i as f64).with_attributes(attributes.clone()),
-            )
-        })
+        .map(|i| Event::from(Metric::gauge("sonde_demo_sequence", i as f64).with_attributes(attributes.clone())))
         .collect()
 }
 

@@ -107,7 +107,10 @@ async fn every_stage_accounts_for_every_event_under_overload() {
 
     // A full drop_newest buffer: handed = delivered + buffer_full.
     let delivered = recorded("acc_dropping").len() as u64;
-    assert!(dropped("acc_dropping", "buffer_full") > 0, "the slow sink was overloaded");
+    assert!(
+        dropped("acc_dropping", "buffer_full") > 0,
+        "the slow sink was overloaded"
+    );
     assert_eq!(sent("acc_dropping"), delivered);
     assert_eq!(delivered + dropped("acc_dropping", "buffer_full"), EVENTS);
     assert_eq!(received("acc_dropping"), delivered, "received = sent at the call");

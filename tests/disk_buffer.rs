@@ -77,10 +77,14 @@ fn kill_9_under_load_then_restart_delivers_every_sequence_number() {
     let source = "source \"demo\" \"gen\" {\n  rate = 40000\n  batch_size = 500\n}";
     let agent = Agent::start_with(&run1, &agent_lines, &pipeline(source, &endpoint));
     let written = |agent: &Agent| agent.metric("sonde_buffer_written_events_total", &[("component_id", "out")]);
-    wait_for("a backlog on disk and deliveries under way", Duration::from_secs(60), || {
-        let backlog = agent.metric("sonde_buffer_events", &[("component_id", "out")]);
-        written(&agent) >= 60_000.0 && backlog >= 10_000.0 && !received(&receiver).is_empty()
-    });
+    wait_for(
+        "a backlog on disk and deliveries under way",
+        Duration::from_secs(60),
+        || {
+            let backlog = agent.metric("sonde_buffer_events", &[("component_id", "out")]);
+            written(&agent) >= 60_000.0 && backlog >= 10_000.0 && !received(&receiver).is_empty()
+        },
+    );
     let written_before_kill = written(&agent) as u64;
     // Dropping the agent kills it with SIGKILL: no drain, no final sync.
     drop(agent);
@@ -141,7 +145,14 @@ impl Tmpfs {
     fn mount(dir: &std::path::Path, size: &str) -> Tmpfs {
         std::fs::create_dir_all(dir).unwrap();
         let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "sonde-test", dir.to_str().unwrap()])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "sonde-test",
+                dir.to_str().unwrap(),
+            ])
             .status()
             .expect("run mount");
         assert!(status.success(), "mount a tmpfs (the test needs root)");
@@ -195,7 +206,11 @@ fn a_full_disk_blocks_with_a_clear_error_and_recovers_when_space_returns() {
         agent.metric("sonde_component_sent_events_total", &[("component_id", "gen")]) <= generated + 1000.0,
         "the source is held back"
     );
-    assert_eq!(agent.metric("sonde_component_dropped_events_total", &[]), 0.0, "nothing dropped");
+    assert_eq!(
+        agent.metric("sonde_component_dropped_events_total", &[]),
+        0.0,
+        "nothing dropped"
+    );
     let log = std::fs::read_to_string(run.join("sonde.log")).unwrap();
     assert!(
         log.contains("cannot write to the disk buffer") && log.contains("No space left on device"),

@@ -121,7 +121,8 @@ impl Agent {
     pub fn start_with(dir: &Path, agent: &str, pipeline: &str) -> Agent {
         let api = free_port();
         let config = dir.join("pipeline.hcl");
-        let text = format!("agent {{\n  api = \"127.0.0.1:{api}\"\n  node_name = \"test-node\"\n{agent}\n}}\n{pipeline}");
+        let text =
+            format!("agent {{\n  api = \"127.0.0.1:{api}\"\n  node_name = \"test-node\"\n{agent}\n}}\n{pipeline}");
         std::fs::write(&config, text).unwrap();
         // A file, not a pipe: nobody reads a pipe until the end, and a full
         // one would block the agent.

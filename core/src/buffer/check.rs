@@ -104,9 +104,9 @@ pub fn check(dir: &Path) -> Result<Report, CheckError> {
     let state = std::fs::read(dir.join(STATE_FILE)).ok().and_then(|b| State::parse(&b));
     report.state_ok = state.is_some();
     if state.is_none() {
-        report
-            .problems
-            .push(format!("{STATE_FILE} is missing or damaged: every record would be delivered again"));
+        report.problems.push(format!(
+            "{STATE_FILE} is missing or damaged: every record would be delivered again"
+        ));
     }
     let acked = state.map(|s| s.acked).unwrap_or_default();
     let mut last_id = None;
@@ -132,9 +132,12 @@ pub fn check(dir: &Path) -> Result<Report, CheckError> {
                     }
                     if last_id.is_some_and(|last| header.id <= last) {
                         report.out_of_order += 1;
-                        report
-                            .problems
-                            .push(format!("{}: record id {} after {}", path.display(), header.id, last_id.unwrap_or(0)));
+                        report.problems.push(format!(
+                            "{}: record id {} after {}",
+                            path.display(),
+                            header.id,
+                            last_id.unwrap_or(0)
+                        ));
                     }
                     last_id = Some(header.id);
                     report.ids = Some(match report.ids {

@@ -18,8 +18,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use crate::event::{
-    Attributes, Event, EventBatch, Frame, FrameKind, Histogram, Log, Metric, MetricValue, Profile, Severity,
-    SharedStr, Span, SpanKind, SpanStatus, StackSample, Temporality, Timestamp, Value,
+    Attributes, Event, EventBatch, Frame, FrameKind, Histogram, Log, Metric, MetricValue, Profile, Severity, SharedStr,
+    Span, SpanKind, SpanStatus, StackSample, Temporality, Timestamp, Value,
 };
 
 /// Why bytes are not a batch. The record's checksum matched, so this is a

@@ -287,7 +287,9 @@ impl DiskBuffer {
             .open(&state_path)
             .map_err(BufferError::io("open", &state_path))?;
         let mut raw = [0u8; STATE_LEN];
-        let saved = read_exact_at(&state_file, &mut raw, 0).ok().and_then(|()| State::parse(&raw));
+        let saved = read_exact_at(&state_file, &mut raw, 0)
+            .ok()
+            .and_then(|()| State::parse(&raw));
         let mut state = saved.unwrap_or_default();
         if saved.is_none() && !nums.is_empty() {
             // No (or a damaged) state: deliver everything there is again
@@ -345,11 +347,19 @@ impl DiskBuffer {
             dir_dirty: true,
         };
         buffer.recover()?;
+        if buffer.redeliver_below == u64::MAX {
+            // Without a state, every record found may have been delivered.
+            buffer.redeliver_below = buffer.next_id;
+            buffer.state.dispatched = buffer.next_id;
+        }
         // Writing always starts a new segment: never after a torn tail.
         let num = buffer.segments.back().map_or(buffer.state.acked.segment, |s| s.num + 1);
         buffer.writer = buffer.create_segment(num)?;
         if buffer.segments.len() == 1 {
-            buffer.state.acked = Position { segment: num, offset: 0 };
+            buffer.state.acked = Position {
+                segment: num,
+                offset: 0,
+            };
             buffer.read = buffer.state.acked;
         }
         buffer.state.next_id = buffer.next_id;
@@ -506,7 +516,10 @@ impl DiskBuffer {
             let (num, len) = (segment.num, segment.len);
             let last = self.segments.back().map(|s| s.num) == Some(num);
             if num != self.read.segment {
-                self.read = Position { segment: num, offset: 0 };
+                self.read = Position {
+                    segment: num,
+                    offset: 0,
+                };
             }
             if self.read.offset >= len {
                 if last {
@@ -550,7 +563,7 @@ impl DiskBuffer {
             self.stats.redelivered_events += events;
             self.metrics.redelivered_events.increment(events);
         }
-        if id >= self.state.dispatched || self.state.dispatched == u64::MAX {
+        if id >= self.state.dispatched {
             self.state.dispatched = id + 1;
             self.persist_state();
         }

@@ -55,7 +55,12 @@ pub enum Pushed {
 impl DiskQueue {
     /// Opens the buffer in `dir` (or joins the queue already open there)
     /// and starts its periodic fsync. Must run inside a tokio runtime.
-    pub fn open(dir: &Path, max_size: u64, metrics: BufferMetrics, owner: String) -> Result<Arc<DiskQueue>, BufferError> {
+    pub fn open(
+        dir: &Path,
+        max_size: u64,
+        metrics: BufferMetrics,
+        owner: String,
+    ) -> Result<Arc<DiskQueue>, BufferError> {
         let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
         let open = open.get_or_insert_with(HashMap::new);
         open.retain(|_, queue| queue.strong_count() > 0);

@@ -211,8 +211,9 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 // are one stretch to the scan, two records to the model.
                 let damaged_now = model.records.iter().any(|r| r.damaged.is_some());
                 if let Some((which, byte)) = damage.filter(|_| !damaged_now) {
-                    let undamaged: Vec<usize> =
-                        (0..model.records.len()).filter(|&i| model.records[i].damaged.is_none()).collect();
+                    let undamaged: Vec<usize> = (0..model.records.len())
+                        .filter(|&i| model.records[i].damaged.is_none())
+                        .collect();
                     if !undamaged.is_empty() {
                         let index = undamaged[which % undamaged.len()];
                         let (path, at, len) = locate(&dir, model.records[index].id).expect("record on disk");

@@ -86,9 +86,10 @@ impl TryFrom<RawBufferConfig> for BufferConfig {
 
     fn try_from(raw: RawBufferConfig) -> Result<Self, String> {
         match raw.kind {
-            BufferType::Memory if raw.max_size.is_some() => {
-                Err("`max_size` is the size of a disk buffer (`type = \"disk\"`); a memory buffer counts `max_events`".into())
-            }
+            BufferType::Memory if raw.max_size.is_some() => Err(
+                "`max_size` is the size of a disk buffer (`type = \"disk\"`); a memory buffer counts `max_events`"
+                    .into(),
+            ),
             BufferType::Disk if raw.max_events.is_some() => {
                 Err("`max_events` is the capacity of a memory buffer; a disk buffer is sized by `max_size`".into())
             }

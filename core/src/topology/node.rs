@@ -70,7 +70,11 @@ impl Serve {
     }
 
     fn task_ended(&self) {
-        if self.state.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        if self
+            .state
+            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
             self.token.cancel();
         }
     }

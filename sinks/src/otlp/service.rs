@@ -119,7 +119,10 @@ impl BatchSink for OtlpSink {
         // A partial success: the core counts the rest as delivered and
         // these as dropped (`reason="rejected"`), and does not retry.
         if rejected > 0 {
-            return Err(SinkError::rejected(rejected, "the server rejected part of the batch (OTLP partial success)"));
+            return Err(SinkError::rejected(
+                rejected,
+                "the server rejected part of the batch (OTLP partial success)",
+            ));
         }
         Ok(())
     }
