@@ -131,6 +131,9 @@ pub mod byte_size {
         let (number, unit) = trimmed.split_at(split);
         let unit = unit.trim();
         let units = || UNITS.iter().map(|(u, _)| *u).collect::<Vec<_>>().join(", ");
+        let number: f64 = number
+            .parse()
+            .map_err(|_| format!("`{text}` is not a size; write it like `256MiB`, `1GiB` or `500MB`"))?;
         let scale = if unit.is_empty() {
             1
         } else {
@@ -140,9 +143,6 @@ pub mod byte_size {
                 .map(|(_, s)| *s)
                 .ok_or_else(|| format!("`{text}`: unknown unit `{unit}` (use one of {})", units()))?
         };
-        let number: f64 = number
-            .parse()
-            .map_err(|_| format!("`{text}` is not a size; write it like `256MiB`, `1GiB` or `500MB`"))?;
         let bytes = number * scale as f64;
         if !bytes.is_finite() || bytes > u64::MAX as f64 {
             return Err(format!("`{text}` is too large"));
