@@ -82,7 +82,7 @@ fn buffer_alone(dir: &std::path::Path, events: u64) -> (f64, f64, u64) {
     let mut buffer = DiskBuffer::open(dir, 4 << 30, BufferMetrics::noop()).unwrap();
     let started = Instant::now();
     let mut read = 0;
-    while let Some(record) = buffer.next() {
+    while let Some(record) = buffer.read_next() {
         read += record.batch.len() as u64;
         buffer.ack(record.ticket);
     }

@@ -510,7 +510,7 @@ impl DiskBuffer {
 
     /// The next record, or `None` when every record written was handed out.
     /// Damaged records on the way are skipped and counted.
-    pub fn next(&mut self) -> Option<ReadRecord> {
+    pub fn read_next(&mut self) -> Option<ReadRecord> {
         loop {
             let segment = self.segments.iter().find(|s| s.num >= self.read.segment)?;
             let (num, len) = (segment.num, segment.len);

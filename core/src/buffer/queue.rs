@@ -158,7 +158,7 @@ impl DiskQueue {
             let more = self.readable.notified();
             tokio::pin!(more);
             more.as_mut().enable();
-            if let Some(record) = self.lock().next() {
+            if let Some(record) = self.lock().read_next() {
                 return Some(record);
             }
             if done.load(Ordering::Acquire) {

@@ -146,7 +146,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
             }
             Op::Read => {
-                let got = buffer.next();
+                let got = buffer.read_next();
                 // Damaged records ahead of the reader are skipped and
                 // counted, and acknowledged once what precedes them is (a
                 // crash before that meets them again).
@@ -271,12 +271,12 @@ fn a_reopened_buffer_resumes_where_acknowledgements_stopped() {
         let b = batch(&[f64::from(i)]);
         buffer.append(&mut Encoded::new(&b), &b).unwrap();
     }
-    let first = buffer.next().unwrap();
-    let second = buffer.next().unwrap();
+    let first = buffer.read_next().unwrap();
+    let second = buffer.read_next().unwrap();
     buffer.ack(first.ticket);
     drop((second, buffer));
     let mut buffer = open(&dir);
-    let again = buffer.next().unwrap();
+    let again = buffer.read_next().unwrap();
     assert_eq!(values(&again.batch), vec![1.0]);
     assert_eq!(buffer.stats().redelivered_events, 1);
     assert_eq!(buffer.unacked_events(), 9);
