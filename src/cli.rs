@@ -130,6 +130,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Disk buffers (`buffer { type = "disk" }`), offline.
+    Buffer {
+        #[command(subcommand)]
+        command: BufferCommand,
+    },
     /// Load every eBPF source, drive a small workload, check what each one
     /// saw; JSON lines on stdout. For `cargo xtask kernels` (a kernel matrix).
     #[command(hide = true)]
@@ -167,6 +172,18 @@ fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
         Ok(s) if (0.1..=3600.0).contains(&s) => Ok(std::time::Duration::from_secs_f64(s)),
         _ => Err(format!("`{text}`: seconds, from 0.1 to 3600")),
     }
+}
+
+/// `sonde buffer …`.
+#[derive(Debug, Subcommand)]
+pub enum BufferCommand {
+    /// Verify a disk buffer's folder (`DATA_DIR/<sink id>`) with no agent
+    /// running: every record's checksums, ids in order, what is still to be
+    /// delivered. Exits 1 if anything is damaged.
+    Check {
+        /// The buffer's folder.
+        dir: PathBuf,
+    },
 }
 
 /// The levels a log filter may name.
@@ -336,5 +353,16 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Top { interval, api } => crate::top::run(api.client()?, interval),
         Command::Doctor { config, json } => crate::doctor::run(config.as_deref(), json, &registry),
         Command::Conformance { sources } => crate::conformance::run(&registry, &sources),
+        Command::Buffer {
+            command: BufferCommand::Check { dir },
+        } => {
+            let report = sonde_core::buffer::check::check(&dir)?;
+            println!("{report}");
+            Ok(if report.is_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
     }
 }

@@ -419,3 +419,33 @@ fn nested_options_are_suggested_from_the_schema() {
         "p.hcl:4:14: error: invalid value `http` for `protocol` in sink \"otlp\"\n  help: did you mean `http/protobuf`?",
     );
 }
+
+#[test]
+fn disk_buffer_sizes_and_policies_are_checked() {
+    let sink = |buffer: &str| {
+        format!("source \"demo\" \"a\" {{}}\nsink \"blackhole\" \"b\" {{\n  inputs = [\"a\"]\n  buffer {{\n{buffer}\n  }}\n}}\n")
+    };
+    assert_one(
+        &sink("    type = \"disk\"\n    max_size = \"12XB\""),
+        "p.hcl:6:16: error: invalid value for `buffer.max_size` in sink \"blackhole\": `12XB`: unknown unit `XB` (use one of B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)",
+    );
+    assert_one(
+        &sink("    type = \"disk\"\n    max_size = \"10KiB\""),
+        "p.hcl:6:16: error: invalid value for `buffer.max_size` in sink \"blackhole\": must be at least 1MiB, not 10KiB",
+    );
+    assert_one(
+        &sink("    type = \"disk\"\n    when_full = \"blok\""),
+        "p.hcl:6:17: error: invalid value `blok` for `buffer.when_full` in sink \"blackhole\"\n  help: did you mean `block`?",
+    );
+    assert_one(
+        &sink("    type = \"dsik\""),
+        "p.hcl:5:12: error: invalid value `dsik` for `buffer.type` in sink \"blackhole\"\n  help: did you mean `disk`?",
+    );
+    let found = diagnostics(&sink("    max_size = \"1GiB\""));
+    assert!(
+        found
+            .iter()
+            .any(|d| d.starts_with("p.hcl:") && d.contains("`max_size` is the size of a disk buffer")),
+        "{found:?}"
+    );
+}

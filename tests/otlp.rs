@@ -353,7 +353,27 @@ fn partial_success_is_counted() {
             2.0 * requests,
             "{protocol}"
         );
-        let dropped = agent.metric("sonde_component_dropped_events_total", &[("component_id", "otlp")]);
-        assert_eq!(dropped, 0.0, "{protocol}: a partial success is not a failed batch");
+        // Not a failed batch (nothing retried, nothing dropped for an
+        // error), but the refused events are dropped exactly, and only the
+        // rest counted as delivered.
+        let dropped = |reason| {
+            agent.metric(
+                "sonde_component_dropped_events_total",
+                &[("component_id", "otlp"), ("reason", reason)],
+            )
+        };
+        assert_eq!(
+            dropped("error"),
+            0.0,
+            "{protocol}: a partial success is not a failed batch"
+        );
+        assert_eq!(dropped("rejected"), 2.0 * requests, "{protocol}");
+        let sent = agent.metric("sonde_component_sent_events_total", &[("component_id", "otlp")]);
+        let handed = agent.metric("sonde_component_received_events_total", &[("component_id", "otlp")]);
+        assert_eq!(
+            sent + dropped("rejected"),
+            handed,
+            "{protocol}: delivered + rejected = received"
+        );
     }
 }

@@ -28,6 +28,7 @@
 pub mod agent;
 pub mod api;
 pub mod batch_sink;
+pub mod buffer;
 pub mod capability;
 pub mod component;
 pub mod config;

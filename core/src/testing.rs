@@ -248,6 +248,11 @@ pub struct RecordSinkConfig {
     /// many events (to test a sink that dies).
     #[serde(default)]
     pub panic_after: Option<u64>,
+    /// When set, events whose sequence number is a multiple of it are
+    /// refused as a backend's partial success would ([`SinkError::Rejected`]);
+    /// the rest is recorded.
+    #[serde(default)]
+    pub reject_every: Option<u64>,
 }
 
 impl SinkConfig for RecordSinkConfig {
@@ -264,6 +269,7 @@ impl SinkConfig for RecordSinkConfig {
             log: recording(&cx.info.id),
             delay: Duration::from_millis(self.delay_ms),
             panic_after: self.panic_after,
+            reject_every: self.reject_every,
         }))
     }
 }
@@ -272,6 +278,7 @@ struct RecordSink {
     log: Recording,
     delay: Duration,
     panic_after: Option<u64>,
+    reject_every: Option<u64>,
 }
 
 impl BatchSink for RecordSink {
@@ -286,7 +293,16 @@ impl BatchSink for RecordSink {
                 panic!("record sink told to panic after {after} events");
             }
         }
-        log.extend(batch.iter().map(sequence));
+        let Some(every) = self.reject_every.filter(|e| *e > 0) else {
+            log.extend(batch.iter().map(sequence));
+            return Ok(());
+        };
+        let before = log.len();
+        log.extend(batch.iter().map(sequence).filter(|s| s % every != 0));
+        let rejected = batch.len() - (log.len() - before);
+        if rejected > 0 {
+            return Err(SinkError::rejected(rejected as u64, "every multiple refused"));
+        }
         Ok(())
     }
 }

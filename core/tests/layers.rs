@@ -24,6 +24,8 @@ const LAYERS: &[&[&str]] = &[
     &["event", "capability", "memory", "telemetry"],
     // The queue between components and the `Output` producers push into.
     &["edge"],
+    // Disk buffers: events in segment files (uses events and `WhenFull`).
+    &["buffer"],
     // What a component is: traits, contexts, sink options.
     &["component"],
     // Built on what a component is: its registration, the one Service of

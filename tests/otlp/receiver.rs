@@ -114,9 +114,15 @@ pub struct Agent {
 impl Agent {
     /// Runs `pipeline` (without its `agent` block, which this adds).
     pub fn start(dir: &Path, pipeline: &str) -> Agent {
+        Agent::start_with(dir, "", pipeline)
+    }
+
+    /// [`Agent::start`] with more lines for its `agent` block (`data_dir = …`).
+    pub fn start_with(dir: &Path, agent: &str, pipeline: &str) -> Agent {
         let api = free_port();
         let config = dir.join("pipeline.hcl");
-        let text = format!("agent {{\n  api = \"127.0.0.1:{api}\"\n  node_name = \"test-node\"\n}}\n{pipeline}");
+        let text =
+            format!("agent {{\n  api = \"127.0.0.1:{api}\"\n  node_name = \"test-node\"\n{agent}\n}}\n{pipeline}");
         std::fs::write(&config, text).unwrap();
         // A file, not a pipe: nobody reads a pipe until the end, and a full
         // one would block the agent.

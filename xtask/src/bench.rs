@@ -25,6 +25,7 @@ pub const BENCHMARKS: &[&str] = &[
     "otlp",
     "enrich",
     "disk",
+    "buffer",
     "net",
     "protocols",
     "databases",

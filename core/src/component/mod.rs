@@ -20,8 +20,9 @@ mod invalid;
 mod sink_options;
 
 pub use sink_options::{
-    BatchConfig, BufferConfig, RequestConfig, DEFAULT_BATCH_MAX_EVENTS, DEFAULT_BATCH_TIMEOUT,
-    DEFAULT_BUFFER_MAX_EVENTS, DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_INITIAL_BACKOFF, DEFAULT_RETRY_MAX_BACKOFF,
+    byte_size, BatchConfig, BufferConfig, BufferType, RequestConfig, DEFAULT_BATCH_MAX_EVENTS, DEFAULT_BATCH_TIMEOUT,
+    DEFAULT_BUFFER_MAX_EVENTS, DEFAULT_BUFFER_MAX_SIZE, DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_INITIAL_BACKOFF,
+    DEFAULT_RETRY_MAX_BACKOFF, MIN_BUFFER_MAX_SIZE,
 };
 
 use crate::capability::CapabilitySet;
@@ -138,7 +139,11 @@ pub struct SinkContext {
     pub info: ComponentInfo,
     /// Agent-wide facts.
     pub global: GlobalContext,
-    /// Cancelled after the sink has drained; stops background tasks (servers).
+    /// Stops background tasks (servers): cancelled once the sink's task has
+    /// ended and the topology is done with it (a reload removed or rebuilt
+    /// it, or the agent stops) — not merely when its inputs end, so a
+    /// scrape endpoint serves until the agent stops. A sink whose
+    /// destination is gone for good may cancel it itself: its task stops.
     pub shutdown: CancellationToken,
 }
 
@@ -233,6 +238,17 @@ pub enum SinkError {
         /// What went wrong.
         source: BoxError,
     },
+    /// The backend accepted the batch but refused `rejected` of its events
+    /// (OTLP partial success, Prometheus' cardinality guard): not retried
+    /// (they would be refused again); the rest counts as delivered and
+    /// these as dropped (`reason="rejected"`), so both counts are exact.
+    #[error("{rejected} events rejected: {source}")]
+    Rejected {
+        /// Events refused.
+        rejected: u64,
+        /// Why.
+        source: BoxError,
+    },
 }
 
 impl SinkError {
@@ -247,5 +263,13 @@ impl SinkError {
     /// A permanent error.
     pub fn permanent(source: impl Into<BoxError>) -> Self {
         SinkError::Permanent { source: source.into() }
+    }
+
+    /// A partial success: `rejected` events refused, the rest delivered.
+    pub fn rejected(rejected: u64, source: impl Into<BoxError>) -> Self {
+        SinkError::Rejected {
+            rejected,
+            source: source.into(),
+        }
     }
 }

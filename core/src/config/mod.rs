@@ -28,7 +28,7 @@ pub use model::*;
 // `default_batch` returns one) and the queue policy with the queue; the
 // config is where users write them, so they are found here too.
 pub use crate::component::{
-    BatchConfig, BufferConfig, RequestConfig, DEFAULT_BATCH_MAX_EVENTS, DEFAULT_BATCH_TIMEOUT,
+    BatchConfig, BufferConfig, BufferType, RequestConfig, DEFAULT_BATCH_MAX_EVENTS, DEFAULT_BATCH_TIMEOUT,
     DEFAULT_BUFFER_MAX_EVENTS, DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_INITIAL_BACKOFF, DEFAULT_RETRY_MAX_BACKOFF,
 };
 pub use crate::component::{Checks, Invalid};

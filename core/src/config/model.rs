@@ -15,6 +15,13 @@ use crate::registry::AnyConfig;
 
 /// Default address of the agent API.
 pub const DEFAULT_API: &str = "127.0.0.1:8686";
+/// Default folder of the agent's state (disk buffers).
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/sonde";
+
+fn default_data_dir() -> std::path::PathBuf {
+    DEFAULT_DATA_DIR.into()
+}
+
 /// Default time to drain in-flight events at shutdown.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -65,6 +72,12 @@ pub struct AgentConfig {
     #[serde(default = "default_shutdown_grace", with = "humantime_serde")]
     #[schemars(with = "String")]
     pub shutdown_grace: Duration,
+    /// Folder of the agent's state: each sink with `buffer { type = "disk" }`
+    /// keeps its buffer in `DATA_DIR/<sink id>/`, so a restarted agent
+    /// resumes it. Default `/var/lib/sonde`.
+    #[serde(default = "default_data_dir")]
+    #[schemars(with = "String")]
+    pub data_dir: std::path::PathBuf,
 }
 
 impl Default for AgentConfig {
@@ -76,6 +89,7 @@ impl Default for AgentConfig {
             api_socket: None,
             node_name: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            data_dir: default_data_dir(),
         }
     }
 }

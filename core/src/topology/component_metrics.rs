@@ -40,6 +40,11 @@ pub enum DropReason {
     Shutdown,
     /// The sink's destination closed for good (a closed pipe on stdout).
     OutputClosed,
+    /// The backend accepted the request but rejected these events (OTLP
+    /// partial success, a Prometheus limit): delivered = sent − rejected.
+    Rejected,
+    /// A disk buffer record was damaged (checksum), skipped.
+    Corrupted,
 }
 
 impl DropReason {
@@ -51,6 +56,8 @@ impl DropReason {
             DropReason::UnsupportedKind => "unsupported_kind",
             DropReason::Shutdown => "shutdown",
             DropReason::OutputClosed => "output_closed",
+            DropReason::Rejected => "rejected",
+            DropReason::Corrupted => "corrupted",
         }
     }
 }
@@ -72,7 +79,7 @@ pub struct ComponentMetrics {
     pub call_seconds: Histogram,
     /// [`BUFFER_EVENTS`].
     pub buffer_events: Gauge,
-    dropped: [Counter; 5],
+    dropped: [Counter; 7],
 }
 
 impl ComponentMetrics {
@@ -98,6 +105,8 @@ impl ComponentMetrics {
                 dropped_with(DropReason::UnsupportedKind),
                 dropped_with(DropReason::Shutdown),
                 dropped_with(DropReason::OutputClosed),
+                dropped_with(DropReason::Rejected),
+                dropped_with(DropReason::Corrupted),
             ],
         }
     }
@@ -110,6 +119,8 @@ impl ComponentMetrics {
             DropReason::UnsupportedKind => &self.dropped[2],
             DropReason::Shutdown => &self.dropped[3],
             DropReason::OutputClosed => &self.dropped[4],
+            DropReason::Rejected => &self.dropped[5],
+            DropReason::Corrupted => &self.dropped[6],
         }
     }
 }

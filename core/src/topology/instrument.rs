@@ -10,6 +10,7 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use super::component_metrics::{ComponentMetrics, DropReason};
+use crate::component::{BoxError, SinkError};
 use crate::event::EventBatch;
 
 /// Layer form of [`Instrument`].
@@ -49,6 +50,7 @@ pub struct Instrument<S> {
 impl<S, R> Service<EventBatch> for Instrument<S>
 where
     S: Service<EventBatch, Response = R>,
+    S::Error: AsDynError,
 {
     type Response = R;
     type Error = S::Error;
@@ -84,9 +86,18 @@ pin_project! {
     }
 }
 
+/// The events a partial success refused, when `error` is one.
+fn rejected(error: &(dyn std::error::Error + 'static)) -> Option<u64> {
+    match error.downcast_ref::<SinkError>() {
+        Some(SinkError::Rejected { rejected, .. }) => Some(*rejected),
+        _ => None,
+    }
+}
+
 impl<F, R, E> Future for InstrumentFuture<F>
 where
     F: Future<Output = Result<R, E>>,
+    E: AsDynError,
 {
     type Output = Result<R, E>;
 
@@ -100,6 +111,12 @@ where
                 this.metrics.sent_batches.increment(1);
             }
             Ok(_) => {}
+            Err(error) if *this.count_sent && rejected(error.as_dyn_error()).is_some() => {
+                let refused = rejected(error.as_dyn_error()).unwrap_or(0).min(*this.events);
+                this.metrics.sent_events.increment(*this.events - refused);
+                this.metrics.sent_batches.increment(1);
+                this.metrics.dropped(DropReason::Rejected).increment(refused);
+            }
             Err(_) => {
                 // Sinks count each failed attempt in the retry layer; a
                 // transform has no retries, so its failure is counted here.
@@ -110,5 +127,18 @@ where
             }
         }
         Poll::Ready(result)
+    }
+}
+
+/// Errors the instrument layer can look into (a partial success is an
+/// error value that still delivered most of its batch).
+pub trait AsDynError {
+    /// The error as a trait object.
+    fn as_dyn_error(&self) -> &(dyn std::error::Error + 'static);
+}
+
+impl AsDynError for BoxError {
+    fn as_dyn_error(&self) -> &(dyn std::error::Error + 'static) {
+        &**self
     }
 }

@@ -23,6 +23,7 @@
 mod causes;
 pub mod component_metrics;
 mod diff;
+mod disk_sink;
 mod health;
 mod instrument;
 mod loss;
@@ -169,9 +170,10 @@ impl Topology {
     /// are unchanged keep running untouched. If any component fails to build,
     /// nothing changes and every failure is returned.
     pub fn apply(&mut self, config: PipelineConfig) -> Result<ReloadSummary, TopologyError> {
+        let data_dir = config.agent.data_dir.clone();
         let plan = diff::plan(self.running.nodes().values().map(|n| &n.config), config);
         // Build everything first, so a failure leaves the running graph alone.
-        let built = node::build_all(plan.to_build, &self.global)?;
+        let built = node::build_all(plan.to_build, &self.global, &data_dir)?;
         self.attach_taps(&built);
         // Wire before retiring, while the kept consumers' queues are still
         // reachable through their nodes.

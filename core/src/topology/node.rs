@@ -3,7 +3,8 @@
 //! starts a task, so a reload whose build fails leaves the graph alone.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -11,10 +12,11 @@ use futures::FutureExt;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::component_metrics::{ComponentMetrics, DropReason};
-use super::{stack, tasks, TopologyError};
+use super::component_metrics::{self, ComponentMetrics, DropReason};
+use super::{disk_sink, stack, tasks, TopologyError};
+use crate::buffer::{BufferMetrics, DiskQueue};
 use crate::component::{
-    BoxError, BufferConfig, ComponentInfo, GlobalContext, SinkContext, SourceContext, TransformContext,
+    BoxError, BufferConfig, BufferType, ComponentInfo, GlobalContext, SinkContext, SourceContext, TransformContext,
 };
 use crate::config::{graph, ComponentConfig};
 use crate::edge::{queue, InputReceiver, InputSender, Output, OutputSlot, QueueMetrics, WeakInputSender};
@@ -42,6 +44,53 @@ pub(super) struct Node {
     /// `running::TaskEnd`).
     pub(super) done: Arc<AtomicBool>,
     pub(super) metrics: ComponentMetrics,
+    /// A sink's background work (a scrape endpoint): its context's
+    /// `shutdown`, cancelled once the sink is retired or the agent stops.
+    pub(super) serve: Option<Serve>,
+}
+
+/// When a sink's background work ends: not when its inputs end (a scrape
+/// endpoint serves what it holds until the agent stops), but once its task
+/// has ended *and* the topology retired it (a reload removed it, or the
+/// agent stops), whichever comes last. A sink may also cancel the token
+/// itself (its destination is gone for good): its task then stops.
+#[derive(Clone, Debug)]
+pub(super) struct Serve {
+    token: CancellationToken,
+    /// 0 running, 1 task ended, 2 retired.
+    state: Arc<AtomicU8>,
+}
+
+impl Serve {
+    fn new(token: CancellationToken) -> Self {
+        Serve {
+            token,
+            state: Arc::new(AtomicU8::new(0)),
+        }
+    }
+
+    fn task_ended(&self) {
+        if self
+            .state
+            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            self.token.cancel();
+        }
+    }
+
+    /// The topology is done with the sink (removed by a reload, or the
+    /// agent stops): its background work ends once its task has.
+    pub(super) fn retire(&self) {
+        if self.state.swap(2, Ordering::AcqRel) == 1 {
+            self.token.cancel();
+        }
+    }
+
+    /// Ends the background work now (a build that failed).
+    fn cancel(&self) {
+        self.token.cancel();
+    }
 }
 
 /// A component built but not yet started.
@@ -59,6 +108,7 @@ pub(super) struct Built {
 pub(super) fn build_all(
     to_build: Vec<ComponentConfig>,
     global: &GlobalContext,
+    data_dir: &Path,
 ) -> Result<HashMap<SharedStr, Built>, TopologyError> {
     let mut built: HashMap<SharedStr, Built> = HashMap::new();
     let mut failures = Vec::new();
@@ -70,7 +120,7 @@ pub(super) fn build_all(
             type_name: component.type_name,
         };
         let location = component.location.clone();
-        match build(component, global) {
+        match build(component, global, data_dir) {
             Ok(b) => {
                 built.insert(info.id.clone(), b);
             }
@@ -83,13 +133,16 @@ pub(super) fn build_all(
     if !failures.is_empty() {
         for b in built.values() {
             b.node.stop.cancel();
+            if let Some(serve) = &b.node.serve {
+                serve.cancel();
+            }
         }
         return Err(TopologyError { failures, locations });
     }
     Ok(built)
 }
 
-fn build(config: ComponentConfig, global: &GlobalContext) -> Result<Built, BoxError> {
+fn build(config: ComponentConfig, global: &GlobalContext, data_dir: &Path) -> Result<Built, BoxError> {
     let info = ComponentInfo {
         kind: config.kind,
         id: config.id.clone(),
@@ -129,6 +182,7 @@ fn build(config: ComponentConfig, global: &GlobalContext) -> Result<Built, BoxEr
                 abort,
                 task: None,
                 metrics,
+                serve: None,
             };
             (node, None, run)
         }
@@ -163,20 +217,37 @@ fn build(config: ComponentConfig, global: &GlobalContext) -> Result<Built, BoxEr
                 abort,
                 task: None,
                 metrics,
+                serve: None,
             };
             (node, Some(sender), run)
         }
         AnyConfig::Sink(sink) => {
+            let serve = Serve::new(abort.child_token());
             let service = sink.build(&SinkContext {
                 info: info.clone(),
                 global,
-                shutdown: stop.clone(),
+                shutdown: serve.token.clone(),
             })?;
             let service = stack::sink_stack(service, &info, &config.request, &metrics);
-            let (sender, receiver) = make_queue(&config.buffer, &info, &metrics);
+            let disk = match config.buffer.kind {
+                BufferType::Memory => None,
+                BufferType::Disk => Some(open_disk_buffer(data_dir, &config.buffer, &info, &metrics)?),
+            };
+            let intake = match disk {
+                // Only what is on its way to the disk: a batch or so.
+                Some(_) => BufferConfig {
+                    max_events: DISK_INTAKE_EVENTS,
+                    ..config.buffer
+                },
+                None => config.buffer,
+            };
+            let (sender, receiver) = make_queue(&intake, &info, &metrics);
             let batching = config.batch.or_else(|| sink.default_batch()).map(|mut b| {
                 // Waiting for more events than the buffer holds would only wait for the timeout.
-                b.max_events = b.max_events.clamp(1, config.buffer.max_events.max(1));
+                if disk.is_none() {
+                    b.max_events = b.max_events.clamp(1, config.buffer.max_events.max(1));
+                }
+                b.max_events = b.max_events.max(1);
                 b
             });
             let settings = tasks::SinkSettings {
@@ -184,17 +255,52 @@ fn build(config: ComponentConfig, global: &GlobalContext) -> Result<Built, BoxEr
                 accepts,
                 batching,
             };
-            let run = Box::pin(tasks::run_sink(
-                info.clone(),
-                receiver,
-                service,
-                settings,
-                metrics.clone(),
-                stop.clone(),
-                abort.clone(),
-            ))
-            .map(Ok)
-            .boxed();
+            let run: Run = match disk {
+                Some(queue) => Box::pin(disk_sink::run_disk_sink(
+                    info.clone(),
+                    receiver,
+                    queue,
+                    config.buffer.when_full,
+                    service,
+                    settings,
+                    metrics.clone(),
+                    stop.clone(),
+                    abort.clone(),
+                ))
+                .map(Ok)
+                .boxed(),
+                None => Box::pin(tasks::run_sink(
+                    info.clone(),
+                    receiver,
+                    service,
+                    settings,
+                    metrics.clone(),
+                    stop.clone(),
+                    abort.clone(),
+                ))
+                .map(Ok)
+                .boxed(),
+            };
+            // The sink cancelling its context's token (its destination is
+            // gone) stops its task; the task's end lets background work
+            // end once the topology has retired the sink.
+            let run = {
+                let serve = serve.clone();
+                let stop = stop.clone();
+                Box::pin(async move {
+                    let linked = async {
+                        serve.token.cancelled().await;
+                        stop.cancel();
+                        std::future::pending::<()>().await
+                    };
+                    let result = tokio::select! {
+                        result = run => result,
+                        () = linked => Ok(()),
+                    };
+                    serve.task_ended();
+                    result
+                })
+            };
             let node = Node {
                 done: Arc::default(),
                 info: info.clone(),
@@ -205,11 +311,32 @@ fn build(config: ComponentConfig, global: &GlobalContext) -> Result<Built, BoxEr
                 abort,
                 task: None,
                 metrics,
+                serve: Some(serve),
             };
             (node, Some(sender), run)
         }
     };
     Ok(Built { node, sender, run })
+}
+
+/// Capacity of the memory queue in front of a disk buffer, in events.
+const DISK_INTAKE_EVENTS: usize = 1000;
+
+/// Opens the disk buffer of a sink: `DATA_DIR/<sink id>/`.
+fn open_disk_buffer(
+    data_dir: &Path,
+    buffer: &BufferConfig,
+    info: &ComponentInfo,
+    metrics: &ComponentMetrics,
+) -> Result<Arc<DiskQueue>, BoxError> {
+    let dir = data_dir.join(&*info.id);
+    let buffer_metrics = BufferMetrics::new(
+        component_metrics::labels(info),
+        metrics.dropped(DropReason::Corrupted).clone(),
+    );
+    let queue = DiskQueue::open(&dir, buffer.max_size, buffer_metrics, info.to_string())
+        .map_err(|e| format!("disk buffer in {}: {e}", dir.display()))?;
+    Ok(queue)
 }
 
 fn make_queue(buffer: &BufferConfig, info: &ComponentInfo, metrics: &ComponentMetrics) -> (InputSender, InputReceiver) {

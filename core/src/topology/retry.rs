@@ -57,7 +57,7 @@ pub fn classify(error: &BoxError) -> Option<Option<Duration>> {
     if let Some(sink_error) = error.downcast_ref::<SinkError>() {
         return match sink_error {
             SinkError::Retriable { retry_after, .. } => Some(*retry_after),
-            SinkError::Permanent { .. } => None,
+            SinkError::Permanent { .. } | SinkError::Rejected { .. } => None,
         };
     }
     if error.is::<tower::timeout::error::Elapsed>() {
@@ -71,6 +71,11 @@ impl Policy<EventBatch, (), BoxError> for RetryPolicy {
 
     fn retry(&mut self, batch: &mut EventBatch, result: &mut Result<(), BoxError>) -> Option<Self::Future> {
         let error = result.as_ref().err()?;
+        // A partial success is no failed attempt: the sink logged it, the
+        // instrument layer counts what was refused.
+        if matches!(error.downcast_ref::<SinkError>(), Some(SinkError::Rejected { .. })) {
+            return None;
+        }
         self.errors.increment(1);
         self.attempt += 1;
         let Some(retry_after) = classify(error) else {

@@ -32,6 +32,13 @@ struct Retiring {
     task: Option<JoinHandle<()>>,
 }
 
+/// Tells a node's sink that the topology is done with it (see [`Serve`]).
+fn retire_serve(node: &Node) {
+    if let Some(serve) = &node.serve {
+        serve.retire();
+    }
+}
+
 impl From<Node> for Retiring {
     fn from(node: Node) -> Self {
         Retiring {
@@ -114,6 +121,7 @@ impl Running {
                 if node.info.kind == ComponentKind::Source {
                     node.stop.cancel();
                 }
+                retire_serve(&node);
                 tracing::info!(component = %node.info, "stopping");
                 self.retiring.push(node.into());
             }
@@ -217,6 +225,7 @@ impl Running {
             if node.info.kind == ComponentKind::Source {
                 node.stop.cancel();
             }
+            retire_serve(node);
         }
         let mut all: Vec<Retiring> = self.retiring.drain(..).collect();
         all.extend(self.nodes.drain().map(|(_, node)| Retiring::from(node)));

@@ -20,7 +20,7 @@ use crate::edge::{InputReceiver, Output, OutputSlot, SlotGuard};
 use crate::event::{EventBatch, EventKinds};
 
 /// Removes events of kinds the component does not accept, counting them.
-fn keep_accepted(batch: &mut EventBatch, accepts: EventKinds, metrics: &ComponentMetrics) {
+pub(super) fn keep_accepted(batch: &mut EventBatch, accepts: EventKinds, metrics: &ComponentMetrics) {
     if accepts == EventKinds::ALL || batch.iter().all(|e| accepts.contains(e.kind())) {
         return;
     }

@@ -271,7 +271,7 @@ mod tests {
         use tonic_types::ErrorDetails;
         let retriable = |status: tonic::Status| match classify_grpc("metrics", "http://c:4317", &status) {
             SinkError::Retriable { retry_after, .. } => Some(retry_after),
-            SinkError::Permanent { .. } => None,
+            SinkError::Permanent { .. } | SinkError::Rejected { .. } => None,
         };
         assert_eq!(retriable(tonic::Status::unavailable("down")), Some(None));
         assert_eq!(retriable(tonic::Status::deadline_exceeded("slow")), Some(None));
@@ -317,7 +317,7 @@ mod tests {
     fn http_statuses_are_classified_and_retry_after_honoured() {
         let retriable = |status, after| match classify_http("logs", "http://c:4318/v1/logs", status, after, b"") {
             SinkError::Retriable { retry_after, .. } => Some(retry_after),
-            SinkError::Permanent { .. } => None,
+            SinkError::Permanent { .. } | SinkError::Rejected { .. } => None,
         };
         for status in [429, 502, 503, 504] {
             assert_eq!(retriable(status, None), Some(None), "{status}");

@@ -80,8 +80,9 @@ impl OtlpSink {
         })
     }
 
-    /// Sends one request; counts and logs what the server rejected of it.
-    async fn export(&self, request: Request) -> Result<(), SinkError> {
+    /// Sends one request; counts and logs what the server rejected of it,
+    /// and returns how many items that was.
+    async fn export(&self, request: Request) -> Result<u64, SinkError> {
         let signal = request.signal();
         let items = request.items();
         let accepted = match &self.transport {
@@ -102,7 +103,7 @@ impl OtlpSink {
                 "server rejected part of a request"
             );
         }
-        Ok(())
+        Ok(accepted.rejected.max(0) as u64)
     }
 }
 
@@ -111,8 +112,17 @@ impl BatchSink for OtlpSink {
         // One request per signal (more if a request would be too large),
         // sent in order. A failure fails the whole batch, so a retry may
         // send again what already went through: at-least-once.
+        let mut rejected = 0;
         for request in self.encoder.encode(batch.events()) {
-            self.export(request).await?;
+            rejected += self.export(request).await?;
+        }
+        // A partial success: the core counts the rest as delivered and
+        // these as dropped (`reason="rejected"`), and does not retry.
+        if rejected > 0 {
+            return Err(SinkError::rejected(
+                rejected,
+                "the server rejected part of the batch (OTLP partial success)",
+            ));
         }
         Ok(())
     }

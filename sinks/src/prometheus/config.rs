@@ -1,8 +1,8 @@
 //! The Prometheus sink's options, and building the sink from them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -263,7 +263,11 @@ impl SinkConfig for PrometheusSinkConfig {
 
     fn build(&self, cx: &SinkContext) -> Result<Sink, BoxError> {
         let labels = component_metrics::labels(&cx.info);
-        let store = Arc::new(Mutex::new(SeriesStore::new(self.store_config(), labels)));
+        let destination = match self.mode {
+            PrometheusMode::Exporter => format!("listen {}", self.listen),
+            PrometheusMode::RemoteWrite => format!("remote_write {}", self.endpoint.as_deref().unwrap_or_default()),
+        };
+        let store = shared_store(&cx.info.id, destination, self.store_config(), labels);
         match self.mode {
             PrometheusMode::Exporter => {
                 let listener = server::bind(self.listen)?;
@@ -273,6 +277,35 @@ impl SinkConfig for PrometheusSinkConfig {
             PrometheusMode::RemoteWrite => Ok(batch_sink(self.remote_writer(store)?)),
         }
     }
+}
+
+/// The stores of the running Prometheus sinks, by sink id and where they
+/// send (the scrape address, or the remote write endpoint).
+type Stores = HashMap<(String, String), Weak<Mutex<SeriesStore>>>;
+static STORES: Mutex<Option<Stores>> = Mutex::new(None);
+
+/// The store of sink `id`: the one its predecessor used when a reload
+/// rebuilds it with the same labels and destination, so that its counters
+/// go on from where they were (Prometheus sees no reset); a new one
+/// otherwise.
+fn shared_store(
+    id: &str,
+    destination: String,
+    config: StoreConfig,
+    labels: Vec<metrics::Label>,
+) -> Arc<Mutex<SeriesStore>> {
+    let mut stores = STORES.lock().unwrap_or_else(|e| e.into_inner());
+    let stores = stores.get_or_insert_with(HashMap::new);
+    stores.retain(|_, store| store.strong_count() > 0);
+    let key = (id.to_string(), destination);
+    if let Some(store) = stores.get(&key).and_then(Weak::upgrade) {
+        if store.lock().unwrap_or_else(|e| e.into_inner()).reconfigure(&config) {
+            return store;
+        }
+    }
+    let store = Arc::new(Mutex::new(SeriesStore::new(config, labels)));
+    stores.insert(key, Arc::downgrade(&store));
+    store
 }
 
 /// The exporter sink: adds each batch to the store the endpoint serves.
@@ -294,11 +327,22 @@ impl BatchSink for Exporter {
         let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
         let now = store.now_ms();
         store.maybe_sweep(now);
+        let mut refused = 0;
         for event in &batch {
             if let Event::Metric(metric) = event {
-                // Refusals are counted by the store.
-                let _ = store.ingest(metric, now);
+                // Refusals are counted by the store, by reason.
+                if store.ingest(metric, now).is_err() {
+                    refused += 1;
+                }
             }
+        }
+        // A partial failure: the core counts these as dropped
+        // (`reason="rejected"`) and the rest as delivered.
+        if refused > 0 {
+            return Err(SinkError::rejected(
+                refused,
+                "refused by the sink's series store (see sonde_prometheus_refused_samples_total)",
+            ));
         }
         Ok(())
     }

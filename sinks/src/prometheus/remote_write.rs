@@ -87,6 +87,8 @@ pub struct RemoteWriter {
 struct Pending {
     batch: EventBatch,
     body: Option<Bytes>,
+    /// Events of the batch the store refused (counted there).
+    refused: u64,
 }
 
 fn same_batch(a: &EventBatch, b: &EventBatch) -> bool {
@@ -117,14 +119,16 @@ impl RemoteWriter {
     }
 
     /// The compressed request for `batch`: the kept one when this is a retry.
-    fn body_for(&self, batch: &EventBatch) -> Option<Bytes> {
+    fn body_for(&self, batch: &EventBatch) -> (Option<Bytes>, u64) {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(kept) = pending.iter().find(|p| same_batch(&p.batch, batch)) {
-            return kept.body.clone();
+            return (kept.body.clone(), kept.refused);
         }
-        let request = {
+        let (request, refused) = {
             let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
-            build_request(&mut store, batch)
+            let before = store.refused_total();
+            let request = build_request(&mut store, batch);
+            (request, store.refused_total() - before)
         };
         let body = (!request.timeseries.is_empty()).then(|| encode(&request));
         if pending.len() >= MAX_PENDING {
@@ -133,8 +137,9 @@ impl RemoteWriter {
         pending.push_back(Pending {
             batch: batch.clone(),
             body: body.clone(),
+            refused,
         });
-        body
+        (body, refused)
     }
 
     fn forget(&self, batch: &EventBatch) {
@@ -212,15 +217,25 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
 
 impl BatchSink for RemoteWriter {
     async fn send(&self, batch: EventBatch) -> Result<(), SinkError> {
-        let Some(body) = self.body_for(&batch) else {
-            self.forget(&batch);
-            return Ok(());
+        // A retried batch (the same shared batch) gets the same body: its
+        // identity is kept across attempts.
+        let (body, refused) = self.body_for(&batch);
+        let result = match body {
+            Some(body) => self.post(body).await,
+            None => Ok(()),
         };
-        let result = self.post(body).await;
         if !matches!(result, Err(SinkError::Retriable { .. })) {
             self.forget(&batch);
         }
-        result
+        match result {
+            // What the cardinality guard (or ordering) refused is a partial
+            // failure: counted as dropped, the rest as delivered.
+            Ok(()) if refused > 0 => Err(SinkError::rejected(
+                refused,
+                "refused by the sink's series store (see sonde_prometheus_refused_samples_total)",
+            )),
+            other => other,
+        }
     }
 }
 

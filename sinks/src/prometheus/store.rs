@@ -235,6 +235,25 @@ impl SeriesStore {
         self.refused[reason as usize]
     }
 
+    /// Takes `config` in place of the store's own, keeping every series,
+    /// when the labels it makes are the same (a reload that changed only
+    /// `max_series` or `expire_after`); false when they differ, and the
+    /// caller starts a new store.
+    pub fn reconfigure(&mut self, config: &StoreConfig) -> bool {
+        let same_labels = self.config.label_allowlist == config.label_allowlist
+            && self.config.label_denylist == config.label_denylist
+            && self.config.keep_label_pairs == config.keep_label_pairs;
+        if same_labels {
+            self.config = config.clone();
+        }
+        same_labels
+    }
+
+    /// Samples refused so far, every reason together.
+    pub fn refused_total(&self) -> u64 {
+        self.refused.iter().sum()
+    }
+
     /// Counts `n` refused samples.
     pub fn refuse(&mut self, reason: Refused, n: u64) {
         count(&mut self.refused, &self.metrics, reason, n);

@@ -284,7 +284,7 @@ impl BatchSink for PyroscopeSink {
                 Err(error @ SinkError::Retriable { .. }) => retriable = Some(error),
                 // Would fail again: not resent when the batch is retried
                 // for another request's sake.
-                Err(error @ SinkError::Permanent { .. }) => {
+                Err(error @ (SinkError::Permanent { .. } | SinkError::Rejected { .. })) => {
                     delivered.insert(digest);
                     permanent = Some(error);
                 }

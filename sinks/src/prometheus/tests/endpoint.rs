@@ -114,3 +114,22 @@ async fn a_rebuilt_sink_shares_the_port_and_a_foreign_listener_is_refused() {
     };
     assert!(error.to_string().contains("another process is listening"), "{error}");
 }
+
+#[tokio::test]
+async fn a_rebuilt_sink_keeps_its_counters() {
+    let port = free_port();
+    let (mut old, old_shutdown) = build(&config(port)).unwrap();
+    let delta = |v| Metric::counter("requests", v).with_temporality(sonde_core::event::Temporality::Delta);
+    send(&mut old, delta(5.0)).await;
+    // A reload that changes an option the labels do not depend on.
+    let mut changed = config(port);
+    changed.max_series += 1;
+    let (mut new, new_shutdown) = build(&changed).unwrap();
+    drop(old);
+    old_shutdown.cancel();
+    send(&mut new, delta(3.0)).await;
+    // The total goes on from 5: Prometheus sees no counter reset.
+    let (_, body) = scrape(port, None).await;
+    assert!(body.contains("requests_total 8"), "{body}");
+    new_shutdown.cancel();
+}

@@ -128,6 +128,7 @@ async fn statuses_are_classified() {
             Ok(()) => "ok",
             Err(SinkError::Retriable { .. }) => "retriable",
             Err(SinkError::Permanent { .. }) => "permanent",
+            Err(SinkError::Rejected { .. }) => "rejected",
         });
     }
     assert_eq!(outcomes, ["permanent", "retriable", "retriable", "permanent"]);
