@@ -67,15 +67,17 @@ pub fn run(names: &[String]) -> Result<()> {
     };
     let out = Path::new("target/bench");
     let machine = Machine::detect();
-    let mut results = read_results()?;
     for name in selected {
         eprintln!("xtask: benchmark {name}");
         ensure_peers(name)?;
         bench(name, out, &[])?;
         let entry = entry(name, out, &machine)?;
+        // Read again and written after each benchmark: a long run that
+        // fails late keeps what it measured, and entries another run (or a
+        // merge) wrote meanwhile are kept, not overwritten with the copy
+        // read when this run started.
+        let mut results = read_results()?;
         results["benchmarks"][name] = entry;
-        // Written after each benchmark, so a long run that fails late
-        // keeps what it measured.
         write_results(&results)?;
     }
     eprintln!("xtask: results in {RESULTS_MD} and {RESULTS_JSON}; raw reports in target/bench/");
