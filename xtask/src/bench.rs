@@ -30,6 +30,7 @@ pub const BENCHMARKS: &[&str] = &[
     "databases",
     "file_io",
     "file_access",
+    "connections",
     "process",
     "profile",
     "energy",
