@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
-use sonde_core::config::{Checks, Invalid};
+use sonde_core::config::{did_you_mean, Checks, Invalid};
 use sonde_core::event::EventKinds;
 use sonde_core::privileges::{Capability, CapabilitySet};
 use sonde_core::registry::{EbpfSide, SourceType};
@@ -125,6 +125,19 @@ impl Default for ConnectionsSourceConfig {
     }
 }
 
+/// "one or more of: …", with the nearest valid name to the first unknown one.
+fn names_message(given: &[String], valid: &[&'static str]) -> String {
+    let mut message = format!("one or more of: {}", valid.join(", "));
+    if let Some(best) = given
+        .iter()
+        .find(|g| !valid.contains(&g.as_str()))
+        .and_then(|g| did_you_mean(g, valid.iter().copied()))
+    {
+        message.push_str(&format!(" (did you mean `{best}`?)"));
+    }
+    message
+}
+
 fn cidrs(texts: &[String]) -> Vec<Cidr> {
     texts.iter().filter_map(|t| t.parse().ok()).collect()
 }
@@ -197,12 +210,12 @@ impl SourceConfig for ConnectionsSourceConfig {
             .that(
                 !self.directions.is_empty() && self.directions.iter().all(|d| DIRECTIONS.contains(&d.as_str())),
                 "directions",
-                "one or more of: connect, accept, listen",
+                names_message(&self.directions, &DIRECTIONS),
             )
             .that(
                 !self.protocols.is_empty() && self.protocols.iter().all(|p| PROTOCOLS.contains(&p.as_str())),
                 "protocols",
-                "one or more of: tcp, udp",
+                names_message(&self.protocols, &PROTOCOLS),
             )
             .that(bad_cidr.is_none(), "match.cidr", bad_cidr.clone().unwrap_or_default())
             .that(
