@@ -44,7 +44,12 @@ fn options_are_validated_and_make_the_policy() {
     };
     let errors: Vec<String> = bad.validate().unwrap_err().iter().map(|e| e.to_string()).collect();
     assert_eq!(errors.len(), 2, "{errors:?}");
-    assert!(errors.iter().any(|e| e.contains("directions") && e.contains("did you mean `connect`")), "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("directions") && e.contains("did you mean `connect`")),
+        "{errors:?}"
+    );
     assert!(
         errors.iter().any(|e| e.contains("match.cidr") && e.contains("0 to 32")),
         "{errors:?}"
