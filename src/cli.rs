@@ -64,6 +64,62 @@ pub enum Command {
     },
     /// Print the JSON schema of a pipeline's blocks and options.
     Schema,
+    /// Print the events leaving (or entering) components of a running
+    /// agent, one JSON line each (the file sink's format), until --limit or
+    /// Ctrl-C.
+    ///
+    /// The agent copies each batch to the tap without waiting: a tap that
+    /// cannot keep up loses events of its own (never the pipeline's) and
+    /// says how many on stderr. Past --rate events a second the tap is
+    /// sampled (also said on stderr).
+    ///
+    /// Examples: `sonde tap gen --limit 10`;
+    /// `sonde tap --inputs-of prom --kind metric`;
+    /// `sonde tap --api unix:/run/sonde/api.sock k8s`.
+    Tap {
+        /// Component ids: sources and transforms (their outputs), or
+        /// transforms and sinks with --inputs-of.
+        #[arg(value_name = "COMPONENT", required = true)]
+        components: Vec<String>,
+        /// Show what leaves the components (the default).
+        #[arg(long, conflicts_with = "inputs_of")]
+        outputs_of: bool,
+        /// Show what enters the components instead: the outputs of their
+        /// inputs, of the kinds they accept.
+        #[arg(long)]
+        inputs_of: bool,
+        /// Only these event kinds: metric, log, profile, span (repeat or
+        /// separate with commas). Default: all.
+        #[arg(long, value_delimiter = ',', value_parser = ["metric", "log", "profile", "span"])]
+        kind: Vec<String>,
+        /// Stop after this many events.
+        #[arg(long, short = 'n')]
+        limit: Option<u64>,
+        /// Events a second at most; above it the agent samples (an even
+        /// spread of each batch). Default 10000.
+        #[arg(long)]
+        rate: Option<u64>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// A live terminal view of a running agent: per component events a
+    /// second in and out, drops by reason, errors and buffer fill; per
+    /// eBPF program runs a second and nanoseconds a run; map fill.
+    ///
+    /// Keys: q quits, s changes the sort column, r reverses it, / filters
+    /// by id, type or program name (Enter keeps, Esc clears).
+    ///
+    /// Program statistics (BPF_ENABLE_STATS) are on only while top runs
+    /// and go back to what they were when it quits; they and map fill need
+    /// root in the agent's pid namespace (on Kubernetes: `kubectl exec`
+    /// into the agent's pod, or run top on the node with hostPID).
+    Top {
+        /// Seconds between refreshes.
+        #[arg(long, default_value = "1", value_parser = parse_interval)]
+        interval: std::time::Duration,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Check whether this node can run each eBPF source, and what exactly is
     /// missing if not (kernel, BTF, tracefs, capabilities …).
     Doctor {
@@ -82,6 +138,35 @@ pub enum Command {
         #[arg(long = "source", value_name = "TYPE")]
         sources: Vec<String>,
     },
+}
+
+/// Where `sonde tap` and `sonde top` find the agent.
+#[derive(Debug, clap::Args)]
+pub struct ApiArgs {
+    /// The agent API: HOST:PORT, or unix:PATH for the agent's
+    /// `api_socket` (no token needed there).
+    #[arg(long, default_value = sonde_core::config::DEFAULT_API, env = "SONDE_API")]
+    pub api: crate::client::ApiAddress,
+    /// A file holding the API's bearer token (an agent on an address other
+    /// than loopback needs one). Default: the SONDE_API_TOKEN variable.
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+}
+
+impl ApiArgs {
+    fn client(&self) -> anyhow::Result<crate::client::ApiClient> {
+        Ok(crate::client::ApiClient::new(
+            self.api.clone(),
+            self.token_file.as_deref(),
+        )?)
+    }
+}
+
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    match text.parse::<f64>() {
+        Ok(s) if (0.1..=3600.0).contains(&s) => Ok(std::time::Duration::from_secs_f64(s)),
+        _ => Err(format!("`{text}`: seconds, from 0.1 to 3600")),
+    }
 }
 
 /// The levels a log filter may name.
@@ -228,6 +313,27 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::components::emit(&format!("{}\n", serde_json::to_string_pretty(&schema)?))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Tap {
+            components,
+            outputs_of: _,
+            inputs_of,
+            kind,
+            limit,
+            rate,
+            api,
+        } => {
+            let client = api.client()?;
+            let options = crate::tap::TapOptions {
+                components,
+                inputs: inputs_of,
+                kinds: kind,
+                limit,
+                rate,
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(crate::tap::run(client, options))
+        }
+        Command::Top { interval, api } => crate::top::run(api.client()?, interval),
         Command::Doctor { config, json } => crate::doctor::run(config.as_deref(), json, &registry),
         Command::Conformance { sources } => crate::conformance::run(&registry, &sources),
     }

@@ -3,9 +3,12 @@
 //! tests and the benchmarks share.
 
 pub mod cli;
+pub mod client;
 pub mod components;
 pub mod conformance;
 pub mod doctor;
+pub mod tap;
+pub mod top;
 
 /// Every component type this binary has: the one list, registered by each
 /// component crate's `register` (one line per type).

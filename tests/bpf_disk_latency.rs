@@ -11,10 +11,22 @@ use sonde_core::event::{Event, MetricValue};
 use sonde_ebpf::testing::{bpf_available_or_skip, direct_io, diskstats, run_check, skip_or_fail, LoopDevice};
 use sonde_sources::disk_latency::{
     Collector, DiskLatencySourceConfig, DEVICE, DEVICE_IN_FLIGHT, OPERATION, QUEUE_DEPTH_AVERAGE, QUEUE_DEPTH_MAX,
-    REQUESTS, STAGE,
+    REQUESTS, REQUEST_DURATION, STAGE,
 };
 
 const WRITE_SIZE: usize = 16 * 1024;
+
+/// The tests take turns (about 10 s in all): one's I/O on another loop
+/// device slows the loop workers (a run of the fio test beside the latency
+/// test measured a mean depth 18 % above aqu-sz), and with the others'
+/// programs loaded beside its own an exact count came out one short once
+/// (1023 of 1024 writes; likely a completion while another tracing program
+/// ran on its CPU, for which the kernel skips ours).
+static TIMING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn timing_turn() -> std::sync::MutexGuard<'static, ()> {
+    TIMING.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Requests the source counted for `op` of `device`.
 fn requests(events: &[Event], device: &str, op: &str) -> u64 {
@@ -35,8 +47,24 @@ fn requests(events: &[Event], device: &str, op: &str) -> u64 {
         .sum()
 }
 
-fn within_one_percent(ours: u64, kernel: u64) -> bool {
-    (ours as f64 - kernel as f64).abs() <= (kernel as f64 * 0.01).max(0.0)
+/// The latency histogram's sum of `op` on `device`, ms.
+fn latency_sum_ms(events: &[Event], device: &str, op: &str) -> f64 {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Metric(m)
+                if m.name.as_str() == REQUEST_DURATION
+                    && m.attributes.get(DEVICE).and_then(|v| v.as_str()) == Some(device)
+                    && m.attributes.get(OPERATION).and_then(|v| v.as_str()) == Some(op) =>
+            {
+                match &m.value {
+                    MetricValue::Histogram(h) => Some(h.sum * 1e3),
+                    _ => None,
+                }
+            }
+            _ => None,
+        })
+        .sum()
 }
 
 fn loop_device(test: &str) -> Option<LoopDevice> {
@@ -53,15 +81,92 @@ fn loop_device(test: &str) -> Option<LoopDevice> {
 /// size counts of O_DIRECT I/O on a loop device equal `/proc/diskstats`.
 #[test]
 fn counts_match_diskstats_on_a_loop_device() {
+    let _turn = timing_turn();
     run_check(
         "counts_match_diskstats_on_a_loop_device",
         sonde_sources::disk_latency::conformance::check,
     );
 }
 
+/// The kernel's own time of the requests (`/proc/diskstats` fields 4 and
+/// 8: each request's time from start to completion, summed in ns, printed
+/// in ms) against the latency histogram's sum: equal within max(2 ms,
+/// 10 %), and the sum fits in the wall time of the I/O (done one request
+/// at a time). The workload runs until the kernel counted at least
+/// `KERNEL_MS` of each operation, so that a latency off by a factor (a
+/// unit slip) is far outside the tolerance.
+#[test]
+fn latency_sum_equals_diskstats_time_and_fits_in_wall_time() {
+    let test = "latency_sum_equals_diskstats_time_and_fits_in_wall_time";
+    const KERNEL_MS: u64 = 60;
+    const BATCH: usize = 128;
+    // Large requests: the kernel's time starts when the request is
+    // allocated, a little before its issue (where ours starts); the longer
+    // each request, the smaller that share.
+    const SIZE: usize = 128 * 1024;
+    let _turn = timing_turn();
+    if !bpf_available_or_skip(test) {
+        return;
+    }
+    let Some(dev) = loop_device(test) else { return };
+    let config = DiskLatencySourceConfig {
+        devices: vec![dev.name.clone()],
+        ..DiskLatencySourceConfig::default()
+    };
+    let mut collector = Collector::load(&config, "test-node".into(), &[]).expect("disk_latency loads");
+    let before = diskstats(&dev.name).unwrap();
+    let mut wall = [Duration::ZERO; 2];
+    for (i, write) in [true, false].into_iter().enumerate() {
+        let spent = |now: &sonde_ebpf::testing::DiskStatsLine| {
+            if write {
+                now.write_ms - before.write_ms
+            } else {
+                now.read_ms - before.read_ms
+            }
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while spent(&diskstats(&dev.name).unwrap()) < KERNEL_MS {
+            assert!(std::time::Instant::now() < deadline, "the kernel timed too little I/O");
+            let start = std::time::Instant::now();
+            direct_io(&dev.path, write, SIZE, BATCH).unwrap();
+            wall[i] += start.elapsed();
+        }
+    }
+    let after = diskstats(&dev.name).unwrap();
+    let events = collector.collect().unwrap();
+    // The counts are checked exactly by the kernel check above (see
+    // `TIMING` for the one time this test counted one short); the sums
+    // below are far looser than one request in a thousand.
+    eprintln!(
+        "requests: writes {} of {}, reads {} of {}",
+        requests(&events, &dev.name, "write"),
+        after.writes - before.writes,
+        requests(&events, &dev.name, "read"),
+        after.reads - before.reads
+    );
+    for (op, kernel_ms, wall) in [
+        ("write", after.write_ms - before.write_ms, wall[0]),
+        ("read", after.read_ms - before.read_ms, wall[1]),
+    ] {
+        let ours = latency_sum_ms(&events, &dev.name, op);
+        let wall_ms = wall.as_secs_f64() * 1e3;
+        eprintln!("{op}s: latency sum {ours:.3} ms, /proc/diskstats {kernel_ms} ms, wall {wall_ms:.3} ms");
+        let tolerance = (kernel_ms as f64 * 0.10).max(2.0);
+        assert!(
+            (ours - kernel_ms as f64).abs() <= tolerance,
+            "{op} latency sum {ours:.3} ms vs /proc/diskstats {kernel_ms} ms: more than {tolerance:.1} ms apart"
+        );
+        assert!(
+            ours < wall_ms,
+            "{op} latency sum {ours:.3} ms above the wall time {wall_ms:.3} ms"
+        );
+    }
+}
+
 #[test]
 fn sonde_run_emits_disk_metrics_and_loss_counters() {
     let test = "sonde_run_emits_disk_metrics_and_loss_counters";
+    let _turn = timing_turn();
     if !bpf_available_or_skip(test) {
         return;
     }
@@ -109,7 +214,9 @@ sink "console" "out" {{
     // The first event means every source was built, so the programs are
     // attached: the I/O below is all seen.
     let first = line_rx.recv_timeout(Duration::from_secs(30)).expect("sonde emits");
+    let before = diskstats(&dev.name).unwrap();
     direct_io(&dev.path, true, 4096, 50).unwrap();
+    let kernel_writes = diskstats(&dev.name).unwrap().writes - before.writes;
     std::thread::sleep(Duration::from_millis(800));
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -136,7 +243,13 @@ sink "console" "out" {{
         .filter(|v| attr(v, OPERATION).as_deref() == Some("write"))
         .filter_map(|v| v["value"]["value"].as_f64())
         .fold(0.0, f64::max);
-    assert!(writes >= 50.0, "last write count {writes}:\n{stdout}");
+    // Nothing else writes to the new device: the last running total is
+    // the workload's, as the kernel counted it.
+    assert!(kernel_writes >= 50, "the kernel saw {kernel_writes} writes");
+    assert_eq!(
+        writes, kernel_writes as f64,
+        "last write count vs /proc/diskstats:\n{stdout}"
+    );
     assert!(
         lines
             .iter()
@@ -144,17 +257,66 @@ sink "console" "out" {{
                 || attr(v, DEVICE).as_deref() == Some(dev.name.as_str())),
         "`devices` filters"
     );
+    // The loss counters are exported, and nothing was lost: each request
+    // was seen from start to completion.
+    let lost: Vec<(String, f64)> = lines
+        .iter()
+        .filter(|v| v["name"] == "sonde_ebpf_lost_events_total" && attr(v, "component_id").as_deref() == Some("disk"))
+        .map(|v| {
+            (
+                attr(v, "reason").unwrap_or_default(),
+                v["value"]["value"].as_f64().unwrap_or(f64::NAN),
+            )
+        })
+        .collect();
     assert!(
-        lines.iter().any(|v| v["name"] == "sonde_ebpf_lost_events_total"
-            && attr(v, "component_id").as_deref() == Some("disk")
-            && attr(v, "reason").as_deref() == Some("no_start")),
+        lost.iter().any(|(reason, _)| reason == "no_start"),
         "loss counters are exported:\n{stdout}"
     );
+    // A completion without a start is one in flight on some disk of the
+    // machine when the programs attached (other tests and the host do
+    // I/O meanwhile): at most what every disk's queues can hold. Any
+    // other loss is a fault.
+    let in_flight_limit = queue_capacity();
+    for (reason, n) in &lost {
+        let limit = if reason == "no_start" { in_flight_limit } else { 0.0 };
+        assert!(*n <= limit, "{n} events lost for {reason} (at most {limit}): {lost:?}");
+    }
+    let other: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|v| {
+            ["sonde_ebpf_map_full_total", "sonde_ebpf_failed_reads_total"].contains(&v["name"].as_str().unwrap_or(""))
+                && attr(v, "component_id").as_deref() == Some("disk")
+        })
+        .collect();
+    assert!(!other.is_empty(), "map-full and failed-read counters are exported");
+    assert!(
+        other.iter().all(|v| v["value"]["value"].as_f64() == Some(0.0)),
+        "nothing found a map full or failed a read: {other:?}"
+    );
+}
+
+/// Requests every block device of the machine can hold in flight: its
+/// request queue (`nr_requests`) per hardware queue.
+fn queue_capacity() -> f64 {
+    let read = |path: std::path::PathBuf| std::fs::read_to_string(path).ok();
+    std::fs::read_dir("/sys/block")
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|disk| {
+            let requests: f64 = read(disk.path().join("queue/nr_requests"))
+                .and_then(|t| t.trim().parse().ok())
+                .unwrap_or(0.0);
+            let queues = std::fs::read_dir(disk.path().join("mq")).map_or(1, |d| d.count().max(1));
+            requests * queues as f64
+        })
+        .sum()
 }
 
 #[test]
 fn queue_time_is_measured_behind_a_scheduler() {
     let test = "queue_time_is_measured_behind_a_scheduler";
+    let _turn = timing_turn();
     if !bpf_available_or_skip(test) {
         return;
     }
@@ -193,9 +355,9 @@ fn queue_time_is_measured_behind_a_scheduler() {
         "queued {queued}, writes {writes}, diskstats {}",
         after.writes - before.writes
     );
-    assert!(within_one_percent(writes, after.writes - before.writes));
+    assert_eq!(writes, after.writes - before.writes, "writes vs /proc/diskstats");
     // Every write went through the scheduler: each has a queue time.
-    assert!(within_one_percent(queued, writes), "queued {queued} of {writes}");
+    assert_eq!(queued, writes, "queued {queued} of {writes}");
 }
 
 /// The weighted time in queue of `/sys/block/DEV/stat` (field 11, ms):
@@ -229,6 +391,7 @@ fn gauge(events: &[Event], name: &str, device: &str, stage: &str) -> Option<f64>
 #[test]
 fn queue_depth_equals_aqu_sz_under_fio() {
     let test = "queue_depth_equals_aqu_sz_under_fio";
+    let _turn = timing_turn();
     if !bpf_available_or_skip(test) {
         return;
     }

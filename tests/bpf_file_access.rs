@@ -4,23 +4,56 @@
 //! errno, opens elsewhere filtered), plus a child process' opens filtered
 //! by flags and deduplicated, with the counts of what was left out.
 //!
+//! Kernels 5.15+ load the exit-only object; the check runs once more with
+//! the entry-and-exit object that older kernels load, so both are tested
+//! on one kernel. The tests take turns (the object is chosen by an
+//! environment variable, which is per process).
+//!
 //! With `SONDE_REQUIRE_BPF=1` a machine that cannot load BPF fails the
 //! tests; without it they print why and pass.
 
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use sonde_core::event::Event;
 use sonde_ebpf::testing::{bpf_available_or_skip, run_check};
-use sonde_sources::file_access::bpf::{FA_STAT_DEDUPLICATED, FA_STAT_FILTERED_FLAGS, FA_STAT_FILTERED_PATH};
+use sonde_sources::file_access::bpf::{
+    FileAccessPrograms, Policy, ENTRY_PROGRAMS_ENV, FA_STAT_DEDUPLICATED, FA_STAT_FILTERED_FLAGS, FA_STAT_FILTERED_PATH,
+};
 use sonde_sources::file_access::{Collector, FileAccessSourceConfig, Match, ACCESS, PATH};
+
+static TURNS: Mutex<()> = Mutex::new(());
+
+fn my_turn() -> MutexGuard<'static, ()> {
+    TURNS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 #[test]
 fn opens_under_a_watched_directory_are_reported_by_real_path() {
+    let _turn = my_turn();
     run_check(
         "opens_under_a_watched_directory_are_reported_by_real_path",
         sonde_sources::file_access::conformance::check,
     );
+}
+
+#[test]
+fn the_entry_and_exit_object_reports_the_same() {
+    let _turn = my_turn();
+    std::env::set_var(ENTRY_PROGRAMS_ENV, "1");
+    if bpf_available_or_skip("the_entry_and_exit_object_reports_the_same") {
+        let programs = FileAccessPrograms::load(&Policy::default()).expect("file_access loads");
+        assert!(
+            !programs.reads_args_at_exit(),
+            "the variable chooses the entry-and-exit object"
+        );
+    }
+    run_check(
+        "the_entry_and_exit_object_reports_the_same",
+        sonde_sources::file_access::conformance::check,
+    );
+    std::env::remove_var(ENTRY_PROGRAMS_ENV);
 }
 
 fn field(e: &Event, name: &str) -> Option<String> {
@@ -37,6 +70,7 @@ fn field(e: &Event, name: &str) -> Option<String> {
 /// writes as deduplicated, and the K opens elsewhere as filtered by path.
 #[test]
 fn flags_and_dedup_filter_in_the_kernel_and_count_what_they_drop() {
+    let _turn = my_turn();
     let test = "flags_and_dedup_filter_in_the_kernel_and_count_what_they_drop";
     if !bpf_available_or_skip(test) {
         return;

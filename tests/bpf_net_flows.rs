@@ -13,11 +13,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sonde_core::event::{keys, Event, Log, Value};
-use sonde_ebpf::testing::{bpf_available_or_skip, run_check};
+use sonde_ebpf::testing::{bpf_available_or_skip, run_check, tcp_info, TCP_STATE_CLOSE};
 use sonde_sources::net_flows::bpf::ClosedFlows;
 use sonde_sources::net_flows::{
     Collector, NetFlowsSourceConfig, Reason, BYTES_RECEIVED, BYTES_SENT, DESTINATION_PORT, DIRECTION, FINAL, FLOW_ID,
-    FLOW_LOG, PACKETS_RECEIVED, PACKETS_SENT, REASON, SOURCE_PORT, TRANSPORT,
+    FLOW_LOG, PACKETS_RECEIVED, PACKETS_SENT, REASON, RETRANSMITS, RTT_US, SOURCE_PORT, TRANSPORT,
 };
 
 const PEER_ENV: &str = "SONDE_TEST_PEER";
@@ -26,9 +26,6 @@ const PORT_MARKER: &str = "peer port: ";
 const UP: usize = 1_234_567;
 const DOWN: usize = 89_012;
 
-/// Not a test when run normally: as the peer (`SONDE_TEST_PEER=server`) it
-/// listens on a loopback port, prints it, reads `UP` bytes, answers `DOWN`
-/// bytes, then waits for the client to close before it closes.
 /// The kernel matrix's check, on this kernel: bytes, packets and pids of loopback TCP and UDP flows are exact.
 #[test]
 fn the_kernel_check_passes() {
@@ -38,7 +35,12 @@ fn the_kernel_check_passes() {
     );
 }
 
+/// Not a test: the peer's body, run with `--ignored --exact` (so it is
+/// listed as ignored, not passed). As the peer (`SONDE_TEST_PEER=server`)
+/// it listens on a loopback port, prints it, reads `UP` bytes, answers
+/// `DOWN` bytes, then waits for the client to close before it closes.
 #[test]
+#[ignore = "the body of the peer process, not a test"]
 fn peer_process() {
     if std::env::var(PEER_ENV).as_deref() != Ok("server") {
         return;
@@ -59,7 +61,14 @@ fn peer_process() {
 /// Starts the peer; returns it and the port it listens on.
 fn start_peer() -> (Child, u16) {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "peer_process", "--nocapture", "--test-threads", "1"])
+        .args([
+            "--exact",
+            "peer_process",
+            "--ignored",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .env(PEER_ENV, "server")
         .stdout(Stdio::piped())
         .spawn()
@@ -140,8 +149,27 @@ fn a_loopback_transfer_has_exact_bytes_direction_and_pids_after_close() {
         "a final record before the close: {early:?}"
     );
     let closed_at = sonde_core::event::Timestamp::now();
-    drop(c);
+    // Close from this end but keep the socket: when the peer's FIN comes
+    // the kernel closes it (FIN_WAIT2 → TIME_WAIT: TCP_CLOSE here), the
+    // moment the final record is taken, and its TCP_INFO counters stop.
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).unwrap();
     assert!(peer.wait().unwrap().success(), "the peer failed");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let info = loop {
+        let info = tcp_info(&c).unwrap();
+        if info.tcpi_state == TCP_STATE_CLOSE {
+            break info;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the client socket never closed: state {}",
+            info.tcpi_state
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(c);
 
     let records = gather(&mut collector, &mut closed, |all| {
         all.iter()
@@ -178,7 +206,30 @@ fn a_loopback_transfer_has_exact_bytes_direction_and_pids_after_close() {
     assert_eq!(int(client, BYTES_RECEIVED), DOWN as i64, "server → client bytes, exact");
     assert_eq!(int(server, BYTES_SENT), DOWN as i64);
     assert_eq!(int(server, BYTES_RECEIVED), UP as i64);
-    assert!(int(client, PACKETS_SENT) > 0 && int(server, PACKETS_RECEIVED) > 0);
+    // Packets, retransmits and RTT as the client socket's TCP_INFO says,
+    // read once the kernel had closed it.
+    eprintln!(
+        "client: segs out {} in {}, retransmits {}, rtt {} us; record {client:?}",
+        info.tcpi_segs_out, info.tcpi_segs_in, info.tcpi_total_retrans, info.tcpi_rtt
+    );
+    assert_eq!(
+        int(client, PACKETS_SENT),
+        i64::from(info.tcpi_segs_out),
+        "segments sent"
+    );
+    assert_eq!(
+        int(client, PACKETS_RECEIVED),
+        i64::from(info.tcpi_segs_in),
+        "segments received"
+    );
+    assert_eq!(int(client, RETRANSMITS), i64::from(info.tcpi_total_retrans));
+    assert!(info.tcpi_rtt > 0, "the kernel sampled an RTT");
+    assert_eq!(int(client, RTT_US), i64::from(info.tcpi_rtt), "smoothed RTT, µs");
+    // On loopback every segment one end sends, the other receives; but
+    // the SYN-ACK went out of the listener's request socket, not the
+    // accepted one (whose segs_in starts at 1, for the SYN).
+    assert_eq!(int(server, PACKETS_RECEIVED), i64::from(info.tcpi_segs_out));
+    assert_eq!(int(server, PACKETS_SENT), i64::from(info.tcpi_segs_in) - 1);
     assert_eq!(client.attributes.get(keys::PID), Some(&Value::from(std::process::id())));
     assert_eq!(server.attributes.get(keys::PID), Some(&Value::from(peer.id())));
     assert_ne!(client.attributes.get(keys::PID), server.attributes.get(keys::PID));
@@ -502,17 +553,121 @@ sink "console" "out" {
     };
     assert_eq!(map_bytes("transmit"), UP as f64, "service map, client → server");
     assert_eq!(map_bytes("receive"), DOWN as f64, "service map, server → client");
+    // Exported, and nothing lost: the maps are far from full and the ring
+    // buffer is drained every 100 ms.
     let counter = |name: &str, key: &str, value: &str| {
         events
             .iter()
-            .any(|e| e["name"] == name && e["attributes"]["component_id"] == "flows" && e["attributes"][key] == value)
+            .filter(|e| {
+                e["name"] == name && e["attributes"]["component_id"] == "flows" && e["attributes"][key] == value
+            })
+            .map(|e| e["value"]["value"].as_f64().unwrap_or(f64::NAN))
+            .next_back()
     };
-    assert!(
+    assert_eq!(
         counter("sonde_ebpf_map_evictions_total", "map", "flow_tcp"),
-        "evictions are exported"
+        Some(0.0),
+        "evictions are exported, and none happened"
+    );
+    assert_eq!(
+        counter("sonde_ebpf_lost_events_total", "reason", "ringbuf_full"),
+        Some(0.0),
+        "ring buffer losses are exported, and none happened"
+    );
+}
+
+/// A transfer under packet loss (a BPF dropper of the test's own drops 5 %
+/// of the segments with payload for the server's port): the client's
+/// record has the retransmits, packets and RTT of its TCP_INFO, exactly.
+#[test]
+fn retransmits_under_injected_loss_equal_tcp_info() {
+    let test = "retransmits_under_injected_loss_equal_tcp_info";
+    let config = NetFlowsSourceConfig {
+        udp: false,
+        ..NetFlowsSourceConfig::default()
+    };
+    let Some((mut collector, mut closed)) = load(test, &config) else {
+        return;
+    };
+    const BYTES: usize = 8 << 20;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let loss = match sonde_ebpf::loss::LossInjector::attach(port, 5.0) {
+        Ok(loss) => loss,
+        Err(error) => {
+            sonde_ebpf::testing::skip_or_fail(test, &format!("cannot inject loss: {error}"));
+            return;
+        }
+    };
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut sink = Vec::with_capacity(BYTES);
+        s.read_to_end(&mut sink).unwrap();
+        sink.len()
+    });
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let client_port = i64::from(c.local_addr().unwrap().port());
+    for chunk in vec![7u8; BYTES].chunks(64 << 10) {
+        c.write_all(chunk).unwrap();
+    }
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(
+        server.join().unwrap(),
+        BYTES,
+        "TCP delivered everything despite the loss"
+    );
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let info = loop {
+        let info = tcp_info(&c).unwrap();
+        if info.tcpi_state == TCP_STATE_CLOSE {
+            break info;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the client socket never closed: state {}",
+            info.tcpi_state
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (dropped, seen) = loss.counts().unwrap();
+    drop((c, loss));
+    let ours = |l: &Log| {
+        int(l, DESTINATION_PORT) == i64::from(port)
+            && int(l, SOURCE_PORT) == client_port
+            && field(l, DIRECTION).as_str() == Some("client")
+            && field(l, FINAL) == Value::Bool(true)
+    };
+    let records = gather(&mut collector, &mut closed, |all| all.iter().any(ours));
+    let client = records.iter().find(|l| ours(l)).expect("the client's final record");
+    eprintln!(
+        "dropped {dropped} of {seen} segments; TCP_INFO: retransmits {}, segs out {} in {}, rtt {} us; {client:?}",
+        info.tcpi_total_retrans, info.tcpi_segs_out, info.tcpi_segs_in, info.tcpi_rtt
     );
     assert!(
-        counter("sonde_ebpf_lost_events_total", "reason", "ringbuf_full"),
-        "ring buffer losses are exported"
+        dropped > 0 && info.tcpi_total_retrans > 0,
+        "the loss made the client retransmit"
+    );
+    assert_eq!(
+        int(client, RETRANSMITS),
+        i64::from(info.tcpi_total_retrans),
+        "retransmits"
+    );
+    assert_eq!(
+        int(client, PACKETS_SENT),
+        i64::from(info.tcpi_segs_out),
+        "segments sent"
+    );
+    assert_eq!(
+        int(client, PACKETS_RECEIVED),
+        i64::from(info.tcpi_segs_in),
+        "segments received"
+    );
+    assert_eq!(int(client, RTT_US), i64::from(info.tcpi_rtt), "smoothed RTT, µs");
+    assert_eq!(
+        int(client, BYTES_SENT),
+        BYTES as i64,
+        "payload bytes, each retransmitted byte once"
     );
 }

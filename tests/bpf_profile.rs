@@ -196,7 +196,20 @@ fn hot_function_dominates_and_sample_count_matches_cpu_time() {
         .unwrap();
     assert_eq!(frame.kind, FrameKind::Native);
     assert!(frame.file.as_deref().is_some_and(|f| f.ends_with("hot.c")), "{frame:?}");
-    assert!(frame.line.is_some_and(|l| l > 0), "{frame:?}");
+    // Every frame named the hot function has a line of its body in hot.c.
+    let (first, last) = hot_fn_lines();
+    let lines: HashSet<u32> = profile
+        .samples
+        .iter()
+        .flat_map(|s| s.frames.iter())
+        .filter(|f| f.function.as_str() == HOT_FN)
+        .map(|f| f.line.unwrap_or(0))
+        .collect();
+    eprintln!("{HOT_FN} is hot.c:{first}-{last}; its frames' lines {lines:?}");
+    assert!(
+        lines.iter().all(|l| (first..=last).contains(l)),
+        "lines {lines:?} outside {HOT_FN} (hot.c:{first}-{last})"
+    );
     assert_eq!(
         profile.attributes.get(keys::COMM).and_then(|v| v.as_str()),
         Some("sonde-hot")
@@ -208,6 +221,59 @@ fn hot_function_dominates_and_sample_count_matches_cpu_time() {
         .is_some_and(|e| e.ends_with("sonde-hot")));
     assert_eq!(profile.period, 1_000_000_000 / FREQUENCY);
     assert_eq!(collector.profiler().stats().unwrap().get(PROFILE_STAT_COUNTS_FULL), 0);
+}
+
+/// The lines of `sonde_test_hot_fn` in tests/workload/hot.c: from its
+/// signature to its closing brace, read from the source so that an edit of
+/// hot.c moves them.
+fn hot_fn_lines() -> (u32, u32) {
+    let source = include_str!("workload/hot.c");
+    let lines: Vec<&str> = source.lines().collect();
+    let first = lines
+        .iter()
+        .position(|l| l.contains(&format!("void {HOT_FN}(")))
+        .expect("hot.c defines the hot function");
+    let last = first
+        + lines[first..]
+            .iter()
+            .position(|l| *l == "}")
+            .expect("its closing brace");
+    (first as u32 + 1, last as u32 + 1)
+}
+
+/// The samples and percentage in the `<title>`s of a flame graph SVG
+/// (inferno writes `NAME (1,234 samples, 56.78%)`) of frames named `name`,
+/// summed; and the whole graph's (`all`).
+fn flame_titles(svg: &str, name: &str) -> (u64, f64, u64) {
+    let (mut samples, mut percent, mut all) = (0, 0.0, 0);
+    for title in svg.split("<title>").skip(1) {
+        let title = title.split("</title>").next().unwrap_or("");
+        let Some((function, rest)) = title.rsplit_once(" (") else {
+            continue;
+        };
+        let mut numbers = rest.trim_end_matches(')').split(", ");
+        let n: u64 = numbers
+            .next()
+            .and_then(|n| {
+                n.trim_end_matches(" samples")
+                    .trim_end_matches(" sample")
+                    .replace(',', "")
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0);
+        let p: f64 = numbers
+            .next()
+            .and_then(|p| p.trim_end_matches('%').parse().ok())
+            .unwrap_or(0.0);
+        if function == name {
+            samples += n;
+            percent += p;
+        } else if function == "all" {
+            all = n;
+        }
+    }
+    (samples, percent, all)
 }
 
 /// A stack whose stack-map bucket holds another stack is refused by the
@@ -493,6 +559,8 @@ sink "file" "flame" {{
     .unwrap();
     let agent = pprof::Agent::start(&config);
     let run = run_workload(&hot, &["hot", "1.5", "2"], || {});
+    // More than an interval apart: no flame graph has both workloads.
+    std::thread::sleep(Duration::from_millis(1200));
     // Mostly in the kernel: its frames must be named although the agent
     // dropped every capability its components do not declare (kallsyms
     // shows addresses only with CAP_SYSLOG where perf_event_paranoid > 1).
@@ -502,6 +570,8 @@ sink "file" "flame" {{
 
     // Our JSON lines: per interval start, the workload's samples by leaf function.
     let mut ours: BTreeMap<i64, BTreeMap<String, u64>> = BTreeMap::new();
+    // And the workload's samples with the hot function anywhere in the stack.
+    let mut under_hot = 0;
     for line in std::fs::read_to_string(dir.path().join("profiles.jsonl"))
         .unwrap()
         .lines()
@@ -514,6 +584,14 @@ sink "file" "flame" {{
         for sample in v["samples"].as_array().unwrap() {
             let leaf = sample["frames"][0]["function"].as_str().unwrap().to_string();
             *ours.entry(start).or_default().entry(leaf).or_default() += sample["count"].as_u64().unwrap();
+            if sample["frames"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["function"] == HOT_FN)
+            {
+                under_hot += sample["count"].as_u64().unwrap();
+            }
         }
     }
     assert!(!ours.is_empty(), "no JSON profile of the workload");
@@ -586,6 +664,16 @@ sink "file" "flame" {{
         hot_total as f64 >= 0.95 * total as f64,
         "{hot_total} of {total} in {HOT_FN}"
     );
+    // As many samples as the workload's own CPU time at the frequency.
+    let expected = run.cpu_ns as f64 * FREQUENCY as f64 / 1e9;
+    eprintln!(
+        "sonde run: {total} samples of the workload, {expected:.1} expected from {} ns of CPU",
+        run.cpu_ns
+    );
+    assert!(
+        (total as f64 - expected).abs() <= 0.10 * expected,
+        "{total} samples, expected {expected:.1} ± 10 % from the workload's CPU time"
+    );
 
     // Folded stacks: process name first, the same counts.
     let folded: u64 = pprof::interval_files(&dir.path().join("folded"), ".folded")
@@ -605,10 +693,25 @@ sink "file" "flame" {{
     // Flame graphs: valid XML (Python's parser), one names the hot function.
     let flames = pprof::files(&dir.path().join("flame"), ".svg");
     assert!(flames.iter().any(|f| f.ends_with("flamegraph-latest.svg")));
-    let mut named = false;
     for svg in &flames {
         decoder.check_xml(svg);
-        named |= std::fs::read_to_string(svg).unwrap().contains(HOT_FN);
     }
-    assert!(named, "no flame graph names {HOT_FN}");
+    // Their own titles: the hot function's samples in all of them are the
+    // JSON's (samples with it anywhere in the stack: its box holds what it
+    // called), and in the graph with most of them it has at least 95 %.
+    let titles: Vec<(u64, f64, u64)> = pprof::interval_files(&dir.path().join("flame"), ".svg")
+        .iter()
+        .map(|svg| flame_titles(&std::fs::read_to_string(svg).unwrap(), HOT_FN))
+        .collect();
+    eprintln!("flame graphs: ({HOT_FN} samples, %, all samples) {titles:?}");
+    let in_flames: u64 = titles.iter().map(|t| t.0).sum();
+    assert_eq!(
+        in_flames, under_hot,
+        "{HOT_FN} samples in the flame graphs' titles vs the JSON profiles"
+    );
+    let (samples, percent, all) = titles.iter().copied().max_by_key(|t| t.0).unwrap();
+    assert!(
+        percent >= 95.0,
+        "{HOT_FN}: {samples} of {all} samples, {percent}% in its flame graph"
+    );
 }

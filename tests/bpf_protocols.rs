@@ -248,6 +248,27 @@ fn conformance_check_passes() {
     sonde_ebpf::testing::run_check("protocols conformance", sonde_sources::protocols::conformance::check);
 }
 
+/// The objects older kernels load pass the same check on this one (the
+/// object is chosen by environment variables, read at load: tests running
+/// meanwhile may load an older object too, which passes the same checks).
+#[test]
+fn the_older_objects_pass_the_same_check() {
+    use sonde_sources::protocols::bpf::{ObjectKind, ProtocolPrograms, ENTRY_PROGRAMS_ENV, NO_TASK_STORAGE_ENV};
+    for (variable, kind) in [
+        (ENTRY_PROGRAMS_ENV, ObjectKind::TaskStorage),
+        (NO_TASK_STORAGE_ENV, ObjectKind::Hash),
+    ] {
+        std::env::set_var(variable, "1");
+        if sonde_ebpf::testing::bpf_available_or_skip("the_older_objects_pass_the_same_check") {
+            let options = sonde_sources::protocols::bpf::Options::default();
+            let programs = ProtocolPrograms::load(&options).expect("protocols loads");
+            assert_eq!(programs.object_kind(), kind, "{variable} chooses the object");
+        }
+        sonde_ebpf::testing::run_check("protocols conformance", sonde_sources::protocols::conformance::check);
+        std::env::remove_var(variable);
+    }
+}
+
 /// `METHOD PATH STATUS` of each span of requests to nginx: server spans
 /// of nginx's pids, or client spans of other processes, sorted.
 fn served_by_spans(spans: &[Span], nginx_pids: &[u32], port: u16, kind: SpanKind) -> Vec<String> {

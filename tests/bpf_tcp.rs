@@ -9,12 +9,12 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sonde_core::event::{Event, MetricValue, Value};
 use sonde_ebpf::loss::LossInjector;
-use sonde_ebpf::testing::{bpf_available_or_skip, run_check};
-use sonde_sources::tcp::{Collector, TcpSourceConfig, PORT, RETRANSMITS};
+use sonde_ebpf::testing::{bpf_available_or_skip, run_check, tcp_info, TCP_STATE_CLOSE};
+use sonde_sources::tcp::{Collector, TcpSourceConfig, DROPS, DROP_REASON, PORT, RETRANSMITS, ROLE};
 
 /// The loss test compares against a namespace-wide kernel counter: the
 /// other tests of this file must not run beside it.
@@ -84,7 +84,7 @@ fn retransmits_under_injected_loss_match_proc_net_snmp() {
     let port = listener.local_addr().unwrap().port();
     let before_ours = total(&collector.collect().unwrap(), RETRANSMITS, |_| true);
     let before = retrans_segs();
-    let received = {
+    let (received, client_retrans) = {
         // Detached when it goes out of scope, also if an assertion fails.
         let loss = match LossInjector::attach(port, 5.0) {
             Ok(loss) => loss,
@@ -103,27 +103,98 @@ fn retransmits_under_injected_loss_match_proc_net_snmp() {
         for chunk in vec![7u8; BYTES].chunks(64 << 10) {
             c.write_all(chunk).unwrap();
         }
-        drop(c);
+        // Close from this end but keep the socket: once the server's FIN
+        // comes back the kernel has closed it, and its TCP_INFO counters
+        // are final.
+        c.shutdown(std::net::Shutdown::Write).unwrap();
         let received = server.join().unwrap();
+        let mut rest = Vec::new();
+        c.read_to_end(&mut rest).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let info = loop {
+            let info = tcp_info(&c).unwrap();
+            if info.tcpi_state == TCP_STATE_CLOSE {
+                break info;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the client socket never closed: state {}",
+                info.tcpi_state
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
         let (dropped, seen) = loss.counts().unwrap();
         eprintln!("injected loss: {dropped} of {seen} segments with payload dropped");
         assert!(dropped > 0, "the injector dropped nothing");
-        received
+        (received, info.tcpi_total_retrans)
     };
     assert_eq!(received, BYTES, "TCP delivered everything despite the loss");
-    std::thread::sleep(Duration::from_millis(300));
-    let events = collector.collect().unwrap();
+    assert!(client_retrans > 0, "the loss made the client retransmit");
+    let client = |a: &sonde_core::event::Attributes| is(a, PORT, u32::from(port)) && is(a, ROLE, "client");
+    // The last retransmits may be counted a little after the close: poll.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let events = loop {
+        let events = collector.collect().unwrap();
+        if total(&events, RETRANSMITS, client) == u64::from(client_retrans) || Instant::now() > deadline {
+            break events;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     let after = retrans_segs();
     let kernel = after - before;
     let ours_all = total(&events, RETRANSMITS, |_| true) - before_ours;
+    let ours_client = total(&events, RETRANSMITS, client);
     let ours_port = total(&events, RETRANSMITS, |a| is(a, PORT, u32::from(port)));
-    eprintln!("RetransSegs delta {kernel}; ours {ours_all} (test port {ours_port})");
-    assert!(ours_port > 0, "retransmits of the test's connection are counted");
+    eprintln!(
+        "RetransSegs delta {kernel}; ours {ours_all} (test port {ours_port}, its client {ours_client}); \
+         the client's tcpi_total_retrans {client_retrans}"
+    );
+    assert_eq!(
+        ours_client,
+        u64::from(client_retrans),
+        "the client's retransmits vs its TCP_INFO tcpi_total_retrans"
+    );
     assert!(ours_port <= ours_all);
     let tolerance = (kernel as f64 * 0.05).max(1.0);
     assert!(
         (ours_all as f64 - kernel as f64).abs() <= tolerance,
         "ours {ours_all} vs /proc/net/snmp RetransSegs {kernel}: more than 5 % apart"
+    );
+}
+
+/// Connects to a closed port: the kernel answers each SYN with a reset and
+/// drops the SYN with reason `NO_SOCKET` (kernels 5.17+, where `kfree_skb`
+/// has a reason). The source counts at least those drops under that name
+/// (the host may drop others meanwhile).
+#[test]
+fn syns_to_a_closed_port_are_drops_for_no_socket() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let test = "syns_to_a_closed_port_are_drops_for_no_socket";
+    let Some(mut collector) = collector(test) else { return };
+    if !collector.programs().drop_reasons() {
+        eprintln!("{test}: this kernel's kfree_skb has no drop reason (before 5.17): not counted");
+        return;
+    }
+    const REFUSED: u64 = 20;
+    let no_socket = |events: &[Event]| total(events, DROPS, |a| is(a, DROP_REASON, "NO_SOCKET"));
+    let before = no_socket(&collector.collect().unwrap());
+    let dead = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    for _ in 0..REFUSED {
+        let error = TcpStream::connect(("127.0.0.1", dead)).expect_err("nothing listens");
+        assert_eq!(error.kind(), std::io::ErrorKind::ConnectionRefused);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let dropped = loop {
+        let dropped = no_socket(&collector.collect().unwrap()) - before;
+        if dropped >= REFUSED || Instant::now() > deadline {
+            break dropped;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    eprintln!("NO_SOCKET drops: {dropped} during {REFUSED} refused connects");
+    assert!(
+        dropped >= REFUSED,
+        "{dropped} NO_SOCKET drops for {REFUSED} SYNs to a closed port"
     );
 }
 
@@ -187,7 +258,7 @@ fn states_equal_ss_for_sockets_older_and_newer_than_the_source() {
                 && (!mine || is(a, sonde_core::event::keys::PID, pid))
         })
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let events = collector.collect().unwrap();
         let ours = [
@@ -208,7 +279,7 @@ fn states_equal_ss_for_sockets_older_and_newer_than_the_source() {
             assert_eq!(client_close_wait, 20, "CLOSE_WAIT is the connecting end");
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "gauges never matched ss");
+        assert!(Instant::now() < deadline, "gauges never matched ss");
         std::thread::sleep(Duration::from_millis(250));
     }
     drop((clients, accepted));

@@ -113,15 +113,32 @@ fn manifests_hold_what_the_agent_needs() {
             "/sys/kernel/tracing",
             "/sys/kernel/debug",
             "/etc/sonde",
+            "/etc/sonde-token",
+            "/run/sonde",
         ] {
             assert!(mounts.contains(&needed), "{} lacks {needed}", path.display());
         }
+        // The API is on the pod IP: its token comes from a Secret.
+        let token = pod
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|v| v.name == "api-token")
+            .and_then(|v| v.secret.as_ref())
+            .and_then(|s| s.secret_name.clone());
+        assert_eq!(token.as_deref(), Some("sonde-api-token"), "{}", path.display());
 
         // The pipeline in the ConfigMap is a valid sonde config.
         let config: ConfigMap = object(&docs, "ConfigMap");
         let pipeline = &config.data.unwrap()["pipeline.hcl"];
         std::env::set_var("NODE_NAME", "node-a");
-        sonde_core::config::load_str("pipeline.hcl", pipeline, &common::registry()).unwrap_or_else(|e| panic!("{e}"));
+        let loaded = sonde_core::config::load_str("pipeline.hcl", pipeline, &common::registry())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            loaded.config.agent.api_token_file.as_deref(),
+            Some(Path::new("/etc/sonde-token/token"))
+        );
     }
 }
 

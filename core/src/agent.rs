@@ -10,7 +10,7 @@ use arc_swap::ArcSwap;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, ApiError, ApiState};
+use crate::api::{self, ApiError, ApiState, ApiToken};
 use crate::component::GlobalContext;
 use crate::config::{self, AgentConfig, ConfigError, Loaded};
 use crate::memory;
@@ -102,6 +102,7 @@ pub fn node_name(configured: Option<&str>) -> String {
 
 /// Runs the agent until a signal stops it or every component finishes.
 pub async fn run(source: ConfigSource, registry: Registry) -> Result<RunReport, AgentError> {
+    let started = std::time::Instant::now();
     let telemetry = telemetry::install();
     let loaded = source.load(&registry)?;
     for warning in &loaded.warnings {
@@ -118,10 +119,16 @@ pub async fn run(source: ConfigSource, registry: Registry) -> Result<RunReport, 
     // Every listener is bound before any component starts (sinks bind
     // theirs when built): a taken port must stop the agent before a source
     // has produced anything.
+    let api_token = ApiToken::from_config(&agent).map_err(ApiError::from)?;
     let api_listener = match agent.api {
         Some(address) => Some(api::bind(address).await?),
         None => None,
     };
+    let api_socket = match &agent.api_socket {
+        Some(path) => Some(api::bind_unix(path)?),
+        None => None,
+    };
+
     let needs = Needs::of(&loaded.config);
     let mut topology = Topology::start(loaded.config, global)?;
     // Everything is loaded and attached: keep only what the components
@@ -138,13 +145,19 @@ pub async fn run(source: ConfigSource, registry: Registry) -> Result<RunReport, 
     };
     let graph = Arc::new(ArcSwap::from_pointee(topology.graph()));
     let api_stop = CancellationToken::new();
+    let api_state = ApiState {
+        graph: graph.clone(),
+        telemetry,
+        failures: topology.failures(),
+        taps: topology.taps(),
+        flamegraph: registry.flamegraph(),
+        started,
+    };
     if let Some(listener) = api_listener {
-        let state = ApiState {
-            graph: graph.clone(),
-            telemetry,
-            failures: topology.failures(),
-        };
-        api::serve(listener, state, api_stop.clone())?;
+        api::serve(listener, api_state.clone(), api_token, api_stop.clone())?;
+    }
+    if let (Some(listener), Some(path)) = (api_socket, &agent.api_socket) {
+        api::serve_unix(listener, path, api_state, api_stop.clone());
     }
     tracing::info!(components = topology.graph().len(), "pipeline running");
     memory::release_free_memory();
@@ -191,6 +204,9 @@ pub async fn run(source: ConfigSource, registry: Registry) -> Result<RunReport, 
         }
     };
     api_stop.cancel();
+    if let Some(path) = &agent.api_socket {
+        let _ = std::fs::remove_file(path);
+    }
     if stopped == Stopped::GraceOver {
         tracing::error!(grace = ?agent.shutdown_grace, "shutdown grace period over before every event was delivered");
     }

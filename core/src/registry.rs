@@ -132,10 +132,15 @@ impl std::fmt::Debug for ComponentType {
     }
 }
 
+/// Draws a flame graph (SVG) of some profiles: given by the sinks crate,
+/// so that the agent API can show one without the core knowing how.
+pub type FlameGraphFn = fn(&[&crate::event::Profile]) -> std::io::Result<Vec<u8>>;
+
 /// Every component type the binary knows.
 #[derive(Debug, Default, Clone)]
 pub struct Registry {
     types: BTreeMap<(ComponentKind, &'static str), ComponentType>,
+    flamegraph: Option<FlameGraphFn>,
 }
 
 fn parse_with<T: DeserializeOwned>(options: serde_json::Value) -> Result<T, ParseError> {
@@ -146,6 +151,16 @@ impl Registry {
     /// An empty registry.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Sets how the agent API draws flame graphs of profile sources.
+    pub fn set_flamegraph(&mut self, draw: FlameGraphFn) {
+        self.flamegraph = Some(draw);
+    }
+
+    /// How the agent API draws flame graphs, if a crate said.
+    pub fn flamegraph(&self) -> Option<FlameGraphFn> {
+        self.flamegraph
     }
 
     /// Registers source type `C`.

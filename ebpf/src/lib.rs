@@ -51,6 +51,20 @@ pub use conformance::CheckError;
 pub use error::{LoadError, ReadError};
 pub use loader::Object;
 
+/// Whether programs built on `bpf/include/sonde_args.h` (a syscall's
+/// arguments read at its exit from the task's entry registers) can load:
+/// the kernel lets tracepoint programs call `bpf_task_pt_regs` (5.15+) and
+/// the header knows this architecture's registers (x86-64, arm64).
+pub fn args_at_exit() -> bool {
+    use aya::programs::ProgramType;
+    use aya::sys::{is_helper_supported, BpfHelper};
+    cfg!(any(target_arch = "x86_64", target_arch = "aarch64"))
+        && matches!(
+            is_helper_supported(ProgramType::TracePoint, BpfHelper::BPF_FUNC_task_pt_regs),
+            Ok(true)
+        )
+}
+
 /// The generic eBPF objects, embedded in the binary.
 pub mod objects {
     /// `bpf/loss.bpf.c`: a packet dropper for tests.

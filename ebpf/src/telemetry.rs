@@ -268,17 +268,88 @@ impl LossCounters {
 mod tests {
     use super::*;
 
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    /// A metrics recorder that keeps every counter registered with it: what
+    /// the agent's exporter would see.
+    #[derive(Default)]
+    struct Recording {
+        counters: Mutex<HashMap<String, Arc<AtomicU64>>>,
+    }
+
+    impl Recording {
+        /// `name{k="v",…}` of a key, labels sorted.
+        fn id(key: &metrics::Key) -> String {
+            let mut labels: Vec<String> = key.labels().map(|l| format!("{}={:?}", l.key(), l.value())).collect();
+            labels.sort();
+            format!("{}{{{}}}", key.name(), labels.join(","))
+        }
+
+        /// The value exported for `id`; `None` if never registered.
+        fn counter(&self, id: &str) -> Option<u64> {
+            self.counters.lock().unwrap().get(id).map(|c| c.load(Ordering::Relaxed))
+        }
+    }
+
+    impl metrics::Recorder for Recording {
+        fn describe_counter(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+        fn describe_gauge(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+        fn describe_histogram(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+        fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> Counter {
+            let counter = Arc::clone(self.counters.lock().unwrap().entry(Self::id(key)).or_default());
+            Counter::from_arc(counter)
+        }
+        fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+            metrics::Gauge::noop()
+        }
+        fn register_histogram(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Histogram {
+            metrics::Histogram::noop()
+        }
+    }
+
     #[test]
     fn follows_the_kernel_total() {
+        let exported = Arc::new(AtomicU64::new(0));
         let mut c = KernelCounter {
-            counter: Counter::noop(),
+            counter: Counter::from_arc(Arc::clone(&exported)),
             last: 0,
         };
         c.observe(5);
         c.observe(7);
-        assert_eq!(c.last, 7);
+        assert_eq!(exported.load(Ordering::Relaxed), 7, "the kernel's total");
+        // A total below the last one: the program was reloaded and counts
+        // from 0 again; the exported counter goes on from 7.
         c.observe(2);
-        assert_eq!(c.last, 2);
+        assert_eq!(exported.load(Ordering::Relaxed), 9);
+        c.observe(2);
+        assert_eq!(exported.load(Ordering::Relaxed), 9, "no increase, nothing added");
+    }
+
+    #[test]
+    fn loss_counters_export_each_slot_under_its_labels() {
+        let recording = Recording::default();
+        let table = [KernelStat::evictions(0, &[1], "flows"), KernelStat::lost(2, "no_start")];
+        let labels = [Label::new("component_id", "disk")];
+        let mut counters =
+            metrics::with_local_recorder(&recording, || LossCounters::new(&labels, "test", &table, "flows"));
+        counters.observe(&StatTotals::from_slots(vec![10, 4, 1]));
+        counters.observe(&StatTotals::from_slots(vec![12, 5, 3]));
+        counters.map_read_failed();
+        let evictions = r#"sonde_ebpf_map_evictions_total{component_id="disk",map="flows",object="test"}"#;
+        let lost = r#"sonde_ebpf_lost_events_total{component_id="disk",object="test",reason="no_start"}"#;
+        let failed = r#"sonde_ebpf_failed_reads_total{component_id="disk",object="test",what="map:flows"}"#;
+        assert_eq!(
+            (
+                recording.counter(evictions),
+                recording.counter(lost),
+                recording.counter(failed)
+            ),
+            (Some(7), Some(3), Some(1)),
+            "exported: {:?}",
+            recording.counters.lock().unwrap().keys().collect::<Vec<_>>()
+        );
     }
 
     #[test]

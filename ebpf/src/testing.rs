@@ -157,6 +157,11 @@ pub struct DiskStatsLine {
     pub writes: u64,
     /// Sectors written.
     pub write_sectors: u64,
+    /// Milliseconds spent on reads (field 4: each read's time from its
+    /// start to its completion, summed in ns and printed in ms).
+    pub read_ms: u64,
+    /// Milliseconds spent on writes (field 8).
+    pub write_ms: u64,
     /// Discards completed (kernel 4.18+).
     pub discards: u64,
     /// Flushes completed (kernel 5.5+).
@@ -179,9 +184,37 @@ pub fn diskstats(name: &str) -> std::io::Result<DiskStatsLine> {
     Ok(DiskStatsLine {
         reads: at(0),
         read_sectors: at(2),
+        read_ms: at(3),
         writes: at(4),
         write_sectors: at(6),
+        write_ms: at(7),
         discards: at(11),
         flushes: at(15),
     })
 }
+
+/// The kernel's own counters of a TCP socket (`getsockopt(TCP_INFO)`):
+/// segments in and out, retransmits, smoothed RTT, state.
+pub fn tcp_info(socket: &impl std::os::fd::AsRawFd) -> std::io::Result<libc::tcp_info> {
+    // SAFETY: tcp_info is plain data, filled by the kernel below.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `info` is writable for `len` bytes, and `len` says so.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(info)
+}
+
+/// `tcpi_state` of a socket the kernel has closed (`TCP_CLOSE`): its
+/// counters no longer move.
+pub const TCP_STATE_CLOSE: u8 = 7;

@@ -16,6 +16,7 @@ use sonde_core::Registry;
 
 /// Registers every sink type.
 pub fn register(registry: &mut Registry) {
+    registry.set_flamegraph(file::stacks::flamegraph_of);
     registry.sink::<blackhole::BlackholeSinkConfig>();
     registry.sink::<console::ConsoleSinkConfig>();
     registry.sink::<file::FileSinkConfig>();

@@ -35,6 +35,7 @@ pub const BENCHMARKS: &[&str] = &[
     "profile",
     "energy",
     "sched",
+    "operate",
     "agent",
 ];
 
@@ -150,6 +151,7 @@ fn ensure_peers(name: &str) -> Result<()> {
         "databases" => crate::setup::ensure_packages(&["postgresql", "redis-server", "dnsmasq-base", "openssl"]),
         "disk" => crate::setup::ensure_packages(&["bpftrace", "util-linux"]),
         "energy" | "sched" => crate::setup::ensure_packages(&["bpftrace"]),
+        "operate" => crate::setup::ensure_packages(&["tmux"]),
         _ => Ok(()),
     }
 }

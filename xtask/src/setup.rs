@@ -48,6 +48,10 @@ pub const TEST_PACKAGES: &[&str] = &[
     "bind9-dnsutils",
     // The disk queue-depth test's load (fio's own iostat-style figures).
     "fio",
+    // `sonde top` in a real terminal, and the graph page in a real browser
+    // (tests/operate).
+    "tmux",
+    "chromium",
 ];
 
 /// What `cargo xtask kernels` needs: qemu (and its virtiofsd) to boot the
@@ -69,8 +73,10 @@ pub const KERNEL_PACKAGES: &[&str] = &[
 
 /// Python packages the tests use, pinned, installed into [`TOOLS_VENV`]:
 /// kubernetes-validate checks the Kubernetes manifests against the API's
-/// OpenAPI schemas, which it ships (no download at test time).
-pub const PYTHON_TOOLS: &[&str] = &["kubernetes-validate==1.37.0"];
+/// OpenAPI schemas, which it ships (no download at test time); xxhash (the
+/// reference C xxh3) computes the `sample` transform's keep decisions
+/// independently of the Rust crate it uses.
+pub const PYTHON_TOOLS: &[&str] = &["kubernetes-validate==1.37.0", "xxhash==4.1.0"];
 
 /// The virtual environment of [`PYTHON_TOOLS`], relative to the workspace
 /// (tests find it there).

@@ -225,7 +225,23 @@ impl Loader<'_> {
         let result: Result<AgentConfig, ParseError> =
             serde_path_to_error::deserialize(serde_json::Value::Object(object));
         match result {
-            Ok(agent) => Some(agent),
+            Ok(agent) => {
+                let problems = agent.problems();
+                for (option, message, help) in &problems {
+                    let location = self.map.locate_span(
+                        spans
+                            .value(option)
+                            .or_else(|| spans.get(option))
+                            .cloned()
+                            .or(block.span()),
+                    );
+                    self.diagnostics.push(
+                        Diagnostic::error(DiagnosticKind::InvalidValue, Some(location), message.clone())
+                            .with_help(*help),
+                    );
+                }
+                problems.is_empty().then_some(agent)
+            }
             Err(error) => {
                 let schema = SchemaGenerator::default().root_schema_for::<AgentConfig>();
                 let diagnostic = option_error(

@@ -2,6 +2,7 @@
 //! and the options the core itself reads (`inputs`, `buffer`, `request`).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use schemars::JsonSchema;
@@ -30,9 +31,28 @@ const fn default_shutdown_grace() -> Duration {
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
     /// Address of the agent API (`/health`, `/metrics` with the agent's own
-    /// metrics, `/graph`). `null` turns it off. Default `127.0.0.1:8686`.
+    /// metrics, `/graph`, `/stats`, `/tap`, and the graph page at `/`).
+    /// `null` turns it off. Default `127.0.0.1:8686`. On an address other
+    /// than loopback the API shows telemetry to the network, so it then
+    /// needs `api_token_file` or `api_token_env`.
     #[serde(default = "default_api")]
     pub api: Option<SocketAddr>,
+    /// A file holding the API's bearer token (surrounding whitespace is
+    /// ignored; a Kubernetes Secret mounted as a file). When a token is set,
+    /// every request but `/health` must carry `Authorization: Bearer TOKEN`
+    /// (or `?token=TOKEN`, for a browser). Read once at start.
+    #[serde(default)]
+    pub api_token_file: Option<PathBuf>,
+    /// The environment variable holding the API's bearer token, instead of
+    /// a file (`SONDE_API_TOKEN`; `sonde tap` and `sonde top` read the same
+    /// variable).
+    #[serde(default)]
+    pub api_token_env: Option<String>,
+    /// A unix socket that also serves the API, without a token: who may
+    /// open it is decided by its file mode (0600, the agent's user). For
+    /// `sonde tap --api unix:PATH` and `sonde top` on the node. Default: none.
+    #[serde(default)]
+    pub api_socket: Option<PathBuf>,
     /// This node's name, added to events as `k8s.node.name`. Default: the
     /// `NODE_NAME` environment variable, else the host name, which off
     /// Kubernetes (no `KUBERNETES_SERVICE_HOST`) is added as `host.name`
@@ -51,9 +71,46 @@ impl Default for AgentConfig {
     fn default() -> Self {
         AgentConfig {
             api: default_api(),
+            api_token_file: None,
+            api_token_env: None,
+            api_socket: None,
             node_name: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
+    }
+}
+
+impl AgentConfig {
+    /// What is wrong with the block beyond its types: the option and why,
+    /// with a hint. An API reachable from the network without a token
+    /// would hand every event to whoever asks.
+    pub fn problems(&self) -> Vec<(&'static str, String, &'static str)> {
+        let mut problems = Vec::new();
+        let has_token = self.api_token_file.is_some() || self.api_token_env.is_some();
+        if let Some(address) = self.api {
+            if !address.ip().is_loopback() && !has_token {
+                problems.push((
+                    "api",
+                    format!("the agent API on {address} is reachable from other hosts and has no token"),
+                    "set `api_token_file` or `api_token_env` (tap and the graph page show telemetry), or listen on 127.0.0.1",
+                ));
+            }
+        }
+        if self.api_token_file.is_some() && self.api_token_env.is_some() {
+            problems.push((
+                "api_token_env",
+                "`api_token_file` and `api_token_env` are both set".to_string(),
+                "keep one of them",
+            ));
+        }
+        if self.api_token_env.as_deref().is_some_and(str::is_empty) {
+            problems.push((
+                "api_token_env",
+                "the variable name is empty".to_string(),
+                "name a variable, e.g. \"SONDE_API_TOKEN\"",
+            ));
+        }
+        problems
     }
 }
 

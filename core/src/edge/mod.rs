@@ -8,6 +8,7 @@
 
 mod output;
 mod queue;
+pub mod tap;
 
 pub use output::{Output, OutputSlot};
 pub use queue::{

@@ -16,6 +16,7 @@ use metrics::Counter;
 use tower::{BoxError, Service};
 
 use super::queue::{InputSender, QueueClosed};
+use super::tap::TapPoint;
 use crate::event::EventBatch;
 
 /// The current consumers of one producer.
@@ -23,6 +24,9 @@ use crate::event::EventBatch;
 pub struct OutputSlot {
     targets: ArcSwap<Vec<InputSender>>,
     version: AtomicU64,
+    /// Where `sonde tap` reads what leaves the component; set once, when
+    /// the topology wires the component.
+    tap: std::sync::OnceLock<Arc<TapPoint>>,
 }
 
 impl OutputSlot {
@@ -40,6 +44,11 @@ impl OutputSlot {
     /// Drops every consumer, letting their queues close.
     pub fn clear(&self) {
         self.set(Vec::new());
+    }
+
+    /// Gives the slot its component's tap point (the first one given stays).
+    pub fn set_tap(&self, tap: Arc<TapPoint>) {
+        let _ = self.tap.set(tap);
     }
 }
 
@@ -97,6 +106,9 @@ impl Output {
         let events = batch.len() as u64;
         if events == 0 {
             return Box::pin(async { true });
+        }
+        if let Some(tap) = self.slot.tap.get() {
+            tap.offer(&batch);
         }
         // Counted once a consumer has taken the batch (or counted it as
         // dropped, `drop_newest`), not before: a batch still waiting for

@@ -378,7 +378,13 @@ mod tests {
 
     #[tokio::test]
     async fn drop_newest_counts_what_does_not_fit() {
-        let (mut tx, mut rx) = queue(3, WhenFull::DropNewest, QueueMetrics::noop());
+        // The exported counter itself, not a no-op one.
+        let dropped = std::sync::Arc::new(AtomicU64::new(0));
+        let metrics = QueueMetrics {
+            dropped: Counter::from_arc(std::sync::Arc::clone(&dropped)),
+            ..QueueMetrics::noop()
+        };
+        let (mut tx, mut rx) = queue(3, WhenFull::DropNewest, metrics);
         tx.send(batch(2)).await.unwrap();
         tx.send(batch(2)).await.unwrap(); // does not fit: dropped
         tx.send(batch(1)).await.unwrap();
@@ -388,6 +394,11 @@ mod tests {
             total += q.batch.len();
         }
         assert_eq!(total, 3);
+        assert_eq!(
+            dropped.load(Ordering::Relaxed),
+            2,
+            "the two events of the batch that did not fit"
+        );
     }
 
     #[tokio::test]

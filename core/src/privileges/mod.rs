@@ -231,6 +231,26 @@ mod tests {
 
     #[test]
     fn reads_status_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let status = dir.path().join("status");
+        std::fs::write(
+            &status,
+            "Name:\tsonde\nCapInh:\t0000000000000000\nCapPrm:\t000001ffffffffff\n\
+             CapEff:\t0000000000200000\nCapBnd:\t000000c000000000\nCapAmb:\t0000000000000001\n\
+             NoNewPrivs:\t1\n",
+        )
+        .unwrap();
+        let caps = ThreadCapabilities::read(&status).unwrap();
+        assert_eq!(caps.permitted.bits(), 0x1ff_ffff_ffff);
+        assert_eq!(caps.effective, CapabilitySet::of(&[Capability::SYS_ADMIN]));
+        assert_eq!(
+            caps.bounding,
+            CapabilitySet::of(&[Capability::PERFMON, Capability::BPF])
+        );
+        assert_eq!(caps.ambient.bits(), 1);
+        assert!(caps.no_new_privs);
+        // The calling thread's own file parses too: what it may make
+        // effective holds what is.
         let me = ThreadCapabilities::current().unwrap();
         assert!(me.effective.difference(me.permitted).is_empty());
     }

@@ -43,6 +43,7 @@ pub use running::Stopped;
 
 // The queues and outputs moved below `component` (a source is handed an
 // `Output`); these are the paths component crates and tests know.
+pub use crate::edge::tap::{Subscription, TapPoint, Taps, TAP_CHANNEL_BATCHES};
 pub use crate::edge::{
     queue, InputReceiver, InputSender, Output, OutputSlot, QueueClosed, QueueMetrics, Queued, SlotGuard,
     WeakInputSender,
@@ -98,6 +99,13 @@ pub struct GraphNode {
     pub accepts: EventKinds,
     /// Kinds emitted.
     pub outputs: EventKinds,
+    /// Events its input buffer holds at most (transforms and sinks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub buffer_max: Option<usize>,
+    /// Whether the newest flame graph of this profile source can be asked
+    /// for (`/flamegraph/ID`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub profiles: bool,
 }
 
 /// The running graph.
@@ -106,6 +114,8 @@ pub struct Topology {
     running: Running,
     /// Component ids in config order, for `/graph`.
     order: Vec<SharedStr>,
+    /// Where the API taps what leaves each component.
+    taps: Taps,
 }
 
 impl Topology {
@@ -117,6 +127,7 @@ impl Topology {
             global,
             running: Running::new(),
             order: Vec::new(),
+            taps: Taps::default(),
         }
     }
 
@@ -142,8 +153,15 @@ impl Topology {
                 inputs: n.config.inputs.iter().map(|i| i.id.clone()).collect(),
                 accepts: graph::accepts(&n.config),
                 outputs: outputs.get(&*n.info.id).copied().unwrap_or_default(),
+                buffer_max: (n.info.kind != ComponentKind::Source).then_some(n.config.buffer.max_events),
+                profiles: self.taps.get(&n.info.id).is_some_and(|t| t.keeps_profiles()),
             })
             .collect()
+    }
+
+    /// The tap points of the components, for the API (`/tap`).
+    pub fn taps(&self) -> Taps {
+        self.taps.clone()
     }
 
     /// Moves the running graph to `config`: builds what is new or changed,
@@ -154,6 +172,7 @@ impl Topology {
         let plan = diff::plan(self.running.nodes().values().map(|n| &n.config), config);
         // Build everything first, so a failure leaves the running graph alone.
         let built = node::build_all(plan.to_build, &self.global)?;
+        self.attach_taps(&built);
         // Wire before retiring, while the kept consumers' queues are still
         // reachable through their nodes.
         wiring::wire(self.running.nodes(), &plan.kept, &built);
@@ -164,6 +183,21 @@ impl Topology {
         self.order = plan.order;
         self.running.forget_finished();
         Ok(summary)
+    }
+
+    /// Gives each new producer its id's tap point; sources that emit
+    /// profiles keep their newest ones (the graph page's flame graphs).
+    fn attach_taps(&self, built: &std::collections::HashMap<SharedStr, node::Built>) {
+        for (id, b) in built {
+            let Some(slot) = &b.node.slot else { continue };
+            let point = self.taps.point(id);
+            if let crate::registry::AnyConfig::Source(source) = &b.node.config.options {
+                if source.outputs().contains(crate::event::EventKind::Profile) {
+                    point.keep_profiles();
+                }
+            }
+            slot.set_tap(point);
+        }
     }
 
     /// Notified each time a component's task ends (a permit is kept when

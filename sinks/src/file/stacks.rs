@@ -90,6 +90,14 @@ pub fn flamegraph<'a>(
     Ok(svg)
 }
 
+/// A flame graph SVG of `profiles` over the time they cover (the agent
+/// API's `/flamegraph/ID`).
+pub fn flamegraph_of(profiles: &[&Profile]) -> std::io::Result<Vec<u8>> {
+    let start = profiles.iter().map(|p| p.start).min().unwrap_or_default();
+    let end = profiles.iter().map(|p| p.end).max().unwrap_or_default();
+    flamegraph(profiles.iter().copied(), start, end)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -145,7 +153,22 @@ mod tests {
         let svg =
             String::from_utf8(flamegraph([&profile()], Timestamp::from_nanos(0), Timestamp::from_nanos(1)).unwrap())
                 .unwrap();
-        assert!(svg.contains("<svg") && svg.contains("main"), "{svg}");
+        assert!(svg.contains("<svg"), "{svg}");
+        // Each frame's box, with its samples (all 5 pass through each).
+        for title in [
+            "all (5 samples, 100%)",
+            "app (5 samples, 100.00%)",
+            "main (5 samples, 100.00%)",
+            "a:b (5 samples, 100.00%)",
+            "[libz.so.1] (5 samples, 100.00%)",
+            // inferno colours by the `_[k]` suffix and shows the name without it.
+            "do_syscall_64 (5 samples, 100.00%)",
+        ] {
+            assert!(
+                svg.contains(&format!("<title>{title}</title>")),
+                "no box {title:?}:\n{svg}"
+            );
+        }
         let empty = flamegraph([], Timestamp::from_nanos(0), Timestamp::from_nanos(1)).unwrap();
         assert!(String::from_utf8(empty).unwrap().contains("no samples"));
     }

@@ -125,34 +125,47 @@ fn meters_use_rapl_when_present() {
     assert_eq!((psys.joules, psys.idle_joules), (30.0, 10.0), "floor 5 W × 2 s");
 }
 
-/// This VM has no RAPL: the real /sys and /proc give the model.
+/// The real /sys and /proc: RAPL where the host has a readable zone (found
+/// here by listing /sys/class/powercap, not by `Rapl::discover`), the model
+/// otherwise, with its idle energy exact. (The model's figure from the
+/// real /proc/stat is checked in tests/bpf_energy.rs, against /proc/stat
+/// read around the interval.)
 #[test]
-fn this_node_without_rapl_reports_the_model() {
-    if Path::new("/sys/class/powercap/intel-rapl:0").exists() {
-        eprintln!("this node has RAPL; the model case is covered by the fake tree test");
+fn this_node_reports_what_it_has() {
+    let has_rapl = std::fs::read_dir("/sys/class/powercap").is_ok_and(|dir| {
+        dir.filter_map(Result::ok).any(|zone| {
+            zone.file_name().to_string_lossy().starts_with("intel-rapl:")
+                && std::fs::read_to_string(zone.path().join("energy_uj")).is_ok()
+        })
+    });
+    let model = PowerModel::new(0.74, 3.5).unwrap();
+    let mut meters = Meters::open(Path::new("/sys"), Path::new("/proc"), model, false).unwrap();
+    if has_rapl {
+        assert!(
+            meters.components().iter().all(|(_, s)| *s == PowerSource::Rapl),
+            "this node has RAPL: {:?}",
+            meters.components()
+        );
         return;
     }
-    let model = PowerModel::new(0.74, 3.5).unwrap();
-    let mut meters = Meters::open(Path::new("/sys"), Path::new("/proc"), model, true).unwrap();
     assert_eq!(
-        meters.components()[0],
-        (MODEL_COMPONENT.into(), PowerSource::Model),
-        "{:?}",
-        meters.components()
+        meters.components(),
+        [(MODEL_COMPONENT.into(), PowerSource::Model)],
+        "this node has no RAPL"
     );
-    assert!(
-        !meters.components().iter().any(|(_, s)| *s == PowerSource::Nvml),
-        "no NVIDIA here: no gpu component"
-    );
-    std::thread::sleep(std::time::Duration::from_millis(300));
     let energy = meters.read(0.3).unwrap();
-    let cpus = CpuTimes::parse(&std::fs::read_to_string("/proc/stat").unwrap())
+    let cpus = std::fs::read_to_string("/proc/stat")
         .unwrap()
-        .cpus as f64;
+        .lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .count() as f64;
     let cpu = &energy[0];
     assert_eq!(cpu.source, PowerSource::Model);
-    assert!(cpu.joules >= cpus * 0.74 * 0.3 - 1e-9 && cpu.joules <= cpus * 3.5 * 0.3 + 1e-9);
-    assert!((cpu.idle_joules - cpus * 0.74 * 0.3).abs() < 1e-9);
+    assert!(
+        (cpu.idle_joules - cpus * 0.74 * 0.3).abs() < 1e-9,
+        "idle {} J for {cpus} CPUs",
+        cpu.idle_joules
+    );
 }
 
 #[test]

@@ -108,7 +108,12 @@ pub fn check() -> Result<String, CheckError> {
     ensure(filtered >= EACH as u64, || {
         format!("{filtered} opens filtered by path, this process made {EACH} elsewhere")
     })?;
+    let object = if collector.programs_mut().reads_args_at_exit() {
+        "exit-only programs"
+    } else {
+        "entry and exit programs"
+    };
     Ok(format!(
-        "{to_target} opens of the watched file reported under its real path, 1 ENOENT, {filtered} filtered by path"
+        "{to_target} opens of the watched file reported under its real path, 1 ENOENT, {filtered} filtered by path ({object})"
     ))
 }

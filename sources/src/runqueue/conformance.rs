@@ -190,8 +190,13 @@ pub fn spinners_agree(busy: Duration) -> Result<String, CheckError> {
         ));
     }
     Ok(format!(
-        "{SPINNERS} busy processes on one CPU ({}): run-queue wait {:.1} ms, schedstat {:.1} ms ({:+.2} %); {}",
+        "{SPINNERS} busy processes on one CPU ({}{}): run-queue wait {:.1} ms, schedstat {:.1} ms ({:+.2} %); {}",
         collector.flavor().as_str(),
+        if collector.programs().uses_task_storage() {
+            ", task storage"
+        } else {
+            ""
+        },
         wait_ours / 1e6,
         wait_kernel / 1e6,
         (wait_ours / wait_kernel - 1.0) * 100.0,

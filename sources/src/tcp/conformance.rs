@@ -34,6 +34,20 @@ fn total(events: &[Event], name: &str, filter: impl Fn(&Attributes) -> bool) -> 
         .sum()
 }
 
+/// The histogram sum of `name` (seconds), over matching series.
+fn sum(events: &[Event], name: &str, filter: impl Fn(&Attributes) -> bool) -> f64 {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Metric(m) if m.name.as_str() == name && filter(&m.attributes) => match &m.value {
+                MetricValue::Histogram(h) => Some(h.sum),
+                _ => None,
+            },
+            _ => None,
+        })
+        .sum()
+}
+
 fn is(a: &Attributes, key: &str, value: impl Into<Value>) -> bool {
     a.get(key) == Some(&value.into())
 }
@@ -137,8 +151,13 @@ pub fn check() -> Result<String, CheckError> {
         }
         Ok(())
     });
+    // The wall time of each connect() call: the kernel's connect latency
+    // (SYN sent to established, or to the refusal) lies inside it.
+    let mut wall = [Duration::ZERO; 2];
     for _ in 0..GOOD {
+        let start = Instant::now();
         let mut c = TcpStream::connect(("127.0.0.1", port)).map_err(CheckError::workload("connect"))?;
+        wall[0] += start.elapsed();
         c.write_all(b"ping").map_err(CheckError::workload("write"))?;
         let mut buf = [0u8; 4];
         c.read_exact(&mut buf).map_err(CheckError::workload("read"))?;
@@ -153,22 +172,41 @@ pub fn check() -> Result<String, CheckError> {
         .map_err(CheckError::workload("find a closed port"))?
         .port();
     for _ in 0..REFUSED {
-        ensure(TcpStream::connect(("127.0.0.1", dead)).is_err(), || {
-            format!("a connect to closed port {dead} succeeded")
-        })?;
+        let start = Instant::now();
+        let refused = TcpStream::connect(("127.0.0.1", dead)).is_err();
+        wall[1] += start.elapsed();
+        ensure(refused, || format!("a connect to closed port {dead} succeeded"))?;
     }
     // The last FIN/ACK exchanges finish after the sockets are dropped, and
     // slowly under emulation: read until the counts are right, or 5 s.
     let deadline = Instant::now() + Duration::from_secs(5);
-    let wrong = loop {
+    let (wrong, events) = loop {
         let sockless_resets = collector.programs().sockless_resets();
-        let wrong = mismatches(&collector.collect()?, port, dead, sockless_resets);
+        let events = collector.collect()?;
+        let wrong = mismatches(&events, port, dead, sockless_resets);
         if wrong.is_empty() || Instant::now() > deadline {
-            break wrong;
+            break (wrong, events);
         }
         std::thread::sleep(Duration::from_millis(200));
     };
     ensure(wrong.is_empty(), || wrong.join(", "))?;
+    // The connect latencies: not zero, and each inside its connect() call.
+    let pid = std::process::id();
+    for (what, p, result, wall) in [
+        ("established", port, "established", wall[0]),
+        ("refused", dead, "failed", wall[1]),
+    ] {
+        let seconds = sum(&events, CONNECT_DURATION, |a| {
+            is(a, keys::PID, pid) && is(a, ROLE, "client") && is(a, PORT, u32::from(p)) && is(a, RESULT, result)
+        });
+        ensure(seconds > 0.0 && seconds <= wall.as_secs_f64(), || {
+            format!(
+                "{what} connects: latency sum {:.1} µs, their connect() calls took {:.1} µs",
+                seconds * 1e6,
+                wall.as_secs_f64() * 1e6
+            )
+        })?;
+    }
     let stats = collector.programs().stats()?;
     let (full, failed) = (stats.get(TCP_STAT_SERIES_FULL), stats.get(TCP_STAT_READ_FAILED));
     ensure(full == 0 && failed == 0, || {

@@ -1,6 +1,14 @@
 //! The remote-write client against a scripted HTTP server: what is sent,
 //! how each status is classified, and that a retried batch is not added
 //! to the series twice.
+//!
+//! The scripted server decodes with the sink's own `WriteRequest` (proto.rs),
+//! so these tests check the client's behaviour, not its encoding. The
+//! encoding is checked independently by the real Prometheus binary:
+//! `tests/prometheus.rs`, `remote_write_loses_nothing_across_a_prometheus_restart`
+//! sends samples 0..1199 through `/api/v1/write` of a Prometheus started
+//! with `--web.enable-remote-write-receiver` and reads every one back
+//! through its query API, exactly.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};

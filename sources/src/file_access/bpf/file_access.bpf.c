@@ -2,6 +2,10 @@
 /*
  * file_access: an audit of file opens, filtered in the kernel.
  *
+ * Two objects: this one (kernels before 5.15) and file_access_args.bpf.c
+ * (5.15+), which reads the call's arguments at its exit and has no entry
+ * programs (see FA_ARGS_AT_EXIT below).
+ *
  *   syscalls:sys_enter_{open,openat,openat2,creat}  the cgroup, process name
  *                                                   and flags policies; the
  *                                                   call's name and flags
@@ -109,12 +113,14 @@ struct {
 	__type(value, struct fa_prefix);
 } fa_prefixes SEC(".maps");
 
+#ifndef FA_ARGS_AT_EXIT
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, FA_MAX_PENDING);
 	__type(key, __u32);
 	__type(value, struct fa_pending);
 } fa_pending_calls SEC(".maps");
+#endif
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -200,6 +206,7 @@ struct path___fa {
 
 struct file___fa {
 	struct path___fa f_path;
+	struct inode___fa *f_inode;
 } __attribute__((preserve_access_index));
 
 struct open_how___fa {
@@ -390,11 +397,12 @@ static __always_inline __u32 access_of(__u32 flags)
 	return access;
 }
 
-static __always_inline int call_enter(__u64 filename, __u32 flags, __u32 op)
+/* The entry policies (process, cgroup, process name, flags) for an open
+ * asking for `flags`: what it asks for (FA_READ ...), or 0 when it is left
+ * out (counted). */
+static __always_inline __u32 open_wanted(__u64 id, __u32 flags)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)id;
-	struct fa_pending pending = { .filename = filename, .open_flags = flags, .op = op };
+	__u32 access;
 
 	if ((id >> 32) == self_pid)
 		return 0;
@@ -415,14 +423,12 @@ static __always_inline int call_enter(__u64 filename, __u32 flags, __u32 op)
 			return 0;
 		}
 	}
-	pending.access = access_of(flags);
-	if (access_mask && !(pending.access & access_mask)) {
+	access = access_of(flags);
+	if (access_mask && !(access & access_mask)) {
 		count(FA_STAT_FILTERED_FLAGS);
 		return 0;
 	}
-	if (bpf_map_update_elem(&fa_pending_calls, &tid, &pending, BPF_ANY))
-		count(FA_STAT_PENDING_FULL);
-	return 0;
+	return access;
 }
 
 /* Whether the cgroup is within its rate; counts the event against it. */
@@ -441,54 +447,54 @@ static __always_inline int within_rate(__u64 cgroup, __u64 now)
 	return rate->count <= rate_per_sec;
 }
 
-static __always_inline int call_exit(struct sonde_sys_exit *ctx)
+/* An open that passed the entry policies, at its return `ret`: the path
+ * policy, dedup and rate limit, then the event. */
+static __always_inline int open_done(__u64 id, __s64 ret, __u64 filename, __u32 open_flags, __u32 access, __u32 op)
 {
-	__u64 id = bpf_get_current_pid_tgid(), now = bpf_ktime_get_ns(), cgroup;
+	__u64 now = bpf_ktime_get_ns(), cgroup;
 	__u32 tid = (__u32)id, pid = id >> 32;
 	struct task_struct___fa *task;
-	struct fa_pending *pending;
 	struct file___fa *file = 0;
+	struct inode___fa *inode;
 	struct fa_event *e;
-	__s64 ret = ctx->ret;
 	__u64 ino = 0;
 	__u32 dev = 0;
 
-	pending = bpf_map_lookup_elem(&fa_pending_calls, &tid);
-	if (!pending)
-		return 0;
 	if (ret >= 0) {
 		file = sonde_fd_file(ret);
 		if (!file)
-			goto done;
-		ino = BPF_CORE_READ(file, f_path.dentry, d_inode, i_ino);
-		dev = BPF_CORE_READ(file, f_path.dentry, d_inode, i_sb, s_dev);
+			return 0;
+		/* f_inode: the opened inode, one read fewer than via the dentry. */
+		inode = BPF_CORE_READ(file, f_inode);
+		ino = BPF_CORE_READ(inode, i_ino);
+		dev = BPF_CORE_READ(inode, i_sb, s_dev);
 		if (use_dirs && !policy_verdict(file, ino, dev, now)) {
 			count(FA_STAT_FILTERED_PATH);
-			goto done;
+			return 0;
 		}
 		if (dedup_ns) {
-			struct fa_dedup_key key = { .ino = ino, .dev = dev, .pid = pid, .access = pending->access };
+			struct fa_dedup_key key = { .ino = ino, .dev = dev, .pid = pid, .access = access };
 			__u64 *seen = bpf_map_lookup_elem(&fa_dedup, &key);
 
 			if (seen && now - *seen < dedup_ns) {
 				count(FA_STAT_DEDUPLICATED);
-				goto done;
+				return 0;
 			}
 			bpf_map_update_elem(&fa_dedup, &key, &now, BPF_ANY);
 		}
 	} else if (!report_failed) {
 		count(FA_STAT_FILTERED_FAILED);
-		goto done;
+		return 0;
 	}
 	cgroup = bpf_get_current_cgroup_id();
 	if (!within_rate(cgroup, now)) {
 		count(FA_STAT_THROTTLED);
-		goto done;
+		return 0;
 	}
 	e = bpf_ringbuf_reserve(&fa_events, sizeof(*e), 0);
 	if (!e) {
 		count(FA_STAT_RING_FULL);
-		goto done;
+		return 0;
 	}
 	e->mono_ns = now;
 	e->cgroup_id = cgroup;
@@ -499,9 +505,9 @@ static __always_inline int call_exit(struct sonde_sys_exit *ctx)
 	task = (void *)bpf_get_current_task();
 	e->uid = BPF_CORE_READ(task, cred, uid.val);
 	e->ret = (__s32)ret;
-	e->open_flags = pending->open_flags;
-	e->access = pending->access;
-	e->op = pending->op;
+	e->open_flags = open_flags;
+	e->access = access;
+	e->op = op;
 	e->_pad = 0;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	e->request[0] = 0;
@@ -509,16 +515,99 @@ static __always_inline int call_exit(struct sonde_sys_exit *ctx)
 		walk_names(e, file);
 	} else {
 		e->depth = 0;
-		if (bpf_probe_read_user_str(e->request, sizeof(e->request), (void *)pending->filename) < 0)
+		if (bpf_probe_read_user_str(e->request, sizeof(e->request), (void *)filename) < 0)
 			e->request[0] = 0;
 		if (use_dirs && !request_under_policy(e->request)) {
 			bpf_ringbuf_discard(e, 0);
 			count(FA_STAT_FILTERED_PATH);
-			goto done;
+			return 0;
 		}
 	}
 	bpf_ringbuf_submit(e, 0);
-done:
+	return 0;
+}
+
+#define FA_CREAT_FLAGS (O_CREAT___fa | O_WRONLY___fa | O_TRUNC___fa)
+
+#ifdef FA_ARGS_AT_EXIT
+/*
+ * Kernel 5.15+ (bpf_task_pt_regs): exit programs only. A syscall's
+ * arguments are still in the registers the task entered the kernel with
+ * when the call returns (the return value goes to ax, never over an
+ * argument, see sonde_args.h), so no entry program runs and nothing is
+ * kept per call: one tracepoint and no map update per open instead of two
+ * and two.
+ */
+#include "sonde_args.h"
+
+static __always_inline int exit_with(struct sonde_sys_exit *ctx, __u64 filename, __u32 flags, __u32 op)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 access = open_wanted(id, flags);
+
+	if (!access)
+		return 0;
+	return open_done(id, ctx->ret, filename, flags, access, op);
+}
+
+SEC("tracepoint/syscalls/sys_exit_open")
+int exit_open(struct sonde_sys_exit *ctx)
+{
+	struct pt_regs___sonde_args *regs = sonde_entry_regs();
+
+	return exit_with(ctx, SONDE_ARG0(regs), (__u32)SONDE_ARG1(regs), FA_OP_OPEN);
+}
+
+SEC("tracepoint/syscalls/sys_exit_openat")
+int exit_openat(struct sonde_sys_exit *ctx)
+{
+	struct pt_regs___sonde_args *regs = sonde_entry_regs();
+
+	return exit_with(ctx, SONDE_ARG1(regs), (__u32)SONDE_ARG2(regs), FA_OP_OPENAT);
+}
+
+SEC("tracepoint/syscalls/sys_exit_openat2")
+int exit_openat2(struct sonde_sys_exit *ctx)
+{
+	struct pt_regs___sonde_args *regs = sonde_entry_regs();
+	struct open_how___fa how = {};
+
+	bpf_probe_read_user(&how, sizeof(how), (void *)SONDE_ARG2(regs));
+	return exit_with(ctx, SONDE_ARG1(regs), (__u32)how.flags, FA_OP_OPENAT2);
+}
+
+SEC("tracepoint/syscalls/sys_exit_creat")
+int exit_creat(struct sonde_sys_exit *ctx)
+{
+	return exit_with(ctx, SONDE_ARG0(sonde_entry_regs()), FA_CREAT_FLAGS, FA_OP_CREAT);
+}
+
+#else
+/* Kernels before 5.15: the entry policies at entry, the call's name and
+ * flags kept per thread until its exit. */
+static __always_inline int call_enter(__u64 filename, __u32 flags, __u32 op)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id;
+	struct fa_pending pending = { .filename = filename, .open_flags = flags, .op = op };
+
+	pending.access = open_wanted(id, flags);
+	if (!pending.access)
+		return 0;
+	if (bpf_map_update_elem(&fa_pending_calls, &tid, &pending, BPF_ANY))
+		count(FA_STAT_PENDING_FULL);
+	return 0;
+}
+
+static __always_inline int call_exit(struct sonde_sys_exit *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id;
+	struct fa_pending *pending = bpf_map_lookup_elem(&fa_pending_calls, &tid);
+
+	if (!pending)
+		return 0;
+	open_done(id, ctx->ret, pending->filename, pending->open_flags, pending->access, pending->op);
 	bpf_map_delete_elem(&fa_pending_calls, &tid);
 	return 0;
 }
@@ -547,7 +636,7 @@ int enter_openat2(struct sonde_sys_enter *ctx)
 SEC("tracepoint/syscalls/sys_enter_creat")
 int enter_creat(struct sonde_sys_enter *ctx)
 {
-	return call_enter(ctx->args[0], O_CREAT___fa | O_WRONLY___fa | O_TRUNC___fa, FA_OP_CREAT);
+	return call_enter(ctx->args[0], FA_CREAT_FLAGS, FA_OP_CREAT);
 }
 
 /* Every open's exit (attached to each sys_exit_* of the calls above). */
@@ -556,3 +645,4 @@ int call_exit_tp(struct sonde_sys_exit *ctx)
 {
 	return call_exit(ctx);
 }
+#endif

@@ -15,8 +15,24 @@ use sonde_ebpf::loader::{Object, ProgramStats};
 use sonde_ebpf::telemetry::{KernelStat, StatTotals, StatsArray};
 use sonde_ebpf::{LoadError, ReadError};
 
-/// The compiled object, embedded.
+/// The compiled object for kernels before 5.15, embedded: entry programs
+/// keep each call's name and flags per thread for its exit.
 static ELF: &[u8] = sonde_ebpf::aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/file_access.bpf.o"));
+/// The same policy and events from exit programs alone (kernel 5.15+,
+/// `bpf_task_pt_regs`): the arguments read from the task's entry registers
+/// at the return. One tracepoint and no map update per open instead of
+/// two and two; loaded where the kernel has the helper.
+static ELF_ARGS: &[u8] = sonde_ebpf::aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/file_access_args.bpf.o"));
+
+/// Set (to anything) to load the entry-and-exit object even where the
+/// exit-only one would load (tests run both objects on one kernel).
+pub const ENTRY_PROGRAMS_ENV: &str = "SONDE_FILE_ACCESS_ENTRY_PROGRAMS";
+
+/// Whether the exit-only object may be loaded: see
+/// [`sonde_ebpf::args_at_exit`], and [`ENTRY_PROGRAMS_ENV`] unset.
+pub fn args_at_exit() -> bool {
+    std::env::var_os(ENTRY_PROGRAMS_ENV).is_none() && sonde_ebpf::args_at_exit()
+}
 
 /// The object's name, used in errors.
 pub const OBJECT: &str = "file_access";
@@ -27,13 +43,14 @@ pub const MAP_PENDING: &str = "fa_pending_calls";
 /// Per-CPU counters (`FA_STAT_*`).
 pub const MAP_STATS: &str = "fa_stats";
 
-/// The syscalls traced: (syscall, entry program); every exit goes to
-/// `call_exit_tp`.
-pub const SYSCALLS: [(&str, &str); 4] = [
-    ("open", "enter_open"),
-    ("openat", "enter_openat"),
-    ("openat2", "enter_openat2"),
-    ("creat", "enter_creat"),
+/// The syscalls traced: (syscall, entry program, exit program of the
+/// exit-only object); every exit of the other object goes to
+/// [`EXIT_PROGRAM`].
+pub const SYSCALLS: [(&str, &str, &str); 4] = [
+    ("open", "enter_open", "exit_open"),
+    ("openat", "enter_openat", "exit_openat"),
+    ("openat2", "enter_openat2", "exit_openat2"),
+    ("creat", "enter_creat", "exit_creat"),
 ];
 const EXIT_PROGRAM: &str = "call_exit_tp";
 
@@ -104,6 +121,7 @@ pub fn prefix_words(prefix: &str) -> [u64; 2 * WORDS] {
 /// The loaded programs. Dropping it detaches everything.
 pub struct FileAccessPrograms {
     object: Object,
+    at_exit: bool,
     events: Option<RingBuf<MapData>>,
     stats: StatsArray,
 }
@@ -149,7 +167,9 @@ impl FileAccessPrograms {
             ("use_dirs", u8::from(!policy.path_prefixes.is_empty())),
             ("report_failed", u8::from(policy.failed)),
         ];
-        let mut object = Object::load(OBJECT, ELF, |loader| {
+        let at_exit = args_at_exit();
+        let elf = if at_exit { ELF_ARGS } else { ELF };
+        let mut object = Object::load(OBJECT, elf, |loader| {
             // Load-time constants: the verifier prunes what is off.
             for (name, value) in &flags {
                 loader.override_global(name, value, true);
@@ -211,19 +231,31 @@ impl FileAccessPrograms {
                 map.insert(*cgroup, 1, 0).map_err(map_error("fa_cgroups"))?;
             }
         }
-        // Exits first: an entry whose exit is not attached yet would wait
-        // for the thread's next open.
-        for (syscall, _) in SYSCALLS {
-            object.attach_tracepoint(EXIT_PROGRAM, "syscalls", &format!("sys_exit_{syscall}"))?;
-        }
-        for (syscall, program) in SYSCALLS {
-            object.attach_tracepoint(program, "syscalls", &format!("sys_enter_{syscall}"))?;
+        if at_exit {
+            for (syscall, _, program) in SYSCALLS {
+                object.attach_tracepoint(program, "syscalls", &format!("sys_exit_{syscall}"))?;
+            }
+        } else {
+            // Exits first: an entry whose exit is not attached yet would
+            // wait for the thread's next open.
+            for (syscall, _, _) in SYSCALLS {
+                object.attach_tracepoint(EXIT_PROGRAM, "syscalls", &format!("sys_exit_{syscall}"))?;
+            }
+            for (syscall, program, _) in SYSCALLS {
+                object.attach_tracepoint(program, "syscalls", &format!("sys_enter_{syscall}"))?;
+            }
         }
         Ok(FileAccessPrograms {
             events: Some(object.take_map(MAP_EVENTS)?),
             stats: StatsArray::take(&mut object, MAP_STATS, FA_STAT_COUNT)?,
             object,
+            at_exit,
         })
+    }
+
+    /// Whether the exit-only object was loaded (see [`args_at_exit`]).
+    pub fn reads_args_at_exit(&self) -> bool {
+        self.at_exit
     }
 
     /// The ring buffer of reported opens (once: `None` after).

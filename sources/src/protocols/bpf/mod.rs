@@ -33,9 +33,55 @@ static ELF: &[u8] = sonde_ebpf::aya::include_bytes_aligned!(concat!(env!("OUT_DI
 /// Cheaper per call; loaded where the kernel has it.
 static ELF_TASK: &[u8] = sonde_ebpf::aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/protocols_task.bpf.o"));
 
+/// The same records from exit programs alone (kernel 5.15+,
+/// `bpf_task_pt_regs`): each call's arguments read from the task's entry
+/// registers at its return. One program run per data call instead of two;
+/// loaded where the kernel has the helper.
+static ELF_ARGS: &[u8] = sonde_ebpf::aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/protocols_args.bpf.o"));
+
 /// Set (to anything) to load the 5.8 object even where task storage is
 /// available (tests run both objects on one kernel).
 pub const NO_TASK_STORAGE_ENV: &str = "SONDE_PROTOCOLS_NO_TASK_STORAGE";
+/// Set (to anything) to load an object with entry programs even where the
+/// exit-only one would load.
+pub const ENTRY_PROGRAMS_ENV: &str = "SONDE_PROTOCOLS_ENTRY_PROGRAMS";
+
+/// Which object is loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// Exit programs only, arguments from the entry registers (5.15+).
+    ArgsAtExit,
+    /// Entry and exit programs, the stash in task storage (5.11+).
+    TaskStorage,
+    /// Entry and exit programs, the stash in an LRU hash (5.8+).
+    Hash,
+}
+
+impl ObjectKind {
+    fn elf(self) -> &'static [u8] {
+        match self {
+            ObjectKind::ArgsAtExit => ELF_ARGS,
+            ObjectKind::TaskStorage => ELF_TASK,
+            ObjectKind::Hash => ELF,
+        }
+    }
+
+    /// The objects to try, best first.
+    fn candidates() -> Vec<ObjectKind> {
+        let mut kinds = Vec::new();
+        if std::env::var_os(ENTRY_PROGRAMS_ENV).is_none()
+            && std::env::var_os(NO_TASK_STORAGE_ENV).is_none()
+            && sonde_ebpf::args_at_exit()
+        {
+            kinds.push(ObjectKind::ArgsAtExit);
+        }
+        if task_storage_wanted() {
+            kinds.push(ObjectKind::TaskStorage);
+        }
+        kinds.push(ObjectKind::Hash);
+        kinds
+    }
+}
 
 /// Whether the 5.11+ object may be tried: kernel 5.11 or later, task
 /// storage maps can be made, and not turned off by [`NO_TASK_STORAGE_ENV`].
@@ -120,6 +166,7 @@ pub struct ProtocolPrograms {
     stats: StatsArray,
     records: Option<Records>,
     forgotten: u64,
+    kind: ObjectKind,
     _filters: options::Filters,
 }
 
@@ -135,21 +182,29 @@ impl ProtocolPrograms {
     /// Loads the programs and attaches the tracepoints. TLS libraries are
     /// attached one by one with [`ProtocolPrograms::attach_tls`].
     pub fn load(options: &Options) -> Result<Self, LoadError> {
-        if task_storage_wanted() {
-            match Self::load_object(ELF_TASK, options) {
+        let candidates = ObjectKind::candidates();
+        let (last, better) = candidates.split_last().expect("the 5.8 object is always a candidate");
+        for kind in better {
+            match Self::load_object(*kind, options) {
                 Ok(programs) => {
-                    tracing::debug!("protocols: task-storage programs loaded");
+                    tracing::debug!(?kind, "protocols: programs loaded");
                     return Ok(programs);
                 }
                 // Task storage in tracing programs came after the map
-                // (5.11/5.12): the older object still works.
-                Err(error) => tracing::info!(%error, "protocols: task-storage programs refused, loading the 5.8 ones"),
+                // (5.11/5.12): an older object still works.
+                Err(error) => tracing::info!(%error, ?kind, "protocols: programs refused, trying an older object"),
             }
         }
-        Self::load_object(ELF, options)
+        Self::load_object(*last, options)
     }
 
-    fn load_object(elf: &[u8], options: &Options) -> Result<Self, LoadError> {
+    /// Which object was loaded.
+    pub fn object_kind(&self) -> ObjectKind {
+        self.kind
+    }
+
+    fn load_object(kind: ObjectKind, options: &Options) -> Result<Self, LoadError> {
+        let elf = kind.elf();
         let cpus = sonde_ebpf::aya::util::nr_cpus().map_or(1, |n| n as u32).max(1);
         let settings = options.kernel_settings();
         let mut object = Object::load(OBJECT, elf, |loader| {
@@ -168,7 +223,7 @@ impl ProtocolPrograms {
         })?;
         let filters = options.fill_filters(&mut object)?;
         for name in SYSCALLS {
-            attach_syscall(&mut object, name)?;
+            attach_syscall(&mut object, name, kind == ObjectKind::ArgsAtExit)?;
         }
         object.attach_tracepoint("enter_close", "syscalls", "sys_enter_close")?;
         object.attach_tracepoint("process_exit", "sched", "sched_process_exit")?;
@@ -184,6 +239,7 @@ impl ProtocolPrograms {
             stats: StatsArray::take(&mut object, MAP_STATS, PROTO_STAT_COUNT)?,
             records: Some(Records::new(object.take_map(MAP_EVENTS)?)),
             forgotten: 0,
+            kind,
             _filters: filters,
             object,
         })
@@ -268,10 +324,13 @@ impl ProtocolPrograms {
     }
 }
 
-/// Attaches `enter_NAME` and `exit_NAME` to the syscall's tracepoints.
-fn attach_syscall(object: &mut Object, name: &'static str) -> Result<(), LoadError> {
+/// Attaches `enter_NAME` (unless `exit_only`) and `exit_NAME` to the
+/// syscall's tracepoints.
+fn attach_syscall(object: &mut Object, name: &'static str, exit_only: bool) -> Result<(), LoadError> {
     let (enter, exit) = program_names(name);
-    object.attach_tracepoint(enter, "syscalls", &format!("sys_enter_{name}"))?;
+    if !exit_only {
+        object.attach_tracepoint(enter, "syscalls", &format!("sys_enter_{name}"))?;
+    }
     object.attach_tracepoint(exit, "syscalls", &format!("sys_exit_{name}"))
 }
 

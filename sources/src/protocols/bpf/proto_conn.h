@@ -52,9 +52,11 @@ struct tcp_sock___progress {
  * and nothing sent (acknowledged plus in flight). Such a socket was made
  * while the agent ran, in another process (a pre-forking server accepts
  * in its parent and serves in a child, as PostgreSQL does): its streams
- * are seen from their first byte.
+ * are seen from their first byte. Found at a call's exit (the exit-only
+ * object), the call's own bytes have moved already: `moved_in` read,
+ * `moved_out` written by it are allowed for.
  */
-static __always_inline int tcp_untouched(void *sk)
+static __always_inline int tcp_untouched(void *sk, __u64 moved_in, __u64 moved_out)
 {
 	struct tcp_sock___progress *tp = sk;
 	__u64 received = BPF_CORE_READ(tp, bytes_received);
@@ -64,7 +66,7 @@ static __always_inline int tcp_untouched(void *sk)
 
 	/* The peer's FIN counts in rcv_nxt, not in bytes_received; ours in
 	 * snd_nxt: a byte of slack each way. */
-	return received <= unread && acked <= 1 && in_flight <= 1;
+	return received <= unread + moved_in && acked <= 1 + moved_out && in_flight <= 1 + moved_out;
 }
 
 #define S_IFMT___sonde 0170000
@@ -126,7 +128,8 @@ static __always_inline int port_wanted(__u16 port)
  * not repeated. Other fds go to the not-a-connection cache. Returns the
  * map entry or 0.
  */
-static __always_inline struct conn *conn_make(const struct conn_key *key, __u64 file, __u8 role, __u8 discovered)
+static __always_inline struct conn *conn_make(const struct conn_key *key, __u64 file, __u8 role, __u8 discovered,
+					      __u64 moved_in, __u64 moved_out)
 {
 	struct file___sonde *f = (void *)file;
 	struct socket___sonde *sock;
@@ -171,7 +174,7 @@ static __always_inline struct conn *conn_make(const struct conn_key *key, __u64 
 		c.peer.dport = t.dport;
 		c.peer.family = t.family;
 	}
-	if (discovered && !c.datagram && tcp_untouched(sk))
+	if (discovered && !c.datagram && tcp_untouched(sk, moved_in, moved_out))
 		discovered = 0;
 	c.generation = bpf_ktime_get_ns();
 	c.file = file;
@@ -208,7 +211,7 @@ not_conn:
  * is still the same file, else found anew (a socket first seen now is
  * "discovered": it may predate the agent). 0 for anything else.
  */
-static __always_inline struct conn *conn_of(__u32 pid, __u32 fd)
+static __always_inline struct conn *conn_of(__u32 pid, __u32 fd, __u64 moved_in, __u64 moved_out)
 {
 	struct conn_key key = { .pid = pid, .fd = fd };
 	struct conn *c = bpf_map_lookup_elem(&proto_conns, &key);
@@ -223,7 +226,7 @@ static __always_inline struct conn *conn_of(__u32 pid, __u32 fd)
 		bpf_map_delete_elem(&proto_conns, &key);
 		count(PROTO_STAT_CONN_DELETES);
 	}
-	return conn_make(&key, file, PROTO_ROLE_UNKNOWN, 1);
+	return conn_make(&key, file, PROTO_ROLE_UNKNOWN, 1, moved_in, moved_out);
 }
 
 /* A record with only its header (OPEN's body follows for OPEN). */

@@ -95,6 +95,7 @@ struct call {
 #define CALL_CONNECT 6
 #define CALL_ACCEPT 7
 
+#ifndef PROTO_ARGS_AT_EXIT
 #ifdef PROTO_TASK_STORAGE
 /* 5.11+ (protocols_task.bpf.c): in the thread's own task storage, a
  * pointer walk from the task instead of a hash update per call. */
@@ -131,6 +132,7 @@ static __always_inline struct call *call_slot(__u64 id, int create)
 	return bpf_map_lookup_elem(&proto_calls, &id);
 #endif
 }
+#endif /* !PROTO_ARGS_AT_EXIT: the exit-only object keeps nothing per call */
 
 /* A TLS library call between its entry and return, per thread. */
 struct tls_call {

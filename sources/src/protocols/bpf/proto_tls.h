@@ -63,7 +63,7 @@ static __always_inline int tls_exit(struct pt_regs *ctx, int ex)
 		count(PROTO_STAT_TLS_UNMAPPED);
 		goto done;
 	}
-	c = conn_of(pid, fd);
+	c = conn_of(pid, fd, 0, 0);
 	s = scratch_slot();
 	if (!c || !s || c->gate == GATE_IGNORED)
 		goto done;

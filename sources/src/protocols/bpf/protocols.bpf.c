@@ -53,33 +53,24 @@ struct sys_exit_ctx {
 #define MSG_PEEK___sonde 2
 #define EINPROGRESS___sonde 115
 
-/* A data call on a tracked connection: remember it until its exit. */
-static __always_inline int call_enter(__u32 fd, __u64 buf, __u64 count, __u8 kind, __u64 addr)
+/* Whether a data call on `fd` is wanted: a tracked connection not
+ * ignored, and for a TLS connection only inside a library call (its
+ * ciphertext is wanted only to learn which socket the call uses, see
+ * tls_saw_fd). Sets `*maybe_tls` when the exit must look for such a call. */
+static __always_inline struct conn *call_wanted(__u64 id, __u32 fd, __u8 *maybe_tls, __u64 moved_in, __u64 moved_out)
 {
-	__u64 id = bpf_get_current_pid_tgid();
 	__u32 pid = id >> 32;
-	struct call *call;
 	struct conn *c;
 
 	if (pid == self_tgid)
 		return 0;
-	c = conn_of(pid, fd);
+	c = conn_of(pid, fd, moved_in, moved_out);
 	if (!c || c->gate == GATE_IGNORED)
 		return 0;
-	/* The ciphertext of a TLS connection is wanted only to learn which
-	 * socket a library call uses (see tls_saw_fd). */
 	if (c->encrypted && !bpf_map_lookup_elem(&proto_tls_calls, &id))
 		return 0;
-	call = call_slot(id, 1);
-	if (!call)
-		return 0;
-	call->buf = buf;
-	call->count = count;
-	call->addr = addr;
-	call->fd = fd;
-	call->kind = kind;
-	call->maybe_tls = c->encrypted || c->gate != GATE_MATCHED;
-	return 0;
+	*maybe_tls = c->encrypted || c->gate != GATE_MATCHED;
+	return c;
 }
 
 /* Inside SSL_read/SSL_write: the socket it uses is this fd. */
@@ -100,48 +91,43 @@ static __always_inline int tls_saw_fd(__u64 id, __u32 pid, __u32 fd)
 	return 1;
 }
 
-static __always_inline int call_exit(struct sys_exit_ctx *ctx, __u8 dir)
+/* A data call that returned `ret`: its bytes (from `buf`, as `kind` says)
+ * to user space. `c` is its connection when the caller has it (else it is
+ * looked up). */
+static __always_inline int call_done(__u64 id, struct conn *c, __s64 ret, __u8 dir, __u32 fd, __u64 buf, __u64 len,
+				     __u8 kind, __u64 addr, __u8 maybe_tls)
 {
-	__u64 id = bpf_get_current_pid_tgid();
 	__u32 pid = id >> 32;
-	struct call *call = call_slot(id, 0);
-	struct conn_key key;
+	struct conn_key key = { .pid = pid, .fd = fd };
 	struct scratch *s;
-	struct conn *c;
-	__s64 ret = ctx->ret;
 	__u32 captured = 0;
-	__u64 addr;
 
-	if (!call || call->kind == CALL_DONE)
+	if ((maybe_tls && tls_saw_fd(id, pid, fd)) || ret <= 0)
 		return 0;
-	key.pid = pid;
-	key.fd = call->fd;
-	if ((call->maybe_tls && tls_saw_fd(id, pid, call->fd)) || ret <= 0)
-		goto done;
-	c = bpf_map_lookup_elem(&proto_conns, &key);
+	if (!c)
+		c = bpf_map_lookup_elem(&proto_conns, &key);
 	s = scratch_slot();
 	if (!c || !s)
-		goto done;
-	addr = call->addr;
-	if (call->kind == CALL_BUF) {
-		captured = copy_buf(s, call->buf, ret);
-	} else if (call->kind == CALL_IOV) {
-		captured = copy_iov(s, call->buf, call->count, ret);
-	} else if (call->kind == CALL_MSG) {
+		return 0;
+	if (kind == CALL_BUF) {
+		captured = copy_buf(s, buf, ret);
+	} else if (kind == CALL_IOV) {
+		captured = copy_iov(s, buf, len, ret);
+	} else if (kind == CALL_MSG) {
 		struct msghdr_iov___sonde msg;
 
-		if (bpf_probe_read_user(&msg, sizeof(msg), (void *)call->buf)) {
+		if (bpf_probe_read_user(&msg, sizeof(msg), (void *)buf)) {
 			count(PROTO_STAT_READ_FAILED);
 		} else {
 			captured = copy_iov(s, msg.iov, msg.iovlen, ret);
 			addr = msg.namelen ? msg.name : 0;
 		}
-	} else if (call->kind == CALL_MMSG) {
+	} else if (kind == CALL_MMSG) {
 		/* ret is a message count: each message is its own record. */
 		for (int i = 0; i < PROTO_MAX_MMSG; i++) {
 			struct msghdr_iov___sonde msg;
 			__u32 len = 0;
-			__u64 at = call->buf + i * MMSGHDR_SIZE;
+			__u64 at = buf + i * MMSGHDR_SIZE;
 
 			if (i >= ret)
 				break;
@@ -151,14 +137,158 @@ static __always_inline int call_exit(struct sys_exit_ctx *ctx, __u8 dir)
 				break;
 			}
 			captured = copy_iov(s, msg.iov, msg.iovlen, len);
-			emit(s, c, pid, key.fd, dir, len, captured, 0, msg.namelen ? msg.name : 0);
+			emit(s, c, pid, fd, dir, len, captured, 0, msg.namelen ? msg.name : 0);
 		}
 		if (ret > PROTO_MAX_MMSG)
 			count(PROTO_STAT_IOV_TRUNCATED);
-		goto done;
+		return 0;
 	}
-	emit(s, c, pid, key.fd, dir, ret, captured, 0, addr);
-done:
+	emit(s, c, pid, fd, dir, ret, captured, 0, addr);
+	return 0;
+}
+
+#ifdef PROTO_ARGS_AT_EXIT
+/*
+ * Kernel 5.15+ (protocols_args.bpf.c): exit programs only, each reading
+ * its call's arguments from the task's entry registers (sonde_args.h): one
+ * program run per call instead of two, and nothing kept per call.
+ */
+#include "sonde_args.h"
+
+static __always_inline int data_exit(struct sys_exit_ctx *ctx, __u8 dir, __u32 fd, __u64 buf, __u64 len, __u8 kind,
+				     __u64 addr)
+{
+	/* At the exit the call's bytes have moved: a connection found now is
+	 * untouched if it was before them (see tcp_untouched). */
+	__u64 moved = ctx->ret > 0 && kind != CALL_MMSG ? ctx->ret : 0;
+	__u64 id = bpf_get_current_pid_tgid();
+	__u8 maybe_tls = 0;
+	struct conn *c;
+
+	c = call_wanted(id, fd, &maybe_tls, dir == PROTO_DIR_INGRESS ? moved : 0, dir == PROTO_DIR_EGRESS ? moved : 0);
+	if (!c)
+		return 0;
+	return call_done(id, c, ctx->ret, dir, fd, buf, len, kind, addr, maybe_tls);
+}
+
+#define DATA_EXIT(name, dir, kind, count_arg)                                                              \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                                                         \
+	int exit_##name(struct sys_exit_ctx *ctx)                                                          \
+	{                                                                                                  \
+		struct pt_regs___sonde_args *r = sonde_entry_regs();                                       \
+		return data_exit(ctx, dir, SONDE_ARG0(r), SONDE_ARG1(r), count_arg(r), kind, 0);           \
+	}
+
+DATA_EXIT(read, PROTO_DIR_INGRESS, CALL_BUF, SONDE_ARG2)
+DATA_EXIT(write, PROTO_DIR_EGRESS, CALL_BUF, SONDE_ARG2)
+DATA_EXIT(readv, PROTO_DIR_INGRESS, CALL_IOV, SONDE_ARG2)
+DATA_EXIT(writev, PROTO_DIR_EGRESS, CALL_IOV, SONDE_ARG2)
+DATA_EXIT(sendmsg, PROTO_DIR_EGRESS, CALL_MSG, SONDE_ARG2)
+DATA_EXIT(sendmmsg, PROTO_DIR_EGRESS, CALL_MMSG, SONDE_ARG2)
+DATA_EXIT(recvmmsg, PROTO_DIR_INGRESS, CALL_MMSG, SONDE_ARG2)
+/* out_fd, in_fd, offset, count: the bytes come from a file, so only the
+ * position moves (a gap user space skips). */
+DATA_EXIT(sendfile64, PROTO_DIR_EGRESS, CALL_SIZE_ONLY, SONDE_ARG3)
+
+/* fd, buf, len, flags, addr, addrlen: the address names a datagram's
+ * destination. */
+SEC("tracepoint/syscalls/sys_exit_sendto")
+int exit_sendto(struct sys_exit_ctx *ctx)
+{
+	struct pt_regs___sonde_args *r = sonde_entry_regs();
+
+	return data_exit(ctx, PROTO_DIR_EGRESS, SONDE_ARG0(r), SONDE_ARG1(r), SONDE_ARG2(r), CALL_BUF, SONDE_ARG4(r));
+}
+
+/* MSG_PEEK leaves the bytes queued: the next read returns them again.
+ * The address (filled by the call) names a datagram's source. */
+SEC("tracepoint/syscalls/sys_exit_recvfrom")
+int exit_recvfrom(struct sys_exit_ctx *ctx)
+{
+	struct pt_regs___sonde_args *r = sonde_entry_regs();
+
+	if (SONDE_ARG3(r) & MSG_PEEK___sonde)
+		return 0;
+	return data_exit(ctx, PROTO_DIR_INGRESS, SONDE_ARG0(r), SONDE_ARG1(r), SONDE_ARG2(r), CALL_BUF, SONDE_ARG4(r));
+}
+
+SEC("tracepoint/syscalls/sys_exit_recvmsg")
+int exit_recvmsg(struct sys_exit_ctx *ctx)
+{
+	struct pt_regs___sonde_args *r = sonde_entry_regs();
+
+	if (SONDE_ARG2(r) & MSG_PEEK___sonde)
+		return 0;
+	return data_exit(ctx, PROTO_DIR_INGRESS, SONDE_ARG0(r), SONDE_ARG1(r), 0, CALL_MSG, 0);
+}
+
+/* A new connection, known at the call's return. */
+SEC("tracepoint/syscalls/sys_exit_connect")
+int exit_connect(struct sys_exit_ctx *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct conn_key key = { .pid = id >> 32 };
+
+	if ((id >> 32) == self_tgid || (ctx->ret != 0 && ctx->ret != -EINPROGRESS___sonde))
+		return 0;
+	key.fd = SONDE_ARG0(sonde_entry_regs());
+	conn_make(&key, fd_file(key.fd), PROTO_ROLE_CLIENT, 0, 0, 0);
+	return 0;
+}
+
+static __always_inline int accepted(__s64 ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct conn_key key = { .pid = id >> 32, .fd = ret };
+
+	if ((id >> 32) == self_tgid || ret < 0)
+		return 0;
+	conn_make(&key, fd_file(key.fd), PROTO_ROLE_SERVER, 0, 0, 0);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int exit_accept(struct sys_exit_ctx *ctx)
+{
+	return accepted(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int exit_accept4(struct sys_exit_ctx *ctx)
+{
+	return accepted(ctx->ret);
+}
+
+#else
+/* A data call on a tracked connection: remember it until its exit. */
+static __always_inline int call_enter(__u32 fd, __u64 buf, __u64 len, __u8 kind, __u64 addr)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u8 maybe_tls = 0;
+	struct call *call;
+
+	if (!call_wanted(id, fd, &maybe_tls, 0, 0))
+		return 0;
+	call = call_slot(id, 1);
+	if (!call)
+		return 0;
+	call->buf = buf;
+	call->count = len;
+	call->addr = addr;
+	call->fd = fd;
+	call->kind = kind;
+	call->maybe_tls = maybe_tls;
+	return 0;
+}
+
+static __always_inline int call_exit(struct sys_exit_ctx *ctx, __u8 dir)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct call *call = call_slot(id, 0);
+
+	if (!call || call->kind == CALL_DONE)
+		return 0;
+	call_done(id, 0, ctx->ret, dir, call->fd, call->buf, call->count, call->kind, call->addr, call->maybe_tls);
 	call->kind = CALL_DONE;
 	return 0;
 }
@@ -251,10 +381,10 @@ static __always_inline int lifecycle_exit(__s64 ret, __u8 kind)
 	if (call->kind == kind) {
 		if (kind == CALL_CONNECT && (ret == 0 || ret == -EINPROGRESS___sonde)) {
 			key.fd = call->fd;
-			conn_make(&key, fd_file(key.fd), PROTO_ROLE_CLIENT, 0);
+			conn_make(&key, fd_file(key.fd), PROTO_ROLE_CLIENT, 0, 0, 0);
 		} else if (kind == CALL_ACCEPT && ret >= 0) {
 			key.fd = ret;
-			conn_make(&key, fd_file(key.fd), PROTO_ROLE_SERVER, 0);
+			conn_make(&key, fd_file(key.fd), PROTO_ROLE_SERVER, 0, 0, 0);
 		}
 	}
 	call->kind = CALL_DONE;
@@ -296,6 +426,8 @@ int exit_accept4(struct sys_exit_ctx *ctx)
 {
 	return lifecycle_exit(ctx->ret, CALL_ACCEPT);
 }
+
+#endif /* PROTO_ARGS_AT_EXIT */
 
 SEC("tracepoint/syscalls/sys_enter_close")
 int enter_close(struct sys_enter_ctx *ctx)

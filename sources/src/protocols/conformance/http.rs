@@ -96,7 +96,22 @@ pub fn verify(spans: &[Span], port: u16) -> Result<String, CheckError> {
     let of = |kind: SpanKind| spans.iter().copied().filter(move |s| s.kind == kind);
     let (servers, clients) = (of(SpanKind::Server).count(), of(SpanKind::Client).count());
     ensure(servers == REQUESTS && clients == REQUESTS, || {
-        format!("{REQUESTS} requests gave {servers} server and {clients} client spans")
+        // Which ones: enough to tell a lost first request of a connection
+        // from a lost last one when it fails on a kernel far away.
+        let list = |kind: SpanKind| {
+            of(kind)
+                .map(|s| {
+                    let path = field(s, "url.path").and_then(Value::as_str).unwrap_or("?");
+                    format!("{path}@{}", s.start.as_nanos())
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        format!(
+            "{REQUESTS} requests gave {servers} server and {clients} client spans (server: {}; client: {})",
+            list(SpanKind::Server),
+            list(SpanKind::Client)
+        )
     })?;
     for kind in [SpanKind::Server, SpanKind::Client] {
         let not_found = of(kind)

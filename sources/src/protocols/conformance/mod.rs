@@ -62,7 +62,7 @@ pub fn check() -> Result<String, CheckError> {
             + replay::POSTGRES.statements()
             + replay::MARIADB.statements());
     let mut spans: Vec<Span> = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(10);
     let ports = [http_port, redis_port, dns_port, postgres_port, mariadb_port];
     let wanted = |s: &Span| ports.iter().any(|port| ours(s, *port));
     while spans.len() < expected && Instant::now() < deadline {
@@ -80,5 +80,9 @@ pub fn check() -> Result<String, CheckError> {
         replay::verify(&replay::POSTGRES, &spans, postgres_port)?,
         replay::verify(&replay::MARIADB, &spans, mariadb_port)?,
     ];
-    Ok(parts.join("; "))
+    Ok(format!(
+        "{} ({:?} object)",
+        parts.join("; "),
+        collector.programs().object_kind()
+    ))
 }

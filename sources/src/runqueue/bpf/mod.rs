@@ -22,6 +22,10 @@ use attach::SchedProgram;
 
 /// The compiled object, embedded.
 static ELF: &[u8] = sonde_ebpf::aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/runqueue.bpf.o"));
+/// The same programs, `tp_btf` only, with each thread's pending wait in
+/// task storage instead of a hash keyed by thread id (kernel 5.11+):
+/// loaded first where the kernel has task storage.
+static ELF_TASK: &[u8] = sonde_ebpf::aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/runqueue_task.bpf.o"));
 
 /// The object's name, used in errors.
 pub const OBJECT: &str = "runqueue";
@@ -100,6 +104,7 @@ impl Default for Options {
 pub struct RunqueuePrograms {
     object: Object,
     flavor: Flavor,
+    task_storage: bool,
     cgroups: PerCpuHashMap<MapData, u64, RqHist>,
     processes: HashMap<MapData, RqProcessKey, RqProcess>,
     cgroup_filter: HashMap<MapData, u64, u8>,
@@ -127,17 +132,46 @@ fn map_error(map: &'static str) -> impl Fn(MapError) -> LoadError {
 impl RunqueuePrograms {
     /// Loads and attaches the programs.
     pub fn load(options: &Options) -> Result<Self, LoadError> {
+        let forced_raw = std::env::var(attach::NO_TP_BTF_ENV).is_ok_and(|v| !v.is_empty() && v != "0");
+        let task_storage = matches!(
+            sonde_ebpf::aya::sys::is_map_supported(sonde_ebpf::aya::maps::MapType::TaskStorage),
+            Ok(true)
+        );
+        if task_storage && !forced_raw {
+            match Self::load_object(options, true) {
+                Ok(programs) => return Ok(programs),
+                // Task storage from tracing programs came after the map
+                // (5.11/5.12), tp_btf may be refused: the hash object works.
+                Err(error) => tracing::debug!(%error, "runqueue: task-storage programs refused, loading the hash ones"),
+            }
+        }
+        Self::load_object(options, false)
+    }
+
+    /// Whether threads' waits are kept in task storage (the 5.11+ object).
+    pub fn uses_task_storage(&self) -> bool {
+        self.task_storage
+    }
+
+    fn load_object(options: &Options, task_storage: bool) -> Result<Self, LoadError> {
         let (per_process, filter_pids, filter_cgroups) = (
             u8::from(options.per_process),
             u8::from(!options.pids.is_empty()),
             u8::from(options.filter_cgroups),
         );
-        let mut object = Object::load(OBJECT, ELF, |loader| {
+        let elf = if task_storage { ELF_TASK } else { ELF };
+        let mut object = Object::load(OBJECT, elf, |loader| {
             // Load-time constants: the verifier prunes the branches that are off.
             loader.override_global("per_process", &per_process, true);
             loader.override_global("filter_pids", &filter_pids, true);
             loader.override_global("filter_cgroups", &filter_cgroups, true);
-            loader.map_max_entries(MAP_THREADS, options.max_threads.max(1));
+            if task_storage {
+                // aya makes the task-storage map but has no type for it;
+                // its size is the number of tasks (max_entries must be 0).
+                loader.allow_unsupported_maps();
+            } else {
+                loader.map_max_entries(MAP_THREADS, options.max_threads.max(1));
+            }
             loader.map_max_entries(MAP_CGROUPS, options.max_cgroups.max(1));
             loader.map_max_entries(MAP_PROCESSES, options.max_processes.max(1));
         })?;
@@ -151,12 +185,18 @@ impl RunqueuePrograms {
         let processes = object.take_map(MAP_PROCESSES)?;
         let cgroup_filter = object.take_map(MAP_CGROUP_FILTER)?;
         let stats = StatsArray::take(&mut object, MAP_STATS, RQ_STAT_COUNT)?;
-        // Exits first: no pending wait outlives its thread.
-        object.attach_tracepoint(PROGRAM_EXIT, "sched", "sched_process_exit")?;
+        if !task_storage {
+            // Exits first: no pending wait outlives its thread. (Task
+            // storage goes with its task.)
+            object.attach_tracepoint(PROGRAM_EXIT, "sched", "sched_process_exit")?;
+        }
+        // The task-storage object has only tp_btf programs: a kernel that
+        // refuses them fails this load, and the hash object is loaded.
         let flavor = attach::attach(&mut object, PROGRAMS)?;
         Ok(RunqueuePrograms {
             object,
             flavor,
+            task_storage,
             cgroups,
             processes,
             cgroup_filter,

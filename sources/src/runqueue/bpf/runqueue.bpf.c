@@ -56,12 +56,24 @@ const volatile __u8 per_process = 0;
  * each wait: an in-place write costs far less than a hash insert and
  * delete (bucket lock, free list) on every wakeup and switch.
  */
+#ifdef RQ_TASK_STORAGE
+/* 5.11+ (runqueue_task.bpf.c): each thread's wait in its own task
+ * storage, reached from the task pointer the tracepoint passes: no hash
+ * lookup or update per switch, and nothing to delete at exit. */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct rq_thread);
+} rq_threads SEC(".maps");
+#else
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, RQ_MAX_THREADS);
 	__type(key, __u32);
 	__type(value, struct rq_thread);
 } rq_threads SEC(".maps");
+#endif
 
 /*
  * Per CPU: every CPU adds to its own copy of a cgroup's histogram, no
@@ -116,6 +128,24 @@ static __always_inline void count(__u32 stat)
 		*value += 1;
 }
 
+#ifdef RQ_TASK_STORAGE
+/* The thread's entry (made when missing), or 0 (counted). */
+static __always_inline struct rq_thread *task_thread_entry(struct task_struct___sonde *task)
+{
+	struct rq_thread *thread = bpf_task_storage_get(&rq_threads, (void *)task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+
+	if (!thread)
+		count(RQ_STAT_THREADS_FULL);
+	return thread;
+}
+#define THREAD_LOOKUP(task, tid) ((struct rq_thread *)bpf_task_storage_get(&rq_threads, (void *)(task), 0, 0))
+#define THREAD_ENTRY(task, tid) task_thread_entry(task)
+#else
+#define THREAD_LOOKUP(task, tid) ((struct rq_thread *)bpf_map_lookup_elem(&rq_threads, &(tid)))
+#define THREAD_ENTRY(task, tid) thread_entry(tid)
+#endif
+
+#ifndef RQ_TASK_STORAGE
 /* Thread `tid`'s entry, created if new (NULL, counted, when the map is full). */
 static __always_inline struct rq_thread *thread_entry(__u32 tid)
 {
@@ -131,6 +161,7 @@ static __always_inline struct rq_thread *thread_entry(__u32 tid)
 	}
 	return bpf_map_lookup_elem(&rq_threads, &tid);
 }
+#endif
 
 /* Whether a task of process `pid` in cgroup `cgroup` is watched. */
 static __always_inline int wanted(__u32 pid, __u64 cgroup)
@@ -219,11 +250,13 @@ static __always_inline void add_switch(struct rq_hist *hist, int voluntary, int 
 #undef SCHED_FN
 #undef SCHED_READ
 
+#ifndef RQ_TASK_STORAGE
 #define SCHED_FN(name) name##_raw
 #define SCHED_READ(t, field) BPF_CORE_READ(t, field)
 #include "runqueue_handlers.h"
 #undef SCHED_FN
 #undef SCHED_READ
+#endif
 
 /* ---- tp_btf: arguments typed by the kernel's BTF (5.5+) ---- */
 
@@ -245,6 +278,7 @@ int BPF_PROG(rq_switch_btf, _Bool preempt, struct task_struct___sonde *prev, str
 	return on_switch_btf(preempt, prev, next);
 }
 
+#ifndef RQ_TASK_STORAGE
 /* ---- raw_tp: the same, where tp_btf does not load (4.17+) ---- */
 
 SEC("raw_tp/sched_wakeup")
@@ -274,3 +308,4 @@ int rq_exit(void *ctx)
 	bpf_map_delete_elem(&rq_threads, &tid);
 	return 0;
 }
+#endif

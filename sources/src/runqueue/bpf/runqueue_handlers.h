@@ -20,7 +20,7 @@ static __always_inline int SCHED_FN(on_wakeup)(struct task_struct___sonde *task,
 	cgroup = SCHED_FN(sched_task_cgroup)(task);
 	if (!wanted(pid, cgroup))
 		return 0;
-	thread = thread_entry(tid);
+	thread = THREAD_ENTRY(task, tid);
 	/* A task woken while still queued (preempted) keeps its start. */
 	if (!thread || (thread->since_ns && !new_task))
 		return 0;
@@ -45,7 +45,7 @@ static __always_inline int SCHED_FN(on_switch)(int preempt, struct task_struct__
 
 		if (state) {
 			/* Blocked: no wait pending (drop one a spurious wakeup left). */
-			thread = bpf_map_lookup_elem(&rq_threads, &tid);
+			thread = THREAD_LOOKUP(prev, tid);
 			if (thread)
 				thread->since_ns = 0;
 		}
@@ -62,7 +62,7 @@ static __always_inline int SCHED_FN(on_switch)(int preempt, struct task_struct__
 			}
 			if (!state) {
 				/* Preempted: still runnable, waiting again from now. */
-				thread = thread_entry(tid);
+				thread = THREAD_ENTRY(prev, tid);
 				if (thread) {
 					thread->cgroup_id = cgroup;
 					thread->pid = pid;
@@ -75,7 +75,7 @@ static __always_inline int SCHED_FN(on_switch)(int preempt, struct task_struct__
 	tid = SCHED_READ(next, pid);
 	if (!tid)
 		return 0;
-	thread = bpf_map_lookup_elem(&rq_threads, &tid);
+	thread = THREAD_LOOKUP(next, tid);
 	if (!thread || !thread->since_ns)
 		return 0;
 	{

@@ -321,7 +321,8 @@ SEC("tracepoint/skb/kfree_skb")
 int kfree_skb(struct trace_event_raw_kfree_skb___sonde *ctx)
 {
 	const struct sk_buff___sonde *skb = ctx->skbaddr;
-	__u16 proto = __builtin_bswap16(ctx->protocol);
+	/* Host order already: the event stores ntohs(skb->protocol). */
+	__u16 proto = ctx->protocol;
 	__u32 reason = ctx->reason;
 	unsigned char *head;
 	__u8 l4 = 0;
