@@ -4,6 +4,7 @@
 //! loop, and one line in [`register`].
 
 pub mod clock;
+pub mod connections;
 pub mod demo;
 pub mod disk_latency;
 pub mod energy;
@@ -23,6 +24,7 @@ use sonde_core::Registry;
 
 /// Registers every source type.
 pub fn register(registry: &mut Registry) {
+    registry.source::<connections::ConnectionsSourceConfig>();
     registry.source::<demo::DemoSourceConfig>();
     registry.source::<disk_latency::DiskLatencySourceConfig>();
     registry.source::<energy::EnergySourceConfig>();

@@ -31,6 +31,7 @@ pub const BENCHMARKS: &[&str] = &[
     "databases",
     "file_io",
     "file_access",
+    "connections",
     "process",
     "profile",
     "energy",

@@ -38,7 +38,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, RwLock};
 
 use sonde_core::event::SharedStr;
 
@@ -154,6 +154,21 @@ pub struct Ancestry {
     proc_root: PathBuf,
     tick_ns: u64,
     counts: AncestryCounts,
+    publish: bool,
+}
+
+/// The live processes of the caches that publish ([`Ancestry::publish`]:
+/// the `process` source's), for the agent's other sources: a process they
+/// report is then named by the same `process.exec_id` as in its exec.
+fn published() -> &'static RwLock<HashMap<u32, Arc<Process>>> {
+    static PUBLISHED: OnceLock<RwLock<HashMap<u32, Arc<Process>>>> = OnceLock::new();
+    PUBLISHED.get_or_init(RwLock::default)
+}
+
+/// The process `pid` as a running `process` source knows it (`None`
+/// without one, or before its record of `pid` was read).
+pub fn published_process(pid: u32) -> Option<Arc<Process>> {
+    published().read().ok()?.get(&pid).cloned()
 }
 
 /// How many `/proc` parents one lookup may read (a chain of processes the
@@ -171,7 +186,28 @@ impl Ancestry {
             proc_root: proc_root.to_path_buf(),
             tick_ns: procfs::tick_ns(),
             counts: AncestryCounts::default(),
+            publish: false,
         }
+    }
+
+    /// Shares this cache's processes with the agent's other sources
+    /// ([`published_process`]), from now on.
+    pub fn publish(&mut self) {
+        self.publish = true;
+        if let Ok(mut shared) = published().write() {
+            shared.extend(self.live.iter().map(|(pid, p)| (*pid, Arc::clone(p))));
+        }
+    }
+
+    /// Drops `pid`'s entry (a cache that does not follow execs, when it
+    /// learns that `pid` is another image now).
+    pub fn forget(&mut self, pid: u32) {
+        self.live.remove(&pid);
+    }
+
+    /// Clock ticks of `/proc` start times, ns.
+    pub fn tick_ns(&self) -> u64 {
+        self.tick_ns
     }
 
     /// Live processes cached.
@@ -269,7 +305,15 @@ impl Ancestry {
         let id = reported.id;
         if let Some(process) = self.live.get(&id.pid) {
             if self.same(process, id.key_ns, id.start_ns) {
-                return self.live.remove(&id.pid).expect("just found");
+                let process = self.live.remove(&id.pid).expect("just found");
+                if self.publish {
+                    if let Ok(mut shared) = published().write() {
+                        if shared.get(&id.pid).is_some_and(|p| p.exec_id == process.exec_id) {
+                            shared.remove(&id.pid);
+                        }
+                    }
+                }
+                return process;
             }
         }
         let mut process = self.forked(reported);
@@ -307,6 +351,11 @@ impl Ancestry {
         if self.live.len() >= self.capacity && !self.live.contains_key(&process.pid) {
             self.counts.full += 1;
             return;
+        }
+        if self.publish {
+            if let Ok(mut shared) = published().write() {
+                shared.insert(process.pid, Arc::clone(&process));
+            }
         }
         self.live.insert(process.pid, process);
     }

@@ -87,6 +87,8 @@ impl Collector {
         let mut ancestry = Ancestry::new(node.clone(), config.cache_size, Path::new("/proc"));
         // After the attach: a process that execs meanwhile is also reported.
         let known = ancestry.bootstrap();
+        // Other sources (`connections`) name processes as this one does.
+        ancestry.publish();
         tracing::debug!(processes = known, "process: read /proc");
         let collector = Collector {
             programs,
