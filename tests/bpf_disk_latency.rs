@@ -89,10 +89,11 @@ fn counts_match_diskstats_on_a_loop_device() {
 }
 
 /// The kernel's own time of the requests (`/proc/diskstats` fields 4 and
-/// 8: each request's time from start to completion, summed in ns, printed
-/// in ms) against the latency histogram's sum: equal within max(2 ms,
-/// 10 %), and the sum fits in the wall time of the I/O (done one request
-/// at a time). The workload runs until the kernel counted at least
+/// 8: each request's time from allocation to completion, summed in ns,
+/// printed in ms) against the latency histogram's sum (issue to
+/// completion): not above it beyond max(2 ms, 10 %), not below half of it,
+/// and the sum fits in the wall time of the I/O (done one request at a
+/// time). The workload runs until the kernel counted at least
 /// `KERNEL_MS` of each operation, so that a latency off by a factor (a
 /// unit slip) is far outside the tolerance.
 #[test]
@@ -151,10 +152,19 @@ fn latency_sum_equals_diskstats_time_and_fits_in_wall_time() {
         let ours = latency_sum_ms(&events, &dev.name, op);
         let wall_ms = wall.as_secs_f64() * 1e3;
         eprintln!("{op}s: latency sum {ours:.3} ms, /proc/diskstats {kernel_ms} ms, wall {wall_ms:.3} ms");
-        let tolerance = (kernel_ms as f64 * 0.10).max(2.0);
+        // The kernel times each request from its allocation, ours from its
+        // issue to the device: the kernel's sum also holds the time requests
+        // wait before issue, which grows with the machine's load (14 % on a
+        // loaded CI run). So ours is at most the kernel's (plus its ms
+        // rounding) and at least half of it: a unit or factor slip fails.
+        let slack = (kernel_ms as f64 * 0.10).max(2.0);
         assert!(
-            (ours - kernel_ms as f64).abs() <= tolerance,
-            "{op} latency sum {ours:.3} ms vs /proc/diskstats {kernel_ms} ms: more than {tolerance:.1} ms apart"
+            ours <= kernel_ms as f64 + slack,
+            "{op} latency sum {ours:.3} ms above /proc/diskstats {kernel_ms} ms by more than {slack:.1} ms"
+        );
+        assert!(
+            ours >= kernel_ms as f64 * 0.5,
+            "{op} latency sum {ours:.3} ms below half of /proc/diskstats {kernel_ms} ms"
         );
         assert!(
             ours < wall_ms,
