@@ -68,7 +68,10 @@ fn kill_9_under_load_then_restart_delivers_every_sequence_number() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let agent_lines = format!("  data_dir = \"{}\"", data.display());
-    let receiver = Receiver::start(tmp.path(), &[]);
+    // Each export answered after 100 ms: at most 20k events/s delivered
+    // (batches of 2000, one at a time), so the 40k/s source builds a
+    // backlog on disk however fast the machine is.
+    let receiver = Receiver::start(tmp.path(), &["--delay", "0.1"]);
     let endpoint = receiver.endpoint("http");
 
     // Run 1: faster than the receiver takes, so a backlog builds on disk.

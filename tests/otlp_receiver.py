@@ -208,6 +208,8 @@ def http_handler(state):
 
         def do_POST(self):
             raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if state.args.delay:
+                time.sleep(state.args.delay)
             signal = HTTP_PATHS.get(self.path)
             if signal is None:
                 return self.reply(404, b"unknown path")
@@ -250,6 +252,9 @@ def main():
     parser.add_argument("--server-error", default="")
     parser.add_argument("--garbage", default="")
     parser.add_argument("--html", default="")
+    # Seconds to wait before answering each HTTP export: a receiver slower
+    # than its sender, so a backlog builds up behind it.
+    parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--unavailable-from", type=int, default=0)
     parser.add_argument("--max-message-bytes", type=int, default=4 * 1024 * 1024)
     parser.add_argument("--tls-cert", help="PEM certificate: serve TLS")
