@@ -75,7 +75,18 @@ pub fn check() -> Result<String, CheckError> {
     let before = diskstats(&dev.name).map_err(CheckError::workload("read /proc/diskstats"))?;
     direct_io(&dev.path, true, WRITE_SIZE, WRITES).map_err(CheckError::workload("O_DIRECT writes"))?;
     direct_io(&dev.path, false, READ_SIZE, READS).map_err(CheckError::workload("O_DIRECT reads"))?;
-    let after = diskstats(&dev.name).map_err(CheckError::workload("read /proc/diskstats"))?;
+    // The kernel's counters can trail the last completions by a moment
+    // (seen once on 6.1 under qemu): wait for them, up to 2 s, before
+    // reading ours.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let after = loop {
+        let now = diskstats(&dev.name).map_err(CheckError::workload("read /proc/diskstats"))?;
+        let done = now.writes - before.writes >= WRITES as u64 && now.reads - before.reads >= READS as u64;
+        if done || std::time::Instant::now() >= deadline {
+            break now;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     let events = collector.collect()?;
 
     // The source started counting with the workload: its totals are the
