@@ -35,3 +35,29 @@ fn mount_cgroup2(path: &Path) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// The cgroup v2 ids (inode numbers) of `paths`, relative to the v2 root,
+/// for a policy of `object`'s `program`: a path that cannot be read is a
+/// load error naming it.
+pub fn v2_ids(paths: &[String], object: &'static str, program: &'static str) -> Result<Vec<u64>, crate::LoadError> {
+    use std::os::unix::fs::MetadataExt;
+    let error = |what: &str, error: io::Error| crate::LoadError::Attach {
+        object,
+        program,
+        attach_point: format!("cgroup filter: cannot read {what}"),
+        source: Box::new(aya::programs::ProgramError::IOError(error)),
+    };
+    if paths.is_empty() {
+        return Ok(Vec::new());
+    }
+    let root = cgroup2_root().map_err(|e| error("the cgroup v2 root", e))?;
+    paths
+        .iter()
+        .map(|path| {
+            let dir = root.join(path.trim_start_matches('/'));
+            std::fs::metadata(&dir)
+                .map(|m| m.ino())
+                .map_err(|e| error(&dir.display().to_string(), e))
+        })
+        .collect()
+}

@@ -1,7 +1,6 @@
 //! The loaded programs and what turns their records into log records
 //! (with the process and its ancestry) and their counters into metrics.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -67,32 +66,6 @@ pub struct Collector {
     reported: [[u64; 2]; 3],
 }
 
-/// The cgroup v2 ids of `paths` (under the v2 root).
-fn cgroup_ids(paths: &[String]) -> Result<Vec<u64>, LoadError> {
-    if paths.is_empty() {
-        return Ok(Vec::new());
-    }
-    let root = sonde_ebpf::cgroup::cgroup2_root().map_err(|e| cgroup_error("the cgroup v2 root", e))?;
-    paths
-        .iter()
-        .map(|path| {
-            let dir = root.join(path.trim_start_matches('/'));
-            std::fs::metadata(&dir)
-                .map(|m| m.ino())
-                .map_err(|e| cgroup_error(&dir.display().to_string(), e))
-        })
-        .collect()
-}
-
-fn cgroup_error(what: &str, error: std::io::Error) -> LoadError {
-    LoadError::Attach {
-        object: OBJECT,
-        program: "enter_connect",
-        attach_point: format!("cgroup filter: cannot read {what}"),
-        source: Box::new(sonde_ebpf::aya::programs::ProgramError::IOError(error)),
-    }
-}
-
 const DIRECTIONS: [&str; 3] = ["outbound", "inbound", "listen"];
 
 impl Collector {
@@ -108,7 +81,7 @@ impl Collector {
         labels: &[metrics::Label],
     ) -> Result<Self, LoadError> {
         let mut policy = config.policy();
-        policy.cgroups = cgroup_ids(&config.matching.cgroup)?;
+        policy.cgroups = sonde_ebpf::cgroup::v2_ids(&config.matching.cgroup, OBJECT, "enter_connect")?;
         Ok(Collector {
             programs: ConnectionsPrograms::load(&policy)?,
             ancestry: Ancestry::new(node.clone(), config.cache_size, Path::new("/proc")),

@@ -1,8 +1,6 @@
 //! The loaded programs and what turns their records into `file.open` log
 //! records and their counters into metrics.
 
-use std::os::unix::fs::MetadataExt;
-
 use sonde_core::event::{keys, Attributes, Event, Log, Metric, Severity, SharedStr, Timestamp};
 use sonde_core::topology::component_metrics;
 use sonde_core::SourceContext;
@@ -41,32 +39,6 @@ pub struct Collector {
     telemetry: LossCounters,
 }
 
-/// The cgroup v2 ids of `paths` (under the v2 root).
-fn cgroup_ids(paths: &[String]) -> Result<Vec<u64>, LoadError> {
-    if paths.is_empty() {
-        return Ok(Vec::new());
-    }
-    let root = sonde_ebpf::cgroup::cgroup2_root().map_err(|e| cgroup_error("the cgroup v2 root", e))?;
-    paths
-        .iter()
-        .map(|path| {
-            let dir = root.join(path.trim_start_matches('/'));
-            std::fs::metadata(&dir)
-                .map(|m| m.ino())
-                .map_err(|e| cgroup_error(&dir.display().to_string(), e))
-        })
-        .collect()
-}
-
-fn cgroup_error(what: &str, error: std::io::Error) -> LoadError {
-    LoadError::Attach {
-        object: OBJECT,
-        program: "enter_openat",
-        attach_point: format!("cgroup filter: cannot read {what}"),
-        source: Box::new(sonde_ebpf::aya::programs::ProgramError::IOError(error)),
-    }
-}
-
 impl Collector {
     /// Loads the programs with the configured policy.
     pub fn load(config: &FileAccessSourceConfig, node: SharedStr, cx: &SourceContext) -> Result<Self, LoadError> {
@@ -95,7 +67,7 @@ impl Collector {
                 .collect(),
             access: config.access_bits(),
             binaries: config.matching.binary.clone(),
-            cgroups: cgroup_ids(&config.matching.cgroup)?,
+            cgroups: sonde_ebpf::cgroup::v2_ids(&config.matching.cgroup, OBJECT, "enter_openat")?,
             failed: config.failed,
             dedup_ns: config.dedup_window.as_nanos() as u64,
             rate_per_sec: config.rate_limit,
