@@ -243,6 +243,7 @@ fn a_receiver_killed_and_restarted_mid_stream_loses_nothing_with_block() {
             r#"source "demo" "metrics" {{
                  rate = 2000
                  count = 8000
+                 batch_size = 100
                }}
                {}"#,
             sink(
@@ -260,8 +261,11 @@ fn a_receiver_killed_and_restarted_mid_stream_loses_nothing_with_block() {
             receiver.requests().len() >= 3
         });
         receiver.kill();
-        // Long enough for the buffer to fill and block the source.
-        std::thread::sleep(Duration::from_millis(1500));
+        // The outage lasts until the buffer is full (ten batches of 100,
+        // the one in flight included) and so blocks the source.
+        wait_for("the buffer to fill", Duration::from_secs(20), || {
+            agent.metric("sonde_component_buffer_events", &[("component_id", "otlp")]) >= 1000.0
+        });
         let receiver = Receiver::start_on(dir.path(), grpc, http, &[]);
         let log = agent.wait(Duration::from_secs(60));
         let all = received(&receiver.requests(), "metrics");

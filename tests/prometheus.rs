@@ -138,25 +138,55 @@ impl Drop for Prometheus {
 }
 
 /// `sonde run` of `config`, killed when dropped.
-struct Agent(Option<Child>);
+/// A running agent; its log goes to a file, so a test can wait for a line.
+struct Agent {
+    child: Option<Child>,
+    log: std::path::PathBuf,
+}
 
 impl Agent {
     fn run(dir: &Path, config: &str) -> Agent {
         let path = dir.join("pipeline.hcl");
         std::fs::write(&path, config).unwrap();
+        let log = dir.join("sonde.log");
         let child = sonde()
             .args(["run", "--config"])
             .arg(&path)
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        Agent(Some(child))
+        Agent {
+            child: Some(child),
+            log,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// What the agent has logged so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the agent's log contains `line`.
+    fn wait_for_log(&self, line: &str, timeout: Duration) {
+        let start = Instant::now();
+        while !self.log().contains(line) {
+            assert!(
+                start.elapsed() < timeout,
+                "the agent never logged {line:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Waits for the agent to exit (sending SIGTERM first when `terminate`); its status and log.
     fn finish(&mut self, terminate: bool, timeout: Duration) -> (bool, String) {
-        let mut child = self.0.take().unwrap();
+        let mut child = self.child.take().unwrap();
         if terminate {
             let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
         }
@@ -168,17 +198,14 @@ impl Agent {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let output = child.wait_with_output().unwrap();
-        (
-            output.status.success(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
+        let status = child.wait().unwrap();
+        (status.success(), self.log())
     }
 }
 
 impl Drop for Agent {
     fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
+        if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -295,7 +322,8 @@ sink "prometheus" "push" {{
         (received(&prometheus) >= 200.0).then_some(())
     });
     prometheus.stop();
-    std::thread::sleep(Duration::from_secs(3));
+    // The outage lasts until the sink has felt it (a failed write retried).
+    agent.wait_for_log("retrying", Duration::from_secs(30));
     prometheus.resume();
 
     let (ok, log) = agent.finish(false, Duration::from_secs(60));
@@ -401,33 +429,43 @@ sink "prometheus" "prom" {{
     });
     // Scrape without pause while the sink is rebuilt: the new sink binds
     // the address while the old one still serves it.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+    use std::sync::Arc;
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
     let scraper = {
-        let stop = stop.clone();
+        let (stop, answered) = (stop.clone(), answered.clone());
         std::thread::spawn(move || {
-            let (mut answered, mut failed) = (0, 0);
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let mut failed = 0;
+            while !stop.load(Relaxed) {
                 match http_get(port, "/metrics") {
-                    Some(_) => answered += 1,
+                    Some(_) => _ = answered.fetch_add(1, Relaxed),
                     None => failed += 1,
                 }
             }
-            (answered, failed)
+            failed
         })
     };
-    std::thread::sleep(Duration::from_millis(300));
+    let scrapes_reach = |n: usize| {
+        wait_for("scrapes", Duration::from_secs(20), || {
+            (answered.load(Relaxed) >= n).then_some(())
+        });
+    };
+    scrapes_reach(20);
     std::fs::write(dir.path().join("pipeline.hcl"), pipeline(999)).unwrap();
-    let child = agent.0.as_ref().unwrap();
-    let _ = Command::new("kill").args(["-HUP", &child.id().to_string()]).status();
-    std::thread::sleep(Duration::from_secs(2));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (answered, failed) = scraper.join().unwrap();
+    let _ = Command::new("kill").args(["-HUP", &agent.pid().to_string()]).status();
+    agent.wait_for_log("rebuilt=[\"prom\"]", Duration::from_secs(20));
+    // Scrapes go on being answered by the rebuilt sink.
+    scrapes_reach(answered.load(Relaxed) + 20);
+    stop.store(true, Relaxed);
+    let failed = scraper.join().unwrap();
     assert!(http_get(port, "/metrics").is_some_and(|b| b.contains("sonde_demo_sequence{")));
     let (ok, log) = agent.finish(true, Duration::from_secs(30));
     assert!(ok, "{log}");
-    assert!(log.contains("rebuilt=[\"prom\"]"), "no reload happened:\n{log}");
-    assert!(
-        answered > 20 && failed == 0,
-        "{answered} scrapes answered, {failed} failed"
+    assert_eq!(
+        failed,
+        0,
+        "{} scrapes answered, {failed} failed",
+        answered.load(Relaxed)
     );
 }

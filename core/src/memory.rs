@@ -43,9 +43,31 @@ mod tests {
             .unwrap()
     }
 
+    /// Set in the child process that measures alone.
+    const ALONE: &str = "SONDE_MEMORY_TEST_ALONE";
+
+    /// Resident memory is the process' as a whole, and the other tests of
+    /// this binary allocate and free in parallel threads: the measurement
+    /// runs in a child process of its own (this test binary, running only
+    /// this test), so nothing else moves its resident set.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[test]
     fn freed_small_allocations_leave_the_resident_set() {
+        if std::env::var_os(ALONE).is_none() {
+            let name = "memory::tests::freed_small_allocations_leave_the_resident_set";
+            let output = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", name, "--test-threads=1", "--nocapture"])
+                .env(ALONE, "1")
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            assert!(
+                output.status.success() && stdout.contains("1 passed"),
+                "{stdout}{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            return;
+        }
         // Many small blocks (below the mmap threshold: they come from the
         // heap), the last one kept so the heap's tail is not free.
         let blocks: Vec<Vec<u8>> = (0..40_000).map(|i| vec![i as u8; 1000]).collect();

@@ -91,7 +91,18 @@ pub fn recorded(id: &str) -> Vec<u64> {
         .unwrap_or_default()
 }
 
+/// The size of each call the `record` sink with `id` has received so far,
+/// in order: what the sink itself saw, independent of the core's counters.
+pub fn recorded_calls(id: &str) -> Vec<usize> {
+    calls().lock().unwrap().get(id).cloned().unwrap_or_default()
+}
+
 type Recording = Arc<Mutex<Vec<u64>>>;
+
+fn calls() -> &'static Mutex<HashMap<String, Vec<usize>>> {
+    static CALLS: OnceLock<Mutex<HashMap<String, Vec<usize>>>> = OnceLock::new();
+    CALLS.get_or_init(Default::default)
+}
 
 fn recordings() -> &'static Mutex<HashMap<String, Recording>> {
     static RECORDINGS: OnceLock<Mutex<HashMap<String, Recording>>> = OnceLock::new();
@@ -266,6 +277,7 @@ impl SinkConfig for RecordSinkConfig {
 
     fn build(&self, cx: &SinkContext) -> Result<Sink, BoxError> {
         Ok(batch_sink(RecordSink {
+            id: cx.info.id.to_string(),
             log: recording(&cx.info.id),
             delay: Duration::from_millis(self.delay_ms),
             panic_after: self.panic_after,
@@ -275,6 +287,7 @@ impl SinkConfig for RecordSinkConfig {
 }
 
 struct RecordSink {
+    id: String,
     log: Recording,
     delay: Duration,
     panic_after: Option<u64>,
@@ -286,6 +299,12 @@ impl BatchSink for RecordSink {
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }
+        calls()
+            .lock()
+            .unwrap()
+            .entry(self.id.clone())
+            .or_default()
+            .push(batch.len());
         let mut log = self.log.lock().unwrap();
         if let Some(after) = self.panic_after {
             if log.len() as u64 + batch.len() as u64 > after {
