@@ -195,3 +195,162 @@ async fn a_scrape_endpoint_outlives_its_inputs() {
     });
     assert!(stopped.await.unwrap(), "the endpoint stops with the agent");
 }
+
+/// A cgroup v2 directory of its own, removed on drop.
+struct TestCgroup {
+    path: std::path::PathBuf,
+    relative: String,
+}
+
+impl TestCgroup {
+    fn create(test: &str) -> std::io::Result<TestCgroup> {
+        let root = sonde_ebpf::cgroup::cgroup2_root()?;
+        let relative = format!("sonde-test-accounting-{}-{test}", std::process::id());
+        let path = root.join(&relative);
+        std::fs::create_dir_all(&path)?;
+        Ok(TestCgroup { path, relative })
+    }
+
+    /// Runs `/bin/true` `runs` times, each child moved into this cgroup
+    /// before its exec: `runs` execs and `runs` exits in the cgroup.
+    fn exec_true(&self, runs: usize) {
+        use std::os::unix::process::CommandExt;
+        for _ in 0..runs {
+            let procs = self.path.join("cgroup.procs");
+            let mut command = std::process::Command::new("/bin/true");
+            // SAFETY: only a write(2) to a path prepared before the fork: no
+            // allocation, no lock, async-signal-safe.
+            unsafe {
+                command.pre_exec(move || std::fs::write(&procs, b"0"));
+            }
+            assert!(command.status().unwrap().success());
+        }
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.path);
+    }
+}
+
+/// The same accounting from the kernel on, on a real eBPF source: the
+/// `process` source with its smallest ring buffer (64 KiB, some 25 exec
+/// records) and a tiny map of live processes, feeding a slow sink that
+/// blocks (so the source stops draining and the ring overflows) and,
+/// through a transform, a slow sink that drops. The workload is known exactly: RUNS
+/// execs and RUNS exits in a cgroup of its own. Every record the kernel
+/// made is delivered to the source or counted as lost in the kernel, and
+/// every stage after it accounts for each event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_ebpf_source_accounts_for_every_record_from_the_kernel_on() {
+    const RUNS: usize = 1000;
+    let test = "a_real_ebpf_source_accounts_for_every_record_from_the_kernel_on";
+    if !sonde_ebpf::testing::bpf_available_or_skip(test) {
+        return;
+    }
+    let cgroup = match TestCgroup::create("overload") {
+        Ok(c) => c,
+        Err(e) => {
+            sonde_ebpf::testing::skip_or_fail(test, &format!("cannot create a cgroup v2 directory: {e}"));
+            return;
+        }
+    };
+    let config = format!(
+        r#"
+        source "process" "kacc_proc" {{
+          cgroups = ["{cgroup}"]
+          ring_buffer_bytes = 65536
+          max_processes = 1
+          metrics = false
+        }}
+        transform "pass" "kacc_pass" {{
+          inputs = ["kacc_proc"]
+        }}
+        sink "record" "kacc_blocking" {{
+          inputs = ["kacc_proc"]
+          delay_ms = 100
+          buffer {{
+            max_events = 64
+            when_full = "block"
+          }}
+        }}
+        sink "record" "kacc_dropping" {{
+          inputs = ["kacc_pass"]
+          delay_ms = 100
+          buffer {{
+            max_events = 32
+            when_full = "drop_newest"
+          }}
+        }}
+        "#,
+        cgroup = cgroup.relative
+    );
+    let loaded = load_str("kernel_accounting.hcl", &config, &registry()).unwrap_or_else(|e| panic!("{e}"));
+    // The programs are attached when the topology has started.
+    let topology = Topology::start(loaded.config, GlobalContext { node_name: "n".into() }).unwrap();
+    // Four threads at once, so live processes outnumber the map's one slot.
+    let cgroup = std::sync::Arc::new(cgroup);
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let cgroup = cgroup.clone();
+            tokio::task::spawn_blocking(move || cgroup.exec_true(RUNS / 4))
+        })
+        .collect();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    // Let the slow sinks catch up with what the pipeline holds, then stop
+    // (the source reads the ring a last time).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    topology
+        .shutdown(Duration::from_secs(20), sonde_core::CancellationToken::new())
+        .await;
+    drop(cgroup);
+
+    let made = 2 * RUNS as u64;
+    let ring_full = counter("sonde_ebpf_lost_events_total", "kacc_proc", Some("ringbuf_full"));
+    let kernel_lost = counter("sonde_ebpf_lost_events_total", "kacc_proc", None);
+    // Other processes' records, left out by the cgroup filter.
+    let filtered = counter("sonde_ebpf_lost_events_total", "kacc_proc", Some("filtered"));
+    let map_full = counter("sonde_ebpf_map_full_total", "kacc_proc", None);
+    let source_sent = sent("kacc_proc");
+    let source_dropped = dropped_all("kacc_proc");
+    eprintln!(
+        "{made} records made: {source_sent} sent, {source_dropped} dropped by the source, \
+         {kernel_lost} lost in the kernel ({ring_full} ring buffer full, {filtered} filtered out), \
+         map full {map_full}"
+    );
+    assert!(ring_full > 0, "the ring buffer never overflowed: no overload");
+    assert_eq!(
+        kernel_lost,
+        ring_full + filtered,
+        "no other kernel loss (no rate limit)"
+    );
+    // A full map of live processes loses nothing: exits match by start time.
+    assert!(map_full > 0, "the map of live processes never filled");
+    assert_eq!(
+        source_sent + source_dropped + ring_full,
+        made,
+        "each record the kernel made is sent, dropped or lost, counted"
+    );
+
+    // The transform, behind a queue that blocks, loses nothing.
+    assert_eq!(received("kacc_pass"), source_sent);
+    assert_eq!(sent("kacc_pass") + dropped_all("kacc_pass"), source_sent);
+    let passed = sent("kacc_pass");
+
+    // The blocking sink: handed = delivered + dropped (at shutdown only).
+    let delivered = recorded("kacc_blocking").len() as u64;
+    assert_eq!(sent("kacc_blocking"), delivered);
+    assert_eq!(delivered + dropped_all("kacc_blocking"), source_sent);
+
+    // The dropping sink: handed = delivered + buffer_full (+ shutdown).
+    let delivered = recorded("kacc_dropping").len() as u64;
+    assert!(
+        dropped("kacc_dropping", "buffer_full") > 0,
+        "the dropping sink was overloaded"
+    );
+    assert_eq!(sent("kacc_dropping"), delivered);
+    assert_eq!(delivered + dropped_all("kacc_dropping"), passed);
+}

@@ -67,17 +67,22 @@ pub fn global() -> GlobalContext {
 /// The sequence number of an event made by the `sequence` source (or the
 /// `demo` source of `sonde-sources`, which numbers events the same way).
 pub fn sequence(event: &Event) -> u64 {
+    sequence_of(event).unwrap_or_else(|| panic!("event has no sequence number: {event:?}"))
+}
+
+/// What the `record` sink records of an event that carries no sequence
+/// number (an eBPF source's): the event is still counted.
+pub const NO_SEQUENCE: u64 = u64::MAX;
+
+/// The sequence number of an event, if it carries one.
+pub fn sequence_of(event: &Event) -> Option<u64> {
     match event {
-        Event::Log(log) => log
-            .fields
-            .get(SEQUENCE)
-            .and_then(Value::as_int)
-            .expect("log has a sequence") as u64,
+        Event::Log(log) => log.fields.get(SEQUENCE).and_then(Value::as_int).map(|s| s as u64),
         Event::Metric(metric) => match metric.value {
-            MetricValue::Gauge { value } => value as u64,
-            _ => panic!("metric is not a sequence gauge: {metric:?}"),
+            MetricValue::Gauge { value } => Some(value as u64),
+            _ => None,
         },
-        other => panic!("event has no sequence number: {other:?}"),
+        _ => None,
     }
 }
 
@@ -313,17 +318,23 @@ impl BatchSink for RecordSink {
             }
         }
         let Some(every) = self.reject_every.filter(|e| *e > 0) else {
-            log.extend(batch.iter().map(sequence));
+            log.extend(batch.iter().map(record_of));
             return Ok(());
         };
         let before = log.len();
-        log.extend(batch.iter().map(sequence).filter(|s| s % every != 0));
+        log.extend(batch.iter().map(record_of).filter(|s| s % every != 0));
         let rejected = batch.len() - (log.len() - before);
         if rejected > 0 {
             return Err(SinkError::rejected(rejected as u64, "every multiple refused"));
         }
         Ok(())
     }
+}
+
+/// What the `record` sink keeps of an event: its sequence number, or
+/// [`NO_SEQUENCE`].
+fn record_of(event: &Event) -> u64 {
+    sequence_of(event).unwrap_or(NO_SEQUENCE)
 }
 
 /// `sink "flaky"`: fails its first `fail_first` calls, then records like
