@@ -13,7 +13,7 @@ mod otlp {
     pub mod receiver;
 }
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use otlp::receiver::{wait_for, Agent, Receiver};
@@ -40,6 +40,36 @@ fn received(receiver: &Receiver) -> BTreeMap<u64, u64> {
         }
     }
     seen
+}
+
+/// Each accepted metrics request's batch identity (`sonde-batch-id`:
+/// `EPOCH:FIRST-LAST`, the buffer's record numbers) with the sequence
+/// numbers it carried.
+fn requests_by_batch(receiver: &Receiver) -> Vec<((String, u64, u64), Vec<u64>)> {
+    let mut out = Vec::new();
+    for request in receiver.requests() {
+        if request["signal"] != "metrics" || request["outcome"] != "ok" {
+            continue;
+        }
+        let id = request["headers"]["sonde-batch-id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a request without sonde-batch-id: {:?}", request["headers"]));
+        let (epoch, range) = id.split_once(':').expect("EPOCH:FIRST-LAST");
+        let (first, last) = range.split_once('-').expect("EPOCH:FIRST-LAST");
+        let number = |hex: &str| u64::from_str_radix(hex, 16).expect("hexadecimal record numbers");
+        let mut sequences = Vec::new();
+        for rm in request["request"]["resource_metrics"].as_array().unwrap() {
+            for sm in rm["scope_metrics"].as_array().unwrap() {
+                for m in sm["metrics"].as_array().unwrap() {
+                    for p in m["gauge"]["data_points"].as_array().unwrap() {
+                        sequences.push(p["as_double"].as_f64().unwrap_or(0.0) as u64);
+                    }
+                }
+            }
+        }
+        out.push(((epoch.to_owned(), number(first), number(last)), sequences));
+    }
+    out
 }
 
 fn pipeline(source: &str, endpoint: &str) -> String {
@@ -134,6 +164,26 @@ fn kill_9_under_load_then_restart_delivers_every_sequence_number() {
         "{duplicates} duplicates arrived but the agent counted only {redelivered} redelivered events"
     );
     assert_eq!(corrupted, 0.0, "a kill -9 damages no record");
+    // A receiver can recognise every duplicate: the requests that carried
+    // the same event name the same buffer (one epoch across both runs)
+    // and overlapping runs of its record numbers.
+    let requests = requests_by_batch(&receiver);
+    let epochs: BTreeSet<&str> = requests.iter().map(|((epoch, ..), _)| epoch.as_str()).collect();
+    assert_eq!(epochs.len(), 1, "one buffer, one epoch across the restart: {epochs:?}");
+    let mut carriers: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
+    for ((_, first, last), sequences) in &requests {
+        assert!(first <= last, "record range {first}-{last}");
+        for s in sequences {
+            carriers.entry(*s).or_default().push((*first, *last));
+        }
+    }
+    for (sequence, ranges) in carriers.iter().filter(|(_, r)| r.len() > 1) {
+        let overlap = ranges.iter().map(|r| r.0).max() <= ranges.iter().map(|r| r.1).min();
+        assert!(
+            overlap,
+            "event {sequence} arrived in requests of disjoint records {ranges:?}"
+        );
+    }
     eprintln!(
         "run 1 delivered {delivered_in_run1}, buffer had taken {written_before_kill}; \
          {} arrived in all, {duplicates} duplicates, {redelivered} redelivered",

@@ -286,6 +286,39 @@ fn a_receiver_killed_and_restarted_mid_stream_loses_nothing_with_block() {
             "{protocol}: {} duplicates",
             all.len() - distinct.len()
         );
+        // Each request names its batch (`sonde-batch-id`, `sonde-batch-part`)
+        // and a request sent again carries the same events under the same
+        // name: keeping one request per name removes every duplicate.
+        let mut by_name: std::collections::HashMap<(String, String), Vec<u64>> = Default::default();
+        let requests = receiver.requests();
+        for request in accepted(&requests, "metrics") {
+            let header = |name: &str| {
+                request["headers"][name]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{protocol}: a request without {name}: {:?}", request["headers"]))
+                    .to_owned()
+            };
+            let mut events = sequences(request);
+            events.sort_unstable();
+            match by_name.entry((header("sonde-batch-id"), header("sonde-batch-part"))) {
+                std::collections::hash_map::Entry::Occupied(seen) => {
+                    assert_eq!(
+                        seen.get(),
+                        &events,
+                        "{protocol}: {:?} sent again with other events",
+                        seen.key()
+                    )
+                }
+                std::collections::hash_map::Entry::Vacant(new) => _ = new.insert(events),
+            }
+        }
+        let mut once: Vec<u64> = by_name.into_values().flatten().collect();
+        once.sort_unstable();
+        assert_eq!(
+            once,
+            (0..8000).collect::<Vec<_>>(),
+            "{protocol}: deduplicated by batch name"
+        );
     }
 }
 

@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 use super::disk::{BufferError, DiskBuffer, Encoded, ReadRecord};
 use super::metrics::BufferMetrics;
 use crate::edge::WhenFull;
-use crate::event::EventBatch;
+use crate::event::{BatchId, EventBatch};
 
 /// How often written data is fsynced (see the module's fsync policy).
 pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -40,6 +40,10 @@ pub struct DiskQueue {
     owner: String,
     metrics: BufferMetrics,
     last_error_log: Mutex<Option<Instant>>,
+    /// The epoch of the batch identities handed out: the buffer folder's
+    /// inode, the same for as long as the folder (and its record numbers)
+    /// lives.
+    epoch: u64,
 }
 
 /// What became of a pushed batch.
@@ -69,6 +73,9 @@ impl DiskQueue {
             return Ok(queue);
         }
         let buffer = DiskBuffer::open(dir, max_size, metrics.clone())?;
+        let epoch = std::fs::metadata(dir)
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+            .unwrap_or(0);
         metrics.max_bytes.set(max_size as f64);
         let recovered = buffer.unacked_events();
         if recovered > 0 {
@@ -82,6 +89,7 @@ impl DiskQueue {
             owner,
             metrics,
             last_error_log: Mutex::new(None),
+            epoch,
         });
         open.insert(dir.to_path_buf(), Arc::downgrade(&queue));
         tokio::spawn(sync_every(Arc::downgrade(&queue)));
@@ -158,7 +166,12 @@ impl DiskQueue {
             let more = self.readable.notified();
             tokio::pin!(more);
             more.as_mut().enable();
-            if let Some(record) = self.lock().read_next() {
+            if let Some(mut record) = self.lock().read_next() {
+                record.batch.set_id(Some(BatchId {
+                    epoch: self.epoch,
+                    first: record.id,
+                    last: record.id,
+                }));
                 return Some(record);
             }
             if done.load(Ordering::Acquire) {

@@ -16,7 +16,7 @@ mod span;
 mod timestamp;
 
 pub use attributes::{keys, Attributes, Value, INLINE_ATTRIBUTES};
-pub use batch::EventBatch;
+pub use batch::{BatchId, EventBatch};
 pub use kind::{EventKind, EventKinds};
 pub use log::{Log, Severity};
 pub use metric::{Histogram, Metric, MetricValue, Temporality};

@@ -134,11 +134,7 @@ async fn next_batch(
         };
         match more {
             Ok(Some(record)) => {
-                if batch.is_empty() {
-                    batch = record.batch;
-                } else {
-                    batch.events_mut().extend(record.batch.into_events());
-                }
+                batch.append(record.batch);
                 tickets.push(record.ticket);
             }
             Ok(None) | Err(_) => break,

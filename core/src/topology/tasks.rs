@@ -17,7 +17,7 @@ use super::loss::{abandon, died, discard_queue, loss, Held};
 use super::stack::SinkStack;
 use crate::component::{BatchConfig, ComponentInfo, Transform};
 use crate::edge::{InputReceiver, Output, OutputSlot, SlotGuard};
-use crate::event::{EventBatch, EventKinds};
+use crate::event::{BatchId, EventBatch, EventKinds};
 
 /// Removes events of kinds the component does not accept, counting them.
 pub(super) fn keep_accepted(batch: &mut EventBatch, accepts: EventKinds, metrics: &ComponentMetrics) {
@@ -112,6 +112,7 @@ pub async fn run_transform(
 async fn next_batch(
     input: &mut InputReceiver,
     batching: Option<BatchConfig>,
+    numbers: &mut BatchNumbers,
     abort: &CancellationToken,
 ) -> Option<(EventBatch, Vec<SlotGuard>)> {
     let first = tokio::select! {
@@ -120,6 +121,7 @@ async fn next_batch(
         first = input.recv() => first?,
     };
     let (mut batch, slots) = first.into_parts();
+    numbers.number(&mut batch);
     let mut guards = vec![slots];
     let Some(batching) = batching else {
         return Some((batch, guards));
@@ -133,18 +135,42 @@ async fn next_batch(
         };
         match more {
             Ok(Some(queued)) => {
-                let (more, slots) = queued.into_parts();
-                if batch.is_empty() {
-                    batch = more;
-                } else {
-                    batch.events_mut().extend(more.into_events());
-                }
+                let (mut more, slots) = queued.into_parts();
+                numbers.number(&mut more);
+                batch.append(more);
                 guards.push(slots);
             }
             Ok(None) | Err(_) => break,
         }
     }
     Some((batch, guards))
+}
+
+/// Numbers the batches a sink takes from its memory queue, so each call
+/// carries a [`BatchId`] that its retries keep. The epoch is drawn when the
+/// sink starts: a memory queue does not outlive it.
+struct BatchNumbers {
+    epoch: u64,
+    next: u64,
+}
+
+impl BatchNumbers {
+    fn new() -> Self {
+        BatchNumbers {
+            epoch: fastrand::u64(..),
+            next: 0,
+        }
+    }
+
+    fn number(&mut self, batch: &mut EventBatch) {
+        let n = self.next;
+        self.next += 1;
+        batch.set_id(Some(BatchId {
+            epoch: self.epoch,
+            first: n,
+            last: n,
+        }));
+    }
 }
 
 /// How a sink task runs.
@@ -179,7 +205,8 @@ pub async fn run_sink(
     let loss = loss(&metrics, &abort);
     let mut in_flight = JoinSet::new();
     let mut held_events = 0;
-    while let Some((mut batch, slots)) = next_batch(&mut input, batching, &stop).await {
+    let mut numbers = BatchNumbers::new();
+    while let Some((mut batch, slots)) = next_batch(&mut input, batching, &mut numbers, &stop).await {
         keep_accepted(&mut batch, accepts, &metrics);
         if batch.is_empty() {
             continue;

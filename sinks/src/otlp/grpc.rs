@@ -12,7 +12,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use super::config::{Compression, OtlpSinkConfig};
 use super::encode::Request;
 use super::error::{classify_grpc, BuildError};
-use super::service::{read_tls_file, Accepted, USER_AGENT};
+use super::service::{read_tls_file, Accepted, BatchHeaders, USER_AGENT};
 
 /// Clients of the four services, sharing one HTTP/2 connection.
 #[derive(Clone, Debug)]
@@ -87,14 +87,19 @@ impl GrpcTransport {
         })
     }
 
-    fn request<T>(&self, message: T) -> tonic::Request<T> {
+    fn request<T>(&self, message: T, identity: &BatchHeaders) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         *request.metadata_mut() = self.headers.clone();
+        for (name, value) in identity.headers().into_iter().flatten() {
+            if let Ok(value) = MetadataValue::try_from(value.as_str()) {
+                request.metadata_mut().insert(MetadataKey::from_static(name), value);
+            }
+        }
         request
     }
 
     /// Sends one request; `Ok` carries what the server says it rejected.
-    pub async fn send(&self, request: Request) -> Result<Accepted, SinkError> {
+    pub async fn send(&self, request: Request, identity: &BatchHeaders) -> Result<Accepted, SinkError> {
         let signal = request.signal().as_str();
         let failed = |status: tonic::Status| classify_grpc(signal, &self.endpoint, &status);
         // Clients are cheap handles on the shared channel.
@@ -104,7 +109,10 @@ impl GrpcTransport {
                 if self.gzip {
                     client = client.send_compressed(CompressionEncoding::Gzip);
                 }
-                let response = client.export(self.request($message)).await.map_err(failed)?;
+                let response = client
+                    .export(self.request($message, identity))
+                    .await
+                    .map_err(failed)?;
                 let partial = response.into_inner().partial_success.unwrap_or_default();
                 Accepted {
                     rejected: partial.$count,

@@ -14,7 +14,7 @@ use sonde_core::SinkError;
 use super::config::{Compression, OtlpSinkConfig};
 use super::encode::{Request, Signal};
 use super::error::{body_text, classify_http, classify_send, BuildError, ExportError};
-use super::service::{read_tls_file, Accepted, USER_AGENT};
+use super::service::{read_tls_file, Accepted, BatchHeaders, USER_AGENT};
 
 /// The protobuf content type of OTLP/HTTP.
 pub const PROTOBUF: &str = "application/x-protobuf";
@@ -102,8 +102,19 @@ impl HttpTransport {
         })
     }
 
+    /// The configured headers and the batch's identity.
+    fn headers_for(&self, identity: &BatchHeaders) -> HeaderMap {
+        let mut headers = self.headers.clone();
+        for (name, value) in identity.headers().into_iter().flatten() {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(HeaderName::from_static(name), value);
+            }
+        }
+        headers
+    }
+
     /// Sends one request; `Ok` carries what the server says it rejected.
-    pub async fn send(&self, request: Request) -> Result<Accepted, SinkError> {
+    pub async fn send(&self, request: Request, identity: &BatchHeaders) -> Result<Accepted, SinkError> {
         let signal = request.signal();
         let name = signal.as_str();
         let mut body = request.encode_to_vec();
@@ -116,7 +127,7 @@ impl HttpTransport {
         let response = self
             .client
             .post(url)
-            .headers(self.headers.clone())
+            .headers(self.headers_for(identity))
             .body(body)
             .send()
             .await

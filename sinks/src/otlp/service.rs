@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use metrics::{Counter, Label};
-use sonde_core::event::EventBatch;
+use sonde_core::event::{BatchId, EventBatch};
 use sonde_core::topology::component_metrics;
 use sonde_core::{BatchSink, ComponentInfo, SinkContext, SinkError};
 
@@ -82,12 +82,12 @@ impl OtlpSink {
 
     /// Sends one request; counts and logs what the server rejected of it,
     /// and returns how many items that was.
-    async fn export(&self, request: Request) -> Result<u64, SinkError> {
+    async fn export(&self, request: Request, identity: &BatchHeaders) -> Result<u64, SinkError> {
         let signal = request.signal();
         let items = request.items();
         let accepted = match &self.transport {
-            Transport::Grpc(t) => t.send(request).await?,
-            Transport::Http(t) => t.send(request).await?,
+            Transport::Grpc(t) => t.send(request, identity).await?,
+            Transport::Http(t) => t.send(request, identity).await?,
         };
         if accepted.rejected > 0 || !accepted.message.is_empty() {
             let index = Signal::ALL.iter().position(|s| *s == signal).unwrap_or_default();
@@ -107,14 +107,44 @@ impl OtlpSink {
     }
 }
 
+/// What a request says of the batch it belongs to, in headers (gRPC
+/// metadata): `sonde-batch-id` (the same on every retry and redelivery,
+/// see [`BatchId`]) and `sonde-batch-part`, the request's place among the
+/// batch's requests, so a receiver can recognise what it already has.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchHeaders {
+    /// The batch's identity, when its buffer gave it one.
+    pub batch: Option<BatchId>,
+    /// The request's place in the batch's requests, from 0.
+    pub part: usize,
+}
+
+impl BatchHeaders {
+    /// The header that carries the part.
+    pub const PART_HEADER: &'static str = "sonde-batch-part";
+
+    /// The headers to add: (name, value).
+    pub fn headers(&self) -> Option<[(&'static str, String); 2]> {
+        let id = self.batch?;
+        Some([
+            (BatchId::HEADER, id.to_string()),
+            (Self::PART_HEADER, self.part.to_string()),
+        ])
+    }
+}
+
 impl BatchSink for OtlpSink {
     async fn send(&self, batch: EventBatch) -> Result<(), SinkError> {
         // One request per signal (more if a request would be too large),
         // sent in order. A failure fails the whole batch, so a retry may
         // send again what already went through: at-least-once.
         let mut rejected = 0;
-        for request in self.encoder.encode(batch.events()) {
-            rejected += self.export(request).await?;
+        for (part, request) in self.encoder.encode(batch.events()).into_iter().enumerate() {
+            let identity = BatchHeaders {
+                batch: batch.id(),
+                part,
+            };
+            rejected += self.export(request, &identity).await?;
         }
         // A partial success: the core counts the rest as delivered and
         // these as dropped (`reason="rejected"`), and does not retry.

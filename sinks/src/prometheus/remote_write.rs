@@ -20,7 +20,7 @@ use hashbrown::{HashMap, HashSet};
 use prost::Message;
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
-use sonde_core::event::{Event, EventBatch};
+use sonde_core::event::{BatchId, Event, EventBatch};
 use sonde_core::{BatchSink, SinkError};
 
 use super::proto::{Label, MetricMetadata, MetricType, Sample, TimeSeries, WriteRequest};
@@ -147,12 +147,13 @@ impl RemoteWriter {
         pending.retain(|p| !same_batch(&p.batch, batch));
     }
 
-    async fn post(&self, body: Bytes) -> Result<(), SinkError> {
-        let request = self
-            .client
-            .post(self.endpoint.clone())
-            .headers(self.headers.clone())
-            .body(body);
+    async fn post(&self, body: Bytes, batch: Option<BatchId>) -> Result<(), SinkError> {
+        let mut headers = self.headers.clone();
+        // The same on every retry: a receiver can tell a delivery it has.
+        if let Some(value) = batch.and_then(|id| HeaderValue::from_str(&id.to_string()).ok()) {
+            headers.insert(BatchId::HEADER, value);
+        }
+        let request = self.client.post(self.endpoint.clone()).headers(headers).body(body);
         let request = match &self.auth {
             Auth::None => request,
             Auth::Basic { username, password } => request.basic_auth(username, Some(password)),
@@ -221,7 +222,7 @@ impl BatchSink for RemoteWriter {
         // identity is kept across attempts.
         let (body, refused) = self.body_for(&batch);
         let result = match body {
-            Some(body) => self.post(body).await,
+            Some(body) => self.post(body, batch.id()).await,
             None => Ok(()),
         };
         if !matches!(result, Err(SinkError::Retriable { .. })) {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use reqwest::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
-use sonde_core::event::{Attributes, Event, EventBatch, Profile};
+use sonde_core::event::{Attributes, BatchId, Event, EventBatch, Profile};
 use sonde_core::{BatchSink, BoxError, SinkError};
 
 use super::config::{BasicAuth, PyroscopeSinkConfig};
@@ -143,7 +143,7 @@ impl PyroscopeSink {
             .collect()
     }
 
-    async fn post(&self, request: &Request) -> Result<(), SinkError> {
+    async fn post(&self, request: &Request, batch: Option<BatchId>) -> Result<(), SinkError> {
         let mut builder = self
             .client
             .post(request.url.clone())
@@ -155,6 +155,10 @@ impl PyroscopeSink {
             .body(request.body.clone());
         if let Some(tenant) = &self.config.tenant_id {
             builder = builder.header("X-Scope-OrgID", tenant);
+        }
+        // The same on every retry: a receiver can tell a delivery it has.
+        if let Some(id) = batch {
+            builder = builder.header(BatchId::HEADER, id.to_string());
         }
         if let Some(BasicAuth { username, password }) = &self.config.basic_auth {
             builder = builder.basic_auth(username, Some(password));
@@ -270,8 +274,9 @@ impl BatchSink for PyroscopeSink {
                 .filter(|r| !delivered.set.contains(&r.digest))
                 .collect()
         };
+        let id = batch.id();
         let results: Vec<(u64, Result<(), SinkError>)> = futures::stream::iter(pending)
-            .map(|request| async move { (request.digest, self.post(&request).await) })
+            .map(|request| async move { (request.digest, self.post(&request, id).await) })
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;

@@ -87,9 +87,15 @@ async fn retried_batches_are_sent_identically_and_counted_once() {
         "basic_auth": { "username": "u", "password": "p" },
         "headers": { "X-Scope-OrgID": "tenant-1" },
     }));
-    let batch = EventBatch::from(sonde_core::Event::from(
+    let mut batch = EventBatch::from(sonde_core::Event::from(
         Metric::counter("sonde_events", 5.0).with_temporality(Temporality::Delta),
     ));
+    // As the core numbers a batch taken from a sink's buffer.
+    batch.set_id(Some(sonde_core::event::BatchId {
+        epoch: 0xab,
+        first: 3,
+        last: 5,
+    }));
     let error = sink.ready().await.unwrap().call(batch.clone()).await.unwrap_err();
     match error {
         SinkError::Retriable { retry_after, .. } => assert_eq!(retry_after, Some(Duration::from_secs(7))),
@@ -108,6 +114,12 @@ async fn retried_batches_are_sent_identically_and_counted_once() {
     assert_eq!(headers["x-prometheus-remote-write-version"], "0.1.0");
     assert_eq!(headers["x-scope-orgid"], "tenant-1");
     assert_eq!(headers["authorization"], "Basic dTpw");
+    for (headers, _) in seen.iter() {
+        assert_eq!(
+            headers["sonde-batch-id"], "00000000000000ab:3-5",
+            "the same identity on the retry"
+        );
+    }
 }
 
 #[tokio::test]
