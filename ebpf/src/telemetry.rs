@@ -19,6 +19,10 @@ use crate::loader::Object;
 /// `new_pid_notification`: a new process not
 /// announced).
 pub const LOST_EVENTS: &str = "sonde_ebpf_lost_events_total";
+/// Which component (and object) loaded each of the agent's programs: a
+/// gauge of 1 per program, labelled `program_id` (the kernel's id), for
+/// `sonde top` to name the component beside each program.
+pub const PROGRAM_INFO: &str = "sonde_ebpf_program_info";
 /// Inserts a full map rejected, by `map`.
 pub const MAP_FULL: &str = "sonde_ebpf_map_full_total";
 /// Entries an LRU map evicted to make room (tracking lost for them), by `map`.
@@ -223,6 +227,44 @@ pub struct LossCounters {
     map_read_failed: Counter,
 }
 
+/// Names the component of the programs this process holds that no
+/// component has claimed yet ([`PROGRAM_INFO`]). A source registers its
+/// counters right after loading its object, and components are built one
+/// at a time, so the unclaimed programs are the ones it just loaded.
+fn claim_programs(labels: &[Label]) {
+    static CLAIMED: std::sync::Mutex<std::collections::BTreeSet<u32>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let held = match held_program_ids() {
+        Ok(held) => held,
+        Err(error) => {
+            tracing::debug!(%error, "cannot list this process' eBPF programs");
+            return;
+        }
+    };
+    let mut claimed = CLAIMED.lock().unwrap_or_else(|e| e.into_inner());
+    for id in held {
+        if claimed.insert(id) {
+            metrics::gauge!(PROGRAM_INFO, with_label(labels, "program_id", id.to_string())).set(1.0);
+        }
+    }
+}
+
+/// The ids of the eBPF programs this process' file descriptors hold.
+fn held_program_ids() -> std::io::Result<Vec<u32>> {
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fdinfo")? {
+        let Ok(text) = std::fs::read_to_string(entry?.path()) else {
+            continue;
+        };
+        ids.extend(
+            text.lines()
+                .filter_map(|l| l.strip_prefix("prog_id:"))
+                .filter_map(|v| v.trim().parse::<u32>().ok()),
+        );
+    }
+    Ok(ids)
+}
+
 impl LossCounters {
     /// Registers the counters of `table` for object `object` with the
     /// component's `labels`; failed reads of its maps by user space count
@@ -239,6 +281,7 @@ impl LossCounters {
                 (stat.total, KernelCounter::new(stat.metric, labels), 0)
             })
             .collect();
+        claim_programs(&labels);
         LossCounters {
             counters,
             map_read_failed: metrics::counter!(FAILED_READS, with_label(&labels, "what", format!("map:{read_what}"))),

@@ -61,6 +61,8 @@ struct ProgramSample {
 pub struct ProgramRow {
     /// Kernel id.
     pub id: u32,
+    /// The component that loaded it (empty until the agent says).
+    pub component: String,
     /// Name (the kernel keeps 15 characters).
     pub name: String,
     /// Type.
@@ -119,7 +121,7 @@ fn ids_of(pid: u32) -> std::io::Result<(BTreeSet<u32>, BTreeSet<u32>)> {
 
 impl Programs {
     /// The agent's programs and maps now, with rates since the last call.
-    pub fn poll(&mut self, pid: u32) -> Result<(Vec<ProgramRow>, Vec<MapRow>), String> {
+    pub fn poll(&mut self, pid: u32, owners: &HashMap<u32, String>) -> Result<(Vec<ProgramRow>, Vec<MapRow>), String> {
         let (ids, map_ids) = ids_of(pid).map_err(|e| {
             format!("cannot read /proc/{pid}/fdinfo: {e} (run top as root, in the agent's pid namespace)")
         })?;
@@ -150,6 +152,7 @@ impl Programs {
                 let time = before.map(|b| s.run_time.saturating_sub(b.run_time));
                 ProgramRow {
                     id: *id,
+                    component: String::new(),
                     name: s.name.clone(),
                     kind: s.kind.clone(),
                     runs_per_second: runs.zip(seconds).map(|(r, t)| r as f64 / t),
@@ -163,6 +166,12 @@ impl Programs {
             })
             .collect();
         rows.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        // The component of each, from the agent's `sonde_ebpf_program_info`.
+        for row in &mut rows {
+            if let Some(component) = owners.get(&row.id) {
+                row.component.clone_from(component);
+            }
+        }
         self.last = samples;
         self.last_at = Some(now);
         let mut maps: Vec<MapRow> = map_ids.into_iter().filter_map(map_row).collect();

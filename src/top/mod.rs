@@ -110,7 +110,7 @@ pub fn run(client: ApiClient, interval: Duration) -> anyhow::Result<ExitCode> {
             }
             screen.pid = current.stats.pid;
             screen.uptime = current.stats.uptime_seconds;
-            match programs.poll(current.stats.pid) {
+            match programs.poll(current.stats.pid, &model::program_owners(&current.stats)) {
                 Ok((p, m)) => {
                     screen.programs = p;
                     screen.maps = m;
@@ -124,7 +124,9 @@ pub fn run(client: ApiClient, interval: Duration) -> anyhow::Result<ExitCode> {
         if screen.filter.is_empty() {
             screen.programs.sort_by(|a, b| a.name.cmp(&b.name));
         } else {
-            screen.programs.retain(|p| p.name.contains(&screen.filter));
+            screen
+                .programs
+                .retain(|p| p.name.contains(&screen.filter) || p.component.contains(&screen.filter));
         }
         terminal.draw(|frame| view::draw(frame, &screen))?;
         let wait = next_poll.saturating_duration_since(Instant::now());

@@ -52,8 +52,22 @@ pub struct EbpfStat {
     pub component_id: String,
     /// The counter (`sonde_ebpf_lost_events_total` …).
     pub name: String,
+    /// Its labels (other than the component's).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
     /// Its value.
     pub value: u64,
+}
+
+/// Which component loaded each eBPF program (by kernel id), from the
+/// agent's `sonde_ebpf_program_info`.
+pub fn program_owners(stats: &Stats) -> std::collections::HashMap<u32, String> {
+    stats
+        .ebpf
+        .iter()
+        .filter(|e| e.name == "sonde_ebpf_program_info")
+        .filter_map(|e| Some((e.labels.get("program_id")?.parse().ok()?, e.component_id.clone())))
+        .collect()
 }
 
 /// A poll and when it was taken.

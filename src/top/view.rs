@@ -98,6 +98,7 @@ pub fn draw(frame: &mut Frame<'_>, screen: &Screen) {
         screen.programs.iter().map(program_row),
         [
             Constraint::Min(16),
+            Constraint::Min(14),
             Constraint::Length(16),
             Constraint::Length(10),
             Constraint::Length(10),
@@ -105,7 +106,7 @@ pub fn draw(frame: &mut Frame<'_>, screen: &Screen) {
             Constraint::Length(14),
         ],
     )
-    .header(TableRow::new(["PROGRAM", "TYPE", "RUNS/s", "NS/RUN", "CPU %", "RUNS"]).style(bold()))
+    .header(TableRow::new(["PROGRAM", "COMPONENT", "TYPE", "RUNS/s", "NS/RUN", "CPU %", "RUNS"]).style(bold()))
     .block(Block::bordered().title(" eBPF programs "));
     frame.render_widget(table, programs);
 
@@ -162,6 +163,7 @@ fn component_row(r: &Row) -> TableRow<'static> {
 fn program_row(p: &ProgramRow) -> TableRow<'static> {
     TableRow::new(vec![
         p.name.clone(),
+        p.component.clone(),
         p.kind.clone(),
         rate(p.runs_per_second),
         p.ns_per_run.map(|n| format!("{n:.0}")).unwrap_or_else(|| "…".into()),

@@ -27,9 +27,9 @@ fn sent_of(screen: &str, id: &str) -> Option<u64> {
     })
 }
 
-/// Runs/s of the eBPF programs on screen (the third field of each row of
-/// the programs table).
-fn program_rates(screen: &str) -> Vec<f64> {
+/// The rows of the eBPF programs table on screen, split into fields
+/// (PROGRAM, COMPONENT, TYPE, RUNS/s, …).
+fn program_rows(screen: &str) -> Vec<Vec<String>> {
     let table = screen
         .split_once("PROGRAM")
         .map(|(_, rest)| rest.split_once('└').map_or(rest, |(t, _)| t))
@@ -37,12 +37,26 @@ fn program_rates(screen: &str) -> Vec<f64> {
     table
         .lines()
         .skip(1)
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.trim_matches(|c| c == '│' || c == ' ').split_whitespace().collect();
-            let rate = fields.get(2)?;
+        .map(|line| {
+            line.trim_matches(|c| c == '│' || c == ' ')
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect::<Vec<String>>()
+        })
+        .filter(|fields| !fields.is_empty())
+        .collect()
+}
+
+/// Runs/s of the eBPF programs on screen (the fourth field of each row of
+/// the programs table).
+fn program_rates(screen: &str) -> Vec<f64> {
+    program_rows(screen)
+        .iter()
+        .filter_map(|fields| {
+            let rate = fields.get(3)?.as_str();
             let (number, scale) = match rate.strip_suffix('k') {
                 Some(n) => (n, 1e3),
-                None => rate.strip_suffix('M').map_or((*rate, 1.0), |n| (n, 1e6)),
+                None => rate.strip_suffix('M').map_or((rate, 1.0), |n| (n, 1e6)),
             };
             Some(number.parse::<f64>().ok()? * scale)
         })
@@ -129,6 +143,13 @@ sink "blackhole" "out" {{
         wait_for("the runqueue programs' runs a second", Duration::from_secs(15), || {
             program_rates(&capture()).iter().any(|r| *r > 0.0)
         });
+        // Each program is named with the component that loaded it: the
+        // agent's only eBPF source.
+        let rows = program_rows(&capture());
+        assert!(!rows.is_empty());
+        for fields in &rows {
+            assert_eq!(fields.get(1).map(String::as_str), Some("sched"), "{fields:?}");
+        }
     }
 
     // Keys: sort, filter.
