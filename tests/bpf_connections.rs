@@ -22,7 +22,8 @@ use sonde_core::event::{keys, Event, Log, Value};
 use sonde_ebpf::testing::{bpf_available_or_skip, run_check, skip_or_fail};
 use sonde_sources::clock::Clock;
 use sonde_sources::connections::bpf::{
-    CnEvent, CN_ACCEPT, CN_CONNECT, CN_LISTEN, CN_STAT_FILTERED_CIDR, CN_STAT_FILTERED_PORT, CN_STAT_FILTERED_PROTOCOL,
+    CnEvent, CN_ACCEPT, CN_CONNECT, CN_LISTEN, CN_STAT_DEDUPLICATED, CN_STAT_FILTERED_CIDR, CN_STAT_FILTERED_PORT,
+    CN_STAT_FILTERED_PROTOCOL, CN_STAT_THROTTLED,
 };
 use sonde_sources::connections::{
     drain, Collector, ConnectionsSourceConfig, Match, DESTINATION_PORT, NETWORK_TYPE, SOURCE_PORT, TRANSPORT,
@@ -359,4 +360,107 @@ fn cidr_and_port_filters_drop_in_the_kernel_and_count_exactly() {
     assert_eq!(after[0] - before[0], 2 * K as u64, "dropped by CIDR");
     assert_eq!(after[1] - before[1], K as u64, "dropped by port");
     assert_eq!(after[2] - before[2], 0, "dropped by protocol");
+}
+
+/// Runs the STORM child (N connects and accepts: half to one IPv4 port,
+/// half to one IPv6 port, all by one process) in its own cgroup under
+/// `config` (filtered to that cgroup); its reported events and the deltas
+/// of the kernel's `slots`, with the child's wall time.
+fn storm_with(
+    test: &str,
+    n: usize,
+    config: ConnectionsSourceConfig,
+    slots: [u32; 2],
+) -> Option<(Vec<CnEvent>, [u64; 2], Duration)> {
+    if !bpf_available_or_skip(test) {
+        return None;
+    }
+    let _one = ONE_AT_A_TIME.lock();
+    let cgroup = match TestCgroup::create(test) {
+        Ok(c) => c,
+        Err(e) => {
+            skip_or_fail(test, &format!("cannot create a cgroup v2 directory: {e}"));
+            return None;
+        }
+    };
+    let config = ConnectionsSourceConfig {
+        matching: Match {
+            cgroup: vec![cgroup.relative.clone()],
+            ..Match::default()
+        },
+        ..config
+    };
+    let mut collector = Collector::load_with_labels(&config, "test-node".into(), &[]).expect("connections loads");
+    let mut ring = collector.programs_mut().take_events().unwrap();
+    let stat = |c: &mut Collector, slot| c.programs_mut().stats().unwrap().get(slot);
+    let before = slots.map(|s| stat(&mut collector, s));
+    let started = Instant::now();
+    let mut child = spawn(&cgroup, STORM, &[n.to_string()]);
+    let pid = child.id();
+    done_line(&mut child);
+    let wall = started.elapsed();
+    let events = events_of(&mut ring, pid);
+    let after = slots.map(|s| stat(&mut collector, s));
+    finish(child);
+    Some((events, [after[0] - before[0], after[1] - before[1]], wall))
+}
+
+/// With a dedup window longer than the run, one process making N connects
+/// to two peers (and accepting them) is reported once per peer and
+/// direction: 2 connects and 2 accepts; the other 2N − 4 are counted as
+/// deduplicated, exactly, and none throttled.
+#[test]
+fn the_dedup_window_reports_each_peer_once_and_counts_the_rest() {
+    const N: usize = 100;
+    let config = ConnectionsSourceConfig {
+        directions: vec!["connect".into(), "accept".into()],
+        dedup_window: Duration::from_secs(60),
+        ..ConnectionsSourceConfig::default()
+    };
+    let test = "the_dedup_window_reports_each_peer_once_and_counts_the_rest";
+    let Some((events, [deduplicated, throttled], _)) =
+        storm_with(test, N, config, [CN_STAT_DEDUPLICATED, CN_STAT_THROTTLED])
+    else {
+        return;
+    };
+    let kinds = |kind| events.iter().filter(|e| e.kind == kind).count();
+    assert_eq!((kinds(CN_CONNECT), kinds(CN_ACCEPT)), (2, 2), "{events:?}");
+    let families: std::collections::BTreeSet<u16> = events.iter().map(|e| e.family).collect();
+    assert_eq!(families.len(), 2, "one of each per family: {events:?}");
+    assert_eq!(deduplicated, 2 * N as u64 - 4, "deduplicated");
+    assert_eq!(throttled, 0);
+}
+
+/// With `rate_limit = 10`, a burst of N connects and N accepts from one
+/// cgroup: each event is reported or counted as throttled, exactly; within
+/// one second of the burst's start, 10 are reported.
+#[test]
+fn the_rate_limit_throttles_a_cgroup_and_counts_exactly() {
+    const N: usize = 100;
+    const LIMIT: u32 = 10;
+    let config = ConnectionsSourceConfig {
+        directions: vec!["connect".into(), "accept".into()],
+        rate_limit: LIMIT,
+        ..ConnectionsSourceConfig::default()
+    };
+    let test = "the_rate_limit_throttles_a_cgroup_and_counts_exactly";
+    let Some((events, [throttled, deduplicated], wall)) =
+        storm_with(test, N, config, [CN_STAT_THROTTLED, CN_STAT_DEDUPLICATED])
+    else {
+        return;
+    };
+    eprintln!("{} reported, {throttled} throttled in {wall:?}", events.len());
+    assert_eq!(
+        events.len() as u64 + throttled,
+        2 * N as u64,
+        "each event reported or throttled"
+    );
+    assert_eq!(deduplicated, 0);
+    // The child's run includes starting Python: the burst itself is shorter.
+    let windows = wall.as_secs() as usize + 1;
+    assert!(
+        (LIMIT as usize..=LIMIT as usize * windows).contains(&events.len()),
+        "{} reported in {windows} one-second window(s)",
+        events.len()
+    );
 }

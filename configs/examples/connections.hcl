@@ -23,6 +23,8 @@ source "connections" "egress" {
     cgroup       = []               # cgroup v2 paths, e.g. "/system.slice/nginx.service"
   }
   failed         = true             # report refused/unreachable connects with error.type
+  dedup_window   = "10s"            # a process reconnecting to the same peer and port: once per 10 s
+  rate_limit     = 1000             # events a second per cgroup, in the kernel; 0 = no limit
   ancestry_depth = 8
 }
 

@@ -101,6 +101,19 @@ pub struct ConnectionsSourceConfig {
     /// from `/proc` again when they connect). Default 16384.
     #[serde(default = "default_cache_size")]
     pub cache_size: usize,
+    /// A process connecting to (or accepting from) the same peer and port
+    /// again within this window is counted
+    /// (`sonde_connections_dropped_total{reason="deduplicated"}`), not
+    /// reported: one event per conversation partner for a client that
+    /// reconnects in a loop. Failed connects are always reported. `0s`
+    /// (default) reports every connection.
+    #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub dedup_window: Duration,
+    /// At most this many events a second per cgroup, in the kernel; the
+    /// rest are counted (`reason="throttled"`). 0: no limit (default).
+    #[serde(default)]
+    pub rate_limit: u32,
     /// Report the agent's own connections too. Default `false`.
     #[serde(default)]
     pub include_self: bool,
@@ -119,6 +132,8 @@ impl Default for ConnectionsSourceConfig {
             failed: true,
             ancestry_depth: default_depth(),
             cache_size: default_cache_size(),
+            dedup_window: Duration::ZERO,
+            rate_limit: 0,
             include_self: false,
             interval: default_interval(),
         }
@@ -165,6 +180,8 @@ impl ConnectionsSourceConfig {
             binaries: m.binary.clone(),
             cgroups: Vec::new(),
             exclude_pid: if self.include_self { 0 } else { std::process::id() },
+            dedup_ns: self.dedup_window.as_nanos().min(u128::from(u64::MAX)) as u64,
+            rate_per_sec: self.rate_limit,
         }
     }
 }

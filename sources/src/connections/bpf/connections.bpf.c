@@ -21,8 +21,10 @@
  * is the process that owns it. A failed connect has no peer left in its
  * socket (tcp_disconnect clears it): its peer is the address it asked for.
  *
- * Every event left out is counted by reason in `cn_stats`; so is each one
- * the ring buffer had no room for. No loops (5.10's verifier), no kprobes.
+ * Repeats within the dedup window and events over their cgroup's rate are
+ * left out too (sonde_rate.h). Every event left out is counted by reason
+ * in `cn_stats`; so is each one the ring buffer had no room for. No loops
+ * (5.10's verifier), no kprobes.
  * Minimum kernel 5.8 (ring buffer).
  */
 #include <linux/types.h>
@@ -34,6 +36,7 @@
 #include "connections.h"
 #include "sonde_sock.h"
 #include "sonde_fd.h"
+#include "sonde_rate.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -47,6 +50,10 @@ const volatile __u8 use_ports = 0;
 const volatile __u8 report_tcp = 1;
 const volatile __u8 report_udp = 0;
 const volatile __u8 report_failed = 1;
+/* Repeats of an event within this window are counted, not sent; 0: off. */
+const volatile __u64 dedup_ns = 0;
+/* Events per second per cgroup; 0: no limit. */
+const volatile __u32 rate_per_sec = 0;
 
 #define EINPROGRESS___cn 115
 #define EALREADY___cn 114
@@ -109,6 +116,15 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, CN_RING_BYTES);
 } cn_events SEC(".maps");
+
+SONDE_RATE_MAP(cn_rate, CN_RATE_ENTRIES);
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, CN_DEDUP_ENTRIES);
+	__type(key, struct cn_dedup_key);
+	__type(value, __u64);
+} cn_dedup SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -291,10 +307,42 @@ static __noinline void fill(struct cn_event *e, const struct sonde_tuple *t, __u
 		e->comm[0] = 0;
 }
 
+/* Whether the event repeats one sent within the dedup window, or its
+ * cgroup is over its rate; counted. A failed connect is never a repeat. */
+static __always_inline int left_out(const struct sonde_tuple *t, __u32 kind, __s32 ret, __u16 protocol)
+{
+	__u64 now = bpf_ktime_get_ns();
+
+	if (dedup_ns && ret >= 0) {
+		struct cn_dedup_key key = {
+			.pid = bpf_get_current_pid_tgid() >> 32,
+			.kind = kind,
+			.family = t->family,
+			.protocol = protocol,
+			.port = kind == CN_CONNECT ? t->dport : t->sport,
+		};
+
+		if (kind != CN_LISTEN)
+			__builtin_memcpy(key.addr, t->daddr, 16);
+		if (sonde_seen_within(&cn_dedup, &key, now, dedup_ns)) {
+			count(CN_STAT_DEDUPLICATED);
+			return 1;
+		}
+	}
+	if (!sonde_within_rate(&cn_rate, bpf_get_current_cgroup_id(), now, rate_per_sec)) {
+		count(CN_STAT_THROTTLED);
+		return 1;
+	}
+	return 0;
+}
+
 static __always_inline void send(const struct sonde_tuple *t, __u32 kind, __s32 ret, __u16 protocol)
 {
-	struct cn_event *e = bpf_ringbuf_reserve(&cn_events, sizeof(*e), 0);
+	struct cn_event *e;
 
+	if (left_out(t, kind, ret, protocol))
+		return;
+	e = bpf_ringbuf_reserve(&cn_events, sizeof(*e), 0);
 	if (!e) {
 		count(CN_STAT_RING_FULL);
 		return;

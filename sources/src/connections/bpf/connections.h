@@ -19,6 +19,9 @@
 #define CN_MAX_BINARIES 64
 #define CN_MAX_CGROUPS 256
 #define CN_MAX_PENDING 16384
+/* Rate windows (cgroups) and dedup entries (process, peer) remembered. */
+#define CN_RATE_ENTRIES 4096
+#define CN_DEDUP_ENTRIES 16384
 /* The event ring buffer (bytes). */
 #define CN_RING_BYTES (1 << 20)
 
@@ -33,7 +36,11 @@
 #define CN_STAT_RING_FULL 6
 #define CN_STAT_PENDING_FULL 7
 #define CN_STAT_READ_FAILED 8
-#define CN_STAT_COUNT 9
+/* ... and left out on purpose again: repeated within the dedup window,
+ * over the cgroup's rate. */
+#define CN_STAT_DEDUPLICATED 9
+#define CN_STAT_THROTTLED 10
+#define CN_STAT_COUNT 11
 
 /*
  * An address in a CIDR trie: IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d),
@@ -41,6 +48,19 @@
  */
 struct cn_lpm_key {
 	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+/* What makes two events the same for the dedup window: the process, what
+ * happened, and the other end (the peer for a connect or accept, the
+ * local port for a listener). */
+struct cn_dedup_key {
+	__u32 pid;
+	__u32 kind;
+	__u16 family;
+	__u16 protocol;
+	__u16 port;
+	__u16 _pad;
 	__u8 addr[16];
 };
 

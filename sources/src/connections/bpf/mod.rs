@@ -36,15 +36,18 @@ pub const STATS: &[KernelStat] = &[
     KernelStat::failed_read(CN_STAT_READ_FAILED, "kernel:sock"),
 ];
 
-/// The events not reported: (stat slot, reason). The first six on
-/// purpose (the policy), the last for want of room in the ring buffer.
-pub const DROPPED: [(u32, &str); 7] = [
+/// The events not reported: (stat slot, reason). All on purpose (the
+/// policy, the dedup window, the rate limit) but `ringbuf_full`, for want
+/// of room in the ring buffer.
+pub const DROPPED: [(u32, &str); 9] = [
     (CN_STAT_FILTERED_CGROUP, "cgroup"),
     (CN_STAT_FILTERED_BINARY, "binary"),
     (CN_STAT_FILTERED_PROTOCOL, "protocol"),
     (CN_STAT_FILTERED_CIDR, "cidr"),
     (CN_STAT_FILTERED_PORT, "port"),
     (CN_STAT_FILTERED_FAILED, "failed"),
+    (CN_STAT_DEDUPLICATED, "deduplicated"),
+    (CN_STAT_THROTTLED, "throttled"),
     (CN_STAT_RING_FULL, "ringbuf_full"),
 ];
 
@@ -120,6 +123,11 @@ pub struct Policy {
     pub cgroups: Vec<u64>,
     /// A process left out (the agent), or 0.
     pub exclude_pid: u32,
+    /// Repeats (same process, kind and other end) within this many ns are
+    /// counted, not reported; 0: off.
+    pub dedup_ns: u64,
+    /// Events a second per cgroup; 0: no limit.
+    pub rate_per_sec: u32,
 }
 
 impl Default for Policy {
@@ -137,6 +145,8 @@ impl Default for Policy {
             binaries: Vec::new(),
             cgroups: Vec::new(),
             exclude_pid: 0,
+            dedup_ns: 0,
+            rate_per_sec: 0,
         }
     }
 }
@@ -190,6 +200,8 @@ impl ConnectionsPrograms {
                 loader.override_global(name, value, true);
             }
             loader.override_global("self_pid", &policy.exclude_pid, true);
+            loader.override_global("dedup_ns", &policy.dedup_ns, true);
+            loader.override_global("rate_per_sec", &policy.rate_per_sec, true);
         })?;
         for (map, cidrs) in [("cn_allow", &policy.allow), ("cn_deny", &policy.deny)] {
             let mut trie: LpmTrie<&mut MapData, [u8; 16], u8> =

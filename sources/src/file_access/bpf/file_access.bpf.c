@@ -34,6 +34,7 @@
 
 #include "file_access.h"
 #include "sonde_fd.h"
+#include "sonde_rate.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -80,11 +81,6 @@ struct fa_dedup_key {
 	__u32 _pad;
 };
 
-struct fa_rate {
-	__u64 window_ns;
-	__u64 count;
-};
-
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, FA_MAX_CGROUPS);
@@ -129,12 +125,7 @@ struct {
 	__type(value, __u64);
 } fa_dedup SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, FA_MAX_CGROUPS * 16);
-	__type(key, __u64);
-	__type(value, struct fa_rate);
-} fa_rate SEC(".maps");
+SONDE_RATE_MAP(fa_rate, FA_MAX_CGROUPS * 16);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -431,22 +422,6 @@ static __always_inline __u32 open_wanted(__u64 id, __u32 flags)
 	return access;
 }
 
-/* Whether the cgroup is within its rate; counts the event against it. */
-static __always_inline int within_rate(__u64 cgroup, __u64 now)
-{
-	struct fa_rate fresh = { .window_ns = now, .count = 1 }, *rate;
-
-	if (!rate_per_sec)
-		return 1;
-	rate = bpf_map_lookup_elem(&fa_rate, &cgroup);
-	if (!rate || now - rate->window_ns >= 1000000000ULL) {
-		bpf_map_update_elem(&fa_rate, &cgroup, &fresh, BPF_ANY);
-		return 1;
-	}
-	rate->count += 1;
-	return rate->count <= rate_per_sec;
-}
-
 /* An open that passed the entry policies, at its return `ret`: the path
  * policy, dedup and rate limit, then the event. */
 static __always_inline int open_done(__u64 id, __s64 ret, __u64 filename, __u32 open_flags, __u32 access, __u32 op)
@@ -474,20 +449,18 @@ static __always_inline int open_done(__u64 id, __s64 ret, __u64 filename, __u32 
 		}
 		if (dedup_ns) {
 			struct fa_dedup_key key = { .ino = ino, .dev = dev, .pid = pid, .access = access };
-			__u64 *seen = bpf_map_lookup_elem(&fa_dedup, &key);
 
-			if (seen && now - *seen < dedup_ns) {
+			if (sonde_seen_within(&fa_dedup, &key, now, dedup_ns)) {
 				count(FA_STAT_DEDUPLICATED);
 				return 0;
 			}
-			bpf_map_update_elem(&fa_dedup, &key, &now, BPF_ANY);
 		}
 	} else if (!report_failed) {
 		count(FA_STAT_FILTERED_FAILED);
 		return 0;
 	}
 	cgroup = bpf_get_current_cgroup_id();
-	if (!within_rate(cgroup, now)) {
+	if (!sonde_within_rate(&fa_rate, cgroup, now, rate_per_sec)) {
 		count(FA_STAT_THROTTLED);
 		return 0;
 	}
