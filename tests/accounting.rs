@@ -15,6 +15,7 @@ use sonde_core::component::GlobalContext;
 use sonde_core::config::load_str;
 use sonde_core::testing::{counter, recorded};
 use sonde_core::topology::Topology;
+use sonde_ebpf::testing::TestCgroup;
 
 const EVENTS: u64 = 20_000;
 
@@ -196,41 +197,19 @@ async fn a_scrape_endpoint_outlives_its_inputs() {
     assert!(stopped.await.unwrap(), "the endpoint stops with the agent");
 }
 
-/// A cgroup v2 directory of its own, removed on drop.
-struct TestCgroup {
-    path: std::path::PathBuf,
-    relative: String,
-}
-
-impl TestCgroup {
-    fn create(test: &str) -> std::io::Result<TestCgroup> {
-        let root = sonde_ebpf::cgroup::cgroup2_root()?;
-        let relative = format!("sonde-test-accounting-{}-{test}", std::process::id());
-        let path = root.join(&relative);
-        std::fs::create_dir_all(&path)?;
-        Ok(TestCgroup { path, relative })
-    }
-
-    /// Runs `/bin/true` `runs` times, each child moved into this cgroup
-    /// before its exec: `runs` execs and `runs` exits in the cgroup.
-    fn exec_true(&self, runs: usize) {
-        use std::os::unix::process::CommandExt;
-        for _ in 0..runs {
-            let procs = self.path.join("cgroup.procs");
-            let mut command = std::process::Command::new("/bin/true");
-            // SAFETY: only a write(2) to a path prepared before the fork: no
-            // allocation, no lock, async-signal-safe.
-            unsafe {
-                command.pre_exec(move || std::fs::write(&procs, b"0"));
-            }
-            assert!(command.status().unwrap().success());
+/// Runs `/bin/true` `runs` times, each child moved into `cgroup` before
+/// its exec: `runs` execs and `runs` exits in the cgroup.
+fn exec_true(cgroup: &TestCgroup, runs: usize) {
+    use std::os::unix::process::CommandExt;
+    for _ in 0..runs {
+        let procs = cgroup.path.join("cgroup.procs");
+        let mut command = std::process::Command::new("/bin/true");
+        // SAFETY: only a write(2) to a path prepared before the fork: no
+        // allocation, no lock, async-signal-safe.
+        unsafe {
+            command.pre_exec(move || std::fs::write(&procs, b"0"));
         }
-    }
-}
-
-impl Drop for TestCgroup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.path);
+        assert!(command.status().unwrap().success());
     }
 }
 
@@ -249,7 +228,7 @@ async fn a_real_ebpf_source_accounts_for_every_record_from_the_kernel_on() {
     if !sonde_ebpf::testing::bpf_available_or_skip(test) {
         return;
     }
-    let cgroup = match TestCgroup::create("overload") {
+    let cgroup = match TestCgroup::create("accounting-overload") {
         Ok(c) => c,
         Err(e) => {
             sonde_ebpf::testing::skip_or_fail(test, &format!("cannot create a cgroup v2 directory: {e}"));
@@ -294,7 +273,7 @@ async fn a_real_ebpf_source_accounts_for_every_record_from_the_kernel_on() {
     let workers: Vec<_> = (0..4)
         .map(|_| {
             let cgroup = cgroup.clone();
-            tokio::task::spawn_blocking(move || cgroup.exec_true(RUNS / 4))
+            tokio::task::spawn_blocking(move || exec_true(&cgroup, RUNS / 4))
         })
         .collect();
     for worker in workers {

@@ -13,13 +13,12 @@
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use sonde_core::event::{keys, Event, Log, Value};
-use sonde_ebpf::testing::{bpf_available_or_skip, run_check, skip_or_fail};
+use sonde_ebpf::testing::{bpf_available_or_skip, run_check, skip_or_fail, TestCgroup};
 use sonde_sources::clock::Clock;
 use sonde_sources::connections::bpf::{
     CnEvent, CN_ACCEPT, CN_CONNECT, CN_LISTEN, CN_STAT_DEDUPLICATED, CN_STAT_FILTERED_CIDR, CN_STAT_FILTERED_PORT,
@@ -45,28 +44,6 @@ fn loopback_connects_accepts_and_listeners_are_reported() {
 /// The tests share the published process registry and the node's
 /// listeners: one at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-/// A cgroup v2 directory of its own, removed on drop.
-struct TestCgroup {
-    path: PathBuf,
-    relative: String,
-}
-
-impl TestCgroup {
-    fn create(test: &str) -> std::io::Result<TestCgroup> {
-        let root = sonde_ebpf::cgroup::cgroup2_root()?;
-        let relative = format!("sonde-test-connections-{}-{test}", std::process::id());
-        let path = root.join(&relative);
-        std::fs::create_dir_all(&path)?;
-        Ok(TestCgroup { path, relative })
-    }
-}
-
-impl Drop for TestCgroup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.path);
-    }
-}
 
 /// Runs `script` (Python, with `args`) in a new network namespace with
 /// its loopback up, moved into `cgroup` before its exec. The script prints

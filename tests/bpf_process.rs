@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use sonde_core::event::{keys, Event, Log, Value};
-use sonde_ebpf::testing::{bpf_available_or_skip, run_check, skip_or_fail};
+use sonde_ebpf::testing::{bpf_available_or_skip, run_check, skip_or_fail, TestCgroup};
 use sonde_sources::process::bpf::{Records, PROC_STAT_CLONES};
 use sonde_sources::process::conformance::{collect_until, field, logs, proc_stat_processes};
 use sonde_sources::process::events::{
@@ -49,30 +49,6 @@ fn ancestry(log: &Log) -> Vec<serde_json::Value> {
 
 fn pid_of(log: &Log) -> Option<i64> {
     log.attributes.get(keys::PID).and_then(Value::as_int)
-}
-
-/// A cgroup v2 directory of its own, removed on drop.
-struct TestCgroup {
-    path: PathBuf,
-    relative: String,
-}
-
-impl TestCgroup {
-    /// A cgroup of its own for `test` (tests run in parallel threads of
-    /// one process: the pid alone would give them the same one).
-    fn create(test: &str) -> std::io::Result<TestCgroup> {
-        let root = sonde_ebpf::cgroup::cgroup2_root()?;
-        let relative = format!("sonde-test-process-{}-{test}", std::process::id());
-        let path = root.join(&relative);
-        std::fs::create_dir_all(&path)?;
-        Ok(TestCgroup { path, relative })
-    }
-}
-
-impl Drop for TestCgroup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.path);
-    }
 }
 
 /// 2000 fork+exec of `/bin/true` with known arguments, each child moved

@@ -218,3 +218,32 @@ pub fn tcp_info(socket: &impl std::os::fd::AsRawFd) -> std::io::Result<libc::tcp
 /// `tcpi_state` of a socket the kernel has closed (`TCP_CLOSE`): its
 /// counters no longer move.
 pub const TCP_STATE_CLOSE: u8 = 7;
+
+/// A cgroup v2 directory of a test's own, under the v2 root, removed on
+/// drop: for tests whose sources filter on a cgroup, so that the node's
+/// other processes stay out of their counts.
+#[derive(Debug)]
+pub struct TestCgroup {
+    /// Its path.
+    pub path: std::path::PathBuf,
+    /// Its path under the v2 root (what source configs name).
+    pub relative: String,
+}
+
+impl TestCgroup {
+    /// A cgroup of its own for `test` (tests run in parallel threads of
+    /// one process: the pid alone would give them the same one).
+    pub fn create(test: &str) -> std::io::Result<TestCgroup> {
+        let root = crate::cgroup::cgroup2_root()?;
+        let relative = format!("sonde-test-{}-{test}", std::process::id());
+        let path = root.join(&relative);
+        std::fs::create_dir_all(&path)?;
+        Ok(TestCgroup { path, relative })
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.path);
+    }
+}
