@@ -180,7 +180,7 @@ fn encoded_sizes() -> (f64, f64) {
     let now = Timestamp::now();
     let batch: Vec<Event> = (0..1000).map(|s| generator.event(s, now)).collect();
     let encoder = Encoder::new(&Default::default(), "bench".into(), usize::MAX);
-    let body = encoder.encode(&batch)[0].encode_to_vec();
+    let body = encoder.encode(&batch).remove(0).into_body();
     let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     std::io::Write::write_all(&mut gzip, &body).unwrap();
     let gzipped = gzip.finish().unwrap();

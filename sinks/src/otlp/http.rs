@@ -106,11 +106,11 @@ impl HttpTransport {
     pub async fn send(&self, request: Request) -> Result<Accepted, SinkError> {
         let signal = request.signal();
         let name = signal.as_str();
-        let mut body = request.encode_to_vec();
-        drop(request);
+        let mut body = request.into_body();
         if self.gzip {
-            body =
-                gzip(&body).map_err(|source| SinkError::permanent(ExportError::Compress { signal: name, source }))?;
+            body = gzip(&body)
+                .map_err(|source| SinkError::permanent(ExportError::Compress { signal: name, source }))?
+                .into();
         }
         let url = &self.urls[Signal::ALL.iter().position(|s| *s == signal).unwrap_or_default()];
         let response = self
