@@ -159,6 +159,41 @@ fn delta_points_tile_time_and_retries_keep_their_start() {
 }
 
 #[test]
+fn events_sharing_a_process_set_share_a_resource() {
+    use sonde_core::event::{SharedAttributes, SharedStr, Value};
+    let shared = |pod: &str| -> SharedAttributes {
+        Arc::from(vec![
+            (SharedStr::from(keys::POD), Value::from(pod.to_string())),
+            (SharedStr::from("container.id"), Value::from("c1")),
+        ])
+    };
+    let (web, db) = (shared("web"), shared("db"));
+    let event = |set: &SharedAttributes, value: f64| -> Event {
+        let mut attributes = Attributes::new().with(keys::PID, 7u32).with("device", "vda");
+        attributes.add_shared(set.clone());
+        Metric::gauge("g", value).with_attributes(attributes).into()
+    };
+    let requests = encoder().encode(&[event(&web, 1.0), event(&db, 2.0), event(&web, 3.0)]);
+    let [Request::Metrics(encoded)] = requests.as_slice() else {
+        panic!()
+    };
+    let request = encoded.decode();
+    let pods: Vec<_> = request
+        .resource_metrics
+        .iter()
+        .map(|rm| text(&rm.resource.as_ref().unwrap().attributes, keys::POD).unwrap())
+        .collect();
+    assert_eq!(pods, ["web", "db"]);
+    let points = |i: usize| match &request.resource_metrics[i].scope_metrics[0].metrics[0].data {
+        Some(metric::Data::Gauge(g)) => g.data_points.len(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!((points(0), points(1)), (2, 1));
+    let web_resource = &request.resource_metrics[0].resource.as_ref().unwrap().attributes;
+    assert_eq!(text(web_resource, "container.id").as_deref(), Some("c1"));
+}
+
+#[test]
 fn logs_have_structured_bodies_and_severities() {
     let mut flow = Log::new("net.flow").with_severity(Severity::Warn);
     flow.fields.insert("bytes", 1500u64);
