@@ -6,8 +6,11 @@
 //! handler that decode every request and count its points), so the figures
 //! are the agent's cost, not a Python receiver's. Each graph runs `--events`
 //! events on a single-threaded tokio runtime, `--runs` times, interleaved.
-//! A second table gives the bytes per metric point, encoded by the sink's
-//! encoder and measured on the wire by the HTTP receiver.
+//! Beside the wall time (which includes waiting for the receiver's answer)
+//! each run's CPU time on the pipeline's thread is reported: what the sink
+//! costs the agent's core. A second table gives the bytes per metric point,
+//! encoded by the sink's encoder and measured on the wire by the HTTP
+//! receiver.
 
 mod common;
 
@@ -166,12 +169,26 @@ fn start_receivers(counts: Counts) -> (SocketAddr, SocketAddr) {
     addresses
 }
 
-fn run_once(sink: &str, events: u64, addresses: (SocketAddr, SocketAddr)) -> Duration {
+/// CPU time of the calling thread: the pipeline's whole cost (the sink,
+/// its encoding and its client connection run on this thread's runtime),
+/// without the receiver's decoding or the time other processes held the core.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec, which `ts` is.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0);
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Wall time and the pipeline thread's CPU time of one run.
+fn run_once(sink: &str, events: u64, addresses: (SocketAddr, SocketAddr)) -> (Duration, Duration) {
     let text = format!("{}{sink}", SOURCE.replace("COUNT", &events.to_string()))
         .replace("GRPC", &addresses.0.to_string())
         .replace("HTTP", &addresses.1.to_string());
+    let cpu = thread_cpu_time();
     // The receivers run on their own threads: sleep rather than spin.
-    common::run_to_completion(&text, Some(Duration::from_micros(200)))
+    let wall = common::run_to_completion(&text, Some(Duration::from_micros(200)));
+    (wall, thread_cpu_time() - cpu)
 }
 
 /// Bytes per point of one demo batch (1000 gauges, 4 series), as encoded.
@@ -180,7 +197,7 @@ fn encoded_sizes() -> (f64, f64) {
     let now = Timestamp::now();
     let batch: Vec<Event> = (0..1000).map(|s| generator.event(s, now)).collect();
     let encoder = Encoder::new(&Default::default(), "bench".into(), usize::MAX);
-    let body = encoder.encode(&batch)[0].encode_to_vec();
+    let body = encoder.encode(&batch).remove(0).into_body();
     let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     std::io::Write::write_all(&mut gzip, &body).unwrap();
     let gzipped = gzip.finish().unwrap();
@@ -194,9 +211,10 @@ fn main() {
     let counts = Counts::default();
     let addresses = start_receivers(counts.clone());
     std::thread::sleep(Duration::from_millis(200));
-    run_once(GRAPHS[1].1, events / 10, addresses); // warm-up: connections, allocator
+    let _ = run_once(GRAPHS[1].1, events / 10, addresses); // warm-up: connections, allocator
 
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); GRAPHS.len()];
+    let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); GRAPHS.len()];
     let mut http_bytes = 0u64;
     for run in 0..runs {
         for (i, (name, sink)) in GRAPHS.iter().enumerate() {
@@ -204,7 +222,9 @@ fn main() {
                 counts.points.load(Ordering::Relaxed),
                 counts.wire_bytes.load(Ordering::Relaxed),
             );
-            times[i].push(run_once(sink, events, addresses).as_secs_f64());
+            let (wall, thread) = run_once(sink, events, addresses);
+            times[i].push(wall.as_secs_f64());
+            cpu[i].push(thread.as_secs_f64());
             if i > 0 {
                 // Every event arrived: the figures are for delivered data.
                 assert_eq!(
@@ -220,10 +240,12 @@ fn main() {
 
     let stats = |v: &Vec<f64>| common::spread(v);
     let baseline = stats(&times[0]).1;
+    let cpu_baseline = stats(&cpu[0]).1;
     let mut table = format!(
         "### OTLP sink throughput ({events} metric events per run, batches of 1000, {runs} interleaved runs, \
          sink on one core, Rust receiver on another thread)\n\n\
-         | graph | events/s (median) | ns/event min / median / max | time vs baseline |\n|---|---|---|---|\n"
+         | graph | events/s (median) | ns/event min / median / max | time vs baseline | pipeline-thread CPU ns/event (median) | CPU vs baseline |\n\
+         |---|---|---|---|---|---|\n"
     );
     let mut json = Vec::new();
     let mut figures = Vec::new();
@@ -236,19 +258,24 @@ fn main() {
         } else {
             common::Figure::against(*name, "ns/event", &ns_runs(&times[i]), &ns_runs(&times[0]))
         });
+        let cpu_median = stats(&cpu[i]).1;
         table.push_str(&format!(
-            "| {name} | {:.2} M | {:.0} / {:.0} / {:.0} | {:.2}× |\n",
+            "| {name} | {:.2} M | {:.0} / {:.0} / {:.0} | {:.2}× | {:.0} | {:.2}× |\n",
             events as f64 / median / 1e6,
             ns(min),
             ns(median),
             ns(max),
-            median / baseline
+            median / baseline,
+            ns(cpu_median),
+            cpu_median / cpu_baseline
         ));
         json.push(serde_json::json!({
             "graph": name, "events": events, "runs": runs, "seconds": times[i],
             "events_per_second_median": events as f64 / median,
             "ns_per_event": { "min": ns(min), "median": ns(median), "max": ns(max) },
             "ratio_to_baseline": median / baseline,
+            "cpu_ns_per_event_median": ns(cpu_median),
+            "cpu_ratio_to_baseline": cpu_median / cpu_baseline,
         }));
     }
     let (protobuf, gzip) = encoded_sizes();

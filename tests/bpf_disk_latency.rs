@@ -10,8 +10,8 @@ use std::time::Duration;
 use sonde_core::event::{Event, MetricValue};
 use sonde_ebpf::testing::{bpf_available_or_skip, direct_io, diskstats, run_check, skip_or_fail, LoopDevice};
 use sonde_sources::disk_latency::{
-    Collector, DiskLatencySourceConfig, DEVICE, DEVICE_IN_FLIGHT, OPERATION, QUEUE_DEPTH_AVERAGE, QUEUE_DEPTH_MAX,
-    REQUESTS, REQUEST_DURATION, STAGE,
+    operation_of, Collector, DiskLatencySourceConfig, DEVICE, DEVICE_IN_FLIGHT, DIRECTION, QUEUE_DEPTH_AVERAGE,
+    QUEUE_DEPTH_MAX, REQUESTS, REQUEST_DURATION, STAGE,
 };
 
 const WRITE_SIZE: usize = 16 * 1024;
@@ -36,7 +36,10 @@ fn requests(events: &[Event], device: &str, op: &str) -> u64 {
     };
     events
         .iter()
-        .filter(|e| attr(e, DEVICE).as_deref() == Some(device) && attr(e, OPERATION).as_deref() == Some(op))
+        .filter(|e| {
+            attr(e, DEVICE).as_deref() == Some(device)
+                && matches!(e, Event::Metric(m) if operation_of(&m.attributes) == Some(op))
+        })
         .filter_map(|e| match e {
             Event::Metric(m) if m.name.as_str() == REQUESTS => match m.value {
                 MetricValue::Counter { value } => Some(value as u64),
@@ -55,7 +58,7 @@ fn latency_sum_ms(events: &[Event], device: &str, op: &str) -> f64 {
             Event::Metric(m)
                 if m.name.as_str() == REQUEST_DURATION
                     && m.attributes.get(DEVICE).and_then(|v| v.as_str()) == Some(device)
-                    && m.attributes.get(OPERATION).and_then(|v| v.as_str()) == Some(op) =>
+                    && operation_of(&m.attributes) == Some(op) =>
             {
                 match &m.value {
                     MetricValue::Histogram(h) => Some(h.sum * 1e3),
@@ -250,7 +253,7 @@ sink "console" "out" {{
     let writes = lines
         .iter()
         .filter(|v| v["name"] == REQUESTS && attr(v, DEVICE).as_deref() == Some(dev.name.as_str()))
-        .filter(|v| attr(v, OPERATION).as_deref() == Some("write"))
+        .filter(|v| attr(v, DIRECTION).as_deref() == Some("write"))
         .filter_map(|v| v["value"]["value"].as_f64())
         .fold(0.0, f64::max);
     // Nothing else writes to the new device: the last running total is
@@ -263,7 +266,7 @@ sink "console" "out" {{
     assert!(
         lines
             .iter()
-            .all(|v| !v["name"].as_str().unwrap_or("").starts_with("sonde_disk_")
+            .all(|v| !v["name"].as_str().unwrap_or("").starts_with("sonde.disk.")
                 || attr(v, DEVICE).as_deref() == Some(dev.name.as_str())),
         "`devices` filters"
     );
@@ -271,7 +274,7 @@ sink "console" "out" {{
     // was seen from start to completion.
     let lost: Vec<(String, f64)> = lines
         .iter()
-        .filter(|v| v["name"] == "sonde_ebpf_lost_events_total" && attr(v, "component_id").as_deref() == Some("disk"))
+        .filter(|v| v["name"] == "sonde.ebpf.lost_events" && attr(v, "component_id").as_deref() == Some("disk"))
         .map(|v| {
             (
                 attr(v, "reason").unwrap_or_default(),
@@ -295,7 +298,7 @@ sink "console" "out" {{
     let other: Vec<&serde_json::Value> = lines
         .iter()
         .filter(|v| {
-            ["sonde_ebpf_map_full_total", "sonde_ebpf_failed_reads_total"].contains(&v["name"].as_str().unwrap_or(""))
+            ["sonde.ebpf.map_full", "sonde.ebpf.failed_reads"].contains(&v["name"].as_str().unwrap_or(""))
                 && attr(v, "component_id").as_deref() == Some("disk")
         })
         .collect();
@@ -350,7 +353,7 @@ fn queue_time_is_measured_behind_a_scheduler() {
         .filter_map(|e| match e {
             Event::Metric(m)
                 if m.name.as_str() == sonde_sources::disk_latency::QUEUE_DURATION
-                    && m.attributes.get(OPERATION).and_then(|v| v.as_str()) == Some("write") =>
+                    && m.attributes.get(DIRECTION).and_then(|v| v.as_str()) == Some("write") =>
             {
                 match &m.value {
                     MetricValue::Histogram(h) => Some(h.count),

@@ -565,12 +565,12 @@ sink "console" "out" {
             .next_back()
     };
     assert_eq!(
-        counter("sonde_ebpf_map_evictions_total", "map", "flow_tcp"),
+        counter("sonde.ebpf.map_evictions", "map", "flow_tcp"),
         Some(0.0),
         "evictions are exported, and none happened"
     );
     assert_eq!(
-        counter("sonde_ebpf_lost_events_total", "reason", "ringbuf_full"),
+        counter("sonde.ebpf.lost_events", "reason", "ringbuf_full"),
         Some(0.0),
         "ring buffer losses are exported, and none happened"
     );

@@ -29,7 +29,7 @@ fn received(receiver: &Receiver) -> BTreeMap<u64, u64> {
         for rm in request["request"]["resource_metrics"].as_array().unwrap() {
             for sm in rm["scope_metrics"].as_array().unwrap() {
                 for m in sm["metrics"].as_array().unwrap() {
-                    if m["name"] != "sonde_demo_sequence" {
+                    if m["name"] != "sonde.demo.sequence" {
                         continue;
                     }
                     for p in m["gauge"]["data_points"].as_array().unwrap() {

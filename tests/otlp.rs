@@ -50,7 +50,7 @@ fn sequences(request: &Value) -> Vec<u64> {
     match request["signal"].as_str().unwrap() {
         "metrics" => {
             for (_, _, m) in metrics(request) {
-                assert_eq!(m["name"], "sonde_demo_sequence");
+                assert_eq!(m["name"], "sonde.demo.sequence");
                 for p in m["gauge"]["data_points"].as_array().unwrap() {
                     out.push(p["as_double"].as_f64().unwrap() as u64);
                 }

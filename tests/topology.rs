@@ -288,7 +288,7 @@ async fn internal_metrics_reports_component_counters() {
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         found = text.lines().any(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v["name"] == "sonde_component_sent_events_total"
+            v["name"] == "sonde.component.sent_events"
                 && v["attributes"]["component_id"] == "im_void"
                 && v["value"]["value"] == 500.0
         });

@@ -1,14 +1,14 @@
 # source "net_flows": one `net.flow` record per TCP or UDP flow (5-tuple,
 # direction, process, bytes and packets each way, RTT, retransmits) when it
 # ends, and every `active_timeout` while it lasts; plus the service map,
-# sonde_net_flow_bytes_total per process and peer. Needs root (or CAP_BPF,
+# sonde_network_flow_io_bytes_total per process and peer. Needs root (or CAP_BPF,
 # CAP_PERFMON, CAP_NET_ADMIN) and kernel 5.9+; `sonde doctor` checks.
 #   sonde run --config configs/examples/net_flows.hcl
 source "net_flows" "flows" {
   active_timeout        = "30s"    # interim record of a long flow every 30 s
   idle_timeout          = "15s"    # a UDP flow ends after 15 s without packets
   udp                   = true     # also count UDP (a program per packet)
-  service_map           = true     # sonde_net_flow_bytes_total per process and peer
+  service_map           = true     # sonde_network_flow_io_bytes_total per process and peer
   interval              = "10s"    # how often the service map is emitted
   max_tcp_flows         = 65536
   max_udp_flows         = 16384

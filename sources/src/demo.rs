@@ -24,7 +24,7 @@ pub const MAX_RATE: f64 = 10_000_000.0;
 /// The largest `batch_size`.
 pub const MAX_BATCH_SIZE: usize = 1_000_000;
 /// Name of the demo metric; its value is the sequence number.
-pub const METRIC_NAME: &str = "sonde_demo_sequence";
+pub const METRIC_NAME: &str = "sonde.demo.sequence";
 /// Name of the demo log records.
 pub const LOG_NAME: &str = "sonde.demo";
 /// Field (logs) and attribute key holding the sequence number.

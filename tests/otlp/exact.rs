@@ -29,7 +29,7 @@ fn origin() -> Attributes {
         .with(keys::CONTAINER_ID, "c0ffee")
         .with(keys::POD, "db-0")
         .with(keys::NAMESPACE, "prod")
-        .with("disk.device", "vda")
+        .with("system.device", "vda")
 }
 
 fn events() -> Vec<Event> {
@@ -57,15 +57,15 @@ fn events() -> Vec<Event> {
         frame("main", FrameKind::Native),
     ]);
     vec![
-        Metric::counter("sonde_disk_io_total", 12.0)
+        Metric::counter("system.disk.io", 12.0)
             .with_temporality(Temporality::Delta)
             .with_attributes(origin())
             .with_timestamp(Timestamp::from_nanos(T0))
             .into(),
-        Metric::counter("sonde_agent_events_total", 99.0)
+        Metric::counter("sonde.component.sent_events", 99.0)
             .with_timestamp(Timestamp::from_nanos(T0))
             .into(),
-        Metric::histogram("sonde_disk_latency_seconds", histogram, Temporality::Delta)
+        Metric::histogram("sonde.disk.request.duration", histogram, Temporality::Delta)
             .with_unit("s")
             .with_description("block I/O latency")
             .with_attributes(origin())
@@ -155,18 +155,18 @@ fn check_everything(requests: &[Value]) {
     assert_eq!(request["request"]["resource_metrics"].as_array().unwrap().len(), 2);
     let process = &request["request"]["resource_metrics"][0]["scope_metrics"][0]["metrics"];
     let sum = &process[0];
-    assert_eq!(sum["name"], "sonde_disk_io_total");
+    assert_eq!(sum["name"], "system.disk.io");
     assert_eq!(sum["sum"]["is_monotonic"], true);
     assert_eq!(sum["sum"]["aggregation_temporality"], "AGGREGATION_TEMPORALITY_DELTA");
     let point = &sum["sum"]["data_points"][0];
     assert_eq!(point["as_double"], 12.0);
     assert_eq!(point["time_unix_nano"], T0.to_string());
-    assert_eq!(string(attribute(&point["attributes"], "disk.device").unwrap()), "vda");
+    assert_eq!(string(attribute(&point["attributes"], "system.device").unwrap()), "vda");
     assert!(attribute(&point["attributes"], "process.pid").is_none());
     let h = &process[1];
     assert_eq!(
         (h["name"].as_str(), h["unit"].as_str()),
-        (Some("sonde_disk_latency_seconds"), Some("s"))
+        (Some("sonde.disk.request.duration"), Some("s"))
     );
     assert_eq!(h["description"], "block I/O latency");
     let point = &h["histogram"]["data_points"][0];

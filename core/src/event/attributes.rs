@@ -8,6 +8,7 @@
 //! translate them to their own rules (Prometheus turns `.` into `_`).
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
@@ -179,10 +180,26 @@ impl From<bool> for Value {
     }
 }
 
+/// One attribute.
+pub type Attribute = (SharedStr, Value);
+
+/// Attributes shared by many events, by reference: a process' resource
+/// attributes (executable, cgroup, container, pod …) that an enrichment
+/// adds to every event of that process.
+pub type SharedAttributes = Arc<[Attribute]>;
+
 /// An ordered set of attributes; a key appears at most once.
-#[derive(Clone, Debug, Default, PartialEq)]
+///
+/// Two parts: the event's own pairs, inline, and optionally a
+/// [`SharedAttributes`] set held by reference (one reference-count
+/// increment per event, where copying a dozen pairs cost ~800 ns). The
+/// event's own pairs win over shared ones of the same key; readers see one
+/// set ([`Attributes::iter`], [`Attributes::get`]). Removing or filtering
+/// first copies the shared pairs in (rare: `tag`'s `remove` and `rename`).
+#[derive(Clone, Debug, Default)]
 pub struct Attributes {
-    pairs: SmallVec<[(SharedStr, Value); INLINE_ATTRIBUTES]>,
+    pairs: SmallVec<[Attribute; INLINE_ATTRIBUTES]>,
+    shared: Option<SharedAttributes>,
 }
 
 impl Attributes {
@@ -191,12 +208,17 @@ impl Attributes {
         Self::default()
     }
 
+    fn own(&self, key: &str) -> Option<&Value> {
+        self.pairs.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
+    }
+
     /// Sets `key` to `value`, replacing an earlier value of the same key.
     pub fn insert(&mut self, key: impl Into<SharedStr>, value: impl Into<Value>) {
         let key = key.into();
         let value = value.into();
         match self.pairs.iter_mut().find(|(k, _)| *k == key) {
             Some(slot) => slot.1 = value,
+            // A shared pair of the same key is shadowed by this one.
             None => self.pairs.push((key, value)),
         }
     }
@@ -211,8 +233,39 @@ impl Attributes {
         true
     }
 
-    /// Makes room for `additional` more pairs at once, so an enrichment
-    /// that adds a dozen attributes allocates once instead of growing twice.
+    /// Adds `shared` by reference: its pairs count as this set's where
+    /// their key is absent (as [`Attributes::insert_if_absent`] would).
+    /// A shared set held already is copied in first.
+    pub fn add_shared(&mut self, shared: SharedAttributes) {
+        if self.shared.is_some() {
+            self.materialize();
+        }
+        self.shared = Some(shared);
+    }
+
+    /// The shared part, if any (to tell events of one process at a glance).
+    pub fn shared(&self) -> Option<&SharedAttributes> {
+        self.shared.as_ref()
+    }
+
+    /// The event's own pairs, without the shared ones.
+    pub fn own_pairs(&self) -> impl ExactSizeIterator<Item = (&SharedStr, &Value)> {
+        self.pairs.iter().map(|(k, v)| (k, v))
+    }
+
+    /// Copies the shared pairs in, so that the set can be changed freely.
+    fn materialize(&mut self) {
+        let Some(shared) = self.shared.take() else { return };
+        self.pairs.reserve(shared.len());
+        for (key, value) in shared.iter() {
+            if self.own(key).is_none() {
+                self.pairs.push((key.clone(), value.clone()));
+            }
+        }
+    }
+
+    /// Makes room for `additional` more pairs at once, so that an
+    /// enrichment that adds several attributes allocates once.
     pub fn reserve(&mut self, additional: usize) {
         self.pairs.reserve(additional);
     }
@@ -225,7 +278,10 @@ impl Attributes {
 
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.pairs.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
+        self.own(key).or_else(|| {
+            let shared = self.shared.as_deref()?;
+            shared.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
+        })
     }
 
     /// Whether `key` is present.
@@ -235,6 +291,13 @@ impl Attributes {
 
     /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<Value> {
+        if self
+            .shared
+            .as_deref()
+            .is_some_and(|s| s.iter().any(|(k, _)| k.as_str() == key))
+        {
+            self.materialize();
+        }
         let index = self.pairs.iter().position(|(k, _)| k.as_str() == key)?;
         Some(self.pairs.remove(index).1)
     }
@@ -248,24 +311,47 @@ impl Attributes {
         true
     }
 
-    /// Keys and values in insertion order.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&SharedStr, &Value)> {
-        self.pairs.iter().map(|(k, v)| (k, v))
+    /// Keys and values: the event's own pairs in insertion order, then the
+    /// shared ones they do not shadow.
+    pub fn iter(&self) -> impl Iterator<Item = (&SharedStr, &Value)> {
+        let shared = self.shared.as_deref().unwrap_or_default();
+        self.pairs.iter().map(|(k, v)| (k, v)).chain(
+            shared
+                .iter()
+                .filter(|(k, _)| self.own(k).is_none())
+                .map(|(k, v)| (k, v)),
+        )
     }
 
     /// Keeps only the pairs for which `keep` returns true.
     pub fn retain(&mut self, mut keep: impl FnMut(&str, &Value) -> bool) {
+        self.materialize();
         self.pairs.retain(|(k, v)| keep(k, v));
     }
 
     /// Number of attributes.
     pub fn len(&self) -> usize {
-        self.pairs.len()
+        let shared = self.shared.as_deref().unwrap_or_default();
+        self.pairs.len() + shared.iter().filter(|(k, _)| self.own(k).is_none()).count()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.pairs.is_empty()
+        self.pairs.is_empty() && self.shared.as_deref().is_none_or(<[Attribute]>::is_empty)
+    }
+}
+
+/// Equal when they hold the same pairs, however they are held (own or
+/// shared) and in whatever order: a key appears at most once in each.
+impl PartialEq for Attributes {
+    fn eq(&self, other: &Self) -> bool {
+        let same_parts = self.pairs == other.pairs
+            && match (&self.shared, &other.shared) {
+                (None, None) => true,
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+                _ => false,
+            };
+        same_parts || (self.len() == other.len() && self.iter().all(|(k, v)| other.get(k) == Some(v)))
     }
 }
 
@@ -281,8 +367,8 @@ impl<K: Into<SharedStr>, V: Into<Value>> FromIterator<(K, V)> for Attributes {
 
 impl Serialize for Attributes {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.pairs.len()))?;
-        for (k, v) in &self.pairs {
+        let mut map = serializer.serialize_map(Some(self.len()))?;
+        for (k, v) in self.iter() {
             map.serialize_entry(k.as_str(), v)?;
         }
         map.end()
@@ -303,6 +389,40 @@ mod tests {
         assert_eq!(a.get("device").and_then(Value::as_str), Some("vda"));
         assert!(a.get("dev").is_none());
         assert!(!a.insert_if_absent("device", "x"));
+    }
+
+    #[test]
+    fn shared_pairs_read_as_own_ones_and_own_ones_win() {
+        let shared: SharedAttributes = Arc::from(vec![
+            (SharedStr::from("container.id"), Value::from("c1")),
+            (SharedStr::from(keys::COMM), Value::from("nginx")),
+        ]);
+        let mut a = Attributes::new().with(keys::PID, 42u32).with(keys::COMM, "own");
+        a.add_shared(shared.clone());
+        assert_eq!(a.len(), 3);
+        assert_eq!(a.get(keys::COMM).and_then(Value::as_str), Some("own"));
+        assert_eq!(a.get("container.id").and_then(Value::as_str), Some("c1"));
+        let keys: Vec<&str> = a.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, [keys::PID, keys::COMM, "container.id"]);
+        assert!(!a.insert_if_absent("container.id", "c2"));
+        // The same pairs held otherwise are equal.
+        let copied = Attributes::new()
+            .with("container.id", "c1")
+            .with(keys::COMM, "own")
+            .with(keys::PID, 42u32);
+        assert_eq!(a, copied);
+        // Removing a shared key copies the shared pairs in first.
+        assert_eq!(
+            a.remove("container.id")
+                .and_then(|v| v.as_str().map(str::to_string))
+                .as_deref(),
+            Some("c1")
+        );
+        assert!(a.shared().is_none());
+        assert_eq!(a.len(), 2);
+        assert_eq!(Arc::strong_count(&shared), 1);
+        let json = serde_json::to_string(&Attributes::new().with("x", 1i64)).unwrap();
+        assert_eq!(json, r#"{"x":1}"#);
     }
 
     #[test]

@@ -15,7 +15,7 @@ mod shared_str;
 mod span;
 mod timestamp;
 
-pub use attributes::{keys, Attributes, Value, INLINE_ATTRIBUTES};
+pub use attributes::{keys, Attribute, Attributes, SharedAttributes, Value, INLINE_ATTRIBUTES};
 pub use batch::{BatchId, EventBatch};
 pub use kind::{EventKind, EventKinds};
 pub use log::{Log, Severity};

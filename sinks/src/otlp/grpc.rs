@@ -1,7 +1,7 @@
 //! OTLP/gRPC: the four collector services over one tonic channel.
 
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
 use opentelemetry_proto::tonic::collector::profiles::v1development::profiles_service_client::ProfilesServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use sonde_core::SinkError;
@@ -11,8 +11,12 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 
 use super::config::{Compression, OtlpSinkConfig};
 use super::encode::Request;
+use super::encoded::EncodedCodec;
 use super::error::{classify_grpc, BuildError};
 use super::service::{read_tls_file, Accepted, BatchHeaders, USER_AGENT};
+
+/// The gRPC method of a metrics export.
+const METRICS_EXPORT: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
 
 /// Clients of the four services, sharing one HTTP/2 connection.
 #[derive(Clone, Debug)]
@@ -121,7 +125,26 @@ impl GrpcTransport {
             }};
         }
         Ok(match request {
-            Request::Metrics(m) => call!(MetricsServiceClient, m, rejected_data_points),
+            Request::Metrics(m) => {
+                // Metrics are encoded already: sent as they are, through
+                // a codec that writes the bytes (the generated client
+                // would want the structs).
+                let mut grpc = tonic::client::Grpc::new(self.channel.clone());
+                if self.gzip {
+                    grpc = grpc.send_compressed(CompressionEncoding::Gzip);
+                }
+                grpc.ready()
+                    .await
+                    .map_err(|e| failed(tonic::Status::unknown(format!("Service was not ready: {e}"))))?;
+                let path = tonic::codegen::http::uri::PathAndQuery::from_static(METRICS_EXPORT);
+                let codec = EncodedCodec::<ExportMetricsServiceResponse>::default();
+                let response = grpc.unary(self.request(m.body, identity), path, codec).await.map_err(failed)?;
+                let partial = response.into_inner().partial_success.unwrap_or_default();
+                Accepted {
+                    rejected: partial.rejected_data_points,
+                    message: partial.error_message,
+                }
+            }
             Request::Logs(m) => call!(LogsServiceClient, m, rejected_log_records),
             Request::Traces(m) => call!(TraceServiceClient, m, rejected_spans),
             Request::Profiles(m) => call!(ProfilesServiceClient, m, rejected_profiles),

@@ -5,7 +5,8 @@
 //!   resource attributes, request size);
 //! - [`encode`]: events → export requests, grouped per resource and scope,
 //!   resource attributes after the semantic conventions;
-//! - [`service`]: the sink, with [`grpc`] and [`http`] transports;
+//! - [`service`]: the sink, with [`grpc`] and [`http`] transports (gRPC
+//!   sends encoded metrics as they are, through `encoded`'s codec);
 //! - [`error`]: which failures the core retries — gRPC UNAVAILABLE,
 //!   RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED (and the specification's other
 //!   transient codes), HTTP 429/502/503/504 and connection failures, with the
@@ -19,6 +20,7 @@
 
 pub mod config;
 pub mod encode;
+mod encoded;
 pub mod error;
 pub mod grpc;
 pub mod http;

@@ -11,6 +11,8 @@ use sonde_core::event::{
 };
 use sonde_core::{SinkContext, SinkError};
 
+use prost::Message as _;
+
 use super::encode::{Encoder, Request, Signal};
 use super::*;
 
@@ -73,9 +75,10 @@ fn metrics_become_sums_gauges_and_histograms_grouped_by_resource() {
             .into(),
     ];
     let requests = encoder().encode(&events);
-    let [Request::Metrics(request)] = requests.as_slice() else {
+    let [Request::Metrics(encoded)] = requests.as_slice() else {
         panic!("one metrics request expected: {requests:?}")
     };
+    let request = &encoded.decode();
     assert_eq!(request.resource_metrics.len(), 2, "one resource per process");
     let postgres = &request.resource_metrics[0];
     let resource = &postgres.resource.as_ref().unwrap().attributes;
@@ -114,7 +117,12 @@ fn metrics_become_sums_gauges_and_histograms_grouped_by_resource() {
     assert_eq!(point.explicit_bounds, vec![0.001, 0.01]);
     assert_eq!(point.bucket_counts, vec![1, 1, 1]);
     assert_eq!((point.count, point.sum), (3, Some(0.5025)));
-    assert_eq!(Request::Metrics(request.clone()).items(), 4);
+    assert_eq!(Request::Metrics(encoded.clone()).items(), 4);
+    assert_eq!(
+        request.encoded_len(),
+        encoded.body.len(),
+        "no byte more than prost writes"
+    );
 }
 
 #[test]
@@ -128,6 +136,7 @@ fn delta_points_tile_time_and_retries_keep_their_start() {
     };
     let start = |requests: Vec<Request>| -> Vec<u64> {
         let Request::Metrics(r) = &requests[0] else { panic!() };
+        let r = r.decode();
         let Some(metric::Data::Sum(sum)) = &r.resource_metrics[0].scope_metrics[0].metrics[0].data else {
             panic!()
         };
@@ -147,6 +156,41 @@ fn delta_points_tile_time_and_retries_keep_their_start() {
     // Cumulative points start at the sink's start (or their own time if earlier).
     let cumulative: Event = Metric::counter("c_total", 1.0).with_timestamp(at(5)).into();
     assert_eq!(start(encoder.encode(&[cumulative])), vec![at(5).as_nanos()]);
+}
+
+#[test]
+fn events_sharing_a_process_set_share_a_resource() {
+    use sonde_core::event::{SharedAttributes, SharedStr, Value};
+    let shared = |pod: &str| -> SharedAttributes {
+        Arc::from(vec![
+            (SharedStr::from(keys::POD), Value::from(pod.to_string())),
+            (SharedStr::from("container.id"), Value::from("c1")),
+        ])
+    };
+    let (web, db) = (shared("web"), shared("db"));
+    let event = |set: &SharedAttributes, value: f64| -> Event {
+        let mut attributes = Attributes::new().with(keys::PID, 7u32).with("device", "vda");
+        attributes.add_shared(set.clone());
+        Metric::gauge("g", value).with_attributes(attributes).into()
+    };
+    let requests = encoder().encode(&[event(&web, 1.0), event(&db, 2.0), event(&web, 3.0)]);
+    let [Request::Metrics(encoded)] = requests.as_slice() else {
+        panic!()
+    };
+    let request = encoded.decode();
+    let pods: Vec<_> = request
+        .resource_metrics
+        .iter()
+        .map(|rm| text(&rm.resource.as_ref().unwrap().attributes, keys::POD).unwrap())
+        .collect();
+    assert_eq!(pods, ["web", "db"]);
+    let points = |i: usize| match &request.resource_metrics[i].scope_metrics[0].metrics[0].data {
+        Some(metric::Data::Gauge(g)) => g.data_points.len(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!((points(0), points(1)), (2, 1));
+    let web_resource = &request.resource_metrics[0].resource.as_ref().unwrap().attributes;
+    assert_eq!(text(web_resource, "container.id").as_deref(), Some("c1"));
 }
 
 #[test]
@@ -322,6 +366,7 @@ fn configured_resource_attributes_fill_in_but_do_not_override() {
     let [Request::Metrics(r)] = requests.as_slice() else {
         panic!()
     };
+    let r = r.decode();
     let names: Vec<_> = r
         .resource_metrics
         .iter()

@@ -116,13 +116,20 @@ fn write_family(out: &mut String, family: &Family, format: Format) {
         (Kind::Gauge, _) => ("gauge", name.to_string()),
         (Kind::Histogram, _) => ("histogram", name.to_string()),
     };
-    if let Some(help) = &family.help {
-        out.push_str("# HELP ");
-        out.push_str(&typed_name);
-        out.push(' ');
-        escape(out, help, format == Format::OpenMetrics);
-        out.push('\n');
+    // Every family gets a HELP line (`promtool check metrics` asks for
+    // one): the metric's description, else one made from its name.
+    out.push_str("# HELP ");
+    out.push_str(&typed_name);
+    out.push(' ');
+    match &family.help {
+        Some(help) if !help.trim().is_empty() => escape(out, help, format == Format::OpenMetrics),
+        _ => {
+            out.push_str("Metric ");
+            out.push_str(name);
+            out.push_str(" (its source gave no description).");
+        }
     }
+    out.push('\n');
     out.push_str("# TYPE ");
     out.push_str(&typed_name);
     out.push(' ');

@@ -201,4 +201,31 @@ mod tests {
         assert_eq!(f("up", None, Kind::Gauge), "up");
         assert_eq!(f("requests", Some("{request}/s"), Kind::Gauge), "requests_per_second");
     }
+
+    #[test]
+    fn convention_names_read_as_prometheus_ones() {
+        // (OpenTelemetry name, unit, kind) → the family name; counters get
+        // `_total` from the encoder.
+        let f = |name, unit, kind| family_name(name, Some(unit), kind).0;
+        assert_eq!(f("system.disk.io", "By", Kind::Counter), "system_disk_io_bytes");
+        assert_eq!(
+            f("system.disk.operations", "{operation}", Kind::Counter),
+            "system_disk_operations"
+        );
+        assert_eq!(
+            f("sonde.disk.request.duration", "s", Kind::Histogram),
+            "sonde_disk_request_duration_seconds"
+        );
+        assert_eq!(
+            f("sonde.tcp.connections.opened", "{connection}", Kind::Counter),
+            "sonde_tcp_connections_opened"
+        );
+        assert_eq!(f("sonde.node.power", "W", Kind::Gauge), "sonde_node_power_watts");
+        assert_eq!(f("sonde.node.energy", "J", Kind::Counter), "sonde_node_energy_joules");
+        assert_eq!(
+            f("http.server.request.duration", "s", Kind::Histogram),
+            "http_server_request_duration_seconds"
+        );
+        assert_eq!(f("sonde.buffer", "By", Kind::Gauge), "sonde_buffer_bytes");
+    }
 }

@@ -283,6 +283,20 @@ fn promtool_check(exposition: &str) -> (bool, String) {
 }
 
 #[test]
+fn a_family_without_a_description_gets_a_help_line_promtool_accepts() {
+    let mut store = store(10);
+    let metric = Metric::counter("sonde.tcp.connections.opened", 3.0).with_unit("{connection}");
+    store.ingest(&metric, 0).unwrap();
+    let text = text(&store, Format::Text);
+    assert!(
+        text.starts_with("# HELP sonde_tcp_connections_opened_total Metric sonde_tcp_connections_opened (its source gave no description).\n"),
+        "{text}"
+    );
+    let (ok, said) = promtool_check(&text);
+    assert!(ok && said.trim().is_empty(), "promtool: {said}");
+}
+
+#[test]
 fn promtool_accepts_the_exposition_of_awkward_labels() {
     let (ok, said) = promtool_check(&text(&awkward_store(), Format::Text));
     assert!(ok && said.trim().is_empty(), "promtool: {said}");

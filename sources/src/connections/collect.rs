@@ -25,9 +25,9 @@ pub const ACCEPT: &str = "network.accept";
 /// Log record: a new listening socket.
 pub const LISTEN: &str = "network.listen";
 /// Counter of events not reported, by `reason`.
-pub const DROPPED_TOTAL: &str = "sonde_connections_dropped_total";
+pub const DROPPED_TOTAL: &str = "sonde.connections.dropped";
 /// Counter of events reported, by `direction` and `network.transport`.
-pub const EVENTS_TOTAL: &str = "sonde_connections_total";
+pub const EVENTS_TOTAL: &str = "sonde.connections";
 
 /// Field: `tcp` or `udp`.
 pub const TRANSPORT: &str = "network.transport";

@@ -16,28 +16,28 @@ use super::bpf::{
 };
 
 use super::config::DiskLatencySourceConfig;
-use super::device::{DeviceNames, DEVICE, OPERATION};
+use super::device::{operation_key, DeviceNames, DEVICE};
 
 /// Histogram of request latency, issue → complete.
-pub const REQUEST_DURATION: &str = "sonde_disk_request_duration_seconds";
+pub const REQUEST_DURATION: &str = "sonde.disk.request.duration";
 /// Histogram of queue time, insert → issue.
-pub const QUEUE_DURATION: &str = "sonde_disk_queue_duration_seconds";
+pub const QUEUE_DURATION: &str = "sonde.disk.queue.duration";
 /// Histogram of completed bytes per request.
-pub const REQUEST_SIZE: &str = "sonde_disk_request_size_bytes";
+pub const REQUEST_SIZE: &str = "sonde.disk.request.size";
 /// Counter of completed requests.
-pub const REQUESTS: &str = "sonde_disk_requests_total";
+pub const REQUESTS: &str = "system.disk.operations";
 /// Counter of completed bytes.
-pub const BYTES: &str = "sonde_disk_bytes_total";
+pub const BYTES: &str = "system.disk.io";
 /// Gauge: time-weighted mean queue depth over the last interval, by `stage`.
-pub const QUEUE_DEPTH_AVERAGE: &str = "sonde_disk_queue_depth_average";
+pub const QUEUE_DEPTH_AVERAGE: &str = "sonde.disk.queue.depth.average";
 /// Gauge: highest queue depth in the last interval, by `stage`.
-pub const QUEUE_DEPTH_MAX: &str = "sonde_disk_queue_depth_max";
+pub const QUEUE_DEPTH_MAX: &str = "sonde.disk.queue.depth.max";
 /// Gauge: the device's own count of requests in flight
 /// (`/sys/block/DEV/inflight`), by `operation` (`read`, `write`).
-pub const DEVICE_IN_FLIGHT: &str = "sonde_disk_device_in_flight_requests";
+pub const DEVICE_IN_FLIGHT: &str = "sonde.disk.device.in_flight";
 /// Attribute of the queue depth: `scheduler` (inserted into the I/O
 /// scheduler, not issued) or `device` (issued, not completed).
-pub const STAGE: &str = "stage";
+pub const STAGE: &str = "sonde.disk.queue.stage";
 
 const NS_PER_S: f64 = 1e9;
 
@@ -214,7 +214,7 @@ impl Collector {
                         Metric::gauge(DEVICE_IN_FLIGHT, n as f64)
                             .with_description("Requests in flight as the device counts them (/sys/block/DEV/inflight).")
                             .with_unit("{request}")
-                            .with_attributes(attributes.clone().with(OPERATION, operation))
+                            .with_attributes(attributes.clone().with(operation_key(operation), operation))
                             .with_timestamp(now),
                     ));
                 }
@@ -243,7 +243,10 @@ pub(super) fn parse_in_flight(text: &str) -> Option<(u64, u64)> {
 fn attributes(key: &DiskKey, device: SharedStr, node: &SharedStr) -> Attributes {
     Attributes::new()
         .with(DEVICE, device)
-        .with(OPERATION, SharedStr::from(key.operation().as_str()))
+        .with(
+            operation_key(key.operation().as_str()),
+            SharedStr::from(key.operation().as_str()),
+        )
         .with(keys::node(), node.clone())
 }
 
@@ -259,7 +262,7 @@ pub(super) fn to_metrics(hist: &DiskHist, attributes: Attributes, bounds: &Bound
     let mut out = vec![
         point(Metric::counter(REQUESTS, hist.requests as f64))
             .with_description("Block requests completed.")
-            .with_unit("{request}"),
+            .with_unit("{operation}"),
         point(Metric::counter(BYTES, hist.bytes as f64))
             .with_description("Bytes of completed block requests.")
             .with_unit("By"),

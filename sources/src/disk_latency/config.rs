@@ -54,7 +54,7 @@ pub struct DiskLatencySourceConfig {
     /// kernel integrates the depth over time at each transition, nothing
     /// is sampled) and the highest depth (`sonde_disk_queue_depth_max`),
     /// with the device's own count of requests in flight now
-    /// (`/sys/block/DEV/inflight`, `sonde_disk_device_in_flight_requests`)
+    /// (`/sys/block/DEV/inflight`, `sonde_disk_device_in_flight`)
     /// beside them. These are gauges of the last interval, unlike the
     /// cumulative histograms. Costs two atomic adds per request and stage.
     /// Default `true`.

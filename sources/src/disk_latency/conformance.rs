@@ -9,7 +9,9 @@ use sonde_ebpf::conformance::{ensure, CheckError};
 use sonde_ebpf::testing::{direct_io, diskstats, LoopDevice};
 
 use super::bpf::DISK_STAT_READ_FAILED;
-use super::{Collector, DiskLatencySourceConfig, BYTES, DEVICE, OPERATION, REQUESTS, REQUEST_DURATION, REQUEST_SIZE};
+use super::{
+    operation_of, Collector, DiskLatencySourceConfig, BYTES, DEVICE, REQUESTS, REQUEST_DURATION, REQUEST_SIZE,
+};
 
 /// Small on purpose: guests run under emulation.
 const WRITES: usize = 32;
@@ -44,7 +46,7 @@ fn reported(events: &[Event], device: &str, op: &str) -> Reported {
     for event in events {
         let Event::Metric(metric) = event else { continue };
         let attr = |key| metric.attributes.get(key).and_then(|v| v.as_str());
-        if attr(DEVICE) != Some(device) || attr(OPERATION) != Some(op) {
+        if attr(DEVICE) != Some(device) || operation_of(&metric.attributes) != Some(op) {
             continue;
         }
         match (metric.name.as_str(), &metric.value) {

@@ -3,12 +3,33 @@
 
 use std::collections::HashMap;
 
-use sonde_core::event::SharedStr;
+use sonde_core::event::{Attributes, SharedStr};
 
 /// Attribute: the disk's kernel name (`vda`, `nvme0n1`).
-pub const DEVICE: &str = "device";
-/// Attribute: `read`, `write`, `flush`, `discard` or `other`.
-pub const OPERATION: &str = "operation";
+pub const DEVICE: &str = "system.device";
+/// Attribute of reads and writes: `read` or `write` (OpenTelemetry's
+/// `disk.io.direction`, whose only values those are).
+pub const DIRECTION: &str = "disk.io.direction";
+/// Attribute of the other requests: `flush`, `discard` or `other`, which
+/// have no direction.
+pub const OPERATION: &str = "sonde.disk.operation";
+
+/// The attribute a request's operation goes under: [`DIRECTION`] for
+/// `read` and `write`, [`OPERATION`] for the rest.
+pub fn operation_key(operation: &str) -> &'static str {
+    match operation {
+        "read" | "write" => DIRECTION,
+        _ => OPERATION,
+    }
+}
+
+/// The operation of a disk metric's `attributes`, whichever key holds it.
+pub fn operation_of(attributes: &Attributes) -> Option<&str> {
+    attributes
+        .get(DIRECTION)
+        .or_else(|| attributes.get(OPERATION))
+        .and_then(|v| v.as_str())
+}
 
 /// The kernel name of block device `major:minor`, if sysfs knows it.
 pub fn device_name(major: u32, minor: u32) -> Option<String> {

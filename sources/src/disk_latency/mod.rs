@@ -7,22 +7,23 @@
 //! and keep log2 histograms in a per-CPU map. Every `interval` the source
 //! sums the CPUs and emits:
 //!
-//! | metric | kind | unit |
-//! |---|---|---|
-//! | `sonde_disk_request_duration_seconds` | histogram | s |
-//! | `sonde_disk_queue_duration_seconds` | histogram (once a request was queued) | s |
-//! | `sonde_disk_request_size_bytes` | histogram | By |
-//! | `sonde_disk_requests_total` | counter | requests |
-//! | `sonde_disk_bytes_total` | counter | By |
-//! | `sonde_disk_queue_depth_average` | gauge: time-weighted mean over the interval, by `stage` | requests |
-//! | `sonde_disk_queue_depth_max` | gauge: highest in the interval, by `stage` | requests |
-//! | `sonde_disk_device_in_flight_requests` | gauge: `/sys/block/DEV/inflight`, by `operation` | requests |
+//! | metric (OpenTelemetry) | Prometheus | kind | unit |
+//! |---|---|---|---|
+//! | `sonde.disk.request.duration` | `sonde_disk_request_duration_seconds` | histogram | s |
+//! | `sonde.disk.queue.duration` | `sonde_disk_queue_duration_seconds` | histogram (once a request was queued) | s |
+//! | `sonde.disk.request.size` | `sonde_disk_request_size_bytes` | histogram | By |
+//! | `system.disk.operations` | `system_disk_operations_total` | counter | {operation} |
+//! | `system.disk.io` | `system_disk_io_bytes_total` | counter | By |
+//! | `sonde.disk.queue.depth.average` | same, `_` for `.` | gauge: time-weighted mean over the interval, by `sonde.disk.queue.stage` | {request} |
+//! | `sonde.disk.queue.depth.max` | same | gauge: highest in the interval, by `sonde.disk.queue.stage` | {request} |
+//! | `sonde.disk.device.in_flight` | same | gauge: `/sys/block/DEV/inflight`, by `disk.io.direction` | {request} |
 //!
-//! with attributes `device` (`vda`, `nvme0n1`: the disk, not the
-//! partition), `operation` (`read`, `write`, `flush`, `discard`, `other`)
-//! and the node name.
+//! with attributes `system.device` (`vda`, `nvme0n1`: the disk, not the
+//! partition), `disk.io.direction` (`read`, `write`) or, for requests
+//! without a direction, `sonde.disk.operation` (`flush`, `discard`,
+//! `other`), and the node name.
 //!
-//! **Queue depth** (per device only, no `operation`): `stage = "scheduler"`
+//! **Queue depth** (per device only, no operation): `stage = "scheduler"`
 //! counts requests inserted into the I/O scheduler and not yet issued
 //! (disks with a scheduler only), `stage = "device"` those issued and not
 //! yet completed. The kernel keeps, per device and stage, the depth and the
@@ -43,7 +44,7 @@
 //!
 //! Requests already in flight when the programs attach, and requests whose
 //! issue record was evicted, have no start time: they are counted in
-//! `sonde_disk_requests_total` and bytes but not timed, and counted in
+//! `system.disk.operations` and bytes but not timed, and counted in
 //! `sonde_ebpf_lost_events_total{reason="no_start"}`. So the latency
 //! histogram's count can trail the request count by those.
 //!
@@ -63,4 +64,4 @@ pub use collect::{
     REQUEST_DURATION, REQUEST_SIZE, STAGE,
 };
 pub use config::{DiskLatencySourceConfig, DEFAULT_INTERVAL, DEFAULT_QUEUE_DEPTH, DEFAULT_QUEUE_TIME};
-pub use device::{device_name, DEVICE, OPERATION};
+pub use device::{device_name, operation_key, operation_of, DEVICE, DIRECTION, OPERATION};

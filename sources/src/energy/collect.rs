@@ -17,17 +17,17 @@ use super::meter::{Meters, PowerSource};
 use super::model::PowerModel;
 
 /// Counter: energy attributed to a process, J.
-pub const PROCESS_ENERGY: &str = "sonde_energy_joules_total";
+pub const PROCESS_ENERGY: &str = "sonde.process.energy";
 /// Counter: node energy, J.
-pub const NODE_ENERGY: &str = "sonde_node_energy_joules_total";
+pub const NODE_ENERGY: &str = "sonde.node.energy";
 /// Counter: the idle part of the node energy, J.
-pub const NODE_IDLE_ENERGY: &str = "sonde_node_idle_energy_joules_total";
+pub const NODE_IDLE_ENERGY: &str = "sonde.node.idle_energy";
 /// Gauge: node power over the last interval, W.
-pub const NODE_POWER: &str = "sonde_node_power_watts";
+pub const NODE_POWER: &str = "sonde.node.power";
 /// Attribute: `package`, `core`, `uncore`, `dram`, `psys`, `cpu`, `gpu`.
-pub const COMPONENT: &str = "component";
+pub const COMPONENT: &str = "sonde.energy.component";
 /// Attribute: `rapl`, `nvml` or `model`.
-pub const SOURCE: &str = "source";
+pub const SOURCE: &str = "sonde.energy.source";
 
 /// The loaded program, the meters and the ledger.
 #[derive(Debug)]

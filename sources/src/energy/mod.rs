@@ -25,12 +25,12 @@
 //! node's. Exited processes get their last share, then are deleted from the
 //! map.
 //!
-//! | metric | kind | unit | attributes |
+//! | metric (Prometheus name) | kind | unit | attributes |
 //! |---|---|---|---|
-//! | `sonde_energy_joules_total` | counter | J | `process.pid`, `process.executable.name`, `cgroup.id`, `component`, `source` |
-//! | `sonde_node_energy_joules_total` | counter | J | `component`, `source` |
-//! | `sonde_node_idle_energy_joules_total` | counter | J | `component`, `source` |
-//! | `sonde_node_power_watts` | gauge | W | `component`, `source` |
+//! | `sonde.process.energy` (`sonde_process_energy_joules_total`) | counter | J | `process.pid`, `process.executable.name`, `cgroup.id`, `sonde.energy.component`, `sonde.energy.source` |
+//! | `sonde.node.energy` (`sonde_node_energy_joules_total`) | counter | J | `sonde.energy.component`, `sonde.energy.source` |
+//! | `sonde.node.idle_energy` (`sonde_node_idle_energy_joules_total`) | counter | J | same |
+//! | `sonde.node.power` (`sonde_node_power_watts`) | gauge | W | same |
 //!
 //! all with the node name; `pod_enrich` adds container and pod attributes
 //! from the pid. Counters are running totals since the source started

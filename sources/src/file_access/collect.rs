@@ -17,7 +17,7 @@ use crate::clock::Clock;
 /// The log record's name.
 pub const FILE_OPEN: &str = "file.open";
 /// Counter of opens not reported, by `reason`.
-pub const DROPPED_TOTAL: &str = "sonde_file_access_dropped_total";
+pub const DROPPED_TOTAL: &str = "sonde.file_access.dropped";
 /// Field: the opened file's absolute path (a failed open: as requested).
 pub const PATH: &str = "file.path";
 /// Field: what the open asked for (`write,create`).

@@ -20,13 +20,13 @@ use super::config::FileIoSourceConfig;
 use super::paths::Paths;
 
 /// Counter of bytes moved, by `sonde.file.io.operation` (`read`, `write`).
-pub const BYTES: &str = "sonde_file_io_bytes_total";
+pub const BYTES: &str = "sonde.file.io";
 /// Counter of calls, by operation (`read`, `write`, `fsync`).
-pub const OPERATIONS: &str = "sonde_file_io_operations_total";
+pub const OPERATIONS: &str = "sonde.file.io.operations";
 /// Counter of calls that failed, by operation.
-pub const ERRORS: &str = "sonde_file_io_errors_total";
+pub const ERRORS: &str = "sonde.file.io.errors";
 /// Histogram of call durations, seconds, by operation.
-pub const DURATION: &str = "sonde_file_io_duration_seconds";
+pub const DURATION: &str = "sonde.file.io.duration";
 /// Attribute: the operation.
 pub const OPERATION: &str = "sonde.file.io.operation";
 /// Attribute: the file's path (`[other]`: the process' other files).

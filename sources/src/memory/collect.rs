@@ -24,24 +24,24 @@ use crate::profile::procs::{read_process, Process};
 use crate::profile::Symbols;
 
 /// Counter of page allocations, by `order`.
-pub const PAGE_ALLOCATIONS: &str = "sonde_memory_page_allocations_total";
+pub const PAGE_ALLOCATIONS: &str = "sonde.memory.page.allocations";
 /// Counter of page frees, by `order`.
-pub const PAGE_FREES: &str = "sonde_memory_page_frees_total";
+pub const PAGE_FREES: &str = "sonde.memory.page.frees";
 /// Counter of pages allocated (an allocation of order n is 2^n pages).
-pub const PAGES_ALLOCATED: &str = "sonde_memory_pages_allocated_total";
+pub const PAGES_ALLOCATED: &str = "sonde.memory.pages_allocated";
 /// Counter of user-space allocations of a traced process.
-pub const ALLOCATIONS: &str = "sonde_memory_allocations_total";
+pub const ALLOCATIONS: &str = "sonde.memory.allocations";
 /// Counter of user-space frees of a traced process.
-pub const FREES: &str = "sonde_memory_frees_total";
+pub const FREES: &str = "sonde.memory.frees";
 /// Histogram of user-space allocation sizes.
-pub const ALLOCATION_SIZE: &str = "sonde_memory_allocation_size_bytes";
+pub const ALLOCATION_SIZE: &str = "sonde.memory.allocation.size";
 /// Gauge: bytes allocated and not yet freed, by allocation stack.
-pub const OUTSTANDING_BYTES: &str = "sonde_memory_outstanding_bytes";
+pub const OUTSTANDING_BYTES: &str = "sonde.memory.outstanding";
 /// Gauge: allocations not yet freed, by allocation stack.
-pub const OUTSTANDING_ALLOCATIONS: &str = "sonde_memory_outstanding_allocations";
+pub const OUTSTANDING_ALLOCATIONS: &str = "sonde.memory.outstanding_allocations";
 
 /// Attribute: the page order (0: one page).
-pub const ORDER: &str = "order";
+pub const ORDER: &str = "sonde.memory.page.order";
 /// Attribute: the allocation stack, folded (`main;serve;leak`, outermost first).
 pub const STACK: &str = "sonde.memory.stack";
 /// Attribute: the function that called the allocator.

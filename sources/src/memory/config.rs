@@ -61,7 +61,7 @@ pub struct MemorySourceConfig {
     #[serde(default = "default_true")]
     pub page_allocations: bool,
     /// Page faults per process, minor and major
-    /// (`sonde_memory_page_faults_total`).
+    /// (`process_paging_faults_total`).
     #[serde(default)]
     pub page_faults: PageFaults,
     /// Report OOM kills: a `memory.oom_kill` log record per victim (pid,

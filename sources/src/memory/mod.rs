@@ -37,7 +37,7 @@
 //! | `sonde_memory_allocations_total`, `sonde_memory_frees_total` | counter (traced processes) | calls |
 //! | `sonde_memory_allocation_size_bytes` | histogram (traced processes) | By |
 //! | `sonde_memory_outstanding_bytes`, `sonde_memory_outstanding_allocations` | gauge, by stack: the `top_stacks` largest per process | By, allocations |
-//! | `sonde_memory_page_faults_total` | counter, by `process.paging.fault_type` (`minor`, `major`) | faults |
+//! | `process_paging_faults_total` | counter, by `process.paging.fault_type` (`minor`, `major`) | faults |
 //! | `sonde_memory_page_faults_by_stack_total` | counter, the `top_stacks` stacks per process (`page_faults.stacks`) | faults |
 //! | `sonde_memory_reclaim_stall_seconds` | histogram per cgroup, by `sonde.memory.reclaim` (`direct`, `memcg`) | s |
 //! | `sonde_memory_oom_kills_total` | counter, by `sonde.memory.cgroup.path` | kills |

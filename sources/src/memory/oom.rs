@@ -20,7 +20,7 @@ use crate::clock::Clock;
 /// The log record's name.
 pub const OOM_KILL: &str = "memory.oom_kill";
 /// Counter of OOM kills, by memory cgroup.
-pub const OOM_KILLS: &str = "sonde_memory_oom_kills_total";
+pub const OOM_KILLS: &str = "sonde.memory.oom_kills";
 /// Field: the victim's `oom_score_adj`.
 pub const SCORE_ADJ: &str = "sonde.oom.score_adj";
 /// Field and attribute: the memory cgroup's path inside its hierarchy.

@@ -10,14 +10,14 @@ use super::bpf::{
 };
 
 /// Counter of page faults, by `process.paging.fault_type`.
-pub const PAGE_FAULTS: &str = "sonde_memory_page_faults_total";
+pub const PAGE_FAULTS: &str = "process.paging.faults";
 /// Counter of page faults by user stack (the `top_stacks` per process),
 /// when stacks are asked: a breakdown of [`PAGE_FAULTS`], not in its sum.
-pub const FAULTS_BY_STACK: &str = "sonde_memory_page_faults_by_stack_total";
+pub const FAULTS_BY_STACK: &str = "sonde.memory.page_faults_by_stack";
 /// Attribute: `minor` or `major` (the OpenTelemetry process metrics' name).
 pub const FAULT_TYPE: &str = "process.paging.fault_type";
 /// Histogram of reclaim stalls, seconds, by `sonde.memory.reclaim`.
-pub const RECLAIM_STALL: &str = "sonde_memory_reclaim_stall_seconds";
+pub const RECLAIM_STALL: &str = "sonde.memory.reclaim_stall";
 /// Attribute: `direct` (the page allocator ran short) or `memcg` (a
 /// memory cgroup reached its limit).
 pub const RECLAIM_KIND: &str = "sonde.memory.reclaim";

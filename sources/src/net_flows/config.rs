@@ -72,7 +72,7 @@ pub struct NetFlowsSourceConfig {
     /// root. Default `true`.
     #[serde(default = "default_true")]
     pub udp: bool,
-    /// Also emit `sonde_net_flow_bytes_total`, payload bytes per process
+    /// Also emit `sonde_network_flow_io_bytes_total`, payload bytes per process
     /// and peer (the service map). Default `true`.
     #[serde(default = "default_true")]
     pub service_map: bool,

@@ -34,7 +34,7 @@
 //! comes at `idle_timeout`). A loopback
 //! connection shows twice, once from each end.
 //!
-//! `sonde_net_flow_bytes_total{network.io.direction="transmit"|"receive"}`
+//! `sonde_network_flow_io_bytes_total{network.io.direction="transmit"|"receive"}`
 //! adds every record up per process (cgroup, comm), role, peer address,
 //! server port and transport: after `pod_enrich`, the service map.
 //!

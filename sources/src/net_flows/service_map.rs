@@ -13,7 +13,7 @@ use super::flows::{Direction, FlowUpdate, Transport};
 
 /// Counter of payload bytes between this host's process and a peer, by
 /// `network.io.direction` (`transmit`, `receive`).
-pub const BYTES: &str = "sonde_net_flow_bytes_total";
+pub const BYTES: &str = "sonde.network.flow.io";
 /// Attribute: `transmit` (this process sent) or `receive`.
 pub const IO_DIRECTION: &str = "network.io.direction";
 /// Attribute: the peer's address.

@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use sonde_core::event::{keys, Attributes, Event, Metric, SharedStr, Timestamp};
 
 /// Counter: execs reported, by `process.executable.path` and `cgroup.id`.
-pub const EXECS: &str = "sonde_process_execs_total";
+pub const EXECS: &str = "sonde.process.execs";
 /// Counter: execs dropped by the rate limit, by `cgroup.id`.
-pub const THROTTLED: &str = "sonde_process_throttled_total";
+pub const THROTTLED: &str = "sonde.process.throttled";
 /// The binary under which series beyond the bound are counted.
 pub const OTHER: &str = "other";
 

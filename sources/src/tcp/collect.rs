@@ -18,30 +18,34 @@ use super::bpf::{
 use super::config::TcpSourceConfig;
 
 /// Counter of established connections.
-pub const OPENS: &str = "sonde_tcp_connections_opened_total";
+pub const OPENS: &str = "sonde.tcp.connections.opened";
 /// Counter of established connections that ended.
-pub const CLOSES: &str = "sonde_tcp_connections_closed_total";
+pub const CLOSES: &str = "sonde.tcp.connections.closed";
 /// Counter of connects that failed.
-pub const CONNECT_FAILURES: &str = "sonde_tcp_connect_failures_total";
+pub const CONNECT_FAILURES: &str = "sonde.tcp.connect.failures";
 /// Histogram of connect latency, by `result`.
-pub const CONNECT_DURATION: &str = "sonde_tcp_connect_duration_seconds";
+pub const CONNECT_DURATION: &str = "sonde.tcp.connect.duration";
 /// Histogram of smoothed RTT when connections left ESTABLISHED.
-pub const RTT: &str = "sonde_tcp_rtt_seconds";
+pub const RTT: &str = "sonde.tcp.rtt";
 /// Counter of retransmitted segments.
-pub const RETRANSMITS: &str = "sonde_tcp_retransmits_total";
+pub const RETRANSMITS: &str = "sonde.tcp.retransmits";
 /// Counter of resets sent.
-pub const RESETS_SENT: &str = "sonde_tcp_resets_sent_total";
+pub const RESETS_SENT: &str = "sonde.tcp.resets.sent";
 /// Counter of resets received.
-pub const RESETS_RECEIVED: &str = "sonde_tcp_resets_received_total";
+pub const RESETS_RECEIVED: &str = "sonde.tcp.resets.received";
 /// Counter of dropped TCP packets, by `sonde.drop.reason`.
-pub const DROPS: &str = "sonde_tcp_drops_total";
+pub const DROPS: &str = "sonde.tcp.drops";
 
 /// Gauge of sockets by owner, role, service port and state.
-pub const CONNECTIONS: &str = "sonde_tcp_connections";
+pub const CONNECTIONS: &str = "system.network.connections";
 
 /// Attribute of [`CONNECTIONS`]: the TCP state, OpenTelemetry's
 /// `network.connection.state` values (`established`, `close_wait`, …).
 pub const STATE: &str = "network.connection.state";
+
+/// Attribute of [`CONNECTIONS`]: always `tcp` (the convention's
+/// `system.network.connections` counts every transport).
+pub const TRANSPORT: &str = "network.transport";
 
 /// Attribute: `client` or `server` (or `unknown`).
 pub const ROLE: &str = "sonde.tcp.role";
@@ -52,7 +56,7 @@ pub const PEER: &str = "network.peer.address";
 /// Attribute: `ipv4` or `ipv6`.
 pub const NETWORK_TYPE: &str = "network.type";
 /// Attribute of the connect histogram: `established` or `failed`.
-pub const RESULT: &str = "result";
+pub const RESULT: &str = "sonde.tcp.connect.result";
 /// Attribute of drops: the kernel's drop reason (`NO_SOCKET`, `TCP_CSUM`).
 pub const DROP_REASON: &str = "sonde.drop.reason";
 
@@ -277,6 +281,7 @@ pub(super) fn state_attributes(key: &TcpStateKey, node: &SharedStr) -> Attribute
         attributes.insert(PORT, u32::from(key.port));
     }
     attributes.insert(STATE, state_name(key.state));
+    attributes.insert(TRANSPORT, "tcp");
     attributes.insert(keys::node(), node.clone());
     attributes
 }

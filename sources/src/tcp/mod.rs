@@ -7,17 +7,17 @@
 //! cgroup, role, service port, peer address). Every `interval` the source
 //! reads the map and emits:
 //!
-//! | metric | kind | unit |
+//! | metric (Prometheus name) | kind | unit |
 //! |---|---|---|
-//! | `sonde_tcp_connections_opened_total` | counter | connections |
-//! | `sonde_tcp_connections_closed_total` | counter | connections |
-//! | `sonde_tcp_connect_failures_total` | counter | connects |
-//! | `sonde_tcp_connect_duration_seconds` | histogram, `result` = `established` or `failed` | s |
-//! | `sonde_tcp_rtt_seconds` | histogram: smoothed RTT when a connection left ESTABLISHED | s |
-//! | `sonde_tcp_retransmits_total` | counter | segments |
-//! | `sonde_tcp_resets_sent_total`, `sonde_tcp_resets_received_total` | counter | resets |
-//! | `sonde_tcp_drops_total` | counter per kernel drop `reason` (node-wide, 5.17+) | packets |
-//! | `sonde_tcp_connections` | gauge per `network.connection.state` (no peer) | connections |
+//! | `sonde.tcp.connections.opened` (`sonde_tcp_connections_opened_total`) | counter | {connection} |
+//! | `sonde.tcp.connections.closed` (`sonde_tcp_connections_closed_total`) | counter | {connection} |
+//! | `sonde.tcp.connect.failures` (`sonde_tcp_connect_failures_total`) | counter | {connect} |
+//! | `sonde.tcp.connect.duration` (`sonde_tcp_connect_duration_seconds`) | histogram, `sonde.tcp.connect.result` = `established` or `failed` | s |
+//! | `sonde.tcp.rtt` (`sonde_tcp_rtt_seconds`) | histogram: smoothed RTT when a connection left ESTABLISHED | s |
+//! | `sonde.tcp.retransmits` (`sonde_tcp_retransmits_total`) | counter | {segment} |
+//! | `sonde.tcp.resets.sent`, `sonde.tcp.resets.received` (`sonde_tcp_resets_sent_total`, …) | counter | {reset} |
+//! | `sonde.tcp.drops` (`sonde_tcp_drops_total`) | counter per kernel drop reason (`sonde.drop.reason`, node-wide, 5.17+) | {packet} |
+//! | `system.network.connections` (`system_network_connections`) | gauge per `network.connection.state`, `network.transport` = `tcp` (no peer) | {connection} |
 //!
 //! with attributes `process.pid`, `process.executable.name`, `cgroup.id`
 //! (pod enrichment keys on these), `sonde.tcp.role` (`client`: the process
@@ -26,7 +26,7 @@
 //! series), `network.peer.address` (unless `peer_addresses = false`),
 //! `network.type` and the node name. A counter appears once it is non-zero.
 //!
-//! Connect latency is SYN_SENT → ESTABLISHED (`result = "established"`) or
+//! Connect latency is SYN_SENT → ESTABLISHED (`sonde.tcp.connect.result = "established"`) or
 //! SYN_SENT → CLOSE (`failed`: refused, timed out, reset): exactly one
 //! observation per connect whose start was seen. A passive open belongs to
 //! the process that called `listen()` on the port. Events on sockets opened
@@ -37,7 +37,7 @@
 //! (older kernels trace only resets sent on an existing socket; found by
 //! the kernel matrix).
 //!
-//! **Sockets by state** (`sonde_tcp_connections`): the kernel keeps, per
+//! **Sockets by state** (`system_network_connections`): the kernel keeps, per
 //! socket, its key (owner, role, service port) and last state, and per key
 //! and state a count: each `inet_sock_set_state` decrements the old state
 //! and increments the new one. Sockets older than the source are seeded
@@ -73,6 +73,6 @@ mod tests;
 
 pub use collect::{
     Collector, CLOSES, CONNECTIONS, CONNECT_DURATION, CONNECT_FAILURES, DROPS, DROP_REASON, NETWORK_TYPE, OPENS, PEER,
-    PORT, RESETS_RECEIVED, RESETS_SENT, RESULT, RETRANSMITS, ROLE, RTT, STATE,
+    PORT, RESETS_RECEIVED, RESETS_SENT, RESULT, RETRANSMITS, ROLE, RTT, STATE, TRANSPORT,
 };
 pub use config::{TcpSourceConfig, DEFAULT_INTERVAL, DEFAULT_MAX_SERIES, DEFAULT_MAX_SOCKETS};

@@ -1,9 +1,9 @@
 //! The hot path: adds process, container and pod attributes to each event.
 //!
 //! Per event: one pid lookup in the process cache and, when the pod index
-//! has not changed since, the insertion of a memoised attribute list whose
-//! keys and values are shared strings (reference-count increments, no
-//! string copies). /proc is read only for new pids and at rechecks; the
+//! has not changed since, the memoised attribute list of the process added
+//! by reference (`Attributes::add_shared`: one reference-count increment,
+//! the event's own attributes still winning over it). /proc is read only for new pids and at rechecks; the
 //! pod index only when it changed.
 
 use std::future::Future;
@@ -110,7 +110,8 @@ impl Enricher {
                         attrs
                     }
                 };
-                add_all(attributes, &attrs);
+                // By reference: one count increment, not a dozen pair copies.
+                attributes.add_shared(attrs);
             } else if let Some(id) = attributes.get(keys::CONTAINER_ID).and_then(Value::as_str) {
                 // No pid (per-container events): straight to the pod index.
                 if let Some(container) = index.containers.get(id) {

@@ -99,6 +99,22 @@ pub fn set_hash(attributes: &Attributes, keep: impl Fn(&str) -> bool) -> u64 {
 
 /// Whether `a` and `b` hold the same resource attributes.
 fn same_resource(a: &Attributes, b: &Attributes) -> bool {
+    // Events of one process mostly share one enrichment set (`pod_enrich`):
+    // then one pointer comparison covers it, and only the events' own
+    // pairs are compared. Own pairs that differ but shadow the shared set
+    // alike fall through to the full comparison.
+    if let (Some(x), Some(y)) = (a.shared(), b.shared()) {
+        if std::sync::Arc::ptr_eq(x, y) {
+            let own = |attrs: &Attributes| attrs.own_pairs().filter(|(k, _)| is_resource_key(k)).count();
+            let same_own = own(a) == own(b)
+                && a.own_pairs()
+                    .filter(|(k, _)| is_resource_key(k))
+                    .all(|(k, v)| b.own_pairs().any(|(l, w)| l == k && w == v));
+            if same_own {
+                return true;
+            }
+        }
+    }
     let count = |x: &Attributes| x.iter().filter(|(k, _)| is_resource_key(k)).count();
     count(a) == count(b)
         && a.iter()
@@ -193,7 +209,7 @@ pub struct Grouper<'a, T> {
     by_hash: HashMap<u64, Vec<usize>>,
     /// The groups, in the order their first event came.
     pub groups: Vec<ResourceGroup<T>>,
-    last: Option<(u64, usize)>,
+    last: Option<usize>,
 }
 
 impl<'a, T: Default> Grouper<'a, T> {
@@ -209,13 +225,13 @@ impl<'a, T: Default> Grouper<'a, T> {
 
     /// The scope content for an event with `attributes`, created if new.
     pub fn scope_for(&mut self, attributes: &Attributes) -> &mut T {
-        let hash = set_hash(attributes, is_resource_key);
         let group = match self.last {
-            // Consecutive events mostly share their resource: skip the map.
-            Some((h, i)) if h == hash && same_resource(&self.groups[i].origin, attributes) => i,
-            _ => self.find_or_insert(hash, attributes),
+            // Consecutive events mostly share their resource: compare with
+            // the previous one's before hashing and looking up.
+            Some(i) if same_resource(&self.groups[i].origin, attributes) => i,
+            _ => self.find_or_insert(set_hash(attributes, is_resource_key), attributes),
         };
-        self.last = Some((hash, group));
+        self.last = Some(group);
         let component = attributes.get(keys::COMPONENT_ID).and_then(Value::as_str);
         let scopes = &mut self.groups[group].scopes;
         let index = match scopes.iter().position(|(c, _)| c.as_deref() == component) {

@@ -3,18 +3,23 @@
 //! Counters become monotonic sums and histograms explicit-bucket histograms,
 //! both with the event's temporality; gauges stay gauges. Points with the
 //! same name, type and temporality share one OTLP `Metric` per scope.
+//!
+//! Metrics are the bulk of what the sink sends, so they are encoded
+//! straight into protobuf bytes ([`super::wire`]) rather than through
+//! `opentelemetry-proto` structs: no string is copied per point, and the
+//! bytes go to the transport as they are.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
+use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::metrics::v1::{
-    metric, number_data_point, AggregationTemporality, Gauge, Histogram, HistogramDataPoint, Metric as OtlpMetric,
-    NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
-};
-use sonde_core::event::{Metric, MetricValue, SharedStr, Temporality, Timestamp};
+use opentelemetry_proto::tonic::metrics::v1::AggregationTemporality;
+use prost::Message;
+use sonde_core::event::{keys, Metric, MetricValue, SharedStr, Temporality, Timestamp};
 
-use super::common::{point_attributes, scope, set_hash, Grouper, ResourceDefaults};
+use super::common::{is_resource_key, scope, set_hash, Grouper, ResourceDefaults};
+use super::wire;
 
 /// Series whose start time is remembered; past this the memory is cleared
 /// (the next point of each series then starts at the sink's start), so a
@@ -84,11 +89,30 @@ fn name_hash(name: &str) -> u64 {
     h.finish()
 }
 
-/// The metrics of one scope, indexed by what makes an OTLP `Metric`.
+/// An `ExportMetricsServiceRequest`, already encoded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EncodedMetrics {
+    /// The protobuf encoding.
+    pub body: Bytes,
+    /// Data points in it: what partial-success counts refer to.
+    pub points: usize,
+}
+
+impl EncodedMetrics {
+    /// The request as `opentelemetry-proto` structs (tests, benchmarks).
+    pub fn decode(&self) -> ExportMetricsServiceRequest {
+        ExportMetricsServiceRequest::decode(&self.body[..]).expect("the encoder writes valid protobuf")
+    }
+}
+
+/// What makes an OTLP `Metric`: name, value type, temporality.
+type MetricKey = (SharedStr, u8, i32);
+
+/// The metrics of one scope: per OTLP `Metric`, the indices of its points.
 #[derive(Default)]
-pub struct ScopeContent {
-    metrics: Vec<OtlpMetric>,
-    index: HashMap<(SharedStr, u8, i32), usize>,
+pub struct ScopeSlots {
+    slots: Vec<(MetricKey, Vec<u32>)>,
+    index: HashMap<MetricKey, usize>,
 }
 
 fn otlp_temporality(t: Temporality) -> i32 {
@@ -98,127 +122,126 @@ fn otlp_temporality(t: Temporality) -> i32 {
     }
 }
 
-/// An empty OTLP metric of `metric`'s name and type.
-fn shell(metric: &Metric) -> OtlpMetric {
-    let temporality = otlp_temporality(metric.temporality);
-    let data = match metric.value {
-        MetricValue::Counter { .. } => metric::Data::Sum(Sum {
-            data_points: Vec::new(),
-            aggregation_temporality: temporality,
-            is_monotonic: true,
-        }),
-        MetricValue::Gauge { .. } => metric::Data::Gauge(Gauge::default()),
-        MetricValue::Histogram(_) => metric::Data::Histogram(Histogram {
-            data_points: Vec::new(),
-            aggregation_temporality: temporality,
-        }),
+fn key_of(metric: &Metric) -> MetricKey {
+    let type_code = match metric.value {
+        MetricValue::Counter { .. } => 0,
+        MetricValue::Gauge { .. } => 1,
+        MetricValue::Histogram(_) => 2,
     };
-    OtlpMetric {
-        name: metric.name.to_string(),
-        description: metric.description.as_deref().unwrap_or_default().to_string(),
-        unit: metric.unit.as_deref().unwrap_or_default().to_string(),
-        data: Some(data),
-        ..OtlpMetric::default()
-    }
+    // Gauges have no temporality; keep them in one metric whatever the event says.
+    let temporality = if type_code == 1 {
+        0
+    } else {
+        otlp_temporality(metric.temporality)
+    };
+    (metric.name.clone(), type_code, temporality)
 }
 
-fn number_point(metric: &Metric, value: f64, start: u64) -> NumberDataPoint {
-    NumberDataPoint {
-        attributes: point_attributes(&metric.attributes),
-        start_time_unix_nano: start,
-        time_unix_nano: metric.timestamp.as_nanos(),
-        value: Some(number_data_point::Value::AsDouble(value)),
-        ..NumberDataPoint::default()
-    }
-}
-
-impl ScopeContent {
-    fn push(&mut self, metric: &Metric, starts: &StartTimes) {
-        let type_code = match metric.value {
-            MetricValue::Counter { .. } => 0,
-            MetricValue::Gauge { .. } => 1,
-            MetricValue::Histogram(_) => 2,
-        };
-        // Gauges have no temporality; keep them in one metric whatever the event says.
-        let temporality = if type_code == 1 {
-            0
-        } else {
-            otlp_temporality(metric.temporality)
-        };
-        let key = (metric.name.clone(), type_code, temporality);
-        let index = *self.index.entry(key).or_insert_with(|| {
-            self.metrics.push(shell(metric));
-            self.metrics.len() - 1
-        });
-        let Some(data) = &mut self.metrics[index].data else {
-            unreachable!("shell() always sets data")
-        };
-        match (&metric.value, data) {
-            (MetricValue::Counter { value }, metric::Data::Sum(sum)) => {
-                let start = starts.start_of(metric);
-                sum.data_points.push(number_point(metric, *value, start));
+impl ScopeSlots {
+    fn push(&mut self, index: u32, metric: &Metric) {
+        // Consecutive points mostly belong to the metric of the previous
+        // one: compare with it before hashing the name.
+        if let Some((key, points)) = self.slots.last_mut() {
+            if key.0 == metric.name && *key == key_of(metric) {
+                points.push(index);
+                return;
             }
-            (MetricValue::Gauge { value }, metric::Data::Gauge(gauge)) => {
-                // Gauges are instantaneous: OTLP leaves their start time unset.
-                gauge.data_points.push(number_point(metric, *value, 0));
+        }
+        let key = key_of(metric);
+        match self.index.get(&key) {
+            Some(&slot) => self.slots[slot].1.push(index),
+            None => {
+                self.index.insert(key.clone(), self.slots.len());
+                self.slots.push((key, vec![index]));
             }
-            (MetricValue::Histogram(h), metric::Data::Histogram(histogram)) => {
-                histogram.data_points.push(HistogramDataPoint {
-                    attributes: point_attributes(&metric.attributes),
-                    start_time_unix_nano: starts.start_of(metric),
-                    time_unix_nano: metric.timestamp.as_nanos(),
-                    count: h.count,
-                    sum: Some(h.sum),
-                    bucket_counts: h.counts.clone(),
-                    explicit_bounds: h.bounds.to_vec(),
-                    ..HistogramDataPoint::default()
-                });
-            }
-            _ => unreachable!("the index key includes the value type"),
         }
     }
 }
 
-/// One request carrying `metrics`.
-pub fn encode(metrics: &[&Metric], defaults: &ResourceDefaults, starts: &StartTimes) -> ExportMetricsServiceRequest {
-    let mut grouper = Grouper::<ScopeContent>::new(defaults);
-    for metric in metrics {
-        grouper.scope_for(&metric.attributes).push(metric, starts);
-    }
-    ExportMetricsServiceRequest {
-        resource_metrics: grouper
-            .groups
-            .into_iter()
-            .map(|group| ResourceMetrics {
-                resource: Some(group.resource),
-                scope_metrics: group
-                    .scopes
-                    .into_iter()
-                    .map(|(component, content)| ScopeMetrics {
-                        scope: Some(scope(component.as_ref())),
-                        metrics: content.metrics,
-                        schema_url: String::new(),
-                    })
-                    .collect(),
-                schema_url: String::new(),
-            })
-            .collect(),
+/// Writes the point attributes of `metric` (all but the resource's and the
+/// scope's) as `KeyValue` field `field`.
+fn point_attributes(buf: &mut Vec<u8>, field: u32, metric: &Metric) {
+    for (key, value) in metric.attributes.iter() {
+        if !is_resource_key(key) && key.as_str() != keys::COMPONENT_ID {
+            wire::key_value(buf, field, key, value);
+        }
     }
 }
 
-/// Data points in a request: what partial-success counts refer to.
-pub fn points(request: &ExportMetricsServiceRequest) -> usize {
-    let per_metric = |m: &OtlpMetric| match &m.data {
-        Some(metric::Data::Sum(s)) => s.data_points.len(),
-        Some(metric::Data::Gauge(g)) => g.data_points.len(),
-        Some(metric::Data::Histogram(h)) => h.data_points.len(),
-        _ => 0,
-    };
-    request
-        .resource_metrics
-        .iter()
-        .flat_map(|r| &r.scope_metrics)
-        .flat_map(|s| &s.metrics)
-        .map(per_metric)
-        .sum()
+/// One `NumberDataPoint` or `HistogramDataPoint` (field 1 of its metric).
+fn write_point(buf: &mut Vec<u8>, metric: &Metric, starts: &StartTimes) {
+    let time = metric.timestamp.as_nanos();
+    wire::message(buf, 1, |buf| match &metric.value {
+        MetricValue::Counter { value } | MetricValue::Gauge { value } => {
+            // Gauges are instantaneous: OTLP leaves their start time unset.
+            if matches!(metric.value, MetricValue::Counter { .. }) {
+                wire::fixed64(buf, 2, starts.start_of(metric));
+            }
+            wire::fixed64(buf, 3, time);
+            wire::double(buf, 4, *value, true);
+            point_attributes(buf, 7, metric);
+        }
+        MetricValue::Histogram(h) => {
+            wire::fixed64(buf, 2, starts.start_of(metric));
+            wire::fixed64(buf, 3, time);
+            wire::fixed64(buf, 4, h.count);
+            wire::double(buf, 5, h.sum, true);
+            wire::packed_fixed64(buf, 6, h.counts.iter().copied());
+            wire::packed_fixed64(buf, 7, h.bounds.iter().map(|b| b.to_bits()));
+            point_attributes(buf, 9, metric);
+        }
+    });
+}
+
+/// One OTLP `Metric` (field 2 of its scope) holding the points `indices` of `metrics`.
+fn write_metric(buf: &mut Vec<u8>, key: &MetricKey, indices: &[u32], metrics: &[&Metric], starts: &StartTimes) {
+    let first = metrics[indices[0] as usize];
+    let (_, type_code, temporality) = *key;
+    wire::message(buf, 2, |buf| {
+        wire::string(buf, 1, &first.name);
+        wire::string(buf, 2, first.description.as_deref().unwrap_or_default());
+        wire::string(buf, 3, first.unit.as_deref().unwrap_or_default());
+        // Gauge = 5, Sum = 7, Histogram = 9 in `Metric.data`.
+        let field = [7, 5, 9][type_code as usize];
+        wire::message(buf, field, |buf| {
+            for &i in indices {
+                write_point(buf, metrics[i as usize], starts);
+            }
+            if type_code != 1 {
+                wire::uint(buf, 2, temporality as u64);
+            }
+            if type_code == 0 {
+                wire::uint(buf, 3, 1); // is_monotonic
+            }
+        });
+    });
+}
+
+/// One request carrying `metrics`, encoded: grouped by resource, scope and
+/// metric first (indices only), then written in one pass, each point's
+/// attributes straight from the event.
+pub fn encode(metrics: &[&Metric], defaults: &ResourceDefaults, starts: &StartTimes) -> EncodedMetrics {
+    let mut grouper = Grouper::<ScopeSlots>::new(defaults);
+    for (i, metric) in metrics.iter().enumerate() {
+        grouper.scope_for(&metric.attributes).push(i as u32, metric);
+    }
+    // About what a demo gauge point takes, so that the buffer rarely grows.
+    let mut buf = Vec::with_capacity(256 + metrics.len() * 48);
+    for group in &grouper.groups {
+        wire::message(&mut buf, 1, |buf| {
+            wire::message(buf, 1, |buf| group.resource.encode_raw(buf));
+            for (component, slots) in &group.scopes {
+                wire::message(buf, 2, |buf| {
+                    wire::message(buf, 1, |buf| scope(component.as_ref()).encode_raw(buf));
+                    for (key, indices) in &slots.slots {
+                        write_metric(buf, key, indices, metrics, starts);
+                    }
+                });
+            }
+        });
+    }
+    EncodedMetrics {
+        body: Bytes::from(buf),
+        points: metrics.len(),
+    }
 }

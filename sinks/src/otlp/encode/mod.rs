@@ -10,18 +10,18 @@ pub mod logs;
 pub mod metrics;
 pub mod profiles;
 pub mod traces;
+mod wire;
 
 use std::collections::BTreeMap;
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::profiles::v1development::ExportProfilesServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use sonde_core::event::{Event, SharedStr, Timestamp};
 
 pub use common::{is_resource_key, ResourceDefaults, SCOPE_NAME, SERVICE_NAME};
-pub use metrics::StartTimes;
+pub use metrics::{EncodedMetrics, StartTimes};
 
 /// The four OTLP signals.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -64,8 +64,8 @@ impl Signal {
 /// One export request.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Request {
-    /// Metric data points.
-    Metrics(ExportMetricsServiceRequest),
+    /// Metric data points, encoded.
+    Metrics(EncodedMetrics),
     /// Log records.
     Logs(ExportLogsServiceRequest),
     /// Spans.
@@ -89,7 +89,7 @@ impl Request {
     /// spans or profiles.
     pub fn items(&self) -> usize {
         match self {
-            Request::Metrics(r) => metrics::points(r),
+            Request::Metrics(r) => r.points,
             Request::Logs(r) => logs::records(r),
             Request::Traces(r) => traces::spans(r),
             Request::Profiles(r) => profiles::profiles(r),
@@ -99,20 +99,20 @@ impl Request {
     /// Size of the protobuf encoding, before compression.
     pub fn encoded_len(&self) -> usize {
         match self {
-            Request::Metrics(r) => r.encoded_len(),
+            Request::Metrics(r) => r.body.len(),
             Request::Logs(r) => r.encoded_len(),
             Request::Traces(r) => r.encoded_len(),
             Request::Profiles(r) => r.encoded_len(),
         }
     }
 
-    /// The protobuf encoding.
-    pub fn encode_to_vec(&self) -> Vec<u8> {
+    /// The protobuf encoding (metrics are encoded already: no copy).
+    pub fn into_body(self) -> bytes::Bytes {
         match self {
-            Request::Metrics(r) => r.encode_to_vec(),
-            Request::Logs(r) => r.encode_to_vec(),
-            Request::Traces(r) => r.encode_to_vec(),
-            Request::Profiles(r) => r.encode_to_vec(),
+            Request::Metrics(r) => r.body,
+            Request::Logs(r) => r.encode_to_vec().into(),
+            Request::Traces(r) => r.encode_to_vec().into(),
+            Request::Profiles(r) => r.encode_to_vec().into(),
         }
     }
 }

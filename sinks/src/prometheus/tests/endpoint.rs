@@ -61,16 +61,16 @@ async fn scrape(port: u16, accept: Option<&str>) -> (String, String) {
 async fn serves_text_or_openmetrics_by_accept_header() {
     let port = free_port();
     let (mut sink, shutdown) = build(&config(port)).unwrap();
-    send(&mut sink, Metric::gauge("up", 1.0)).await;
+    send(&mut sink, Metric::gauge("up", 1.0).with_description("Whether it runs.")).await;
     let (content_type, body) = scrape(port, None).await;
     assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
-    assert_eq!(body, "# TYPE up gauge\nup 1.0\n");
+    assert_eq!(body, "# HELP up Whether it runs.\n# TYPE up gauge\nup 1.0\n");
     let (content_type, body) = scrape(port, Some("application/openmetrics-text; version=1.0.0")).await;
     assert_eq!(
         content_type,
         "application/openmetrics-text; version=1.0.0; charset=utf-8"
     );
-    assert_eq!(body, "# TYPE up gauge\nup 1.0\n# EOF\n");
+    assert_eq!(body, "# HELP up Whether it runs.\n# TYPE up gauge\nup 1.0\n# EOF\n");
     let missing = reqwest::get(format!("http://127.0.0.1:{port}/")).await.unwrap();
     assert_eq!(missing.status(), 404);
     shutdown.cancel();

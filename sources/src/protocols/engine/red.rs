@@ -43,11 +43,11 @@ pub const DNS_LOOKUP_DURATION: &str = "dns.lookup.duration";
 /// Histogram of DNS queries, seen from a DNS server on this node.
 pub const DNS_SERVER_DURATION: &str = "sonde.dns.server.request.duration";
 /// Counter of requests between two services.
-pub const GRAPH_REQUESTS: &str = "sonde_service_graph_requests_total";
+pub const GRAPH_REQUESTS: &str = "sonde.service_graph.requests";
 /// Counter of failed requests between two services.
-pub const GRAPH_FAILED: &str = "sonde_service_graph_failed_requests_total";
+pub const GRAPH_FAILED: &str = "sonde.service_graph.failed_requests";
 /// Histogram of request durations between two services.
-pub const GRAPH_DURATION: &str = "sonde_service_graph_request_duration_seconds";
+pub const GRAPH_DURATION: &str = "sonde.service_graph.request.duration";
 /// Attribute of the graph: which end saw the request (`client`, `server`).
 pub const SIDE: &str = "sonde.flow.direction";
 /// The OpenTelemetry semantic conventions' advice for HTTP durations.
