@@ -57,6 +57,7 @@ pub mod stacks;
 pub mod symbolize;
 #[cfg(test)]
 mod tests;
+pub mod unwind;
 
 pub use collect::{Collector, IDLE_COMM, SAMPLE_TYPE, SAMPLE_UNIT, UNKNOWN_FRAMES};
 pub use config::{
