@@ -3,7 +3,10 @@
 //! for about a second of CPU; the source must attribute samples to that
 //! function in proportion to the thread's CPU time as the kernel counts it
 //! (`/proc/thread-self/schedstat`), and announce a process started
-//! meanwhile on its ring buffer (the reason for its 5.8 minimum).
+//! meanwhile on its ring buffer (the reason for its 5.8 minimum). Its
+//! user stacks are walked in BPF with this binary's `.eh_frame` table (the
+//! walker's tail calls and searches must pass this kernel's verifier), and
+//! at least half of them must reach the thread's start (`clone3`).
 
 use std::time::{Duration, Instant};
 
@@ -26,6 +29,13 @@ pub fn check() -> Result<String, CheckError> {
     let mut announced = collector
         .take_new_pids()
         .ok_or_else(|| CheckError::Implausible("no ring buffer of new processes".to_string()))?;
+
+    // This process' tables in first, so the busy thread is walked in BPF.
+    collector.note_new_pids(&[std::process::id()], &mut symbols);
+    if let Some(unwinder) = collector.unwinder() {
+        unwinder.flush();
+    }
+    let before = collector.completeness().totals().clone();
 
     std::process::Command::new("true")
         .status()
@@ -63,11 +73,25 @@ pub fn check() -> Result<String, CheckError> {
     }
     let expected = busy_ns as f64 * frequency as f64 / 1e9;
     let stats = collector.profiler().stats().ok();
+    let outcomes: Vec<(&str, u64)> = collector
+        .completeness()
+        .totals()
+        .iter()
+        .map(|(k, v)| (*k, v - before.get(k).copied().unwrap_or(0)))
+        .filter(|(_, v)| *v > 0)
+        .collect();
+    let walked: u64 = outcomes.iter().map(|(_, v)| v).sum();
+    let complete = outcomes.iter().find(|(k, _)| *k == "complete").map_or(0, |(_, v)| *v);
+    if collector.unwinder().is_some() {
+        ensure(complete * 2 >= walked && walked > 0, || {
+            format!("{complete} of {walked} user stacks walked to their start: {outcomes:?}")
+        })?;
+    }
     ensure((0.5 * expected..=1.5 * expected).contains(&(busy as f64)), || {
         format!("{busy} samples in {BUSY_FN} (of {total} of this process), expected {expected:.0} ± 50 % from {busy_ns} ns on CPU; program counters {stats:?}")
     })?;
     Ok(format!(
-        "{busy} samples in {BUSY_FN} (of {total}), expected {expected:.0} from its CPU time; {} new process(es) announced; {} stack(s) spilled",
+        "{busy} samples in {BUSY_FN} (of {total}), expected {expected:.0} from its CPU time; {} new process(es) announced; {} stack(s) spilled; user stacks {outcomes:?}",
         new_pids.len(),
         stats.map_or(0, |s| s.get(super::bpf::PROFILE_STAT_SPILLED))
     ))
