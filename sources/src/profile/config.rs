@@ -60,7 +60,8 @@ pub enum ProfileEvent {
 
 /// CPU profiles of every process (or those selected), compiled and JIT
 /// code, sampled in the kernel with eBPF (perf events) and symbolized in
-/// the agent. Native code needs frame pointers for full stacks.
+/// the agent. Native user stacks are unwound in the kernel with the
+/// binaries' `.eh_frame` tables (x86-64): no frame pointers needed.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileSourceConfig {
