@@ -434,3 +434,178 @@ fn debian_xz_stacks_are_complete() {
         sampled.dump()
     );
 }
+
+/// framehop's view of process `pid`: its executable mappings with the
+/// bytes framehop needs; and where its signal trampolines are (the rows
+/// of sonde's own tables for them), past which framehop does not unwind.
+fn framehop_modules(pid: u32) -> (framehop::x86_64::UnwinderX86_64<Vec<u8>>, Vec<std::ops::Range<u64>>) {
+    use framehop::{ExplicitModuleSectionInfo, Module, Unwinder};
+    use object::{Object, ObjectSection, ObjectSegment};
+
+    let mut unwinder = framehop::x86_64::UnwinderX86_64::new();
+    let mut trampolines = Vec::new();
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    for line in maps.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() < 6 || !fields[1].contains('x') {
+            continue;
+        }
+        let (start, end) = fields[0].split_once('-').unwrap();
+        let (start, end) = (u64::from_str_radix(start, 16).unwrap(), u64::from_str_radix(end, 16).unwrap());
+        let offset = u64::from_str_radix(fields[2], 16).unwrap();
+        let data = if fields[5] == "[vdso]" {
+            own_vdso()
+        } else if fields[5].starts_with('/') {
+            std::fs::read(format!("/proc/{pid}/map_files/{start:x}-{end:x}")).unwrap_or_default()
+        } else {
+            continue;
+        };
+        let Ok(file) = object::File::parse(&*data) else { continue };
+        // ELF address of the mapping's first byte: from its code segment.
+        let Some(segment) = file.segments().find(|s| {
+            let (o, size) = s.file_range();
+            o & !4095 <= offset && offset < o + size && s.address() != 0 || (o == 0 && offset == 0)
+        }) else {
+            continue;
+        };
+        let (seg_offset, _) = segment.file_range();
+        let base_avma = start.wrapping_sub(segment.address().wrapping_add(offset).wrapping_sub(seg_offset));
+        if let Ok(table) = sonde_sources::profile::unwind::compile::compile(&data) {
+            for pair in table.rows.windows(2) {
+                if u32::from(pair[0].kind) == sonde_sources::profile::bpf::UNWIND_ROW_SIGNAL {
+                    trampolines.push(base_avma + u64::from(pair[0].pc)..base_avma + u64::from(pair[1].pc));
+                }
+            }
+        }
+        let section = |name: &str| {
+            file.section_by_name(name)
+                .map(|s| (s.address()..s.address() + s.size(), s.uncompressed_data().map(|d| d.to_vec()).ok()))
+        };
+        let text = section(".text");
+        let eh_frame = section(".eh_frame");
+        let eh_frame_hdr = section(".eh_frame_hdr");
+        let info = ExplicitModuleSectionInfo {
+            base_svma: 0,
+            text_svma: text.as_ref().map(|t| t.0.clone()),
+            text: text.and_then(|t| t.1),
+            got_svma: section(".got").map(|g| g.0),
+            eh_frame_svma: eh_frame.as_ref().map(|e| e.0.clone()),
+            eh_frame: eh_frame.and_then(|e| e.1),
+            eh_frame_hdr_svma: eh_frame_hdr.as_ref().map(|e| e.0.clone()),
+            eh_frame_hdr: eh_frame_hdr.and_then(|e| e.1),
+            debug_frame: section(".debug_frame").and_then(|d| d.1),
+            ..Default::default()
+        };
+        unwinder.add_module(Module::new(fields[5].to_string(), start..end, base_avma, info));
+    }
+    (unwinder, trampolines)
+}
+
+/// This process' vDSO image (the kernel maps the same one everywhere).
+fn own_vdso() -> Vec<u8> {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let line = maps.lines().find(|l| l.ends_with("[vdso]")).unwrap();
+    let (start, end) = line.split_whitespace().next().unwrap().split_once('-').unwrap();
+    let (start, end) = (
+        usize::from_str_radix(start, 16).unwrap(),
+        usize::from_str_radix(end, 16).unwrap(),
+    );
+    // SAFETY: the vDSO stays mapped readable for the process' life.
+    unsafe { std::slice::from_raw_parts(start as *const u8, end - start) }.to_vec()
+}
+
+/// The oracle: for some samples the program also sends the sampled
+/// registers and the top 16 KiB of the stack; framehop (an independent
+/// unwinder, samply's) unwinds them again, and its frames must be the BPF
+/// walk's, as far as the captured bytes let it go, and up to a signal
+/// trampoline (framehop does not read the kernel's signal frame: past it,
+/// it skips the interrupted frame, which the BPF walk keeps).
+#[test]
+fn bpf_walks_agree_with_framehop() {
+    use framehop::Unwinder;
+    use sonde_sources::profile::bpf::{UnwindOracle, UNWIND_OUTCOME_COMPLETE};
+
+    let test = "bpf_walks_agree_with_framehop";
+    let _turn = turn();
+    if !cfg!(target_arch = "x86_64") || !bpf_available_or_skip(test) {
+        return;
+    }
+    let Some(built) = built(test) else { return };
+    let config = ProfileSourceConfig {
+        comms: vec!["sonde-unwind*".into()],
+        ..ProfileSourceConfig::default()
+    };
+    let mut collector =
+        Collector::load_with(&config, "test-node".into(), &[], |o| o.oracle_every = 1).expect("profile loads");
+    let mut symbols = collector.symbols();
+    let mut announced = collector.take_new_pids().unwrap();
+    let mut oracle = collector.profiler_mut().take_oracle().expect("the oracle's ring buffer");
+    let (mut records, mut compared, mut agreed, mut frames_compared) = (0, 0, 0, 0);
+    let mut disagreements = Vec::new();
+    for (mode, seconds) in [("qsort", "4"), ("deep", "3"), ("signal", "3")] {
+        let mut child = c_workload(built, mode, seconds).stdout(Stdio::null()).spawn().unwrap();
+        let pid = child.id();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_millis(500) {
+            collector.note_new_pids(&announced.read(), &mut symbols);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        collector.unwinder().unwrap().flush();
+        let (unwinder, trampolines) = framehop_modules(pid);
+        let mut cache = framehop::x86_64::CacheX86_64::<_>::new();
+        while oracle.next().is_some() {}
+        while child.try_wait().unwrap().is_none() {
+            collector.note_new_pids(&announced.read(), &mut symbols);
+            while let Some(item) = oracle.next() {
+                let Some(record) = UnwindOracle::parse(&item) else { continue };
+                if record.pid != pid {
+                    continue;
+                }
+                records += 1;
+                if record.outcome != UNWIND_OUTCOME_COMPLETE || record.stack_len == 0 {
+                    continue;
+                }
+                let stack = record.stack_bytes().to_vec();
+                let sp = record.sp;
+                let mut read = |addr: u64| -> Result<u64, ()> {
+                    let at = addr.checked_sub(sp).ok_or(())? as usize;
+                    let bytes = stack.get(at..at + 8).ok_or(())?;
+                    Ok(u64::from_le_bytes(bytes.try_into().unwrap()))
+                };
+                let regs = framehop::x86_64::UnwindRegsX86_64::new(record.pc, record.sp, record.bp);
+                let mut frames = unwinder.iter_frames(record.pc, regs, &mut cache, &mut read);
+                let mut theirs = Vec::new();
+                while let Ok(Some(frame)) = frames.next() {
+                    theirs.push(frame.address());
+                }
+                let ours = record.walked();
+                // framehop stops where the captured bytes end.
+                let mut n = theirs.len().min(ours.len());
+                if let Some(at) = ours.iter().position(|a| trampolines.iter().any(|t| t.contains(&(a - 1)))) {
+                    n = n.min(at + 1);
+                }
+                if n < 2 {
+                    continue;
+                }
+                compared += 1;
+                frames_compared += n;
+                if ours[..n] == theirs[..n] {
+                    agreed += 1;
+                } else if disagreements.len() < 5 {
+                    disagreements.push(format!("{mode}: ours {:x?}\n theirs {:x?}", &ours[..n], &theirs[..n]));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        collector.collect(&mut symbols).unwrap();
+    }
+    eprintln!(
+        "oracle: {records} records, {compared} compared ({frames_compared} frames), {agreed} agree; {disagreements:#?}"
+    );
+    assert!(compared >= 20, "only {compared} samples compared of {records}");
+    assert!(
+        agreed as f64 >= 0.95 * compared as f64,
+        "{agreed} of {compared} BPF walks agree with framehop:\n{}",
+        disagreements.join("\n")
+    );
+}

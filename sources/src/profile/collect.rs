@@ -52,7 +52,19 @@ impl Collector {
     /// Loads and attaches the program. `labels` identify the component in
     /// the internal metrics.
     pub fn load(config: &ProfileSourceConfig, node: SharedStr, labels: &[Label]) -> Result<Self, LoadError> {
-        let mut profiler = Profiler::load(&config.options())?;
+        Self::load_with(config, node, labels, |_| {})
+    }
+
+    /// [`Collector::load`] with the program's options adjusted (tests: the oracle).
+    pub fn load_with(
+        config: &ProfileSourceConfig,
+        node: SharedStr,
+        labels: &[Label],
+        adjust: impl FnOnce(&mut super::bpf::Options),
+    ) -> Result<Self, LoadError> {
+        let mut options = config.options();
+        adjust(&mut options);
+        let mut profiler = Profiler::load(&options)?;
         if super::symbolize::raise_open_files_limit().is_none() {
             tracing::debug!("cannot raise the open files limit");
         }
@@ -96,6 +108,11 @@ impl Collector {
     /// The loaded program (statistics, event in use).
     pub fn profiler(&self) -> &Profiler {
         &self.profiler
+    }
+
+    /// The loaded program, to take its oracle ring buffer (tests).
+    pub fn profiler_mut(&mut self) -> &mut Profiler {
+        &mut self.profiler
     }
 
     /// Reads newly announced processes from `/proc` while they live, and

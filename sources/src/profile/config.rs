@@ -164,6 +164,7 @@ impl ProfileSourceConfig {
             unwind: self.native_unwinding,
             // 8-byte rows.
             unwind_rows: self.unwind_table_mib.clamp(1, 1024) * (1 << 20) / 8,
+            oracle_every: 0,
         }
     }
 

@@ -32,7 +32,7 @@ use maps::{drain_stacks, drain_unwound, remove};
 use std::collections::{HashMap as StdHashMap, HashSet};
 use std::time::Duration;
 
-use sonde_ebpf::aya::maps::{Array, HashMap, Map, MapData, MapError, ProgramArray, StackTraceMap};
+use sonde_ebpf::aya::maps::{Array, HashMap, Map, MapData, MapError, ProgramArray, RingBuf, StackTraceMap};
 
 use sonde_ebpf::loader::{load_error, Object, ProgramStats};
 use sonde_ebpf::telemetry::{KernelStat, StatTotals, StatsArray};
@@ -73,6 +73,8 @@ pub const MAP_UNWIND_PIDS: &str = "unwind_pids";
 pub const MAP_UNWIND_FILES: &str = "unwind_files";
 /// The row pool.
 pub const MAP_UNWIND_ROWS: &str = "unwind_rows";
+/// The oracle's ring buffer (tests).
+pub const MAP_UNWIND_ORACLE: &str = "unwind_oracle";
 
 /// How long [`Profiler::drain`] waits after switching sets before it reads
 /// the old one: a program run that read the old set index just before the
@@ -141,6 +143,7 @@ pub struct Profiler {
     // Kept open: the kernel empties a program array when its last user fd closes.
     _unwind_progs: Option<ProgramArray<MapData>>,
     unwind_maps: Option<UnwindMaps>,
+    oracle: Option<RingBuf<MapData>>,
     active: u32,
     event: SampleEvent,
     cpus: usize,
@@ -169,6 +172,8 @@ impl Profiler {
         // THREAD_SIZE (16 KiB on x86-64) less sizeof(struct pt_regs), for kernels before 5.15.
         let task_regs_offset: u64 = 16384 - 168;
         let unwind_rows = options.unwind_rows.max(1);
+        let oracle_every = if unwind { options.oracle_every } else { 0 };
+        let oracle_bytes = if oracle_every > 0 { UNWIND_ORACLE_BYTES } else { 4096 };
         let mut object = Object::load(OBJECT, ELF, |loader| {
             // A load-time constant: the verifier prunes the idle branch.
             loader.override_global("include_idle", &include_idle, true);
@@ -179,6 +184,8 @@ impl Profiler {
                 loader.map_max_entries(map, max_stacks);
             }
             loader.map_max_entries(MAP_UNWIND_ROWS, unwind_rows);
+            loader.override_global("oracle_every", &oracle_every, true);
+            loader.map_max_entries(MAP_UNWIND_ORACLE, oracle_bytes);
         })?;
         let cpus = sonde_ebpf::aya::util::online_cpus().map_err(|(path, error)| LoadError::Attach {
             object: OBJECT,
@@ -237,8 +244,14 @@ impl Profiler {
         } else {
             None
         };
+        let oracle = if oracle_every > 0 {
+            Some(object.take_map(MAP_UNWIND_ORACLE)?)
+        } else {
+            None
+        };
         Ok(Profiler {
             object,
+            oracle,
             counts,
             stacks,
             spill,
@@ -257,6 +270,12 @@ impl Profiler {
     /// The maps of the stack walker (once; `None` when unwinding is off).
     pub fn take_unwind_maps(&mut self) -> Option<UnwindMaps> {
         self.unwind_maps.take()
+    }
+
+    /// The oracle's ring buffer of [`UnwindOracle`] records (once; `None`
+    /// unless [`Options::oracle_every`] was set).
+    pub fn take_oracle(&mut self) -> Option<RingBuf<MapData>> {
+        self.oracle.take()
     }
 
     /// The perf event in use (never `Auto`).

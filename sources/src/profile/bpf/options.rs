@@ -33,6 +33,8 @@ pub struct Options {
     pub unwind: bool,
     /// Rows of the unwind table pool (8 bytes each).
     pub unwind_rows: u32,
+    /// Tests: capture one sample in this many for the oracle (0: none).
+    pub oracle_every: u32,
 }
 
 impl Default for Options {
@@ -44,6 +46,7 @@ impl Default for Options {
             max_stacks: PROFILE_MAX_STACKS,
             unwind: true,
             unwind_rows: UNWIND_DEFAULT_ROWS,
+            oracle_every: 0,
         }
     }
 }

@@ -196,6 +196,9 @@ int profile_cpu(struct bpf_perf_event_data *ctx)
 	if (unwind_enabled && key.pid != 0 && state && bpf_map_lookup_elem(&unwind_pids, &key.pid)) {
 		if (unwind_user_regs(ctx, state)) {
 			state->key = key;
+			state->start_pc = state->pc;
+			state->start_sp = state->sp;
+			state->start_bp = state->bp;
 			state->pc_is_return = 0;
 			state->runs = 0;
 			state->stack.len = 0;
@@ -223,6 +226,7 @@ static __always_inline void unwind_finish(struct bpf_perf_event_data *ctx, struc
 	void *unwound = set && *set == 1 ? (void *)&unwound_1 : (void *)&unwound_0;
 	long err;
 
+	unwind_capture(state, outcome);
 	key->unwind_outcome = outcome;
 	key->user_stack_hash = unwind_hash(&state->stack);
 	key->user_stack_id = -UNWIND_STACK_ID;

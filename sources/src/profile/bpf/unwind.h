@@ -143,4 +143,28 @@ struct unwind_stack {
 	__u64 ips[UNWIND_MAX_FRAMES];
 };
 
+/*
+ * The oracle (tests only: oracle_every > 0): for some samples, the user
+ * registers and the top UNWIND_ORACLE_STACK bytes of the user stack beside
+ * the walk's result, so a test can unwind them again in user space with an
+ * independent unwinder.
+ */
+#define UNWIND_ORACLE_STACK 16384
+/* Ring buffer bytes while the oracle is on (a page while it is off). */
+#define UNWIND_ORACLE_BYTES 1048576
+
+struct unwind_oracle {
+	__u32 pid;
+	/* Bytes of `stack` read (from `sp` up); 0 when none could be. */
+	__u32 stack_len;
+	__u64 pc;
+	__u64 sp;
+	__u64 bp;
+	/* UNWIND_OUTCOME_* of the walk. */
+	__u32 outcome;
+	__u32 pad;
+	struct unwind_stack frames;
+	__u8 stack[UNWIND_ORACLE_STACK];
+};
+
 #endif

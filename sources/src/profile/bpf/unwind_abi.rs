@@ -75,6 +75,43 @@ unsafe impl sonde_ebpf::aya::Pod for UnwindMappings {}
 // SAFETY: as above.
 unsafe impl sonde_ebpf::aya::Pod for UnwindStack {}
 
+/// `struct unwind_oracle`: one sample's registers, top of stack and walk.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct UnwindOracle {
+    pub pid: u32,
+    pub stack_len: u32,
+    pub pc: u64,
+    pub sp: u64,
+    pub bp: u64,
+    pub outcome: u32,
+    pub pad: u32,
+    pub frames: UnwindStack,
+    pub stack: [u8; UNWIND_ORACLE_STACK as usize],
+}
+
+impl UnwindOracle {
+    /// A record as the ring buffer holds it (`None` when too short).
+    pub fn parse(bytes: &[u8]) -> Option<Box<UnwindOracle>> {
+        if bytes.len() < std::mem::size_of::<UnwindOracle>() {
+            return None;
+        }
+        // SAFETY: the length is checked, every bit pattern of the plain
+        // integer fields is valid, and the read is unaligned.
+        Some(Box::new(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<UnwindOracle>()) }))
+    }
+
+    /// The walk's frames, innermost first.
+    pub fn walked(&self) -> &[u64] {
+        &self.frames.ips[..(self.frames.len as usize).min(self.frames.ips.len())]
+    }
+
+    /// The captured stack bytes (from `sp` up).
+    pub fn stack_bytes(&self) -> &[u8] {
+        &self.stack[..(self.stack_len as usize).min(self.stack.len())]
+    }
+}
+
 /// Set in the ids under which drained unwound stacks are filed (beside
 /// stack map ids and [`super::PROFILE_SPILL_BIT`] spill ids).
 pub const UNWOUND_BIT: u32 = 1 << 29;
@@ -109,6 +146,21 @@ mod tests {
         sonde_ebpf::assert_layout!(btf, "unwind_mapping", UnwindMapping { start, end, bias, file, pad });
         sonde_ebpf::assert_layout!(btf, "unwind_mappings", UnwindMappings { count, pad, mappings });
         sonde_ebpf::assert_layout!(btf, "unwind_stack", UnwindStack { len, pad, ips });
+        sonde_ebpf::assert_layout!(
+            btf,
+            "unwind_oracle",
+            UnwindOracle {
+                pid,
+                stack_len,
+                pc,
+                sp,
+                bp,
+                outcome,
+                pad,
+                frames,
+                stack
+            }
+        );
     }
 
     #[test]

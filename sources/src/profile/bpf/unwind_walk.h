@@ -28,6 +28,14 @@ const volatile __u8 unwind_enabled = 0;
 const volatile __u8 have_task_pt_regs = 0;
 /* Set by user space: THREAD_SIZE - sizeof(struct pt_regs), for older kernels. */
 const volatile __u64 task_regs_offset = 16384 - 168;
+/* Set by user space (tests): capture one sample in this many for the oracle; 0: none. */
+const volatile __u32 oracle_every = 0;
+
+/* Oracle records (struct unwind_oracle); sized by user space. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, UNWIND_ORACLE_BYTES);
+} unwind_oracle SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -60,6 +68,10 @@ struct unwind_state {
 	__u32 runs;
 	struct profile_key key;
 	struct unwind_stack stack;
+	/* The sampled registers, for the oracle. */
+	__u64 start_pc;
+	__u64 start_sp;
+	__u64 start_bp;
 };
 
 struct {
@@ -328,6 +340,35 @@ static __always_inline __u32 unwind_step(struct unwind_state *state, struct unwi
 }
 
 #endif
+
+/* For the oracle: the sampled registers, stack and walk of one sample in oracle_every. */
+static __always_inline void unwind_capture(struct unwind_state *state, __u32 outcome)
+{
+	struct unwind_oracle *o;
+	void *sp = (void *)state->start_sp;
+
+	if (!oracle_every || bpf_get_prandom_u32() % oracle_every)
+		return;
+	o = bpf_ringbuf_reserve(&unwind_oracle, sizeof(*o), 0);
+	if (!o)
+		return;
+	o->pid = state->key.pid;
+	o->pc = state->start_pc;
+	o->sp = state->start_sp;
+	o->bp = state->start_bp;
+	o->outcome = outcome;
+	o->pad = 0;
+	if (bpf_probe_read_kernel(&o->frames, sizeof(o->frames), &state->stack))
+		o->frames.len = 0;
+	/* Near the stack's top fewer bytes are mapped: try smaller reads. */
+	o->stack_len = UNWIND_ORACLE_STACK;
+	if (bpf_probe_read_user(o->stack, UNWIND_ORACLE_STACK, sp)) {
+		o->stack_len = 4096;
+		if (bpf_probe_read_user(o->stack, 4096, sp))
+			o->stack_len = 0;
+	}
+	bpf_ringbuf_submit(o, 0);
+}
 
 /* A hash of the frames (never 0): the unwound stack map's key. */
 static __always_inline __u64 unwind_hash(struct unwind_stack *stack)
