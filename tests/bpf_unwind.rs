@@ -280,7 +280,12 @@ fn c_without_frame_pointers_unwinds_through_qsort_to_start() {
     let _turn = turn();
     let Some(mut h) = harness(test) else { return };
     let Some(built) = built(test) else { return };
-    let sampled = sample(&mut h, c_workload(built, "qsort", "3"), "sonde-unwind", Duration::from_millis(500));
+    let sampled = sample(
+        &mut h,
+        c_workload(built, "qsort", "3"),
+        "sonde-unwind",
+        Duration::from_millis(500),
+    );
     // The comparator's samples: cmp ← (libc's qsort) ← work ← main ← … ← _start.
     let in_cmp = sampled.count(|f| f.first().is_some_and(|f| f.function.as_str() == "sonde_unwind_cmp"));
     let chained = sampled.count(|f| {
@@ -314,7 +319,12 @@ fn a_thread_unwinds_to_its_start() {
     let _turn = turn();
     let Some(mut h) = harness(test) else { return };
     let Some(built) = built(test) else { return };
-    let sampled = sample(&mut h, c_workload(built, "thread", "2"), "sonde-unwind", Duration::from_millis(500));
+    let sampled = sample(
+        &mut h,
+        c_workload(built, "thread", "2"),
+        "sonde-unwind",
+        Duration::from_millis(500),
+    );
     assert_mostly(&sampled, "run from sonde_unwind_work to thread_main", |f| {
         in_order(f, &["sonde_unwind_work", "thread_main"])
     });
@@ -328,7 +338,12 @@ fn a_200_deep_recursion_unwinds_whole() {
     let _turn = turn();
     let Some(mut h) = harness(test) else { return };
     let Some(built) = built(test) else { return };
-    let sampled = sample(&mut h, c_workload(built, "deep", "2"), "sonde-unwind", Duration::from_millis(500));
+    let sampled = sample(
+        &mut h,
+        c_workload(built, "deep", "2"),
+        "sonde-unwind",
+        Duration::from_millis(500),
+    );
     assert_mostly(&sampled, "hold 201 recursion frames, main and _start", |f| {
         f.iter().filter(|f| f.function.as_str() == "sonde_unwind_deep").count() == 201
             && in_order(f, &["sonde_unwind_deep", "main", "_start"])
@@ -344,13 +359,20 @@ fn a_signal_handler_unwinds_into_the_interrupted_code() {
     let _turn = turn();
     let Some(mut h) = harness(test) else { return };
     let Some(built) = built(test) else { return };
-    let sampled = sample(&mut h, c_workload(built, "signal", "3"), "sonde-unwind", Duration::from_millis(500));
+    let sampled = sample(
+        &mut h,
+        c_workload(built, "signal", "3"),
+        "sonde-unwind",
+        Duration::from_millis(500),
+    );
     let in_handler = sampled.count(|f| f.iter().any(|f| f.function.as_str() == "sonde_unwind_handler"));
-    let through = sampled.count(|f| {
-        in_order(f, &["sonde_unwind_handler", "main", "_start"]) && ends_at_start(f)
-    });
+    let through = sampled.count(|f| in_order(f, &["sonde_unwind_handler", "main", "_start"]) && ends_at_start(f));
     eprintln!("{through} of {in_handler} handler samples reach main and _start");
-    assert!(in_handler >= 10, "{in_handler} samples in the handler:\n{}", sampled.dump());
+    assert!(
+        in_handler >= 10,
+        "{in_handler} samples in the handler:\n{}",
+        sampled.dump()
+    );
     assert!(
         through as f64 >= 0.95 * in_handler as f64,
         "{through} of {in_handler}:\n{}",
@@ -451,7 +473,10 @@ fn framehop_modules(pid: u32) -> (framehop::x86_64::UnwinderX86_64<Vec<u8>>, Vec
             continue;
         }
         let (start, end) = fields[0].split_once('-').unwrap();
-        let (start, end) = (u64::from_str_radix(start, 16).unwrap(), u64::from_str_radix(end, 16).unwrap());
+        let (start, end) = (
+            u64::from_str_radix(start, 16).unwrap(),
+            u64::from_str_radix(end, 16).unwrap(),
+        );
         let offset = u64::from_str_radix(fields[2], 16).unwrap();
         let data = if fields[5] == "[vdso]" {
             own_vdso()
@@ -460,7 +485,9 @@ fn framehop_modules(pid: u32) -> (framehop::x86_64::UnwinderX86_64<Vec<u8>>, Vec
         } else {
             continue;
         };
-        let Ok(file) = object::File::parse(&*data) else { continue };
+        let Ok(file) = object::File::parse(&*data) else {
+            continue;
+        };
         // ELF address of the mapping's first byte: from its code segment.
         let Some(segment) = file.segments().find(|s| {
             let (o, size) = s.file_range();
@@ -478,8 +505,12 @@ fn framehop_modules(pid: u32) -> (framehop::x86_64::UnwinderX86_64<Vec<u8>>, Vec
             }
         }
         let section = |name: &str| {
-            file.section_by_name(name)
-                .map(|s| (s.address()..s.address() + s.size(), s.uncompressed_data().map(|d| d.to_vec()).ok()))
+            file.section_by_name(name).map(|s| {
+                (
+                    s.address()..s.address() + s.size(),
+                    s.uncompressed_data().map(|d| d.to_vec()).ok(),
+                )
+            })
         };
         let text = section(".text");
         let eh_frame = section(".eh_frame");
@@ -539,7 +570,10 @@ fn bpf_walks_agree_with_framehop() {
         Collector::load_with(&config, "test-node".into(), &[], |o| o.oracle_every = 1).expect("profile loads");
     let mut symbols = collector.symbols();
     let mut announced = collector.take_new_pids().unwrap();
-    let mut oracle = collector.profiler_mut().take_oracle().expect("the oracle's ring buffer");
+    let mut oracle = collector
+        .profiler_mut()
+        .take_oracle()
+        .expect("the oracle's ring buffer");
     let (mut records, mut compared, mut agreed, mut frames_compared) = (0, 0, 0, 0);
     let mut disagreements = Vec::new();
     for (mode, seconds) in [("qsort", "4"), ("deep", "3"), ("signal", "3")] {
@@ -557,7 +591,9 @@ fn bpf_walks_agree_with_framehop() {
         while child.try_wait().unwrap().is_none() {
             collector.note_new_pids(&announced.read(), &mut symbols);
             while let Some(item) = oracle.next() {
-                let Some(record) = UnwindOracle::parse(&item) else { continue };
+                let Some(record) = UnwindOracle::parse(&item) else {
+                    continue;
+                };
                 if record.pid != pid {
                     continue;
                 }
@@ -581,7 +617,10 @@ fn bpf_walks_agree_with_framehop() {
                 let ours = record.walked();
                 // framehop stops where the captured bytes end.
                 let mut n = theirs.len().min(ours.len());
-                if let Some(at) = ours.iter().position(|a| trampolines.iter().any(|t| t.contains(&(a - 1)))) {
+                if let Some(at) = ours
+                    .iter()
+                    .position(|a| trampolines.iter().any(|t| t.contains(&(a - 1))))
+                {
                     n = n.min(at + 1);
                 }
                 if n < 2 {

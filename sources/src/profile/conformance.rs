@@ -73,7 +73,11 @@ pub fn check() -> Result<String, CheckError> {
         format!("{busy} samples in {BUSY_FN} (of {total} of this process), expected {expected:.0} ± 50 % from {busy_ns} ns on CPU; program counters {stats:?}")
     })?;
     drop(collector);
-    let outcomes = if cfg!(target_arch = "x86_64") { walk_check()? } else { Vec::new() };
+    let outcomes = if cfg!(target_arch = "x86_64") {
+        walk_check()?
+    } else {
+        Vec::new()
+    };
     Ok(format!(
         "{busy} samples in {BUSY_FN} (of {total}), expected {expected:.0} from its CPU time; {} new process(es) announced; {} stack(s) spilled; a shell's user stacks walked in BPF: {outcomes:?}",
         new_pids.len(),

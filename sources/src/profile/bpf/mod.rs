@@ -22,9 +22,9 @@ mod new_pids;
 mod options;
 
 pub use abi::*;
-pub use unwind_abi::*;
 pub use new_pids::NewPids;
 pub use options::{Options, SampleEvent};
+pub use unwind_abi::*;
 
 use attach::attach;
 use maps::{drain_stacks, drain_unwound, remove};
@@ -115,7 +115,9 @@ pub struct UnwindMaps {
 
 impl std::fmt::Debug for UnwindMaps {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UnwindMaps").field("capacity", &self.capacity).finish_non_exhaustive()
+        f.debug_struct("UnwindMaps")
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
     }
 }
 

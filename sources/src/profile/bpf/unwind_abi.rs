@@ -98,7 +98,9 @@ impl UnwindOracle {
         }
         // SAFETY: the length is checked, every bit pattern of the plain
         // integer fields is valid, and the read is unaligned.
-        Some(Box::new(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<UnwindOracle>()) }))
+        Some(Box::new(unsafe {
+            std::ptr::read_unaligned(bytes.as_ptr().cast::<UnwindOracle>())
+        }))
     }
 
     /// The walk's frames, innermost first.
@@ -141,9 +143,28 @@ mod tests {
     #[test]
     fn structs_match_the_compiled_object() {
         let btf = ObjectBtf::from_object(super::super::ELF);
-        sonde_ebpf::assert_layout!(btf, "unwind_row", UnwindRow { pc, kind, rbp_slot, cfa_offset });
+        sonde_ebpf::assert_layout!(
+            btf,
+            "unwind_row",
+            UnwindRow {
+                pc,
+                kind,
+                rbp_slot,
+                cfa_offset
+            }
+        );
         sonde_ebpf::assert_layout!(btf, "unwind_file", UnwindFile { first, count });
-        sonde_ebpf::assert_layout!(btf, "unwind_mapping", UnwindMapping { start, end, bias, file, pad });
+        sonde_ebpf::assert_layout!(
+            btf,
+            "unwind_mapping",
+            UnwindMapping {
+                start,
+                end,
+                bias,
+                file,
+                pad
+            }
+        );
         sonde_ebpf::assert_layout!(btf, "unwind_mappings", UnwindMappings { count, pad, mappings });
         sonde_ebpf::assert_layout!(btf, "unwind_stack", UnwindStack { len, pad, ips });
         sonde_ebpf::assert_layout!(

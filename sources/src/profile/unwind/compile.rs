@@ -81,7 +81,8 @@ pub fn identify(data: &[u8]) -> Result<(Option<Vec<u8>>, Vec<Segment>), CompileE
         .segments()
         .map(|s| {
             let (offset, size) = s.file_range();
-            let executable = matches!(s.flags(), object::SegmentFlags::Elf { p_flags } if p_flags & object::elf::PF_X != 0);
+            let executable =
+                matches!(s.flags(), object::SegmentFlags::Elf { p_flags } if p_flags & object::elf::PF_X != 0);
             Segment {
                 offset,
                 vaddr: s.address(),

@@ -69,7 +69,9 @@ pub struct Unwinder {
 
 impl std::fmt::Debug for Unwinder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Unwinder").field("stats", &self.stats).finish_non_exhaustive()
+        f.debug_struct("Unwinder")
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
     }
 }
 
@@ -81,21 +83,19 @@ impl Unwinder {
         let (tx, rx) = mpsc::channel();
         let thread_stats = Arc::clone(&stats);
         let gauges = Gauges::new(labels);
-        let thread = std::thread::Builder::new()
-            .name("sonde-unwind".into())
-            .spawn(move || {
-                let mut tables = Tables::new(maps, procfs, Arc::clone(&thread_stats));
-                while let Ok(message) = rx.recv() {
-                    match message {
-                        Message::Note(pids) => pids.into_iter().for_each(|pid| tables.note(pid)),
-                        Message::Forget(pids) => pids.into_iter().for_each(|pid| tables.forget(pid)),
-                        Message::Flush(done) => {
-                            let _ = done.send(());
-                        }
+        let thread = std::thread::Builder::new().name("sonde-unwind".into()).spawn(move || {
+            let mut tables = Tables::new(maps, procfs, Arc::clone(&thread_stats));
+            while let Ok(message) = rx.recv() {
+                match message {
+                    Message::Note(pids) => pids.into_iter().for_each(|pid| tables.note(pid)),
+                    Message::Forget(pids) => pids.into_iter().for_each(|pid| tables.forget(pid)),
+                    Message::Flush(done) => {
+                        let _ = done.send(());
                     }
-                    gauges.update(&thread_stats);
                 }
-            })?;
+                gauges.update(&thread_stats);
+            }
+        })?;
         Ok(Unwinder {
             tx: Some(tx),
             thread: Some(thread),

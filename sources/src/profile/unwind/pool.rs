@@ -58,7 +58,8 @@ impl Pool {
         let index = self.free.partition_point(|r| r.first < range.first);
         self.free.insert(index, range);
         // Merge with the next, then with the previous.
-        if index + 1 < self.free.len() && self.free[index].first + self.free[index].count == self.free[index + 1].first {
+        if index + 1 < self.free.len() && self.free[index].first + self.free[index].count == self.free[index + 1].first
+        {
             self.free[index].count += self.free[index + 1].count;
             self.free.remove(index + 1);
         }
