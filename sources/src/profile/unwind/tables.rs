@@ -372,7 +372,7 @@ mod tests {
         assert_eq!(bias(&segments, &mapping), Some(0x7f00_0000_1000 - 0x401000));
         let outside = Mapping {
             offset: 0x9000,
-            ..mapping
+            ..mapping.clone()
         };
         assert_eq!(bias(&segments, &outside), None);
         // A code segment off a page boundary (rustc's binaries): the
