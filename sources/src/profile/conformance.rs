@@ -20,8 +20,12 @@ use super::{Collector, ProfileSourceConfig};
 
 /// Runs the check; on success, what the source saw, in one line.
 pub fn check() -> Result<String, CheckError> {
+    // The sample count is checked with the kernel's walk: in an emulated
+    // guest, a walk in BPF through this debug binary's large table can take
+    // long enough for perf to throttle the event. The walk is checked below.
     let config = ProfileSourceConfig {
         pids: vec![std::process::id()],
+        native_unwinding: false,
         ..ProfileSourceConfig::default()
     };
     let frequency = config.frequency_hz;
