@@ -167,21 +167,10 @@ mod tests {
         );
         sonde_ebpf::assert_layout!(btf, "unwind_mappings", UnwindMappings { count, pad, mappings });
         sonde_ebpf::assert_layout!(btf, "unwind_stack", UnwindStack { len, pad, ips });
-        sonde_ebpf::assert_layout!(
-            btf,
-            "unwind_oracle",
-            UnwindOracle {
-                pid,
-                stack_len,
-                pc,
-                sp,
-                bp,
-                outcome,
-                pad,
-                frames,
-                stack
-            }
-        );
+        // `unwind_oracle` is only reached through a ring buffer pointer,
+        // which clang leaves out of the BTF: tests/bpf_unwind.rs's oracle
+        // test reads its records (pid, registers, frames, stack) instead.
+        assert_eq!(std::mem::size_of::<UnwindOracle>(), 40 + 8 + 8 * 256 + 16384);
     }
 
     #[test]
