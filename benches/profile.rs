@@ -18,9 +18,17 @@
 //! What no tool is charged for: the perf-event interrupt itself, and for
 //! perf the kernel's callchain walk and ring-buffer writes in interrupt
 //! context, which /proc attributes to the interrupted task. So perf's
-//! figure is a lower bound. Writes `profile.md` and `profile.json` to `--out`.
+//! figure is a lower bound.
+//!
+//! Then, per workload built without frame pointers (and Debian's xz, and
+//! gdb running Python: libc + libpython + libstdc++), the share of samples
+//! whose stack is complete under sonde's walker and under
+//! `perf record --call-graph dwarf` (`profile/completeness.rs`).
+//! Writes `profile.md` and `profile.json` to `--out`.
 
 mod common;
+#[path = "profile/completeness.rs"]
+mod completeness;
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
@@ -142,7 +150,9 @@ fn main() {
     let _ = workload.kill();
     let _ = workload.wait();
 
-    let table = render(&results, &args);
+    // Stack completeness per workload, sonde beside perf's DWARF unwinding.
+    let (completeness_table, completeness_json) = completeness::run(args.seconds.min(10));
+    let table = format!("{}\n{completeness_table}", render(&results, &args));
     println!("{table}");
     std::fs::create_dir_all(&args.out).unwrap();
     std::fs::write(args.out.join("profile.md"), &table).unwrap();
@@ -151,6 +161,7 @@ fn main() {
         "seconds": args.seconds,
         "warmup_seconds": args.warmup,
         "target_percent": TARGET_PERCENT,
+        "completeness": completeness_json,
         "tools": results.iter().map(|(tool, samples)| json!({
             "tool": tool.name(),
             "runs": samples.iter().map(|s| json!({

@@ -109,11 +109,12 @@ fn has(frames: &[sonde_core::event::Frame], function: &str) -> bool {
 
 /// The collector, loaded, with what it counted before this test drained away.
 fn collector(test: &str) -> Option<(Collector, Symbols)> {
-    collector_with(test, ProfileSourceConfig::default().max_stacks)
+    collector_with(test, ProfileSourceConfig::default().max_stacks, true)
 }
 
-/// [`collector`] with stack maps of `max_stacks` entries.
-fn collector_with(test: &str, max_stacks: u32) -> Option<(Collector, Symbols)> {
+/// [`collector`] with stack maps of `max_stacks` entries; user stacks
+/// walked in BPF (`native_unwinding`) or by the kernel into the stack maps.
+fn collector_with(test: &str, max_stacks: u32, native_unwinding: bool) -> Option<(Collector, Symbols)> {
     if !bpf_available_or_skip(test) {
         return None;
     }
@@ -121,6 +122,7 @@ fn collector_with(test: &str, max_stacks: u32) -> Option<(Collector, Symbols)> {
         comms: vec!["sonde-hot".into()],
         line_numbers: true,
         max_stacks,
+        native_unwinding,
         ..ProfileSourceConfig::default()
     };
     let mut collector = Collector::load(&config, "test-node".into(), &[]).expect("profile loads");
@@ -284,7 +286,8 @@ fn flame_titles(svg: &str, name: &str) -> (u64, f64, u64) {
 fn stacks_that_collide_in_the_stack_map_arrive_through_the_spill_map() {
     let test = "stacks_that_collide_in_the_stack_map_arrive_through_the_spill_map";
     let _turn = turn();
-    let Some((mut collector, mut symbols)) = collector_with(test, 1) else {
+    // User stacks walked by the kernel: they are the ones in the stack maps.
+    let Some((mut collector, mut symbols)) = collector_with(test, 1, false) else {
         return;
     };
     let Some(hot) = pprof::workload(test) else { return };

@@ -1,6 +1,7 @@
 # source "profile": CPU stack samples of every process, 99 times a second per
-# CPU, symbolized in the agent (kernel, native with frame pointers, JIT via
-# perf maps), as a pprof file, folded stacks and a flame graph per interval.
+# CPU, symbolized in the agent (kernel, native unwound with .eh_frame tables in
+# the kernel, JIT via perf maps), as a pprof file, folded stacks and a flame
+# graph per interval.
 # Needs root, or CAP_BPF + CAP_PERFMON + CAP_SYS_PTRACE; `sonde doctor` checks.
 #   sonde run --config configs/examples/profile.hcl
 source "profile" "cpu" {
@@ -13,6 +14,8 @@ source "profile" "cpu" {
   comms        = []          # e.g. ["postgres*", "nginx"]
   max_stacks   = 16384       # distinct stacks per interval the kernel keeps
   line_numbers = false       # true: file:line from DWARF (costs CPU and memory per binary)
+  native_unwinding = true    # walk user stacks with .eh_frame tables (x86-64); false: frame pointers only
+  unwind_table_mib = 16      # kernel memory for unwind tables; least recently used evicted when full
 }
 
 sink "file" "pprof" {

@@ -52,6 +52,10 @@ pub const TEST_PACKAGES: &[&str] = &[
     // (tests/operate).
     "tmux",
     "chromium",
+    // The profile source's stack walker tests (tests/bpf_unwind.rs): a C++
+    // program built without frame pointers, and Debian's own xz.
+    "g++",
+    "xz-utils",
 ];
 
 /// What `cargo xtask kernels` needs: qemu (and its virtiofsd) to boot the
@@ -111,7 +115,7 @@ pub fn ensure_python_tools() -> Result<()> {
 }
 
 /// What `cargo xtask bench profile` compares sonde with, and builds its workload with.
-pub const PROFILE_BENCH_PACKAGES: &[&str] = &["linux-perf", "bpftrace", "gcc"];
+pub const PROFILE_BENCH_PACKAGES: &[&str] = &["linux-perf", "bpftrace", "gcc", "g++", "xz-utils", "gdb"];
 
 /// What `cargo xtask bench net` serves, loads and compares sonde with.
 pub const NET_BENCH_PACKAGES: &[&str] = &["nginx", "wrk", "bpftrace"];

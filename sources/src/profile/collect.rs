@@ -15,6 +15,8 @@ use super::config::ProfileSourceConfig;
 use super::run::StackSource;
 use super::stacks::{addresses, attributes, StackNamer};
 use super::symbolize::Symbols;
+use super::unwind::completeness::Completeness;
+use super::unwind::Unwinder;
 
 pub use super::stacks::{IDLE_COMM, UNKNOWN_FRAMES};
 
@@ -33,6 +35,8 @@ pub struct Collector {
     last_drain: Timestamp,
     telemetry: LossCounters,
     line_numbers: bool,
+    unwinder: Option<Unwinder>,
+    completeness: Completeness,
 }
 
 impl std::fmt::Debug for Collector {
@@ -48,11 +52,34 @@ impl Collector {
     /// Loads and attaches the program. `labels` identify the component in
     /// the internal metrics.
     pub fn load(config: &ProfileSourceConfig, node: SharedStr, labels: &[Label]) -> Result<Self, LoadError> {
-        let mut profiler = Profiler::load(&config.options())?;
+        Self::load_with(config, node, labels, |_| {})
+    }
+
+    /// [`Collector::load`] with the program's options adjusted (tests: the oracle).
+    pub fn load_with(
+        config: &ProfileSourceConfig,
+        node: SharedStr,
+        labels: &[Label],
+        adjust: impl FnOnce(&mut super::bpf::Options),
+    ) -> Result<Self, LoadError> {
+        let mut options = config.options();
+        adjust(&mut options);
+        let mut profiler = Profiler::load(&options)?;
         if super::symbolize::raise_open_files_limit().is_none() {
             tracing::debug!("cannot raise the open files limit");
         }
         let new_pids = profiler.take_new_pids()?;
+        let unwinder = match profiler.take_unwind_maps() {
+            Some(maps) => Some(
+                Unwinder::start(maps, "/proc".into(), labels).map_err(|error| LoadError::Attach {
+                    object: OBJECT,
+                    program: super::bpf::PROGRAM_UNWIND,
+                    attach_point: "the unwind table thread".to_string(),
+                    source: Box::new(sonde_ebpf::aya::programs::ProgramError::IOError(error)),
+                })?,
+            ),
+            None => None,
+        };
         Ok(Collector {
             profiler,
             new_pids: Some(new_pids),
@@ -62,6 +89,8 @@ impl Collector {
             last_drain: Timestamp::now(),
             telemetry: LossCounters::new(labels, OBJECT, STATS, "counts"),
             line_numbers: config.line_numbers,
+            unwinder,
+            completeness: Completeness::new(labels),
         })
     }
 
@@ -81,11 +110,35 @@ impl Collector {
         &self.profiler
     }
 
+    /// The loaded program, to take its oracle ring buffer (tests).
+    pub fn profiler_mut(&mut self) -> &mut Profiler {
+        &mut self.profiler
+    }
+
     /// Reads newly announced processes from `/proc` while they live, and
     /// opens the files they map, so their stacks resolve even if they exit
     /// before the interval ends.
     pub fn note_new_pids(&mut self, pids: &[u32], symbols: &mut Symbols) {
         self.namer.note_new_pids(pids, symbols);
+        if let Some(unwinder) = &self.unwinder {
+            // Tables only for the processes reported: the others' stacks are never read.
+            let selected: Vec<u32> = pids
+                .iter()
+                .copied()
+                .filter(|pid| self.namer.get(*pid).is_some_and(|p| p.selected && p.alive))
+                .collect();
+            unwinder.note(&selected);
+        }
+    }
+
+    /// The unwind table loader (`None` when unwinding in BPF is off).
+    pub fn unwinder(&self) -> Option<&Unwinder> {
+        self.unwinder.as_ref()
+    }
+
+    /// How complete the user stacks of the reported processes were.
+    pub fn completeness(&self) -> &Completeness {
+        &self.completeness
     }
 
     /// Drains the kernel's counts of the last interval and returns one
@@ -107,6 +160,11 @@ impl Collector {
         self.namer.begin_interval();
 
         let groups = group_by_process(&drained);
+        let outcomes: HashMap<StackRef, u8> = drained
+            .counts
+            .iter()
+            .map(|(key, _)| (key.user_stack(), key.unwind_outcome))
+            .collect();
         symbols.prefetch_kernel(
             groups
                 .values()
@@ -131,9 +189,11 @@ impl Collector {
             let samples = group
                 .stacks
                 .iter()
-                .map(|(&(user, kernel), &count)| StackSample {
-                    frames: self.namer.frames(&drained.stacks, process, user, kernel, symbols),
-                    count,
+                .map(|(&(user, kernel), &count)| {
+                    let frames = self.namer.frames(&drained.stacks, process, user, kernel, symbols);
+                    let outcome = outcomes.get(&user).copied().unwrap_or(0);
+                    self.completeness.observe(outcome, &frames, count);
+                    StackSample { frames, count }
                 })
                 .collect();
             events.push(Event::from(Profile {
@@ -146,10 +206,14 @@ impl Collector {
                 attributes: attributes(process, &self.node),
             }));
         }
-        for pid in self.namer.end_interval(symbols) {
+        let evicted = self.namer.end_interval(symbols);
+        for &pid in &evicted {
             if let Err(error) = self.profiler.forget_pid(pid) {
                 tracing::debug!(%error, pid, "cannot forget pid");
             }
+        }
+        if let Some(unwinder) = &self.unwinder {
+            unwinder.forget(&evicted);
         }
         Ok(events)
     }

@@ -34,6 +34,15 @@ const fn default_interval() -> Duration {
 const fn default_max_stacks() -> u32 {
     DEFAULT_MAX_STACKS
 }
+const fn default_native_unwinding() -> bool {
+    true
+}
+const fn default_unwind_table_mib() -> u32 {
+    DEFAULT_UNWIND_TABLE_MIB
+}
+
+/// Default kernel memory for unwind tables, in MiB.
+pub const DEFAULT_UNWIND_TABLE_MIB: u32 = 16;
 
 /// The perf event that triggers samples.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -51,7 +60,8 @@ pub enum ProfileEvent {
 
 /// CPU profiles of every process (or those selected), compiled and JIT
 /// code, sampled in the kernel with eBPF (perf events) and symbolized in
-/// the agent. Native code needs frame pointers for full stacks.
+/// the agent. Native user stacks are unwound in the kernel with the
+/// binaries' `.eh_frame` tables (x86-64): no frame pointers needed.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileSourceConfig {
@@ -103,6 +113,22 @@ pub struct ProfileSourceConfig {
     /// Default `false`.
     #[serde(default)]
     pub line_numbers: bool,
+    /// Walk native user stacks in the kernel with the programs' own
+    /// `.eh_frame` unwind tables (x86-64), so that code built without frame
+    /// pointers (most distribution binaries and libraries) gives whole
+    /// stacks. The agent compiles each binary's table once (shared by every
+    /// process that maps it) and loads it into BPF maps. `false`: the
+    /// kernel walks frame pointers only. Default `true`.
+    #[serde(default = "default_native_unwinding")]
+    pub native_unwinding: bool,
+    /// Kernel memory for unwind tables, in MiB (8 bytes per table row;
+    /// libc's table is about 25,000 rows, a large C++ library a million).
+    /// When a new table does not fit, the tables used least recently are
+    /// evicted (`sonde_profile_unwind_table_evictions_total`); one larger
+    /// than the whole budget is not loaded
+    /// (`sonde_profile_unwind_table_full_total`). Default 16, 1 to 1024.
+    #[serde(default = "default_unwind_table_mib")]
+    pub unwind_table_mib: u32,
 }
 
 impl Default for ProfileSourceConfig {
@@ -117,6 +143,8 @@ impl Default for ProfileSourceConfig {
             event: ProfileEvent::CpuClock,
             max_stacks: DEFAULT_MAX_STACKS,
             line_numbers: false,
+            native_unwinding: true,
+            unwind_table_mib: DEFAULT_UNWIND_TABLE_MIB,
         }
     }
 }
@@ -133,6 +161,10 @@ impl ProfileSourceConfig {
             },
             include_idle: self.include_idle,
             max_stacks: self.max_stacks,
+            unwind: self.native_unwinding,
+            // 8-byte rows.
+            unwind_rows: self.unwind_table_mib.clamp(1, 1024) * (1 << 20) / 8,
+            oracle_every: 0,
         }
     }
 
@@ -190,7 +222,12 @@ impl SourceConfig for ProfileSourceConfig {
                 "frequency_hz",
                 format_args!("must be between 1 and {MAX_FREQUENCY_HZ}"),
             )
-            .that(self.max_stacks > 0, "max_stacks", "must be at least 1");
+            .that(self.max_stacks > 0, "max_stacks", "must be at least 1")
+            .that(
+                (1..=1024).contains(&self.unwind_table_mib),
+                "unwind_table_mib",
+                "must be between 1 and 1024",
+            );
         check.finish()
     }
 

@@ -28,17 +28,14 @@
 //! `sonde_ebpf_lost_events_total` / `sonde_ebpf_map_full_total` and appear
 //! as a `[lost … stack]` frame, so sample counts stay whole.
 //!
-//! **Frame pointers.** User stacks are walked by the kernel with frame
-//! pointers. Code built without them (`-fomit-frame-pointer`, the default
-//! of most distributions' C libraries and of optimised builds before GCC
-//! 14 / Fedora 38 / Ubuntu 24.04) gives short user stacks: the sampled
-//! function and a wrong or missing caller. Build with
-//! `-fno-omit-frame-pointer` (Rust: `-C force-frame-pointers=yes`; Go keeps
-//! them by default). Unwinding with `.eh_frame` tables in the kernel, as
-//! the OpenTelemetry eBPF profiler does, is the known next step; it needs
-//! no rebuild of the profiled programs. Interpreted code (Python, Ruby)
-//! shows the interpreter's frames unless it writes a perf map (Python 3.12
-//! `-X perf`).
+//! **Unwinding.** User stacks of the reported processes are walked in BPF
+//! with each binary's `.eh_frame` table ([`unwind`], `bpf/unwind_walk.h`;
+//! x86-64), so code built without frame pointers gives whole stacks; code
+//! without tables (JIT, a process whose tables are not loaded yet) is
+//! walked by frame pointers. Every sample's outcome is counted in
+//! `sonde_profile_stacks_total{outcome}` ([`unwind::completeness`]).
+//! Interpreted code (Python, Ruby) shows the interpreter's frames unless
+//! it writes a perf map (Python 3.12 `-X perf`).
 //!
 //! Minimum kernel 5.8 (BPF ring buffer) with BTF; needs CAP_BPF and
 //! CAP_PERFMON (or CAP_SYS_ADMIN), and CAP_SYS_PTRACE to read other
@@ -57,6 +54,7 @@ pub mod stacks;
 pub mod symbolize;
 #[cfg(test)]
 mod tests;
+pub mod unwind;
 
 pub use collect::{Collector, IDLE_COMM, SAMPLE_TYPE, SAMPLE_UNIT, UNKNOWN_FRAMES};
 pub use config::{

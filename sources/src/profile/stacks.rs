@@ -11,7 +11,7 @@ use std::sync::Arc;
 use metrics::{Counter, Label};
 use sonde_core::event::{keys, Attributes, Frame, SharedStr};
 
-use super::bpf::StackRef;
+use super::bpf::{StackRef, UNWOUND_BIT};
 use super::filter::Targets;
 use super::frames::{marker, named_marker, plausible_return, push_unknown, unknown_marker};
 use super::procs::{read_exe, read_maps, read_process, stat_start_time, Process, ProcessTable};
@@ -205,6 +205,9 @@ impl StackNamer {
             StackRef::Id(_) => {
                 let start = frames.len();
                 let mut previous = None;
+                // Walked in BPF with unwind tables: every frame was checked
+                // there, and a recursion repeats return addresses.
+                let checked = matches!(user, StackRef::Id(id) if id & UNWOUND_BIT != 0);
                 for (depth, address) in addresses(stacks, user).enumerate() {
                     // The kernel walks frame pointers without judging them:
                     // in code built without them, the "frame pointer" is
@@ -212,7 +215,7 @@ impl StackNamer {
                     // return address outside every executable mapping, or
                     // the same one again (a frame pointing at itself), ends
                     // the plausible part of the stack.
-                    if depth > 0 && (previous == Some(address) || !plausible_return(process, address)) {
+                    if !checked && depth > 0 && (previous == Some(address) || !plausible_return(process, address)) {
                         push_unknown(&mut frames, start, unknown_marker());
                         break;
                     }

@@ -113,6 +113,9 @@ fn key(pid: u32, tid: u32, user: i32, kernel: i32, comm: &str) -> ProfileKey {
         user_stack_id: user,
         kernel_stack_id: kernel,
         comm: [0; 16],
+        user_stack_hash: 0,
+        unwind_outcome: 0,
+        pad: [0; 7],
     };
     key.comm[..comm.len()].copy_from_slice(comm.as_bytes());
     key

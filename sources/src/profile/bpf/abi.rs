@@ -31,10 +31,15 @@ pub struct ProfileKey {
     pub kernel_stack_id: i32,
     /// The thread's comm, NUL-padded.
     pub comm: [u8; PROFILE_COMM_LEN as usize],
+    /// Hash of the unwound user stack (`user_stack_id` `-UNWIND_STACK_ID`), else 0.
+    pub user_stack_hash: u64,
+    /// Why the user stack ends (`UNWIND_OUTCOME_*`).
+    pub unwind_outcome: u8,
+    pub pad: [u8; 7],
 }
 
-// SAFETY: repr(C), u32/i32 fields and a byte array, no padding (4 × 4 + 16
-// bytes): every bit pattern is a valid value.
+// SAFETY: repr(C), integer fields and byte arrays, no implicit padding
+// (4 × 4 + 16 + 8 + 8 bytes): every bit pattern is a valid value.
 unsafe impl sonde_ebpf::aya::Pod for ProfileKey {}
 
 impl ProfileKey {
@@ -109,7 +114,10 @@ mod tests {
                 tid,
                 user_stack_id,
                 kernel_stack_id,
-                comm
+                comm,
+                user_stack_hash,
+                unwind_outcome,
+                pad
             }
         );
     }
@@ -132,6 +140,9 @@ mod tests {
             user_stack_id: 0,
             kernel_stack_id: 0,
             comm: [0; 16],
+            user_stack_hash: 0,
+            unwind_outcome: 0,
+            pad: [0; 7],
         };
         key.comm[..4].copy_from_slice(b"bash");
         assert_eq!(key.comm(), "bash");

@@ -6,7 +6,7 @@ use std::collections::{HashMap as StdHashMap, HashSet};
 use sonde_ebpf::aya::maps::{HashMap, MapData, MapError, StackTraceMap};
 use sonde_ebpf::ReadError;
 
-use super::OBJECT;
+use super::{UnwindStack, OBJECT, UNWOUND_BIT};
 
 /// Reads the stacks of `map` that `wanted` refers to into `out` (under
 /// their id with `id_bit`), and removes every stack from `map`.
@@ -37,6 +37,34 @@ pub(super) fn drain_stacks(
         }
     }
     Ok(())
+}
+
+/// Reads every unwound stack of `map` into `out`, under ids with
+/// [`UNWOUND_BIT`], and empties `map`; returns the id of each hash.
+pub(super) fn drain_unwound(
+    map: &mut HashMap<MapData, u64, UnwindStack>,
+    name: &'static str,
+    out: &mut StdHashMap<u32, Vec<u64>>,
+) -> Result<StdHashMap<u64, u32>, ReadError> {
+    let hashes = map
+        .keys()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ReadError::of(OBJECT, name))?;
+    let mut ids = StdHashMap::with_capacity(hashes.len());
+    for (index, hash) in hashes.into_iter().enumerate() {
+        match map.get(&hash, 0) {
+            Ok(stack) => {
+                let id = UNWOUND_BIT | index as u32;
+                let len = (stack.len as usize).min(stack.ips.len());
+                out.insert(id, stack.ips[..len].to_vec());
+                ids.insert(hash, id);
+            }
+            Err(MapError::KeyNotFound) => {}
+            Err(source) => return Err(ReadError::of(OBJECT, name)(source)),
+        }
+        remove(map, &hash, name)?;
+    }
+    Ok(ids)
 }
 
 pub(super) fn remove<K: sonde_ebpf::aya::Pod, V: sonde_ebpf::aya::Pod>(

@@ -14,6 +14,7 @@
 //! are not sampled.
 
 mod abi;
+mod unwind_abi;
 
 mod attach;
 mod maps;
@@ -23,14 +24,15 @@ mod options;
 pub use abi::*;
 pub use new_pids::NewPids;
 pub use options::{Options, SampleEvent};
+pub use unwind_abi::*;
 
 use attach::attach;
-use maps::{drain_stacks, remove};
+use maps::{drain_stacks, drain_unwound, remove};
 
 use std::collections::{HashMap as StdHashMap, HashSet};
 use std::time::Duration;
 
-use sonde_ebpf::aya::maps::{Array, HashMap, MapData, MapError, StackTraceMap};
+use sonde_ebpf::aya::maps::{Array, HashMap, Map, MapData, MapError, ProgramArray, RingBuf, StackTraceMap};
 
 use sonde_ebpf::loader::{load_error, Object, ProgramStats};
 use sonde_ebpf::telemetry::{KernelStat, StatTotals, StatsArray};
@@ -59,6 +61,20 @@ pub const MAP_STATS: &str = "profile_stats";
 pub const MAP_KNOWN_PIDS: &str = "known_pids";
 /// Ring buffer of new pids.
 pub const MAP_NEW_PIDS: &str = "new_pids";
+/// The user stack walker, tail-called by the sampling program and itself.
+pub const PROGRAM_UNWIND: &str = "profile_unwind";
+/// The walker's program array (index 0: [`PROGRAM_UNWIND`]).
+pub const MAP_UNWIND_PROGS: &str = "unwind_progs";
+/// The unwound user stacks of set 0 and 1.
+pub const MAP_UNWOUND: [&str; 2] = ["unwound_0", "unwound_1"];
+/// Per process: its executable mappings and their tables.
+pub const MAP_UNWIND_PIDS: &str = "unwind_pids";
+/// Per file id: its rows in the pool.
+pub const MAP_UNWIND_FILES: &str = "unwind_files";
+/// The row pool.
+pub const MAP_UNWIND_ROWS: &str = "unwind_rows";
+/// The oracle's ring buffer (tests).
+pub const MAP_UNWIND_ORACLE: &str = "unwind_oracle";
 
 /// How long [`Profiler::drain`] waits after switching sets before it reads
 /// the old one: a program run that read the old set index just before the
@@ -79,7 +95,31 @@ pub const STATS: &[KernelStat] = &[
     KernelStat::lost(PROFILE_STAT_NOTIFY_LOST, "new_pid_notification"),
     // Stacks kept in the spill map after a collision in the stack map.
     KernelStat::spills(PROFILE_STAT_SPILLED),
+    KernelStat::map_full(PROFILE_STAT_UNWOUND_FULL, "unwound_stacks"),
+    // Stacks walked by frame pointers because the walker could not be entered.
+    KernelStat::lost(PROFILE_STAT_TAIL_CALL_FAILED, "unwind_tail_call"),
 ];
+
+/// The maps user space fills for the stack walker (moved to the thread
+/// that compiles and loads tables: [`crate::profile::unwind`]).
+pub struct UnwindMaps {
+    /// pid → its mappings.
+    pub pids: HashMap<MapData, u32, UnwindMappings>,
+    /// file id → its rows.
+    pub files: Array<MapData, UnwindFile>,
+    /// The row pool (raw, for batch updates).
+    pub rows: MapData,
+    /// Rows the pool holds.
+    pub capacity: u32,
+}
+
+impl std::fmt::Debug for UnwindMaps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnwindMaps")
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
 
 /// One drained set: sample counts and the stacks they refer to.
 #[derive(Clone, Debug, Default)]
@@ -101,6 +141,11 @@ pub struct Profiler {
     control: Array<MapData, u32>,
     stats: StatsArray,
     known_pids: HashMap<MapData, u32, u8>,
+    unwound: [HashMap<MapData, u64, UnwindStack>; 2],
+    // Kept open: the kernel empties a program array when its last user fd closes.
+    _unwind_progs: Option<ProgramArray<MapData>>,
+    unwind_maps: Option<UnwindMaps>,
+    oracle: Option<RingBuf<MapData>>,
     active: u32,
     event: SampleEvent,
     cpus: usize,
@@ -121,12 +166,28 @@ impl Profiler {
     pub fn load(options: &Options) -> Result<Self, LoadError> {
         let include_idle = u8::from(options.include_idle);
         let max_stacks = options.max_stacks.max(1);
+        // The walker reads x86-64 registers; elsewhere the kernel walks frame pointers.
+        let unwind = options.unwind && cfg!(target_arch = "x86_64");
+        let unwind_enabled = u8::from(unwind);
+        let release = sonde_ebpf::probe::kernel_release();
+        let have_task_pt_regs = u8::from(sonde_ebpf::probe::parse_release(&release).is_some_and(|v| v >= (5, 15)));
+        // THREAD_SIZE (16 KiB on x86-64) less sizeof(struct pt_regs), for kernels before 5.15.
+        let task_regs_offset: u64 = 16384 - 168;
+        let unwind_rows = options.unwind_rows.max(1);
+        let oracle_every = if unwind { options.oracle_every } else { 0 };
+        let oracle_bytes = if oracle_every > 0 { UNWIND_ORACLE_BYTES } else { 4096 };
         let mut object = Object::load(OBJECT, ELF, |loader| {
             // A load-time constant: the verifier prunes the idle branch.
             loader.override_global("include_idle", &include_idle, true);
+            loader.override_global("unwind_enabled", &unwind_enabled, true);
+            loader.override_global("have_task_pt_regs", &have_task_pt_regs, true);
+            loader.override_global("task_regs_offset", &task_regs_offset, true);
             for map in MAP_STACKS {
                 loader.map_max_entries(map, max_stacks);
             }
+            loader.map_max_entries(MAP_UNWIND_ROWS, unwind_rows);
+            loader.override_global("oracle_every", &oracle_every, true);
+            loader.map_max_entries(MAP_UNWIND_ORACLE, oracle_bytes);
         })?;
         let cpus = sonde_ebpf::aya::util::online_cpus().map_err(|(path, error)| LoadError::Attach {
             object: OBJECT,
@@ -138,6 +199,24 @@ impl Profiler {
             let program: &mut sonde_ebpf::aya::programs::PerfEvent = object.program_as(PROGRAM)?;
             program.load().map_err(|e| load_error(OBJECT, PROGRAM, e))?;
         }
+        let unwind_progs = if unwind {
+            let program: &mut sonde_ebpf::aya::programs::PerfEvent = object.program_as(PROGRAM_UNWIND)?;
+            program.load().map_err(|e| load_error(OBJECT, PROGRAM_UNWIND, e))?;
+            let fd = program
+                .fd()
+                .map_err(|e| load_error(OBJECT, PROGRAM_UNWIND, e))?
+                .try_clone()
+                .map_err(|e| load_error(OBJECT, PROGRAM_UNWIND, e.into()))?;
+            let mut progs: ProgramArray<MapData> = object.take_map(MAP_UNWIND_PROGS)?;
+            progs.set(0, &fd, 0).map_err(|source| LoadError::Map {
+                object: OBJECT,
+                map: MAP_UNWIND_PROGS,
+                source: Box::new(source),
+            })?;
+            Some(progs)
+        } else {
+            None
+        };
         // Before sampling starts, so no exec goes unseen.
         object.attach_tracepoint(PROGRAM_EXEC, "sched", "sched_process_exec")?;
         let event = attach(&mut object, &cpus, options)?;
@@ -147,18 +226,58 @@ impl Profiler {
         let control = object.take_map(MAP_CONTROL)?;
         let stats = StatsArray::take(&mut object, MAP_STATS, PROFILE_STAT_COUNT)?;
         let known_pids = object.take_map(MAP_KNOWN_PIDS)?;
+        let unwound = [object.take_map(MAP_UNWOUND[0])?, object.take_map(MAP_UNWOUND[1])?];
+        let unwind_maps = if unwind {
+            let rows = match object.ebpf_mut().take_map(MAP_UNWIND_ROWS) {
+                Some(Map::Array(data)) => data,
+                _ => {
+                    return Err(LoadError::NoSuchMap {
+                        object: OBJECT,
+                        map: MAP_UNWIND_ROWS,
+                    })
+                }
+            };
+            Some(UnwindMaps {
+                pids: object.take_map(MAP_UNWIND_PIDS)?,
+                files: object.take_map(MAP_UNWIND_FILES)?,
+                rows,
+                capacity: unwind_rows,
+            })
+        } else {
+            None
+        };
+        let oracle = if oracle_every > 0 {
+            Some(object.take_map(MAP_UNWIND_ORACLE)?)
+        } else {
+            None
+        };
         Ok(Profiler {
             object,
+            oracle,
             counts,
             stacks,
             spill,
             control,
             stats,
             known_pids,
+            unwound,
+            _unwind_progs: unwind_progs,
+            unwind_maps,
             active: 0,
             event,
             cpus: cpus.len(),
         })
+    }
+
+    /// The maps of the stack walker (once; `None` when unwinding is off).
+    pub fn take_unwind_maps(&mut self) -> Option<UnwindMaps> {
+        self.unwind_maps.take()
+    }
+
+    /// The oracle's ring buffer of [`UnwindOracle`] records (once; `None`
+    /// unless [`Options::oracle_every`] was set).
+    pub fn take_oracle(&mut self) -> Option<RingBuf<MapData>> {
+        self.oracle.take()
     }
 
     /// The perf event in use (never `Auto`).
@@ -223,6 +342,14 @@ impl Profiler {
             &wanted,
             &mut drained.stacks,
         )?;
+        let ids = drain_unwound(&mut self.unwound[old], MAP_UNWOUND[old], &mut drained.stacks)?;
+        for (key, _) in &mut drained.counts {
+            if key.user_stack_id == -(UNWIND_STACK_ID as i32) {
+                if let Some(id) = ids.get(&key.user_stack_hash) {
+                    key.user_stack_id = *id as i32;
+                }
+            }
+        }
         Ok(drained)
     }
 

@@ -1,7 +1,7 @@
 //! How the profile program is loaded: the sampling event, its frequency,
 //! whether idle samples count, the stack map size.
 
-use super::PROFILE_MAX_STACKS;
+use super::{PROFILE_MAX_STACKS, UNWIND_DEFAULT_ROWS};
 
 /// Which perf event drives the sampling.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -28,6 +28,13 @@ pub struct Options {
     pub include_idle: bool,
     /// Capacity of each of the two stack maps (rounded up to a power of two by the kernel).
     pub max_stacks: u32,
+    /// Walk user stacks in BPF with `.eh_frame` tables (x86-64), rather
+    /// than letting the kernel walk frame pointers.
+    pub unwind: bool,
+    /// Rows of the unwind table pool (8 bytes each).
+    pub unwind_rows: u32,
+    /// Tests: capture one sample in this many for the oracle (0: none).
+    pub oracle_every: u32,
 }
 
 impl Default for Options {
@@ -37,6 +44,9 @@ impl Default for Options {
             event: SampleEvent::CpuClock,
             include_idle: false,
             max_stacks: PROFILE_MAX_STACKS,
+            unwind: true,
+            unwind_rows: UNWIND_DEFAULT_ROWS,
+            oracle_every: 0,
         }
     }
 }

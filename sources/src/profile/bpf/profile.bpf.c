@@ -29,6 +29,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "profile.h"
+#include "unwind_walk.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -132,13 +133,15 @@ static __always_inline __s32 stack_id(struct bpf_perf_event_data *ctx, void *sta
 	return (__s32)id;
 }
 
+/* Counts `key`; its user stack is walked by the kernel unless `user_done` (unwound here). */
 static __always_inline void record(struct bpf_perf_event_data *ctx, struct profile_key *key, void *counts,
-				   void *stacks, void *spill)
+				   void *stacks, void *spill, int user_done)
 {
 	__u64 one = 1, *value;
 	long err;
 
-	key->user_stack_id = stack_id(ctx, stacks, spill, BPF_F_USER_STACK, PROFILE_STAT_USER_COLLISION);
+	if (!user_done)
+		key->user_stack_id = stack_id(ctx, stacks, spill, BPF_F_USER_STACK, PROFILE_STAT_USER_COLLISION);
 	key->kernel_stack_id = stack_id(ctx, stacks, spill, 0, PROFILE_STAT_KERNEL_COLLISION);
 
 	value = bpf_map_lookup_elem(counts, key);
@@ -177,6 +180,7 @@ int profile_cpu(struct bpf_perf_event_data *ctx)
 		.tid = (__u32)id,
 	};
 	__u32 zero = 0, *set;
+	struct unwind_state *state;
 
 	count(PROFILE_STAT_SAMPLES);
 	if (key.tid == 0 && !include_idle) {
@@ -187,12 +191,86 @@ int profile_cpu(struct bpf_perf_event_data *ctx)
 	if (key.pid != 0)
 		announce(key.pid);
 
+	/* Processes with tables: walk the user stack here (profile_unwind). */
+	state = bpf_map_lookup_elem(&unwind_state, &zero);
+	if (unwind_enabled && key.pid != 0 && state && bpf_map_lookup_elem(&unwind_pids, &key.pid)) {
+		if (unwind_user_regs(ctx, state)) {
+			state->key = key;
+			state->start_pc = state->pc;
+			state->start_sp = state->sp;
+			state->start_bp = state->bp;
+			state->pc_is_return = 0;
+			state->runs = 0;
+			state->stack.len = 0;
+			bpf_tail_call(ctx, &unwind_progs, 0);
+			count(PROFILE_STAT_TAIL_CALL_FAILED);
+		} else {
+			key.unwind_outcome = UNWIND_OUTCOME_NO_USER_STACK;
+		}
+	}
+
 	set = bpf_map_lookup_elem(&profile_control, &zero);
 	/* Separate calls per set: each helper call sees one constant map. */
 	if (set && *set == 1)
-		record(ctx, &key, &counts_1, &stacks_1, &spill_1);
+		record(ctx, &key, &counts_1, &stacks_1, &spill_1, 0);
 	else
-		record(ctx, &key, &counts_0, &stacks_0, &spill_0);
+		record(ctx, &key, &counts_0, &stacks_0, &spill_0, 0);
+	return 0;
+}
+
+/* Stores the unwound stack in the set's map and counts the sample. */
+static __always_inline void unwind_finish(struct bpf_perf_event_data *ctx, struct unwind_state *state, __u32 outcome)
+{
+	struct profile_key *key = &state->key;
+	__u32 zero = 0, *set = bpf_map_lookup_elem(&profile_control, &zero);
+	void *unwound = set && *set == 1 ? (void *)&unwound_1 : (void *)&unwound_0;
+	long err;
+
+	unwind_capture(state, outcome);
+	key->unwind_outcome = outcome;
+	key->user_stack_hash = unwind_hash(&state->stack);
+	key->user_stack_id = -UNWIND_STACK_ID;
+	err = bpf_map_update_elem(unwound, &key->user_stack_hash, &state->stack, BPF_NOEXIST);
+	if (err && err != -EEXIST) {
+		count(PROFILE_STAT_UNWOUND_FULL);
+		key->user_stack_hash = 0;
+		key->user_stack_id = -12 /* ENOMEM */;
+	}
+	if (set && *set == 1)
+		record(ctx, key, &counts_1, &stacks_1, &spill_1, 1);
+	else
+		record(ctx, key, &counts_0, &stacks_0, &spill_0, 1);
+}
+
+/*
+ * Walks UNWIND_FRAMES_PER_RUN frames of the user stack in this CPU's
+ * unwind_state, then tail-calls itself; counts the sample when the stack
+ * ends (or after UNWIND_MAX_RUNS runs).
+ */
+SEC("perf_event")
+int profile_unwind(struct bpf_perf_event_data *ctx)
+{
+	__u32 zero = 0, i, outcome = UNWIND_OUTCOME_NO_MAPPING;
+	struct unwind_state *state = bpf_map_lookup_elem(&unwind_state, &zero);
+	struct unwind_mappings *mappings;
+
+	if (!state)
+		return 0;
+	mappings = bpf_map_lookup_elem(&unwind_pids, &state->key.pid);
+	if (mappings) {
+		for (i = 0; i < UNWIND_FRAMES_PER_RUN; i++) {
+			outcome = unwind_step(state, mappings);
+			if (outcome != UNWIND_CONTINUE)
+				break;
+		}
+	}
+	if (outcome == UNWIND_CONTINUE) {
+		state->runs += 1;
+		if (state->runs < UNWIND_MAX_RUNS)
+			bpf_tail_call(ctx, &unwind_progs, 0);
+		outcome = UNWIND_OUTCOME_DEPTH_LIMIT;
+	}
+	unwind_finish(ctx, state, outcome);
 	return 0;
 }
 

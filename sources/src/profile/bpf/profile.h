@@ -65,7 +65,11 @@
 #define PROFILE_STAT_NOTIFY_LOST 6
 /* A stack stored in the spill map: its stack map bucket held another stack. */
 #define PROFILE_STAT_SPILLED 7
-#define PROFILE_STAT_COUNT 8
+/* An unwound user stack not stored: the unwound stack map was full. */
+#define PROFILE_STAT_UNWOUND_FULL 8
+/* A tail call into the unwinder failed (the user stack was walked by frame pointers). */
+#define PROFILE_STAT_TAIL_CALL_FAILED 9
+#define PROFILE_STAT_COUNT 10
 
 /* Length of a task's comm, with its NUL (TASK_COMM_LEN). */
 #define PROFILE_COMM_LEN 16
@@ -88,6 +92,11 @@ struct profile_key {
 	__s32 kernel_stack_id;
 	/* The thread's comm: names processes that exit before user space looks. */
 	char comm[PROFILE_COMM_LEN];
+	/* Hash of the unwound user stack (user_stack_id -UNWIND_STACK_ID), else 0. */
+	__u64 user_stack_hash;
+	/* Why the user stack ends: UNWIND_OUTCOME_* (unwind.h). */
+	__u8 unwind_outcome;
+	__u8 pad[7];
 };
 
 #endif
