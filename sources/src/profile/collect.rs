@@ -33,6 +33,7 @@ pub struct Collector {
     last_drain: Timestamp,
     telemetry: LossCounters,
     line_numbers: bool,
+    debuginfod: Option<(Vec<String>, std::path::PathBuf)>,
 }
 
 impl std::fmt::Debug for Collector {
@@ -62,6 +63,8 @@ impl Collector {
             last_drain: Timestamp::now(),
             telemetry: LossCounters::new(labels, OBJECT, STATS, "counts"),
             line_numbers: config.line_numbers,
+            debuginfod: (!config.debuginfod_urls.is_empty())
+                .then(|| (config.debuginfod_urls.clone(), config.debuginfod_cache.clone().into())),
         })
     }
 
@@ -73,7 +76,11 @@ impl Collector {
     /// Empty symbol caches for this collector's options (created on the
     /// thread that symbolizes: they are not `Send`).
     pub fn symbols(&self) -> Symbols {
-        Symbols::new(self.namer.procfs(), self.line_numbers)
+        let mut symbols = Symbols::new(self.namer.procfs(), self.line_numbers);
+        if let Some((urls, cache)) = &self.debuginfod {
+            symbols.set_debuginfod(super::debuginfo::Debuginfod::new(urls.clone(), cache.clone()));
+        }
+        symbols
     }
 
     /// The loaded program (statistics, event in use).

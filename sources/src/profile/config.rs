@@ -103,6 +103,27 @@ pub struct ProfileSourceConfig {
     /// Default `false`.
     #[serde(default)]
     pub line_numbers: bool,
+    /// debuginfod servers (base URLs, as in `DEBUGINFOD_URLS`) asked for
+    /// the debug file of a binary that has none installed under
+    /// `/usr/lib/debug` (by build id or `.gnu_debuglink`), so stripped
+    /// distribution binaries get their static functions named. Each debug
+    /// file is fetched once (up to 256 MiB, 10 s per server) and kept in
+    /// `debuginfod_cache`; a build id no server has is asked for again
+    /// after 10 minutes. Fetching blocks symbolization meanwhile. Default:
+    /// empty (no network access).
+    #[serde(default)]
+    pub debuginfod_urls: Vec<String>,
+    /// Folder where debug files fetched from debuginfod are kept. Default
+    /// `/var/cache/sonde/debuginfod`.
+    #[serde(default = "default_debuginfod_cache")]
+    pub debuginfod_cache: String,
+}
+
+/// Default of [`ProfileSourceConfig::debuginfod_cache`].
+pub const DEFAULT_DEBUGINFOD_CACHE: &str = "/var/cache/sonde/debuginfod";
+
+fn default_debuginfod_cache() -> String {
+    DEFAULT_DEBUGINFOD_CACHE.to_string()
 }
 
 impl Default for ProfileSourceConfig {
@@ -117,6 +138,8 @@ impl Default for ProfileSourceConfig {
             event: ProfileEvent::CpuClock,
             max_stacks: DEFAULT_MAX_STACKS,
             line_numbers: false,
+            debuginfod_urls: Vec::new(),
+            debuginfod_cache: default_debuginfod_cache(),
         }
     }
 }

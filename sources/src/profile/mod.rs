@@ -48,6 +48,7 @@ pub mod bpf;
 mod collect;
 mod config;
 pub mod conformance;
+pub mod debuginfo;
 pub mod filter;
 mod frames;
 pub mod perf_map;
