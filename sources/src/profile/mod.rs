@@ -13,8 +13,10 @@
 //!
 //! Symbolization ([`symbolize`]): kernel frames from `/proc/kallsyms`,
 //! native frames from ELF symbols and DWARF line info where present, JIT
-//! frames from `/tmp/perf-PID.map` (Node `--perf-basic-prof`, the JVM with
-//! perf-map-agent). Results are cached per file content (build id, or
+//! frames from `/tmp/perf-PID.map` read through `/proc/PID/root` (Node
+//! `--perf-basic-prof-only-functions`, the JVM with `jcmd PID
+//! Compiler.perfmap`; see [`perf_map`]), static functions of stripped
+//! binaries from their separate debug files ([`debuginfo`]). Results are cached per file content (build id, or
 //! device and inode), so a steady state costs little. The program announces
 //! each new process on a ring buffer: the source reads its memory maps and
 //! opens its files right away, so a process that exits before the interval

@@ -1,0 +1,287 @@
+//! `source "profile"` against the real kernel with language runtimes
+//! (needs root): JIT code named through perf maps (Node, a JDK), CPython
+//! frames walked in the kernel (Debian's python3 and pyenv's 3.8–3.13).
+//! Each workload's hot function and call chain are known from its source,
+//! so what the source reports is checked against them.
+//!
+//! With `SONDE_REQUIRE_BPF=1` a machine that cannot load BPF or lacks a
+//! runtime (node, java, python3) fails the tests; without it they print
+//! why and pass. The tests take turns: each measures what one process did
+//! with the CPU, which another test's workload would disturb.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use sonde_core::event::{keys, Event, Frame, FrameKind, Profile};
+use sonde_ebpf::testing::{bpf_available_or_skip, skip_or_fail};
+use sonde_sources::profile::{Collector, ProfileSourceConfig, Symbols};
+
+/// One test at a time.
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: Mutex<()> = Mutex::new(());
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A loaded collector for processes named `comms`, drained once.
+fn collector(test: &str, comms: &[&str]) -> Option<(Collector, Symbols)> {
+    if !bpf_available_or_skip(test) {
+        return None;
+    }
+    let config = ProfileSourceConfig {
+        comms: comms.iter().map(|c| c.to_string()).collect(),
+        line_numbers: false,
+        ..ProfileSourceConfig::default()
+    };
+    let mut collector = Collector::load(&config, "test-node".into(), &[]).expect("profile loads");
+    let mut symbols = collector.symbols();
+    collector.collect(&mut symbols).expect("first drain");
+    Some((collector, symbols))
+}
+
+/// The program `name` on PATH (or at that path), else skips or fails the test.
+fn program(test: &str, name: &str) -> Option<PathBuf> {
+    let found = if name.contains('/') {
+        Some(PathBuf::from(name)).filter(|p| p.is_file())
+    } else {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(name))
+                .find(|p| p.is_file())
+        })
+    };
+    if found.is_none() {
+        skip_or_fail(test, &format!("{name} is not installed"));
+    }
+    found
+}
+
+/// The samples of process `pid` in `events`, merged.
+fn profile_of(events: &[Event], pid: u32) -> Profile {
+    let mut merged: Option<Profile> = None;
+    for event in events {
+        let Event::Profile(p) = event else { continue };
+        if p.attributes.get(keys::PID).and_then(|v| v.as_int()) != Some(pid.into()) {
+            continue;
+        }
+        match &mut merged {
+            Some(m) => m.samples.extend(p.samples.iter().cloned()),
+            None => merged = Some((**p).clone()),
+        }
+    }
+    merged.unwrap_or_else(|| panic!("no profile for pid {pid}"))
+}
+
+/// Lets `child` run for `duration`, noting new processes meanwhile, then
+/// drains: the profiles of that stretch.
+fn sample_for(
+    collector: &mut Collector,
+    symbols: &mut Symbols,
+    announced: &mut sonde_sources::profile::bpf::NewPids,
+    child: &mut Child,
+    duration: Duration,
+) -> Vec<Event> {
+    let end = Instant::now() + duration;
+    while Instant::now() < end {
+        collector.note_new_pids(&announced.read(), symbols);
+        assert!(child.try_wait().unwrap().is_none(), "the workload exited early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    collector.note_new_pids(&announced.read(), symbols);
+    collector.collect(symbols).unwrap()
+}
+
+/// The first user frame (the leaf, below the kernel's frames).
+fn user_leaf(frames: &[Frame]) -> Option<&Frame> {
+    frames.iter().find(|f| f.kind != FrameKind::Kernel)
+}
+
+/// (samples whose leaf user frame is named, samples with a frame whose
+/// name contains `function`, all samples).
+fn named_counts(profile: &Profile, function: &str) -> (u64, u64, u64) {
+    let (mut named, mut hot, mut all) = (0, 0, 0);
+    for sample in &profile.samples {
+        all += sample.count;
+        if user_leaf(&sample.frames).is_some_and(|f| f.kind != FrameKind::Unknown) {
+            named += sample.count;
+        }
+        if sample.frames.iter().any(|f| f.function.contains(function)) {
+            hot += sample.count;
+        }
+    }
+    (named, hot, all)
+}
+
+fn kill(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Node with `--perf-basic-prof-only-functions`: V8 writes its JIT code's
+/// names to /tmp/perf-PID.map. After start-up, ≥ 90 % of samples have a
+/// named leaf and the hot function is in most of them.
+#[test]
+fn node_jit_frames_are_named_from_its_perf_map() {
+    node_jit("node_jit_frames_are_named_from_its_perf_map", false);
+}
+
+/// The same in a container of its own: a new pid namespace (node is pid 1
+/// there, so its map is /tmp/perf-1.map) and a private /tmp (a tmpfs the
+/// host cannot see but through /proc/PID/root).
+#[test]
+fn node_perf_map_is_read_inside_its_container() {
+    node_jit("node_perf_map_is_read_inside_its_container", true);
+}
+
+fn node_jit(test: &str, container: bool) {
+    let _turn = turn();
+    let Some(node) = program(test, "node") else { return };
+    if container && program(test, "unshare").is_none() {
+        return;
+    }
+    let Some((mut collector, mut symbols)) = collector(test, &["node"]) else {
+        return;
+    };
+    // Not under /tmp: the container gets a /tmp of its own.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let script = dir.path().join("hot.js");
+    std::fs::write(
+        &script,
+        "function sondeHotJs(n) { let s = 0; for (let i = 0; i < n; i++) { s = (s + i * i) % 1000003; } return s; }\n\
+         function main() { const end = Date.now() + 8000; let t = 0; while (Date.now() < end) t += sondeHotJs(100000); console.log(t); }\n\
+         main();\n",
+    )
+    .unwrap();
+    let mut announced = collector.take_new_pids().expect("new pids ring");
+    let flags = "--perf-basic-prof-only-functions --interpreted-frames-native-stack";
+    let mut child = if container {
+        Command::new("unshare")
+            .args(["--pid", "--fork", "--mount", "--propagation", "private", "sh", "-c"])
+            .arg(format!(
+                "mount -t tmpfs tmpfs /tmp && exec {} {flags} {}",
+                node.display(),
+                script.display()
+            ))
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap()
+    } else {
+        Command::new(node)
+            .args(flags.split(' '))
+            .arg(&script)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // Start-up (and its first compilations) in an interval of its own.
+    sample_for(
+        &mut collector,
+        &mut symbols,
+        &mut announced,
+        &mut child,
+        Duration::from_secs(2),
+    );
+    let pid = if container {
+        // unshare's child, node (exec'd by sh), is pid 1 in its namespace.
+        let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id())).unwrap();
+        let pid: u32 = children.split_whitespace().next().unwrap().parse().unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
+        assert!(nspid.ends_with("\t1"), "{nspid}");
+        // Its map is not on the host's /tmp: only its root shows it.
+        assert!(!std::path::Path::new("/tmp/perf-1.map").exists());
+        pid
+    } else {
+        child.id()
+    };
+    let events = sample_for(
+        &mut collector,
+        &mut symbols,
+        &mut announced,
+        &mut child,
+        Duration::from_secs(3),
+    );
+    kill(child);
+    let _ = std::fs::remove_file(format!("/tmp/perf-{pid}.map"));
+    let profile = profile_of(&events, pid);
+    let (named, hot, all) = named_counts(&profile, "sondeHotJs");
+    eprintln!(
+        "node pid {pid} (container: {container}): {named} of {all} samples named at the leaf, {hot} in sondeHotJs"
+    );
+    assert!(all >= 100, "too few samples: {all}");
+    assert!(named as f64 >= 0.9 * all as f64, "{:#?}", profile.samples);
+    assert!(hot as f64 >= 0.8 * all as f64, "{:#?}", profile.samples);
+    let jit = profile
+        .samples
+        .iter()
+        .flat_map(|s| s.frames.iter())
+        .find(|f| f.function.contains("sondeHotJs"))
+        .unwrap();
+    assert_eq!(jit.kind, FrameKind::Jit, "{jit:?}");
+}
+
+/// A JDK with `-XX:+PreserveFramePointer`, its perf map written by
+/// `jcmd PID Compiler.perfmap` once the hot method is compiled: ≥ 90 % of
+/// the samples after that have a named leaf, most in the hot method.
+#[test]
+fn java_jit_frames_are_named_from_its_perf_map() {
+    let test = "java_jit_frames_are_named_from_its_perf_map";
+    let _turn = turn();
+    let (Some(java), Some(jcmd)) = (program(test, "java"), program(test, "jcmd")) else {
+        return;
+    };
+    let Some((mut collector, mut symbols)) = collector(test, &["java"]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("SondeHot.java");
+    std::fs::write(
+        &source,
+        "public class SondeHot {\n\
+         static long sondeHotJava(long n) { long s = 0; for (long i = 0; i < n; i++) { s = (s + i * i) % 1000003; } return s; }\n\
+         public static void main(String[] args) {\n\
+         long end = System.currentTimeMillis() + 12000; long t = 0;\n\
+         while (System.currentTimeMillis() < end) t += sondeHotJava(100000);\n\
+         System.out.println(t); } }\n",
+    )
+    .unwrap();
+    let mut announced = collector.take_new_pids().expect("new pids ring");
+    let mut child = Command::new(java)
+        .arg("-XX:+PreserveFramePointer")
+        .arg(&source)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // Compiling the source, starting up and JIT-compiling the hot method.
+    sample_for(
+        &mut collector,
+        &mut symbols,
+        &mut announced,
+        &mut child,
+        Duration::from_secs(4),
+    );
+    let status = Command::new(&jcmd)
+        .arg(pid.to_string())
+        .arg("Compiler.perfmap")
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "jcmd Compiler.perfmap failed");
+    let events = sample_for(
+        &mut collector,
+        &mut symbols,
+        &mut announced,
+        &mut child,
+        Duration::from_secs(3),
+    );
+    kill(child);
+    let _ = std::fs::remove_file(format!("/tmp/perf-{pid}.map"));
+    let profile = profile_of(&events, pid);
+    let (named, hot, all) = named_counts(&profile, "sondeHotJava");
+    eprintln!("java pid {pid}: {named} of {all} samples named at the leaf, {hot} in sondeHotJava");
+    assert!(all >= 100, "too few samples: {all}");
+    assert!(named as f64 >= 0.9 * all as f64, "{:#?}", profile.samples);
+    assert!(hot as f64 >= 0.8 * all as f64, "{:#?}", profile.samples);
+}
