@@ -285,3 +285,192 @@ fn java_jit_frames_are_named_from_its_perf_map() {
     assert!(named as f64 >= 0.9 * all as f64, "{:#?}", profile.samples);
     assert!(hot as f64 >= 0.8 * all as f64, "{:#?}", profile.samples);
 }
+
+/// The Python workload: a recursive `fib` called by `sorted` (C) through
+/// `key`, so the stack goes Python → C → Python. Lines below are 1-based.
+const PY_WORKLOAD: &str = "import sys, time
+def fib(n):
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+def key(x):
+    return fib(x)
+def main(seconds):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        sorted(range(16, 21), key=key)
+main(float(sys.argv[1]))
+";
+/// (function, line) of the workload's frames, root first, down to the first `fib`.
+const PY_CHAIN: [(&str, u32); 4] = [("<module>", 10), ("main", 9), ("key", 5), ("fib", 3)];
+const PY_FIB_DEF: u32 = 2;
+
+/// Where pyenv keeps `minor` ("3.11"): its `bin/python3.11`.
+fn pyenv_python(minor: &str) -> Option<PathBuf> {
+    let root = std::env::var_os("PYENV_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".pyenv"));
+    let dir = std::fs::read_dir(root.join("versions"))
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("{minor}.")))
+        })
+        .max()?;
+    Some(dir.join(format!("bin/python{minor}"))).filter(|p| p.is_file())
+}
+
+/// Whether the Python frames of `frames` (leaf first), read root first,
+/// are the workload's chain: `<module>:10 → main:9 → key:5 → fib:3 …`,
+/// every further frame `fib` at line 3 (the leaf also at 2, its `def`,
+/// before its first line runs).
+fn python_chain_ok(frames: &[Frame]) -> bool {
+    let python: Vec<&Frame> = frames.iter().rev().filter(|f| f.kind == FrameKind::Python).collect();
+    if python.len() < PY_CHAIN.len() {
+        return false;
+    }
+    let chain_ok = PY_CHAIN.iter().zip(&python).all(|((name, line), f)| {
+        f.function.as_str() == *name
+            && f.line == Some(*line)
+            && f.file.as_deref().is_some_and(|p| p.ends_with("work.py"))
+    });
+    let last = python.len() - 1;
+    chain_ok
+        && python[PY_CHAIN.len()..].iter().enumerate().all(|(i, f)| {
+            let leaf = PY_CHAIN.len() + i == last;
+            f.function.as_str() == "fib" && (f.line == Some(3) || (leaf && f.line == Some(PY_FIB_DEF)))
+        })
+}
+
+/// Runs the workload with `python` and checks its samples: ≥ 95 % show
+/// the whole chain with its lines, Python frames interleaved with native
+/// ones (a native eval frame is never left where its Python frames are).
+fn python_frames(test: &str, python: Option<PathBuf>) {
+    let _turn = turn();
+    let Some(python) = python else { return };
+    let Some((mut collector, mut symbols)) = collector(test, &["python*"]) else {
+        return;
+    };
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let script = dir.path().join("work.py");
+    std::fs::write(&script, PY_WORKLOAD).unwrap();
+    let mut announced = collector.take_new_pids().expect("new pids ring");
+    let mut child = Command::new(&python).arg(&script).arg("5").spawn().unwrap();
+    let pid = child.id();
+    // Start-up (imports, before `main`) in an interval of its own.
+    sample_for(
+        &mut collector,
+        &mut symbols,
+        &mut announced,
+        &mut child,
+        Duration::from_millis(800),
+    );
+    let events = sample_for(
+        &mut collector,
+        &mut symbols,
+        &mut announced,
+        &mut child,
+        Duration::from_secs(3),
+    );
+    kill(child);
+    let profile = profile_of(&events, pid);
+    let all: u64 = profile.samples.iter().map(|s| s.count).sum();
+    let good: u64 = profile
+        .samples
+        .iter()
+        .filter(|s| python_chain_ok(&s.frames))
+        .map(|s| s.count)
+        .sum();
+    // Interleaving: the Python frames sit at or below (rootward of) the
+    // leaf's native frames, never a native eval frame above them (each
+    // eval frame found by the native walk was replaced).
+    let interleaved: u64 = profile
+        .samples
+        .iter()
+        .filter(|s| python_chain_ok(&s.frames))
+        .filter(|s| {
+            let user: Vec<&Frame> = s.frames.iter().filter(|f| f.kind != FrameKind::Kernel).collect();
+            let first_py = user.iter().position(|f| f.kind == FrameKind::Python).unwrap();
+            !user[..first_py]
+                .iter()
+                .any(|f| f.function.starts_with("_PyEval_EvalFrameDefault"))
+        })
+        .map(|s| s.count)
+        .sum();
+    let example = profile
+        .samples
+        .iter()
+        .max_by_key(|s| s.count)
+        .map(|s| {
+            s.frames
+                .iter()
+                .rev()
+                .map(|f| match f.line {
+                    Some(l) => format!("{}:{l}", f.function),
+                    None => f.function.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(" → ")
+        })
+        .unwrap_or_default();
+    eprintln!(
+        "{} pid {pid}: {good} of {all} samples show the chain, {interleaved} interleaved; e.g. {example}",
+        python.display()
+    );
+    eprintln!(
+        "python walk counters: {:?}",
+        collector.profiler().python_stats().unwrap()
+    );
+    assert!(all >= 50, "too few samples: {all}");
+    assert!(good as f64 >= 0.95 * all as f64, "{:#?}", profile.samples);
+    assert_eq!(interleaved, good, "{:#?}", profile.samples);
+}
+
+/// Debian's own python3 (3.11, built without frame pointers).
+#[test]
+fn python_frames_debian_python3() {
+    let test = "python_frames_debian_python3";
+    let python = program(test, "/usr/bin/python3").map(|p| std::fs::canonicalize(p).unwrap());
+    python_frames(test, python);
+}
+
+/// pyenv's builds where installed (pyenv is not a Debian package: a
+/// machine without it skips these with a message).
+fn pyenv(test: &str, minor: &str) {
+    let python = pyenv_python(minor);
+    if python.is_none() {
+        eprintln!("{test}: skipped: pyenv {minor} is not installed");
+    }
+    python_frames(test, python);
+}
+
+#[test]
+fn python_frames_pyenv_3_8() {
+    pyenv("python_frames_pyenv_3_8", "3.8");
+}
+
+#[test]
+fn python_frames_pyenv_3_9() {
+    pyenv("python_frames_pyenv_3_9", "3.9");
+}
+
+#[test]
+fn python_frames_pyenv_3_10() {
+    pyenv("python_frames_pyenv_3_10", "3.10");
+}
+
+#[test]
+fn python_frames_pyenv_3_11() {
+    pyenv("python_frames_pyenv_3_11", "3.11");
+}
+
+#[test]
+fn python_frames_pyenv_3_12() {
+    pyenv("python_frames_pyenv_3_12", "3.12");
+}
+
+#[test]
+fn python_frames_pyenv_3_13() {
+    pyenv("python_frames_pyenv_3_13", "3.13");
+}

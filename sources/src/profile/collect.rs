@@ -12,6 +12,7 @@ use super::bpf::{Drained, NewPids, ProfileKey, Profiler, StackRef, OBJECT, STATS
 use sonde_ebpf::{LoadError, ReadError};
 
 use super::config::ProfileSourceConfig;
+use super::python::{merge, Pythons};
 use super::run::StackSource;
 use super::stacks::{addresses, attributes, StackNamer};
 use super::symbolize::Symbols;
@@ -34,6 +35,7 @@ pub struct Collector {
     telemetry: LossCounters,
     line_numbers: bool,
     debuginfod: Option<(Vec<String>, std::path::PathBuf)>,
+    python: Pythons,
 }
 
 impl std::fmt::Debug for Collector {
@@ -65,6 +67,7 @@ impl Collector {
             line_numbers: config.line_numbers,
             debuginfod: (!config.debuginfod_urls.is_empty())
                 .then(|| (config.debuginfod_urls.clone(), config.debuginfod_cache.clone().into())),
+            python: Pythons::new("/proc".into()),
         })
     }
 
@@ -93,6 +96,13 @@ impl Collector {
     /// before the interval ends.
     pub fn note_new_pids(&mut self, pids: &[u32], symbols: &mut Symbols) {
         self.namer.note_new_pids(pids, symbols);
+        // Announced: new, or running a new program. Python processes are
+        // described to the program (which forgot them at exec).
+        for pid in pids {
+            if let Some(process) = self.namer.get(*pid).filter(|p| p.selected && p.alive) {
+                self.python.note(process, self.profiler.python());
+            }
+        }
     }
 
     /// Drains the kernel's counts of the last interval and returns one
@@ -118,7 +128,7 @@ impl Collector {
             groups
                 .values()
                 .flat_map(|g| g.stacks.keys())
-                .flat_map(|(_, kernel)| lookup_addresses(&drained, *kernel)),
+                .flat_map(|(_, kernel, _)| lookup_addresses(&drained, *kernel)),
         );
         let mut events = Vec::with_capacity(groups.len());
         for (pid, group) in groups {
@@ -126,7 +136,7 @@ impl Collector {
                 group
                     .stacks
                     .keys()
-                    .flat_map(|(user, _)| lookup_addresses(&drained, *user))
+                    .flat_map(|(user, _, _)| lookup_addresses(&drained, *user))
             };
             if self.namer.process(pid, &group.comm, user(), symbols).is_none() {
                 continue;
@@ -134,13 +144,19 @@ impl Collector {
             let Some(process) = self.namer.get(pid) else {
                 continue;
             };
+            if process.alive {
+                self.python.check(process, self.profiler.python());
+            }
             symbols.prefetch_user(process, user());
             let samples = group
                 .stacks
                 .iter()
-                .map(|(&(user, kernel), &count)| StackSample {
-                    frames: self.namer.frames(&drained.stacks, process, user, kernel, symbols),
-                    count,
+                .map(|(&(user, kernel, python), &count)| {
+                    let native = self.namer.frames(&drained.stacks, process, user, kernel, symbols);
+                    StackSample {
+                        frames: with_python(&mut self.python, pid, native, python, &drained),
+                        count,
+                    }
                 })
                 .collect();
             events.push(Event::from(Profile {
@@ -154,6 +170,7 @@ impl Collector {
             }));
         }
         for pid in self.namer.end_interval(symbols) {
+            self.python.forget(pid, self.profiler.python());
             if let Err(error) = self.profiler.forget_pid(pid) {
                 tracing::debug!(%error, pid, "cannot forget pid");
             }
@@ -164,6 +181,7 @@ impl Collector {
     /// Uses `procfs` instead of `/proc` (tests).
     pub fn set_procfs(&mut self, procfs: &Path) {
         self.namer.set_procfs(procfs);
+        self.python.set_procfs(procfs.to_path_buf());
     }
 }
 
@@ -191,7 +209,8 @@ impl StackSource for Collector {
 #[derive(Debug, Default)]
 pub(super) struct Group {
     pub comm: String,
-    pub stacks: HashMap<(StackRef, StackRef), u64>,
+    /// (user stack, kernel stack, Python stack id) → samples.
+    pub stacks: HashMap<(StackRef, StackRef, u64), u64>,
 }
 
 pub(super) fn group_by_process(drained: &Drained) -> HashMap<u32, Group> {
@@ -202,7 +221,10 @@ pub(super) fn group_by_process(drained: &Drained) -> HashMap<u32, Group> {
             // The main thread's comm is the process' name.
             group.comm = ProfileKey::comm(key);
         }
-        *group.stacks.entry((key.user_stack(), key.kernel_stack())).or_default() += count;
+        *group
+            .stacks
+            .entry((key.user_stack(), key.kernel_stack(), key.python_stack_id))
+            .or_default() += count;
     }
     groups
 }
@@ -210,4 +232,32 @@ pub(super) fn group_by_process(drained: &Drained) -> HashMap<u32, Group> {
 /// The addresses to symbolize for `stack` (see [`addresses`]).
 pub(super) fn lookup_addresses(drained: &Drained, stack: StackRef) -> impl Iterator<Item = u64> + '_ {
     addresses(&drained.stacks, stack)
+}
+
+/// `native` with the Python frames of stack `python` in place of the eval
+/// loop's frames (see [`merge`]); a marker where the Python stack was lost.
+fn with_python(
+    pythons: &mut Pythons,
+    pid: u32,
+    native: std::sync::Arc<[sonde_core::event::Frame]>,
+    python: u64,
+    drained: &Drained,
+) -> std::sync::Arc<[sonde_core::event::Frame]> {
+    use super::python::abi::PYTHON_STACK_LOST;
+    if python == u64::from(PYTHON_STACK_LOST) {
+        let mut frames = native.to_vec();
+        frames.push(super::frames::named_marker("[lost python stack: map full]".to_string()));
+        return frames.into();
+    }
+    match drained.python.get(&python) {
+        Some(stack) if python & 1 == 1 => {
+            let frames = pythons.frames(pid, stack);
+            if frames.is_empty() {
+                native
+            } else {
+                merge::merge(&native, &frames)
+            }
+        }
+        _ => native,
+    }
 }

@@ -55,6 +55,7 @@ pub mod filter;
 mod frames;
 pub mod perf_map;
 pub mod procs;
+pub mod python;
 pub mod run;
 pub mod stacks;
 pub mod symbolize;

@@ -31,10 +31,13 @@ pub struct ProfileKey {
     pub kernel_stack_id: i32,
     /// The thread's comm, NUL-padded.
     pub comm: [u8; PROFILE_COMM_LEN as usize],
+    /// The Python stack's id in the set's pystacks map, or a
+    /// `PYTHON_STACK_*` value (see [`crate::profile::python`]).
+    pub python_stack_id: u64,
 }
 
-// SAFETY: repr(C), u32/i32 fields and a byte array, no padding (4 × 4 + 16
-// bytes): every bit pattern is a valid value.
+// SAFETY: repr(C), u32/i32/u64 fields and a byte array, no padding (4 × 4 +
+// 16 + 8 bytes, the u64 at offset 32): every bit pattern is a valid value.
 unsafe impl sonde_ebpf::aya::Pod for ProfileKey {}
 
 impl ProfileKey {
@@ -109,7 +112,8 @@ mod tests {
                 tid,
                 user_stack_id,
                 kernel_stack_id,
-                comm
+                comm,
+                python_stack_id
             }
         );
     }
@@ -132,6 +136,7 @@ mod tests {
             user_stack_id: 0,
             kernel_stack_id: 0,
             comm: [0; 16],
+            python_stack_id: 0,
         };
         key.comm[..4].copy_from_slice(b"bash");
         assert_eq!(key.comm(), "bash");

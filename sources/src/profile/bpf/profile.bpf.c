@@ -29,6 +29,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "profile.h"
+#include "python.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -177,6 +178,7 @@ int profile_cpu(struct bpf_perf_event_data *ctx)
 		.tid = (__u32)id,
 	};
 	__u32 zero = 0, *set;
+	__u64 python_id;
 
 	count(PROFILE_STAT_SAMPLES);
 	if (key.tid == 0 && !include_idle) {
@@ -187,12 +189,17 @@ int profile_cpu(struct bpf_perf_event_data *ctx)
 	if (key.pid != 0)
 		announce(key.pid);
 
+	python_id = key.pid ? python_walk(key.pid, key.tid) : PYTHON_STACK_NONE;
+
 	set = bpf_map_lookup_elem(&profile_control, &zero);
 	/* Separate calls per set: each helper call sees one constant map. */
-	if (set && *set == 1)
+	if (set && *set == 1) {
+		key.python_stack_id = python_store(python_id, &pystacks_1);
 		record(ctx, &key, &counts_1, &stacks_1, &spill_1);
-	else
+	} else {
+		key.python_stack_id = python_store(python_id, &pystacks_0);
 		record(ctx, &key, &counts_0, &stacks_0, &spill_0);
+	}
 	return 0;
 }
 
@@ -203,5 +210,7 @@ int profile_exec(void *ctx)
 	__u32 pid = bpf_get_current_pid_tgid() >> 32;
 
 	bpf_map_delete_elem(&known_pids, &pid);
+	/* Its Python state (if any) is gone with the old program. */
+	bpf_map_delete_elem(&python_procs, &pid);
 	return 0;
 }

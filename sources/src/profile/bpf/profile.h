@@ -88,6 +88,8 @@ struct profile_key {
 	__s32 kernel_stack_id;
 	/* The thread's comm: names processes that exit before user space looks. */
 	char comm[PROFILE_COMM_LEN];
+	/* The Python stack in the set's pystacks map (python.h), or PYTHON_STACK_*. */
+	__u64 python_stack_id;
 };
 
 #endif
