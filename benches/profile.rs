@@ -19,8 +19,14 @@
 //! perf the kernel's callchain walk and ring-buffer writes in interrupt
 //! context, which /proc attributes to the interrupted task. So perf's
 //! figure is a lower bound. Writes `profile.md` and `profile.json` to `--out`.
+//!
+//! Then the language runtimes ([`runtimes`]): Python (Debian's and
+//! pyenv's), Node and Java workloads, `--runtime-seconds` each: named
+//! frames, whole Python chains, eBPF µs per sample with the Python walk.
 
 mod common;
+#[path = "profile/runtimes.rs"]
+mod runtimes;
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
@@ -82,6 +88,7 @@ struct Args {
     seconds: u64,
     warmup: u64,
     reps: usize,
+    runtime_seconds: u64,
 }
 
 fn args() -> Args {
@@ -90,6 +97,7 @@ fn args() -> Args {
         seconds: 20,
         warmup: 12,
         reps: 5,
+        runtime_seconds: 8,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -99,6 +107,7 @@ fn args() -> Args {
             "--seconds" => args.seconds = value().parse().expect("--seconds N"),
             "--warmup" => args.warmup = value().parse().expect("--warmup N"),
             "--reps" => args.reps = value().parse().expect("--reps N"),
+            "--runtime-seconds" => args.runtime_seconds = value().parse().expect("--runtime-seconds N"),
             // cargo bench passes --bench.
             _ => {}
         }
@@ -141,8 +150,9 @@ fn main() {
     }
     let _ = workload.kill();
     let _ = workload.wait();
+    let runtimes = runtimes::measure(args.runtime_seconds, dir.path());
 
-    let table = render(&results, &args);
+    let table = render(&results, &args) + &runtimes::render(&runtimes, args.runtime_seconds);
     println!("{table}");
     std::fs::create_dir_all(&args.out).unwrap();
     std::fs::write(args.out.join("profile.md"), &table).unwrap();
@@ -164,6 +174,7 @@ fn main() {
                 "hwm_kib": s.hwm_kib,
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
+        "runtimes": runtimes::to_json(&runtimes),
     });
     std::fs::write(
         args.out.join("profile.json"),

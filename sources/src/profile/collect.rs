@@ -36,6 +36,7 @@ pub struct Collector {
     line_numbers: bool,
     debuginfod: Option<(Vec<String>, std::path::PathBuf)>,
     python: Pythons,
+    python_telemetry: LossCounters,
 }
 
 impl std::fmt::Debug for Collector {
@@ -68,6 +69,7 @@ impl Collector {
             debuginfod: (!config.debuginfod_urls.is_empty())
                 .then(|| (config.debuginfod_urls.clone(), config.debuginfod_cache.clone().into())),
             python: Pythons::new("/proc".into()),
+            python_telemetry: LossCounters::new(labels, OBJECT, super::python::maps::STATS, "python_stats"),
         })
     }
 
@@ -114,6 +116,10 @@ impl Collector {
                 self.telemetry.map_read_failed();
                 tracing::warn!(%error, "cannot read profile loss counters");
             }
+        }
+        match self.profiler.python_stats() {
+            Ok(stats) => self.python_telemetry.observe(&stats),
+            Err(_) => self.python_telemetry.map_read_failed(),
         }
         let drained = self
             .profiler

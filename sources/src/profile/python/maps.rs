@@ -6,7 +6,7 @@ use std::collections::HashMap as StdHashMap;
 
 use sonde_ebpf::aya::maps::{HashMap, MapData, MapError};
 use sonde_ebpf::loader::Object;
-use sonde_ebpf::telemetry::{StatTotals, StatsArray};
+use sonde_ebpf::telemetry::{KernelStat, StatTotals, StatsArray};
 use sonde_ebpf::{LoadError, ReadError};
 
 use super::abi::{PythonProc, PythonStack, PYTHON_STAT_COUNT};
@@ -18,6 +18,17 @@ pub const MAP_PROCS: &str = "python_procs";
 pub const MAP_STACKS: [&str; 2] = ["pystacks_0", "pystacks_1"];
 /// Per-CPU counters of the walk (`PYTHON_STAT_*`).
 pub const MAP_STATS: &str = "python_stats";
+
+/// How the walk's counters are exported (samples walked or without a
+/// thread state are not losses).
+pub const STATS: &[KernelStat] = &[
+    // A thread state or frame that could not be read (a race with the
+    // interpreter, or wrong offsets).
+    KernelStat::lost(super::abi::PYTHON_STAT_FAULT, "python_read_fault"),
+    // Frames past PYTHON_MAX_FRAMES, cut.
+    KernelStat::lost(super::abi::PYTHON_STAT_TRUNCATED, "python_stack_truncated"),
+    KernelStat::map_full(super::abi::PYTHON_STAT_MAP_FULL, "pystacks"),
+];
 
 /// Typed handles to the Python maps.
 pub struct PythonMaps {
