@@ -1,6 +1,7 @@
 # source "profile": CPU stack samples of every process, 99 times a second per
-# CPU, symbolized in the agent (kernel, native with frame pointers, JIT via
-# perf maps), as a pprof file, folded stacks and a flame graph per interval.
+# CPU, symbolized in the agent (kernel, native with frame pointers and
+# separate debug info, JIT via perf maps, CPython 3.8-3.13 frames), as a
+# pprof file, folded stacks and a flame graph per interval.
 # Needs root, or CAP_BPF + CAP_PERFMON + CAP_SYS_PTRACE; `sonde doctor` checks.
 #   sonde run --config configs/examples/profile.hcl
 source "profile" "cpu" {
@@ -13,6 +14,10 @@ source "profile" "cpu" {
   comms        = []          # e.g. ["postgres*", "nginx"]
   max_stacks   = 16384       # distinct stacks per interval the kernel keeps
   line_numbers = false       # true: file:line from DWARF (costs CPU and memory per binary)
+  # Debug files of stripped binaries missing under /usr/lib/debug, fetched
+  # once and cached; empty (the default) never touches the network.
+  debuginfod_urls  = []      # e.g. ["https://debuginfod.debian.net"]
+  debuginfod_cache = "/var/cache/sonde/debuginfod"
 }
 
 sink "file" "pprof" {

@@ -16,7 +16,9 @@
 //! frames from `/tmp/perf-PID.map` read through `/proc/PID/root` (Node
 //! `--perf-basic-prof-only-functions`, the JVM with `jcmd PID
 //! Compiler.perfmap`; see [`perf_map`]), static functions of stripped
-//! binaries from their separate debug files ([`debuginfo`]). Results are cached per file content (build id, or
+//! binaries from their separate debug files ([`debuginfo`]), CPython
+//! 3.8–3.13 frames walked in the kernel and resolved from the process'
+//! memory ([`python`]). Results are cached per file content (build id, or
 //! device and inode), so a steady state costs little. The program announces
 //! each new process on a ring buffer: the source reads its memory maps and
 //! opens its files right away, so a process that exits before the interval
@@ -38,9 +40,8 @@
 //! `-fno-omit-frame-pointer` (Rust: `-C force-frame-pointers=yes`; Go keeps
 //! them by default). Unwinding with `.eh_frame` tables in the kernel, as
 //! the OpenTelemetry eBPF profiler does, is the known next step; it needs
-//! no rebuild of the profiled programs. Interpreted code (Python, Ruby)
-//! shows the interpreter's frames unless it writes a perf map (Python 3.12
-//! `-X perf`).
+//! no rebuild of the profiled programs. CPython frames do not need it
+//! ([`python`]); other interpreters (Ruby, PHP) show the interpreter's frames.
 //!
 //! Minimum kernel 5.8 (BPF ring buffer) with BTF; needs CAP_BPF and
 //! CAP_PERFMON (or CAP_SYS_ADMIN), and CAP_SYS_PTRACE to read other

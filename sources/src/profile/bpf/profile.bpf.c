@@ -20,6 +20,9 @@
  * user stacks by frame pointers only; code built without them gives short
  * user stacks.
  *
+ * CPython frames of the sampled thread are walked too (python.h) and
+ * stored apart, their id in the key.
+ *
  * Minimum kernel: 5.8 (BPF ring buffer); perf_event programs and stack maps
  * are older (4.9).
  */
