@@ -147,24 +147,7 @@ impl Pythons {
         }
         let kind = u32::from(process.layout.walk.entry_kind);
         let mut out: Vec<(Frame, bool)> = Vec::with_capacity(stack.frames().len());
-        for f in stack.frames() {
-            let entry = (f.instr >> 56) as u8;
-            let instr = f.instr & PYTHON_INSTR_MASK;
-            let end = match kind {
-                abi::PYTHON_ENTRY_FLAG => entry != 0,
-                abi::PYTHON_ENTRY_SHIM => {
-                    if u32::from(entry) == abi::PYTHON_OWNED_BY_CSTACK {
-                        // The shim of one eval call: the frame before it
-                        // was that call's outermost.
-                        if let Some(last) = out.last_mut() {
-                            last.1 = true;
-                        }
-                        continue;
-                    }
-                    false
-                }
-                _ => true,
-            };
+        for (f, instr, end) in decode(kind, stack.frames()) {
             let code = process.codes.entry(f.code).or_insert_with(|| {
                 read_code(pid, f.code, &process.layout, process.code_type)
                     .ok()
@@ -201,5 +184,82 @@ impl Pythons {
     /// Whether none is known.
     pub fn is_empty(&self) -> bool {
         self.processes.is_empty()
+    }
+}
+
+/// The frames of a recorded stack (leaf first) as (frame, instruction,
+/// whether it is the outermost of its eval call), read per `entry_kind`
+/// (`PYTHON_ENTRY_*`): every frame up to 3.10; `is_entry` on 3.11; on
+/// 3.12+ the frame before a shim (owner `FRAME_OWNED_BY_CSTACK`), the
+/// shims themselves dropped.
+pub fn decode(entry_kind: u32, frames: &[PythonFrame]) -> Vec<(PythonFrame, u64, bool)> {
+    let mut out: Vec<(PythonFrame, u64, bool)> = Vec::with_capacity(frames.len());
+    for f in frames {
+        let entry = (f.instr >> 56) as u8;
+        let instr = f.instr & PYTHON_INSTR_MASK;
+        let end = match entry_kind {
+            abi::PYTHON_ENTRY_FLAG => entry != 0,
+            abi::PYTHON_ENTRY_SHIM => {
+                if u32::from(entry) == abi::PYTHON_OWNED_BY_CSTACK {
+                    if let Some(last) = out.last_mut() {
+                        last.2 = true;
+                    }
+                    continue;
+                }
+                false
+            }
+            _ => true,
+        };
+        out.push((*f, instr, end));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(code: u64, instr: u64, entry: u8) -> PythonFrame {
+        PythonFrame {
+            code,
+            instr: instr | (u64::from(entry) << 56),
+        }
+    }
+
+    fn ends(kind: u32, frames: &[PythonFrame]) -> Vec<(u64, u64, bool)> {
+        decode(kind, frames)
+            .into_iter()
+            .map(|(f, i, e)| (f.code, i, e))
+            .collect()
+    }
+
+    #[test]
+    fn entry_bytes_mark_the_outermost_frame_of_each_eval_call() {
+        // 3.12+: fib, key, [shim], main, <module>, [shim].
+        let shim = abi::PYTHON_OWNED_BY_CSTACK as u8;
+        let frames = [
+            frame(1, 10, 0),
+            frame(2, 20, 0),
+            frame(9, 0, shim),
+            frame(3, 30, 0),
+            frame(4, 40, 0),
+            frame(9, 0, shim),
+        ];
+        assert_eq!(
+            ends(abi::PYTHON_ENTRY_SHIM, &frames),
+            [(1, 10, false), (2, 20, true), (3, 30, false), (4, 40, true)]
+        );
+        // 3.11: is_entry on key and <module>.
+        let frames = [frame(1, 10, 0), frame(2, 20, 1), frame(3, 30, 0), frame(4, 40, 1)];
+        assert_eq!(
+            ends(abi::PYTHON_ENTRY_FLAG, &frames),
+            [(1, 10, false), (2, 20, true), (3, 30, false), (4, 40, true)]
+        );
+        // Up to 3.10: every frame; an f_lasti of -1 stays 32 bits.
+        let frames = [frame(1, 0xffff_ffff, 0), frame(2, 4, 0)];
+        assert_eq!(
+            ends(abi::PYTHON_ENTRY_EVERY, &frames),
+            [(1, 0xffff_ffff, true), (2, 4, true)]
+        );
     }
 }
