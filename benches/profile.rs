@@ -24,11 +24,17 @@
 //! gdb running Python: libc + libpython + libstdc++), the share of samples
 //! whose stack is complete under sonde's walker and under
 //! `perf record --call-graph dwarf` (`profile/completeness.rs`).
+//!
+//! Then the language runtimes ([`runtimes`]): Python (Debian's and
+//! pyenv's), Node and Java workloads, `--runtime-seconds` each: named
+//! frames, whole Python chains, eBPF µs per sample with the Python walk.
 //! Writes `profile.md` and `profile.json` to `--out`.
 
 mod common;
 #[path = "profile/completeness.rs"]
 mod completeness;
+#[path = "profile/runtimes.rs"]
+mod runtimes;
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
@@ -90,6 +96,7 @@ struct Args {
     seconds: u64,
     warmup: u64,
     reps: usize,
+    runtime_seconds: u64,
 }
 
 fn args() -> Args {
@@ -98,6 +105,7 @@ fn args() -> Args {
         seconds: 20,
         warmup: 12,
         reps: 5,
+        runtime_seconds: 8,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -107,6 +115,7 @@ fn args() -> Args {
             "--seconds" => args.seconds = value().parse().expect("--seconds N"),
             "--warmup" => args.warmup = value().parse().expect("--warmup N"),
             "--reps" => args.reps = value().parse().expect("--reps N"),
+            "--runtime-seconds" => args.runtime_seconds = value().parse().expect("--runtime-seconds N"),
             // cargo bench passes --bench.
             _ => {}
         }
@@ -149,10 +158,15 @@ fn main() {
     }
     let _ = workload.kill();
     let _ = workload.wait();
+    let runtimes = runtimes::measure(args.runtime_seconds, dir.path());
 
     // Stack completeness per workload, sonde beside perf's DWARF unwinding.
     let (completeness_table, completeness_json) = completeness::run(args.seconds.min(10));
-    let table = format!("{}\n{completeness_table}", render(&results, &args));
+    let table = format!(
+        "{}\n{completeness_table}{}",
+        render(&results, &args),
+        runtimes::render(&runtimes, args.runtime_seconds)
+    );
     println!("{table}");
     std::fs::create_dir_all(&args.out).unwrap();
     std::fs::write(args.out.join("profile.md"), &table).unwrap();
@@ -175,6 +189,7 @@ fn main() {
                 "hwm_kib": s.hwm_kib,
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
+        "runtimes": runtimes::to_json(&runtimes),
     });
     std::fs::write(
         args.out.join("profile.json"),

@@ -225,6 +225,65 @@ fn hot_function_dominates_and_sample_count_matches_cpu_time() {
     assert_eq!(collector.profiler().stats().unwrap().get(PROFILE_STAT_COUNTS_FULL), 0);
 }
 
+/// Separate debug info (Debian's libc6-dbg, found by build id under
+/// /usr/lib/debug/.build-id): the workload's threads return into libc's
+/// `start_thread`, a static function that libc's own `.dynsym` lacks. With
+/// the debug file it is named in nearly every sample under the thread.
+#[test]
+fn libc_static_functions_are_named_from_separate_debug_info() {
+    let test = "libc_static_functions_are_named_from_separate_debug_info";
+    let _turn = turn();
+    let has_dbg = Path::new("/usr/lib/debug/.build-id").is_dir();
+    if !has_dbg {
+        sonde_ebpf::testing::skip_or_fail(test, "libc6-dbg is not installed");
+        return;
+    }
+    let Some((mut collector, mut symbols)) = collector(test) else {
+        return;
+    };
+    let Some(hot) = pprof::workload(test) else { return };
+    let mut announced = collector.take_new_pids().expect("new pids ring");
+    let run = run_workload(&hot, &["hot", "1", "2"], || {
+        collector.note_new_pids(&announced.read(), &mut symbols);
+    });
+    collector.note_new_pids(&announced.read(), &mut symbols);
+    let events = collector.collect(&mut symbols).unwrap();
+    let profile = profile_of(&events, run.pid);
+    let under_thread = |name: &str| -> u64 {
+        profile
+            .samples
+            .iter()
+            .filter(|s| {
+                let i = s.frames.iter().position(|f| f.function.as_str() == HOT_CALLER);
+                i.and_then(|i| s.frames.get(i + 1))
+                    .is_some_and(|f| name.is_empty() || f.function.as_str() == name)
+            })
+            .map(|s| s.count)
+            .sum()
+    };
+    let (all, named) = (under_thread(""), under_thread("start_thread"));
+    eprintln!(
+        "pid {}: {named} of {all} samples under {HOT_CALLER} return into start_thread",
+        run.pid
+    );
+    assert!(all > 20, "too few samples: {:#?}", profile.samples);
+    assert!(
+        named as f64 >= 0.95 * all as f64,
+        "{named} of {all}: {:#?}",
+        profile.samples
+    );
+    let frame = profile
+        .samples
+        .iter()
+        .flat_map(|s| s.frames.iter())
+        .find(|f| f.function.as_str() == "start_thread")
+        .unwrap();
+    assert!(
+        frame.module.as_deref().is_some_and(|m| m.contains("libc.so")),
+        "{frame:?}"
+    );
+}
+
 /// The lines of `sonde_test_hot_fn` in tests/workload/hot.c: from its
 /// signature to its closing brace, read from the source so that an edit of
 /// hot.c moves them.

@@ -1,7 +1,7 @@
 # source "profile": CPU stack samples of every process, 99 times a second per
 # CPU, symbolized in the agent (kernel, native unwound with .eh_frame tables in
-# the kernel, JIT via perf maps), as a pprof file, folded stacks and a flame
-# graph per interval.
+# the kernel, separate debug info, JIT via perf maps, CPython 3.8-3.13
+# frames), as a pprof file, folded stacks and a flame graph per interval.
 # Needs root, or CAP_BPF + CAP_PERFMON + CAP_SYS_PTRACE; `sonde doctor` checks.
 #   sonde run --config configs/examples/profile.hcl
 source "profile" "cpu" {
@@ -16,6 +16,10 @@ source "profile" "cpu" {
   line_numbers = false       # true: file:line from DWARF (costs CPU and memory per binary)
   native_unwinding = true    # walk user stacks with .eh_frame tables (x86-64); false: frame pointers only
   unwind_table_mib = 16      # kernel memory for unwind tables; least recently used evicted when full
+  # Debug files of stripped binaries missing under /usr/lib/debug, fetched
+  # once and cached; empty (the default) never touches the network.
+  debuginfod_urls  = []      # e.g. ["https://debuginfod.debian.net"]
+  debuginfod_cache = "/var/cache/sonde/debuginfod"
 }
 
 sink "file" "pprof" {

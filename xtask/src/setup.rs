@@ -48,6 +48,13 @@ pub const TEST_PACKAGES: &[&str] = &[
     "bind9-dnsutils",
     // The disk queue-depth test's load (fio's own iostat-style figures).
     "fio",
+    // The profile source's separate debug info (libc's static functions,
+    // by build id under /usr/lib/debug), and its JIT and Python workloads:
+    // Node and a JDK writing perf maps, Debian's own python3.
+    "libc6-dbg",
+    "nodejs",
+    "default-jdk-headless",
+    "python3",
     // `sonde top` in a real terminal, and the graph page in a real browser
     // (tests/operate).
     "tmux",

@@ -232,6 +232,7 @@ impl<'a> Encoder<'a> {
                     FrameKind::Native => 1,
                     FrameKind::Jit => 2,
                     FrameKind::Unknown => 3,
+                    FrameKind::Python => 4,
                 });
             }
             self.u64(sample.count);
@@ -471,10 +472,11 @@ impl<'a> Decoder<'a> {
                     _ => Some(self.u32()?),
                 };
                 let address = self.u64()?;
-                let kind = match self.tag("frame kind", 3)? {
+                let kind = match self.tag("frame kind", 4)? {
                     0 => FrameKind::Kernel,
                     1 => FrameKind::Native,
                     2 => FrameKind::Jit,
+                    4 => FrameKind::Python,
                     _ => FrameKind::Unknown,
                 };
                 stack.push(Frame {

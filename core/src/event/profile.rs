@@ -18,6 +18,9 @@ pub enum FrameKind {
     Jit,
     /// Could not be symbolized.
     Unknown,
+    /// A CPython frame (a code object: function, file and line), walked
+    /// from the interpreter's own frame chain.
+    Python,
 }
 
 /// One symbolized stack frame.

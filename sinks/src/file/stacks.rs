@@ -51,7 +51,7 @@ fn frame_name(frame: &Frame) -> String {
             Some(module) => format!("[{}]", clean(module.rsplit('/').next().unwrap_or(module))),
             None => clean(&frame.function),
         },
-        FrameKind::Native => clean(&frame.function),
+        FrameKind::Native | FrameKind::Python => clean(&frame.function),
     }
 }
 

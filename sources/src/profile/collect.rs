@@ -12,6 +12,7 @@ use super::bpf::{Drained, NewPids, ProfileKey, Profiler, StackRef, OBJECT, STATS
 use sonde_ebpf::{LoadError, ReadError};
 
 use super::config::ProfileSourceConfig;
+use super::python::{merge, Pythons};
 use super::run::StackSource;
 use super::stacks::{addresses, attributes, StackNamer};
 use super::symbolize::Symbols;
@@ -37,6 +38,9 @@ pub struct Collector {
     line_numbers: bool,
     unwinder: Option<Unwinder>,
     completeness: Completeness,
+    debuginfod: Option<(Vec<String>, std::path::PathBuf)>,
+    python: Pythons,
+    python_telemetry: LossCounters,
 }
 
 impl std::fmt::Debug for Collector {
@@ -91,6 +95,10 @@ impl Collector {
             line_numbers: config.line_numbers,
             unwinder,
             completeness: Completeness::new(labels),
+            debuginfod: (!config.debuginfod_urls.is_empty())
+                .then(|| (config.debuginfod_urls.clone(), config.debuginfod_cache.clone().into())),
+            python: Pythons::new("/proc".into()),
+            python_telemetry: LossCounters::new(labels, OBJECT, super::python::maps::STATS, "python_stats"),
         })
     }
 
@@ -102,7 +110,11 @@ impl Collector {
     /// Empty symbol caches for this collector's options (created on the
     /// thread that symbolizes: they are not `Send`).
     pub fn symbols(&self) -> Symbols {
-        Symbols::new(self.namer.procfs(), self.line_numbers)
+        let mut symbols = Symbols::new(self.namer.procfs(), self.line_numbers);
+        if let Some((urls, cache)) = &self.debuginfod {
+            symbols.set_debuginfod(super::debuginfo::Debuginfod::new(urls.clone(), cache.clone()));
+        }
+        symbols
     }
 
     /// The loaded program (statistics, event in use).
@@ -120,6 +132,13 @@ impl Collector {
     /// before the interval ends.
     pub fn note_new_pids(&mut self, pids: &[u32], symbols: &mut Symbols) {
         self.namer.note_new_pids(pids, symbols);
+        // Announced: new, or running a new program. Python processes are
+        // described to the program (which forgot them at exec).
+        for pid in pids {
+            if let Some(process) = self.namer.get(*pid).filter(|p| p.selected && p.alive) {
+                self.python.note(process, self.profiler.python());
+            }
+        }
         if let Some(unwinder) = &self.unwinder {
             // Tables only for the processes reported: the others' stacks are never read.
             let selected: Vec<u32> = pids
@@ -151,6 +170,10 @@ impl Collector {
                 tracing::warn!(%error, "cannot read profile loss counters");
             }
         }
+        match self.profiler.python_stats() {
+            Ok(stats) => self.python_telemetry.observe(&stats),
+            Err(_) => self.python_telemetry.map_read_failed(),
+        }
         let drained = self
             .profiler
             .drain()
@@ -169,7 +192,7 @@ impl Collector {
             groups
                 .values()
                 .flat_map(|g| g.stacks.keys())
-                .flat_map(|(_, kernel)| lookup_addresses(&drained, *kernel)),
+                .flat_map(|(_, kernel, _)| lookup_addresses(&drained, *kernel)),
         );
         let mut events = Vec::with_capacity(groups.len());
         for (pid, group) in groups {
@@ -177,7 +200,7 @@ impl Collector {
                 group
                     .stacks
                     .keys()
-                    .flat_map(|(user, _)| lookup_addresses(&drained, *user))
+                    .flat_map(|(user, _, _)| lookup_addresses(&drained, *user))
             };
             if self.namer.process(pid, &group.comm, user(), symbols).is_none() {
                 continue;
@@ -185,15 +208,23 @@ impl Collector {
             let Some(process) = self.namer.get(pid) else {
                 continue;
             };
+            if process.alive {
+                self.python.check(process, self.profiler.python());
+            }
             symbols.prefetch_user(process, user());
             let samples = group
                 .stacks
                 .iter()
-                .map(|(&(user, kernel), &count)| {
-                    let frames = self.namer.frames(&drained.stacks, process, user, kernel, symbols);
+                .map(|(&(user, kernel, python), &count)| {
+                    let native = self.namer.frames(&drained.stacks, process, user, kernel, symbols);
                     let outcome = outcomes.get(&user).copied().unwrap_or(0);
-                    self.completeness.observe(outcome, &frames, count);
-                    StackSample { frames, count }
+                    // Completeness is the native walk's: Python frames replace
+                    // the interpreter loop's, not the stack's end.
+                    self.completeness.observe(outcome, &native, count);
+                    StackSample {
+                        frames: with_python(&mut self.python, pid, native, python, &drained),
+                        count,
+                    }
                 })
                 .collect();
             events.push(Event::from(Profile {
@@ -208,6 +239,7 @@ impl Collector {
         }
         let evicted = self.namer.end_interval(symbols);
         for &pid in &evicted {
+            self.python.forget(pid, self.profiler.python());
             if let Err(error) = self.profiler.forget_pid(pid) {
                 tracing::debug!(%error, pid, "cannot forget pid");
             }
@@ -221,6 +253,7 @@ impl Collector {
     /// Uses `procfs` instead of `/proc` (tests).
     pub fn set_procfs(&mut self, procfs: &Path) {
         self.namer.set_procfs(procfs);
+        self.python.set_procfs(procfs.to_path_buf());
     }
 }
 
@@ -248,7 +281,8 @@ impl StackSource for Collector {
 #[derive(Debug, Default)]
 pub(super) struct Group {
     pub comm: String,
-    pub stacks: HashMap<(StackRef, StackRef), u64>,
+    /// (user stack, kernel stack, Python stack id) → samples.
+    pub stacks: HashMap<(StackRef, StackRef, u64), u64>,
 }
 
 pub(super) fn group_by_process(drained: &Drained) -> HashMap<u32, Group> {
@@ -259,7 +293,10 @@ pub(super) fn group_by_process(drained: &Drained) -> HashMap<u32, Group> {
             // The main thread's comm is the process' name.
             group.comm = ProfileKey::comm(key);
         }
-        *group.stacks.entry((key.user_stack(), key.kernel_stack())).or_default() += count;
+        *group
+            .stacks
+            .entry((key.user_stack(), key.kernel_stack(), key.python_stack_id))
+            .or_default() += count;
     }
     groups
 }
@@ -267,4 +304,32 @@ pub(super) fn group_by_process(drained: &Drained) -> HashMap<u32, Group> {
 /// The addresses to symbolize for `stack` (see [`addresses`]).
 pub(super) fn lookup_addresses(drained: &Drained, stack: StackRef) -> impl Iterator<Item = u64> + '_ {
     addresses(&drained.stacks, stack)
+}
+
+/// `native` with the Python frames of stack `python` in place of the eval
+/// loop's frames (see [`merge`]); a marker where the Python stack was lost.
+fn with_python(
+    pythons: &mut Pythons,
+    pid: u32,
+    native: std::sync::Arc<[sonde_core::event::Frame]>,
+    python: u64,
+    drained: &Drained,
+) -> std::sync::Arc<[sonde_core::event::Frame]> {
+    use super::python::abi::PYTHON_STACK_LOST;
+    if python == u64::from(PYTHON_STACK_LOST) {
+        let mut frames = native.to_vec();
+        frames.push(super::frames::named_marker("[lost python stack: map full]".to_string()));
+        return frames.into();
+    }
+    match drained.python.get(&python) {
+        Some(stack) if python & 1 == 1 => {
+            let frames = pythons.frames(pid, stack);
+            if frames.is_empty() {
+                native
+            } else {
+                merge::merge(&native, &frames)
+            }
+        }
+        _ => native,
+    }
 }

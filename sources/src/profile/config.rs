@@ -129,6 +129,27 @@ pub struct ProfileSourceConfig {
     /// (`sonde_profile_unwind_table_full_total`). Default 16, 1 to 1024.
     #[serde(default = "default_unwind_table_mib")]
     pub unwind_table_mib: u32,
+    /// debuginfod servers (base URLs, as in `DEBUGINFOD_URLS`) asked for
+    /// the debug file of a binary that has none installed under
+    /// `/usr/lib/debug` (by build id or `.gnu_debuglink`), so stripped
+    /// distribution binaries get their static functions named. Each debug
+    /// file is fetched once (up to 256 MiB, 10 s per server) and kept in
+    /// `debuginfod_cache`; a build id no server has is asked for again
+    /// after 10 minutes. Fetching blocks symbolization meanwhile. Default:
+    /// empty (no network access).
+    #[serde(default)]
+    pub debuginfod_urls: Vec<String>,
+    /// Folder where debug files fetched from debuginfod are kept. Default
+    /// `/var/cache/sonde/debuginfod`.
+    #[serde(default = "default_debuginfod_cache")]
+    pub debuginfod_cache: String,
+}
+
+/// Default of [`ProfileSourceConfig::debuginfod_cache`].
+pub const DEFAULT_DEBUGINFOD_CACHE: &str = "/var/cache/sonde/debuginfod";
+
+fn default_debuginfod_cache() -> String {
+    DEFAULT_DEBUGINFOD_CACHE.to_string()
 }
 
 impl Default for ProfileSourceConfig {
@@ -145,6 +166,8 @@ impl Default for ProfileSourceConfig {
             line_numbers: false,
             native_unwinding: true,
             unwind_table_mib: DEFAULT_UNWIND_TABLE_MIB,
+            debuginfod_urls: Vec::new(),
+            debuginfod_cache: default_debuginfod_cache(),
         }
     }
 }

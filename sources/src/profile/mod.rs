@@ -13,8 +13,12 @@
 //!
 //! Symbolization ([`symbolize`]): kernel frames from `/proc/kallsyms`,
 //! native frames from ELF symbols and DWARF line info where present, JIT
-//! frames from `/tmp/perf-PID.map` (Node `--perf-basic-prof`, the JVM with
-//! perf-map-agent). Results are cached per file content (build id, or
+//! frames from `/tmp/perf-PID.map` read through `/proc/PID/root` (Node
+//! `--perf-basic-prof-only-functions`, the JVM with `jcmd PID
+//! Compiler.perfmap`; see [`perf_map`]), static functions of stripped
+//! binaries from their separate debug files ([`debuginfo`]), CPython
+//! 3.8–3.13 frames walked in the kernel and resolved from the process'
+//! memory ([`python`]). Results are cached per file content (build id, or
 //! device and inode), so a steady state costs little. The program announces
 //! each new process on a ring buffer: the source reads its memory maps and
 //! opens its files right away, so a process that exits before the interval
@@ -34,8 +38,9 @@
 //! without tables (JIT, a process whose tables are not loaded yet) is
 //! walked by frame pointers. Every sample's outcome is counted in
 //! `sonde_profile_stacks_total{outcome}` ([`unwind::completeness`]).
-//! Interpreted code (Python, Ruby) shows the interpreter's frames unless
-//! it writes a perf map (Python 3.12 `-X perf`).
+//! CPython's frames are walked from its thread state ([`python`]) and take
+//! the place of the interpreter loop's native frames; other interpreters
+//! (Ruby, PHP) show the interpreter's frames unless they write a perf map.
 //!
 //! Minimum kernel 5.8 (BPF ring buffer) with BTF; needs CAP_BPF and
 //! CAP_PERFMON (or CAP_SYS_ADMIN), and CAP_SYS_PTRACE to read other
@@ -45,10 +50,12 @@ pub mod bpf;
 mod collect;
 mod config;
 pub mod conformance;
+pub mod debuginfo;
 pub mod filter;
 mod frames;
 pub mod perf_map;
 pub mod procs;
+pub mod python;
 pub mod run;
 pub mod stacks;
 pub mod symbolize;

@@ -1,7 +1,15 @@
 //! JIT symbols from perf maps: `/tmp/perf-PID.map`, written by runtimes
-//! that compile code at run time (Node with `--perf-basic-prof`, the JVM
-//! with perf-map-agent, .NET with `DOTNET_PerfMapEnabled=1`). Each line is
-//! `START SIZE NAME`, START and SIZE in hex.
+//! that compile code at run time (Node with
+//! `--perf-basic-prof-only-functions`, the JVM with `jcmd PID
+//! Compiler.perfmap` (JDK 17+) or perf-map-agent, .NET with
+//! `DOTNET_PerfMapEnabled=1`, Python 3.12+ with `-X perf`). Each line is
+//! `START SIZE NAME`, START and SIZE in hex (the JVM writes `0x`).
+//!
+//! A process in a container writes the map into its own `/tmp`, named by
+//! its pid in its own pid namespace: it is read through `/proc/PID/root`
+//! with that pid (`NSpid`), so no mount of the container is needed.
+//! JIT code is walked with frame pointers: V8 keeps them, the JVM needs
+//! `-XX:+PreserveFramePointer`.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;

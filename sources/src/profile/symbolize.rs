@@ -24,6 +24,7 @@ use blazesym::symbolize::{evict, Input, Symbolized, Symbolizer};
 use blazesym::MaybeDefault;
 use sonde_core::event::{Frame, FrameKind, SharedStr};
 
+use super::debuginfo::{self, BinaryInfo, Debuginfod};
 use super::perf_map::PerfMap;
 use super::procs::{FileKey, MappingKind, Process};
 
@@ -77,6 +78,19 @@ struct OpenFile {
     last_used: u64,
     /// Whether to read DWARF: off once it failed for this file.
     dwarf: bool,
+    /// Its separate debug file, when one was found ([`debuginfo`]).
+    debug: Option<DebugFile>,
+}
+
+/// A separate debug file, held open, and how to search it.
+#[derive(Debug)]
+struct DebugFile {
+    _file: File,
+    fd_path: PathBuf,
+    /// The binary's segments: debug files are searched by virtual address.
+    binary: BinaryInfo,
+    /// Whether to read its DWARF: off once it failed.
+    dwarf: bool,
 }
 
 /// The symbol caches of one source.
@@ -90,6 +104,7 @@ pub struct Symbols {
     procfs: PathBuf,
     interval: u64,
     line_numbers: bool,
+    debuginfod: Option<Debuginfod>,
 }
 
 impl std::fmt::Debug for Symbols {
@@ -118,7 +133,14 @@ impl Symbols {
             procfs: procfs.to_path_buf(),
             interval: 0,
             line_numbers,
+            debuginfod: None,
         }
+    }
+
+    /// Also fetches debug files from a debuginfod server, for binaries
+    /// with none installed.
+    pub fn set_debuginfod(&mut self, debuginfod: Debuginfod) {
+        self.debuginfod = Some(debuginfod);
     }
 
     /// Opens the files of `process`' mappings not open yet. Called while
@@ -135,10 +157,20 @@ impl Symbols {
                 continue;
             };
             let fd_path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
-            let content = match blazesym::helper::read_elf_build_id(&fd_path) {
-                Ok(Some(id)) if !id.is_empty() => ContentKey::BuildId(id.into_owned().into_boxed_slice()),
+            let info = BinaryInfo::read(&fd_path).unwrap_or_default();
+            let content = match &info.build_id {
+                Some(id) if !id.is_empty() => ContentKey::BuildId(id.clone().into_boxed_slice()),
                 _ => ContentKey::File(key),
             };
+            let root = self.procfs.join(process.pid.to_string()).join("root");
+            let debug = debuginfo::find(&info, &mapping.path, &root, self.debuginfod.as_mut())
+                .and_then(|path| File::open(path).ok())
+                .map(|file| DebugFile {
+                    fd_path: PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd())),
+                    _file: file,
+                    binary: info,
+                    dwarf: self.line_numbers,
+                });
             self.files.insert(
                 key,
                 OpenFile {
@@ -148,6 +180,7 @@ impl Symbols {
                     content,
                     last_used: self.interval,
                     dwarf: self.line_numbers,
+                    debug,
                 },
             );
         }
@@ -173,37 +206,34 @@ impl Symbols {
             offsets.sort_unstable();
             offsets.dedup();
             let Some(open) = self.files.get_mut(&key) else { continue };
-            let mut elf = Elf::new(&open.fd_path);
-            elf.debug_syms = open.dwarf;
-            let mut resolved = self
-                .symbolizer
-                .symbolize(&Source::Elf(elf.clone()), Input::FileOffset(&offsets));
-            if resolved.is_err() && open.dwarf {
-                // Debug info blazesym cannot read (seen with Debian's libc
-                // and its debuglink): the ELF symbols still name functions.
-                open.dwarf = false;
-                elf.debug_syms = false;
-                resolved = self
-                    .symbolizer
-                    .symbolize(&Source::Elf(elf), Input::FileOffset(&offsets));
+            // The debug file first (full symbol table), the binary for what it leaves unnamed.
+            let from_debug = match open.debug.as_mut() {
+                Some(debug) => symbolize_debug(&self.symbolizer, debug, &offsets, &open.module),
+                None => vec![None; offsets.len()],
+            };
+            let rest: Vec<u64> = offsets
+                .iter()
+                .zip(&from_debug)
+                .filter(|(_, f)| f.is_none())
+                .map(|(o, _)| *o)
+                .collect();
+            let mut from_binary = if rest.is_empty() {
+                Vec::new()
+            } else {
+                symbolize_binary(&self.symbolizer, open, &rest)
             }
+            .into_iter();
             let open = &self.files[&key];
             let cache = self.frames.entry(open.content.clone()).or_default();
             if cache.len() + offsets.len() > MAX_CACHED_FRAMES {
                 cache.clear();
             }
-            match resolved {
-                Ok(results) => {
-                    for (offset, result) in offsets.iter().zip(results) {
-                        cache.insert(*offset, to_frame(result, *offset, &open.module, FrameKind::Native));
-                    }
-                }
-                Err(error) => {
-                    tracing::debug!(file = %open.module, %error, "cannot symbolize");
-                    for offset in &offsets {
-                        cache.insert(*offset, unknown(*offset, &open.module));
-                    }
-                }
+            for (offset, frame) in offsets.iter().zip(from_debug) {
+                let frame = frame.unwrap_or_else(|| match from_binary.next().flatten() {
+                    Some(result) => to_frame(result, *offset, &open.module, FrameKind::Native),
+                    None => unknown(*offset, &open.module),
+                });
+                cache.insert(*offset, frame);
             }
         }
     }
@@ -367,6 +397,69 @@ pub fn raise_open_files_limit() -> Option<u64> {
         }
     }
     Some(limit.rlim_cur)
+}
+
+/// The frames the debug file names (by virtual address), `None` where it
+/// names none.
+fn symbolize_debug(
+    symbolizer: &Symbolizer,
+    debug: &mut DebugFile,
+    offsets: &[u64],
+    module: &SharedStr,
+) -> Vec<Option<Frame>> {
+    let addresses: Vec<(usize, u64)> = offsets
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| Some((i, debug.binary.virtual_address(*o)?)))
+        .collect();
+    let mut out = vec![None; offsets.len()];
+    if addresses.is_empty() {
+        return out;
+    }
+    let virt: Vec<u64> = addresses.iter().map(|(_, a)| *a).collect();
+    let mut elf = Elf::new(&debug.fd_path);
+    elf.debug_syms = debug.dwarf;
+    let mut resolved = symbolizer.symbolize(&Source::Elf(elf.clone()), Input::VirtOffset(&virt));
+    if resolved.is_err() && debug.dwarf {
+        debug.dwarf = false;
+        elf.debug_syms = false;
+        resolved = symbolizer.symbolize(&Source::Elf(elf), Input::VirtOffset(&virt));
+    }
+    match resolved {
+        Ok(results) => {
+            for ((i, _), result) in addresses.iter().zip(results) {
+                if matches!(result, Symbolized::Sym(_)) {
+                    out[*i] = Some(to_frame(result, offsets[*i], module, FrameKind::Native));
+                }
+            }
+        }
+        Err(error) => tracing::debug!(file = %module, %error, "cannot symbolize with the debug file"),
+    }
+    out
+}
+
+/// The binary's own symbols for `offsets` (`None` each when it cannot be read).
+fn symbolize_binary<'a>(
+    symbolizer: &'a Symbolizer,
+    open: &mut OpenFile,
+    offsets: &[u64],
+) -> Vec<Option<Symbolized<'a>>> {
+    let mut elf = Elf::new(&open.fd_path);
+    elf.debug_syms = open.dwarf;
+    let mut resolved = symbolizer.symbolize(&Source::Elf(elf.clone()), Input::FileOffset(offsets));
+    if resolved.is_err() && open.dwarf {
+        // Debug info blazesym cannot read: the ELF symbols still name functions.
+        open.dwarf = false;
+        elf.debug_syms = false;
+        resolved = symbolizer.symbolize(&Source::Elf(elf), Input::FileOffset(offsets));
+    }
+    match resolved {
+        Ok(results) => results.into_iter().map(Some).collect(),
+        Err(error) => {
+            tracing::debug!(file = %open.module, %error, "cannot symbolize");
+            vec![None; offsets.len()]
+        }
+    }
 }
 
 fn to_frame(result: Symbolized<'_>, address: u64, module: &SharedStr, kind: FrameKind) -> Frame {

@@ -114,6 +114,7 @@ fn key(pid: u32, tid: u32, user: i32, kernel: i32, comm: &str) -> ProfileKey {
         kernel_stack_id: kernel,
         comm: [0; 16],
         user_stack_hash: 0,
+        python_stack_id: 0,
         unwind_outcome: 0,
         pad: [0; 7],
     };
@@ -135,14 +136,15 @@ fn threads_merge_into_their_process() {
             (2, vec![0x3000]),
             (3, vec![0xffff_ffff_8100_0000]),
         ]),
+        python: HashMap::new(),
     };
     let groups = group_by_process(&drained);
     assert_eq!(groups.len(), 2);
     let seven = &groups[&7];
     assert_eq!(seven.comm, "main", "the main thread names the process");
-    assert_eq!(seven.stacks[&(StackRef::Id(1), StackRef::Empty)], 5);
-    assert_eq!(seven.stacks[&(StackRef::Id(2), StackRef::Id(3))], 1);
-    assert_eq!(groups[&9].stacks[&(StackRef::Collision, StackRef::Empty)], 4);
+    assert_eq!(seven.stacks[&(StackRef::Id(1), StackRef::Empty, 0)], 5);
+    assert_eq!(seven.stacks[&(StackRef::Id(2), StackRef::Id(3), 0)], 1);
+    assert_eq!(groups[&9].stacks[&(StackRef::Collision, StackRef::Empty, 0)], 4);
     let addresses: Vec<u64> = lookup_addresses(&drained, StackRef::Id(1)).collect();
     assert_eq!(addresses, [0x1000, 0x1fff], "return addresses step back into the call");
     assert_eq!(lookup_addresses(&drained, StackRef::Empty).count(), 0);

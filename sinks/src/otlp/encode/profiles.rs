@@ -95,6 +95,8 @@ impl Dictionary {
         let name = match kind {
             FrameKind::Kernel => "kernel",
             FrameKind::Native => "native",
+            // The value OpenTelemetry's profiler uses for CPython frames.
+            FrameKind::Python => "cpython",
             // No semantic-convention value says "JIT" or "unknown".
             FrameKind::Jit | FrameKind::Unknown => return None,
         };

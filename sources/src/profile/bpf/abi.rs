@@ -33,13 +33,16 @@ pub struct ProfileKey {
     pub comm: [u8; PROFILE_COMM_LEN as usize],
     /// Hash of the unwound user stack (`user_stack_id` `-UNWIND_STACK_ID`), else 0.
     pub user_stack_hash: u64,
+    /// The Python stack's id in the set's pystacks map, or a
+    /// `PYTHON_STACK_*` value (see [`crate::profile::python`]).
+    pub python_stack_id: u64,
     /// Why the user stack ends (`UNWIND_OUTCOME_*`).
     pub unwind_outcome: u8,
     pub pad: [u8; 7],
 }
 
 // SAFETY: repr(C), integer fields and byte arrays, no implicit padding
-// (4 × 4 + 16 + 8 + 8 bytes): every bit pattern is a valid value.
+// (4 × 4 + 16 + 8 + 8 + 8 bytes): every bit pattern is a valid value.
 unsafe impl sonde_ebpf::aya::Pod for ProfileKey {}
 
 impl ProfileKey {
@@ -116,6 +119,7 @@ mod tests {
                 kernel_stack_id,
                 comm,
                 user_stack_hash,
+                python_stack_id,
                 unwind_outcome,
                 pad
             }
@@ -141,6 +145,7 @@ mod tests {
             kernel_stack_id: 0,
             comm: [0; 16],
             user_stack_hash: 0,
+            python_stack_id: 0,
             unwind_outcome: 0,
             pad: [0; 7],
         };

@@ -38,8 +38,10 @@ use sonde_ebpf::loader::{load_error, Object, ProgramStats};
 use sonde_ebpf::telemetry::{KernelStat, StatTotals, StatsArray};
 use sonde_ebpf::{LoadError, ReadError};
 
+use super::python::{PythonMaps, PythonStack};
+
 /// The compiled object, embedded.
-static ELF: &[u8] = sonde_ebpf::aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/profile.bpf.o"));
+pub(crate) static ELF: &[u8] = sonde_ebpf::aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/profile.bpf.o"));
 
 /// The object's name, used in errors.
 pub const OBJECT: &str = "profile";
@@ -129,6 +131,8 @@ pub struct Drained {
     /// Instruction pointers of each stack id (spill map ids included, with
     /// their [`PROFILE_SPILL_BIT`]), innermost first.
     pub stacks: StdHashMap<u32, Vec<u64>>,
+    /// The Python stacks the counts refer to (`python_stack_id`), by id.
+    pub python: StdHashMap<u64, PythonStack>,
 }
 
 /// The loaded and attached program, with typed handles to its maps.
@@ -146,6 +150,7 @@ pub struct Profiler {
     _unwind_progs: Option<ProgramArray<MapData>>,
     unwind_maps: Option<UnwindMaps>,
     oracle: Option<RingBuf<MapData>>,
+    python: PythonMaps,
     active: u32,
     event: SampleEvent,
     cpus: usize,
@@ -251,6 +256,7 @@ impl Profiler {
         } else {
             None
         };
+        let python = PythonMaps::take(&mut object)?;
         Ok(Profiler {
             object,
             oracle,
@@ -263,6 +269,7 @@ impl Profiler {
             unwound,
             _unwind_progs: unwind_progs,
             unwind_maps,
+            python,
             active: 0,
             event,
             cpus: cpus.len(),
@@ -316,6 +323,7 @@ impl Profiler {
         let mut drained = Drained {
             counts: Vec::with_capacity(keys.len()),
             stacks: StdHashMap::new(),
+            python: StdHashMap::new(),
         };
         let mut wanted = HashSet::new();
         for key in keys {
@@ -350,6 +358,7 @@ impl Profiler {
                 }
             }
         }
+        drained.python = self.python.drain(old)?;
         Ok(drained)
     }
 
@@ -357,6 +366,16 @@ impl Profiler {
     /// pid is announced again.
     pub fn forget_pid(&mut self, pid: u32) -> Result<(), ReadError> {
         remove(&mut self.known_pids, &pid, MAP_KNOWN_PIDS)
+    }
+
+    /// The Python maps (processes described, walk counters).
+    pub fn python(&mut self) -> &mut PythonMaps {
+        &mut self.python
+    }
+
+    /// What the Python walk counted so far (slots `PYTHON_STAT_*`).
+    pub fn python_stats(&self) -> Result<StatTotals, ReadError> {
+        self.python.stats()
     }
 
     /// What the program counted so far (slots `PROFILE_STAT_*`).

@@ -20,6 +20,9 @@
  * user stacks by frame pointers only; code built without them gives short
  * user stacks.
  *
+ * CPython frames of the sampled thread are walked too (python.h) and
+ * stored apart, their id in the key.
+ *
  * Minimum kernel: 5.8 (BPF ring buffer); perf_event programs and stack maps
  * are older (4.9).
  */
@@ -30,6 +33,7 @@
 
 #include "profile.h"
 #include "unwind_walk.h"
+#include "python.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -181,6 +185,7 @@ int profile_cpu(struct bpf_perf_event_data *ctx)
 	};
 	__u32 zero = 0, *set;
 	struct unwind_state *state;
+	__u64 python_id;
 
 	count(PROFILE_STAT_SAMPLES);
 	if (key.tid == 0 && !include_idle) {
@@ -190,6 +195,15 @@ int profile_cpu(struct bpf_perf_event_data *ctx)
 	bpf_get_current_comm(&key.comm, sizeof(key.comm));
 	if (key.pid != 0)
 		announce(key.pid);
+
+	/* The Python frames first: the native walk below may end in a tail call. */
+	python_id = key.pid ? python_walk(key.pid, key.tid) : PYTHON_STACK_NONE;
+	set = bpf_map_lookup_elem(&profile_control, &zero);
+	/* Separate calls per set: each helper call sees one constant map. */
+	if (set && *set == 1)
+		key.python_stack_id = python_store(python_id, &pystacks_1);
+	else
+		key.python_stack_id = python_store(python_id, &pystacks_0);
 
 	/* Processes with tables: walk the user stack here (profile_unwind). */
 	state = bpf_map_lookup_elem(&unwind_state, &zero);
@@ -281,5 +295,7 @@ int profile_exec(void *ctx)
 	__u32 pid = bpf_get_current_pid_tgid() >> 32;
 
 	bpf_map_delete_elem(&known_pids, &pid);
+	/* Its Python state (if any) is gone with the old program. */
+	bpf_map_delete_elem(&python_procs, &pid);
 	return 0;
 }

@@ -94,6 +94,8 @@ struct profile_key {
 	char comm[PROFILE_COMM_LEN];
 	/* Hash of the unwound user stack (user_stack_id -UNWIND_STACK_ID), else 0. */
 	__u64 user_stack_hash;
+	/* The Python stack in the set's pystacks map (python.h), or PYTHON_STACK_*. */
+	__u64 python_stack_id;
 	/* Why the user stack ends: UNWIND_OUTCOME_* (unwind.h). */
 	__u8 unwind_outcome;
 	__u8 pad[7];
