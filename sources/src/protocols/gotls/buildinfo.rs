@@ -36,7 +36,7 @@ pub struct BuildInfo {
 
 /// The build information of an ELF file, `None` for a file without the
 /// section (not Go, or a Go release before 1.13).
-pub fn read(elf: &object::File<'_, impl object::ReadRef<'_>>) -> Option<BuildInfo> {
+pub fn read(elf: &object::File<'_>) -> Option<BuildInfo> {
     let section = elf.section_by_name(".go.buildinfo")?;
     let data = section.data().ok()?;
     let header = data.get(..32)?;
@@ -92,7 +92,7 @@ fn pointer(bytes: &[u8], big: bool) -> Option<u64> {
 }
 
 /// The bytes of the Go string header (pointer, length) at `address`.
-fn go_string(elf: &object::File<'_, impl object::ReadRef<'_>>, address: u64, size: usize, big: bool) -> Option<Vec<u8>> {
+fn go_string(elf: &object::File<'_>, address: u64, size: usize, big: bool) -> Option<Vec<u8>> {
     let header = at(elf, address, 2 * size)?;
     let data = pointer(&header[..size], big)?;
     let len = usize::try_from(pointer(&header[size..], big)?).ok()?;
@@ -103,7 +103,7 @@ fn go_string(elf: &object::File<'_, impl object::ReadRef<'_>>, address: u64, siz
 }
 
 /// `len` bytes at virtual address `address`, from the section holding them.
-fn at<'a>(elf: &object::File<'a, impl object::ReadRef<'a>>, address: u64, len: usize) -> Option<&'a [u8]> {
+fn at<'a>(elf: &object::File<'a>, address: u64, len: usize) -> Option<&'a [u8]> {
     elf.sections()
         .find(|s| s.address() <= address && address < s.address() + s.size())
         .and_then(|s| s.data_range(address, len as u64).ok().flatten())

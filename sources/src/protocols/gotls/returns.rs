@@ -18,13 +18,13 @@ pub fn returns(arch: Architecture, code: &[u8], address: u64) -> Option<Vec<u64>
 }
 
 fn x86_64(code: &[u8], address: u64) -> Vec<u64> {
-    use iced_x86::{Decoder, DecoderOptions, FlowControl, Instruction};
+    use iced_x86::{Decoder, DecoderOptions, Instruction, Mnemonic};
     let mut decoder = Decoder::with_ip(64, code, address, DecoderOptions::NONE);
     let mut instruction = Instruction::default();
     let mut out = Vec::new();
     while decoder.can_decode() {
         decoder.decode_out(&mut instruction);
-        if instruction.flow_control() == FlowControl::Return {
+        if instruction.mnemonic() == Mnemonic::Ret {
             out.push(instruction.ip());
         }
     }
