@@ -95,7 +95,7 @@ impl GoServer {
     pub fn stop(mut self) -> Vec<(String, usize)> {
         drop(self.stdin.take());
         let mut counts = Vec::new();
-        for line in self.stdout.by_ref().lines() {
+        for line in (&mut self.stdout).lines() {
             let line = line.unwrap();
             if let Some(rest) = line.strip_prefix("served ") {
                 let (path, n) = rest.split_once(' ').unwrap();

@@ -144,10 +144,11 @@ const TLS_PROBES: &[(&str, &str, &str)] = &[
     ("SSL_write_ex", "ssl_write_ex_enter", "ssl_write_ex_exit"),
 ];
 
-/// Go's `crypto/tls` programs: (entry, return) of Read, then of Write.
+/// Go's `crypto/tls` programs: (entry, return) of Read, then of Write
+/// (whose bytes are sent at its entry: no return program).
 const GO_TLS_PROGRAMS: [(&str, &str); 2] = [
     ("go_tls_read_enter", "go_tls_read_return"),
-    ("go_tls_write_enter", "go_tls_write_return"),
+    ("go_tls_write_enter", ""),
 ];
 
 /// Go processes → their `tls.Conn` offsets.
@@ -242,7 +243,10 @@ impl ProtocolPrograms {
         }
         object.attach_tracepoint("enter_close", "syscalls", "sys_enter_close")?;
         object.attach_tracepoint("process_exit", "sched", "sched_process_exit")?;
-        let go = GO_TLS_PROGRAMS.iter().flat_map(|(enter, ret)| [*enter, *ret]);
+        let go = GO_TLS_PROGRAMS
+            .iter()
+            .flat_map(|(enter, ret)| [*enter, *ret])
+            .filter(|p| !p.is_empty());
         for program in TLS_PROBES.iter().flat_map(|(_, enter, exit)| [*enter, *exit]).chain(go) {
             let prog: &mut UProbe = object.program_as(program)?;
             prog.load()
@@ -295,9 +299,10 @@ impl ProtocolPrograms {
     }
 
     /// Attaches the Go `crypto/tls` probes to the executable at `path` (as
-    /// this process sees it), for every process that runs it: at the entry
-    /// of `(*Conn).Read` and `(*Conn).Write` and at each of their return
-    /// instructions (file offsets from [`crate::protocols::gotls::inspect`]).
+    /// this process sees it), for every process that runs it: at the call
+    /// of `(*Conn).Read` and `(*Conn).Write` (after their stack check) and
+    /// at each return instruction of Read (file offsets from
+    /// [`crate::protocols::gotls::inspect`]).
     /// Returns how many probes were attached; all or none.
     pub fn attach_go_tls(&mut self, path: &Path, go: &crate::protocols::gotls::GoTls) -> Result<usize, LoadError> {
         let mut links = Vec::new();

@@ -59,75 +59,66 @@ static __always_inline __s32 go_conn_fd(__u32 pid, __u64 conn)
 	return sysfd < 0 || sysfd > 0x7fffffff ? -1 : (__s32)sysfd;
 }
 
-static __always_inline int go_tls_enter(struct pt_regs *ctx, __u8 dir)
+/* `n` plaintext bytes at `buf` moved in `dir` on the Conn at `conn`. */
+static __always_inline void go_tls_send(__u32 pid, __u64 conn, __u64 buf, __s64 n, __u8 dir)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct go_call_key key = { .pid = id >> 32, .direction = dir, .g = GO_G(ctx) };
-	/* (c *Conn, b []byte): receiver, then the slice's pointer and length. */
-	struct go_call call = { .conn = GO_REG0(ctx), .buf = GO_REG1(ctx) };
-
-	if (key.pid == self_tgid)
-		return 0;
-	/* A stack too small at entry makes the runtime grow it and run the
-	 * function again from its start: this overwrites the same entry. */
-	bpf_map_update_elem(&proto_go_calls, &key, &call, BPF_ANY);
-	return 0;
-}
-
-static __always_inline int go_tls_return(struct pt_regs *ctx, __u8 dir)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 pid = id >> 32;
-	struct go_call_key key = { .pid = pid, .direction = dir, .g = GO_G(ctx) };
-	struct go_call *call = bpf_map_lookup_elem(&proto_go_calls, &key);
-	/* (n int, err error): n in the first result register. */
-	__s64 n = GO_REG0(ctx);
 	struct scratch *s;
 	struct conn *c;
 	__s32 fd;
 
-	if (!call)
-		return 0;
 	if (n <= 0)
-		goto done;
-	fd = go_conn_fd(pid, call->conn);
+		return;
+	fd = go_conn_fd(pid, conn);
 	c = fd < 0 ? 0 : conn_of(pid, fd, 0, 0);
 	if (!c) {
 		count(PROTO_STAT_TLS_UNMAPPED);
-		goto done;
+		return;
 	}
 	s = scratch_slot();
 	if (!s || c->gate == GATE_IGNORED)
-		goto done;
+		return;
 	conn_encrypt(c, dir, c->pos[dir & 1]);
-	emit(s, c, pid, fd, dir, n, copy_buf(s, call->buf, n), 1, 0);
-done:
+	emit(s, c, pid, fd, dir, n, copy_buf(s, buf, n), 1, 0);
+}
+
+/* (c *Conn, b []byte): receiver, then the slice's pointer and length. */
+SEC("uprobe")
+int go_tls_read_enter(struct pt_regs *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct go_call_key key = { .pid = id >> 32, .direction = PROTO_DIR_INGRESS, .g = GO_G(ctx) };
+	struct go_call call = { .conn = GO_REG0(ctx), .buf = GO_REG1(ctx) };
+
+	if (key.pid == self_tgid)
+		return 0;
+	bpf_map_update_elem(&proto_go_calls, &key, &call, BPF_ANY);
+	return 0;
+}
+
+/* (n int, err error): n in the first result register. */
+SEC("uprobe")
+int go_tls_read_return(struct pt_regs *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct go_call_key key = { .pid = id >> 32, .direction = PROTO_DIR_INGRESS, .g = GO_G(ctx) };
+	struct go_call *call = bpf_map_lookup_elem(&proto_go_calls, &key);
+
+	if (!call)
+		return 0;
+	go_tls_send(key.pid, call->conn, call->buf, GO_REG0(ctx), PROTO_DIR_INGRESS);
 	bpf_map_delete_elem(&proto_go_calls, &key);
 	return 0;
 }
 
 SEC("uprobe")
-int go_tls_read_enter(struct pt_regs *ctx)
-{
-	return go_tls_enter(ctx, PROTO_DIR_INGRESS);
-}
-
-SEC("uprobe")
-int go_tls_read_return(struct pt_regs *ctx)
-{
-	return go_tls_return(ctx, PROTO_DIR_INGRESS);
-}
-
-SEC("uprobe")
 int go_tls_write_enter(struct pt_regs *ctx)
 {
-	return go_tls_enter(ctx, PROTO_DIR_EGRESS);
-}
+	__u32 pid = bpf_get_current_pid_tgid() >> 32;
 
-SEC("uprobe")
-int go_tls_write_return(struct pt_regs *ctx)
-{
-	return go_tls_return(ctx, PROTO_DIR_EGRESS);
+	if (pid == self_tgid)
+		return 0;
+	go_tls_send(pid, GO_REG0(ctx), GO_REG1(ctx), GO_REG2(ctx), PROTO_DIR_EGRESS);
+	return 0;
 }
 
 #endif

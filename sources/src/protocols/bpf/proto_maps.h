@@ -162,7 +162,7 @@ struct {
 	__type(value, __s32);
 } proto_tls_fds SEC(".maps");
 
-/* A Go crypto/tls call between its entry and a return, per goroutine
+/* A Go crypto/tls Read between its call and a return, per goroutine
  * (see proto_gotls.h). */
 struct go_call_key {
 	__u32 pid;

@@ -36,7 +36,10 @@ const MAX_EXECUTABLE_BYTES: u64 = 512 * 1024 * 1024;
 /// Where one function's probes go: file offsets.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Probes {
+    /// The first instruction after the stack check (the function's entry
+    /// if it has none): runs once per call.
     pub entry: u64,
+    /// Its return instructions (Read only: Write is sent at its call).
     pub returns: Vec<u64>,
 }
 
@@ -131,23 +134,32 @@ pub fn inspect_bytes(data: &[u8]) -> Inspection {
         return Inspection::Untraceable(build, Untraceable::StackAbi(version));
     }
     let arch = elf.architecture();
-    let probes = |symbol: &object::Symbol<'_, '_>, name: &'static str| -> Result<Probes, Untraceable> {
-        let code = function_code(&elf, symbol.address(), symbol.size());
-        let returns = code
-            .map(|code| returns::returns(arch, code, symbol.address()))
-            .ok_or(Untraceable::NoReturns(name))?
-            .ok_or_else(|| Untraceable::Architecture(format!("{arch:?}")))?;
+    if !matches!(arch, object::Architecture::X86_64 | object::Architecture::Aarch64) {
+        return Inspection::Untraceable(build, Untraceable::Architecture(format!("{arch:?}")));
+    }
+    // Read: noted once its stack is checked, finished at each return
+    // (the bytes are there only then). Write: its bytes are there at the
+    // call, and sent from there: before the response its request may
+    // bring, which another goroutine may read before this one returns.
+    let probes = |symbol: &object::Symbol<'_, '_>, name: &'static str, at_returns: bool| -> Result<Probes, Untraceable> {
+        let code = function_code(&elf, symbol.address(), symbol.size()).ok_or(Untraceable::NoReturns(name))?;
         let to_file = |address| file_offset(&elf, address).ok_or(Untraceable::NoReturns(name));
-        let returns = returns.into_iter().map(to_file).collect::<Result<Vec<_>, _>>()?;
-        if returns.is_empty() {
-            return Err(Untraceable::NoReturns(name));
-        }
+        let call = returns::after_stack_check(arch, code, symbol.address()).unwrap_or(symbol.address());
+        let returns = if at_returns {
+            let found = returns::returns(arch, code, symbol.address()).unwrap_or_default();
+            if found.is_empty() {
+                return Err(Untraceable::NoReturns(name));
+            }
+            found.into_iter().map(to_file).collect::<Result<Vec<_>, _>>()?
+        } else {
+            Vec::new()
+        };
         Ok(Probes {
-            entry: to_file(symbol.address())?,
+            entry: to_file(call)?,
             returns,
         })
     };
-    let (read, write) = match (probes(read, READ), probes(write, WRITE)) {
+    let (read, write) = match (probes(read, READ, true), probes(write, WRITE, false)) {
         (Ok(read), Ok(write)) => (read, write),
         (Err(why), _) | (_, Err(why)) => return Inspection::Untraceable(build, why),
     };
