@@ -106,6 +106,31 @@ fn go_https_spans_equal_the_server_and_client_counts_while_stacks_move() {
     if !bpf_available_or_skip("go_https_spans_equal_the_server_and_client_counts_while_stacks_move") {
         return;
     }
+    go_https_spans_equal_their_counts();
+}
+
+/// The objects older kernels load (5.8: no task storage; 5.11: entry
+/// programs) trace Go the same way (the object is chosen by environment
+/// variables, read at load: a test loading meanwhile may get an older
+/// object too, which passes the same checks).
+#[test]
+fn the_older_objects_trace_go_tls_too() {
+    use sonde_sources::protocols::bpf::{ObjectKind, ENTRY_PROGRAMS_ENV, NO_TASK_STORAGE_ENV};
+    if !bpf_available_or_skip("the_older_objects_trace_go_tls_too") {
+        return;
+    }
+    for (variable, kind) in [
+        (NO_TASK_STORAGE_ENV, ObjectKind::Hash),
+        (ENTRY_PROGRAMS_ENV, ObjectKind::TaskStorage),
+    ] {
+        std::env::set_var(variable, "1");
+        assert_eq!(go_https_spans_equal_their_counts(), kind, "{variable} chooses the object");
+        std::env::remove_var(variable);
+    }
+}
+
+/// Returns the object that was loaded.
+fn go_https_spans_equal_their_counts() -> sonde_sources::protocols::bpf::ObjectKind {
     let dir = tempfile::tempdir().unwrap();
     let binary = golang::build("gotls", dir.path(), "gotls", "");
     // Started before the agent: found by its scan of running processes.
@@ -146,6 +171,7 @@ fn go_https_spans_equal_the_server_and_client_counts_while_stacks_move() {
         summary(&expected(&client)),
         "client spans = the Go client's counts"
     );
+    collector.programs().object_kind()
 }
 
 #[test]

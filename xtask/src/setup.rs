@@ -46,6 +46,10 @@ pub const TEST_PACKAGES: &[&str] = &[
     "redis-tools",
     "dnsmasq-base",
     "bind9-dnsutils",
+    // Protocol tracing III: Go programs built offline (crypto/tls probes),
+    // and Go gRPC from Debian's packaged sources (GOPATH mode).
+    "golang-go",
+    "golang-google-grpc-dev",
     // The disk queue-depth test's load (fio's own iostat-style figures).
     "fio",
     // `sonde top` in a real terminal, and the graph page in a real browser
