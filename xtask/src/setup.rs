@@ -124,7 +124,7 @@ pub const NET_BENCH_PACKAGES: &[&str] = &["nginx", "wrk", "bpftrace"];
 pub const AGENT_BENCH_PACKAGES: &[&str] = &["nginx", "wrk"];
 
 /// What `cargo xtask bench protocols` serves and loads (wrk paced by Lua).
-pub const PROTOCOLS_BENCH_PACKAGES: &[&str] = &["nginx", "wrk"];
+pub const PROTOCOLS_BENCH_PACKAGES: &[&str] = &["nginx", "wrk", "golang-go"];
 
 /// Whether this process runs as root.
 pub fn is_root() -> bool {

@@ -4,6 +4,9 @@
 //	gotls server CERTDIR          serves HTTPS on 127.0.0.1:0, prints "listening PORT",
 //	                              and on stdin EOF prints "served PATH COUNT" lines
 //	gotls client PORT N PATH...   N keep-alive requests per path, prints "done PATH COUNT"
+//	gotls load PORT RPS SECONDS CONNS
+//	                              GET / at RPS requests/s over CONNS keep-alive connections
+//	                              for SECONDS, prints "requests COUNT" (the benchmark's client)
 //
 // /deep recurses deeply in the handler (the goroutine's stack grows and
 // moves many times); /deepconn serves on connections whose Read recurses
@@ -40,6 +43,8 @@ func main() {
 		server(os.Args[2:])
 	case "client":
 		client(os.Args[2:])
+	case "load":
+		load(os.Args[2:])
 	default:
 		fmt.Fprintln(os.Stderr, "unknown command", os.Args[1])
 		os.Exit(2)
@@ -156,6 +161,60 @@ func client(args []string) {
 		}
 		fmt.Printf("done %s %d\n", path, done)
 	}
+}
+
+func newClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		TLSClientConfig:     &tls.Config{InsecureSkipVerify: true},
+		TLSNextProto:        map[string]func(string, *tls.Conn) http.RoundTripper{},
+		MaxIdleConnsPerHost: 1,
+	}}
+}
+
+func load(args []string) {
+	if len(args) < 4 {
+		fmt.Fprintln(os.Stderr, "usage: gotls load PORT RPS SECONDS CONNS")
+		os.Exit(2)
+	}
+	rps, err := strconv.ParseFloat(args[1], 64)
+	check(err)
+	seconds, err := strconv.Atoi(args[2])
+	check(err)
+	conns, err := strconv.Atoi(args[3])
+	check(err)
+	url := "https://127.0.0.1:" + args[0] + "/"
+	interval := time.Duration(float64(time.Second) * float64(conns) / rps)
+	deadline := time.Now().Add(time.Duration(seconds) * time.Second)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	total := 0
+	for i := 0; i < conns; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := newClient()
+			tick := time.NewTicker(interval)
+			defer tick.Stop()
+			done := 0
+			for now := range tick.C {
+				if now.After(deadline) {
+					break
+				}
+				resp, err := c.Get(url)
+				check(err)
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					done++
+				}
+			}
+			mu.Lock()
+			total += done
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	fmt.Printf("requests %d\n", total)
 }
 
 func check(err error) {
