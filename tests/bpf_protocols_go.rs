@@ -217,3 +217,26 @@ fn a_stripped_go_binary_is_reported_as_not_traceable() {
     assert_eq!(json["go"]["offsets_source"], "dwarf", "{json}");
 }
 
+
+/// The kernel matrix's check, with its Go part: the program it builds,
+/// named as the matrix names it in the guest.
+#[test]
+fn conformance_check_passes_with_go_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = golang::build("gotls", dir.path(), "gotls", "");
+    std::env::set_var(sonde_sources::protocols::conformance::gotls::GO_TLS_ENV, &binary);
+    let summary = std::sync::Mutex::new(String::new());
+    sonde_ebpf::testing::run_check("protocols conformance with Go TLS", || {
+        let result = sonde_sources::protocols::conformance::check();
+        if let Ok(text) = &result {
+            *summary.lock().unwrap() = text.clone();
+        }
+        result
+    });
+    std::env::remove_var(sonde_sources::protocols::conformance::gotls::GO_TLS_ENV);
+    let summary = summary.into_inner().unwrap();
+    assert!(
+        summary.is_empty() || summary.contains("Go crypto/tls"),
+        "the check's summary names the Go part: {summary}"
+    );
+}

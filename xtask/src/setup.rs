@@ -73,6 +73,8 @@ pub const KERNEL_PACKAGES: &[&str] = &[
     "util-linux",
     "udev",
     "debian-archive-keyring",
+    // The protocols check's Go HTTPS program, built on the host.
+    "golang-go",
 ];
 
 /// Python packages the tests use, pinned, installed into [`TOOLS_VENV`]:
