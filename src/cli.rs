@@ -356,7 +356,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime.block_on(crate::tap::run(client, options))
         }
         Command::Top { interval, api } => crate::top::run(api.client()?, interval),
-        Command::Doctor { pid: Some(pid), json, .. } => crate::doctor::process::run(pid, json),
+        Command::Doctor {
+            pid: Some(pid), json, ..
+        } => crate::doctor::process::run(pid, json),
         Command::Doctor { config, json, .. } => crate::doctor::run(config.as_deref(), json, &registry),
         Command::Conformance { sources } => crate::conformance::run(&registry, &sources),
         Command::Buffer {

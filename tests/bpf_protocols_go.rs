@@ -38,7 +38,11 @@ fn go_binaries_are_read_for_their_release_functions_and_conn_layout() {
     assert_eq!(go.offsets, table, "DWARF offsets of {version} = the table's");
     // Read ends at its RETs; Write is sent at its call.
     assert!(!go.read.returns.is_empty());
-    assert!(go.read.returns.iter().all(|at| *at > go.read.entry && *at < go.read.entry + 64 * 1024));
+    assert!(go
+        .read
+        .returns
+        .iter()
+        .all(|at| *at > go.read.entry && *at < go.read.entry + 64 * 1024));
     assert!(go.write.returns.is_empty());
     assert_ne!(go.read.entry, go.write.entry);
 
@@ -124,7 +128,11 @@ fn the_older_objects_trace_go_tls_too() {
         (ENTRY_PROGRAMS_ENV, ObjectKind::TaskStorage),
     ] {
         std::env::set_var(variable, "1");
-        assert_eq!(go_https_spans_equal_their_counts(), kind, "{variable} chooses the object");
+        assert_eq!(
+            go_https_spans_equal_their_counts(),
+            kind,
+            "{variable} chooses the object"
+        );
         std::env::remove_var(variable);
     }
 }
@@ -142,7 +150,11 @@ fn go_https_spans_equal_their_counts() -> sonde_sources::protocols::bpf::ObjectK
     client.extend(golang::client(&binary, server.deep_port, 25, &["/deepconn"]));
     assert_eq!(
         client,
-        [("/plain".to_string(), 40), ("/deep".to_string(), 40), ("/deepconn".to_string(), 25)]
+        [
+            ("/plain".to_string(), 40),
+            ("/deep".to_string(), 40),
+            ("/deepconn".to_string(), 25)
+        ]
     );
     let pid = server.pid();
     let ports = [server.port, server.deep_port];
@@ -216,7 +228,6 @@ fn a_stripped_go_binary_is_reported_as_not_traceable() {
     assert_eq!(json["go"]["traceable"], true, "{json}");
     assert_eq!(json["go"]["offsets_source"], "dwarf", "{json}");
 }
-
 
 /// The kernel matrix's check, with its Go part: the program it builds,
 /// named as the matrix names it in the guest.

@@ -287,7 +287,11 @@ fn render_go(results: &Results, md: &mut String, figures: &mut Vec<Figure>) {
         mmm(&probes_per_side, 0),
         mmm(&cpu, 2),
     );
-    figures.push(Figure::new("eBPF per request per side, Go crypto/tls 1k/s", "ns", &per_side));
+    figures.push(Figure::new(
+        "eBPF per request per side, Go crypto/tls 1k/s",
+        "ns",
+        &per_side,
+    ));
     figures.push(Figure::new(
         "Go TLS probes per request per side, Go crypto/tls 1k/s",
         "ns",

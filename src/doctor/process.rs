@@ -59,7 +59,11 @@ fn text(report: &ProcessTls) -> String {
         }
     }
     if report.libssl.is_empty() && !report.static_openssl && report.go.as_ref().is_none_or(|g| !g.uses_crypto_tls) {
-        let _ = writeln!(out, "  {:<20} no TLS library the probes know (its plaintext is not seen)", "tls");
+        let _ = writeln!(
+            out,
+            "  {:<20} no TLS library the probes know (its plaintext is not seen)",
+            "tls"
+        );
     }
     out
 }

@@ -10,7 +10,9 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 /// mode, offline. Panics, naming the package, when Go is missing.
 pub fn build(source: &str, dir: &Path, name: &str, ldflags: &str) -> PathBuf {
     let out = dir.join(name);
-    let workload = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workload").join(source);
+    let workload = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/workload")
+        .join(source);
     let cache = std::env::temp_dir().join("sonde-test-gocache");
     let result = Command::new("go")
         .args(["build", "-trimpath", &format!("-ldflags={ldflags}"), "-o"])
@@ -36,7 +38,11 @@ pub fn build(source: &str, dir: &Path, name: &str, ldflags: &str) -> PathBuf {
 
 /// `go version`'s release, e.g. `go1.19.8`.
 pub fn version() -> String {
-    let out = Command::new("go").arg("version").env("GOTOOLCHAIN", "local").output().expect("go");
+    let out = Command::new("go")
+        .arg("version")
+        .env("GOTOOLCHAIN", "local")
+        .output()
+        .expect("go");
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .nth(2)
@@ -122,7 +128,11 @@ pub fn client(binary: &Path, port: u16, n: usize, paths: &[&str]) -> Vec<(String
         .args(paths)
         .output()
         .expect("go client");
-    assert!(out.status.success(), "go client: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "go client: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let _ = std::io::stderr().write_all(&out.stderr);
     String::from_utf8_lossy(&out.stdout)
         .lines()

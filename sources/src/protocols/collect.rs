@@ -10,9 +10,9 @@ use super::bpf::{Options, ProtocolPrograms, Records, MAP_CONNS, OBJECT, STATS};
 use super::capture::{Capture, Consumer, Followups};
 use super::config::ProtocolsSourceConfig;
 use super::engine::Engine;
+use super::gotls::Untraceable;
 use super::listeners::Listeners;
 use super::model::{Chunk, ConnId, ConnInfo};
-use super::gotls::Untraceable;
 use super::tls::{TlsFile, TlsFinder, TlsKind};
 use crate::clock::Clock;
 

@@ -76,7 +76,10 @@ impl TlsFinder {
             }
         }
         let exe = proc.join("exe");
-        if let Some(offsets) = fs::metadata(&exe).ok().and_then(|m| self.go_files.get(&(m.dev(), m.ino()))) {
+        if let Some(offsets) = fs::metadata(&exe)
+            .ok()
+            .and_then(|m| self.go_files.get(&(m.dev(), m.ino())))
+        {
             self.go_processes.push((pid, *offsets));
         }
         let mut go = None;

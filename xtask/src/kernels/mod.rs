@@ -139,8 +139,8 @@ pub fn run(names: &[String], sources: &[String], sonde: Option<PathBuf>) -> Resu
     let started = Instant::now();
     let mut runs = Vec::new();
     for kernel in kernels {
-        let run =
-            boot(kernel, &sonde, &go_tls, sources).unwrap_or_else(|error| report::Run::broken(kernel, format!("{error:#}")));
+        let run = boot(kernel, &sonde, &go_tls, sources)
+            .unwrap_or_else(|error| report::Run::broken(kernel, format!("{error:#}")));
         runs.push(run);
     }
     let wall = started.elapsed();

@@ -84,10 +84,13 @@ impl Boot<'_> {
         let init = dir.join("guest-init.sh");
         let sonde = self.sonde.display().to_string();
         let filters: String = self.sources.iter().map(|s| format!(" --source {s}")).collect();
-        super::initramfs::write_executable(&init, &GUEST
+        super::initramfs::write_executable(
+            &init,
+            &GUEST
                 .replace("@SONDE@", &sonde)
                 .replace("@SOURCES@", &filters)
-                .replace("@GOTLS@", &self.go_tls.display().to_string()))?;
+                .replace("@GOTLS@", &self.go_tls.display().to_string()),
+        )?;
         let data = dir.join("guest.out");
         let console = dir.join("console.log");
         let _ = std::fs::remove_file(&data);

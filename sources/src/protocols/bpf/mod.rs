@@ -146,10 +146,7 @@ const TLS_PROBES: &[(&str, &str, &str)] = &[
 
 /// Go's `crypto/tls` programs: (entry, return) of Read, then of Write
 /// (whose bytes are sent at its entry: no return program).
-const GO_TLS_PROGRAMS: [(&str, &str); 2] = [
-    ("go_tls_read_enter", "go_tls_read_return"),
-    ("go_tls_write_enter", ""),
-];
+const GO_TLS_PROGRAMS: [(&str, &str); 2] = [("go_tls_read_enter", "go_tls_read_return"), ("go_tls_write_enter", "")];
 
 /// Go processes → their `tls.Conn` offsets.
 pub const MAP_GO_OFFSETS: &str = "proto_go_offsets";
@@ -311,7 +308,11 @@ impl ProtocolPrograms {
             let points = std::iter::once((*enter, probes.entry)).chain(probes.returns.iter().map(|at| (*ret, *at)));
             for (program, offset) in points {
                 let prog: &mut UProbe = self.object.program_as(program)?;
-                match prog.attach(UProbeAttachLocation::AbsoluteOffset(offset), path, UProbeScope::AllProcesses) {
+                match prog.attach(
+                    UProbeAttachLocation::AbsoluteOffset(offset),
+                    path,
+                    UProbeScope::AllProcesses,
+                ) {
                     Ok(link) => {
                         links.push((program, link));
                         attached += 1;

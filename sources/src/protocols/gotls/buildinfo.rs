@@ -81,11 +81,19 @@ fn pointer(bytes: &[u8], big: bool) -> Option<u64> {
     match bytes.len() {
         4 => {
             let b: [u8; 4] = bytes.try_into().ok()?;
-            Some(u64::from(if big { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) }))
+            Some(u64::from(if big {
+                u32::from_be_bytes(b)
+            } else {
+                u32::from_le_bytes(b)
+            }))
         }
         8 => {
             let b: [u8; 8] = bytes.try_into().ok()?;
-            Some(if big { u64::from_be_bytes(b) } else { u64::from_le_bytes(b) })
+            Some(if big {
+                u64::from_be_bytes(b)
+            } else {
+                u64::from_le_bytes(b)
+            })
         }
         _ => None,
     }

@@ -141,24 +141,25 @@ pub fn inspect_bytes(data: &[u8]) -> Inspection {
     // (the bytes are there only then). Write: its bytes are there at the
     // call, and sent from there: before the response its request may
     // bring, which another goroutine may read before this one returns.
-    let probes = |symbol: &object::Symbol<'_, '_>, name: &'static str, at_returns: bool| -> Result<Probes, Untraceable> {
-        let code = function_code(&elf, symbol.address(), symbol.size()).ok_or(Untraceable::NoReturns(name))?;
-        let to_file = |address| file_offset(&elf, address).ok_or(Untraceable::NoReturns(name));
-        let call = returns::after_stack_check(arch, code, symbol.address()).unwrap_or(symbol.address());
-        let returns = if at_returns {
-            let found = returns::returns(arch, code, symbol.address()).unwrap_or_default();
-            if found.is_empty() {
-                return Err(Untraceable::NoReturns(name));
-            }
-            found.into_iter().map(to_file).collect::<Result<Vec<_>, _>>()?
-        } else {
-            Vec::new()
+    let probes =
+        |symbol: &object::Symbol<'_, '_>, name: &'static str, at_returns: bool| -> Result<Probes, Untraceable> {
+            let code = function_code(&elf, symbol.address(), symbol.size()).ok_or(Untraceable::NoReturns(name))?;
+            let to_file = |address| file_offset(&elf, address).ok_or(Untraceable::NoReturns(name));
+            let call = returns::after_stack_check(arch, code, symbol.address()).unwrap_or(symbol.address());
+            let returns = if at_returns {
+                let found = returns::returns(arch, code, symbol.address()).unwrap_or_default();
+                if found.is_empty() {
+                    return Err(Untraceable::NoReturns(name));
+                }
+                found.into_iter().map(to_file).collect::<Result<Vec<_>, _>>()?
+            } else {
+                Vec::new()
+            };
+            Ok(Probes {
+                entry: to_file(call)?,
+                returns,
+            })
         };
-        Ok(Probes {
-            entry: to_file(call)?,
-            returns,
-        })
-    };
     let (read, write) = match (probes(read, READ, true), probes(write, WRITE, false)) {
         (Ok(read), Ok(write)) => (read, write),
         (Err(why), _) | (_, Err(why)) => return Inspection::Untraceable(build, why),
