@@ -91,8 +91,9 @@ pub fn inspect(path: &Path) -> Inspection {
     if !meta.is_file() || meta.len() > MAX_EXECUTABLE_BYTES {
         return Inspection::NotGo;
     }
-    // Cheap refusal of most files before reading a whole executable.
-    if !is_elf(path) {
+    // Cheap refusal of other executables (their section headers only)
+    // before reading a whole one.
+    if !has_buildinfo(path) {
         return Inspection::NotGo;
     }
     let Ok(data) = fs::read(path) else {
@@ -101,10 +102,11 @@ pub fn inspect(path: &Path) -> Inspection {
     inspect_bytes(&data)
 }
 
-fn is_elf(path: &Path) -> bool {
-    use std::io::Read;
-    let mut magic = [0u8; 4];
-    fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && magic == *b"\x7fELF"
+/// Whether the file is an ELF file with a `.go.buildinfo` section.
+fn has_buildinfo(path: &Path) -> bool {
+    let Ok(file) = fs::File::open(path) else { return false };
+    let cache = object::ReadCache::new(file);
+    object::File::parse(&cache).is_ok_and(|elf| elf.section_by_name(".go.buildinfo").is_some())
 }
 
 /// [`inspect`] on the file's bytes.
