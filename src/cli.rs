@@ -129,6 +129,11 @@ pub enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// Report on this process instead: which TLS implementation it uses
+        /// and whether the `protocols` source can trace it (a stripped Go
+        /// binary cannot).
+        #[arg(long, conflicts_with = "config")]
+        pid: Option<u32>,
     },
     /// Disk buffers (`buffer { type = "disk" }`), offline.
     Buffer {
@@ -351,7 +356,10 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime.block_on(crate::tap::run(client, options))
         }
         Command::Top { interval, api } => crate::top::run(api.client()?, interval),
-        Command::Doctor { config, json } => crate::doctor::run(config.as_deref(), json, &registry),
+        Command::Doctor {
+            pid: Some(pid), json, ..
+        } => crate::doctor::process::run(pid, json),
+        Command::Doctor { config, json, .. } => crate::doctor::run(config.as_deref(), json, &registry),
         Command::Conformance { sources } => crate::conformance::run(&registry, &sources),
         Command::Buffer {
             command: BufferCommand::Check { dir },

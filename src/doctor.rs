@@ -14,6 +14,7 @@
 
 pub(crate) mod checks;
 pub(crate) mod diagnose;
+pub mod process;
 mod render;
 
 use std::collections::HashMap;

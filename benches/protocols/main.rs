@@ -16,12 +16,18 @@
 //! request became its two spans: the blackhole's received count beside
 //! wrk's, the kernel side's lost events and the engine's drops and gaps.
 //!
-//! Needs root, nginx and wrk. Writes `protocols.md` and `protocols.json`.
+//! Then, each round with the agent on, a Go HTTPS client at 1k requests/s
+//! to a Go HTTPS server (both traced through the Go `crypto/tls` probes):
+//! eBPF ns per request per side, and of those the Go TLS probes' share.
+//!
+//! Needs root, nginx, wrk and Go (`golang-go`). Writes `protocols.md` and
+//! `protocols.json`.
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod agent;
+mod gotls;
 mod report;
 
 use std::collections::BTreeMap;
@@ -116,6 +122,8 @@ pub struct Results {
     /// eBPF ns/s of the agent's programs with no request being made (the
     /// node's other processes' system calls), one per round.
     pub background_bpf_ns_per_s: Vec<f64>,
+    /// The Go TLS client's runs (agent on): requests, and the agent's side.
+    pub go: Vec<(f64, OnRun)>,
     /// /proc/loadavg when the benchmark started and ended.
     pub load_before: String,
     pub load_after: String,
@@ -143,6 +151,7 @@ fn main() -> Result<()> {
         ..Results::default()
     };
     let nginx = Nginx::start()?;
+    let go = gotls::GoTls::start(dir.path())?;
     for workload in WORKLOADS {
         let load = workload.calibrate(&nginx)?;
         eprintln!("{}: {} connections", workload.label, load.connections);
@@ -151,7 +160,7 @@ fn main() -> Result<()> {
     for round in 0..rounds {
         for on in [round % 2 == 1, round % 2 == 0] {
             if on {
-                run_on(&mut results, sonde, dir.path(), &nginx, round)?;
+                run_on(&mut results, sonde, dir.path(), &nginx, &go, round)?;
             } else {
                 for (w, load) in results.loads.clone().into_iter().enumerate() {
                     let run = web::wrk(&nginx, load, seconds)?;
@@ -163,6 +172,7 @@ fn main() -> Result<()> {
         }
     }
     drop(nginx);
+    drop(go);
     results.load_after = loadavg();
     let (markdown, figures) = report::render(&results);
     println!("{markdown}");
@@ -171,7 +181,14 @@ fn main() -> Result<()> {
 }
 
 /// One round with the agent on: its background, then every workload.
-fn run_on(results: &mut Results, sonde: &Path, dir: &Path, nginx: &Nginx, round: usize) -> Result<()> {
+fn run_on(
+    results: &mut Results,
+    sonde: &Path,
+    dir: &Path,
+    nginx: &Nginx,
+    go: &gotls::GoTls,
+    round: usize,
+) -> Result<()> {
     let agent = Agent::start(sonde, dir, nginx.port)?;
     {
         let stats = sonde_ebpf::stats::enable()?;
@@ -218,6 +235,33 @@ fn run_on(results: &mut Results, sonde: &Path, dir: &Path, nginx: &Nginx, round:
         results.on.entry(w).or_default().push(run);
         results.agent.entry(w).or_default().push(on);
     }
+    // The Go client and server, through the Go TLS probes.
+    std::thread::sleep(COUNTERS_INTERVAL + Duration::from_millis(500));
+    let before = agent.report()?;
+    let stats = sonde_ebpf::stats::enable()?;
+    let (start, programs_start) = (agent.process.read(), agent.process.program_stats());
+    let requests = go.load(results.seconds)?;
+    let (end, programs_end) = (agent.process.read(), agent.process.program_stats());
+    drop(stats);
+    std::thread::sleep(COUNTERS_INTERVAL + Duration::from_millis(500));
+    let after = agent.report()?;
+    let on = OnRun {
+        bpf_ns: (end.bpf_ns - start.bpf_ns) as f64,
+        bpf_runs: (end.bpf_runs - start.bpf_runs) as f64,
+        cpu_ns: (end.cpu_ns - start.cpu_ns) as f64,
+        wall_ns: end.at.unwrap().duration_since(start.at.unwrap()).as_nanos() as f64,
+        report: before.until(&after),
+        programs: common::process::program_deltas(&programs_start, programs_end),
+    };
+    eprintln!(
+        "round {}: on  {:<30} {requests} requests; eBPF {:.0} ns/req/side, {} spans, {} lost",
+        round + 1,
+        "Go crypto/tls, 1k/s",
+        on.bpf_ns / requests.max(1.0) / 2.0,
+        on.report.spans,
+        on.report.lost_events,
+    );
+    results.go.push((requests, on));
     agent.stop();
     Ok(())
 }

@@ -220,6 +220,8 @@ pub fn render(results: &Results) -> (String, Vec<Figure>) {
         ));
     }
 
+    render_go(results, &mut md, &mut figures);
+
     md.push_str(
         "\nPer program (median over rounds):\n\n| workload | program | ns/run | runs/request |\n|---|---|---|---|\n",
     );
@@ -244,6 +246,58 @@ pub fn render(results: &Results) -> (String, Vec<Figure>) {
         }
     }
     (md, figures)
+}
+
+/// Go's `crypto/tls`: a Go client at a fixed rate to a Go server, agent on.
+fn render_go(results: &Results, md: &mut String, figures: &mut Vec<Figure>) {
+    if results.go.is_empty() {
+        return;
+    }
+    let go = &results.go;
+    let per_side: Vec<f64> = go.iter().map(|(n, a)| a.bpf_ns / n.max(1.0) / 2.0).collect();
+    let probes_per_side: Vec<f64> = go
+        .iter()
+        .map(|(n, a)| {
+            let ns: f64 = a
+                .programs
+                .iter()
+                .filter(|(name, _)| name.starts_with("go_tls"))
+                .map(|(_, (ns, _))| ns)
+                .sum();
+            ns / n.max(1.0) / 2.0
+        })
+        .collect();
+    let cpu: Vec<f64> = go.iter().map(|(_, a)| a.cpu_ns / a.wall_ns * 100.0).collect();
+    let requests: f64 = go.iter().map(|(n, _)| n).sum();
+    let received: f64 = go.iter().map(|(_, a)| a.report.spans).sum();
+    let expected: f64 = go.iter().map(|(n, _)| spans_expected(*n)).sum();
+    let lost: f64 = go.iter().map(|(_, a)| a.report.lost_events + a.report.map_full).sum();
+    let _ = writeln!(
+        md,
+        "\nGo's `crypto/tls` (tests/workload/gotls: a Go HTTPS client at {} requests/s on {} keep-alive \
+         connections to a Go HTTPS server, both traced through the Go TLS uprobes; agent on, {} s per \
+         round; median (min–max)):\n\n\
+         | eBPF ns/request/side | of which the Go TLS probes | agent CPU % of a core | requests | spans \
+         expected | spans received | lost in the kernel |\n|---|---|---|---|---|---|---|\n\
+         | {} | {} | {} | {requests:.0} | {expected:.0} | {received:.0} | {lost:.0} |",
+        super::gotls::RPS,
+        super::gotls::CONNECTIONS,
+        results.seconds,
+        mmm(&per_side, 0),
+        mmm(&probes_per_side, 0),
+        mmm(&cpu, 2),
+    );
+    figures.push(Figure::new(
+        "eBPF per request per side, Go crypto/tls 1k/s",
+        "ns",
+        &per_side,
+    ));
+    figures.push(Figure::new(
+        "Go TLS probes per request per side, Go crypto/tls 1k/s",
+        "ns",
+        &probes_per_side,
+    ));
+    figures.push(Figure::new("agent CPU, Go crypto/tls 1k/s", "% of a core", &cpu));
 }
 
 /// The non-zero reasons of counters summed over runs: "a 3, b 1", or "0".

@@ -46,6 +46,10 @@ pub const TEST_PACKAGES: &[&str] = &[
     "redis-tools",
     "dnsmasq-base",
     "bind9-dnsutils",
+    // Protocol tracing III: Go programs built offline (crypto/tls probes),
+    // and Go gRPC from Debian's packaged sources (GOPATH mode).
+    "golang-go",
+    "golang-google-grpc-dev",
     // The disk queue-depth test's load (fio's own iostat-style figures).
     "fio",
     // The profile source's separate debug info (libc's static functions,
@@ -80,6 +84,8 @@ pub const KERNEL_PACKAGES: &[&str] = &[
     "util-linux",
     "udev",
     "debian-archive-keyring",
+    // The protocols check's Go HTTPS program, built on the host.
+    "golang-go",
 ];
 
 /// Python packages the tests use, pinned, installed into [`TOOLS_VENV`]:
@@ -131,7 +137,7 @@ pub const NET_BENCH_PACKAGES: &[&str] = &["nginx", "wrk", "bpftrace"];
 pub const AGENT_BENCH_PACKAGES: &[&str] = &["nginx", "wrk"];
 
 /// What `cargo xtask bench protocols` serves and loads (wrk paced by Lua).
-pub const PROTOCOLS_BENCH_PACKAGES: &[&str] = &["nginx", "wrk"];
+pub const PROTOCOLS_BENCH_PACKAGES: &[&str] = &["nginx", "wrk", "golang-go"];
 
 /// Whether this process runs as root.
 pub fn is_root() -> bool {

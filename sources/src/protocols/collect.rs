@@ -10,9 +10,10 @@ use super::bpf::{Options, ProtocolPrograms, Records, MAP_CONNS, OBJECT, STATS};
 use super::capture::{Capture, Consumer, Followups};
 use super::config::ProtocolsSourceConfig;
 use super::engine::Engine;
+use super::gotls::Untraceable;
 use super::listeners::Listeners;
 use super::model::{Chunk, ConnId, ConnInfo};
-use super::tls::TlsFinder;
+use super::tls::{TlsFile, TlsFinder, TlsKind};
 use crate::clock::Clock;
 
 /// Most records handled per drain, so one drain cannot starve the rest
@@ -98,7 +99,7 @@ impl Collector {
         };
         if let Some(finder) = &mut collector.tls {
             let files = finder.find_all();
-            attach_tls(&mut collector.programs, files);
+            attach_tls(&mut collector.programs, finder, files, &collector.labels);
         }
         Ok((collector, records))
     }
@@ -138,7 +139,7 @@ impl Collector {
         if let Some(finder) = &mut self.tls {
             for pid in followups.encrypted {
                 let files = finder.find(pid);
-                attach_tls(&mut self.programs, files);
+                attach_tls(&mut self.programs, finder, files, &self.labels);
             }
         }
     }
@@ -175,12 +176,46 @@ impl Collector {
     }
 }
 
-/// Attaches the TLS probes to each file, logging what was attached.
-fn attach_tls(programs: &mut ProtocolPrograms, files: Vec<super::tls::TlsFile>) {
+/// Internal counter of executables that use a TLS implementation the
+/// probes cannot follow (a stripped Go binary …), by reason.
+pub const UNTRACEABLE_EXECUTABLES: &str = "sonde_protocols_untraceable_executables_total";
+
+/// Attaches the TLS probes to each file, logging what was attached; gives
+/// the kernel the offsets of Go processes found, and counts (and logs)
+/// Go executables that cannot be traced.
+fn attach_tls(programs: &mut ProtocolPrograms, finder: &mut TlsFinder, files: Vec<TlsFile>, labels: &[Label]) {
     for file in files {
-        match programs.attach_tls(&file.path) {
-            Ok(functions) => tracing::info!(library = %file.path.display(), functions, "TLS probes attached"),
+        let attached = match &file.kind {
+            TlsKind::OpenSsl => programs.attach_tls(&file.path),
+            TlsKind::Go(go) => programs.attach_go_tls(&file.path, go),
+        };
+        match attached {
+            Ok(probes) => tracing::info!(library = %file.path.display(), probes, "TLS probes attached"),
             Err(error) => tracing::warn!(library = %file.path.display(), %error, "cannot attach TLS probes"),
         }
+    }
+    for (pid, offsets) in finder.take_go_processes() {
+        programs.set_go_offsets(pid, offsets);
+    }
+    for file in finder.take_untraceable() {
+        let reason = match file.reason {
+            Untraceable::Stripped => "go_stripped",
+            Untraceable::StackAbi(_) => "go_stack_abi",
+            Untraceable::UnknownRelease(_) => "go_unknown_release",
+            Untraceable::Architecture(_) => "go_architecture",
+            Untraceable::NoReturns(_) => "go_no_returns",
+        };
+        tracing::warn!(
+            pid = file.pid,
+            executable = %file.path.display(),
+            go = %file.build.go_version,
+            reason = %file.reason,
+            "TLS of this Go program cannot be traced"
+        );
+        metrics::counter!(
+            UNTRACEABLE_EXECUTABLES,
+            sonde_ebpf::telemetry::with_label(labels, "reason", reason)
+        )
+        .increment(1);
     }
 }

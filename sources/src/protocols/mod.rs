@@ -14,7 +14,8 @@
 //! - [`capture`]: records → [`model`] (connections, chunks by position).
 //! - [`engine`]: reassembly, protocol parsers, spans and metrics (no BPF:
 //!   tested and fuzzed with synthetic chunks).
-//! - [`tls`]: finds `libssl` (and static OpenSSL) in processes' maps.
+//! - [`tls`]: finds `libssl` (and static OpenSSL) in processes' maps, and
+//!   Go executables that use `crypto/tls` ([`gotls`]).
 //! - [`listeners`]: listening ports, for the role of connections found
 //!   mid-stream.
 
@@ -24,6 +25,7 @@ pub mod collect;
 pub mod config;
 pub mod conformance;
 pub mod engine;
+pub mod gotls;
 pub mod listeners;
 pub mod model;
 pub mod run;

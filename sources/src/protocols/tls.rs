@@ -1,14 +1,28 @@
 //! Finding the TLS libraries processes use, so the uprobes can be attached
-//! to them: `libssl.so*` in a process's memory maps, or an executable that
+//! to them: `libssl.so*` in a process's memory maps, an executable that
 //! carries `SSL_read`/`SSL_write` itself (statically linked OpenSSL or
-//! BoringSSL). Each file (device and inode) is attached once, for every
-//! process that maps it; containers' files are reached through
+//! BoringSSL), or a Go executable that uses `crypto/tls` (see
+//! [`super::gotls`]). Each file (device and inode) is attached once, for
+//! every process that maps it; containers' files are reached through
 //! `/proc/PID/root`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::bpf::ProtoGoOffsets;
+use super::gotls::{self, BuildInfo, GoTls, Inspection, Untraceable};
+
+/// Which TLS implementation a file holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TlsKind {
+    /// OpenSSL or BoringSSL (`SSL_read` …): a library or a static executable.
+    OpenSsl,
+    /// Go's `crypto/tls`, and where its probes go.
+    Go(Arc<GoTls>),
+}
 
 /// A file that holds the TLS functions, and a path to it from this process.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,6 +31,18 @@ pub struct TlsFile {
     pub id: (u64, u64),
     /// `/proc/PID/root/…`, valid while that process lives.
     pub path: PathBuf,
+    /// What it holds.
+    pub kind: TlsKind,
+}
+
+/// A Go executable that uses `crypto/tls` and cannot be traced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UntraceableFile {
+    /// The first process it was seen run by.
+    pub pid: u32,
+    pub path: PathBuf,
+    pub build: BuildInfo,
+    pub reason: Untraceable,
 }
 
 /// Which files were already looked at.
@@ -24,6 +50,13 @@ pub struct TlsFile {
 pub struct TlsFinder {
     seen: HashSet<(u64, u64)>,
     checked_pids: HashSet<u32>,
+    /// Traceable Go executables: their `tls.Conn` offsets, for each new
+    /// process that runs one.
+    go_files: HashMap<(u64, u64), ProtoGoOffsets>,
+    /// (pid, offsets) of Go processes found and not yet taken.
+    go_processes: Vec<(u32, ProtoGoOffsets)>,
+    /// Untraceable Go executables found and not yet taken.
+    untraceable: Vec<UntraceableFile>,
 }
 
 impl TlsFinder {
@@ -37,11 +70,64 @@ impl TlsFinder {
         let mut out = Vec::new();
         if let Ok(maps) = fs::read_to_string(proc.join("maps")) {
             for path in libssl_paths(&maps) {
-                self.consider(proc.join("root").join(path.trim_start_matches('/')), &mut out, |_| true);
+                self.consider(proc.join("root").join(path.trim_start_matches('/')), &mut out, |_| {
+                    Some(TlsKind::OpenSsl)
+                });
             }
         }
-        self.consider(proc.join("exe"), &mut out, has_tls_symbols);
+        let exe = proc.join("exe");
+        if let Some(offsets) = fs::metadata(&exe)
+            .ok()
+            .and_then(|m| self.go_files.get(&(m.dev(), m.ino())))
+        {
+            self.go_processes.push((pid, *offsets));
+        }
+        let mut go = None;
+        self.consider(exe.clone(), &mut out, |path| {
+            if has_tls_symbols(path) {
+                return Some(TlsKind::OpenSsl);
+            }
+            match gotls::inspect(path) {
+                Inspection::Traceable(found) => {
+                    let found = Arc::new(*found);
+                    go = Some(Ok(found.offsets));
+                    Some(TlsKind::Go(found))
+                }
+                Inspection::Untraceable(build, reason) => {
+                    go = Some(Err((build, reason)));
+                    None
+                }
+                Inspection::NotGo | Inspection::NoTls(_) => None,
+            }
+        });
+        match go {
+            Some(Ok(offsets)) => {
+                if let Some(file) = out.last() {
+                    self.go_files.insert(file.id, offsets);
+                }
+                self.go_processes.push((pid, offsets));
+            }
+            Some(Err((build, reason))) => self.untraceable.push(UntraceableFile {
+                pid,
+                path: fs::read_link(&exe).unwrap_or(exe),
+                build,
+                reason,
+            }),
+            None => {}
+        }
         out
+    }
+
+    /// Go processes found since the last call, with their `tls.Conn`
+    /// offsets (for the kernel's per-process map).
+    pub fn take_go_processes(&mut self) -> Vec<(u32, ProtoGoOffsets)> {
+        std::mem::take(&mut self.go_processes)
+    }
+
+    /// Go executables found since the last call that use `crypto/tls` but
+    /// cannot be traced.
+    pub fn take_untraceable(&mut self) -> Vec<UntraceableFile> {
+        std::mem::take(&mut self.untraceable)
     }
 
     /// Every process now (at start).
@@ -61,7 +147,7 @@ impl TlsFinder {
         self.checked_pids.remove(&pid);
     }
 
-    fn consider(&mut self, path: PathBuf, out: &mut Vec<TlsFile>, wanted: impl Fn(&Path) -> bool) {
+    fn consider(&mut self, path: PathBuf, out: &mut Vec<TlsFile>, kind: impl FnOnce(&Path) -> Option<TlsKind>) {
         let Ok(meta) = fs::metadata(&path) else { return };
         let id = (meta.dev(), meta.ino());
         if self.seen.contains(&id) {
@@ -69,10 +155,70 @@ impl TlsFinder {
         }
         // Executables are checked once each, whatever the answer.
         self.seen.insert(id);
-        if wanted(&path) {
-            out.push(TlsFile { id, path });
+        if let Some(kind) = kind(&path) {
+            out.push(TlsFile { id, path, kind });
         }
     }
+}
+
+/// What `sonde doctor --pid` says of a process's TLS.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ProcessTls {
+    pub pid: u32,
+    /// Its executable, as the process sees it.
+    pub executable: Option<String>,
+    /// `libssl.so*` files it maps (probed: OpenSSL).
+    pub libssl: Vec<String>,
+    /// The executable defines `SSL_read` itself (static OpenSSL/BoringSSL).
+    pub static_openssl: bool,
+    /// A Go executable: what its build information and symbols say.
+    pub go: Option<GoReport>,
+}
+
+/// A Go executable, for [`ProcessTls`].
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct GoReport {
+    pub version: String,
+    pub main_module: Option<String>,
+    pub dependencies: usize,
+    pub uses_crypto_tls: bool,
+    /// Its `crypto/tls` calls can be traced.
+    pub traceable: bool,
+    /// Why not, when it cannot.
+    pub reason: Option<String>,
+    /// Where the `tls.Conn` offsets come from, when traceable.
+    pub offsets_source: Option<gotls::OffsetsSource>,
+}
+
+/// Looks at process `pid`'s TLS libraries and executable.
+pub fn describe(pid: u32) -> std::io::Result<ProcessTls> {
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    let maps = fs::read_to_string(proc.join("maps"))?;
+    let exe = proc.join("exe");
+    let executable = fs::read_link(&exe).ok().map(|p| p.display().to_string());
+    let static_openssl = has_tls_symbols(&exe);
+    let report = |build: &BuildInfo, uses_crypto_tls, found: Option<Result<&GoTls, &Untraceable>>| GoReport {
+        version: build.go_version.clone(),
+        main_module: build.main.as_ref().map(|m| m.path.clone()),
+        dependencies: build.deps.len(),
+        uses_crypto_tls,
+        traceable: matches!(found, Some(Ok(_))),
+        reason: found.and_then(|f| f.err()).map(ToString::to_string),
+        offsets_source: found.and_then(|f| f.ok()).map(|go| go.offsets_source),
+    };
+    let go = match gotls::inspect(&exe) {
+        Inspection::NotGo => None,
+        Inspection::NoTls(build) => Some(report(&build, false, None)),
+        Inspection::Traceable(found) => Some(report(&found.build, true, Some(Ok(&found)))),
+        Inspection::Untraceable(build, reason) => Some(report(&build, true, Some(Err(&reason)))),
+    };
+    Ok(ProcessTls {
+        pid,
+        executable,
+        libssl: libssl_paths(&maps).into_iter().map(str::to_string).collect(),
+        static_openssl,
+        go,
+    })
 }
 
 /// Paths of `libssl.so*` files in a `/proc/PID/maps` text.

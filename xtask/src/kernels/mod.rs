@@ -135,11 +135,12 @@ pub fn run(names: &[String], sources: &[String], sonde: Option<PathBuf>) -> Resu
         }
     };
     let sonde = std::fs::canonicalize(&sonde).with_context(|| format!("no sonde binary at {}", sonde.display()))?;
+    let go_tls = build_go_tls()?;
     let started = Instant::now();
     let mut runs = Vec::new();
     for kernel in kernels {
-        let run =
-            boot(kernel, &sonde, sources).unwrap_or_else(|error| report::Run::broken(kernel, format!("{error:#}")));
+        let run = boot(kernel, &sonde, &go_tls, sources)
+            .unwrap_or_else(|error| report::Run::broken(kernel, format!("{error:#}")));
         runs.push(run);
     }
     let wall = started.elapsed();
@@ -158,7 +159,32 @@ pub fn run(names: &[String], sources: &[String], sonde: Option<PathBuf>) -> Resu
 }
 
 /// Fetches, boots and runs one kernel.
-fn boot(kernel: &Kernel, sonde: &Path, sources: &[String]) -> Result<report::Run> {
+/// The Go HTTPS test program (tests/workload/gotls), static, for the
+/// protocols check's Go `crypto/tls` part (the guest sees the host's files).
+fn build_go_tls() -> Result<PathBuf> {
+    let out = std::fs::canonicalize(CACHE)
+        .or_else(|_| std::fs::create_dir_all(CACHE).and_then(|_| std::fs::canonicalize(CACHE)))?
+        .join("gotls");
+    let status = std::process::Command::new("go")
+        .args(["build", "-o"])
+        .arg(&out)
+        .arg(".")
+        .current_dir("tests/workload/gotls")
+        .env("GOTOOLCHAIN", "local")
+        .env("GOPROXY", "off")
+        .env("GOFLAGS", "")
+        .env("GO111MODULE", "off")
+        .env("GOCACHE", out.with_file_name("gocache"))
+        .env("CGO_ENABLED", "0")
+        .status()
+        .context("go (apt-get install golang-go)")?;
+    if !status.success() {
+        bail!("go build tests/workload/gotls failed");
+    }
+    Ok(out)
+}
+
+fn boot(kernel: &Kernel, sonde: &Path, go_tls: &Path, sources: &[String]) -> Result<report::Run> {
     let unpacked = fetch::fetch(kernel)?;
     let dir = Path::new(CACHE).join(kernel.name);
     let initrd = dir.join("initramfs.cpio");
@@ -170,6 +196,7 @@ fn boot(kernel: &Kernel, sonde: &Path, sources: &[String]) -> Result<report::Run
         vmlinuz: &unpacked.vmlinuz,
         initrd: &std::fs::canonicalize(&initrd)?,
         sonde,
+        go_tls,
         sources,
         dir: &dir,
         timeout: GUEST_TIMEOUT,

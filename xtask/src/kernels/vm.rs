@@ -21,6 +21,7 @@ const GUEST: &str = r#"#!/bin/sh
 # Scratch space in /dev/shm, not a tmpfs over /tmp or /run: the checkout
 # (and the sonde binary) may live there on the host, and would be hidden.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin SONDE_LOG=warn TMPDIR=/dev/shm
+export SONDE_CONFORMANCE_GO_TLS=@GOTLS@
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
@@ -57,6 +58,8 @@ pub struct Boot<'a> {
     pub initrd: &'a Path,
     /// The sonde binary (a host path: the guest sees the host's root).
     pub sonde: &'a Path,
+    /// The Go HTTPS test program for the protocols check (a host path).
+    pub go_tls: &'a Path,
     /// `--source` filters for `sonde conformance`.
     pub sources: &'a [String],
     /// Where the guest script, console log and data go.
@@ -81,7 +84,13 @@ impl Boot<'_> {
         let init = dir.join("guest-init.sh");
         let sonde = self.sonde.display().to_string();
         let filters: String = self.sources.iter().map(|s| format!(" --source {s}")).collect();
-        super::initramfs::write_executable(&init, &GUEST.replace("@SONDE@", &sonde).replace("@SOURCES@", &filters))?;
+        super::initramfs::write_executable(
+            &init,
+            &GUEST
+                .replace("@SONDE@", &sonde)
+                .replace("@SOURCES@", &filters)
+                .replace("@GOTLS@", &self.go_tls.display().to_string()),
+        )?;
         let data = dir.join("guest.out");
         let console = dir.join("console.log");
         let _ = std::fs::remove_file(&data);

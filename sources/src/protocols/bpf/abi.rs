@@ -85,6 +85,24 @@ pub struct ProtoOpen {
 // SAFETY: two Pod structs whose sizes are multiples of 8: no padding.
 unsafe impl sonde_ebpf::aya::Pod for ProtoOpen {}
 
+/// `struct proto_go_offsets`: where a Go `*tls.Conn` keeps its socket's fd
+/// (the value of the per-process map `proto_go_offsets`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct ProtoGoOffsets {
+    /// `tls.Conn.conn` (a `net.Conn` interface).
+    pub conn: u32,
+    /// `net.TCPConn`'s `conn.fd` (`*netFD`).
+    pub netfd: u32,
+    /// `netFD.pfd` (`poll.FD`).
+    pub pfd: u32,
+    /// `poll.FD.Sysfd`.
+    pub sysfd: u32,
+}
+
+// SAFETY: repr(C), four u32s.
+unsafe impl sonde_ebpf::aya::Pod for ProtoGoOffsets {}
+
 /// `struct conn_key`: the connection map's key.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -160,7 +178,7 @@ mod tests {
 
     #[test]
     fn structs_match_the_compiled_object() {
-        for elf in [super::super::ELF, super::super::ELF_TASK] {
+        for elf in [super::super::ELF, super::super::ELF_TASK, super::super::ELF_ARGS] {
             check_layouts(elf);
         }
     }
@@ -212,6 +230,16 @@ mod tests {
             std::mem::size_of::<ProtoEvent>() + std::mem::size_of::<ProtoPeer>()
         );
         sonde_ebpf::assert_layout!(btf, "conn_key", ConnKey { pid, fd });
+        sonde_ebpf::assert_layout!(
+            btf,
+            "proto_go_offsets",
+            ProtoGoOffsets {
+                conn,
+                netfd,
+                pfd,
+                sysfd
+            }
+        );
         let conn = btf.struct_layout("conn");
         assert_eq!(conn.size, CONN_VALUE_SIZE, "size of struct conn");
         assert_eq!(conn.field("generation").offset, CONN_GENERATION_OFFSET);

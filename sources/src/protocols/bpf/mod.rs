@@ -5,8 +5,11 @@
 //! Tracepoints `syscalls:sys_{enter,exit}_*` (needs
 //! `CONFIG_FTRACE_SYSCALLS`) and `sched:sched_process_exit`; uprobes on
 //! `SSL_read`/`SSL_write` and their `_ex` variants, attached per library
-//! file by [`ProtocolPrograms::attach_tls`]. Minimum kernel 5.8 (ring
-//! buffers, CO-RE reads of the fd table).
+//! file by [`ProtocolPrograms::attach_tls`]; uprobes at the entry and at
+//! each return instruction of Go's `crypto/tls.(*Conn).Read`/`Write`,
+//! attached per executable by [`ProtocolPrograms::attach_go_tls`]. Every
+//! object has them all. Minimum kernel 5.8 (ring buffers, CO-RE reads of
+//! the fd table).
 
 mod abi;
 mod options;
@@ -17,6 +20,8 @@ pub use options::Options;
 pub use records::{Record, Records};
 
 use std::path::Path;
+
+use sonde_ebpf::aya::programs::uprobe::UProbeAttachLocation;
 
 use sonde_ebpf::aya::maps::{HashMap, MapData};
 use sonde_ebpf::aya::programs::uprobe::UProbeScope;
@@ -139,6 +144,13 @@ const TLS_PROBES: &[(&str, &str, &str)] = &[
     ("SSL_write_ex", "ssl_write_ex_enter", "ssl_write_ex_exit"),
 ];
 
+/// Go's `crypto/tls` programs: (entry, return) of Read, then of Write
+/// (whose bytes are sent at its entry: no return program).
+const GO_TLS_PROGRAMS: [(&str, &str); 2] = [("go_tls_read_enter", "go_tls_read_return"), ("go_tls_write_enter", "")];
+
+/// Go processes → their `tls.Conn` offsets.
+pub const MAP_GO_OFFSETS: &str = "proto_go_offsets";
+
 /// Data syscalls with an enter and an exit program each (`enter_NAME`,
 /// `exit_NAME`), and the lifecycle ones.
 const SYSCALLS: &[&str] = &[
@@ -163,6 +175,7 @@ const SYSCALLS: &[&str] = &[
 pub struct ProtocolPrograms {
     object: Object,
     conns: HashMap<MapData, ConnKey, [u8; CONN_VALUE_SIZE]>,
+    go_offsets: HashMap<MapData, u32, ProtoGoOffsets>,
     stats: StatsArray,
     records: Option<Records>,
     forgotten: u64,
@@ -227,15 +240,18 @@ impl ProtocolPrograms {
         }
         object.attach_tracepoint("enter_close", "syscalls", "sys_enter_close")?;
         object.attach_tracepoint("process_exit", "sched", "sched_process_exit")?;
-        for (_, enter, exit) in TLS_PROBES {
-            for program in [*enter, *exit] {
-                let prog: &mut UProbe = object.program_as(program)?;
-                prog.load()
-                    .map_err(|e| sonde_ebpf::loader::load_error(OBJECT, program, e))?;
-            }
+        let go = GO_TLS_PROGRAMS
+            .iter()
+            .flat_map(|(enter, ret)| [*enter, *ret])
+            .filter(|p| !p.is_empty());
+        for program in TLS_PROBES.iter().flat_map(|(_, enter, exit)| [*enter, *exit]).chain(go) {
+            let prog: &mut UProbe = object.program_as(program)?;
+            prog.load()
+                .map_err(|e| sonde_ebpf::loader::load_error(OBJECT, program, e))?;
         }
         Ok(ProtocolPrograms {
             conns: object.take_map(MAP_CONNS)?,
+            go_offsets: object.take_map(MAP_GO_OFFSETS)?,
             stats: StatsArray::take(&mut object, MAP_STATS, PROTO_STAT_COUNT)?,
             records: Some(Records::new(object.take_map(MAP_EVENTS)?)),
             forgotten: 0,
@@ -279,9 +295,60 @@ impl ProtocolPrograms {
         }
     }
 
+    /// Attaches the Go `crypto/tls` probes to the executable at `path` (as
+    /// this process sees it), for every process that runs it: at the call
+    /// of `(*Conn).Read` and `(*Conn).Write` (after their stack check) and
+    /// at each return instruction of Read (file offsets from
+    /// [`crate::protocols::gotls::inspect`]).
+    /// Returns how many probes were attached; all or none.
+    pub fn attach_go_tls(&mut self, path: &Path, go: &crate::protocols::gotls::GoTls) -> Result<usize, LoadError> {
+        let mut links = Vec::new();
+        let mut attached = 0;
+        for ((enter, ret), probes) in GO_TLS_PROGRAMS.iter().zip([&go.read, &go.write]) {
+            let points = std::iter::once((*enter, probes.entry)).chain(probes.returns.iter().map(|at| (*ret, *at)));
+            for (program, offset) in points {
+                let prog: &mut UProbe = self.object.program_as(program)?;
+                match prog.attach(
+                    UProbeAttachLocation::AbsoluteOffset(offset),
+                    path,
+                    UProbeScope::AllProcesses,
+                ) {
+                    Ok(link) => {
+                        links.push((program, link));
+                        attached += 1;
+                    }
+                    Err(source) => {
+                        // A function probed at its entry but not at every
+                        // return would leave calls noted and never ended.
+                        for (program, link) in links {
+                            if let Ok(prog) = self.object.program_as::<UProbe>(program) {
+                                let _ = prog.detach(link);
+                            }
+                        }
+                        return Err(LoadError::Attach {
+                            object: OBJECT,
+                            program,
+                            attach_point: format!("uprobe {}:{offset:#x}", path.display()),
+                            source: Box::new(source),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(attached)
+    }
+
+    /// Where the `tls.Conn` of process `pid` (a Go program) keeps its fd.
+    pub fn set_go_offsets(&mut self, pid: u32, offsets: ProtoGoOffsets) {
+        if let Err(error) = self.go_offsets.insert(pid, offsets, 0) {
+            tracing::debug!(pid, %error, "cannot record a Go process's offsets");
+        }
+    }
+
     /// Forgets the kernel's entries of the connections of a process that
     /// exited (a new process with its pid must not inherit them).
     pub fn forget(&mut self, pid: u32, fds: impl IntoIterator<Item = u32>) {
+        let _ = self.go_offsets.remove(&pid);
         for fd in fds {
             if self.conns.remove(&ConnKey { pid, fd }).is_ok() {
                 self.forgotten += 1;

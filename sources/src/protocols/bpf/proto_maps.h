@@ -162,6 +162,35 @@ struct {
 	__type(value, __s32);
 } proto_tls_fds SEC(".maps");
 
+/* A Go crypto/tls Read between its call and a return, per goroutine
+ * (see proto_gotls.h). */
+struct go_call_key {
+	__u32 pid;
+	__u32 direction;
+	/* The goroutine's g pointer. */
+	__u64 g;
+};
+
+struct go_call {
+	__u64 conn;
+	__u64 buf;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct go_call_key);
+	__type(value, struct go_call);
+} proto_go_calls SEC(".maps");
+
+/* Go processes → where their tls.Conn keeps the socket's fd. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct proto_go_offsets);
+} proto_go_offsets SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 64);

@@ -11,6 +11,8 @@
  *                                         connection lifecycle
  *   sched:sched_process_exit             a process is gone
  *   uprobe/uretprobe SSL_{read,write}[_ex] plaintext (OpenSSL, BoringSSL)
+ *   uprobe crypto/tls.(*Conn).{Read,Write}, at entry and at each RET
+ *                                         plaintext (Go; no uretprobes)
  *
  * Cheap filters first: the agent's own calls, then one hash lookup for
  * fds known not to be TCP sockets (file I/O costs that), then the
@@ -457,3 +459,4 @@ int process_exit(void *ctx)
 }
 
 #include "proto_tls.h"
+#include "proto_gotls.h"

@@ -98,6 +98,19 @@ struct proto_peer {
 	char comm[16];
 };
 
+/* Go crypto/tls: where a *tls.Conn's socket fd is, per process (user
+ * space fills them from the binary's DWARF, else by its Go version). */
+struct proto_go_offsets {
+	/* tls.Conn.conn, a net.Conn interface (its data word follows the itab). */
+	__u32 conn;
+	/* net.TCPConn's conn.fd (*netFD). */
+	__u32 netfd;
+	/* netFD.pfd (internal/poll.FD). */
+	__u32 pfd;
+	/* poll.FD.Sysfd. */
+	__u32 sysfd;
+};
+
 struct proto_open {
 	struct proto_event head;
 	struct proto_peer peer;

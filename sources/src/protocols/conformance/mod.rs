@@ -8,9 +8,12 @@
 //! - [`dns`]: DNS over UDP, a connected client and an unconnected server
 //!   (the datagram path and each datagram's peer);
 //! - [`replay`]: PostgreSQL and MariaDB sessions recorded from the real
-//!   servers, replayed byte for byte (their gates, SSL refusal, logins).
+//!   servers, replayed byte for byte (their gates, SSL refusal, logins);
+//! - [`gotls`]: a Go HTTPS server and client through the Go `crypto/tls`
+//!   probes, when a Go test program is named ([`gotls::GO_TLS_ENV`]).
 
 mod dns;
+pub mod gotls;
 mod http;
 mod redis;
 mod replay;
@@ -37,8 +40,15 @@ pub fn check() -> Result<String, CheckError> {
         .local_addr()
         .map_err(CheckError::workload("a UDP socket"))?
         .port();
+    // Started before the programs load: found by the scan at start.
+    let go = gotls::program();
+    let go_server = match &go {
+        Some(program) => Some(gotls::start(program).map_err(CheckError::workload("the Go HTTPS server"))?),
+        None => None,
+    };
     let config = ProtocolsSourceConfig {
-        tls: false,
+        // Libraries are looked for only with the Go program (its probes).
+        tls: go.is_some(),
         protocols: vec![
             "http".into(),
             "redis".into(),
@@ -55,8 +65,15 @@ pub fn check() -> Result<String, CheckError> {
     dns::workload(dns_server).map_err(CheckError::workload("DNS over loopback UDP"))?;
     let postgres_port = replay::workload(&replay::POSTGRES).map_err(CheckError::workload("a PostgreSQL replay"))?;
     let mariadb_port = replay::workload(&replay::MARIADB).map_err(CheckError::workload("a MariaDB replay"))?;
-    let expected = 2
-        * (http::REQUESTS
+    let go_client = match (&go, &go_server) {
+        (Some(program), Some(server)) => {
+            Some(gotls::workload(program, server).map_err(CheckError::workload("the Go HTTPS client"))?)
+        }
+        _ => None,
+    };
+    let go_pids: Vec<u32> = go_server.iter().map(gotls::Server::pid).chain(go_client).collect();
+    let expected = 2 * go_client.map_or(0, |_| gotls::REQUESTS)
+        + 2 * (http::REQUESTS
             + redis::COMMANDS
             + dns::QUERIES
             + replay::POSTGRES.statements()
@@ -64,7 +81,7 @@ pub fn check() -> Result<String, CheckError> {
     let mut spans: Vec<Span> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     let ports = [http_port, redis_port, dns_port, postgres_port, mariadb_port];
-    let wanted = |s: &Span| ports.iter().any(|port| ours(s, *port));
+    let wanted = |s: &Span| ports.iter().any(|port| ours(s, *port)) || go_pids.iter().any(|pid| gotls::ours(s, *pid));
     while spans.len() < expected && Instant::now() < deadline {
         let (events, _) = collector.drain(&mut records);
         spans.extend(events.into_iter().filter_map(|e| match e {
@@ -73,13 +90,16 @@ pub fn check() -> Result<String, CheckError> {
         }));
         std::thread::sleep(Duration::from_millis(20));
     }
-    let parts = [
+    let mut parts = vec![
         http::verify(&spans, http_port)?,
         redis::verify(&spans, redis_port)?,
         dns::verify(&spans, dns_port)?,
         replay::verify(&replay::POSTGRES, &spans, postgres_port)?,
         replay::verify(&replay::MARIADB, &spans, mariadb_port)?,
     ];
+    if let (Some(server), Some(client)) = (&go_server, go_client) {
+        parts.push(gotls::verify(&spans, server.pid(), client)?);
+    }
     Ok(format!(
         "{} ({:?} object)",
         parts.join("; "),
