@@ -42,6 +42,7 @@
 #define PROTO_MYSQL 4
 #define PROTO_REDIS 8
 #define PROTO_DNS 16
+#define PROTO_HTTP2 32
 
 /* DNS server ports a datagram socket is captured for. */
 #define PROTO_MAX_DNS_PORTS 4

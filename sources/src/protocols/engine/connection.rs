@@ -154,6 +154,7 @@ fn clue_of(info: &ConnInfo, settings: &Settings) -> Clue {
         dns_port: [local_port, remote_port]
             .iter()
             .any(|p| *p != 0 && settings.dns_ports.contains(p)),
+        joined: info.preexisting,
     }
 }
 

@@ -14,6 +14,7 @@ use super::counters::Counters;
 use super::db::DbExchange;
 use super::dns::DnsExchange;
 use super::http::HttpExchange;
+use super::http2::Http2Exchange;
 use super::reassembly::Piece;
 use super::settings::{Protocol, Settings};
 use super::trace_context::{ActiveSpans, Context};
@@ -45,6 +46,8 @@ pub struct Exchange {
 pub enum Detail {
     /// HTTP/1.x.
     Http(Box<HttpExchange>),
+    /// One HTTP/2 stream (gRPC calls included).
+    Http2(Box<Http2Exchange>),
     /// A database statement or command (PostgreSQL, MySQL, Redis).
     Db(Box<DbExchange>),
     /// A DNS query and its answer.
