@@ -42,6 +42,23 @@ pub fn looks_like_http2(data: &[u8], joined: bool) -> bool {
     joined && frame::looks_like_frames(data)
 }
 
+/// The HTTP/1.1 request a `101` to `h2c` answered, and its span's ids.
+#[derive(Debug)]
+pub struct Upgraded {
+    /// Which way requests go.
+    pub requests: Direction,
+    /// The request, as stream 1's head.
+    pub request: Head,
+    /// Its first byte.
+    pub start: Timestamp,
+    /// The thread that moved it.
+    pub tid: u32,
+    /// Its span's ids.
+    pub context: super::trace_context::Context,
+    /// Its span's parent.
+    pub parent: Option<[u8; 8]>,
+}
+
 /// A header block being put together from HEADERS (or PUSH_PROMISE) and
 /// CONTINUATION frames.
 #[derive(Debug)]
@@ -104,15 +121,9 @@ impl Http2Session {
 
     /// A session taking over from HTTP/1 after `101 Switching Protocols`
     /// to `h2c`: stream 1 is the upgraded request.
-    pub fn upgraded(
-        requests: Direction,
-        request: Head,
-        start: Timestamp,
-        tid: u32,
-        max_connection_bytes: usize,
-    ) -> Self {
-        let mut session = Http2Session::new(Some(requests), true, max_connection_bytes);
-        session.state.streams.upgraded(request, start, tid);
+    pub fn upgraded(upgraded: Upgraded, max_connection_bytes: usize) -> Self {
+        let mut session = Http2Session::new(Some(upgraded.requests), true, max_connection_bytes);
+        session.state.streams.upgraded(upgraded);
         session.state.believed = true;
         session
     }

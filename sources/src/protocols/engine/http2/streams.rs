@@ -13,7 +13,7 @@ use super::super::super::model::Direction;
 use super::super::reassembly::Bytes;
 use super::super::session::{Detail, Exchange, Scope};
 use super::super::settings::Protocol;
-use super::super::trace_context::{random_span_id, random_trace_id, Context};
+use super::super::trace_context::Context;
 use super::grpc::Messages;
 use super::head::Head;
 
@@ -96,28 +96,9 @@ impl Streams {
     }
 
     /// Stream 1 is a request upgraded from HTTP/1.1 (`Upgrade: h2c`).
-    pub fn upgraded(&mut self, request: Head, start: Timestamp, tid: u32) {
-        let (context, parent) = match request.traceparent {
-            Some(tp) => (
-                Context {
-                    trace_id: tp.trace_id,
-                    span_id: random_span_id(),
-                },
-                Some(tp.parent_id),
-            ),
-            None => (
-                Context {
-                    trace_id: random_trace_id(),
-                    span_id: random_span_id(),
-                },
-                None,
-            ),
-        };
-        self.open.insert(1, stream(1, request, start, tid, context, parent));
-        if let Some(s) = self.open.get_mut(&1) {
-            // Its request was the HTTP/1.1 one, whole.
-            s.answered = false;
-        }
+    pub fn upgraded(&mut self, u: super::Upgraded) {
+        let s = stream(1, u.request, u.start, u.tid, u.context, u.parent);
+        self.open.insert(1, s);
     }
 
     fn requests_or(&mut self, direction: Direction, head: &Head) -> Option<Direction> {

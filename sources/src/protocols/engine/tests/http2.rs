@@ -597,3 +597,53 @@ fn detection_takes_the_preface_and_frames_only_on_joined_connections() {
     assert!(!looks_like_http2(b"GET / HTTP/1.1\r\n\r\n", true));
     assert!(!looks_like_http2(&[0u8; 64], true));
 }
+
+#[test]
+fn upgrade_to_h2c_makes_the_upgraded_request_stream_one() {
+    let (mut h, c, fwd, mut client, mut server) = h2(Role::Server);
+    h.send(
+        c,
+        fwd,
+        b"GET /up HTTP/1.1\r\nHost: example\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n",
+    );
+    // The 101 and the server's first frames in one write.
+    let mut back = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n".to_vec();
+    back.extend(settings_frame());
+    back.extend(server.headers(1, &[(":status", "200")], false));
+    h.send(c, fwd.opposite(), &back);
+    let mut hello = PREFACE.to_vec();
+    hello.extend(settings_frame());
+    hello.extend(client.headers(3, &pairs(&request("GET", "/next")), true));
+    h.send(c, fwd, &hello);
+    h.send(c, fwd.opposite(), &data(1, b"upgraded", true));
+    h.send(c, fwd.opposite(), &server.headers(3, &[(":status", "200")], true));
+    let got: Vec<(String, Option<&str>, Option<i64>)> = h
+        .spans()
+        .iter()
+        .map(|s| {
+            (
+                s.name.to_string(),
+                field(s, "network.protocol.version"),
+                int(s, "http.response.status_code"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("GET /up".into(), Some("2"), Some(200)),
+            ("GET /next".into(), Some("2"), Some(200))
+        ]
+    );
+    assert_eq!(h.engine.counters(), &Counters::default());
+}
+
+#[test]
+fn other_upgrades_still_leave_http() {
+    let (mut h, c, fwd, _client, _server) = h2(Role::Server);
+    h.send(c, fwd, b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\n");
+    h.send(c, fwd.opposite(), b"HTTP/1.1 101 Switching Protocols\r\n\r\n\x81\x02hi");
+    h.send(c, fwd, &[PREFACE, &settings_frame()[..]].concat());
+    assert_eq!(h.spans().len(), 1);
+    assert_eq!(int(h.spans()[0], "http.response.status_code"), Some(101));
+}
