@@ -46,6 +46,11 @@ pub const TEST_PACKAGES: &[&str] = &[
     "redis-tools",
     "dnsmasq-base",
     "bind9-dnsutils",
+    // Protocol tracing III: nghttpd and h2load (HTTP/2 over h2c and TLS),
+    // Node's https with its own OpenSSL (grpcio is in VENV_PACKAGES).
+    "nghttp2-server",
+    "nghttp2-client",
+    "nodejs",
     // The disk queue-depth test's load (fio's own iostat-style figures).
     "fio",
     // `sonde top` in a real terminal, and the graph page in a real browser

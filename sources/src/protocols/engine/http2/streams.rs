@@ -44,12 +44,22 @@ pub struct Http2Exchange {
     pub response_messages: Messages,
     /// The RST_STREAM error code that ended it, if one did.
     pub reset: Option<u32>,
+    /// The response ended with trailers (a header block after its head).
+    pub trailers: bool,
 }
 
 impl Http2Exchange {
-    /// Whether it is a gRPC call.
+    /// Whether it is a gRPC call: its content type says so; or, when
+    /// neither content type could be decoded (joined mid-connection), a
+    /// POST answered with trailers, which HTTP/2 clients other than gRPC
+    /// hardly ever get.
     pub fn is_grpc(&self) -> bool {
-        self.request.is_grpc() || self.response.is_grpc()
+        let undecoded = self.request.content_type.is_none()
+            && self.response.content_type.is_none()
+            && self.request.unknown + self.response.unknown > 0;
+        self.request.is_grpc()
+            || self.response.is_grpc()
+            || (undecoded && self.trailers && self.request.method.as_deref() == Some("POST"))
     }
 }
 
@@ -147,8 +157,11 @@ impl Streams {
             scope.active.leave(scope.pid, s.tid, s.context.span_id);
             s.exchange.grpc_status = head.grpc_status;
             s.exchange.response = head;
-        } else if let Some(status) = head.grpc_status {
-            s.exchange.grpc_status = Some(status);
+        } else {
+            s.exchange.trailers = true;
+            if let Some(status) = head.grpc_status {
+                s.exchange.grpc_status = Some(status);
+            }
         }
         if end_stream {
             self.finish(id, at, scope);
@@ -200,16 +213,15 @@ impl Streams {
             Bytes::Data(d) => d.len() as u64,
             Bytes::Hole(n) => n,
         };
-        let grpc = s.exchange.request.is_grpc();
         let (size, messages) = if Some(direction) == self.requests {
             (&mut s.exchange.request_body_size, &mut s.exchange.request_messages)
         } else {
             (&mut s.exchange.response_body_size, &mut s.exchange.response_messages)
         };
         *size += n;
-        if grpc {
-            messages.feed(bytes);
-        }
+        // Counted on every stream (a few compares): whether it is gRPC may
+        // only be known from its trailers.
+        messages.feed(bytes);
     }
 
     /// END_STREAM on a DATA frame of stream `id`.
@@ -300,6 +312,7 @@ fn stream(id: u32, request: Head, start: Timestamp, tid: u32, context: Context, 
             request_messages: Messages::default(),
             response_messages: Messages::default(),
             reset: None,
+            trailers: false,
         },
     }
 }

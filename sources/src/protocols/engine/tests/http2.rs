@@ -647,3 +647,34 @@ fn other_upgrades_still_leave_http() {
     assert_eq!(h.spans().len(), 1);
     assert_eq!(int(h.spans()[0], "http.response.status_code"), Some(101));
 }
+
+/// Three unary calls of grpcio 1.85 (C-core's chttp2) on one channel,
+/// recorded through a proxy: each read or write as it went.
+const GRPC_PYTHON: &str = include_str!("fixtures/h2-grpc-python.txt");
+
+#[test]
+fn recorded_grpc_python_calls_pair_with_their_status() {
+    for role in [Role::Server, Role::Client] {
+        let (mut h, c, fwd, _, _) = h2(role);
+        for read in super::recorded::reads(GRPC_PYTHON) {
+            let direction = if read.from_client { fwd } else { fwd.opposite() };
+            h.send(c, direction, &read.bytes);
+        }
+        let got: Vec<(String, Option<i64>, Option<i64>)> = h
+            .spans()
+            .iter()
+            .map(|s| {
+                (
+                    s.name.to_string(),
+                    int(s, "rpc.grpc.status_code"),
+                    int(s, "sonde.http2.unknown_fields"),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![("demo.Greeter/SayHello".into(), Some(0), None); 3],
+            "{role:?}"
+        );
+    }
+}
