@@ -16,12 +16,16 @@
 //! request became its two spans: the blackhole's received count beside
 //! wrk's, the kernel side's lost events and the engine's drops and gaps.
 //!
-//! Needs root, nginx and wrk. Writes `protocols.md` and `protocols.json`.
+//! Then HTTP/2 over h2c (`h2`): nghttpd and h2load at 10k requests/s.
+//!
+//! Needs root, nginx, wrk, nghttpd and h2load. Writes `protocols.md` and
+//! `protocols.json`.
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod agent;
+mod h2;
 mod report;
 
 use std::collections::BTreeMap;
@@ -163,8 +167,12 @@ fn main() -> Result<()> {
         }
     }
     drop(nginx);
+    let h2 = h2::measure(sonde, dir.path(), rounds, seconds)?;
     results.load_after = loadavg();
-    let (markdown, figures) = report::render(&results);
+    let (mut markdown, mut figures) = report::render(&results);
+    let (h2_markdown, h2_figures) = h2::render(&h2);
+    markdown.push_str(&h2_markdown);
+    figures.extend(h2_figures);
     println!("{markdown}");
     common::write_report(&out, "protocols", &markdown, &figures, report::details(&results));
     Ok(())

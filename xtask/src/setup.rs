@@ -125,7 +125,7 @@ pub const NET_BENCH_PACKAGES: &[&str] = &["nginx", "wrk", "bpftrace"];
 pub const AGENT_BENCH_PACKAGES: &[&str] = &["nginx", "wrk"];
 
 /// What `cargo xtask bench protocols` serves and loads (wrk paced by Lua).
-pub const PROTOCOLS_BENCH_PACKAGES: &[&str] = &["nginx", "wrk"];
+pub const PROTOCOLS_BENCH_PACKAGES: &[&str] = &["nginx", "wrk", "nghttp2-server", "nghttp2-client"];
 
 /// Whether this process runs as root.
 pub fn is_root() -> bool {

@@ -8,10 +8,13 @@
 //! - [`dns`]: DNS over UDP, a connected client and an unconnected server
 //!   (the datagram path and each datagram's peer);
 //! - [`replay`]: PostgreSQL and MariaDB sessions recorded from the real
-//!   servers, replayed byte for byte (their gates, SSL refusal, logins).
+//!   servers, replayed byte for byte (their gates, SSL refusal, logins);
+//! - [`http2`]: a gRPC session over h2c recorded from grpcio, replayed the
+//!   same way (the preface gate, frames, HPACK, trailers).
 
 mod dns;
 mod http;
+mod http2;
 mod redis;
 mod replay;
 
@@ -41,6 +44,7 @@ pub fn check() -> Result<String, CheckError> {
         tls: false,
         protocols: vec![
             "http".into(),
+            "http2".into(),
             "redis".into(),
             "dns".into(),
             "postgresql".into(),
@@ -55,15 +59,17 @@ pub fn check() -> Result<String, CheckError> {
     dns::workload(dns_server).map_err(CheckError::workload("DNS over loopback UDP"))?;
     let postgres_port = replay::workload(&replay::POSTGRES).map_err(CheckError::workload("a PostgreSQL replay"))?;
     let mariadb_port = replay::workload(&replay::MARIADB).map_err(CheckError::workload("a MariaDB replay"))?;
+    let h2c_port = replay::workload(&replay::H2C_GRPC).map_err(CheckError::workload("an h2c gRPC replay"))?;
     let expected = 2
         * (http::REQUESTS
             + redis::COMMANDS
             + dns::QUERIES
             + replay::POSTGRES.statements()
-            + replay::MARIADB.statements());
+            + replay::MARIADB.statements()
+            + http2::CALLS);
     let mut spans: Vec<Span> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
-    let ports = [http_port, redis_port, dns_port, postgres_port, mariadb_port];
+    let ports = [http_port, redis_port, dns_port, postgres_port, mariadb_port, h2c_port];
     let wanted = |s: &Span| ports.iter().any(|port| ours(s, *port));
     while spans.len() < expected && Instant::now() < deadline {
         let (events, _) = collector.drain(&mut records);
@@ -79,6 +85,7 @@ pub fn check() -> Result<String, CheckError> {
         dns::verify(&spans, dns_port)?,
         replay::verify(&replay::POSTGRES, &spans, postgres_port)?,
         replay::verify(&replay::MARIADB, &spans, mariadb_port)?,
+        http2::verify(&spans, h2c_port)?,
     ];
     Ok(format!(
         "{} ({:?} object)",
