@@ -77,7 +77,7 @@ fn h2load_succeeded(out: &str) -> usize {
         .unwrap_or_else(|| panic!("h2load's count: {out}"))
 }
 
-fn counted<'a>(lines: impl IntoIterator<Item = String>) -> BTreeMap<String, usize> {
+fn counted(lines: impl IntoIterator<Item = String>) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
     for line in lines {
         *counts.entry(line).or_default() += 1;

@@ -71,7 +71,7 @@ impl Header {
             RST_STREAM => (0, !connection && h.length == 4),
             SETTINGS => (
                 ACK,
-                connection && h.length % 6 == 0 && (h.flags & ACK == 0 || h.length == 0),
+                connection && h.length.is_multiple_of(6) && (h.flags & ACK == 0 || h.length == 0),
             ),
             PUSH_PROMISE => (END_HEADERS | PADDED, !connection),
             PING => (ACK, connection && h.length == 8),

@@ -59,6 +59,10 @@ impl Entry {
     }
 }
 
+/// What receives each decoded field: `(name, value)`, `None` where it
+/// could not be resolved.
+pub type FieldSink<'a> = dyn FnMut(Option<&[u8]>, Option<&[u8]>) + 'a;
+
 /// One direction's decoder.
 #[derive(Debug)]
 pub struct Decoder {
@@ -128,11 +132,7 @@ impl Decoder {
     /// Decodes `block`, calling `field(name, value)` for each field; `None`
     /// is a name or value that could not be resolved. On error the fields
     /// already given stand, and the table is `Broken`.
-    pub fn decode(
-        &mut self,
-        block: &[u8],
-        field: &mut dyn FnMut(Option<&[u8]>, Option<&[u8]>),
-    ) -> Result<Decoded, Malformed> {
+    pub fn decode(&mut self, block: &[u8], field: &mut FieldSink<'_>) -> Result<Decoded, Malformed> {
         let result = self.walk(block, field);
         if result.is_err() {
             self.lose();
@@ -143,11 +143,7 @@ impl Decoder {
         result
     }
 
-    fn walk(
-        &mut self,
-        block: &[u8],
-        field: &mut dyn FnMut(Option<&[u8]>, Option<&[u8]>),
-    ) -> Result<Decoded, Malformed> {
+    fn walk(&mut self, block: &[u8], field: &mut FieldSink<'_>) -> Result<Decoded, Malformed> {
         let mut decoded = Decoded::default();
         let mut at = 0;
         while at < block.len() {

@@ -133,7 +133,7 @@ impl Streams {
         scope: &mut Scope<'_>,
     ) {
         // Even streams are pushed by servers: not requests of the client.
-        let Some(requests) = self.requests_or(direction, &head).filter(|_| id % 2 == 1) else {
+        let Some(requests) = self.requests_or(direction, &head).filter(|_| !id.is_multiple_of(2)) else {
             return;
         };
         if direction == requests {
@@ -200,7 +200,7 @@ impl Streams {
     ) {
         let mut unknown = Head::default();
         unknown.unknown = 1;
-        if self.requests.is_none() || id % 2 == 0 {
+        if self.requests.is_none() || id.is_multiple_of(2) {
             return;
         }
         self.head(direction, id, unknown, end_stream, (at, 0), scope);

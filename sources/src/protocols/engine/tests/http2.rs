@@ -485,7 +485,8 @@ fn joining_mid_connection_marks_unknowns_and_never_gives_a_wrong_path() {
         &raw(frame::HEADERS, frame::END_HEADERS | frame::END_STREAM, 11, &[0x8d]),
     );
     let spans = h.spans();
-    let got: Vec<(String, Option<&str>, Option<&str>, Option<i64>)> = spans
+    type Row<'a> = (String, Option<&'a str>, Option<&'a str>, Option<i64>);
+    let got: Vec<Row> = spans
         .iter()
         .map(|s| {
             (
