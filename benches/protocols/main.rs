@@ -20,7 +20,9 @@
 //! to a Go HTTPS server (both traced through the Go `crypto/tls` probes):
 //! eBPF ns per request per side, and of those the Go TLS probes' share.
 //!
-//! Needs root, nginx, wrk and Go (`golang-go`). Writes `protocols.md` and
+//! Then HTTP/2 over h2c (`h2`): nghttpd and h2load at 10k requests/s.
+//!
+//! Needs root, nginx, wrk, Go (`golang-go`), nghttpd and h2load. Writes `protocols.md` and
 //! `protocols.json`.
 
 #[path = "../common/mod.rs"]
@@ -28,6 +30,7 @@ mod common;
 
 mod agent;
 mod gotls;
+mod h2;
 mod report;
 
 use std::collections::BTreeMap;
@@ -173,8 +176,12 @@ fn main() -> Result<()> {
     }
     drop(nginx);
     drop(go);
+    let h2 = h2::measure(sonde, dir.path(), rounds, seconds)?;
     results.load_after = loadavg();
-    let (markdown, figures) = report::render(&results);
+    let (mut markdown, mut figures) = report::render(&results);
+    let (h2_markdown, h2_figures) = h2::render(&h2);
+    markdown.push_str(&h2_markdown);
+    figures.extend(h2_figures);
     println!("{markdown}");
     common::write_report(&out, "protocols", &markdown, &figures, report::details(&results));
     Ok(())

@@ -50,6 +50,11 @@ pub const TEST_PACKAGES: &[&str] = &[
     // and Go gRPC from Debian's packaged sources (GOPATH mode).
     "golang-go",
     "golang-google-grpc-dev",
+    // Protocol tracing III: nghttpd and h2load (HTTP/2 over h2c and TLS),
+    // Node's https with its own OpenSSL (nodejs is below; grpcio is in
+    // VENV_PACKAGES).
+    "nghttp2-server",
+    "nghttp2-client",
     // The disk queue-depth test's load (fio's own iostat-style figures).
     "fio",
     // The profile source's separate debug info (libc's static functions,
@@ -137,7 +142,7 @@ pub const NET_BENCH_PACKAGES: &[&str] = &["nginx", "wrk", "bpftrace"];
 pub const AGENT_BENCH_PACKAGES: &[&str] = &["nginx", "wrk"];
 
 /// What `cargo xtask bench protocols` serves and loads (wrk paced by Lua).
-pub const PROTOCOLS_BENCH_PACKAGES: &[&str] = &["nginx", "wrk", "golang-go"];
+pub const PROTOCOLS_BENCH_PACKAGES: &[&str] = &["nginx", "wrk", "golang-go", "nghttp2-server", "nghttp2-client"];
 
 /// Whether this process runs as root.
 pub fn is_root() -> bool {

@@ -119,8 +119,9 @@ impl Default for Queries {
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProtocolsSourceConfig {
-    /// Protocols to trace: `http` (HTTP/1.x), `postgresql`, `mysql`
-    /// (MySQL and MariaDB), `redis`, `dns`. Default `["http"]`.
+    /// Protocols to trace: `http` (HTTP/1.x), `http2` (HTTP/2 and gRPC),
+    /// `postgresql`, `mysql` (MySQL and MariaDB), `redis`, `dns`. Default
+    /// `["http"]`.
     #[serde(default = "default_protocols")]
     pub protocols: Vec<String>,
     /// Bytes copied per call (per read, write, SSL_read …), 256..16384.

@@ -5,7 +5,7 @@ use sonde_ebpf::aya::maps::{HashMap, MapData};
 use sonde_ebpf::loader::Object;
 use sonde_ebpf::LoadError;
 
-use super::abi::{PROTO_DNS, PROTO_HTTP1, PROTO_MAX_DNS_PORTS, PROTO_MYSQL, PROTO_POSTGRES, PROTO_REDIS};
+use super::abi::{PROTO_DNS, PROTO_HTTP1, PROTO_HTTP2, PROTO_MAX_DNS_PORTS, PROTO_MYSQL, PROTO_POSTGRES, PROTO_REDIS};
 
 /// The programs' options (from the source's config).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,6 +70,7 @@ impl Options {
             .iter()
             .map(|p| match p.as_str() {
                 "http" => PROTO_HTTP1,
+                "http2" => PROTO_HTTP2,
                 "postgresql" => PROTO_POSTGRES,
                 "mysql" => PROTO_MYSQL,
                 "redis" => PROTO_REDIS,

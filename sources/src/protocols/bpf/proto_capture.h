@@ -115,9 +115,44 @@ static __always_inline int looks_like_redis(const __u8 *d, __u32 n)
 	return IS_DIGIT(d[2]) && d[3] == '\r' && d[4] == '\n' && d[5] == '$';
 }
 
+/*
+ * HTTP/2: the client preface (`PRI * HTTP/2.0`); a SETTINGS frame (a
+ * server may write its own before reading the client's preface); or, on
+ * a connection found already open, a frame header of a type a peer sends
+ * unprompted (DATA, HEADERS, PING, WINDOW_UPDATE). Each with the reserved
+ * bit clear, a length under 64 KiB and the stream rule of its type. User
+ * space checks the frames that follow.
+ */
+static __always_inline int looks_like_http2(const struct conn *c, const __u8 *d, __u32 n)
+{
+	__u32 stream;
+
+	if (n >= 4 && WORD(d[0], d[1], d[2], d[3]) == WORD('P', 'R', 'I', ' '))
+		return 1;
+	if (n < 9 || d[0] != 0 || (d[5] & 0x80))
+		return 0;
+	stream = BE32(d + 5);
+	if (d[3] == 4) /* SETTINGS */
+		return stream == 0 && d[4] <= 1 && ((__u32)d[1] << 8 | d[2]) % 6 == 0;
+	if (!c->peer.discovered)
+		return 0;
+	switch (d[3]) {
+	case 0: /* DATA */
+	case 1: /* HEADERS */
+		return stream != 0;
+	case 6: /* PING */
+		return stream == 0 && d[1] == 0 && d[2] == 8;
+	case 8: /* WINDOW_UPDATE */
+		return d[1] == 0 && d[2] == 4;
+	}
+	return 0;
+}
+
 /* The PROTO_* bit of the first enabled stream protocol `d` looks like. */
 static __always_inline __u8 stream_protocol(const struct conn *c, const __u8 *d, __u32 n, __u8 dir)
 {
+	if ((protocols & PROTO_HTTP2) && looks_like_http2(c, d, n))
+		return PROTO_HTTP2;
 	if ((protocols & PROTO_HTTP1) && looks_like_http1(d, n))
 		return PROTO_HTTP1;
 	if ((protocols & PROTO_REDIS) && looks_like_redis(d, n))

@@ -191,6 +191,16 @@ struct {
 	__type(value, struct proto_go_offsets);
 } proto_go_offsets SEC(".maps");
 
+/* Thread → the encrypted socket it last read ciphertext from outside a
+ * TLS call: for libraries fed through memory BIOs (Node's TLSWrap reads
+ * the socket, then calls SSL_read with no syscall inside). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, __s32);
+} proto_tls_last_read SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 64);

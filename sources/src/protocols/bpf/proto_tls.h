@@ -5,7 +5,8 @@
  * the call per thread; the socket syscall the library makes inside the
  * call names the fd (tls_saw_fd, the "nested syscall" join Pixie and
  * Coroot use), else the fd that SSL* used last (SSL_read answered from
- * the library's buffer makes no syscall). The return probe sends the
+ * the library's buffer makes no syscall), else, for a library fed through
+ * memory BIOs (Node), the socket the thread last read ciphertext from. The return probe sends the
  * plaintext as the connection's TLS stream. uretprobes are safe here: C
  * stacks do not move.
  */
@@ -58,6 +59,16 @@ static __always_inline int tls_exit(struct pt_regs *ctx, int ex)
 		__s32 *last = bpf_map_lookup_elem(&proto_tls_fds, &call->ssl);
 
 		fd = last ? *last : -1;
+	}
+	if (fd < 0) {
+		/* A memory BIO (Node): the socket this thread read ciphertext
+		 * from last, which is what its event loop feeds the SSL* before
+		 * the call; kept for the SSL* from then on. */
+		__s32 *read = bpf_map_lookup_elem(&proto_tls_last_read, &id);
+
+		fd = read ? *read : -1;
+		if (fd >= 0)
+			bpf_map_update_elem(&proto_tls_fds, &call->ssl, &fd, BPF_ANY);
 	}
 	if (fd < 0) {
 		count(PROTO_STAT_TLS_UNMAPPED);

@@ -69,8 +69,13 @@ static __always_inline struct conn *call_wanted(__u64 id, __u32 fd, __u8 *maybe_
 	c = conn_of(pid, fd, moved_in, moved_out);
 	if (!c || c->gate == GATE_IGNORED)
 		return 0;
-	if (c->encrypted && !bpf_map_lookup_elem(&proto_tls_calls, &id))
+	if (c->encrypted && !bpf_map_lookup_elem(&proto_tls_calls, &id)) {
+		__s32 sfd = fd;
+
+		if (moved_in)
+			bpf_map_update_elem(&proto_tls_last_read, &id, &sfd, BPF_ANY);
 		return 0;
+	}
 	*maybe_tls = c->encrypted || c->gate != GATE_MATCHED;
 	return c;
 }

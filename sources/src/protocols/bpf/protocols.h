@@ -9,8 +9,9 @@
 
 /* Largest capture per call (capture_bytes ≤ this); a power of two. */
 #define PROTO_MAX_CAPTURE 16384
-/* iovecs (readv, sendmsg …) copied per call; the rest is a gap. */
-#define PROTO_MAX_IOV 8
+/* iovecs (readv, sendmsg …) copied per call; the rest is a gap. gRPC
+ * (C-core) writes a call's frames as up to ~20 slices. */
+#define PROTO_MAX_IOV 32
 /* Messages of one sendmmsg/recvmmsg looked at; the rest is a gap. */
 #define PROTO_MAX_MMSG 8
 /* Calls of a connection that may be inspected before it is ignored for
@@ -42,6 +43,7 @@
 #define PROTO_MYSQL 4
 #define PROTO_REDIS 8
 #define PROTO_DNS 16
+#define PROTO_HTTP2 32
 
 /* DNS server ports a datagram socket is captured for. */
 #define PROTO_MAX_DNS_PORTS 4

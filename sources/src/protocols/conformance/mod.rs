@@ -11,10 +11,13 @@
 //!   servers, replayed byte for byte (their gates, SSL refusal, logins);
 //! - [`gotls`]: a Go HTTPS server and client through the Go `crypto/tls`
 //!   probes, when a Go test program is named ([`gotls::GO_TLS_ENV`]).
+//! - [`http2`]: a gRPC session over h2c recorded from grpcio, replayed the
+//!   same way (the preface gate, frames, HPACK, trailers).
 
 mod dns;
 pub mod gotls;
 mod http;
+mod http2;
 mod redis;
 mod replay;
 
@@ -51,6 +54,7 @@ pub fn check() -> Result<String, CheckError> {
         tls: go.is_some(),
         protocols: vec![
             "http".into(),
+            "http2".into(),
             "redis".into(),
             "dns".into(),
             "postgresql".into(),
@@ -65,6 +69,7 @@ pub fn check() -> Result<String, CheckError> {
     dns::workload(dns_server).map_err(CheckError::workload("DNS over loopback UDP"))?;
     let postgres_port = replay::workload(&replay::POSTGRES).map_err(CheckError::workload("a PostgreSQL replay"))?;
     let mariadb_port = replay::workload(&replay::MARIADB).map_err(CheckError::workload("a MariaDB replay"))?;
+    let h2c_port = replay::workload(&replay::H2C_GRPC).map_err(CheckError::workload("an h2c gRPC replay"))?;
     let go_client = match (&go, &go_server) {
         (Some(program), Some(server)) => {
             Some(gotls::workload(program, server).map_err(CheckError::workload("the Go HTTPS client"))?)
@@ -77,10 +82,11 @@ pub fn check() -> Result<String, CheckError> {
             + redis::COMMANDS
             + dns::QUERIES
             + replay::POSTGRES.statements()
-            + replay::MARIADB.statements());
+            + replay::MARIADB.statements()
+            + http2::CALLS);
     let mut spans: Vec<Span> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
-    let ports = [http_port, redis_port, dns_port, postgres_port, mariadb_port];
+    let ports = [http_port, redis_port, dns_port, postgres_port, mariadb_port, h2c_port];
     let wanted = |s: &Span| ports.iter().any(|port| ours(s, *port)) || go_pids.iter().any(|pid| gotls::ours(s, *pid));
     while spans.len() < expected && Instant::now() < deadline {
         let (events, _) = collector.drain(&mut records);
@@ -96,6 +102,7 @@ pub fn check() -> Result<String, CheckError> {
         dns::verify(&spans, dns_port)?,
         replay::verify(&replay::POSTGRES, &spans, postgres_port)?,
         replay::verify(&replay::MARIADB, &spans, mariadb_port)?,
+        http2::verify(&spans, h2c_port)?,
     ];
     if let (Some(server), Some(client)) = (&go_server, go_client) {
         parts.push(gotls::verify(&spans, server.pid(), client)?);

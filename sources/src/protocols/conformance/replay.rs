@@ -47,6 +47,14 @@ pub const MARIADB: Recording = Recording {
     expected: &[("INSERT", ""), ("SELECT", ""), ("UPDATE", ""), ("SELECT", "1146")],
 };
 
+/// grpcio 1.85 (C-core) over h2c: three unary calls on one connection.
+/// Checked by [`super::http2`] (its spans are gRPC, not statements).
+pub const H2C_GRPC: Recording = Recording {
+    name: "gRPC over h2c",
+    text: include_str!("../engine/tests/fixtures/h2-grpc-python.txt"),
+    expected: &[],
+};
+
 impl Recording {
     /// Spans each side must give.
     pub fn statements(&self) -> usize {

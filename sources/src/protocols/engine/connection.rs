@@ -154,6 +154,7 @@ fn clue_of(info: &ConnInfo, settings: &Settings) -> Clue {
         dns_port: [local_port, remote_port]
             .iter()
             .any(|p| *p != 0 && settings.dns_ports.contains(p)),
+        joined: info.preexisting,
     }
 }
 
@@ -193,6 +194,19 @@ fn deliver(protocol: &mut Protocol, clue: &Clue, in_sync: bool, piece: Piece<'_>
                 // Detection was wrong: not this protocol after all.
                 scope.counters.misdetected += 1;
                 *protocol = Protocol::Unknown;
+            } else if let Some(upgrade) = session.upgrade(scope.settings) {
+                let mut next = upgrade.session;
+                for (direction, bytes, at, tid) in &upgrade.leftover {
+                    let piece = Piece {
+                        bytes: Bytes::Data(bytes),
+                        at: *at,
+                        tid: *tid,
+                        boundary: false,
+                        peer: None,
+                    };
+                    next.feed(*direction, piece, scope);
+                }
+                *protocol = Protocol::Speaking(next);
             }
         }
         Protocol::Unknown => {}

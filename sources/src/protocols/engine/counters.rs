@@ -46,6 +46,10 @@ pub struct Counters {
     pub misdetected: u64,
     /// RED or service-graph points whose series did not fit `max_series`.
     pub series_dropped: u64,
+    /// HTTP/2 header fields that could not be decoded (their HPACK
+    /// dynamic-table entry predates the agent, or was lost): their spans
+    /// say `_OTHER` or leave the field out instead of guessing.
+    pub unknown_header_fields: u64,
 }
 
 impl Counters {
@@ -71,6 +75,7 @@ impl Counters {
             ("unknown_protocol", self.unknown_protocol),
             ("misdetected", self.misdetected),
             ("series_cap", self.series_dropped),
+            ("hpack_unknown", self.unknown_header_fields),
         ];
         let mut out = Vec::with_capacity(gaps.len() + dropped.len() + 2);
         for (reason, value) in gaps {

@@ -10,6 +10,7 @@
 use super::super::model::{Direction, Role};
 use super::dns::{looks_like_dns, DnsSession};
 use super::http::{looks_like_http, HttpSession};
+use super::http2::{looks_like_http2, Http2Session};
 use super::mysql::{looks_like_mysql, MysqlSession};
 use super::postgres::{looks_like_postgres, PostgresSession};
 use super::redis::{looks_like_redis, RedisSession};
@@ -33,6 +34,9 @@ pub struct Clue {
     pub datagram: bool,
     /// One end is a configured DNS server port (`dns_ports`, 53 by default).
     pub dns_port: bool,
+    /// The connection was open before the agent: its first bytes seen may
+    /// be any message (an HTTP/2 frame rather than the preface).
+    pub joined: bool,
 }
 
 impl Clue {
@@ -59,7 +63,12 @@ impl Clue {
 /// The first enabled protocol whose start `data` (one direction's bytes
 /// so far) looks like.
 pub fn detect(settings: &Settings, clue: &Clue, data: &[u8]) -> Option<Protocol> {
+    // The HTTP/2 preface is also an HTTP/1-like start line: it goes first.
+    if settings.protocols.contains(&Protocol::Http2) && !clue.datagram && looks_like_http2(data, false) {
+        return Some(Protocol::Http2);
+    }
     settings.protocols.iter().copied().find(|protocol| match protocol {
+        Protocol::Http2 => !clue.datagram && looks_like_http2(data, clue.joined),
         Protocol::Http1 => !clue.datagram && looks_like_http(data),
         Protocol::Postgres => !clue.datagram && looks_like_postgres(clue, data),
         Protocol::Mysql => !clue.datagram && looks_like_mysql(clue, data),
@@ -77,8 +86,8 @@ pub fn session(
     in_sync: bool,
     settings: &Settings,
 ) -> Box<dyn Session> {
-    let _ = settings;
     match protocol {
+        Protocol::Http2 => Box::new(Http2Session::new(requests, in_sync, settings.max_connection_bytes)),
         Protocol::Http1 => Box::new(HttpSession::new(requests, in_sync)),
         Protocol::Postgres => Box::new(PostgresSession::new(requests, in_sync)),
         Protocol::Mysql => Box::new(MysqlSession::new(requests, in_sync)),

@@ -23,6 +23,7 @@ pub mod db;
 pub mod detect;
 pub mod dns;
 pub mod http;
+pub mod http2;
 pub mod infer;
 pub mod mysql;
 pub mod postgres;

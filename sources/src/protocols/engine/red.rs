@@ -42,6 +42,10 @@ pub const DB_SERVER_DURATION: &str = "sonde.db.server.operation.duration";
 pub const DNS_LOOKUP_DURATION: &str = "dns.lookup.duration";
 /// Histogram of DNS queries, seen from a DNS server on this node.
 pub const DNS_SERVER_DURATION: &str = "sonde.dns.server.request.duration";
+/// Histogram of gRPC calls served (milliseconds, as the conventions name it).
+pub const RPC_SERVER_DURATION: &str = "rpc.server.duration";
+/// Histogram of gRPC calls made (milliseconds).
+pub const RPC_CLIENT_DURATION: &str = "rpc.client.duration";
 /// Counter of requests between two services.
 pub const GRAPH_REQUESTS: &str = "sonde.service_graph.requests";
 /// Counter of failed requests between two services.
@@ -53,6 +57,11 @@ pub const SIDE: &str = "sonde.flow.direction";
 /// The OpenTelemetry semantic conventions' advice for HTTP durations.
 pub const BOUNDS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+/// The OpenTelemetry semantic conventions' advice for RPC durations (ms).
+pub const RPC_BOUNDS: [f64; 14] = [
+    5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2500.0, 5000.0, 7500.0, 10000.0,
 ];
 
 /// The OpenTelemetry semantic conventions' advice for database (and, by
@@ -83,6 +92,8 @@ impl RedKey {
                 DB_SERVER_DURATION,
                 "Duration of database operations, seen by the database server.",
             ),
+            (Labels::Rpc { .. }, true) => (RPC_SERVER_DURATION, "Duration of gRPC calls served."),
+            (Labels::Rpc { .. }, false) => (RPC_CLIENT_DURATION, "Duration of gRPC calls made."),
             (Labels::Dns { .. }, false) => (DNS_LOOKUP_DURATION, "Duration of DNS lookups."),
             (Labels::Dns { .. }, true) => (DNS_SERVER_DURATION, "Duration of DNS queries, seen by the DNS server."),
         }
@@ -93,6 +104,7 @@ impl RedKey {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct GraphKey {
     protocol: super::settings::Protocol,
+    grpc: bool,
     server: bool,
     pid: u32,
     cgroup: u64,
@@ -114,12 +126,13 @@ pub struct Red {
     graph: HashMap<GraphKey, Series>,
     bounds: Arc<[f64]>,
     db_bounds: Arc<[f64]>,
+    rpc_bounds: Arc<[f64]>,
     max_series: usize,
 }
 
 impl Series {
-    fn observe(&mut self, outcome: &Outcome) {
-        self.histogram.observe(outcome.duration);
+    fn observe(&mut self, value: f64, outcome: &Outcome) {
+        self.histogram.observe(value);
         self.errors += u64::from(outcome.error);
     }
 }
@@ -129,13 +142,13 @@ impl Series {
 fn add<K: std::hash::Hash + Eq>(
     series: &mut HashMap<K, Series>,
     key: K,
-    outcome: &Outcome,
+    (value, outcome): (f64, &Outcome),
     limits: (&Arc<[f64]>, usize),
     counters: &mut Counters,
     attributes: impl FnOnce() -> Attributes,
 ) {
     if let Some(existing) = series.get_mut(&key) {
-        existing.observe(outcome);
+        existing.observe(value, outcome);
         return;
     }
     let (bounds, max) = limits;
@@ -148,7 +161,7 @@ fn add<K: std::hash::Hash + Eq>(
         histogram: Histogram::new(Arc::clone(bounds)),
         errors: 0,
     };
-    new.observe(outcome);
+    new.observe(value, outcome);
     series.insert(key, new);
 }
 
@@ -160,6 +173,7 @@ impl Red {
             graph: HashMap::new(),
             bounds: Arc::from(BOUNDS.as_slice()),
             db_bounds: Arc::from(DB_BOUNDS.as_slice()),
+            rpc_bounds: Arc::from(RPC_BOUNDS.as_slice()),
             max_series,
         }
     }
@@ -185,9 +199,15 @@ impl Red {
         let bounds = match outcome.labels {
             Labels::Http { .. } => &self.bounds,
             Labels::Db { .. } | Labels::Dns { .. } => &self.db_bounds,
+            Labels::Rpc { .. } => &self.rpc_bounds,
         };
         let limits = (bounds, self.max_series);
-        add(&mut self.durations, red_key, outcome, limits, counters, || {
+        // RPC durations are in milliseconds (their conventions' unit).
+        let value = match outcome.labels {
+            Labels::Rpc { .. } => outcome.duration * 1000.0,
+            _ => outcome.duration,
+        };
+        add(&mut self.durations, red_key, (value, outcome), limits, counters, || {
             let mut red = labels(outcome);
             if let Some(address) = service {
                 if !outcome.server {
@@ -200,8 +220,10 @@ impl Red {
             }
             red
         });
+        let grpc = matches!(outcome.labels, Labels::Rpc { .. });
         let graph_key = GraphKey {
             protocol: outcome.protocol,
+            grpc,
             server: outcome.server,
             pid: info.id.pid,
             cgroup: info.cgroup_id,
@@ -209,26 +231,48 @@ impl Red {
             port: service.map(|a| a.port()),
         };
         let limits = (&self.bounds, self.max_series);
-        add(&mut self.graph, graph_key, outcome, limits, counters, || {
-            let mut graph = process_attributes(info, node, strings);
-            graph.insert(SIDE, if outcome.server { "server" } else { "client" });
-            graph.insert("network.protocol.name", outcome.protocol.name());
-            if let Some(peer) = outcome.remote {
-                graph.insert("network.peer.address", strings.ip(peer.ip()));
-            }
-            if let Some(address) = service {
-                graph.insert("server.port", u32::from(address.port()));
-            }
-            graph
-        });
+        // The graph is in seconds for every protocol.
+        add(
+            &mut self.graph,
+            graph_key,
+            (outcome.duration, outcome),
+            limits,
+            counters,
+            || {
+                let mut graph = process_attributes(info, node, strings);
+                graph.insert(SIDE, if outcome.server { "server" } else { "client" });
+                match outcome.protocol {
+                    super::settings::Protocol::Http2 => {
+                        graph.insert("network.protocol.name", "http");
+                        graph.insert("network.protocol.version", "2");
+                    }
+                    protocol => graph.insert("network.protocol.name", protocol.name()),
+                }
+                if grpc {
+                    graph.insert("rpc.system", "grpc");
+                }
+                if let Some(peer) = outcome.remote {
+                    graph.insert("network.peer.address", strings.ip(peer.ip()));
+                }
+                if let Some(address) = service {
+                    graph.insert("server.port", u32::from(address.port()));
+                }
+                graph
+            },
+        );
     }
 
     /// Every series, cumulative, stamped `now`.
     pub fn to_metrics(&self, now: Timestamp) -> Vec<Metric> {
         let histogram = |name: &'static str, s: &Series, description: &'static str| {
+            let unit = if name == RPC_SERVER_DURATION || name == RPC_CLIENT_DURATION {
+                "ms"
+            } else {
+                "s"
+            };
             Metric::histogram(name, s.histogram.clone(), Temporality::Cumulative)
                 .with_description(description)
-                .with_unit("s")
+                .with_unit(unit)
                 .with_attributes(s.attributes.clone())
                 .with_timestamp(now)
         };
@@ -264,12 +308,34 @@ impl Red {
 fn labels(outcome: &Outcome) -> Attributes {
     match &outcome.labels {
         Labels::Http { method, route, status } => {
-            let mut red = Attributes::new()
-                .with("http.request.method", method.clone())
-                .with("http.route", route.clone())
-                .with("http.response.status_code", u32::from(*status));
+            let mut red = Attributes::new().with("http.request.method", method.clone());
+            // HTTP/2 streams joined mid-connection may have no route or status.
+            if !route.is_empty() {
+                red.insert("http.route", route.clone());
+            }
+            if *status != 0 {
+                red.insert("http.response.status_code", u32::from(*status));
+            }
             if outcome.error {
                 red.insert("error.type", status.to_string());
+            }
+            red
+        }
+        Labels::Rpc {
+            service,
+            method,
+            status,
+        } => {
+            let mut red = Attributes::new().with("rpc.system", "grpc");
+            if !service.is_empty() {
+                red.insert("rpc.service", service.clone());
+                red.insert("rpc.method", method.clone());
+            }
+            if let Some(status) = status {
+                red.insert("rpc.grpc.status_code", u64::from(*status));
+                if outcome.error {
+                    red.insert("error.type", super::http2::grpc::status_name(*status));
+                }
             }
             red
         }

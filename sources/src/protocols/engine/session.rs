@@ -14,6 +14,7 @@ use super::counters::Counters;
 use super::db::DbExchange;
 use super::dns::DnsExchange;
 use super::http::HttpExchange;
+use super::http2::Http2Exchange;
 use super::reassembly::Piece;
 use super::settings::{Protocol, Settings};
 use super::trace_context::{ActiveSpans, Context};
@@ -45,6 +46,8 @@ pub struct Exchange {
 pub enum Detail {
     /// HTTP/1.x.
     Http(Box<HttpExchange>),
+    /// One HTTP/2 stream (gRPC calls included).
+    Http2(Box<Http2Exchange>),
     /// A database statement or command (PostgreSQL, MySQL, Redis).
     Db(Box<DbExchange>),
     /// A DNS query and its answer.
@@ -65,6 +68,16 @@ pub struct Scope<'a> {
     pub out: &'a mut Vec<Exchange>,
 }
 
+/// A connection leaving one protocol for another (`101` to `h2c`): the
+/// new session, and the bytes of each direction that followed the switch
+/// in the pieces already fed.
+pub struct Upgrade {
+    /// The session from now on.
+    pub session: Box<dyn Session>,
+    /// Bytes after the switch, per direction, with the piece they came in.
+    pub leftover: Vec<(Direction, Vec<u8>, Timestamp, u32)>,
+}
+
 /// One connection's protocol state.
 pub trait Session: std::fmt::Debug + Send {
     /// Takes one in-order piece of `direction`'s stream.
@@ -81,5 +94,10 @@ pub trait Session: std::fmt::Debug + Send {
     /// the engine stops feeding the session and counts a false positive.
     fn failed(&self) -> bool {
         false
+    }
+    /// The connection switched to another protocol this session hands
+    /// over to (taken once).
+    fn upgrade(&mut self, _settings: &Settings) -> Option<Upgrade> {
+        None
     }
 }

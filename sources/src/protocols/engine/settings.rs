@@ -9,6 +9,9 @@ use std::time::Duration;
 pub enum Protocol {
     /// HTTP/1.0 and HTTP/1.1.
     Http1,
+    /// HTTP/2 (prior knowledge, `Upgrade: h2c`, TLS with ALPN `h2`), and
+    /// gRPC on it.
+    Http2,
     /// PostgreSQL's frontend/backend protocol v3.
     Postgres,
     /// The MySQL client/server protocol (MySQL and MariaDB).
@@ -23,6 +26,7 @@ impl Protocol {
     /// Every protocol this build parses.
     pub const ALL: &'static [Protocol] = &[
         Protocol::Http1,
+        Protocol::Http2,
         Protocol::Postgres,
         Protocol::Mysql,
         Protocol::Redis,
@@ -38,6 +42,7 @@ impl Protocol {
     pub fn name(self) -> &'static str {
         match self {
             Protocol::Http1 => "http",
+            Protocol::Http2 => "http2",
             Protocol::Postgres => "postgresql",
             Protocol::Mysql => "mysql",
             Protocol::Redis => "redis",

@@ -11,6 +11,7 @@ use super::super::model::{ConnInfo, Direction};
 use super::db::{self, DbSystem};
 use super::dns;
 use super::http::fields;
+use super::http2;
 use super::routes::Routes;
 use super::session::{Detail, Exchange};
 use super::settings::Protocol;
@@ -57,6 +58,15 @@ pub enum Labels {
         status: Option<SharedStr>,
         /// `error.type`.
         error: Option<SharedStr>,
+    },
+    /// gRPC: service, method, status code (`rpc.*`).
+    Rpc {
+        /// `rpc.service` (empty when not decoded).
+        service: SharedStr,
+        /// `rpc.method` (empty when not decoded).
+        method: SharedStr,
+        /// `rpc.grpc.status_code`.
+        status: Option<u32>,
     },
     /// DNS: the question and the response code.
     Dns {
@@ -154,6 +164,15 @@ pub fn build(
             };
             (name, labels, error, message)
         }
+        Detail::Http2(h2) => {
+            let route = h2
+                .request
+                .path
+                .as_ref()
+                .map(|path| routes.route(&service_name(info, server), path));
+            let shape = http2::fields::fill(h2, route, server, &mut fields, strings);
+            (shape.name, shape.labels, shape.error, shape.message)
+        }
         Detail::Db(exchange) => {
             db::fields::fill(exchange, &mut fields);
             let labels = Labels::Db {
@@ -186,7 +205,7 @@ pub fn build(
             )
         }
     };
-    if !matches!(exchange.detail, Detail::Http(_)) {
+    if !matches!(exchange.detail, Detail::Http(_) | Detail::Http2(_)) {
         fields.insert("network.protocol.name", exchange.protocol.name());
     }
     let outcome = Outcome {

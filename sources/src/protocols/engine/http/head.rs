@@ -57,6 +57,8 @@ pub struct Request {
     pub body: BodyLength,
     /// `Upgrade` asked for (the response decides).
     pub upgrade: bool,
+    /// The upgrade asked for is to `h2c` (HTTP/2 in clear text).
+    pub h2c: bool,
 }
 
 /// A response head.
@@ -132,6 +134,7 @@ struct Fields {
     chunked: bool,
     other_coding: bool,
     upgrade: bool,
+    h2c: bool,
 }
 
 fn fields(headers: &[httparse::Header<'_>], settings: &Settings) -> Option<Fields> {
@@ -143,6 +146,7 @@ fn fields(headers: &[httparse::Header<'_>], settings: &Settings) -> Option<Field
         chunked: false,
         other_coding: false,
         upgrade: false,
+        h2c: false,
     };
     for header in headers {
         // Compared without case; lowercased (an allocation) only if kept.
@@ -165,7 +169,10 @@ fn fields(headers: &[httparse::Header<'_>], settings: &Settings) -> Option<Field
             }
             _ if is("content-type") => f.content_type = Some(value.to_owned()),
             _ if is("traceparent") => f.traceparent = TraceParent::parse(value),
-            _ if is("upgrade") => f.upgrade = true,
+            _ if is("upgrade") => {
+                f.upgrade = true;
+                f.h2c = value.split(',').any(|t| t.trim().eq_ignore_ascii_case("h2c"));
+            }
             _ => {}
         }
         if settings.keeps_header(name) {
@@ -196,6 +203,7 @@ fn request_head(request: &httparse::Request<'_, '_>, settings: &Settings) -> Opt
         traceparent: f.traceparent,
         body,
         upgrade: f.upgrade,
+        h2c: f.h2c,
     })
 }
 

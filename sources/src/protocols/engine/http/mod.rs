@@ -16,8 +16,11 @@ pub mod start_line;
 use sonde_core::event::Timestamp;
 
 use super::super::model::Direction;
+use super::http2::head::Head;
+use super::http2::{Http2Session, Upgraded};
 use super::reassembly::Piece;
-use super::session::{Scope, Session};
+use super::session::{Scope, Session, Upgrade};
+use super::settings::{Protocol, Settings};
 use head::{Kind, Request, Response};
 use pairing::Pairing;
 use parser::Parser;
@@ -133,5 +136,45 @@ impl Session for HttpSession {
 
     fn request_direction(&self) -> Option<Direction> {
         self.pairing.requests
+    }
+
+    fn upgrade(&mut self, settings: &Settings) -> Option<Upgrade> {
+        let pending = self.pairing.h2c.take()?;
+        let requests = self.pairing.requests?;
+        if !settings.protocols.contains(&Protocol::Http2) {
+            return None;
+        }
+        let r = pending.request;
+        let mut head = Head::default();
+        head.method = Some(r.method);
+        head.path = Some(r.path);
+        head.query = r.query;
+        head.content_type = r.content_type;
+        head.traceparent = r.traceparent;
+        head.headers = r.headers;
+        let upgraded = Upgraded {
+            requests,
+            request: head,
+            start: pending.start,
+            tid: pending.tid,
+            context: pending.context,
+            parent: pending.parent,
+        };
+        let session = Http2Session::upgraded(upgraded, settings.max_connection_bytes);
+        let mut leftover = Vec::new();
+        for (direction, parser) in [
+            (Direction::Egress, &mut self.egress),
+            (Direction::Ingress, &mut self.ingress),
+        ] {
+            if let Some((bytes, at, tid)) = parser.leftover.take() {
+                leftover.push((direction, bytes, at, tid));
+            }
+        }
+        // The peer answering first: its frames answer stream 1.
+        leftover.sort_by_key(|(_, _, at, _)| *at);
+        Some(Upgrade {
+            session: Box::new(session),
+            leftover,
+        })
     }
 }

@@ -30,6 +30,8 @@ pub struct Pairing {
     skip_response: bool,
     /// A `101` or an accepted `CONNECT`: the connection leaves HTTP.
     pub upgraded: bool,
+    /// The request a `101` to `h2c` answered: HTTP/2's stream 1 now.
+    pub h2c: Option<Pending>,
 }
 
 impl Pairing {
@@ -179,8 +181,13 @@ impl Handler for Side<'_, '_, '_> {
         if pairing.queue.front().is_none_or(|p| p.response.is_none()) {
             return;
         }
-        let Some(p) = pairing.queue.pop_front() else { return };
-        let Some(response) = p.response else { return };
+        let Some(mut p) = pairing.queue.pop_front() else { return };
+        let Some(response) = p.response.take() else { return };
+        if response.status == 101 && p.request.h2c {
+            // Its span is HTTP/2's stream 1, answered there.
+            pairing.h2c = Some(p);
+            return;
+        }
         let http = HttpExchange {
             request: p.request,
             response,

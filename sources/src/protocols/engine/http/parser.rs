@@ -44,6 +44,9 @@ pub struct Parser {
     body: Option<Vec<u8>>,
     keep: usize,
     stop: bool,
+    /// Bytes after the head that left HTTP, in the same piece (the first
+    /// frames of `h2c`), with when they came.
+    pub(super) leftover: Option<(Vec<u8>, Timestamp, u32)>,
 }
 
 impl Parser {
@@ -67,6 +70,7 @@ impl Parser {
             body: None,
             keep: 0,
             stop: false,
+            leftover: None,
         }
     }
 
@@ -77,7 +81,10 @@ impl Parser {
             State::Chunked(c) => c.memory(),
             _ => 0,
         };
-        state + self.carry.len() + self.body.as_ref().map_or(0, Vec::len)
+        state
+            + self.carry.len()
+            + self.body.as_ref().map_or(0, Vec::len)
+            + self.leftover.as_ref().map_or(0, |(l, _, _)| l.len())
     }
 
     /// Whether the connection left HTTP in this direction.
@@ -111,9 +118,15 @@ impl Parser {
 
     fn data(&mut self, mut data: &[u8], piece: Piece<'_>, s: &Settings, h: &mut dyn Handler) {
         let mut boundary = piece.boundary;
+        let was_stopped = matches!(self.state, State::Stopped);
         while !data.is_empty() {
             match &mut self.state {
-                State::Stopped => return,
+                State::Stopped => {
+                    if !was_stopped && self.leftover.is_none() && data.len() <= s.max_connection_bytes / 2 {
+                        self.leftover = Some((data.to_vec(), piece.at, piece.tid));
+                    }
+                    return;
+                }
                 State::Resync => match self.resync(data, boundary, (piece.at, piece.tid)) {
                     Some(at) => data = &data[at..],
                     None => return,

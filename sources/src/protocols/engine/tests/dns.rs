@@ -247,6 +247,7 @@ fn other_protocols_and_random_bytes_are_not_dns() {
                     remote_port: port,
                     datagram,
                     dns_port: port == 53,
+                    joined: false,
                 };
                 assert_eq!(detect(&settings, &clue, data), None, "{data:?}");
             }
@@ -262,6 +263,7 @@ fn other_protocols_and_random_bytes_are_not_dns() {
         remote_port: port,
         datagram,
         dns_port: port == 53,
+        joined: false,
     };
     assert_eq!(detect(&settings, &clue(5353, true), &queries[0]), Some(Protocol::Dns));
     assert_eq!(detect(&settings, &clue(53, false), tcp), Some(Protocol::Dns));

@@ -64,6 +64,7 @@ fn random_bytes_never_detect_as_a_database() {
         remote_port: 3306,
         datagram: false,
         dns_port: false,
+        joined: false,
     };
     for _ in 0..200_000 {
         let data: Vec<u8> = (0..rng.usize(1..64)).map(|_| rng.u8(..)).collect();
@@ -90,6 +91,7 @@ fn each_protocol_detects_only_its_own_recordings() {
         remote_port: 0,
         datagram: false,
         dns_port: false,
+        joined: false,
     };
     for (fixture, protocol) in [
         (include_str!("fixtures/pg_psql.txt"), Protocol::Postgres),

@@ -4,8 +4,10 @@
 
 mod dns;
 mod fuzz;
+mod fuzz_h2;
 mod fuzz_kv;
 mod http;
+mod http2;
 mod lifecycle;
 mod metrics;
 mod misinference;

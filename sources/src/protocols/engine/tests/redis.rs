@@ -342,6 +342,7 @@ fn other_protocols_and_random_bytes_are_not_redis() {
             remote_port: 6379,
             datagram: false,
             dns_port: false,
+            joined: false,
         };
         assert_eq!(detect(&settings, &client, data), None);
     }
@@ -359,6 +360,7 @@ fn other_protocols_and_random_bytes_are_not_redis() {
                     remote_port: 6379,
                     datagram: false,
                     dns_port: false,
+                    joined: false,
                 };
                 assert_eq!(
                     detect(&settings, &clue, data),
