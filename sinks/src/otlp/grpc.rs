@@ -138,7 +138,10 @@ impl GrpcTransport {
                     .map_err(|e| failed(tonic::Status::unknown(format!("Service was not ready: {e}"))))?;
                 let path = tonic::codegen::http::uri::PathAndQuery::from_static(METRICS_EXPORT);
                 let codec = EncodedCodec::<ExportMetricsServiceResponse>::default();
-                let response = grpc.unary(self.request(m.body, identity), path, codec).await.map_err(failed)?;
+                let response = grpc
+                    .unary(self.request(m.body, identity), path, codec)
+                    .await
+                    .map_err(failed)?;
                 let partial = response.into_inner().partial_success.unwrap_or_default();
                 Accepted {
                     rejected: partial.rejected_data_points,
