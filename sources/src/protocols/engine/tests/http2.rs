@@ -394,7 +394,7 @@ fn grpc_unary_streaming_and_trailers_only_calls() {
     assert!(rpc.iter().all(|m| m.unit.as_deref() == Some("ms")));
     assert!(metrics
         .iter()
-        .any(|m| m.name.as_str() == "sonde_service_graph_requests_total"
+        .any(|m| m.name.as_str() == crate::protocols::engine::red::GRAPH_REQUESTS
             && m.attributes.get("rpc.system").and_then(|v| v.as_str()) == Some("grpc")));
 }
 
