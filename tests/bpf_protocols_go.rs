@@ -1,9 +1,10 @@
 //! `source "protocols"` and Go's `crypto/tls` (needs root and Debian's
-//! `golang-go`): Go binaries built here, offline, are read for their
-//! version, functions and `tls.Conn` layout; the spans of a real Go HTTPS
-//! server and client equal their own counts, also while goroutine stacks
-//! grow and move during the probed calls; a stripped binary is reported
-//! as not traceable.
+//! `golang-go` and `golang-google-grpc-dev`): Go binaries built here,
+//! offline, are read for their version, functions and `tls.Conn` layout;
+//! the spans of a real Go HTTPS server and client, and of a Go gRPC server
+//! and client over TLS, equal their own counts, also while goroutine
+//! stacks grow and move during the probed calls; a stripped binary is
+//! reported as not traceable.
 //!
 //! With `SONDE_REQUIRE_BPF=1` a machine that cannot load BPF fails the
 //! tests; without it they print why and pass.
@@ -60,6 +61,16 @@ fn go_binaries_are_read_for_their_release_functions_and_conn_layout() {
     match gotls::inspect(&stripped) {
         Inspection::Untraceable(build, Untraceable::Stripped) => assert_eq!(build.go_version, version),
         other => panic!("{other:?}"),
+    }
+}
+
+/// The source at its defaults, but for the connections of `ports` only:
+/// other work on the machine (a benchmark, another test) neither fills the
+/// ring buffer nor adds spans.
+fn only_ports(ports: &[u16]) -> ProtocolsSourceConfig {
+    ProtocolsSourceConfig {
+        ports: ports.to_vec(),
+        ..ProtocolsSourceConfig::default()
     }
 }
 
@@ -143,7 +154,7 @@ fn go_https_spans_equal_their_counts() -> sonde_sources::protocols::bpf::ObjectK
     let binary = golang::build("gotls", dir.path(), "gotls", "");
     // Started before the agent: found by its scan of running processes.
     let mut server = GoServer::start(&binary);
-    let tracer = Tracer::start(&ProtocolsSourceConfig::default());
+    let tracer = Tracer::start(&only_ports(&[server.port, server.deep_port]));
     // /deep recurses in the handler; on deep_port every (*tls.Conn).Read
     // of the server grows the goroutine's stack inside the probed call.
     let mut client = golang::client(&binary, server.port, 40, &["/plain", "/deep"]);
@@ -184,6 +195,76 @@ fn go_https_spans_equal_their_counts() -> sonde_sources::protocols::bpf::ObjectK
         "client spans = the Go client's counts"
     );
     collector.programs().object_kind()
+}
+
+/// `METHOD CODE` of gRPC spans (`rpc.method`, `rpc.grpc.status_code`):
+/// the server's own (by pid) or the client's to `port`; checks the
+/// service and, for the streaming call, its message count.
+fn grpc_calls(spans: &[Span], server_pid: u32, port: u16, kind: SpanKind) -> BTreeMap<String, usize> {
+    let mut calls = BTreeMap::new();
+    for span in spans.iter().filter(|s| s.kind == kind) {
+        let Some(Value::Int(pid)) = span.attributes.get(sonde_core::event::keys::PID) else {
+            continue;
+        };
+        let ours = match kind {
+            SpanKind::Server => *pid as u32 == server_pid,
+            _ => *pid as u32 != server_pid && text(span, "server.port") == port.to_string(),
+        };
+        if !ours {
+            continue;
+        }
+        assert_eq!(text(span, "rpc.system"), "grpc", "{span:?}");
+        assert_eq!(text(span, "rpc.service"), "grpc.health.v1.Health", "{span:?}");
+        let method = text(span, "rpc.method");
+        if method == "Watch" {
+            assert_eq!(text(span, "sonde.rpc.response.messages"), "3", "{span:?}");
+        }
+        let line = format!("{method} {}", text(span, "rpc.grpc.status_code"));
+        *calls.entry(line).or_default() += 1;
+    }
+    calls
+}
+
+/// gRPC (HTTP/2 with HPACK, ALPN h2) over Go's crypto/tls: a server
+/// started before the agent, a client after it; every handler recurses
+/// deeply first, so stacks move while the server's calls are probed.
+#[test]
+fn go_grpc_over_tls_spans_equal_the_server_and_client_counts() {
+    if !bpf_available_or_skip("go_grpc_over_tls_spans_equal_the_server_and_client_counts") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let binary = golang::build("gogrpc", dir.path(), "gogrpc", "");
+    let mut server = GoServer::start(&binary);
+    let tracer = Tracer::start(&only_ports(&[server.port]));
+    let n = 20;
+    let client: BTreeMap<String, usize> = golang::client(&binary, server.port, n, &[]).into_iter().collect();
+    let expected: BTreeMap<String, usize> = [("Check 0", n), ("Check 5", n), ("Watch 0", n)]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    assert_eq!(client, expected, "the Go client's own counts");
+    let pid = server.pid();
+    let port = server.port;
+    let (collector, spans) = tracer.finish(Duration::from_secs(30), |spans| {
+        grpc_calls(spans, pid, port, SpanKind::Server).values().sum::<usize>() >= 3 * n
+            && grpc_calls(spans, pid, port, SpanKind::Client).values().sum::<usize>() >= 3 * n
+    });
+    assert!(server.alive(), "the traced Go gRPC server died");
+    let served: BTreeMap<String, usize> = server.stop().into_iter().collect();
+    assert_eq!(served, expected, "the Go server's own counts");
+    let stats = collector.programs().stats().unwrap();
+    assert_eq!(stats.get(PROTO_STAT_RINGBUF_FULL), 0, "{stats:?}");
+    assert_eq!(
+        grpc_calls(&spans, pid, port, SpanKind::Server),
+        served,
+        "server spans = the Go server's counts"
+    );
+    assert_eq!(
+        grpc_calls(&spans, pid, port, SpanKind::Client),
+        client,
+        "client spans = the Go client's counts"
+    );
 }
 
 #[test]

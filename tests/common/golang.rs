@@ -50,8 +50,8 @@ pub fn version() -> String {
         .to_string()
 }
 
-/// The Go HTTPS server of tests/workload/gotls: ports, and its own counts
-/// at [`GoServer::stop`].
+/// A Go server of tests/workload (gotls, gogrpc): its ports, and its own
+/// counts at [`GoServer::stop`].
 pub struct GoServer {
     child: Child,
     stdin: Option<ChildStdin>,
@@ -84,7 +84,7 @@ impl GoServer {
             child,
             stdout,
             port: ports[0],
-            deep_port: ports[1],
+            deep_port: ports.get(1).copied().unwrap_or(0),
         }
     }
 
@@ -97,14 +97,15 @@ impl GoServer {
         self.child.try_wait().unwrap().is_none()
     }
 
-    /// Stops it; returns `PATH COUNT` of what it served.
+    /// Stops it; returns `WHAT COUNT` of what it served (`WHAT` is a path
+    /// for gotls, `METHOD CODE` for gogrpc).
     pub fn stop(mut self) -> Vec<(String, usize)> {
         drop(self.stdin.take());
         let mut counts = Vec::new();
         for line in (&mut self.stdout).lines() {
             let line = line.unwrap();
             if let Some(rest) = line.strip_prefix("served ") {
-                let (path, n) = rest.split_once(' ').unwrap();
+                let (path, n) = rest.rsplit_once(' ').unwrap();
                 counts.push((path.to_string(), n.parse().unwrap()));
             }
         }
@@ -120,8 +121,9 @@ impl Drop for GoServer {
     }
 }
 
-/// Runs the Go client: `n` requests per path on one keep-alive connection
-/// to `port`; returns its own `PATH COUNT` of 200 responses.
+/// Runs the Go client: `n` requests per path (gotls) or calls of each kind
+/// (gogrpc) on one connection to `port`; returns its own `WHAT COUNT` of
+/// what it completed.
 pub fn client(binary: &Path, port: u16, n: usize, paths: &[&str]) -> Vec<(String, usize)> {
     let out = Command::new(binary)
         .args(["client", &port.to_string(), &n.to_string()])
@@ -138,7 +140,7 @@ pub fn client(binary: &Path, port: u16, n: usize, paths: &[&str]) -> Vec<(String
         .lines()
         .filter_map(|l| l.strip_prefix("done "))
         .map(|rest| {
-            let (path, n) = rest.split_once(' ').unwrap();
+            let (path, n) = rest.rsplit_once(' ').unwrap();
             (path.to_string(), n.parse().unwrap())
         })
         .collect()

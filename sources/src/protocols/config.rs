@@ -19,8 +19,11 @@ pub const MIN_CAPTURE_BYTES: u32 = 256;
 /// Default time between two emissions of the metrics.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 
+/// Every protocol the source knows: "every request on the node" is what
+/// users expect of it without a list (the default grows as protocols are
+/// added, as the HTTP-only first version promised).
 fn default_protocols() -> Vec<String> {
-    vec!["http".to_string()]
+    Protocol::ALL.iter().map(|p| p.name().to_string()).collect()
 }
 const fn default_capture_bytes() -> u32 {
     4096
@@ -120,8 +123,8 @@ impl Default for Queries {
 #[serde(deny_unknown_fields)]
 pub struct ProtocolsSourceConfig {
     /// Protocols to trace: `http` (HTTP/1.x), `http2` (HTTP/2 and gRPC),
-    /// `postgresql`, `mysql` (MySQL and MariaDB), `redis`, `dns`. Default
-    /// `["http"]`.
+    /// `postgresql`, `mysql` (MySQL and MariaDB), `redis`, `dns`. Default:
+    /// all of them.
     #[serde(default = "default_protocols")]
     pub protocols: Vec<String>,
     /// Bytes copied per call (per read, write, SSL_read …), 256..16384.
