@@ -4,10 +4,13 @@
 //!   its own cgroup v2, all threads, plus the kernel-measured run time of
 //!   its eBPF programs) and peak resident memory (VmHWM), for the default
 //!   pipeline and for the default pipeline with every other eBPF source on;
-//! - **loaded node**: nginx (Debian's) serving a small page to wrk over
-//!   loopback, requests/s and p99 latency with the agent off, default, all
-//!   sources; and a micro workload, `getpgid` and `write` system calls in a
-//!   loop pinned to one CPU, ns per call;
+//! - **loaded node, the overhead ledger** (`ledger.rs`): nginx (Debian's)
+//!   serving a small page to wrk over loopback at fixed rates (keep-alive
+//!   at 1k and 10k requests/s, a connection per request at 1k/s), with the
+//!   agent off, default, all sources: per request, the agent's CPU, its
+//!   eBPF run time and the workload's own CPU, off and on (requests/s only
+//!   as context); and a micro workload, `getpgid` and `write` system calls
+//!   in a loop pinned to one CPU, ns per call;
 //! - **per eBPF program**: ns per run, from `BPF_ENABLE_STATS` during a
 //!   separate loaded run (statistics slow every program a little, so they
 //!   are off while throughput is measured).
@@ -27,6 +30,7 @@ mod common;
 #[path = "../net/workload.rs"]
 mod workload;
 
+mod ledger;
 mod modes;
 mod report;
 mod syscalls;
@@ -52,8 +56,8 @@ pub struct Idle {
 /// One loaded round of one mode.
 #[derive(Clone, Debug, Default)]
 pub struct Loaded {
-    pub rps: f64,
-    pub p99_ms: f64,
+    /// The ledger: one sample per workload of `common::rate::WORKLOADS`.
+    pub ledger: Vec<ledger::Sample>,
     pub getpgid_ns: f64,
     pub write_ns: f64,
 }
@@ -125,9 +129,10 @@ fn main() -> Result<()> {
         }
     }
 
-    // Loaded: nginx + wrk, and the system-call loop.
+    // Loaded: nginx + wrk at fixed rates, and the system-call loop.
     let nginx = Nginx::start()?;
     workload::wrk(&nginx, Connections::KeepAlive, 2)?; // warm-up
+    let loads = ledger::calibrate(&nginx)?;
     let mut programs: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
     for round in 0..rounds {
         for m in rotated(Mode::ALL.len(), round) {
@@ -140,18 +145,15 @@ fn main() -> Result<()> {
                     Some(agent)
                 }
             };
-            let run = workload::wrk(&nginx, Connections::KeepAlive, wrk_seconds)?;
+            eprintln!("loaded round {}: {}", round + 1, mode.label());
+            let ledger = ledger::measure(&nginx, &loads, agent.as_ref().map(|a| &a.process), wrk_seconds)?;
             let (getpgid_ns, write_ns) = syscalls::measure(2_000_000)?;
             eprintln!(
-                "loaded round {}: {:<28} {:>7.0} req/s, p99 {:.2} ms, getpgid {getpgid_ns:.0} ns, write {write_ns:.0} ns",
-                round + 1,
-                mode.label(),
-                run.rps,
-                run.p99 * 1e3
+                "loaded round {}: getpgid {getpgid_ns:.0} ns, write {write_ns:.0} ns",
+                round + 1
             );
             results.loaded[m].1.push(Loaded {
-                rps: run.rps,
-                p99_ms: run.p99 * 1e3,
+                ledger,
                 getpgid_ns,
                 write_ns,
             });

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each bench uses only part of it
 
 pub mod process;
+pub mod rate;
 pub mod web;
 
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 # CAP_DAC_READ_SEARCH + CAP_SYS_PTRACE; `sonde doctor` checks). Each event
 # is a `network.connect`, `network.accept` or `network.listen` log record
 # with the process (pid, name, executable, cgroup, user), its
-# `process.exec_id` and parent chain, and both endpoints
+# `sonde.process.exec_id` and parent chain, and both endpoints
 # (`source.*` = initiator, `destination.*` = responder). Events left out
 # are only counted (sonde_connections_dropped_total{reason}).
 #   sonde run --config configs/examples/connections.hcl

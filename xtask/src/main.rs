@@ -50,6 +50,10 @@ enum Task {
         /// baseline is more than 25 % worse than in BENCHMARKS.json.
         #[arg(long, conflicts_with = "names")]
         check: bool,
+        /// With --check: measure and write the check's references (the
+        /// `check` part of BENCHMARKS.json) instead of comparing.
+        #[arg(long, requires = "check")]
+        record: bool,
     },
     /// The kernel matrix: boot each kernel (Debian's 5.10, 6.1, 6.12 and
     /// newest) under qemu and check that every eBPF source loads and sees
@@ -107,7 +111,9 @@ fn run() -> Result<()> {
             test.extend(args.iter().map(String::as_str));
             cargo(&test)
         }
-        Task::Bench { check: true, .. } => bench::check(),
+        Task::Bench {
+            check: true, record, ..
+        } => bench::check(record),
         Task::Bench { names, .. } => bench::run(&names),
         Task::Kernels {
             kernels,

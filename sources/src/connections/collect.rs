@@ -98,7 +98,7 @@ impl Collector {
     }
 
     /// The process image the event names: the `process` source's (same
-    /// `process.exec_id` as its exec) when one runs and knows it, else this
+    /// `sonde.process.exec_id` as its exec) when one runs and knows it, else this
     /// source's own cache, filled from `/proc`. An image is recognised by
     /// its start time and name: a pid reused, or a process that exec'd
     /// (its name changed), is read again.

@@ -71,7 +71,7 @@ pub struct Match {
 /// An audit of network connections: outbound `connect()`s, inbound
 /// `accept()`s and new listeners, IPv4 and IPv6, each reported as a log
 /// record (`network.connect`, `network.accept`, `network.listen`) with the
-/// process, its `process.exec_id` and parent chain, and both endpoints;
+/// process, its `sonde.process.exec_id` and parent chain, and both endpoints;
 /// filtered in the kernel by `match` (CIDRs, ports, process, cgroup).
 /// Not seen: connects and accepts made through io_uring, TCP Fast Open
 /// connects made by `sendto(MSG_FASTOPEN)`, UDP peers reached by `sendto`

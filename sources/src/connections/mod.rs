@@ -22,8 +22,8 @@
 //! `network.listen`, with the attributes of the `process` source
 //! (`process.pid`, `process.executable.name`, `process.executable.path`,
 //! `cgroup.id`, `user.id`: `pod_enrich` adds the pod) and its fields of
-//! identity and ancestry (`process.exec_id`, `process.parent_pid`,
-//! `process.parent.exec_id`, `process.parent.executable.path`,
+//! identity and ancestry (`sonde.process.exec_id`, `process.parent_pid`,
+//! `sonde.process.parent.exec_id`, `sonde.process.parent.executable.path`,
 //! `sonde.process.ancestry`); then `network.transport`, `network.type`,
 //! `source.address`/`source.port` (the initiator) and
 //! `destination.address`/`destination.port` (the responder) — or
@@ -33,7 +33,7 @@
 //! network.transport}` counts what was reported.
 //!
 //! **Process identity.** When a `process` source runs in the same agent,
-//! a process it knows is named by its `process.exec_id` and chain (see
+//! a process it knows is named by its `sonde.process.exec_id` and chain (see
 //! [`crate::process::ancestry`]); otherwise — or when this event is read
 //! before that source has read the process' exec — the process is read from
 //! `/proc` (origin `procfs`, its exec id from its start time), and a

@@ -159,7 +159,7 @@ pub struct Ancestry {
 
 /// The live processes of the caches that publish ([`Ancestry::publish`]:
 /// the `process` source's), for the agent's other sources: a process they
-/// report is then named by the same `process.exec_id` as in its exec.
+/// report is then named by the same `sonde.process.exec_id` as in its exec.
 fn published() -> &'static RwLock<HashMap<u32, Arc<Process>>> {
     static PUBLISHED: OnceLock<RwLock<HashMap<u32, Arc<Process>>>> = OnceLock::new();
     PUBLISHED.get_or_init(RwLock::default)

@@ -57,7 +57,7 @@ const fn default_max_exec_series() -> usize {
 }
 
 /// Process lifecycle: a `Log` event for each exec (`process.exec`: binary,
-/// argv, cwd, credentials, cgroup, stable `process.exec_id`) and each exit
+/// argv, cwd, credentials, cgroup, stable `sonde.process.exec_id`) and each exit
 /// of a whole process (`process.exit`: exit code or signal, lifetime), and,
 /// when asked, each new process (`process.fork`); every event with its
 /// parent chain. From the tracepoints `sched:sched_process_exec`, `_fork`

@@ -22,13 +22,13 @@ pub const EXIT: &str = "process.exit";
 pub const FORK: &str = "process.fork";
 
 /// Field: the process image's stable id (`node:key_ns:pid`).
-pub const EXEC_ID: &str = "process.exec_id";
+pub const EXEC_ID: &str = "sonde.process.exec_id";
 /// Field: the parent's pid.
 pub const PARENT_PID: &str = "process.parent_pid";
 /// Field: the parent's exec id.
-pub const PARENT_EXEC_ID: &str = "process.parent.exec_id";
+pub const PARENT_EXEC_ID: &str = "sonde.process.parent.exec_id";
 /// Field: the parent's executable.
-pub const PARENT_EXE: &str = "process.parent.executable.path";
+pub const PARENT_EXE: &str = "sonde.process.parent.executable.path";
 /// Field: argv, a JSON array of strings (a prefix when truncated).
 pub const ARGS: &str = "process.command_args";
 /// Field: whether argv was longer than kept (`args` is a byte-exact prefix).

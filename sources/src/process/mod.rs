@@ -19,10 +19,10 @@
 //! - `process.fork` (`Log`, with `fork = true`): each new process (threads
 //!   are not processes and are left out, as are kernel threads).
 //!
-//! Every event carries `process.exec_id` (`node:key_ns:pid`, stable and
+//! Every event carries `sonde.process.exec_id` (`node:key_ns:pid`, stable and
 //! unique across pid reuse and across execs: see [`ancestry`]), its parent
-//! (`process.parent_pid`, `process.parent.exec_id`,
-//! `process.parent.executable.path`) and the chain of ancestors in
+//! (`process.parent_pid`, `sonde.process.parent.exec_id`,
+//! `sonde.process.parent.executable.path`) and the chain of ancestors in
 //! `sonde.process.ancestry` (up to `ancestry_depth`), each with its origin:
 //! `exec`, `fork`, or `procfs` for processes that predate the agent (read
 //! from `/proc` at start; their exits still carry their status). The
