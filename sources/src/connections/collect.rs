@@ -148,7 +148,7 @@ impl Collector {
         if e.cgroup_id != 0 {
             log.attributes.insert(keys::CGROUP_ID, e.cgroup_id);
         }
-        log.attributes.insert("user.id", e.uid.to_string());
+        log.attributes.insert("process.user.id", i64::from(e.uid));
         let fields = &mut log.fields;
         fields.insert("thread.id", e.tid);
         fields.insert(TRANSPORT, if udp { "udp" } else { "tcp" });

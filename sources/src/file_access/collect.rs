@@ -95,7 +95,7 @@ impl Collector {
         if e.cgroup_id != 0 {
             attributes.insert(keys::CGROUP_ID, e.cgroup_id);
         }
-        attributes.insert("user.id", e.uid.to_string());
+        attributes.insert("process.user.id", i64::from(e.uid));
         attributes.insert(keys::node(), self.node.clone());
         let path = e.path();
         let mut fields = Attributes::new()

@@ -141,7 +141,7 @@ impl OomReporter {
         let mut fields = Attributes::new().with(CGROUP_OF_VICTIM, oom.from_victim != 0);
         if oom.from_victim != 0 {
             fields.insert(SCORE_ADJ, i64::from(oom.oom_score_adj));
-            fields.insert("user.id", oom.uid.to_string());
+            fields.insert("process.user.id", i64::from(oom.uid));
         }
         let usage = oom.memcg_usage_pages.saturating_mul(self.page_size);
         // PAGE_COUNTER_MAX (LONG_MAX / PAGE_SIZE) means no limit.
