@@ -306,7 +306,7 @@ static __always_inline void emit(struct scratch *s, struct conn *c, __u32 pid, _
 	    looks_like_tls(s->data, captured)) {
 		conn_encrypt(c, dir, at);
 		fill_head(&s->head, PROTO_EVENT_ENCRYPTED, pid, fd, c);
-		if (bpf_ringbuf_output(&proto_events, &s->head, sizeof(s->head), ring_flags()))
+		if (bpf_ringbuf_output(&proto_events, &s->head, sizeof(s->head), ring_flags(sizeof(s->head))))
 			count(PROTO_STAT_RINGBUF_FULL);
 		return;
 	}
@@ -325,7 +325,7 @@ static __always_inline void emit(struct scratch *s, struct conn *c, __u32 pid, _
 	s->head.direction = dir;
 	s->head.tls = tls;
 	captured &= 2 * PROTO_MAX_CAPTURE - 1;
-	if (bpf_ringbuf_output(&proto_events, s, sizeof(s->head) + captured, ring_flags()))
+	if (bpf_ringbuf_output(&proto_events, s, sizeof(s->head) + captured, ring_flags(sizeof(s->head) + captured)))
 		count(PROTO_STAT_RINGBUF_FULL);
 }
 

@@ -270,7 +270,7 @@ static __always_inline int conn_announce(struct conn *c, __u32 pid, __u32 fd)
 		return 0;
 	fill_head(&open.head, PROTO_EVENT_OPEN, pid, fd, c);
 	open.peer = c->peer;
-	if (bpf_ringbuf_output(&proto_events, &open, sizeof(open), ring_flags())) {
+	if (bpf_ringbuf_output(&proto_events, &open, sizeof(open), ring_flags(sizeof(open)))) {
 		count(PROTO_STAT_RINGBUF_FULL);
 		return -1;
 	}
@@ -294,7 +294,7 @@ static __always_inline void conn_close(__u32 pid, __u32 fd)
 	}
 	if (c->announced) {
 		fill_head(&e, PROTO_EVENT_CLOSE, pid, fd, c);
-		if (bpf_ringbuf_output(&proto_events, &e, sizeof(e), ring_flags()))
+		if (bpf_ringbuf_output(&proto_events, &e, sizeof(e), ring_flags(sizeof(e))))
 			count(PROTO_STAT_RINGBUF_FULL);
 	}
 	bpf_map_delete_elem(&proto_conns, &key);
