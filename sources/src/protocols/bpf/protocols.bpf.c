@@ -113,8 +113,12 @@ static __always_inline int call_done(__u64 id, struct conn *c, __s64 ret, __u8 d
 		return 0;
 	if (!c)
 		c = bpf_map_lookup_elem(&proto_conns, &key);
+	if (!c)
+		return 0;
+	if (kind == CALL_BUF && emit_direct(c, pid, fd, dir, ret, buf, 0))
+		return 0;
 	s = scratch_slot();
-	if (!c || !s)
+	if (!s)
 		return 0;
 	if (kind == CALL_BUF) {
 		captured = copy_buf(s, buf, ret);
