@@ -333,24 +333,28 @@ static __always_inline void emit(struct scratch *s, struct conn *c, __u32 pid, _
 /*
  * A data record reserved in the ring and filled there (one copy of the
  * bytes, user memory to ring, instead of two through the per-CPU scratch),
- * for a connection in its steady state: announced, let through, not a
- * datagram socket, its syscall bytes not encrypted, and no TLS handshake
- * to look for in them. Returns 0 when the connection is not in that state
- * (the caller stages the record in the scratch, see emit).
+ * for a connection in its steady state: announced, let through, its
+ * syscall bytes not encrypted and no TLS handshake to look for in them;
+ * a datagram socket's datagram is judged by its peer's port after the
+ * copy (and the reservation discarded when it is no DNS). Returns 0 when
+ * the connection is not in that state (the caller stages the record in
+ * the scratch, see emit).
  *
  * The reservation's size must be a constant: the smallest of a few size
  * classes that holds the capture (the decoder reads `captured` bytes and
  * ignores the rest of the record).
  */
-static __always_inline int emit_direct(struct conn *c, __u32 pid, __u32 fd, __u8 dir, __u64 len, __u64 buf, __u8 tls)
+static __always_inline int emit_direct(struct conn *c, __u64 id, __u32 fd, __u8 dir, __u64 len, __u64 buf, __u8 tls,
+				       __u64 addr)
 {
 	__u64 *pos = tls ? &c->tls_pos[dir & 1] : &c->pos[dir & 1];
 	__u32 n = len < capture_limit() ? len : capture_limit();
 	struct proto_event *e;
 	__u64 size, avail;
 
-	if (!c->announced || c->gate != GATE_MATCHED || c->datagram || (!tls && c->encrypted) ||
-	    (!tls && c->matched == PROTO_POSTGRES))
+	if (!c->announced || (!tls && (c->encrypted || c->matched == PROTO_POSTGRES)))
+		return 0;
+	if (c->datagram ? c->gate == GATE_IGNORED : c->gate != GATE_MATCHED)
 		return 0;
 #define DIRECT_CLASS(N)                                                                      \
 	if (n <= (N)) {                                                                      \
@@ -379,8 +383,8 @@ reserved:
 	e->position = avail;
 	e->timestamp_ns = bpf_ktime_get_ns();
 	e->generation = c->generation;
-	e->pid = pid;
-	e->tid = (__u32)bpf_get_current_pid_tgid();
+	e->pid = id >> 32;
+	e->tid = (__u32)id;
 	e->fd = fd;
 	e->length = len;
 	e->captured = n;
@@ -391,8 +395,17 @@ reserved:
 	__builtin_memset(e->peer_addr, 0, sizeof(e->peer_addr));
 	e->peer_port = 0;
 	e->peer_family = 0;
-	e->datagram = 0;
+	e->datagram = c->datagram;
 	__builtin_memset(e->_pad, 0, sizeof(e->_pad));
+	if (c->datagram) {
+		__u16 port = read_peer(e, addr);
+
+		/* As gate_pass and emit judge a datagram. */
+		if (n == 0 || !(dns_port(c->peer.sport) || dns_port(c->peer.dport) || dns_port(port))) {
+			bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
+			return 1;
+		}
+	}
 	/* The ring holds this record now: wake user space when it crossed a
 	 * mark (see ring_flags). */
 	avail = bpf_ringbuf_query(&proto_events, BPF_RB_AVAIL_DATA);

@@ -77,7 +77,7 @@ static __always_inline void go_tls_send(__u32 pid, __u64 conn, __u64 buf, __s64 
 	if (c->gate == GATE_IGNORED)
 		return;
 	conn_encrypt(c, dir, c->pos[dir & 1]);
-	if (emit_direct(c, pid, fd, dir, n, buf, 1))
+	if (emit_direct(c, bpf_get_current_pid_tgid(), fd, dir, n, buf, 1, 0))
 		return;
 	s = scratch_slot();
 	if (!s)

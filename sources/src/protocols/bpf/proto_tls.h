@@ -78,7 +78,7 @@ static __always_inline int tls_exit(struct pt_regs *ctx, int ex)
 	if (!c || c->gate == GATE_IGNORED)
 		goto done;
 	conn_encrypt(c, call->direction, c->pos[call->direction & 1]);
-	if (emit_direct(c, pid, fd, call->direction, len, call->buf, 1))
+	if (emit_direct(c, id, fd, call->direction, len, call->buf, 1, 0))
 		goto done;
 	s = scratch_slot();
 	if (!s)

@@ -115,7 +115,30 @@ static __always_inline int call_done(__u64 id, struct conn *c, __s64 ret, __u8 d
 		c = bpf_map_lookup_elem(&proto_conns, &key);
 	if (!c)
 		return 0;
-	if (kind == CALL_BUF && emit_direct(c, pid, fd, dir, ret, buf, 0))
+	if (kind == CALL_MSG) {
+		/* The message's iovec array and address, then as readv/writev
+		 * (a message that cannot be read is sent as bytes not captured). */
+		struct msghdr_iov___sonde msg;
+
+		if (bpf_probe_read_user(&msg, sizeof(msg), (void *)buf)) {
+			count(PROTO_STAT_READ_FAILED);
+			__builtin_memset(&msg, 0, sizeof(msg));
+		}
+		kind = CALL_IOV;
+		buf = msg.iov;
+		len = msg.iovlen;
+		addr = msg.namelen ? msg.name : 0;
+	}
+	if (kind == CALL_IOV && len == 1) {
+		/* One buffer (most sendmsg/recvmsg): as read/write. */
+		struct iovec___sonde iov;
+
+		if (!bpf_probe_read_user(&iov, sizeof(iov), (void *)buf)) {
+			kind = CALL_BUF;
+			buf = iov.base;
+		}
+	}
+	if (kind == CALL_BUF && emit_direct(c, id, fd, dir, ret, buf, 0, addr))
 		return 0;
 	s = scratch_slot();
 	if (!s)
@@ -124,15 +147,6 @@ static __always_inline int call_done(__u64 id, struct conn *c, __s64 ret, __u8 d
 		captured = copy_buf(s, buf, ret);
 	} else if (kind == CALL_IOV) {
 		captured = copy_iov(s, buf, len, ret);
-	} else if (kind == CALL_MSG) {
-		struct msghdr_iov___sonde msg;
-
-		if (bpf_probe_read_user(&msg, sizeof(msg), (void *)buf)) {
-			count(PROTO_STAT_READ_FAILED);
-		} else {
-			captured = copy_iov(s, msg.iov, msg.iovlen, ret);
-			addr = msg.namelen ? msg.name : 0;
-		}
 	} else if (kind == CALL_MMSG) {
 		/* ret is a message count: each message is its own record. */
 		for (int i = 0; i < PROTO_MAX_MMSG; i++) {
