@@ -329,7 +329,6 @@ static __always_inline void emit(struct scratch *s, struct conn *c, __u32 pid, _
 		count(PROTO_STAT_RINGBUF_FULL);
 }
 
-
 /*
  * A data record reserved in the ring and filled there (one copy of the
  * bytes, user memory to ring, instead of two through the per-CPU scratch),
@@ -374,6 +373,9 @@ static __always_inline int emit_direct(struct conn *c, __u64 id, __u32 fd, __u8 
 #undef DIRECT_CLASS
 	return 0;
 reserved:
+	/* A datagram may be no DNS (not a loss): the staged path judges it. */
+	if (!e && c->datagram)
+		return 0;
 	avail = *pos;
 	*pos = avail + len;
 	if (!e) {
