@@ -168,7 +168,8 @@ static __always_inline int port_wanted(__u16 port)
  * (or, with DNS enabled, a UDP socket) over IPv4/IPv6: tracked
  * (GATE_INSPECT) or, filtered out, kept as GATE_IGNORED so the walk is
  * not repeated. Other fds go to the not-a-connection cache. Returns the
- * map entry of a socket found at a data call (`discovered`), else 0.
+ * map entry of a socket found at a data call (`discovered` as passed,
+ * whatever tcp_untouched then says), else 0.
  */
 static __always_inline struct conn *conn_make(const struct conn_key *key, __u64 file, __u8 role, __u8 discovered,
 					      __u64 moved_in, __u64 moved_out)
@@ -176,6 +177,8 @@ static __always_inline struct conn *conn_make(const struct conn_key *key, __u64 
 	struct file___sonde *f = (void *)file;
 	struct socket___sonde *sock;
 	struct task_struct___sonde *task;
+	/* Found at a data call, which uses the entry at once. */
+	__u8 found_at_call = discovered;
 	struct conn c = {};
 	__u8 yes = 1;
 	void *sk;
@@ -216,7 +219,7 @@ static __always_inline struct conn *conn_make(const struct conn_key *key, __u64 
 		c.peer.dport = t.dport;
 		c.peer.family = t.family;
 	}
-	if (discovered && !c.datagram && tcp_untouched(sk, moved_in, moved_out))
+	if (found_at_call && !c.datagram && tcp_untouched(sk, moved_in, moved_out))
 		discovered = 0;
 	c.generation = bpf_ktime_get_ns();
 	c.file = file;
@@ -253,7 +256,7 @@ static __always_inline struct conn *conn_make(const struct conn_key *key, __u64 
 	if (bpf_map_lookup_elem(&proto_not_conns, key))
 		bpf_map_delete_elem(&proto_not_conns, key);
 	/* Only a socket found at a data call is used at once. */
-	return discovered ? bpf_map_lookup_elem(&proto_conns, key) : 0;
+	return found_at_call ? bpf_map_lookup_elem(&proto_conns, key) : 0;
 not_conn:
 	bpf_map_update_elem(&proto_not_conns, key, &yes, BPF_ANY);
 	return 0;
