@@ -89,7 +89,7 @@ impl Options {
             self_tgid: if self.exclude_self { std::process::id() } else { 0 },
             filter_ports: u8::from(!self.ports.is_empty()),
             filter_comm: u8::from(!self.exclude_comm.is_empty()),
-            // Wake user space at a quarter of the ring.
+            // Wake user space at each quarter of the ring it fills.
             wakeup_bytes: u64::from(self.ring_bytes / 4),
             ring_bytes: self.ring_bytes,
             dns_ports,

@@ -306,7 +306,7 @@ static __always_inline void emit(struct scratch *s, struct conn *c, __u32 pid, _
 	    looks_like_tls(s->data, captured)) {
 		conn_encrypt(c, dir, at);
 		fill_head(&s->head, PROTO_EVENT_ENCRYPTED, pid, fd, c);
-		if (bpf_ringbuf_output(&proto_events, &s->head, sizeof(s->head), ring_flags()))
+		if (bpf_ringbuf_output(&proto_events, &s->head, sizeof(s->head), ring_flags(sizeof(s->head))))
 			count(PROTO_STAT_RINGBUF_FULL);
 		return;
 	}
@@ -325,8 +325,95 @@ static __always_inline void emit(struct scratch *s, struct conn *c, __u32 pid, _
 	s->head.direction = dir;
 	s->head.tls = tls;
 	captured &= 2 * PROTO_MAX_CAPTURE - 1;
-	if (bpf_ringbuf_output(&proto_events, s, sizeof(s->head) + captured, ring_flags()))
+	if (bpf_ringbuf_output(&proto_events, s, sizeof(s->head) + captured, ring_flags(sizeof(s->head) + captured)))
 		count(PROTO_STAT_RINGBUF_FULL);
+}
+
+/*
+ * A data record reserved in the ring and filled there (one copy of the
+ * bytes, user memory to ring, instead of two through the per-CPU scratch),
+ * for a connection in its steady state: announced, let through, its
+ * syscall bytes not encrypted and no TLS handshake to look for in them;
+ * a datagram socket's datagram is judged by its peer's port after the
+ * copy (and the reservation discarded when it is no DNS). Returns 0 when
+ * the connection is not in that state (the caller stages the record in
+ * the scratch, see emit).
+ *
+ * The reservation's size must be a constant: the smallest of a few size
+ * classes that holds the capture (the decoder reads `captured` bytes and
+ * ignores the rest of the record).
+ */
+static __always_inline int emit_direct(struct conn *c, __u64 id, __u32 fd, __u8 dir, __u64 len, __u64 buf, __u8 tls,
+				       __u64 addr)
+{
+	__u64 *pos = tls ? &c->tls_pos[dir & 1] : &c->pos[dir & 1];
+	__u32 n = len < capture_limit() ? len : capture_limit();
+	struct proto_event *e;
+	__u64 size, avail;
+
+	if (!c->announced || (!tls && (c->encrypted || c->matched == PROTO_POSTGRES)))
+		return 0;
+	if (c->datagram ? c->gate == GATE_IGNORED : c->gate != GATE_MATCHED)
+		return 0;
+#define DIRECT_CLASS(N)                                                                      \
+	if (n <= (N)) {                                                                      \
+		size = sizeof(*e) + (N);                                                     \
+		e = bpf_ringbuf_reserve(&proto_events, sizeof(*e) + (N), 0);                 \
+		if (e && bpf_probe_read_user(e + 1, n, (void *)buf)) {                       \
+			count(PROTO_STAT_READ_FAILED);                                       \
+			n = 0;                                                               \
+		}                                                                            \
+		goto reserved;                                                               \
+	}
+	DIRECT_CLASS(256)
+	DIRECT_CLASS(1024)
+	DIRECT_CLASS(4096)
+	DIRECT_CLASS(8192)
+	DIRECT_CLASS(PROTO_MAX_CAPTURE)
+#undef DIRECT_CLASS
+	return 0;
+reserved:
+	/* A datagram may be no DNS (not a loss): the staged path judges it. */
+	if (!e && c->datagram)
+		return 0;
+	avail = *pos;
+	*pos = avail + len;
+	if (!e) {
+		count(PROTO_STAT_RINGBUF_FULL);
+		return 1;
+	}
+	e->position = avail;
+	e->timestamp_ns = bpf_ktime_get_ns();
+	e->generation = c->generation;
+	e->pid = id >> 32;
+	e->tid = (__u32)id;
+	e->fd = fd;
+	e->length = len;
+	e->captured = n;
+	e->kind = PROTO_EVENT_DATA;
+	e->direction = dir;
+	e->tls = tls;
+	e->role = c->peer.role;
+	__builtin_memset(e->peer_addr, 0, sizeof(e->peer_addr));
+	e->peer_port = 0;
+	e->peer_family = 0;
+	e->datagram = c->datagram;
+	__builtin_memset(e->_pad, 0, sizeof(e->_pad));
+	if (c->datagram) {
+		__u16 port = read_peer(e, addr);
+
+		/* As gate_pass and emit judge a datagram. */
+		if (n == 0 || !(dns_port(c->peer.sport) || dns_port(c->peer.dport) || dns_port(port))) {
+			bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
+			return 1;
+		}
+	}
+	/* The ring holds this record now: wake user space when it crossed a
+	 * mark (see ring_flags). */
+	avail = bpf_ringbuf_query(&proto_events, BPF_RB_AVAIL_DATA);
+	bpf_ringbuf_submit(e, (avail - size) / wakeup_bytes != avail / wakeup_bytes ? BPF_RB_FORCE_WAKEUP :
+										    BPF_RB_NO_WAKEUP);
+	return 1;
 }
 
 #endif

@@ -105,6 +105,48 @@ static __always_inline __u64 fd_file(__u32 fd)
 #endif
 }
 
+/*
+ * sonde_read_tuple in one probe read for IPv4 (two for IPv6) instead of
+ * five: the addresses, ports and family lead struct sock_common
+ * (skc_addrpair, skc_hash, skc_portpair, skc_family: 20 bytes since 2.6),
+ * read as one block, each field at its CO-RE offset within it; the IPv6
+ * addresses follow each other. Falls back to the field-by-field read on a
+ * layout that does not fit.
+ */
+static __always_inline int read_tuple(const void *sk, struct sonde_tuple *t)
+{
+	const struct sock_common___sonde *skc = sk;
+	__u32 base = bpf_core_field_offset(skc->skc_daddr);
+	__u32 saddr = bpf_core_field_offset(skc->skc_rcv_saddr) - base;
+	__u32 dport = bpf_core_field_offset(skc->skc_dport) - base;
+	__u32 num = bpf_core_field_offset(skc->skc_num) - base;
+	__u32 family = bpf_core_field_offset(skc->skc_family) - base;
+	__u32 v6d = bpf_core_field_offset(skc->skc_v6_daddr);
+	__u32 v6s = bpf_core_field_offset(skc->skc_v6_rcv_saddr);
+	__u8 head[24];
+	__u8 v6[32];
+	__u16 port;
+
+	if (saddr > 20 || dport > 22 || num > 22 || family > 22 || v6s != v6d + 16)
+		return sonde_read_tuple(sk, t);
+	if (bpf_probe_read_kernel(head, sizeof(head), (const __u8 *)sk + base))
+		return -1;
+	__builtin_memcpy(&t->family, head + family, 2);
+	__builtin_memcpy(&t->sport, head + num, 2);
+	__builtin_memcpy(&port, head + dport, 2);
+	t->dport = __builtin_bswap16(port);
+	if (t->family == SONDE_AF_INET6) {
+		if (bpf_probe_read_kernel(v6, sizeof(v6), (const __u8 *)sk + v6d))
+			return -1;
+		__builtin_memcpy(t->daddr, v6, 16);
+		__builtin_memcpy(t->saddr, v6 + 16, 16);
+	} else {
+		__builtin_memcpy(t->daddr, head, 4);
+		__builtin_memcpy(t->saddr, head + saddr, 4);
+	}
+	return 0;
+}
+
 /* Whether `port` is a configured DNS server port. */
 static __always_inline int dns_port(__u16 port)
 {
@@ -126,7 +168,8 @@ static __always_inline int port_wanted(__u16 port)
  * (or, with DNS enabled, a UDP socket) over IPv4/IPv6: tracked
  * (GATE_INSPECT) or, filtered out, kept as GATE_IGNORED so the walk is
  * not repeated. Other fds go to the not-a-connection cache. Returns the
- * map entry or 0.
+ * map entry of a socket found at a data call (`discovered` as passed,
+ * whatever tcp_untouched then says), else 0.
  */
 static __always_inline struct conn *conn_make(const struct conn_key *key, __u64 file, __u8 role, __u8 discovered,
 					      __u64 moved_in, __u64 moved_out)
@@ -134,6 +177,8 @@ static __always_inline struct conn *conn_make(const struct conn_key *key, __u64 
 	struct file___sonde *f = (void *)file;
 	struct socket___sonde *sock;
 	struct task_struct___sonde *task;
+	/* Found at a data call, which uses the entry at once. */
+	__u8 found_at_call = discovered;
 	struct conn c = {};
 	__u8 yes = 1;
 	void *sk;
@@ -162,7 +207,7 @@ static __always_inline struct conn *conn_make(const struct conn_key *key, __u64 
 	{
 		struct sonde_tuple t = {};
 
-		if (sonde_read_tuple(sk, &t)) {
+		if (read_tuple(sk, &t)) {
 			count(PROTO_STAT_READ_FAILED);
 			return 0;
 		}
@@ -174,7 +219,7 @@ static __always_inline struct conn *conn_make(const struct conn_key *key, __u64 
 		c.peer.dport = t.dport;
 		c.peer.family = t.family;
 	}
-	if (discovered && !c.datagram && tcp_untouched(sk, moved_in, moved_out))
+	if (found_at_call && !c.datagram && tcp_untouched(sk, moved_in, moved_out))
 		discovered = 0;
 	c.generation = bpf_ktime_get_ns();
 	c.file = file;
@@ -182,8 +227,15 @@ static __always_inline struct conn *conn_make(const struct conn_key *key, __u64 
 	c.peer.role = role;
 	c.peer.discovered = discovered;
 	c.budget = discovered ? PROTO_INSPECT_BUDGET : 2;
+#ifdef PROTO_TASK_STORAGE
+	/* The task as a BTF pointer: plain loads, no probe reads. */
+	task = (void *)bpf_get_current_task_btf();
+	__builtin_memcpy(c.peer.comm, task->group_leader->comm, sizeof(c.peer.comm));
+	c.peer.comm[sizeof(c.peer.comm) - 1] = 0;
+#else
 	task = (void *)bpf_get_current_task();
 	BPF_CORE_READ_STR_INTO(&c.peer.comm, task, group_leader, comm);
+#endif
 	if (filter_ports && !port_wanted(c.peer.sport) && !port_wanted(c.peer.dport))
 		c.gate = GATE_IGNORED;
 	if (filter_comm && bpf_map_lookup_elem(&proto_exclude_comm, c.peer.comm))
@@ -199,8 +251,12 @@ static __always_inline struct conn *conn_make(const struct conn_key *key, __u64 
 		return 0;
 	}
 	count(PROTO_STAT_CONN_INSERTS);
-	bpf_map_delete_elem(&proto_not_conns, key);
-	return bpf_map_lookup_elem(&proto_conns, key);
+	/* A lookup first: a delete takes the bucket's lock even when the key
+	 * is missing (it is, but for an fd that was a file before). */
+	if (bpf_map_lookup_elem(&proto_not_conns, key))
+		bpf_map_delete_elem(&proto_not_conns, key);
+	/* Only a socket found at a data call is used at once. */
+	return found_at_call ? bpf_map_lookup_elem(&proto_conns, key) : 0;
 not_conn:
 	bpf_map_update_elem(&proto_not_conns, key, &yes, BPF_ANY);
 	return 0;
@@ -270,7 +326,7 @@ static __always_inline int conn_announce(struct conn *c, __u32 pid, __u32 fd)
 		return 0;
 	fill_head(&open.head, PROTO_EVENT_OPEN, pid, fd, c);
 	open.peer = c->peer;
-	if (bpf_ringbuf_output(&proto_events, &open, sizeof(open), ring_flags())) {
+	if (bpf_ringbuf_output(&proto_events, &open, sizeof(open), ring_flags(sizeof(open)))) {
 		count(PROTO_STAT_RINGBUF_FULL);
 		return -1;
 	}
@@ -294,7 +350,7 @@ static __always_inline void conn_close(__u32 pid, __u32 fd)
 	}
 	if (c->announced) {
 		fill_head(&e, PROTO_EVENT_CLOSE, pid, fd, c);
-		if (bpf_ringbuf_output(&proto_events, &e, sizeof(e), ring_flags()))
+		if (bpf_ringbuf_output(&proto_events, &e, sizeof(e), ring_flags(sizeof(e))))
 			count(PROTO_STAT_RINGBUF_FULL);
 	}
 	bpf_map_delete_elem(&proto_conns, &key);

@@ -74,10 +74,14 @@ static __always_inline void go_tls_send(__u32 pid, __u64 conn, __u64 buf, __s64 
 		count(PROTO_STAT_TLS_UNMAPPED);
 		return;
 	}
-	s = scratch_slot();
-	if (!s || c->gate == GATE_IGNORED)
+	if (c->gate == GATE_IGNORED)
 		return;
 	conn_encrypt(c, dir, c->pos[dir & 1]);
+	if (emit_direct(c, bpf_get_current_pid_tgid(), fd, dir, n, buf, 1, 0))
+		return;
+	s = scratch_slot();
+	if (!s)
+		return;
 	emit(s, c, pid, fd, dir, n, copy_buf(s, buf, n), 1, 0);
 }
 

@@ -15,8 +15,9 @@ volatile const __u8 filter_comm = 0;
 /* Ports of DNS servers (0: unused slot): a datagram socket's bytes are
  * captured only to or from these. */
 volatile const __u16 dns_ports[PROTO_MAX_DNS_PORTS] = { 53, 0, 0, 0 };
-/* The ring wakes user space only once this much waits (a timer drains
- * the rest), so a busy node costs one wakeup per batch, not per call. */
+/* The ring wakes user space each time this much more waits (a timer
+ * drains the rest), so a busy node costs one wakeup per batch, not per
+ * call (see ring_flags). Never 0. */
 volatile const __u64 wakeup_bytes = 256 * 1024;
 
 /* Gate states of a connection. */
@@ -250,10 +251,20 @@ static __always_inline void count(__u32 stat)
 		*value += 1;
 }
 
-static __always_inline __u64 ring_flags(void)
+/*
+ * Whether the record of `size` bytes about to be sent wakes user space:
+ * only the one that takes the ring past a multiple of wakeup_bytes, so a
+ * batch costs one wakeup. (Waking on every record while the ring waits
+ * above the mark costs an interrupt per record, a self-IPI, on a VM an
+ * exit of microseconds, for as long as the reader is late: the cost grows
+ * when the reader falls behind. Two CPUs racing past a mark may both
+ * miss it; the next mark or user space's drain timer picks them up.)
+ */
+static __always_inline __u64 ring_flags(__u64 size)
 {
-	return bpf_ringbuf_query(&proto_events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP :
-										     BPF_RB_NO_WAKEUP;
+	__u64 avail = bpf_ringbuf_query(&proto_events, BPF_RB_AVAIL_DATA);
+
+	return avail / wakeup_bytes != (avail + size) / wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 }
 
 #endif

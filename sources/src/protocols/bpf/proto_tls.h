@@ -75,10 +75,14 @@ static __always_inline int tls_exit(struct pt_regs *ctx, int ex)
 		goto done;
 	}
 	c = conn_of(pid, fd, 0, 0);
-	s = scratch_slot();
-	if (!c || !s || c->gate == GATE_IGNORED)
+	if (!c || c->gate == GATE_IGNORED)
 		goto done;
 	conn_encrypt(c, call->direction, c->pos[call->direction & 1]);
+	if (emit_direct(c, id, fd, call->direction, len, call->buf, 1, 0))
+		goto done;
+	s = scratch_slot();
+	if (!s)
+		goto done;
 	emit(s, c, pid, fd, call->direction, len, copy_buf(s, call->buf, len), 1, 0);
 done:
 	bpf_map_delete_elem(&proto_tls_calls, &id);

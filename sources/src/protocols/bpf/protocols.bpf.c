@@ -113,22 +113,40 @@ static __always_inline int call_done(__u64 id, struct conn *c, __s64 ret, __u8 d
 		return 0;
 	if (!c)
 		c = bpf_map_lookup_elem(&proto_conns, &key);
+	if (!c)
+		return 0;
+	if (kind == CALL_MSG) {
+		/* The message's iovec array and address, then as readv/writev
+		 * (a message that cannot be read is sent as bytes not captured). */
+		struct msghdr_iov___sonde msg;
+
+		if (bpf_probe_read_user(&msg, sizeof(msg), (void *)buf)) {
+			count(PROTO_STAT_READ_FAILED);
+			__builtin_memset(&msg, 0, sizeof(msg));
+		}
+		kind = CALL_IOV;
+		buf = msg.iov;
+		len = msg.iovlen;
+		addr = msg.namelen ? msg.name : 0;
+	}
+	if (kind == CALL_IOV && len == 1) {
+		/* One buffer (most sendmsg/recvmsg): as read/write. */
+		struct iovec___sonde iov;
+
+		if (!bpf_probe_read_user(&iov, sizeof(iov), (void *)buf)) {
+			kind = CALL_BUF;
+			buf = iov.base;
+		}
+	}
+	if (kind == CALL_BUF && emit_direct(c, id, fd, dir, ret, buf, 0, addr))
+		return 0;
 	s = scratch_slot();
-	if (!c || !s)
+	if (!s)
 		return 0;
 	if (kind == CALL_BUF) {
 		captured = copy_buf(s, buf, ret);
 	} else if (kind == CALL_IOV) {
 		captured = copy_iov(s, buf, len, ret);
-	} else if (kind == CALL_MSG) {
-		struct msghdr_iov___sonde msg;
-
-		if (bpf_probe_read_user(&msg, sizeof(msg), (void *)buf)) {
-			count(PROTO_STAT_READ_FAILED);
-		} else {
-			captured = copy_iov(s, msg.iov, msg.iovlen, ret);
-			addr = msg.namelen ? msg.name : 0;
-		}
 	} else if (kind == CALL_MMSG) {
 		/* ret is a message count: each message is its own record. */
 		for (int i = 0; i < PROTO_MAX_MMSG; i++) {
@@ -156,6 +174,25 @@ static __always_inline int call_done(__u64 id, struct conn *c, __s64 ret, __u8 d
 
 #ifdef PROTO_ARGS_AT_EXIT
 /*
+ * A data call that moved nothing (EAGAIN on a non-blocking socket, most
+ * often): nothing to send, and no fd table walk or discovery (the next
+ * call that moves bytes does that). Only a TLS library's call on a
+ * connection already known learns its socket from it (see tls_saw_fd).
+ */
+static __always_inline int call_failed(__u64 id, __u32 fd)
+{
+	struct conn_key key = { .pid = id >> 32, .fd = fd };
+	struct conn *c;
+
+	if (key.pid == self_tgid)
+		return 0;
+	c = bpf_map_lookup_elem(&proto_conns, &key);
+	if (c && c->gate != GATE_IGNORED && (c->encrypted || c->gate != GATE_MATCHED))
+		tls_saw_fd(id, key.pid, fd);
+	return 0;
+}
+
+/*
  * Kernel 5.15+ (protocols_args.bpf.c): exit programs only, each reading
  * its call's arguments from the task's entry registers (sonde_args.h): one
  * program run per call instead of two, and nothing kept per call.
@@ -172,6 +209,8 @@ static __always_inline int data_exit(struct sys_exit_ctx *ctx, __u8 dir, __u32 f
 	__u8 maybe_tls = 0;
 	struct conn *c;
 
+	if (ctx->ret <= 0)
+		return call_failed(id, fd);
 	c = call_wanted(id, fd, &maybe_tls, dir == PROTO_DIR_INGRESS ? moved : 0, dir == PROTO_DIR_EGRESS ? moved : 0);
 	if (!c)
 		return 0;
@@ -458,7 +497,7 @@ int process_exit(void *ctx)
 	if ((__u32)id != (id >> 32))
 		return 0;
 	fill_head(&e, PROTO_EVENT_EXIT, id >> 32, 0, 0);
-	if (bpf_ringbuf_output(&proto_events, &e, sizeof(e), ring_flags()))
+	if (bpf_ringbuf_output(&proto_events, &e, sizeof(e), ring_flags(sizeof(e))))
 		count(PROTO_STAT_RINGBUF_FULL);
 	return 0;
 }
