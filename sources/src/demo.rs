@@ -8,7 +8,9 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use sonde_core::config::{Checks, Invalid};
-use sonde_core::event::{keys, Attributes, Event, EventBatch, EventKinds, Log, Metric, SharedStr, Timestamp, Value};
+use sonde_core::event::{
+    keys, Attributes, Event, EventBatch, EventKinds, Log, Metric, MetricValue, SharedStr, Temporality, Timestamp, Value,
+};
 use sonde_core::{BoxError, Source, SourceConfig, SourceContext};
 use tokio::time::MissedTickBehavior;
 
@@ -142,10 +144,19 @@ impl DemoGenerator {
     pub fn event(&self, sequence: u64, now: Timestamp) -> Event {
         let attributes = self.series[(sequence % self.series.len() as u64) as usize].clone();
         match self.kind {
-            DemoKind::Metric => Metric::gauge(METRIC_NAME, sequence as f64)
-                .with_attributes(attributes)
-                .with_timestamp(now)
-                .into(),
+            // Built in place: `Metric::gauge` reads the clock (replaced
+            // here by the batch's `now`) and each `with_*` moves the whole
+            // event; in the pipeline benchmark's profile the clock read was
+            // ~10 % of the time and the moves' memmove ~20 %.
+            DemoKind::Metric => Event::Metric(Metric {
+                name: SharedStr::from_static(METRIC_NAME),
+                description: None,
+                unit: None,
+                value: MetricValue::Gauge { value: sequence as f64 },
+                temporality: Temporality::Cumulative,
+                attributes,
+                timestamp: now,
+            }),
             DemoKind::Log => {
                 let mut log = Log::new(LOG_NAME);
                 log.timestamp = now;

@@ -260,11 +260,30 @@ pub fn errno_name(errno: i32) -> String {
     name.to_string()
 }
 
+/// Records turned into events per batch at most: under a connection storm
+/// the ring buffer holds tens of thousands, and building them all at once
+/// held them all in memory at once (~1.5 KiB each with their attributes).
+pub const DRAIN_LIMIT: usize = 1024;
+
 /// Reads every record waiting in `ring`.
 pub fn drain(ring: &mut sonde_ebpf::aya::maps::RingBuf<sonde_ebpf::aya::maps::MapData>) -> Vec<CnEvent> {
+    drain_some(ring, usize::MAX).0
+}
+
+/// Reads at most `limit` records from `ring`; and whether it stopped at
+/// the limit (more may wait).
+pub fn drain_some(
+    ring: &mut sonde_ebpf::aya::maps::RingBuf<sonde_ebpf::aya::maps::MapData>,
+    limit: usize,
+) -> (Vec<CnEvent>, bool) {
     let mut out = Vec::new();
-    while let Some(record) = ring.next() {
+    let mut read = 0;
+    while read < limit {
+        let Some(record) = ring.next() else {
+            return (out, false);
+        };
         out.extend(CnEvent::from_bytes(&record));
+        read += 1;
     }
-    out
+    (out, true)
 }

@@ -7,7 +7,7 @@ use sonde_core::event::Event;
 use sonde_core::{BoxError, SourceContext};
 use tokio::io::unix::AsyncFd;
 
-use super::collect::{drain, Collector};
+use super::collect::{drain, drain_some, Collector, DRAIN_LIMIT};
 use crate::clock::Clock;
 
 /// Runs until shutdown.
@@ -28,8 +28,11 @@ pub(super) async fn run(mut collector: Collector, interval: Duration, mut cx: So
             _ = cx.shutdown.cancelled() => true,
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
-                let records = drain(guard.get_inner_mut());
-                guard.clear_ready();
+                // A bounded batch; the rest is read on the next turn.
+                let (records, more) = drain_some(guard.get_inner_mut(), DRAIN_LIMIT);
+                if !more {
+                    guard.clear_ready();
+                }
                 events.extend(records.iter().map(|r| collector.record(r, &clock)));
                 false
             }

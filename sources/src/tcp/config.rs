@@ -62,13 +62,11 @@ pub struct TcpSourceConfig {
     /// in `sonde_ebpf_map_full_total`. About 750 bytes each. Default 8192.
     #[serde(default = "default_max_series")]
     pub max_series: u32,
-    /// Capacity of the kernel's map of live sockets (an LRU: when full, the
-    /// least recently active socket is forgotten, its later events count
-    /// with pid 0, and `sonde_ebpf_map_evictions_total` counts it). About
-    /// 60 bytes each. Also the capacity of the map that follows each
-    /// socket's state (a plain hash: a socket that finds it full is not
-    /// counted by state, and `sonde_ebpf_map_full_total` counts it; about
-    /// 40 bytes each). Default 65536.
+    /// Capacity of the kernel's map of live sockets, which holds each
+    /// socket's owner, series key and state (a plain hash: a socket that
+    /// finds it full is not counted by state, its events count with pid 0,
+    /// and `sonde_ebpf_map_full_total{map="tcp_socks"}` counts it). About
+    /// 100 bytes each. Default 65536.
     #[serde(default = "default_max_sockets")]
     pub max_sockets: u32,
 }

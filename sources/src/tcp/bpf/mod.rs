@@ -21,7 +21,7 @@ pub use options::Options;
 
 use std::io::Read;
 
-use sonde_ebpf::aya::maps::{HashMap, MapData, PerCpuArray};
+use sonde_ebpf::aya::maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap};
 use sonde_ebpf::aya::programs::{Iter, ProgramError};
 use sonde_ebpf::loader::{Object, ProgramStats};
 use sonde_ebpf::telemetry::{KernelStat, StatTotals, StatsArray};
@@ -34,7 +34,7 @@ static ELF: &[u8] = sonde_ebpf::aya::include_bytes_aligned!(concat!(env!("OUT_DI
 pub const OBJECT: &str = "tcp";
 /// Running totals by key.
 pub const MAP_SERIES: &str = "tcp_series";
-/// Live sockets and their owners (LRU).
+/// Live sockets: their owners, series keys and last states.
 pub const MAP_SOCKS: &str = "tcp_socks";
 /// Listening ports and their owners (LRU).
 pub const MAP_LISTENERS: &str = "tcp_listeners";
@@ -45,8 +45,6 @@ pub const MAP_DROPS: &str = "tcp_drops";
 
 /// Sockets per owner, role, port and state.
 pub const MAP_STATE_COUNTS: &str = "tcp_state_counts";
-/// Sockets whose state is followed, and their keys.
-pub const MAP_STATE_SOCKS: &str = "tcp_state_socks";
 /// Socket inode → owner, for the seed only.
 pub const MAP_SEED_OWNERS: &str = "tcp_seed_owners";
 /// The iterator that counts the sockets older than the programs, once.
@@ -68,7 +66,7 @@ pub const STATS: &[KernelStat] = &[
     KernelStat::lost(TCP_STAT_UNTRACKED, "unattributed"),
     KernelStat::failed_read(TCP_STAT_READ_FAILED, "kernel:sock"),
     // Every insert is still there, was deleted at close, or was evicted.
-    KernelStat::map_full(TCP_STAT_STATE_SOCKS_FULL, MAP_STATE_SOCKS),
+    KernelStat::map_full(TCP_STAT_STATE_SOCKS_FULL, MAP_SOCKS),
     KernelStat::map_full(TCP_STAT_STATES_FULL, MAP_STATE_COUNTS),
     // State changes of sockets older than the programs that the seed
     // missed (kernels before 5.9 have no iter/tcp): counted from then on.
@@ -89,13 +87,14 @@ pub struct TcpPrograms {
     stats: StatsArray,
     drops: Option<PerCpuArray<MapData, u64>>,
     sockless_resets: bool,
-    state_counts: HashMap<MapData, TcpStateKey, i64>,
+    state_counts: PerCpuHashMap<MapData, TcpStateKey, i64>,
     /// Whether the iter/tcp programs loaded (5.9+).
     iterators: bool,
 }
 
-/// Size of `struct sock_state` (a key and a u64), which user space only counts.
-const SOCK_STATE_SIZE: usize = std::mem::size_of::<TcpKey>() + 8;
+/// Size of `struct sock_state` (a state key, a series key, a u64 and a
+/// flag padded to 8), which user space only counts.
+const SOCK_STATE_SIZE: usize = std::mem::size_of::<TcpStateKey>() + std::mem::size_of::<TcpKey>() + 16;
 
 impl std::fmt::Debug for TcpPrograms {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -130,7 +129,6 @@ impl TcpPrograms {
             loader.override_global("track_peer", &track_peer, true);
             loader.map_max_entries(MAP_SERIES, options.max_series.max(1));
             loader.map_max_entries(MAP_SOCKS, options.max_sockets.max(1));
-            loader.map_max_entries(MAP_STATE_SOCKS, options.max_sockets.max(1));
             loader.map_max_entries(MAP_SEED_OWNERS, options.max_sockets.max(1));
         })?;
         let btf = sonde_ebpf::loader::kernel_btf()?;
@@ -245,7 +243,8 @@ impl TcpPrograms {
     pub fn states(&self) -> Result<Vec<(TcpStateKey, i64)>, ReadError> {
         let mut out = Vec::new();
         for entry in self.state_counts.iter() {
-            out.push(entry.map_err(ReadError::of(OBJECT, MAP_STATE_COUNTS))?);
+            let (key, per_cpu) = entry.map_err(ReadError::of(OBJECT, MAP_STATE_COUNTS))?;
+            out.push((key, per_cpu.iter().sum()));
         }
         out.sort_by_key(|(key, _)| *key);
         Ok(out)

@@ -38,36 +38,50 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #include "tcp_maps.h"
 #include "tcp_states.h"
 
-/* connect(): runs in the caller's context, so the owner is current. */
-static __always_inline void on_connect(const void *sk)
+/*
+ * connect(): runs in the caller's context, so the owner is current. The
+ * tuple and owner are read once, for the state key and the series key.
+ */
+static __always_inline void on_connect(const void *sk, struct sock_state *known)
 {
-	struct sock_state state = {};
+	struct sock_state s = {};
+	struct sonde_owner owner = {};
 	struct sonde_tuple t = {};
-	__u64 id = bpf_get_current_pid_tgid();
 
 	if (sonde_read_tuple(sk, &t))
 		count(TCP_STAT_READ_FAILED);
-	state.key.pid = id >> 32;
-	state.key.cgroup_id = bpf_get_current_cgroup_id();
-	bpf_get_current_comm(state.key.comm, sizeof(state.key.comm));
-	state.key.role = TCP_ROLE_CLIENT;
-	state.key.port = t.dport;
-	fill_peer(&state.key, &t);
-	state.connect_start_ns = bpf_ktime_get_ns();
-	track((__u64)sk, &state);
+	sonde_owner_now(&owner);
+	key_owner(&s.state, &owner);
+	s.state.role = TCP_ROLE_CLIENT;
+	s.state.port = t.dport;
+	s.state.state = BPF_TCP_SYN_SENT;
+	s.key.pid = owner.pid;
+	s.key.cgroup_id = owner.cgroup_id;
+	__builtin_memcpy(s.key.comm, owner.comm, sizeof(s.key.comm));
+	s.key.role = TCP_ROLE_CLIENT;
+	s.key.port = t.dport;
+	fill_peer(&s.key, &t);
+	s.connect_start_ns = bpf_ktime_get_ns();
+	s.series = 1;
+	sock_start((__u64)sk, known, &s);
 }
 
 /* listen(): also the caller's context. The port is set unless autobound. */
-static __always_inline void on_listen(const void *sk)
+static __always_inline void on_listen(const void *sk, struct sock_state *known)
 {
 	const struct sock_common___sonde *skc = sk;
 	struct sonde_owner owner = {};
+	struct sock_state s = {};
 	__u32 port = BPF_CORE_READ(skc, skc_num);
 
-	if (!port)
-		return;
 	sonde_owner_now(&owner);
-	bpf_map_update_elem(&tcp_listeners, &port, &owner, BPF_ANY);
+	key_owner(&s.state, &owner);
+	s.state.role = TCP_ROLE_SERVER;
+	s.state.port = port;
+	s.state.state = BPF_TCP_LISTEN;
+	sock_start((__u64)sk, known, &s);
+	if (port)
+		bpf_map_update_elem(&tcp_listeners, &port, &owner, BPF_ANY);
 }
 
 static __always_inline void on_unlisten(const void *sk)
@@ -82,14 +96,13 @@ static __always_inline void on_unlisten(const void *sk)
 }
 
 /* SYN_SENT -> ESTABLISHED or CLOSE: the end of an active open. */
-static __always_inline void on_connect_end(const void *sk, int newstate)
+static __always_inline void on_connect_end(const void *sk, struct sock_state *state, int newstate)
 {
-	__u64 addr = (__u64)sk, start = 0, now = bpf_ktime_get_ns();
-	struct sock_state *state = bpf_map_lookup_elem(&tcp_socks, &addr);
+	__u64 start = 0, now = bpf_ktime_get_ns();
 	struct tcp_counts *counts;
 	struct tcp_key key = {};
 
-	if (state) {
+	if (state && state->series) {
 		key = state->key;
 		start = state->connect_start_ns;
 		state->connect_start_ns = 0;
@@ -113,12 +126,13 @@ static __always_inline void on_connect_end(const void *sk, int newstate)
 }
 
 /* SYN_RECV -> ESTABLISHED: a passive open, owned by the listener's owner. */
-static __always_inline void on_accept(const void *sk)
+static __always_inline void on_accept(const void *sk, struct sock_state *state)
 {
-	struct sock_state state = {};
 	struct sonde_tuple t = {};
 	struct tcp_counts *counts;
 	struct sonde_owner *owner;
+	struct tcp_key key = {};
+	__u64 addr = (__u64)sk;
 	__u32 port;
 
 	if (sonde_read_tuple(sk, &t))
@@ -126,26 +140,33 @@ static __always_inline void on_accept(const void *sk)
 	port = t.sport;
 	owner = bpf_map_lookup_elem(&tcp_listeners, &port);
 	if (owner) {
-		state.key.pid = owner->pid;
-		state.key.cgroup_id = owner->cgroup_id;
-		__builtin_memcpy(state.key.comm, owner->comm, sizeof(state.key.comm));
+		key.pid = owner->pid;
+		key.cgroup_id = owner->cgroup_id;
+		__builtin_memcpy(key.comm, owner->comm, sizeof(key.comm));
 	} else {
 		count(TCP_STAT_UNTRACKED);
 	}
-	state.key.role = TCP_ROLE_SERVER;
-	state.key.port = t.sport;
-	fill_peer(&state.key, &t);
-	track((__u64)sk, &state);
-	counts = counts_for(&state.key);
+	key.role = TCP_ROLE_SERVER;
+	key.port = t.sport;
+	fill_peer(&key, &t);
+	/* A child older than the programs was inserted just now (on_unseeded). */
+	if (!state)
+		state = bpf_map_lookup_elem(&tcp_socks, &addr);
+	if (state) {
+		state->key = key;
+		state->series = 1;
+		state->connect_start_ns = 0;
+	}
+	counts = counts_for(&key);
 	if (counts)
 		__sync_fetch_and_add(&counts->opens, 1);
 }
 
 /* Leaving ESTABLISHED: the connection ends; its smoothed RTT is final. */
-static __always_inline void on_end(const void *sk)
+static __always_inline void on_end(const void *sk, const struct sock_state *state)
 {
 	const struct tcp_sock___sonde *tp = sk;
-	struct tcp_counts *counts = counts_for_sock(sk);
+	struct tcp_counts *counts = counts_for_known(sk, state);
 	__u32 srtt = 0;
 
 	if (!counts)
@@ -161,38 +182,52 @@ static __always_inline void on_end(const void *sk)
 		observe(counts->rtt, &counts->rtt_sum_ns, (__u64)srtt * 1000);
 }
 
+/*
+ * One lookup of the socket per change: its entry (tcp_maps.h) holds both
+ * its state-count key and its series key.
+ */
 SEC("tracepoint/sock/inet_sock_set_state")
 int inet_sock_set_state(struct trace_event_raw_inet_sock_set_state___sonde *ctx)
 {
 	const void *sk = ctx->skaddr;
 	int oldstate = ctx->oldstate;
 	int newstate = ctx->newstate;
+	__u64 addr = (__u64)sk;
+	struct sock_state *state;
 
 	if (ctx->protocol != SONDE_IPPROTO_TCP)
 		return 0;
-	track_state(sk, oldstate, newstate);
+	state = bpf_map_lookup_elem(&tcp_socks, &addr);
 	if (newstate == BPF_TCP_SYN_SENT) {
-		on_connect(sk);
+		on_connect(sk, state);
 		return 0;
 	}
 	if (newstate == BPF_TCP_LISTEN) {
-		on_listen(sk);
+		on_listen(sk, state);
 		return 0;
 	}
 	if (oldstate == BPF_TCP_LISTEN) {
 		/* LISTEN -> SYN_RECV is a child socket being cloned from its listener. */
+		if (newstate == BPF_TCP_SYN_RECV) {
+			on_child(sk, state);
+			return 0;
+		}
 		if (newstate == BPF_TCP_CLOSE)
 			on_unlisten(sk);
-		return 0;
 	}
+	if (state)
+		state_move(state, newstate);
+	else if (newstate != BPF_TCP_CLOSE)
+		/* A socket in CLOSE is gone (unhashed): it is not counted. */
+		on_unseeded(sk, newstate);
 	if (oldstate == BPF_TCP_SYN_SENT)
-		on_connect_end(sk, newstate);
+		on_connect_end(sk, state, newstate);
 	else if (oldstate == BPF_TCP_SYN_RECV && newstate == BPF_TCP_ESTABLISHED)
-		on_accept(sk);
+		on_accept(sk, state);
 	else if (oldstate == BPF_TCP_ESTABLISHED)
-		on_end(sk);
-	if (newstate == BPF_TCP_CLOSE)
-		forget((__u64)sk);
+		on_end(sk, state);
+	if (newstate == BPF_TCP_CLOSE && state)
+		forget(addr);
 	return 0;
 }
 

@@ -39,7 +39,7 @@
 /* Entries added to and deleted from `tcp_socks`; user space derives evictions. */
 #define TCP_STAT_SOCK_INSERTS 4
 #define TCP_STAT_SOCK_DELETES 5
-/* `tcp_state_socks` had no room for a socket: its states are not counted. */
+/* `tcp_socks` had no room for a socket: its states are not counted, its events go untracked. */
 #define TCP_STAT_STATE_SOCKS_FULL 6
 /* `tcp_state_counts` had no room for a new (owner, port, state): not counted. */
 #define TCP_STAT_STATES_FULL 7
@@ -120,7 +120,7 @@ struct tcp_counts {
 
 /*
  * Key of `tcp_state_counts` (value: a signed count of sockets) and value of
- * `tcp_state_socks` (a socket's owner, role, service port and last state).
+ * `tcp_socks` (a socket's owner, role, service port and last state).
  */
 struct tcp_state_key {
 	/* cgroup v2 id of the owner (0 when unknown). */

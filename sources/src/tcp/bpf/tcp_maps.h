@@ -14,16 +14,31 @@
  */
 const volatile __u8 track_peer = 1;
 
-/* What is remembered about a live socket. */
+/*
+ * What is remembered about a live socket: its state-count key and its
+ * series key in one entry, so that each state change costs one lookup of
+ * the socket (the two used to live in two maps, looked up one after the
+ * other on every change).
+ */
 struct sock_state {
+	/* Its key in `tcp_state_counts`, with its last state. */
+	struct tcp_state_key state;
+	/* Its key in `tcp_series`: set once `series` is 1. */
 	struct tcp_key key;
 	/* bpf_ktime_get_ns() of connect(); 0 once the handshake ended. */
 	__u64 connect_start_ns;
+	/* 1 once connect() or the passive open set `key`; 0 for listeners,
+	 * half-open children and sockets older than the programs. */
+	__u8 series;
+	__u8 _pad[7];
 };
 
-/* Live sockets by address. LRU: a socket whose close is missed ages out. */
+/*
+ * Live sockets by address. A plain hash: an evicted socket would leave its
+ * state counted forever; a full map refuses new sockets and counts it.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, TCP_MAX_SOCKETS);
 	__type(key, __u64);
 	__type(value, struct sock_state);
@@ -121,26 +136,22 @@ static __always_inline void untracked_key(const void *sk, struct tcp_key *key)
 	count(TCP_STAT_UNTRACKED);
 }
 
-static __always_inline struct tcp_counts *counts_for_sock(const void *sk)
+/* The totals of a socket: its own key, else the key of an untracked one. */
+static __always_inline struct tcp_counts *counts_for_known(const void *sk, const struct sock_state *state)
 {
-	__u64 addr = (__u64)sk;
-	struct sock_state *state = bpf_map_lookup_elem(&tcp_socks, &addr);
 	struct tcp_key key = {};
 
-	if (state)
+	if (state && state->series)
 		return counts_for(&state->key);
 	untracked_key(sk, &key);
 	return counts_for(&key);
 }
 
-static __always_inline void track(__u64 addr, const struct sock_state *state)
+static __always_inline struct tcp_counts *counts_for_sock(const void *sk)
 {
-	if (!bpf_map_update_elem(&tcp_socks, &addr, state, BPF_NOEXIST)) {
-		count(TCP_STAT_SOCK_INSERTS);
-		return;
-	}
-	/* A stale entry for a reused address: replace it, no net insert. */
-	bpf_map_update_elem(&tcp_socks, &addr, state, BPF_ANY);
+	__u64 addr = (__u64)sk;
+
+	return counts_for_known(sk, bpf_map_lookup_elem(&tcp_socks, &addr));
 }
 
 static __always_inline void forget(__u64 addr)

@@ -4,9 +4,12 @@
  * the kernel from sock:inet_sock_set_state. Included by tcp.bpf.c only
  * (after tcp_maps.h); BPF-only except the structs of tcp.h.
  *
- *   tcp_state_socks   socket address -> its key and last state
- *   tcp_state_counts  key with state -> sockets (signed: decrement the old
- *                     state, increment the new one at each transition)
+ *   tcp_socks         socket address -> its key and last state (with its
+ *                     series key: tcp_maps.h)
+ *   tcp_state_counts  key with state -> sockets, per CPU (signed: decrement
+ *                     the old state, increment the new one at each
+ *                     transition; a socket may change on one CPU and
+ *                     again on another)
  *
  * Sockets older than the programs are seeded once at load by the
  * `tcp_states_seed` iterator (iter/tcp, 5.9+), whose owners come from user
@@ -18,16 +21,13 @@
 #ifndef SONDE_TCP_STATES_H
 #define SONDE_TCP_STATES_H
 
-/* A plain hash: an evicted socket would leave its state counted forever. */
+/*
+ * Per CPU: each transition adds to two counts that both ends of every
+ * connection, on both CPUs, update; a shared value bounced its cache line
+ * between CPUs on every change. User space sums the CPUs.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, TCP_MAX_SOCKETS);
-	__type(key, __u64);
-	__type(value, struct tcp_state_key);
-} tcp_state_socks SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, TCP_MAX_STATE_SERIES);
 	__type(key, struct tcp_state_key);
 	__type(value, __s64);
@@ -77,6 +77,8 @@ static __always_inline void state_add(const struct tcp_state_key *key, __s64 del
 		if (!n)
 			return;
 	}
+	/* This CPU's count: the line stays in this CPU's cache. Still atomic:
+	 * the tracepoint may interrupt the seed iterator on this CPU. */
 	__sync_fetch_and_add(n, delta);
 }
 
@@ -115,73 +117,78 @@ static __always_inline void key_by_port(const void *sk, struct tcp_state_key *ke
 		key_owner(key, listener);
 }
 
-/* The key of a socket starting its life: connect(), listen() or a new child. */
-static __always_inline void key_new(const void *sk, int oldstate, int newstate, struct tcp_state_key *key)
+/* Moves a known socket out of its last state's count, and into `newstate`'s (but CLOSE). */
+static __always_inline void state_move(struct sock_state *s, int newstate)
 {
-	struct sonde_tuple t = {};
-	struct sonde_owner owner = {};
-	struct sonde_owner *listener;
-	__u32 port;
+	struct tcp_state_key key = s->state;
 
-	if (newstate == BPF_TCP_SYN_SENT || newstate == BPF_TCP_LISTEN) {
-		/* Both run in the caller's context. */
-		if (sonde_read_tuple(sk, &t))
-			count(TCP_STAT_READ_FAILED);
-		sonde_owner_now(&owner);
-		key_owner(key, &owner);
-		key->role = newstate == BPF_TCP_SYN_SENT ? TCP_ROLE_CLIENT : TCP_ROLE_SERVER;
-		key->port = newstate == BPF_TCP_SYN_SENT ? t.dport : t.sport;
-		return;
-	}
-	if (oldstate == BPF_TCP_LISTEN) {
-		/* A child cloned from its listener: the listener's owner. */
-		if (sonde_read_tuple(sk, &t))
-			count(TCP_STAT_READ_FAILED);
-		port = t.sport;
-		key->role = TCP_ROLE_SERVER;
-		key->port = t.sport;
-		listener = bpf_map_lookup_elem(&tcp_listeners, &port);
-		if (listener)
-			key_owner(key, listener);
-		return;
-	}
-	/* Older than the programs and missed by the seed. */
-	count(TCP_STAT_STATE_UNSEEDED);
-	key_by_port(sk, key, 0);
-}
-
-/* One transition of one socket: out of the old state's count, into the new. */
-static __always_inline void track_state(const void *sk, int oldstate, int newstate)
-{
-	__u64 addr = (__u64)sk;
-	struct tcp_state_key *known = bpf_map_lookup_elem(&tcp_state_socks, &addr);
-	struct tcp_state_key key = {};
-
-	if (known) {
-		key = *known;
-		state_add(&key, -1);
-		if (newstate == BPF_TCP_CLOSE) {
-			bpf_map_delete_elem(&tcp_state_socks, &addr);
-			return;
-		}
-		known->state = newstate;
-		key.state = newstate;
-		state_add(&key, 1);
-		return;
-	}
-	/* A socket in CLOSE is gone (unhashed): it is not counted. */
+	state_add(&key, -1);
 	if (newstate == BPF_TCP_CLOSE)
 		return;
-	key_new(sk, oldstate, newstate, &key);
+	s->state.state = newstate;
 	key.state = newstate;
-	if (bpf_map_update_elem(&tcp_state_socks, &addr, &key, BPF_NOEXIST)) {
-		/* -EEXIST: the seed got there first and counted it. */
-		if (bpf_map_lookup_elem(&tcp_state_socks, &addr))
-			return;
+	state_add(&key, 1);
+}
+
+/*
+ * A socket starting a life (connect, listen, a new child, or one first
+ * seen now): remembered, and counted in its state. `known` is its entry
+ * when the address is already there (a close that was missed).
+ */
+static __always_inline void sock_start(__u64 addr, struct sock_state *known, const struct sock_state *fresh)
+{
+	struct sock_state *seeded;
+
+	if (known) {
+		state_add(&known->state, -1);
+		*known = *fresh;
+		state_add(&fresh->state, 1);
+		return;
+	}
+	if (!bpf_map_update_elem(&tcp_socks, &addr, fresh, BPF_NOEXIST)) {
+		count(TCP_STAT_SOCK_INSERTS);
+		state_add(&fresh->state, 1);
+		return;
+	}
+	/* -EEXIST: the seed got there first and counted its state. */
+	seeded = bpf_map_lookup_elem(&tcp_socks, &addr);
+	if (!seeded) {
 		count(TCP_STAT_STATE_SOCKS_FULL);
 		return;
 	}
-	state_add(&key, 1);
+	if (fresh->series) {
+		seeded->key = fresh->key;
+		seeded->connect_start_ns = fresh->connect_start_ns;
+		seeded->series = 1;
+	}
+}
+
+/* A child cloned from its listener (LISTEN -> SYN_RECV): the listener's owner. */
+static __always_inline void on_child(const void *sk, struct sock_state *known)
+{
+	const struct sock_common___sonde *skc = sk;
+	struct sock_state s = {};
+	struct sonde_owner *listener;
+	__u32 port = BPF_CORE_READ(skc, skc_num);
+
+	s.state.role = TCP_ROLE_SERVER;
+	s.state.port = port;
+	s.state.state = BPF_TCP_SYN_RECV;
+	listener = bpf_map_lookup_elem(&tcp_listeners, &port);
+	if (listener)
+		key_owner(&s.state, listener);
+	sock_start((__u64)sk, known, &s);
+}
+
+/* A socket older than the programs, missed by the seed: counted from now on. */
+static __always_inline void on_unseeded(const void *sk, int newstate)
+{
+	struct sock_state s = {};
+
+	count(TCP_STAT_STATE_UNSEEDED);
+	key_by_port(sk, &s.state, 0);
+	s.state.state = newstate;
+	sock_start((__u64)sk, 0, &s);
 }
 
 struct bpf_iter_meta___sonde {
@@ -203,7 +210,8 @@ int tcp_states_seed(struct bpf_iter__tcp___sonde *ctx)
 {
 	struct sock_common___sonde *skc = ctx->sk_common;
 	const struct sock___sonde *sk;
-	struct tcp_state_key key = {};
+	struct sock_state entry = {};
+	struct tcp_state_key *key = &entry.state;
 	struct sonde_owner *owner;
 	__u64 addr, inode;
 	__u8 state;
@@ -215,26 +223,27 @@ int tcp_states_seed(struct bpf_iter__tcp___sonde *ctx)
 	if (state == BPF_TCP_TIME_WAIT || state == BPF_TCP_NEW_SYN_RECV || state == BPF_TCP_CLOSE)
 		return 0;
 	addr = (__u64)skc;
-	if (bpf_map_lookup_elem(&tcp_state_socks, &addr))
+	if (bpf_map_lookup_elem(&tcp_socks, &addr))
 		return 0;
 	sk = (const void *)skc;
 	inode = BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino);
 	owner = inode ? bpf_map_lookup_elem(&tcp_seed_owners, &inode) : 0;
 	if (state == BPF_TCP_LISTEN) {
-		key.role = TCP_ROLE_SERVER;
-		key.port = skc->skc_num;
+		key->role = TCP_ROLE_SERVER;
+		key->port = skc->skc_num;
 		if (owner)
-			key_owner(&key, owner);
+			key_owner(key, owner);
 	} else {
-		key_by_port(skc, &key, owner);
+		key_by_port(skc, key, owner);
 	}
-	key.state = state;
-	if (bpf_map_update_elem(&tcp_state_socks, &addr, &key, BPF_NOEXIST)) {
-		if (!bpf_map_lookup_elem(&tcp_state_socks, &addr))
+	key->state = state;
+	if (bpf_map_update_elem(&tcp_socks, &addr, &entry, BPF_NOEXIST)) {
+		if (!bpf_map_lookup_elem(&tcp_socks, &addr))
 			count(TCP_STAT_STATE_SOCKS_FULL);
 		return 0;
 	}
-	state_add(&key, 1);
+	count(TCP_STAT_SOCK_INSERTS);
+	state_add(key, 1);
 	return 0;
 }
 
