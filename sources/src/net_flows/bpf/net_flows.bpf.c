@@ -28,6 +28,7 @@
 #include <bpf/bpf_core_read.h>
 
 #include "sonde_sock.h"
+#include "sonde_ring.h"
 #include "net_flows.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -223,22 +224,15 @@ static __always_inline void on_close(const void *sk, int oldstate)
 	__u64 addr = (__u64)sk;
 	struct tcp_flow *flow = bpf_map_lookup_elem(&flow_tcp, &addr);
 	struct flow_record rec = {};
-	__u64 wakeup, avail;
+	__u64 wakeup;
 
 	if (!flow)
 		return;
 	fill_record(&rec, sk, flow, oldstate == BPF_TCP_SYN_SENT ? FLOW_END_FAILED : FLOW_END_CLOSED);
-	/*
-	 * Wake the reader once, when this record takes what waits across the
-	 * threshold; not for every record above it. A wakeup is an irq_work
-	 * (a self-IPI: a VM exit under a hypervisor), which cost ~75 % of this
-	 * program when every record past the threshold raised one. Records
-	 * past it wait for the reader already woken, or its timer.
-	 */
-	avail = bpf_ringbuf_query(&flow_closed, BPF_RB_AVAIL_DATA);
-	wakeup = avail < FLOW_RINGBUF_WAKEUP_BYTES && avail + sizeof(rec) + 8 >= FLOW_RINGBUF_WAKEUP_BYTES ?
-			 BPF_RB_FORCE_WAKEUP :
-			 BPF_RB_NO_WAKEUP;
+	/* Wake the reader once per threshold crossed, not for every record
+	 * above it (sonde_ring.h: that cost ~75 % of this program). */
+	wakeup = sonde_ring_wakeup(bpf_ringbuf_query(&flow_closed, BPF_RB_AVAIL_DATA), sizeof(rec) + 8,
+				   FLOW_RINGBUF_WAKEUP_BYTES);
 	if (bpf_ringbuf_output(&flow_closed, &rec, sizeof(rec), wakeup))
 		count(FLOW_STAT_RINGBUF_FULL);
 	if (!bpf_map_delete_elem(&flow_tcp, &addr))

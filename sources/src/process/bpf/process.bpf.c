@@ -26,6 +26,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 
+#include "sonde_ring.h"
 #include "process.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -336,13 +337,11 @@ static __always_inline void parent_of(struct task_struct___proc *task, struct pr
 	key->parent_key_ns = known ? known->key_ns : 0;
 }
 
-/* A wakeup per record costs an irq_work (a self-IPI: on a VM, an exit to
- * the hypervisor, ~10 µs): wake user space only when a quarter of the
- * ring waits; its 100 ms timer picks up the rest. */
-static __always_inline __u64 wakeup(void)
+/* Wake user space once per quarter of the ring filled (sonde_ring.h); its
+ * 100 ms timer picks up the rest. */
+static __always_inline __u64 wakeup(__u64 size)
 {
-	return bpf_ringbuf_query(&proc_events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
-										   : BPF_RB_NO_WAKEUP;
+	return sonde_ring_wakeup(bpf_ringbuf_query(&proc_events, BPF_RB_AVAIL_DATA), size, wakeup_bytes);
 }
 
 static __always_inline void keep_key(__u32 pid, struct proc_key *key)
@@ -418,7 +417,7 @@ int process_exec(struct bpf_raw_tracepoint_args *ctx)
 	size = __builtin_offsetof(struct proc_exec, args) + (len & (2 * PROC_ARGS_MAX - 1));
 	if (size > sizeof(*e))
 		size = sizeof(*e);
-	if (bpf_ringbuf_output(&proc_events, e, size, wakeup()))
+	if (bpf_ringbuf_output(&proc_events, e, size, wakeup(size)))
 		count(PROC_STAT_RINGBUF_FULL);
 	return 0;
 }
@@ -461,7 +460,7 @@ int process_fork(struct bpf_raw_tracepoint_args *ctx)
 	/* The child runs in its parent's cgroup (CLONE_INTO_CGROUP aside). */
 	record.head.cgroup_id = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(record.head.comm, sizeof(record.head.comm));
-	if (bpf_ringbuf_output(&proc_events, &record, sizeof(record), wakeup()))
+	if (bpf_ringbuf_output(&proc_events, &record, sizeof(record), wakeup(sizeof(record))))
 		count(PROC_STAT_RINGBUF_FULL);
 	return 0;
 }
@@ -505,7 +504,7 @@ int process_exit(struct bpf_raw_tracepoint_args *ctx)
 		record.status = BPF_CORE_READ(signal, group_exit_code);
 	else
 		record.status = BPF_CORE_READ(task, group_leader, exit_code);
-	if (bpf_ringbuf_output(&proc_events, &record, sizeof(record), wakeup()))
+	if (bpf_ringbuf_output(&proc_events, &record, sizeof(record), wakeup(sizeof(record))))
 		count(PROC_STAT_RINGBUF_FULL);
 	return 0;
 }

@@ -411,8 +411,7 @@ reserved:
 	/* The ring holds this record now: wake user space when it crossed a
 	 * mark (see ring_flags). */
 	avail = bpf_ringbuf_query(&proto_events, BPF_RB_AVAIL_DATA);
-	bpf_ringbuf_submit(e, (avail - size) / wakeup_bytes != avail / wakeup_bytes ? BPF_RB_FORCE_WAKEUP :
-										    BPF_RB_NO_WAKEUP);
+	bpf_ringbuf_submit(e, sonde_ring_wakeup(avail - size, size, wakeup_bytes));
 	return 1;
 }
 

@@ -251,20 +251,11 @@ static __always_inline void count(__u32 stat)
 		*value += 1;
 }
 
-/*
- * Whether the record of `size` bytes about to be sent wakes user space:
- * only the one that takes the ring past a multiple of wakeup_bytes, so a
- * batch costs one wakeup. (Waking on every record while the ring waits
- * above the mark costs an interrupt per record, a self-IPI, on a VM an
- * exit of microseconds, for as long as the reader is late: the cost grows
- * when the reader falls behind. Two CPUs racing past a mark may both
- * miss it; the next mark or user space's drain timer picks them up.)
- */
+/* Whether the record of `size` bytes about to be sent wakes user space:
+ * once per wakeup_bytes filled (sonde_ring.h). */
 static __always_inline __u64 ring_flags(__u64 size)
 {
-	__u64 avail = bpf_ringbuf_query(&proto_events, BPF_RB_AVAIL_DATA);
-
-	return avail / wakeup_bytes != (avail + size) / wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	return sonde_ring_wakeup(bpf_ringbuf_query(&proto_events, BPF_RB_AVAIL_DATA), size, wakeup_bytes);
 }
 
 #endif

@@ -30,6 +30,7 @@
 #include <bpf/bpf_tracing.h>
 
 #include "sonde_sock.h"
+#include "sonde_ring.h"
 #include "protocols.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
