@@ -384,6 +384,44 @@ fn stacks_that_collide_in_the_stack_map_arrive_through_the_spill_map() {
     );
 }
 
+/// The memory target: with the default options, the source's BPF
+/// maps take at most 32 MiB of kernel memory. Counted twice: the profiler's
+/// own sum over its programs' maps, and every BPF map descriptor this test
+/// process holds (`/proc/self/fdinfo`, what the kernel charges each map).
+#[test]
+fn default_maps_fit_in_32_mib() {
+    let test = "default_maps_fit_in_32_mib";
+    let _turn = turn();
+    let Some((collector, _symbols)) = collector_with(test, ProfileSourceConfig::default().max_stacks, true) else {
+        return;
+    };
+    let own = collector.profiler().map_memory_bytes();
+    let mut process = 0u64;
+    for fd in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let is_map = std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == "anon_inode:bpf-map");
+        let info = std::fs::read_to_string(Path::new("/proc/self/fdinfo").join(fd.file_name()));
+        if let (true, Ok(info)) = (is_map, info) {
+            process += info
+                .lines()
+                .find_map(|l| l.strip_prefix("memlock:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    for (name, bytes) in collector.profiler().map_memory() {
+        eprintln!("  {name:<16} {:8.3} MiB", mib(bytes));
+    }
+    eprintln!("profile maps: {:.2} MiB (profiler), {:.2} MiB (all map fds of this process)", mib(own), mib(process));
+    // The row pool alone is unwind_table_mib: the sum cannot be below it.
+    let pool = u64::from(ProfileSourceConfig::default().unwind_table_mib) << 20;
+    assert!(own >= pool, "{own} bytes, less than the {pool}-byte row pool");
+    assert!(own <= 32 << 20, "{:.2} MiB of maps", mib(own));
+    assert!(process <= 32 << 20, "{:.2} MiB of maps in this process", mib(process));
+    // Both sums see the same maps (the process holds no others meanwhile).
+    assert!(process >= own, "{process} < {own}");
+}
+
 /// A process that exits before its last interval is drained, and is not
 /// reaped yet (its parent has not waited: a zombie, with an empty
 /// `/proc/PID/maps`), still has its last samples named from the mappings

@@ -448,17 +448,37 @@ fn python_frames_after(test: &str, python: Option<PathBuf>, first: Option<PathBu
         python.display()
     );
     eprintln!(
-        "python walk counters: {:?}",
-        collector.profiler().python_stats().unwrap()
+        "python walk counters: {:?}; program counters: {:?}",
+        collector.profiler().python_stats().unwrap(),
+        collector.profiler().stats().unwrap()
     );
+    // The samples that miss the chain, most frequent first: why they do.
+    let mut misses: Vec<&sonde_core::event::StackSample> =
+        profile.samples.iter().filter(|s| !python_chain_ok(&s.frames)).collect();
+    misses.sort_by_key(|s| std::cmp::Reverse(s.count));
+    for miss in misses.iter().take(6) {
+        let frames: Vec<String> = miss
+            .frames
+            .iter()
+            .rev()
+            .filter(|f| f.kind != FrameKind::Kernel)
+            .map(|f| match f.line {
+                Some(l) => format!("{}:{l}", f.function),
+                None => f.function.to_string(),
+            })
+            .collect();
+        eprintln!("  missed ×{}: {}", miss.count, frames.join(" → "));
+    }
     // A loaded machine gives the workload well under 3 s of CPU: at least
     // 0.2 s of it (about 300 samples on a quiet one).
     assert!(all >= 20, "too few samples: {all}");
-    // The target is 95 %, met on a quiet machine before the native
-    // unwinder was merged in; since then, under load, 91-93 % (a few
-    // samples where neither walk got past the leaf): held at 90 % until
-    // those are understood.
-    assert!(good as f64 >= 0.90 * all as f64, "{:#?}", profile.samples);
+    // The target. The rest are samples outside the chain (in
+    // `main` between two `sorted` calls, in `sorted` before `key`). Under
+    // load it was 91-93 % while a sample whose native walk spanned a switch
+    // of map sets counted in the new set without its Python stack, which
+    // stayed in the old one; each sample now stays in the set it started
+    // in (PROFILE_STAT_SET_SWITCHED counts those that spanned a switch).
+    assert!(good as f64 >= 0.95 * all as f64, "{:#?}", profile.samples);
     assert_eq!(interleaved, good, "{:#?}", profile.samples);
 }
 
