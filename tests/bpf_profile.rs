@@ -412,7 +412,11 @@ fn default_maps_fit_in_32_mib() {
     for (name, bytes) in collector.profiler().map_memory() {
         eprintln!("  {name:<16} {:8.3} MiB", mib(bytes));
     }
-    eprintln!("profile maps: {:.2} MiB (profiler), {:.2} MiB (all map fds of this process)", mib(own), mib(process));
+    eprintln!(
+        "profile maps: {:.2} MiB (profiler), {:.2} MiB (all map fds of this process)",
+        mib(own),
+        mib(process)
+    );
     // The row pool alone is unwind_table_mib: the sum cannot be below it.
     let pool = u64::from(ProfileSourceConfig::default().unwind_table_mib) << 20;
     assert!(own >= pool, "{own} bytes, less than the {pool}-byte row pool");
