@@ -10,6 +10,7 @@
 //! pass. The tests take turns: each measures CPU time, which another
 //! test's workload would disturb.
 
+mod common;
 #[path = "pprof/mod.rs"]
 mod pprof;
 
@@ -17,9 +18,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::profile::{profile_of, turn};
 use sonde_core::event::{keys, Event, FrameKind, Profile};
 use sonde_ebpf::testing::{bpf_available_or_skip, run_check};
 use sonde_sources::profile::bpf::{PROFILE_STAT_COUNTS_FULL, PROFILE_STAT_SPILLED};
@@ -30,12 +31,6 @@ const HOT_CALLER: &str = "sonde_test_thread";
 const SYSCALL_FN: &str = "sonde_test_syscall_fn";
 
 const FREQUENCY: u64 = 99;
-
-/// One test at a time: each checks sample counts against CPU time.
-fn turn() -> std::sync::MutexGuard<'static, ()> {
-    static TURN: Mutex<()> = Mutex::new(());
-    TURN.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// A workload run: its pid and CPU time.
 struct Run {
@@ -73,21 +68,6 @@ fn run_workload(hot: &Path, args: &[&str], mut during: impl FnMut()) -> Run {
     Run { pid, cpu_ns }
 }
 
-fn profile_of(events: &[Event], pid: u32) -> Profile {
-    let mut merged: Option<Profile> = None;
-    for event in events {
-        let Event::Profile(p) = event else { continue };
-        if p.attributes.get(keys::PID).and_then(|v| v.as_int()) != Some(pid.into()) {
-            continue;
-        }
-        match &mut merged {
-            Some(m) => m.samples.extend(p.samples.iter().cloned()),
-            None => merged = Some((**p).clone()),
-        }
-    }
-    merged.unwrap_or_else(|| panic!("no profile for pid {pid}"))
-}
-
 /// Samples whose stack has the hot function called from its caller: the
 /// user stack was walked (frame pointers) and stored whole.
 fn samples_under_caller(profile: &Profile) -> u64 {
@@ -115,9 +95,6 @@ fn collector(test: &str) -> Option<(Collector, Symbols)> {
 /// [`collector`] with stack maps of `max_stacks` entries; user stacks
 /// walked in BPF (`native_unwinding`) or by the kernel into the stack maps.
 fn collector_with(test: &str, max_stacks: u32, native_unwinding: bool) -> Option<(Collector, Symbols)> {
-    if !bpf_available_or_skip(test) {
-        return None;
-    }
     let config = ProfileSourceConfig {
         comms: vec!["sonde-hot".into()],
         line_numbers: true,
@@ -125,10 +102,7 @@ fn collector_with(test: &str, max_stacks: u32, native_unwinding: bool) -> Option
         native_unwinding,
         ..ProfileSourceConfig::default()
     };
-    let mut collector = Collector::load(&config, "test-node".into(), &[]).expect("profile loads");
-    let mut symbols = collector.symbols();
-    collector.collect(&mut symbols).expect("first drain");
-    Some((collector, symbols))
+    common::profile::collector(test, &config)
 }
 
 /// The kernel matrix's check, on this kernel: samples of a busy thread of
