@@ -158,7 +158,7 @@ impl Object {
         ids.sort_unstable();
         ids.dedup();
         let mut maps: Vec<(String, u64)> = ids.into_iter().filter_map(map_memlock).collect();
-        maps.sort_by(|a, b| b.1.cmp(&a.1));
+        maps.sort_by_key(|m| std::cmp::Reverse(m.1));
         maps
     }
 }
