@@ -16,7 +16,7 @@ source "profile" "cpu" {
   line_numbers = false       # true: file:line from DWARF (costs CPU and memory per binary)
   native_unwinding = true    # walk user stacks with .eh_frame tables (x86-64); false: frame pointers only
   unwind_table_mib = 8       # kernel memory for unwind tables; least recently used evicted when full
-  # With these defaults the BPF maps take 28.7 MiB of kernel memory (README: profile, Memory).
+  # With these defaults the BPF maps take 31.7 MiB of kernel memory (README: profile, Memory).
   # Debug files of stripped binaries missing under /usr/lib/debug, fetched
   # once and cached; empty (the default) never touches the network.
   debuginfod_urls  = []      # e.g. ["https://debuginfod.debian.net"]

@@ -34,7 +34,7 @@
 #define PROFILE_MAX_STACKS 2048
 
 /* Capacity of each spill map: stacks that collided in the stack map. */
-#define PROFILE_MAX_SPILL_STACKS 512
+#define PROFILE_MAX_SPILL_STACKS 2048
 
 /* Set in a stack id that refers to the spill map (ids are below 2^30). */
 #define PROFILE_SPILL_BIT 1073741824
