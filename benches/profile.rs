@@ -77,6 +77,7 @@ struct Sample {
     bpf_runs: u64,
     rss_kib: u64,
     hwm_kib: u64,
+    bpf_map_kib: u64,
 }
 
 impl Sample {
@@ -187,6 +188,7 @@ fn main() {
                 "wall_ns": s.wall_ns,
                 "rss_kib": s.rss_kib,
                 "hwm_kib": s.hwm_kib,
+                "bpf_map_kib": s.bpf_map_kib,
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "runtimes": runtimes::to_json(&runtimes),
@@ -279,6 +281,7 @@ fn run(tool: Tool, args: &Args, dir: &Path) -> Sample {
     let end = running.read();
     let wall_ns = end.at.unwrap().duration_since(start.at.unwrap()).as_nanos() as u64;
     let (rss_kib, hwm_kib) = running.memory_kib();
+    let bpf_map_kib = running.bpf_map_kib();
     running.stop(if tool == Tool::Sonde { "-TERM" } else { "-INT" });
     Sample {
         wall_ns,
@@ -287,6 +290,7 @@ fn run(tool: Tool, args: &Args, dir: &Path) -> Sample {
         bpf_runs: end.bpf_runs.saturating_sub(start.bpf_runs),
         rss_kib,
         hwm_kib,
+        bpf_map_kib,
     }
 }
 
@@ -297,8 +301,8 @@ fn render(results: &[(Tool, Vec<Sample>)], args: &Args) -> String {
          {} interleaved runs per tool, each measured {} s after {} s of warm-up; {cpus} CPUs, both busy \
          (tests/workload/hot.c). CPU = the tool's user-space CPU (its cgroup's cpu.stat) + its BPF \
          programs' run time (BPF_ENABLE_STATS). Target for sonde: ≤ {TARGET_PERCENT} %, cheaper than both.\n\n\
-         | tool | CPU % median | min – max | of which BPF % | BPF ns/sample | RSS MiB (peak) |\n\
-         |---|---:|---:|---:|---:|---:|\n",
+         | tool | CPU % median | min – max | of which BPF % | BPF ns/sample | RSS MiB (peak) | BPF maps MiB |\n\
+         |---|---:|---:|---:|---:|---:|---:|\n",
         args.reps, args.seconds, args.warmup
     );
     for (tool, samples) in results {
@@ -307,6 +311,7 @@ fn render(results: &[(Tool, Vec<Sample>)], args: &Args) -> String {
         let (_, per_run, _) = common::spread(&samples.iter().map(Sample::ns_per_run).collect::<Vec<_>>());
         let rss = samples.iter().map(|s| s.rss_kib).max().unwrap_or(0) as f64 / 1024.0;
         let hwm = samples.iter().map(|s| s.hwm_kib).max().unwrap_or(0) as f64 / 1024.0;
+        let maps = samples.iter().map(|s| s.bpf_map_kib).max().unwrap_or(0) as f64 / 1024.0;
         let per_run = if *tool == Tool::Perf {
             "—".to_string()
         } else {
@@ -314,12 +319,14 @@ fn render(results: &[(Tool, Vec<Sample>)], args: &Args) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {median:.3} | {min:.3} – {max:.3} | {bpf:.3} | {per_run} | {rss:.1} ({hwm:.1}) |",
+            "| {} | {median:.3} | {min:.3} – {max:.3} | {bpf:.3} | {per_run} | {rss:.1} ({hwm:.1}) | {maps:.1} |",
             tool.name()
         );
     }
     out.push_str(
-        "\nperf's kernel-side work (callchain walk, ring-buffer writes in the sampling interrupt) is \
+        "\nBPF maps: the kernel memory (`memlock` in `/proc/PID/fdinfo`) of the BPF maps the tool's \
+         process holds, its whole agent for sonde (target ≤ 32 MiB). \
+         perf's kernel-side work (callchain walk, ring-buffer writes in the sampling interrupt) is \
          charged to the interrupted tasks, not to perf: its figure is a lower bound.\n",
     );
     out

@@ -10,6 +10,7 @@
 //! pass. The tests take turns: each measures CPU time, which another
 //! test's workload would disturb.
 
+mod common;
 #[path = "pprof/mod.rs"]
 mod pprof;
 
@@ -17,9 +18,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::profile::{profile_of, turn};
 use sonde_core::event::{keys, Event, FrameKind, Profile};
 use sonde_ebpf::testing::{bpf_available_or_skip, run_check};
 use sonde_sources::profile::bpf::{PROFILE_STAT_COUNTS_FULL, PROFILE_STAT_SPILLED};
@@ -30,12 +31,6 @@ const HOT_CALLER: &str = "sonde_test_thread";
 const SYSCALL_FN: &str = "sonde_test_syscall_fn";
 
 const FREQUENCY: u64 = 99;
-
-/// One test at a time: each checks sample counts against CPU time.
-fn turn() -> std::sync::MutexGuard<'static, ()> {
-    static TURN: Mutex<()> = Mutex::new(());
-    TURN.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// A workload run: its pid and CPU time.
 struct Run {
@@ -73,21 +68,6 @@ fn run_workload(hot: &Path, args: &[&str], mut during: impl FnMut()) -> Run {
     Run { pid, cpu_ns }
 }
 
-fn profile_of(events: &[Event], pid: u32) -> Profile {
-    let mut merged: Option<Profile> = None;
-    for event in events {
-        let Event::Profile(p) = event else { continue };
-        if p.attributes.get(keys::PID).and_then(|v| v.as_int()) != Some(pid.into()) {
-            continue;
-        }
-        match &mut merged {
-            Some(m) => m.samples.extend(p.samples.iter().cloned()),
-            None => merged = Some((**p).clone()),
-        }
-    }
-    merged.unwrap_or_else(|| panic!("no profile for pid {pid}"))
-}
-
 /// Samples whose stack has the hot function called from its caller: the
 /// user stack was walked (frame pointers) and stored whole.
 fn samples_under_caller(profile: &Profile) -> u64 {
@@ -115,9 +95,6 @@ fn collector(test: &str) -> Option<(Collector, Symbols)> {
 /// [`collector`] with stack maps of `max_stacks` entries; user stacks
 /// walked in BPF (`native_unwinding`) or by the kernel into the stack maps.
 fn collector_with(test: &str, max_stacks: u32, native_unwinding: bool) -> Option<(Collector, Symbols)> {
-    if !bpf_available_or_skip(test) {
-        return None;
-    }
     let config = ProfileSourceConfig {
         comms: vec!["sonde-hot".into()],
         line_numbers: true,
@@ -125,10 +102,7 @@ fn collector_with(test: &str, max_stacks: u32, native_unwinding: bool) -> Option
         native_unwinding,
         ..ProfileSourceConfig::default()
     };
-    let mut collector = Collector::load(&config, "test-node".into(), &[]).expect("profile loads");
-    let mut symbols = collector.symbols();
-    collector.collect(&mut symbols).expect("first drain");
-    Some((collector, symbols))
+    common::profile::collector(test, &config)
 }
 
 /// The kernel matrix's check, on this kernel: samples of a busy thread of
@@ -382,6 +356,48 @@ fn stacks_that_collide_in_the_stack_map_arrive_through_the_spill_map() {
         (total as f64 - expected).abs() <= 0.1 * expected,
         "{total} samples, expected {expected:.1} ± 10 %"
     );
+}
+
+/// The memory target: with the default options, the source's BPF
+/// maps take at most 32 MiB of kernel memory. Counted twice: the profiler's
+/// own sum over its programs' maps, and every BPF map descriptor this test
+/// process holds (`/proc/self/fdinfo`, what the kernel charges each map).
+#[test]
+fn default_maps_fit_in_32_mib() {
+    let test = "default_maps_fit_in_32_mib";
+    let _turn = turn();
+    let Some((collector, _symbols)) = collector_with(test, ProfileSourceConfig::default().max_stacks, true) else {
+        return;
+    };
+    let own = collector.profiler().map_memory_bytes();
+    let mut process = 0u64;
+    for fd in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let is_map = std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == "anon_inode:bpf-map");
+        let info = std::fs::read_to_string(Path::new("/proc/self/fdinfo").join(fd.file_name()));
+        if let (true, Ok(info)) = (is_map, info) {
+            process += info
+                .lines()
+                .find_map(|l| l.strip_prefix("memlock:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    for (name, bytes) in collector.profiler().map_memory() {
+        eprintln!("  {name:<16} {:8.3} MiB", mib(bytes));
+    }
+    eprintln!(
+        "profile maps: {:.2} MiB (profiler), {:.2} MiB (all map fds of this process)",
+        mib(own),
+        mib(process)
+    );
+    // The row pool alone is unwind_table_mib: the sum cannot be below it.
+    let pool = u64::from(ProfileSourceConfig::default().unwind_table_mib) << 20;
+    assert!(own >= pool, "{own} bytes, less than the {pool}-byte row pool");
+    assert!(own <= 32 << 20, "{:.2} MiB of maps", mib(own));
+    assert!(process <= 32 << 20, "{:.2} MiB of maps in this process", mib(process));
+    // Both sums see the same maps (the process holds no others meanwhile).
+    assert!(process >= own, "{process} < {own}");
 }
 
 /// A process that exits before its last interval is drained, and is not

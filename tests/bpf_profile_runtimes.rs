@@ -9,35 +9,25 @@
 //! why and pass. The tests take turns: each measures what one process did
 //! with the CPU, which another test's workload would disturb.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use sonde_core::event::{keys, Event, Frame, FrameKind, Profile};
-use sonde_ebpf::testing::{bpf_available_or_skip, skip_or_fail};
+use common::profile::{profile_of, sample_for, turn};
+use sonde_core::event::{Frame, FrameKind, Profile};
+use sonde_ebpf::testing::skip_or_fail;
 use sonde_sources::profile::{Collector, ProfileSourceConfig, Symbols};
-
-/// One test at a time.
-fn turn() -> std::sync::MutexGuard<'static, ()> {
-    static TURN: Mutex<()> = Mutex::new(());
-    TURN.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// A loaded collector for processes named `comms`, drained once.
 fn collector(test: &str, comms: &[&str]) -> Option<(Collector, Symbols)> {
-    if !bpf_available_or_skip(test) {
-        return None;
-    }
     let config = ProfileSourceConfig {
         comms: comms.iter().map(|c| c.to_string()).collect(),
         line_numbers: false,
         ..ProfileSourceConfig::default()
     };
-    let mut collector = Collector::load(&config, "test-node".into(), &[]).expect("profile loads");
-    let mut symbols = collector.symbols();
-    collector.collect(&mut symbols).expect("first drain");
-    Some((collector, symbols))
+    common::profile::collector(test, &config)
 }
 
 /// The program `name` on PATH (or at that path), else skips or fails the test.
@@ -55,41 +45,6 @@ fn program(test: &str, name: &str) -> Option<PathBuf> {
         skip_or_fail(test, &format!("{name} is not installed"));
     }
     found
-}
-
-/// The samples of process `pid` in `events`, merged.
-fn profile_of(events: &[Event], pid: u32) -> Profile {
-    let mut merged: Option<Profile> = None;
-    for event in events {
-        let Event::Profile(p) = event else { continue };
-        if p.attributes.get(keys::PID).and_then(|v| v.as_int()) != Some(pid.into()) {
-            continue;
-        }
-        match &mut merged {
-            Some(m) => m.samples.extend(p.samples.iter().cloned()),
-            None => merged = Some((**p).clone()),
-        }
-    }
-    merged.unwrap_or_else(|| panic!("no profile for pid {pid}"))
-}
-
-/// Lets `child` run for `duration`, noting new processes meanwhile, then
-/// drains: the profiles of that stretch.
-fn sample_for(
-    collector: &mut Collector,
-    symbols: &mut Symbols,
-    announced: &mut sonde_sources::profile::bpf::NewPids,
-    child: &mut Child,
-    duration: Duration,
-) -> Vec<Event> {
-    let end = Instant::now() + duration;
-    while Instant::now() < end {
-        collector.note_new_pids(&announced.read(), symbols);
-        assert!(child.try_wait().unwrap().is_none(), "the workload exited early");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    collector.note_new_pids(&announced.read(), symbols);
-    collector.collect(symbols).unwrap()
 }
 
 /// The first user frame (the leaf, below the kernel's frames).
@@ -448,17 +403,37 @@ fn python_frames_after(test: &str, python: Option<PathBuf>, first: Option<PathBu
         python.display()
     );
     eprintln!(
-        "python walk counters: {:?}",
-        collector.profiler().python_stats().unwrap()
+        "python walk counters: {:?}; program counters: {:?}",
+        collector.profiler().python_stats().unwrap(),
+        collector.profiler().stats().unwrap()
     );
+    // The samples that miss the chain, most frequent first: why they do.
+    let mut misses: Vec<&sonde_core::event::StackSample> =
+        profile.samples.iter().filter(|s| !python_chain_ok(&s.frames)).collect();
+    misses.sort_by_key(|s| std::cmp::Reverse(s.count));
+    for miss in misses.iter().take(6) {
+        let frames: Vec<String> = miss
+            .frames
+            .iter()
+            .rev()
+            .filter(|f| f.kind != FrameKind::Kernel)
+            .map(|f| match f.line {
+                Some(l) => format!("{}:{l}", f.function),
+                None => f.function.to_string(),
+            })
+            .collect();
+        eprintln!("  missed ×{}: {}", miss.count, frames.join(" → "));
+    }
     // A loaded machine gives the workload well under 3 s of CPU: at least
     // 0.2 s of it (about 300 samples on a quiet one).
     assert!(all >= 20, "too few samples: {all}");
-    // The target is 95 %, met on a quiet machine before the native
-    // unwinder was merged in; since then, under load, 91-93 % (a few
-    // samples where neither walk got past the leaf): held at 90 % until
-    // those are understood.
-    assert!(good as f64 >= 0.90 * all as f64, "{:#?}", profile.samples);
+    // The target. The rest are samples outside the chain (in
+    // `main` between two `sorted` calls, in `sorted` before `key`). Under
+    // load it was 91-93 % while a sample whose native walk spanned a switch
+    // of map sets counted in the new set without its Python stack, which
+    // stayed in the old one; each sample now stays in the set it started
+    // in (PROFILE_STAT_SET_SWITCHED counts those that spanned a switch).
+    assert!(good as f64 >= 0.95 * all as f64, "{:#?}", profile.samples);
     assert_eq!(interleaved, good, "{:#?}", profile.samples);
 }
 

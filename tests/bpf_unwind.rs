@@ -14,25 +14,22 @@
 //! With `SONDE_REQUIRE_BPF=1` a machine that cannot load BPF (or lacks
 //! gcc, g++, rustc, xz) fails the tests; without it they print why and pass.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use common::profile::turn;
 use sonde_core::event::{keys, Event, Frame, FrameKind, Profile};
 use sonde_ebpf::testing::{bpf_available_or_skip, skip_or_fail};
 use sonde_sources::profile::bpf::NewPids;
 use sonde_sources::profile::{Collector, ProfileSourceConfig, Symbols};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-/// One test at a time: the completeness totals cover every workload.
-fn turn() -> std::sync::MutexGuard<'static, ()> {
-    static TURN: Mutex<()> = Mutex::new(());
-    TURN.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// The workloads, built once per test binary.
 struct Built {
@@ -99,17 +96,12 @@ fn harness(test: &str) -> Option<Harness> {
         eprintln!("skipped: the stack walker is x86-64 only");
         return None;
     }
-    if !bpf_available_or_skip(test) {
-        return None;
-    }
     let config = ProfileSourceConfig {
         comms: vec!["sonde-unwind*".into(), "xz".into()],
         ..ProfileSourceConfig::default()
     };
-    let mut collector = Collector::load(&config, "test-node".into(), &[]).expect("profile loads");
+    let (mut collector, symbols) = common::profile::collector(test, &config)?;
     assert!(collector.unwinder().is_some(), "native unwinding is on by default");
-    let mut symbols = collector.symbols();
-    collector.collect(&mut symbols).expect("first drain");
     let announced = collector.take_new_pids().expect("new pids ring");
     Some(Harness {
         collector,

@@ -119,6 +119,27 @@ impl Measured {
         (field("VmRSS:"), field("VmHWM:"))
     }
 
+    /// Kernel memory of the BPF maps the process holds, in KiB: the sum of
+    /// the `memlock` of each of its `bpf-map` descriptors (`fdinfo`).
+    pub fn bpf_map_kib(&self) -> u64 {
+        let pid = self.child.id();
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            return 0;
+        };
+        let mut bytes = 0u64;
+        for fd in fds.flatten() {
+            if !std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == "anon_inode:bpf-map") {
+                continue;
+            }
+            let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", fd.file_name().to_string_lossy()));
+            bytes += info
+                .ok()
+                .and_then(|i| i.lines().find_map(|l| l.strip_prefix("memlock:"))?.trim().parse().ok())
+                .unwrap_or(0);
+        }
+        bytes / 1024
+    }
+
     /// Stops it with `signal` (again each second: some tools miss one),
     /// SIGKILL after 20 s, and removes its cgroup.
     pub fn stop(mut self, signal: &str) {

@@ -12,10 +12,11 @@ source "profile" "cpu" {
   pids         = []          # e.g. [1234]; empty = every process
   cgroups      = []          # e.g. ["/kubepods.slice"]: these cgroups and below
   comms        = []          # e.g. ["postgres*", "nginx"]
-  max_stacks   = 16384       # distinct stacks per interval the kernel keeps
+  max_stacks   = 2048        # distinct kernel (and not yet unwound user) stacks per interval, 2 x 1 KiB each
   line_numbers = false       # true: file:line from DWARF (costs CPU and memory per binary)
   native_unwinding = true    # walk user stacks with .eh_frame tables (x86-64); false: frame pointers only
-  unwind_table_mib = 16      # kernel memory for unwind tables; least recently used evicted when full
+  unwind_table_mib = 8       # kernel memory for unwind tables; least recently used evicted when full
+  # With these defaults the BPF maps take 31.7 MiB of kernel memory (README: profile, Memory).
   # Debug files of stripped binaries missing under /usr/lib/debug, fetched
   # once and cached; empty (the default) never touches the network.
   debuginfod_urls  = []      # e.g. ["https://debuginfod.debian.net"]

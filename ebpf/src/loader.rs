@@ -137,6 +137,46 @@ impl Object {
     }
 }
 
+impl Object {
+    /// Kernel memory of the maps the object's loaded programs use, in bytes:
+    /// the sum of each map's `memlock` in `/proc/self/fdinfo` (what the
+    /// kernel charges for it, preallocated entries included). Maps that no
+    /// program references and programs not loaded are not counted.
+    pub fn map_memory_bytes(&self) -> u64 {
+        self.map_memory().iter().map(|(_, bytes)| bytes).sum()
+    }
+
+    /// [`Object::map_memory_bytes`] per map: (the kernel's name of the map,
+    /// 15 characters at most, bytes), largest first.
+    pub fn map_memory(&self) -> Vec<(String, u64)> {
+        let mut ids: Vec<u32> = self
+            .ebpf
+            .programs()
+            .filter_map(|(_, prog)| prog.info().ok()?.map_ids().ok().flatten())
+            .flatten()
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut maps: Vec<(String, u64)> = ids.into_iter().filter_map(map_memlock).collect();
+        maps.sort_by_key(|m| std::cmp::Reverse(m.1));
+        maps
+    }
+}
+
+/// The name and `memlock` of map `id` (fdinfo, kernel 4.10+), through a
+/// descriptor opened for the read.
+fn map_memlock(id: u32) -> Option<(String, u64)> {
+    use std::os::fd::{AsFd, AsRawFd};
+    let map = aya::maps::MapInfo::from_id(id).ok()?;
+    let fd = map.fd().ok()?;
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_fd().as_raw_fd())).ok()?;
+    let bytes = info
+        .lines()
+        .find_map(|line| line.strip_prefix("memlock:"))
+        .and_then(|v| v.trim().parse().ok())?;
+    Some((map.name_as_str().unwrap_or("?").to_string(), bytes))
+}
+
 /// How long and how often a program ran.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProgramStats {

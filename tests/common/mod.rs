@@ -3,6 +3,7 @@
 
 pub mod golang;
 pub mod nginx;
+pub mod profile;
 pub mod servers;
 pub mod tracer;
 

@@ -42,7 +42,7 @@ const fn default_unwind_table_mib() -> u32 {
 }
 
 /// Default kernel memory for unwind tables, in MiB.
-pub const DEFAULT_UNWIND_TABLE_MIB: u32 = 16;
+pub const DEFAULT_UNWIND_TABLE_MIB: u32 = 8;
 
 /// The perf event that triggers samples.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -102,7 +102,9 @@ pub struct ProfileSourceConfig {
     /// `sonde_ebpf_stack_spills_total`), and is lost only when its slot
     /// there is taken too (counted in `sonde_ebpf_lost_events_total`). A
     /// steady spill rate says the node needs more: each slot costs about
-    /// 1 KiB of kernel memory, twice. Default 16384.
+    /// 1 KiB of kernel memory, twice. With `native_unwinding` (the default)
+    /// these maps hold kernel stacks and the user stacks of processes whose
+    /// tables are not loaded (yet). Default 2048.
     #[serde(default = "default_max_stacks")]
     pub max_stacks: u32,
     /// Also read DWARF debug info, for source files and line numbers of
@@ -126,7 +128,7 @@ pub struct ProfileSourceConfig {
     /// When a new table does not fit, the tables used least recently are
     /// evicted (`sonde_profile_unwind_table_evictions_total`); one larger
     /// than the whole budget is not loaded
-    /// (`sonde_profile_unwind_table_full_total`). Default 16, 1 to 1024.
+    /// (`sonde_profile_unwind_table_full_total`). Default 8, 1 to 1024.
     #[serde(default = "default_unwind_table_mib")]
     pub unwind_table_mib: u32,
     /// debuginfod servers (base URLs, as in `DEBUGINFOD_URLS`) asked for

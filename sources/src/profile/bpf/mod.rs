@@ -190,7 +190,13 @@ impl Profiler {
             for map in MAP_STACKS {
                 loader.map_max_entries(map, max_stacks);
             }
-            loader.map_max_entries(MAP_UNWIND_ROWS, unwind_rows);
+            // Off, the walker's maps are never written: one entry each.
+            loader.map_max_entries(MAP_UNWIND_ROWS, if unwind { unwind_rows } else { 1 });
+            if !unwind {
+                for map in MAP_UNWOUND.into_iter().chain([MAP_UNWIND_PIDS]) {
+                    loader.map_max_entries(map, 1);
+                }
+            }
             loader.override_global("oracle_every", &oracle_every, true);
             loader.map_max_entries(MAP_UNWIND_ORACLE, oracle_bytes);
         })?;
@@ -381,6 +387,17 @@ impl Profiler {
     /// What the program counted so far (slots `PROFILE_STAT_*`).
     pub fn stats(&self) -> Result<StatTotals, ReadError> {
         self.stats.read()
+    }
+
+    /// Kernel memory of the program's maps, in bytes (their `memlock`):
+    /// what `max_stacks`, `unwind_table_mib` and the fixed map sizes cost.
+    pub fn map_memory_bytes(&self) -> u64 {
+        self.object.map_memory_bytes()
+    }
+
+    /// [`Profiler::map_memory_bytes`] per map, largest first.
+    pub fn map_memory(&self) -> Vec<(String, u64)> {
+        self.object.map_memory()
     }
 
     /// Run time and count of the program (non-zero only while BPF stats

@@ -183,7 +183,7 @@ int profile_cpu(struct bpf_perf_event_data *ctx)
 		.pid = id >> 32,
 		.tid = (__u32)id,
 	};
-	__u32 zero = 0, *set;
+	__u32 zero = 0, *set, active;
 	struct unwind_state *state;
 	__u64 python_id;
 
@@ -196,11 +196,19 @@ int profile_cpu(struct bpf_perf_event_data *ctx)
 	if (key.pid != 0)
 		announce(key.pid);
 
+	/*
+	 * The set is read once: every part of this sample (its Python stack,
+	 * unwound stack and count) goes to the same set, even when user space
+	 * switches sets while the walker's tail calls run (user space waits
+	 * SWITCH_GRACE before it reads the set it left).
+	 */
+	set = bpf_map_lookup_elem(&profile_control, &zero);
+	active = set && *set == 1 ? 1 : 0;
+
 	/* The Python frames first: the native walk below may end in a tail call. */
 	python_id = key.pid ? python_walk(key.pid, key.tid) : PYTHON_STACK_NONE;
-	set = bpf_map_lookup_elem(&profile_control, &zero);
 	/* Separate calls per set: each helper call sees one constant map. */
-	if (set && *set == 1)
+	if (active)
 		key.python_stack_id = python_store(python_id, &pystacks_1);
 	else
 		key.python_stack_id = python_store(python_id, &pystacks_0);
@@ -210,6 +218,7 @@ int profile_cpu(struct bpf_perf_event_data *ctx)
 	if (unwind_enabled && key.pid != 0 && state && bpf_map_lookup_elem(&unwind_pids, &key.pid)) {
 		if (unwind_user_regs(ctx, state)) {
 			state->key = key;
+			state->set = active;
 			state->start_pc = state->pc;
 			state->start_sp = state->sp;
 			state->start_bp = state->bp;
@@ -223,9 +232,7 @@ int profile_cpu(struct bpf_perf_event_data *ctx)
 		}
 	}
 
-	set = bpf_map_lookup_elem(&profile_control, &zero);
-	/* Separate calls per set: each helper call sees one constant map. */
-	if (set && *set == 1)
+	if (active)
 		record(ctx, &key, &counts_1, &stacks_1, &spill_1, 0);
 	else
 		record(ctx, &key, &counts_0, &stacks_0, &spill_0, 0);
@@ -237,8 +244,13 @@ static __always_inline void unwind_finish(struct bpf_perf_event_data *ctx, struc
 {
 	struct profile_key *key = &state->key;
 	__u32 zero = 0, *set = bpf_map_lookup_elem(&profile_control, &zero);
-	void *unwound = set && *set == 1 ? (void *)&unwound_1 : (void *)&unwound_0;
+	/* The set the sample started in (profile_cpu), where its Python stack is. */
+	__u32 active = state->set;
+	void *unwound = active ? (void *)&unwound_1 : (void *)&unwound_0;
 	long err;
+
+	if (set && *set != active)
+		count(PROFILE_STAT_SET_SWITCHED);
 
 	unwind_capture(state, outcome);
 	key->unwind_outcome = outcome;
@@ -250,7 +262,7 @@ static __always_inline void unwind_finish(struct bpf_perf_event_data *ctx, struc
 		key->user_stack_hash = 0;
 		key->user_stack_id = -12 /* ENOMEM */;
 	}
-	if (set && *set == 1)
+	if (active)
 		record(ctx, key, &counts_1, &stacks_1, &spill_1, 1);
 	else
 		record(ctx, key, &counts_0, &stacks_0, &spill_0, 1);

@@ -22,6 +22,8 @@
  * Default capacity of each stack map (distinct stacks per interval, per
  * set). The kernel rounds it up to a power of two; user space may change it
  * before load (`max_stacks`), at 1 KiB of kernel memory per entry and set.
+ * With user stacks walked by profile_unwind into the unwound maps, these
+ * hold kernel stacks, and user stacks of processes without tables (yet).
  *
  * A stack map keeps one stack per hash bucket, and a stack whose bucket is
  * taken is refused for the rest of the interval, however hot it is. Such a
@@ -29,7 +31,7 @@
  * ids carry PROFILE_SPILL_BIT. Only when its spill bucket is taken too is
  * it lost (PROFILE_STAT_*_COLLISION).
  */
-#define PROFILE_MAX_STACKS 16384
+#define PROFILE_MAX_STACKS 2048
 
 /* Capacity of each spill map: stacks that collided in the stack map. */
 #define PROFILE_MAX_SPILL_STACKS 2048
@@ -38,10 +40,10 @@
 #define PROFILE_SPILL_BIT 1073741824
 
 /* Capacity of each counts map: distinct (process, thread, stacks) per interval. */
-#define PROFILE_MAX_COUNTS 32768
+#define PROFILE_MAX_COUNTS 16384
 
 /* Processes remembered as already announced to user space (LRU). */
-#define PROFILE_MAX_KNOWN_PIDS 16384
+#define PROFILE_MAX_KNOWN_PIDS 8192
 
 /* Bytes of the ring buffer announcing new processes (a power of two, >= page). */
 #define PROFILE_NEW_PIDS_BYTES 65536
@@ -69,7 +71,12 @@
 #define PROFILE_STAT_UNWOUND_FULL 8
 /* A tail call into the unwinder failed (the user stack was walked by frame pointers). */
 #define PROFILE_STAT_TAIL_CALL_FAILED 9
-#define PROFILE_STAT_COUNT 10
+/*
+ * A sample whose walk spanned a switch of map sets: recorded whole in the
+ * set it started in (not a loss; shows how often the switch's grace matters).
+ */
+#define PROFILE_STAT_SET_SWITCHED 10
+#define PROFILE_STAT_COUNT 11
 
 /* Length of a task's comm, with its NUL (TASK_COMM_LEN). */
 #define PROFILE_COMM_LEN 16

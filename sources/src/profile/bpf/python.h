@@ -41,7 +41,7 @@
 /* Python processes known at once. */
 #define PYTHON_MAX_PROCS 4096
 /* Distinct Python stacks per interval and set. */
-#define PYTHON_MAX_STACKS 2048
+#define PYTHON_MAX_STACKS 1024
 
 /* python_proc.cframe_frame: the thread state points at the frame itself. */
 #define PYTHON_NO_CFRAME 65535

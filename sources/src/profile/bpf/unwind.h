@@ -47,10 +47,10 @@
 #define UNWIND_MAX_PIDS 1024
 /* File tables loaded at once (file id 0 means "no table"). */
 #define UNWIND_MAX_FILES 8192
-/* Default capacity of the row pool: 2 Mi rows of 8 bytes = 16 MiB. */
-#define UNWIND_DEFAULT_ROWS 2097152
+/* Default capacity of the row pool: 1 Mi rows of 8 bytes = 8 MiB. */
+#define UNWIND_DEFAULT_ROWS 1048576
 /* Distinct unwound stacks per interval, per map set (2 KiB each). */
-#define UNWIND_MAX_STACKS 2048
+#define UNWIND_MAX_STACKS 1024
 
 /* Row kinds (unwind_row.kind). */
 /* CFA = RSP + cfa_offset. */

@@ -66,6 +66,9 @@ struct unwind_state {
 	/* The PC is a return address (look up pc - 1: the call may end its function). */
 	__u32 pc_is_return;
 	__u32 runs;
+	/* The map set the sample started in (0 or 1). */
+	__u32 set;
+	__u32 pad;
 	struct profile_key key;
 	struct unwind_stack stack;
 	/* The sampled registers, for the oracle. */
