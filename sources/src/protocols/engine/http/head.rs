@@ -117,7 +117,8 @@ pub fn parse(buf: &[u8], kind: Kind, settings: &Settings) -> Parsed {
         }
         Kind::Response => {
             let mut response = httparse::Response::new(&mut []);
-            match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut response, buf, &mut headers) {
+            match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut response, buf, &mut headers)
+            {
                 Ok(httparse::Status::Complete(n)) => match response_head(&response, settings) {
                     Some(head) => Parsed::Complete(Head::Response(head), n),
                     None => Parsed::Invalid,

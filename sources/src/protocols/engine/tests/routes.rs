@@ -30,10 +30,7 @@ fn templates_win_then_the_heuristic_then_the_cap() {
     let mut routes = Routes::new(&templates, 3);
     let (svc, other) = (&Service::Process(1), &Service::Process(2));
     assert_eq!(routes.route(svc, "/api/users/alice").as_str(), "/api/users/{id}");
-    assert_eq!(
-        routes.route(svc, "/files/report.pdf/raw").as_str(),
-        "/files/{name}/raw"
-    );
+    assert_eq!(routes.route(svc, "/files/report.pdf/raw").as_str(), "/files/{name}/raw");
     assert_eq!(
         routes.route(svc, "/api/users/alice/extra").as_str(),
         "/api/users/alice/extra"
