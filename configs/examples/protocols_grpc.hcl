@@ -2,11 +2,11 @@
 # knowledge or `Upgrade: h2c`, and HTTPS with ALPN h2 through OpenSSL,
 # Node's bundled one included) as one span, gRPC calls with `rpc.service`,
 # `rpc.method`, `rpc.grpc.status_code` and message counts; RED metrics
-# (`http.server.request.duration`, `rpc.server.duration` in ms …) on a
+# (`http.server.request.duration`, `rpc.server.call.duration` in s …) on a
 # Prometheus endpoint (needs root, or CAP_BPF + CAP_PERFMON +
 # CAP_SYS_PTRACE; `sonde doctor` checks).
 #   sonde run --config configs/examples/protocols_grpc.hcl
-#   curl -s http://localhost:9466/metrics | grep rpc_server_duration
+#   curl -s http://localhost:9466/metrics | grep rpc_server_call_duration
 source "protocols" "grpc" {
   protocols = ["http", "http2"]
   # HTTP/2 writes several streams' frames in one call: a frame header past

@@ -223,6 +223,25 @@ impl Attributes {
         }
     }
 
+    /// No attributes, with room for `capacity` pairs (one allocation for a
+    /// set known to outgrow the inline ones).
+    pub fn with_capacity(capacity: usize) -> Self {
+        Attributes {
+            pairs: SmallVec::with_capacity(capacity),
+            shared: None,
+        }
+    }
+
+    /// Adds `key`, which the caller knows is not among the event's own
+    /// pairs (a set built from distinct keys): no scan for an earlier
+    /// value, which [`Attributes::insert`] makes. A shared pair of the same
+    /// key is shadowed, as by `insert`.
+    pub fn push_new(&mut self, key: impl Into<SharedStr>, value: impl Into<Value>) {
+        let key = key.into();
+        debug_assert!(self.own(&key).is_none(), "push_new of a present key {key}");
+        self.pairs.push((key, value.into()));
+    }
+
     /// Sets `key` only when it is absent; returns whether it was set.
     pub fn insert_if_absent(&mut self, key: impl Into<SharedStr>, value: impl Into<Value>) -> bool {
         let key = key.into();

@@ -32,6 +32,9 @@ pub struct Collector {
     spans: bool,
     malformed: metrics::Counter,
     labels: Vec<Label>,
+    /// Spans the last drain completed: the next one's room, so that its
+    /// vector of (large) events is not grown, and copied, ten times over.
+    last_drained: usize,
 }
 
 /// Feeds the engine, collecting the spans it completes.
@@ -88,6 +91,7 @@ impl Collector {
             telemetry: LossCounters::new(labels, OBJECT, STATS, MAP_CONNS),
             spans: config.spans,
             labels: labels.to_vec(),
+            last_drained: 0,
             malformed: metrics::counter!(
                 sonde_ebpf::telemetry::LOST_EVENTS,
                 sonde_ebpf::telemetry::with_label(
@@ -107,7 +111,7 @@ impl Collector {
     /// Handles the records waiting now; returns the spans completed and
     /// whether more records may wait (the drain hit its limit).
     pub fn drain(&mut self, records: &mut Records) -> (Vec<Event>, bool) {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(self.last_drained + self.last_drained / 4);
         let mut followups = Followups::default();
         let clock = Clock::now();
         let mut feed = Feed {
@@ -123,6 +127,7 @@ impl Collector {
         for id in self.engine.take_refused() {
             self.programs.ignore(id.pid, id.fd, id.generation);
         }
+        self.last_drained = out.len();
         if !self.spans {
             out.clear();
         }

@@ -35,6 +35,9 @@ pub struct Connection {
     /// When its last chunk came; unset until its first chunk or the first
     /// expiry round after its open, which starts its idle clock.
     pub last_seen: Option<Timestamp>,
+    /// Its [`Connection::memory`] as the engine last added it up (read
+    /// instead of walking the buffers again before each change).
+    pub held: usize,
 }
 
 fn requests(role: Role) -> Option<Direction> {
@@ -50,13 +53,22 @@ impl Connection {
     pub fn new(info: ConnInfo) -> Self {
         // A connection opened while the agent ran is seen from byte 0.
         let start = (!info.preexisting).then_some(0);
-        Connection {
+        let mut connection = Connection {
             info,
             egress: Reassembler::starting_at(start),
             ingress: Reassembler::starting_at(start),
             protocol: Protocol::Undecided(Detector::default()),
             last_seen: None,
-        }
+            held: 0,
+        };
+        connection.account();
+        connection
+    }
+
+    /// Adds up its memory again after a change; returns it.
+    pub fn account(&mut self) -> usize {
+        self.held = self.memory();
+        self.held
     }
 
     /// Bytes held, overhead included.

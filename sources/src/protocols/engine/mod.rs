@@ -74,6 +74,8 @@ pub struct Engine {
     /// Connections found to speak no enabled protocol since the last
     /// [`Engine::take_refused`]: the capture layer stops sending them.
     refused: Vec<ConnId>,
+    /// Exchanges completed by the chunk being handled (kept for its room).
+    exchanges: Vec<Exchange>,
 }
 
 impl Engine {
@@ -90,6 +92,7 @@ impl Engine {
             active: ActiveSpans::default(),
             memory: 0,
             refused: Vec::new(),
+            exchanges: Vec::new(),
         }
     }
 
@@ -104,8 +107,8 @@ impl Engine {
             self.counters.memory_drops += 1;
             return;
         }
-        self.memory += CONNECTION_OVERHEAD;
         let connection = Connection::new(info.clone());
+        self.memory += connection.held;
         self.connections.insert(info.id, connection);
     }
 
@@ -118,7 +121,7 @@ impl Engine {
             return;
         };
         let mut chunk = chunk;
-        let held = connection.memory();
+        let held = connection.held;
         // A chunk may be held back and then buffered as a head: twice its size.
         let worst = 2 * chunk.data.len() + 64;
         if self.memory + worst > self.settings.max_memory_bytes {
@@ -127,7 +130,9 @@ impl Engine {
         }
         let room = (self.settings.max_connection_bytes.saturating_sub(held))
             .min(self.settings.max_memory_bytes.saturating_sub(self.memory + worst));
-        let mut exchanges = Vec::new();
+        // The exchanges' vector is the engine's, reused: most chunks
+        // complete none or one.
+        let mut exchanges = std::mem::take(&mut self.exchanges);
         let mut scope = Scope {
             settings: &self.settings,
             counters: &mut self.counters,
@@ -140,8 +145,9 @@ impl Engine {
         if connection.refused() && !was_refused {
             self.refused.push(chunk.conn);
         }
-        self.memory = self.memory - held + connection.memory();
-        self.emit(chunk.conn, exchanges, out);
+        self.memory = self.memory - held + connection.account();
+        self.emit(chunk.conn, &mut exchanges, out);
+        self.exchanges = exchanges;
     }
 
     /// The connection closed at `at`.
@@ -157,9 +163,9 @@ impl Engine {
             pid: id.pid,
             out: &mut exchanges,
         };
-        self.memory -= connection.memory();
+        self.memory -= connection.held;
         connection.close(at, &mut scope);
-        self.emit_for(&connection.info, exchanges, out);
+        self.emit_for(&connection.info, &mut exchanges, out);
     }
 
     /// Forgets connections idle for the idle timeout (closing them), drops
@@ -184,7 +190,7 @@ impl Engine {
                 continue;
             };
             let last_seen = *connection.last_seen.get_or_insert(now);
-            let held = connection.memory();
+            let held = connection.held;
             let mut exchanges = Vec::new();
             let mut scope = Scope {
                 settings: &self.settings,
@@ -197,8 +203,8 @@ impl Engine {
                 connection.flush(&mut scope);
             }
             connection.expire(before, &mut scope);
-            self.memory = self.memory - held + connection.memory();
-            self.emit(id, exchanges, out);
+            self.memory = self.memory - held + connection.account();
+            self.emit(id, &mut exchanges, out);
         }
     }
 
@@ -233,7 +239,7 @@ impl Engine {
         self.connections.len()
     }
 
-    fn emit(&mut self, id: ConnId, exchanges: Vec<Exchange>, out: &mut Vec<Event>) {
+    fn emit(&mut self, id: ConnId, exchanges: &mut Vec<Exchange>, out: &mut Vec<Event>) {
         if exchanges.is_empty() {
             return;
         }
@@ -249,9 +255,11 @@ impl Engine {
             };
             spans.emit(&connection.info, exchanges, out);
         }
+        // None left for the next chunk, whether emitted or not.
+        exchanges.clear();
     }
 
-    fn emit_for(&mut self, info: &ConnInfo, exchanges: Vec<Exchange>, out: &mut Vec<Event>) {
+    fn emit_for(&mut self, info: &ConnInfo, exchanges: &mut Vec<Exchange>, out: &mut Vec<Event>) {
         let mut spans = Spans {
             routes: &mut self.routes,
             red: &mut self.red,
@@ -273,8 +281,8 @@ struct Spans<'a> {
 }
 
 impl Spans<'_> {
-    fn emit(&mut self, info: &ConnInfo, exchanges: Vec<Exchange>, out: &mut Vec<Event>) {
-        for exchange in exchanges {
+    fn emit(&mut self, info: &ConnInfo, exchanges: &mut Vec<Exchange>, out: &mut Vec<Event>) {
+        for exchange in exchanges.drain(..) {
             let (span, outcome) = span::build(exchange, info, self.routes, self.node, self.strings);
             self.red.record(&outcome, info, self.node, self.strings, self.counters);
             out.push(Event::from(span));

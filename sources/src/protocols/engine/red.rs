@@ -7,6 +7,9 @@
 //!   service (`server.address` and `server.port` of client spans) and the
 //!   process attributes `pod_enrich` completes. The Prometheus sink exposes
 //!   them as `http_server_request_duration_seconds_{bucket,sum,count}`.
+//! - `rpc.server.call.duration` and `rpc.client.call.duration` (seconds,
+//!   the same boundaries) by `rpc.service`, `rpc.method` and
+//!   `rpc.grpc.status_code`: `rpc_server_call_duration_seconds` there.
 //! - `db.client.operation.duration` by `db.system.name`,
 //!   `db.operation.name`, `db.namespace`, `db.response.status_code` and
 //!   `error.type`; the database's own side (a server process on this node)
@@ -42,10 +45,11 @@ pub const DB_SERVER_DURATION: &str = "sonde.db.server.operation.duration";
 pub const DNS_LOOKUP_DURATION: &str = "dns.lookup.duration";
 /// Histogram of DNS queries, seen from a DNS server on this node.
 pub const DNS_SERVER_DURATION: &str = "sonde.dns.server.request.duration";
-/// Histogram of gRPC calls served (milliseconds, as the conventions name it).
-pub const RPC_SERVER_DURATION: &str = "rpc.server.duration";
-/// Histogram of gRPC calls made (milliseconds).
-pub const RPC_CLIENT_DURATION: &str = "rpc.client.duration";
+/// Histogram of gRPC calls served (seconds: the conventions' current
+/// name, which replaced `rpc.server.duration` in milliseconds).
+pub const RPC_SERVER_DURATION: &str = "rpc.server.call.duration";
+/// Histogram of gRPC calls made (seconds).
+pub const RPC_CLIENT_DURATION: &str = "rpc.client.call.duration";
 /// Counter of requests between two services.
 pub const GRAPH_REQUESTS: &str = "sonde.service_graph.requests";
 /// Counter of failed requests between two services.
@@ -54,14 +58,9 @@ pub const GRAPH_FAILED: &str = "sonde.service_graph.failed_requests";
 pub const GRAPH_DURATION: &str = "sonde.service_graph.request.duration";
 /// Attribute of the graph: which end saw the request (`client`, `server`).
 pub const SIDE: &str = "sonde.flow.direction";
-/// The OpenTelemetry semantic conventions' advice for HTTP durations.
+/// The OpenTelemetry semantic conventions' advice for HTTP and RPC durations.
 pub const BOUNDS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-];
-
-/// The OpenTelemetry semantic conventions' advice for RPC durations (ms).
-pub const RPC_BOUNDS: [f64; 14] = [
-    5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2500.0, 5000.0, 7500.0, 10000.0,
 ];
 
 /// The OpenTelemetry semantic conventions' advice for database (and, by
@@ -126,7 +125,6 @@ pub struct Red {
     graph: HashMap<GraphKey, Series>,
     bounds: Arc<[f64]>,
     db_bounds: Arc<[f64]>,
-    rpc_bounds: Arc<[f64]>,
     max_series: usize,
 }
 
@@ -173,7 +171,6 @@ impl Red {
             graph: HashMap::new(),
             bounds: Arc::from(BOUNDS.as_slice()),
             db_bounds: Arc::from(DB_BOUNDS.as_slice()),
-            rpc_bounds: Arc::from(RPC_BOUNDS.as_slice()),
             max_series,
         }
     }
@@ -197,16 +194,11 @@ impl Red {
             cgroup: info.cgroup_id,
         };
         let bounds = match outcome.labels {
-            Labels::Http { .. } => &self.bounds,
+            Labels::Http { .. } | Labels::Rpc { .. } => &self.bounds,
             Labels::Db { .. } | Labels::Dns { .. } => &self.db_bounds,
-            Labels::Rpc { .. } => &self.rpc_bounds,
         };
         let limits = (bounds, self.max_series);
-        // RPC durations are in milliseconds (their conventions' unit).
-        let value = match outcome.labels {
-            Labels::Rpc { .. } => outcome.duration * 1000.0,
-            _ => outcome.duration,
-        };
+        let value = outcome.duration;
         add(&mut self.durations, red_key, (value, outcome), limits, counters, || {
             let mut red = labels(outcome);
             if let Some(address) = service {
@@ -265,14 +257,9 @@ impl Red {
     /// Every series, cumulative, stamped `now`.
     pub fn to_metrics(&self, now: Timestamp) -> Vec<Metric> {
         let histogram = |name: &'static str, s: &Series, description: &'static str| {
-            let unit = if name == RPC_SERVER_DURATION || name == RPC_CLIENT_DURATION {
-                "ms"
-            } else {
-                "s"
-            };
             Metric::histogram(name, s.histogram.clone(), Temporality::Cumulative)
                 .with_description(description)
-                .with_unit(unit)
+                .with_unit("s")
                 .with_attributes(s.attributes.clone())
                 .with_timestamp(now)
         };

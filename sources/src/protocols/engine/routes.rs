@@ -6,6 +6,8 @@
 //! then a cap: a service that has produced `max_routes_per_service`
 //! distinct routes gets `/*` for any new one.
 
+use std::net::SocketAddr;
+
 use foldhash::{HashMap, HashMapExt, HashSet};
 
 use sonde_core::event::SharedStr;
@@ -17,6 +19,28 @@ const MAX_SERVICES: usize = 1024;
 const MAX_SEGMENTS: usize = 16;
 /// What a route collapses to beyond the caps.
 pub const COLLAPSED: &str = "/*";
+/// Paths whose route is remembered; the table is cleared beyond it.
+const MAX_CACHED_PATHS: usize = 4096;
+
+/// Whose routes a cap counts: the server's process and port on server
+/// spans, the called address on client spans (typed: finding it per span
+/// allocates nothing).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Service {
+    /// A server on this node: its cgroup, process name and local port.
+    Server {
+        /// The cgroup id.
+        cgroup: u64,
+        /// The process name.
+        comm: SharedStr,
+        /// The listening port.
+        port: u16,
+    },
+    /// The address a client called.
+    Called(SocketAddr),
+    /// A client whose peer is unknown: its process.
+    Process(u32),
+}
 
 /// One template, split into segments (`None`: a `{…}` placeholder).
 #[derive(Debug)]
@@ -29,7 +53,10 @@ struct Template {
 #[derive(Debug)]
 pub struct Routes {
     templates: Vec<Template>,
-    seen: HashMap<String, HashSet<SharedStr>>,
+    seen: HashMap<Service, HashSet<SharedStr>>,
+    /// Path → route (templates and heuristic, before the cap): the same
+    /// few paths come again and again.
+    by_path: HashMap<Box<str>, SharedStr>,
     cap: usize,
 }
 
@@ -49,14 +76,25 @@ impl Routes {
         Routes {
             templates,
             seen: HashMap::new(),
+            by_path: HashMap::new(),
             cap,
         }
     }
 
     /// The route of `path` for `service` (a name for the server: its
     /// process and port, or the address a client called).
-    pub fn route(&mut self, service: &str, path: &str) -> SharedStr {
-        let route = self.template(path).unwrap_or_else(|| heuristic(path).into());
+    pub fn route(&mut self, service: &Service, path: &str) -> SharedStr {
+        let route = match self.by_path.get(path) {
+            Some(route) => route.clone(),
+            None => {
+                let route = self.template(path).unwrap_or_else(|| heuristic(path).into());
+                if self.by_path.len() >= MAX_CACHED_PATHS {
+                    self.by_path.clear();
+                }
+                self.by_path.insert(path.into(), route.clone());
+                route
+            }
+        };
         if let Some(routes) = self.seen.get_mut(service) {
             if routes.contains(&route) {
                 return route;
@@ -71,7 +109,7 @@ impl Routes {
             return SharedStr::from_static(COLLAPSED);
         }
         self.seen
-            .insert(service.to_owned(), std::iter::once(route.clone()).collect());
+            .insert(service.clone(), std::iter::once(route.clone()).collect());
         route
     }
 

@@ -157,8 +157,9 @@ impl Default for Settings {
 impl Settings {
     /// Whether header `name` (in any case) is kept.
     pub fn keeps_header(&self, name: &str) -> bool {
-        !NEVER_KEPT.iter().any(|n| n.eq_ignore_ascii_case(name))
-            && self.headers.iter().any(|h| h.eq_ignore_ascii_case(name))
+        // The allow-list first: most headers are on neither list.
+        self.headers.iter().any(|h| h.eq_ignore_ascii_case(name))
+            && !NEVER_KEPT.iter().any(|n| n.eq_ignore_ascii_case(name))
     }
 
     /// Bytes of a body to keep on a connection that keeps `kept` bytes of

@@ -18,6 +18,7 @@ pub struct Strings {
     names: HashMap<String, SharedStr>,
     request_headers: HashMap<String, SharedStr>,
     response_headers: HashMap<String, SharedStr>,
+    joined: HashMap<(SharedStr, SharedStr), SharedStr>,
 }
 
 fn bounded<K, V>(map: &mut HashMap<K, V>) -> &mut HashMap<K, V> {
@@ -48,6 +49,18 @@ impl Strings {
         text
     }
 
+    /// `{first} {second}`: a span name (`GET /api/users/{id}`, `SELECT
+    /// shop`), formatted once per distinct pair.
+    pub fn joined(&mut self, first: &SharedStr, second: &SharedStr) -> SharedStr {
+        let key = (first.clone(), second.clone());
+        if let Some(text) = self.joined.get(&key) {
+            return text.clone();
+        }
+        let text = SharedStr::from(format!("{first} {second}"));
+        bounded(&mut self.joined).insert(key, text.clone());
+        text
+    }
+
     /// `http.request.header.<name>` (`request`) or `http.response.header.<name>`.
     pub fn header_key(&mut self, request: bool, name: &str) -> SharedStr {
         let (table, side) = if request {
@@ -73,6 +86,9 @@ mod tests {
         let mut strings = Strings::default();
         let a = strings.ip("10.0.0.1".parse().unwrap());
         assert_eq!(a.as_str(), "10.0.0.1");
+        let (get, route) = (SharedStr::from_static("GET"), SharedStr::from("/api/{id}".to_string()));
+        assert_eq!(strings.joined(&get, &route).as_str(), "GET /api/{id}");
+        assert_eq!(strings.joined(&get, &route).as_str(), "GET /api/{id}");
         assert_eq!(
             strings.header_key(true, "user-agent").as_str(),
             "http.request.header.user-agent"

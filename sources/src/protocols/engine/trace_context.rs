@@ -11,7 +11,7 @@
 //! thread read last, which may be the wrong one. No header is ever written
 //! into the traffic.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 /// A span's place in a trace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,14 +68,25 @@ fn hex<const N: usize>(text: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
-/// A random, non-zero trace id.
+/// A random, non-zero trace id (drawn over the whole range and redrawn
+/// on zero: a `1..` range costs a 128-bit division per id).
 pub fn random_trace_id() -> [u8; 16] {
-    fastrand::u128(1..).to_be_bytes()
+    loop {
+        let id = fastrand::u128(..);
+        if id != 0 {
+            return id.to_be_bytes();
+        }
+    }
 }
 
 /// A random, non-zero span id.
 pub fn random_span_id() -> [u8; 8] {
-    fastrand::u64(1..).to_be_bytes()
+    loop {
+        let id = fastrand::u64(..);
+        if id != 0 {
+            return id.to_be_bytes();
+        }
+    }
 }
 
 /// Most threads with an active server span at once; beyond it, new server

@@ -2,18 +2,19 @@
 
 use sonde_core::event::{Attributes, SharedStr};
 
+use super::super::strings::Strings;
 use super::DbExchange;
 
 /// The span name the conventions ask for: `db.query.summary` when known,
 /// else `{db.operation.name} {db.namespace}`, else the system name.
-pub fn span_name(db: &DbExchange) -> String {
+pub fn span_name(db: &DbExchange, strings: &mut Strings) -> SharedStr {
     if let Some(summary) = &db.summary {
-        return summary.clone();
+        return summary.clone().into();
     }
     match (&db.operation, &db.namespace) {
-        (Some(operation), Some(namespace)) => format!("{operation} {namespace}"),
-        (Some(operation), None) => operation.to_string(),
-        (None, _) => db.system.name().to_string(),
+        (Some(operation), Some(namespace)) => strings.joined(operation, namespace),
+        (Some(operation), None) => operation.clone(),
+        (None, _) => SharedStr::from_static(db.system.name()),
     }
 }
 

@@ -2,13 +2,15 @@
 //! `dns.question.name` (and `error.type` for failures); the rest are
 //! sonde's, under `dns.*` where the conventions leave room.
 
-use sonde_core::event::Attributes;
+use sonde_core::event::{Attributes, SharedStr};
+
+use super::super::strings::Strings;
 
 use super::DnsExchange;
 
 /// `DNS {type}`: low-cardinality, as span names should be.
-pub fn span_name(dns: &DnsExchange) -> String {
-    format!("DNS {}", dns.qtype)
+pub fn span_name(dns: &DnsExchange, strings: &mut Strings) -> SharedStr {
+    strings.joined(&SharedStr::from_static("DNS"), &dns.qtype)
 }
 
 /// Adds the exchange's fields.

@@ -25,33 +25,35 @@ pub fn is_error(status: u16, server: bool) -> bool {
 pub fn fill(http: &HttpExchange, route: &SharedStr, server: bool, fields: &mut Attributes, strings: &mut Strings) {
     let request = &http.request;
     let response = &http.response;
+    // The endpoints are the only fields set before: these keys are new.
     let method = method(request);
     if method.as_str() == "_OTHER" {
-        fields.insert("http.request.method_original", request.method.clone());
+        fields.push_new("http.request.method_original", SharedStr::from(&request.method));
     }
-    fields.insert("http.request.method", method);
-    fields.insert("url.path", request.path.clone());
+    fields.push_new("http.request.method", method);
+    // Copied from the borrowed text (inline when short): no String clone.
+    fields.push_new("url.path", SharedStr::from(&request.path));
     if let Some(query) = &request.query {
-        fields.insert("url.query", redact::query(query));
+        fields.push_new("url.query", redact::query(query));
     }
-    fields.insert("http.route", route.clone());
-    fields.insert("http.response.status_code", u32::from(response.status));
-    fields.insert("network.protocol.name", "http");
-    fields.insert(
+    fields.push_new("http.route", route.clone());
+    fields.push_new("http.response.status_code", u32::from(response.status));
+    fields.push_new("network.protocol.name", "http");
+    fields.push_new(
         "network.protocol.version",
         if request.minor == 0 { "1.0" } else { "1.1" },
     );
     for (name, value) in &request.headers {
         if name == "user-agent" {
-            fields.insert("user_agent.original", value.clone());
+            fields.insert("user_agent.original", SharedStr::from(value));
         }
-        fields.insert(strings.header_key(true, name), value.clone());
+        fields.insert(strings.header_key(true, name), SharedStr::from(value));
     }
     for (name, value) in &response.headers {
-        fields.insert(strings.header_key(false, name), value.clone());
+        fields.insert(strings.header_key(false, name), SharedStr::from(value));
     }
-    fields.insert("http.request.body.size", http.request_body_size);
-    fields.insert("http.response.body.size", http.response_body_size);
+    fields.push_new("http.request.body.size", http.request_body_size);
+    fields.push_new("http.response.body.size", http.response_body_size);
     if let Some(body) = &http.request_body {
         fields.insert("http.request.body.content", String::from_utf8_lossy(body).into_owned());
     }

@@ -1,6 +1,8 @@
 //! Request and response heads, parsed by `httparse` into owned values that
 //! keep only what spans need: allow-listed headers, trace context, framing.
 
+use std::mem::MaybeUninit;
+
 use super::super::settings::Settings;
 use super::super::trace_context::TraceParent;
 
@@ -96,13 +98,15 @@ pub enum Parsed {
     Invalid,
 }
 
-/// Parses the head at the start of `buf`.
+/// Parses the head at the start of `buf`. The header array is left
+/// uninitialised (httparse writes what it uses): filling 96 empty headers
+/// per head cost more than parsing a small one.
 pub fn parse(buf: &[u8], kind: Kind, settings: &Settings) -> Parsed {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     match kind {
         Kind::Request => {
-            let mut request = httparse::Request::new(&mut headers);
-            match request.parse(buf) {
+            let mut request = httparse::Request::new(&mut []);
+            match request.parse_with_uninit_headers(buf, &mut headers) {
                 Ok(httparse::Status::Complete(n)) => match request_head(&request, settings) {
                     Some(head) => Parsed::Complete(Head::Request(head), n),
                     None => Parsed::Invalid,
@@ -112,8 +116,9 @@ pub fn parse(buf: &[u8], kind: Kind, settings: &Settings) -> Parsed {
             }
         }
         Kind::Response => {
-            let mut response = httparse::Response::new(&mut headers);
-            match response.parse(buf) {
+            let mut response = httparse::Response::new(&mut []);
+            match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut response, buf, &mut headers)
+            {
                 Ok(httparse::Status::Complete(n)) => match response_head(&response, settings) {
                     Some(head) => Parsed::Complete(Head::Response(head), n),
                     None => Parsed::Invalid,
@@ -150,33 +155,34 @@ fn fields(headers: &[httparse::Header<'_>], settings: &Settings) -> Option<Field
     };
     for header in headers {
         // Compared without case; lowercased (an allocation) only if kept.
+        // The value is decoded only for the headers read or kept.
         let name = header.name;
-        let value = String::from_utf8_lossy(header.value);
-        let value = value.trim();
         let is = |known: &str| name.eq_ignore_ascii_case(known);
+        let value = || String::from_utf8_lossy(header.value.trim_ascii());
         match () {
             _ if is("content-length") => {
-                let length: u64 = value.parse().ok()?;
+                let length: u64 = value().trim().parse().ok()?;
                 if f.length.is_some_and(|l| l != length) {
                     return None;
                 }
                 f.length = Some(length);
             }
             _ if is("transfer-encoding") => {
-                let last = value.rsplit(',').next().unwrap_or("").trim();
+                let value = value();
+                let last = value.trim().rsplit(',').next().unwrap_or("").trim();
                 f.chunked = last.eq_ignore_ascii_case("chunked");
                 f.other_coding = !f.chunked;
             }
-            _ if is("content-type") => f.content_type = Some(value.to_owned()),
-            _ if is("traceparent") => f.traceparent = TraceParent::parse(value),
+            _ if is("content-type") => f.content_type = Some(value().trim().to_owned()),
+            _ if is("traceparent") => f.traceparent = TraceParent::parse(value().trim()),
             _ if is("upgrade") => {
                 f.upgrade = true;
-                f.h2c = value.split(',').any(|t| t.trim().eq_ignore_ascii_case("h2c"));
+                f.h2c = value().trim().split(',').any(|t| t.trim().eq_ignore_ascii_case("h2c"));
             }
             _ => {}
         }
         if settings.keeps_header(name) {
-            let mut value = value.to_owned();
+            let mut value = value().trim().to_owned();
             truncate(&mut value, MAX_VALUE);
             f.kept.push((name.to_ascii_lowercase(), value));
         }

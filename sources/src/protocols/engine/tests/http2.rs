@@ -388,10 +388,10 @@ fn grpc_unary_streaming_and_trailers_only_calls() {
     let metrics = h.engine.metrics(Timestamp::from_nanos(h.clock));
     let rpc: Vec<_> = metrics
         .iter()
-        .filter(|m| m.name.as_str() == "rpc.server.duration")
+        .filter(|m| m.name.as_str() == "rpc.server.call.duration")
         .collect();
     assert_eq!(rpc.len(), 3, "one series per method and status");
-    assert!(rpc.iter().all(|m| m.unit.as_deref() == Some("ms")));
+    assert!(rpc.iter().all(|m| m.unit.as_deref() == Some("s")));
     assert!(metrics
         .iter()
         .any(|m| m.name.as_str() == crate::protocols::engine::red::GRAPH_REQUESTS
@@ -423,7 +423,7 @@ fn a_grpc_client_sees_not_found_as_an_error() {
     assert_eq!(spans[0].kind, SpanKind::Client);
     assert!(matches!(&spans[0].status, SpanStatus::Error { message } if message.as_str() == "NOT_FOUND"));
     let metrics = h.engine.metrics(Timestamp::from_nanos(h.clock));
-    assert!(metrics.iter().any(|m| m.name.as_str() == "rpc.client.duration"));
+    assert!(metrics.iter().any(|m| m.name.as_str() == "rpc.client.call.duration"));
 }
 
 /// A literal with incremental indexing of a static name: what h2 peers

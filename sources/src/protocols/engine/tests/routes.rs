@@ -1,7 +1,7 @@
 //! `http.route`: templates, the heuristic, the per-service cap.
 
 use super::super::super::model::{Direction::*, Role};
-use super::super::routes::{heuristic, Routes};
+use super::super::routes::{heuristic, Routes, Service};
 use super::*;
 
 #[test]
@@ -28,24 +28,22 @@ fn the_heuristic_collapses_ids_hashes_and_tokens() {
 fn templates_win_then_the_heuristic_then_the_cap() {
     let templates = ["/api/users/{id}".to_string(), "/files/{name}/raw".to_string()];
     let mut routes = Routes::new(&templates, 3);
-    assert_eq!(routes.route("svc", "/api/users/alice").as_str(), "/api/users/{id}");
+    let (svc, other) = (&Service::Process(1), &Service::Process(2));
+    assert_eq!(routes.route(svc, "/api/users/alice").as_str(), "/api/users/{id}");
+    assert_eq!(routes.route(svc, "/files/report.pdf/raw").as_str(), "/files/{name}/raw");
     assert_eq!(
-        routes.route("svc", "/files/report.pdf/raw").as_str(),
-        "/files/{name}/raw"
-    );
-    assert_eq!(
-        routes.route("svc", "/api/users/alice/extra").as_str(),
+        routes.route(svc, "/api/users/alice/extra").as_str(),
         "/api/users/alice/extra"
     );
     // The cap of 3 routes is reached: new routes of this service collapse.
-    assert_eq!(routes.route("svc", "/health").as_str(), "/*");
+    assert_eq!(routes.route(svc, "/health").as_str(), "/*");
     assert_eq!(
-        routes.route("svc", "/api/users/bob").as_str(),
+        routes.route(svc, "/api/users/bob").as_str(),
         "/api/users/{id}",
         "known routes stay"
     );
     assert_eq!(
-        routes.route("other", "/health").as_str(),
+        routes.route(other, "/health").as_str(),
         "/health",
         "the cap is per service"
     );
