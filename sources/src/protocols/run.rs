@@ -39,8 +39,16 @@ pub(super) async fn run(
     let mut drain = every(DRAIN_PERIOD);
     let mut expire = every(EXPIRE_PERIOD);
     let mut emit = every(config.interval);
+    // A drain that stopped at DRAIN_LIMIT with records left: the next one
+    // follows at once, whichever way the first was started.
+    let mut backlog = false;
     loop {
         let (events, stopping): (Vec<Event>, bool) = tokio::select! {
+            _ = std::future::ready(()), if backlog => {
+                let (events, more) = collector.drain(records.get_mut());
+                backlog = more;
+                (events, false)
+            }
             guard = records.readable_mut() => {
                 let mut guard = guard?;
                 let (events, more) = collector.drain(guard.get_inner_mut());
@@ -49,7 +57,11 @@ pub(super) async fn run(
                 }
                 (events, false)
             }
-            _ = drain.tick() => (collector.drain(records.get_mut()).0, false),
+            _ = drain.tick() => {
+                let (events, more) = collector.drain(records.get_mut());
+                backlog = more;
+                (events, false)
+            }
             _ = expire.tick() => (collector.expire(Timestamp::now()), false),
             _ = emit.tick() => (metrics(&mut collector, &config), false),
             _ = cx.shutdown.cancelled() => {

@@ -18,7 +18,7 @@ pub fn fill(dns: &DnsExchange, fields: &mut Attributes) {
     fields.insert("dns.question.name", dns.name.clone());
     fields.insert("dns.question.type", dns.qtype.clone());
     fields.insert("dns.response_code", dns.rcode.clone());
-    fields.insert("dns.answer.count", u32::from(dns.answers));
+    fields.insert("sonde.dns.answer.count", u32::from(dns.answers));
     if !dns.addresses.is_empty() {
         let addresses: Vec<String> = dns.addresses.iter().map(|a| a.to_string()).collect();
         fields.insert("dns.answers", addresses.join(","));

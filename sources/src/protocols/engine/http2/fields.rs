@@ -65,7 +65,7 @@ pub fn fill(
         fields.insert(strings.header_key(false, name), value.clone());
     }
     if let Some(code) = exchange.reset {
-        fields.insert("http2.rst_stream.error_code", u64::from(code));
+        fields.insert("sonde.http2.rst_stream.error_code", u64::from(code));
     }
     if exchange.is_grpc() {
         return fill_grpc(exchange, server, fields);

@@ -50,7 +50,7 @@ fn summary(h: &Harness) -> Vec<(String, String, String, i64, String)> {
                 field(s, "dns.question.name").unwrap_or("-").to_string(),
                 field(s, "dns.question.type").unwrap_or("-").to_string(),
                 field(s, "dns.response_code").unwrap_or("-").to_string(),
-                int(s, "dns.answer.count").unwrap_or(-1),
+                int(s, "sonde.dns.answer.count").unwrap_or(-1),
                 field(s, "dns.answers").unwrap_or("-").to_string(),
             )
         })
