@@ -144,7 +144,7 @@ fn main() -> Result<()> {
                     // The same warm-up as idle: the profile source's first
                     // interval (symbolizing and loading the unwind tables of
                     // every process) otherwise lands in the first ledger
-                    // workload (81 µs/request instead of ~1 in a 3 s settle).
+                    // workload (81 µs/request at 1k/s after a 3 s settle).
                     std::thread::sleep(Duration::from_secs(warmup));
                     Some(agent)
                 }
