@@ -213,6 +213,67 @@ a, b = socket.socketpair(); a.send(b"s" * 5000); b.recv(5000)
     assert_eq!(paths, vec![real.clone()], "the process wrote to one file only");
 }
 
+/// A file system reuses a deleted file's inode number at once (ext4 does):
+/// a new file there is named by its own path, not the deleted file's.
+#[test]
+fn a_new_file_on_a_deleted_files_inode_is_named_by_its_own_path() {
+    use std::os::unix::fs::MetadataExt;
+    let test = "a_new_file_on_a_deleted_files_inode_is_named_by_its_own_path";
+    if !bpf_available_or_skip(test) {
+        return;
+    }
+    // Every file under its path (Python's own module reads are larger).
+    let config = FileIoSourceConfig {
+        top_files: 100_000,
+        ..FileIoSourceConfig::default()
+    };
+    let mut collector = Collector::load(&config, "test-node".into(), &[]).expect("file_io loads");
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let append = |path: &std::path::Path, bytes: usize| {
+        let status = Command::new("python3")
+            .args([
+                "-c",
+                "import sys\nwith open(sys.argv[1], 'ab') as f: f.write(b'x' * int(sys.argv[2]))",
+            ])
+            .arg(path)
+            .arg(bytes.to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    let (old, new) = (dir.path().join("old"), dir.path().join("new"));
+    std::fs::write(&old, b"").unwrap();
+    let ino = std::fs::metadata(&old).unwrap().ino();
+    append(&old, 1000);
+    let events = collector.collect().unwrap();
+    let old = old.to_string_lossy().into_owned();
+    assert_eq!(
+        counter(&events, BYTES, &old, "write"),
+        1000,
+        "the first file, by its path"
+    );
+    std::fs::remove_file(&old).unwrap();
+    std::fs::write(&new, b"").unwrap();
+    assert_eq!(
+        std::fs::metadata(&new).unwrap().ino(),
+        ino,
+        "the file system reused the deleted file's inode (/var/tmp on ext4 does)"
+    );
+    append(&new, 2000);
+    let events = collector.collect().unwrap();
+    let new = new.to_string_lossy().into_owned();
+    assert_eq!(
+        counter(&events, BYTES, &new, "write"),
+        2000,
+        "the new file, by its own path"
+    );
+    assert_eq!(
+        counter(&events, BYTES, &old, "write"),
+        0,
+        "nothing under the deleted file's path"
+    );
+}
+
 /// With `top_files = 2`, a process writing five files of different sizes
 /// is reported as its two largest files plus `[other]` holding the other
 /// three: the sum over the process stays exact.

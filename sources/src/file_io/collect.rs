@@ -99,6 +99,8 @@ impl Collector {
             .programs
             .files()
             .inspect_err(|_| self.telemetry.map_read_failed())?;
+        // Every pair read above has had its notice queued: name them all.
+        self.paths.sync();
         // The largest first; ties by key, so the top is stable.
         files.sort_by(|(ka, va), (kb, vb)| vb.bytes().cmp(&va.bytes()).then(ka.cmp(kb)));
         let mut events = Vec::new();
@@ -116,8 +118,8 @@ impl Collector {
                 exited.insert(process);
             }
             if rank < self.top_files {
-                let path = self.paths.get(key.file()).unwrap_or_else(|| "[unknown]".to_string());
-                live.insert(key.file());
+                let path = self.paths.get(key).unwrap_or_else(|| "[unknown]".to_string());
+                live.insert(*key);
                 events.extend(self.metrics(&process, &path, value, now));
                 if gone {
                     self.programs.remove(key);
@@ -131,7 +133,7 @@ impl Collector {
                 self.others.entry(process).or_default().add(value);
                 self.programs.remove(key);
             } else {
-                live.insert(key.file());
+                live.insert(*key);
                 previous.insert(*key, *value);
             }
         }

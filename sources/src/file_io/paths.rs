@@ -1,13 +1,19 @@
-//! File paths, resolved once per file: a thread reads the programs'
-//! new-file notices as they come and reads the path of the notice's fd
-//! from `/proc/PID/fd` while the call's file is (most likely) still open,
-//! checking that the link still leads to the same inode. When it is
-//! closed already, the path is the notice's chain of dentry names (from
-//! the file system's root) under the mount point of that file system,
-//! from `/proc/self/mountinfo`.
+//! File paths, resolved once per (process, file) pair: a thread reads the
+//! programs' new-pair notices as they come and reads the path of the
+//! notice's fd from `/proc/PID/fd` while the call's file is (most likely)
+//! still open, checking that the link still leads to the same inode. When
+//! it is closed already, the path is the notice's chain of dentry names
+//! (from the file system's root) under the mount point of that file
+//! system, from `/proc/self/mountinfo`.
+//!
+//! Paths are kept per pair, not per inode: a file system reuses a deleted
+//! file's inode number at once (ext4 does), and a cache by inode named a
+//! new file after the deleted one. Each collection first resolves the
+//! notices still queued ([`Paths::sync`]), so a pair whose process has
+//! exited is named before its totals leave the kernel map.
 
 use std::collections::{HashMap, HashSet};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,10 +22,7 @@ use std::thread::JoinHandle;
 
 use sonde_ebpf::aya::maps::{MapData, RingBuf};
 
-use super::bpf::{user_dev, FioNewFile};
-
-/// A file: its file system's device (kernel numbering) and inode.
-pub type FileId = (u32, u64);
+use super::bpf::{user_dev, FioKey, FioNewFile};
 
 /// The prefix of a path known only in part (deeper than the kernel's walk
 /// goes, or on a file system not mounted where the agent looks).
@@ -28,9 +31,37 @@ pub const UNRESOLVED: &str = "…";
 /// How long the thread waits for a notice before looking at `stop`.
 const POLL_MS: i32 = 200;
 
-#[derive(Debug, Default)]
+/// The notice ring and what resolving a notice reads: one reader at a
+/// time (the thread, or a collection catching up).
+struct Reader {
+    ring: RingBuf<MapData>,
+    mounts: Mounts,
+    proc_root: PathBuf,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("proc_root", &self.proc_root)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reader {
+    /// Resolves every queued notice.
+    fn drain(&mut self, shared: &Shared) {
+        while let Some(record) = self.ring.next() {
+            if let Some(notice) = FioNewFile::from_bytes(&record) {
+                resolve(&notice, &self.proc_root, &mut self.mounts, shared);
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
 struct Shared {
-    paths: Mutex<HashMap<FileId, String>>,
+    paths: Mutex<HashMap<FioKey, String>>,
+    reader: Mutex<Reader>,
     stop: AtomicBool,
     unresolved: AtomicU64,
 }
@@ -46,10 +77,20 @@ impl Paths {
     /// Starts reading `ring`; `proc_root` is `/proc` (a test may pass
     /// another).
     pub fn start(ring: RingBuf<MapData>, proc_root: PathBuf) -> std::io::Result<Paths> {
-        let shared = Arc::new(Shared::default());
+        let fd = ring.as_raw_fd();
+        let shared = Arc::new(Shared {
+            paths: Mutex::default(),
+            reader: Mutex::new(Reader {
+                ring,
+                mounts: Mounts::read(),
+                proc_root,
+            }),
+            stop: AtomicBool::new(false),
+            unresolved: AtomicU64::new(0),
+        });
         let thread = std::thread::Builder::new().name("sonde-file-paths".into()).spawn({
             let shared = Arc::clone(&shared);
-            move || read_notices(ring, &proc_root, &shared)
+            move || read_notices(fd, &shared)
         })?;
         Ok(Paths {
             shared,
@@ -57,15 +98,23 @@ impl Paths {
         })
     }
 
-    /// The path of `file`, when known.
-    pub fn get(&self, file: FileId) -> Option<String> {
-        self.shared.paths.lock().ok()?.get(&file).cloned()
+    /// Resolves the notices still queued (the thread may lag behind a
+    /// short-lived process).
+    pub fn sync(&self) {
+        if let Ok(mut reader) = self.shared.reader.lock() {
+            reader.drain(&self.shared);
+        }
     }
 
-    /// Forgets the files not in `live` (bounds the cache by the map).
-    pub fn retain(&self, live: &HashSet<FileId>) {
+    /// The path of `pair`'s file, when known.
+    pub fn get(&self, pair: &FioKey) -> Option<String> {
+        self.shared.paths.lock().ok()?.get(pair).cloned()
+    }
+
+    /// Forgets the pairs not in `live` (bounds the cache by the map).
+    pub fn retain(&self, live: &HashSet<FioKey>) {
         if let Ok(mut paths) = self.shared.paths.lock() {
-            paths.retain(|file, _| live.contains(file));
+            paths.retain(|pair, _| live.contains(pair));
         }
     }
 
@@ -85,37 +134,29 @@ impl Drop for Paths {
     }
 }
 
-fn read_notices(mut ring: RingBuf<MapData>, proc_root: &std::path::Path, shared: &Shared) {
-    let fd = ring.as_raw_fd();
-    let mut mounts = Mounts::read();
+/// The thread: waits on the ring's fd (without holding the reader, so a
+/// collection's [`Paths::sync`] never waits out a poll), then drains it.
+fn read_notices(fd: RawFd, shared: &Shared) {
     while !shared.stop.load(Ordering::Relaxed) {
         let mut poll = libc::pollfd {
             fd,
             events: libc::POLLIN,
             revents: 0,
         };
-        // SAFETY: one valid pollfd, for the lifetime of the call.
+        // SAFETY: one valid pollfd, for the lifetime of the call; the ring
+        // (and its fd) lives in `shared`, which outlives this thread.
         unsafe { libc::poll(&mut poll, 1, POLL_MS) };
-        while let Some(record) = ring.next() {
-            let Some(notice) = FioNewFile::from_bytes(&record) else {
-                continue;
-            };
-            resolve(&notice, proc_root, &mut mounts, shared);
+        if let Ok(mut reader) = shared.reader.lock() {
+            reader.drain(shared);
         }
     }
 }
 
-/// Reads the path of the notice's fd, if it still leads to its file.
+/// Reads the path of the notice's fd, if it still leads to its file; else
+/// the notice's dentry names under their mount point. Always read again:
+/// a cached path for the same pair may belong to an earlier file with the
+/// same inode number.
 fn resolve(notice: &FioNewFile, proc_root: &std::path::Path, mounts: &mut Mounts, shared: &Shared) {
-    let file = notice.key.file();
-    // Known (a guess by name is tried again: this fd may be open).
-    if shared
-        .paths
-        .lock()
-        .is_ok_and(|p| p.get(&file).is_some_and(|path| !path.starts_with(UNRESOLVED)))
-    {
-        return;
-    }
     let link = proc_root.join(format!("{}/fd/{}", notice.key.pid, notice.fd));
     let same_file =
         std::fs::metadata(&link).is_ok_and(|m| m.ino() == notice.key.ino && m.dev() == user_dev(notice.key.dev));
@@ -131,7 +172,7 @@ fn resolve(notice: &FioNewFile, proc_root: &std::path::Path, mounts: &mut Mounts
         }
     };
     if let Ok(mut paths) = shared.paths.lock() {
-        paths.insert(file, path);
+        paths.insert(notice.key, path);
     }
 }
 

@@ -26,13 +26,6 @@ pub struct FioKey {
 // SAFETY: repr(C), fields of 8, 8, 4 and 4 bytes: no padding.
 unsafe impl sonde_ebpf::aya::Pod for FioKey {}
 
-impl FioKey {
-    /// The file's identity (device, inode), whatever the process.
-    pub fn file(&self) -> (u32, u64) {
-        (self.dev, self.ino)
-    }
-}
-
 /// `struct fio_op_stats`: one operation's totals on a file.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
