@@ -64,7 +64,7 @@ pub fn check() -> Result<String, CheckError> {
         ..ProtocolsSourceConfig::default()
     };
     let (mut collector, mut records) = Collector::load_with(&config, "conformance".to_string(), &[], false)?;
-    let http_port = http::workload().map_err(CheckError::workload("HTTP over loopback"))?;
+    let http_workload = http::workload().map_err(CheckError::workload("HTTP over loopback"))?;
     let redis_port = redis::workload().map_err(CheckError::workload("RESP over loopback"))?;
     dns::workload(dns_server).map_err(CheckError::workload("DNS over loopback UDP"))?;
     let postgres_port = replay::workload(&replay::POSTGRES).map_err(CheckError::workload("a PostgreSQL replay"))?;
@@ -86,7 +86,14 @@ pub fn check() -> Result<String, CheckError> {
             + http2::CALLS);
     let mut spans: Vec<Span> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
-    let ports = [http_port, redis_port, dns_port, postgres_port, mariadb_port, h2c_port];
+    let ports = [
+        http_workload.port,
+        redis_port,
+        dns_port,
+        postgres_port,
+        mariadb_port,
+        h2c_port,
+    ];
     let wanted = |s: &Span| ports.iter().any(|port| ours(s, *port)) || go_pids.iter().any(|pid| gotls::ours(s, *pid));
     while spans.len() < expected && Instant::now() < deadline {
         let (events, _) = collector.drain(&mut records);
@@ -97,7 +104,7 @@ pub fn check() -> Result<String, CheckError> {
         std::thread::sleep(Duration::from_millis(20));
     }
     let mut parts = vec![
-        http::verify(&spans, http_port)?,
+        http::verify(&spans, &http_workload)?,
         redis::verify(&spans, redis_port)?,
         dns::verify(&spans, dns_port)?,
         replay::verify(&replay::POSTGRES, &spans, postgres_port)?,
