@@ -31,6 +31,7 @@ pub const BENCHMARKS: &[&str] = &[
     "prometheus",
     "otlp",
     "enrich",
+    "engine",
     "disk",
     "buffer",
     "net",
@@ -53,6 +54,7 @@ const CHECKED: &[(&str, &[&str])] = &[
     ("prometheus", &["--events", "300000", "--runs", "5"]),
     ("otlp", &["--events", "100000", "--runs", "5"]),
     ("enrich", &["--batches", "50", "--runs", "5"]),
+    ("engine", &["--rounds", "500", "--runs", "5"]),
 ];
 
 /// How much worse a gated figure may get before `--check` fails.

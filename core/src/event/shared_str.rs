@@ -131,7 +131,7 @@ impl From<String> for SharedStr {
 
 impl SharedStr {
     /// A copy of `s`: inline when short, else in a new shared allocation.
-    fn copied(s: &str) -> Self {
+    pub fn copied(s: &str) -> Self {
         if s.len() <= INLINE_MAX {
             SharedStr::Inline(CompactString::new(s))
         } else {

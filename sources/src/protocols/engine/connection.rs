@@ -9,6 +9,7 @@ use super::infer::{self, Clue};
 use super::reassembly::{Bytes, Piece, Reassembler};
 use super::session::{Scope, Session};
 use super::settings::Settings;
+use super::span::Identity;
 
 /// Bytes counted for a connection besides its buffers.
 pub const CONNECTION_OVERHEAD: usize = 512;
@@ -38,6 +39,8 @@ pub struct Connection {
     /// Its [`Connection::memory`] as the engine last added it up (read
     /// instead of walking the buffers again before each change).
     pub held: usize,
+    /// The attributes its spans share (from `info`: reset with it).
+    pub identity: Identity,
 }
 
 fn requests(role: Role) -> Option<Direction> {
@@ -60,6 +63,7 @@ impl Connection {
             protocol: Protocol::Undecided(Detector::default()),
             last_seen: None,
             held: 0,
+            identity: Identity::default(),
         };
         connection.account();
         connection

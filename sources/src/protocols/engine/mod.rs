@@ -101,6 +101,7 @@ impl Engine {
     pub fn open(&mut self, info: ConnInfo) {
         if let Some(known) = self.connections.get_mut(&info.id) {
             known.info = info;
+            known.identity = span::Identity::default();
             return;
         }
         if self.memory + CONNECTION_OVERHEAD > self.settings.max_memory_bytes {
@@ -165,7 +166,7 @@ impl Engine {
         };
         self.memory -= connection.held;
         connection.close(at, &mut scope);
-        self.emit_for(&connection.info, &mut exchanges, out);
+        self.emit_for(&mut connection, &mut exchanges, out);
     }
 
     /// Forgets connections idle for the idle timeout (closing them), drops
@@ -245,7 +246,7 @@ impl Engine {
         }
         // Borrowed, not cloned: the connection's info is read while the
         // routes, metrics and string cache (other fields) change.
-        if let Some(connection) = self.connections.get(&id) {
+        if let Some(connection) = self.connections.get_mut(&id) {
             let mut spans = Spans {
                 routes: &mut self.routes,
                 red: &mut self.red,
@@ -253,13 +254,13 @@ impl Engine {
                 counters: &mut self.counters,
                 node: &self.node,
             };
-            spans.emit(&connection.info, exchanges, out);
+            spans.emit(&connection.info, &mut connection.identity, exchanges, out);
         }
         // None left for the next chunk, whether emitted or not.
         exchanges.clear();
     }
 
-    fn emit_for(&mut self, info: &ConnInfo, exchanges: &mut Vec<Exchange>, out: &mut Vec<Event>) {
+    fn emit_for(&mut self, connection: &mut Connection, exchanges: &mut Vec<Exchange>, out: &mut Vec<Event>) {
         let mut spans = Spans {
             routes: &mut self.routes,
             red: &mut self.red,
@@ -267,7 +268,7 @@ impl Engine {
             counters: &mut self.counters,
             node: &self.node,
         };
-        spans.emit(info, exchanges, out);
+        spans.emit(&connection.info, &mut connection.identity, exchanges, out);
     }
 }
 
@@ -281,9 +282,15 @@ struct Spans<'a> {
 }
 
 impl Spans<'_> {
-    fn emit(&mut self, info: &ConnInfo, exchanges: &mut Vec<Exchange>, out: &mut Vec<Event>) {
+    fn emit(
+        &mut self,
+        info: &ConnInfo,
+        identity: &mut span::Identity,
+        exchanges: &mut Vec<Exchange>,
+        out: &mut Vec<Event>,
+    ) {
         for exchange in exchanges.drain(..) {
-            let (span, outcome) = span::build(exchange, info, self.routes, self.node, self.strings);
+            let (span, outcome) = span::build(exchange, info, identity, self.routes, self.node, self.strings);
             self.red.record(&outcome, info, self.node, self.strings, self.counters);
             out.push(Event::from(span));
         }

@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 
-use sonde_core::event::{keys, Attributes, SharedStr, Span, SpanKind, SpanStatus};
+use sonde_core::event::{keys, Attributes, SharedAttributes, SharedStr, Span, SpanKind, SpanStatus};
 
 use super::super::model::{ConnInfo, Direction};
 use super::db::{self, DbSystem};
@@ -96,6 +96,56 @@ pub fn process_attributes(info: &ConnInfo, node: &SharedStr, strings: &mut Strin
     attributes
 }
 
+/// The attributes every span of a connection repeats — its process, and
+/// its endpoints seen from one side — built once and held by reference
+/// (a reference count per span instead of ten pairs copied, and dropped,
+/// each time).
+#[derive(Debug, Default)]
+pub struct Identity {
+    process: Option<SharedAttributes>,
+    /// The side (server) and the other end they were built for: a
+    /// datagram socket's peer may change from one exchange to the next.
+    endpoints: Option<(bool, Option<SocketAddr>, SharedAttributes)>,
+}
+
+impl Identity {
+    fn process(&mut self, info: &ConnInfo, node: &SharedStr, strings: &mut Strings) -> SharedAttributes {
+        self.process
+            .get_or_insert_with(|| process_attributes(info, node, strings).iter().map(pair).collect())
+            .clone()
+    }
+
+    fn endpoints(
+        &mut self,
+        server: bool,
+        remote: Option<SocketAddr>,
+        info: &ConnInfo,
+        strings: &mut Strings,
+    ) -> SharedAttributes {
+        match &self.endpoints {
+            Some((side, peer, set)) if *side == server && *peer == remote => set.clone(),
+            _ => {
+                let (server_end, client_end) = if server {
+                    (info.local, remote)
+                } else {
+                    (remote, info.local)
+                };
+                let mut fields = Attributes::with_capacity(6);
+                endpoint(&mut fields, SERVER, server_end, strings);
+                endpoint(&mut fields, CLIENT, client_end, strings);
+                endpoint(&mut fields, PEER, remote, strings);
+                let set: SharedAttributes = fields.iter().map(pair).collect();
+                self.endpoints = Some((server, remote, set.clone()));
+                set
+            }
+        }
+    }
+}
+
+fn pair((key, value): (&SharedStr, &sonde_core::event::Value)) -> (SharedStr, sonde_core::event::Value) {
+    (key.clone(), value.clone())
+}
+
 /// The service a route cap counts against: the server's process and port
 /// on server spans, the called address on client spans.
 pub fn service(info: &ConnInfo, server: bool, strings: &mut Strings) -> Service {
@@ -110,8 +160,9 @@ pub fn service(info: &ConnInfo, server: bool, strings: &mut Strings) -> Service 
     }
 }
 
-/// Pairs a span's fields are given room for at once.
-const FIELDS_CAPACITY: usize = 20;
+/// Pairs a span's own fields are given room for at once (an HTTP span's
+/// request, response and a few headers; the endpoints are shared).
+const FIELDS_CAPACITY: usize = 14;
 
 /// `(address key, port key)` of an endpoint.
 type EndpointKeys = (&'static str, &'static str);
@@ -135,23 +186,17 @@ fn endpoint(
 pub fn build(
     exchange: Exchange,
     info: &ConnInfo,
+    identity: &mut Identity,
     routes: &mut Routes,
     node: &SharedStr,
     strings: &mut Strings,
 ) -> (Span, Outcome) {
     let server = exchange.request_direction == Direction::Ingress;
     let remote = exchange.remote.or(info.remote);
-    let (server_end, client_end) = if server {
-        (info.local, remote)
-    } else {
-        (remote, info.local)
-    };
-    // Room for an HTTP span's fields (endpoints, request, response, a few
-    // headers): one allocation instead of growing 4 → 8 → 16.
+    // Room for an HTTP span's own fields: one allocation instead of
+    // growing 4 → 8 → 16.
     let mut fields = Attributes::with_capacity(FIELDS_CAPACITY);
-    endpoint(&mut fields, SERVER, server_end, strings);
-    endpoint(&mut fields, CLIENT, client_end, strings);
-    endpoint(&mut fields, PEER, remote, strings);
+    fields.add_shared(identity.endpoints(server, remote, info, strings));
     let duration = exchange.end.as_nanos().saturating_sub(exchange.start.as_nanos()) as f64 / 1e9;
     let (name, labels, error, message): (SharedStr, Labels, bool, SharedStr) = match &exchange.detail {
         Detail::Http(http) => {
@@ -240,7 +285,11 @@ pub fn build(
         end: exchange.end.max(exchange.start),
         status,
         fields,
-        attributes: process_attributes(info, node, strings),
+        attributes: {
+            let mut attributes = Attributes::new();
+            attributes.add_shared(identity.process(info, node, strings));
+            attributes
+        },
     };
     (span, outcome)
 }

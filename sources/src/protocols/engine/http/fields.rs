@@ -9,7 +9,7 @@ use super::HttpExchange;
 
 /// `http.request.method`: the method, or `_OTHER` for one outside RFC 9110.
 pub fn method(request: &Request) -> SharedStr {
-    match KNOWN_METHODS.iter().find(|m| **m == request.method) {
+    match KNOWN_METHODS.iter().find(|m| request.method == **m) {
         Some(known) => SharedStr::from_static(known),
         None => SharedStr::from_static("_OTHER"),
     }
@@ -28,11 +28,10 @@ pub fn fill(http: &HttpExchange, route: &SharedStr, server: bool, fields: &mut A
     // The endpoints are the only fields set before: these keys are new.
     let method = method(request);
     if method.as_str() == "_OTHER" {
-        fields.push_new("http.request.method_original", SharedStr::from(&request.method));
+        fields.push_new("http.request.method_original", request.method.clone());
     }
     fields.push_new("http.request.method", method);
-    // Copied from the borrowed text (inline when short): no String clone.
-    fields.push_new("url.path", SharedStr::from(&request.path));
+    fields.push_new("url.path", request.path.clone());
     if let Some(query) = &request.query {
         fields.push_new("url.query", redact::query(query));
     }
@@ -45,12 +44,12 @@ pub fn fill(http: &HttpExchange, route: &SharedStr, server: bool, fields: &mut A
     );
     for (name, value) in &request.headers {
         if name == "user-agent" {
-            fields.insert("user_agent.original", SharedStr::from(value));
+            fields.insert("user_agent.original", value.clone());
         }
-        fields.insert(strings.header_key(true, name), SharedStr::from(value));
+        fields.insert(strings.header_key(true, name), value.clone());
     }
     for (name, value) in &response.headers {
-        fields.insert(strings.header_key(false, name), SharedStr::from(value));
+        fields.insert(strings.header_key(false, name), value.clone());
     }
     fields.push_new("http.request.body.size", http.request_body_size);
     fields.push_new("http.response.body.size", http.response_body_size);

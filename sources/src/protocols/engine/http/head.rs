@@ -1,7 +1,11 @@
 //! Request and response heads, parsed by `httparse` into owned values that
 //! keep only what spans need: allow-listed headers, trace context, framing.
+//! Text is kept as [`SharedStr`]: short values (most methods, paths,
+//! header values) inline, with no allocation, and put on spans as they are.
 
 use std::mem::MaybeUninit;
+
+use sonde_core::event::SharedStr;
 
 use super::super::settings::Settings;
 use super::super::trace_context::TraceParent;
@@ -42,17 +46,17 @@ pub enum BodyLength {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Request {
     /// The method as sent.
-    pub method: String,
+    pub method: SharedStr,
     /// The path, without query.
-    pub path: String,
+    pub path: SharedStr,
     /// The raw query (after `?`), redacted later.
     pub query: Option<String>,
     /// HTTP/1.x's minor version.
     pub minor: u8,
     /// Allow-listed headers, lowercase names.
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<(SharedStr, SharedStr)>,
     /// `Content-Type`, for body capture.
-    pub content_type: Option<String>,
+    pub content_type: Option<SharedStr>,
     /// The W3C `traceparent`, when valid.
     pub traceparent: Option<TraceParent>,
     /// How the body ends.
@@ -71,9 +75,9 @@ pub struct Response {
     /// HTTP/1.x's minor version.
     pub minor: u8,
     /// Allow-listed headers, lowercase names.
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<(SharedStr, SharedStr)>,
     /// `Content-Type`, for body capture.
-    pub content_type: Option<String>,
+    pub content_type: Option<SharedStr>,
     /// How the body ends, before the request method and status are considered.
     pub body: BodyLength,
 }
@@ -132,8 +136,8 @@ pub fn parse(buf: &[u8], kind: Kind, settings: &Settings) -> Parsed {
 
 /// What the headers say, beyond the allow-listed ones.
 struct Fields {
-    kept: Vec<(String, String)>,
-    content_type: Option<String>,
+    kept: Vec<(SharedStr, SharedStr)>,
+    content_type: Option<SharedStr>,
     traceparent: Option<TraceParent>,
     length: Option<u64>,
     chunked: bool,
@@ -154,37 +158,38 @@ fn fields(headers: &[httparse::Header<'_>], settings: &Settings) -> Option<Field
         h2c: false,
     };
     for header in headers {
-        // Compared without case; lowercased (an allocation) only if kept.
-        // The value is decoded only for the headers read or kept.
+        // Compared without case, after the length (one comparison at most);
+        // the value is decoded only for the headers read or kept.
         let name = header.name;
         let is = |known: &str| name.eq_ignore_ascii_case(known);
         let value = || String::from_utf8_lossy(header.value.trim_ascii());
-        match () {
-            _ if is("content-length") => {
+        match name.len() {
+            14 if is("content-length") => {
                 let length: u64 = value().trim().parse().ok()?;
                 if f.length.is_some_and(|l| l != length) {
                     return None;
                 }
                 f.length = Some(length);
             }
-            _ if is("transfer-encoding") => {
+            17 if is("transfer-encoding") => {
                 let value = value();
                 let last = value.trim().rsplit(',').next().unwrap_or("").trim();
                 f.chunked = last.eq_ignore_ascii_case("chunked");
                 f.other_coding = !f.chunked;
             }
-            _ if is("content-type") => f.content_type = Some(value().trim().to_owned()),
-            _ if is("traceparent") => f.traceparent = TraceParent::parse(value().trim()),
-            _ if is("upgrade") => {
+            12 if is("content-type") => f.content_type = Some(SharedStr::copied(value().trim())),
+            11 if is("traceparent") => f.traceparent = TraceParent::parse(value().trim()),
+            7 if is("upgrade") => {
                 f.upgrade = true;
                 f.h2c = value().trim().split(',').any(|t| t.trim().eq_ignore_ascii_case("h2c"));
             }
             _ => {}
         }
         if settings.keeps_header(name) {
-            let mut value = value().trim().to_owned();
-            truncate(&mut value, MAX_VALUE);
-            f.kept.push((name.to_ascii_lowercase(), value));
+            let value = value();
+            let value = value.trim();
+            f.kept
+                .push((lowercase(name), SharedStr::copied(truncated(value, MAX_VALUE))));
         }
     }
     Some(f)
@@ -200,7 +205,7 @@ fn request_head(request: &httparse::Request<'_, '_>, settings: &Settings) -> Opt
         (false, false, None) => BodyLength::None,
     };
     Some(Request {
-        method: request.method?.to_owned(),
+        method: method(request.method?),
         path,
         query,
         minor: request.version?,
@@ -232,24 +237,43 @@ fn response_head(response: &httparse::Response<'_, '_>, settings: &Settings) -> 
 
 /// `/a/b?x=1` → (`/a/b`, `x=1`); an absolute target (a proxy's
 /// `http://host/a`) loses its scheme and authority; a fragment is dropped.
-fn split_target(target: &str) -> (String, Option<String>) {
+fn split_target(target: &str) -> (SharedStr, Option<String>) {
     let target = target.split('#').next().unwrap_or("");
     let target = match target.split_once("://") {
         Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
         None => target,
     };
     match target.split_once('?') {
-        Some((path, query)) => (path.to_owned(), Some(query.to_owned())),
-        None => (target.to_owned(), None),
+        Some((path, query)) => (SharedStr::copied(path), Some(query.to_owned())),
+        None => (SharedStr::copied(target), None),
     }
 }
 
-fn truncate(value: &mut String, max: usize) {
-    if value.len() > max {
-        let mut end = max;
-        while !value.is_char_boundary(end) {
-            end -= 1;
-        }
-        value.truncate(end);
+/// A known method as static text (no copy), another as sent.
+fn method(sent: &str) -> SharedStr {
+    match KNOWN_METHODS.iter().find(|m| **m == sent) {
+        Some(known) => SharedStr::from_static(known),
+        None => SharedStr::copied(sent),
     }
+}
+
+/// A header name in lowercase, copied once (inline when short).
+fn lowercase(name: &str) -> SharedStr {
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        SharedStr::from(name.to_ascii_lowercase())
+    } else {
+        SharedStr::copied(name)
+    }
+}
+
+/// `value` cut to at most `max` bytes, on a character boundary.
+fn truncated(value: &str, max: usize) -> &str {
+    if value.len() <= max {
+        return value;
+    }
+    let mut end = max;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    &value[..end]
 }

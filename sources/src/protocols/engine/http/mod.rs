@@ -146,12 +146,13 @@ impl Session for HttpSession {
         }
         let r = pending.request;
         let mut head = Head::default();
-        head.method = Some(r.method);
-        head.path = Some(r.path);
+        // HTTP/2's head keeps owned text (an upgrade is rare).
+        head.method = Some(r.method.to_string());
+        head.path = Some(r.path.to_string());
         head.query = r.query;
-        head.content_type = r.content_type;
+        head.content_type = r.content_type.map(|t| t.to_string());
         head.traceparent = r.traceparent;
-        head.headers = r.headers;
+        head.headers = r.headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
         let upgraded = Upgraded {
             requests,
             request: head,
