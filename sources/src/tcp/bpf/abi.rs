@@ -149,6 +149,18 @@ impl TcpStateKey {
     pub fn comm(&self) -> String {
         comm_str(&self.comm)
     }
+
+    /// The key at the start of a `struct sock_state` (`tcp_socks`' value).
+    pub fn from_sock_state(value: &[u8]) -> TcpStateKey {
+        let mut key = TcpStateKey::default();
+        let size = std::mem::size_of::<TcpStateKey>().min(value.len());
+        // SAFETY: TcpStateKey is Pod (any bytes are a valid value); at most
+        // its size is copied, from a slice at least that long.
+        unsafe {
+            std::ptr::copy_nonoverlapping(value.as_ptr(), (&mut key as *mut TcpStateKey).cast::<u8>(), size);
+        }
+        key
+    }
 }
 
 /// `struct tcp_waiting`: a timewait (TIME_WAIT, orphaned FIN_WAIT2) or half-open socket, as the
