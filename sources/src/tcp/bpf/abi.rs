@@ -310,6 +310,35 @@ mod tests {
     }
 
     #[test]
+    fn the_state_key_is_read_from_the_start_of_a_socket_entry() {
+        let layout = ObjectBtf::from_object(super::super::ELF).struct_layout("sock_state");
+        assert_eq!(layout.size, super::super::SOCK_STATE_SIZE);
+        let state = layout.field("state");
+        assert_eq!((state.offset, state.size), (0, std::mem::size_of::<TcpStateKey>()));
+        let key = TcpStateKey {
+            cgroup_id: 7,
+            pid: 42,
+            port: 443,
+            role: TCP_ROLE_SERVER as u8,
+            state: TCP_STATE_CLOSE_WAIT as u8,
+            comm: *b"nginx\0\0\0\0\0\0\0\0\0\0\0",
+        };
+        let mut value = [0xffu8; super::super::SOCK_STATE_SIZE];
+        // SAFETY: TcpStateKey is repr(C) plain data without padding.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                (&key as *const TcpStateKey).cast::<u8>(),
+                std::mem::size_of::<TcpStateKey>(),
+            )
+        };
+        value[..bytes.len()].copy_from_slice(bytes);
+        assert_eq!(TcpStateKey::from_sock_state(&value), key);
+        // A short value leaves the rest zero instead of reading past it.
+        assert_eq!(TcpStateKey::from_sock_state(&value[..8]).cgroup_id, 7);
+        assert_eq!(TcpStateKey::from_sock_state(&value[..8]).pid, 0);
+    }
+
+    #[test]
     fn keys_decode_peers_and_comms() {
         let mut key = TcpKey {
             family: TCP_FAMILY_V4 as u8,
