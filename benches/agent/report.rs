@@ -232,7 +232,11 @@ fn burst(r: &Results, md: &mut String, figures: &mut Vec<Figure>) {
         mark(after_median <= TARGET_BURST_HWM_MIB),
         mmm(&settled, 1),
     );
-    figures.push(Figure::new("VmHWM after a connection storm, all sources", "MiB", &after));
+    figures.push(Figure::new(
+        "VmHWM after a connection storm, all sources",
+        "MiB",
+        &after,
+    ));
 }
 
 /// Every measurement, for the JSON report.
