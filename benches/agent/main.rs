@@ -11,6 +11,9 @@
 //!   eBPF run time and the workload's own CPU, off and on (requests/s only
 //!   as context); and a micro workload, `getpgid` and `write` system calls
 //!   in a loop pinned to one CPU, ns per call;
+//! - **memory under a connection storm** (`burst.rs`): the all-sources
+//!   agent's VmHWM before and after wrk opens a connection per request as
+//!   fast as it can for `--burst-seconds`, once per round;
 //! - **per eBPF program**: ns per run, from `BPF_ENABLE_STATS` during a
 //!   separate loaded run (statistics slow every program a little, so they
 //!   are off while throughput is measured).
@@ -30,6 +33,7 @@ mod common;
 #[path = "../net/workload.rs"]
 mod workload;
 
+mod burst;
 mod ledger;
 mod modes;
 mod report;
@@ -70,6 +74,9 @@ pub struct Results {
     pub wrk_seconds: u32,
     pub idle: Vec<(Mode, Vec<Idle>)>,
     pub loaded: Vec<(Mode, Vec<Loaded>)>,
+    pub burst_seconds: u32,
+    /// One connection storm per round, all sources on.
+    pub bursts: Vec<burst::Burst>,
     /// (program, ns per run) per measurement, all sources on.
     pub programs: Vec<(String, Vec<f64>)>,
 }
@@ -80,6 +87,7 @@ fn main() -> Result<()> {
     let warmup: u64 = arg("--warmup", "17").parse()?;
     let idle_seconds: u64 = arg("--idle-seconds", "30").parse()?;
     let wrk_seconds: u32 = arg("--wrk-seconds", "5").parse()?;
+    let burst_seconds: u32 = arg("--burst-seconds", "15").parse()?;
     // /proc/self belongs to the effective user.
     if std::fs::read_to_string("/proc/self/status")?
         .lines()
@@ -94,6 +102,7 @@ fn main() -> Result<()> {
         rounds,
         idle_seconds,
         wrk_seconds,
+        burst_seconds,
         idle: Mode::AGENTS.iter().map(|m| (*m, Vec::new())).collect(),
         loaded: Mode::ALL.iter().map(|m| (*m, Vec::new())).collect(),
         ..Results::default()
@@ -170,6 +179,18 @@ fn main() -> Result<()> {
                 agent.stop();
             }
         }
+    }
+    for round in 0..rounds {
+        let burst = burst::measure(&nginx, dir.path(), warmup, burst_seconds)?;
+        eprintln!(
+            "burst round {}: {:.0} connections, VmHWM {:.1} -> {:.1} MiB, VmRSS {:.1} MiB after",
+            round + 1,
+            burst.connections,
+            burst.hwm_before_mib,
+            burst.hwm_after_mib,
+            burst.rss_settled_mib
+        );
+        results.bursts.push(burst);
     }
     drop(nginx);
     results.programs = programs.into_iter().collect();

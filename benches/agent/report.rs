@@ -10,6 +10,8 @@ use crate::Results;
 const TARGET_IDLE_PERCENT: f64 = 0.3;
 const TARGET_RSS_MIB: f64 = 40.0;
 const TARGET_NS_PER_HIT: f64 = 60.0;
+/// VmHWM after a connection storm, every source on.
+const TARGET_BURST_HWM_MIB: f64 = 48.0;
 
 fn mmm(values: &[f64], digits: usize) -> String {
     let (min, median, max) = spread(values);
@@ -182,6 +184,8 @@ pub fn render(r: &Results) -> (String, Vec<Figure>) {
         }
     }
 
+    burst(r, &mut md, &mut figures);
+
     let _ = writeln!(
         md,
         "\nPer eBPF program, all sources on, during a 2 s connection-per-request wrk run with \
@@ -199,6 +203,40 @@ pub fn render(r: &Results) -> (String, Vec<Figure>) {
          bpftrace (profile), disk and TCP tracepoints beside bpftrace (disk, net)."
     );
     (md, figures)
+}
+
+/// The connection storm's table: memory before, at the peak and after.
+fn burst(r: &Results, md: &mut String, figures: &mut Vec<Figure>) {
+    if r.bursts.is_empty() {
+        return;
+    }
+    let connections: Vec<f64> = r.bursts.iter().map(|b| b.connections).collect();
+    let rate: Vec<f64> = connections.iter().map(|c| c / f64::from(r.burst_seconds)).collect();
+    let before: Vec<f64> = r.bursts.iter().map(|b| b.hwm_before_mib).collect();
+    let after: Vec<f64> = r.bursts.iter().map(|b| b.hwm_after_mib).collect();
+    let settled: Vec<f64> = r.bursts.iter().map(|b| b.rss_settled_mib).collect();
+    let (_, after_median, _) = spread(&after);
+    let _ = writeln!(
+        md,
+        "\nMemory under a connection storm: the agent with all sources on, after the warm-up, while wrk \
+         opens a new connection per request to nginx as fast as it goes for {} s (one storm per round; \
+         file-backed pages count too: the profile source maps the binaries of the node's processes).\n\n\
+         | connections | connections/s | VmHWM before, MiB | VmHWM after, MiB (target ≤ {TARGET_BURST_HWM_MIB}) | VmRSS 5 s later, MiB |\n\
+         |---|---|---|---|---|\n\
+         | {} | {} | {} | {} {} | {} |",
+        r.burst_seconds,
+        mmm(&connections, 0),
+        mmm(&rate, 0),
+        mmm(&before, 1),
+        mmm(&after, 1),
+        mark(after_median <= TARGET_BURST_HWM_MIB),
+        mmm(&settled, 1),
+    );
+    figures.push(Figure::new(
+        "VmHWM after a connection storm, all sources",
+        "MiB",
+        &after,
+    ));
 }
 
 /// Every measurement, for the JSON report.
@@ -245,5 +283,12 @@ pub fn details(r: &Results) -> serde_json::Value {
         "idle": idle,
         "loaded": loaded,
         "programs_ns_per_run": programs,
+        "burst_seconds": r.burst_seconds,
+        "bursts": r.bursts.iter().map(|b| serde_json::json!({
+            "connections": b.connections,
+            "vm_hwm_before_mib": b.hwm_before_mib,
+            "vm_hwm_after_mib": b.hwm_after_mib,
+            "vm_rss_settled_mib": b.rss_settled_mib,
+        })).collect::<Vec<_>>(),
     })
 }

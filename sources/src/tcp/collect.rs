@@ -1,7 +1,7 @@
 //! One round: read the kernel map, turn each key into metric events, and
 //! remove the keys of processes that are gone.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use metrics::Label;
@@ -74,6 +74,9 @@ pub struct Collector {
     /// TIME_WAIT and half-open series emitted last round (a zero is
     /// emitted once for those that emptied).
     waiting: HashSet<TcpWaiting>,
+    /// Full-socket state series emitted so far: one that empties is
+    /// emitted as zero until its process is gone.
+    states: BTreeSet<TcpStateKey>,
     telemetry: LossCounters,
 }
 
@@ -99,6 +102,7 @@ impl Collector {
             reasons,
             exited: HashMap::new(),
             waiting: HashSet::new(),
+            states: BTreeSet::new(),
             telemetry: LossCounters::new(labels, OBJECT, STATS, MAP_SERIES),
         })
     }
@@ -145,7 +149,7 @@ impl Collector {
     /// counts, TIME_WAIT and half-open ones listed now. Removes the keys of
     /// exited processes that hold no socket any more.
     fn collect_states(&mut self, now: Timestamp) -> Result<Vec<Event>, ReadError> {
-        let states = self
+        let (states, _) = self
             .programs
             .states()
             .inspect_err(|_| self.telemetry.map_read_failed())?;
@@ -154,14 +158,16 @@ impl Collector {
             .waiting()
             .inspect_err(|_| self.telemetry.map_read_failed())?;
         let mut events = Vec::with_capacity(states.len());
-        for (key, count) in &states {
-            // Transitions racing a read can make a count briefly negative.
-            let value = (*count).max(0) as f64;
-            events.push(state_gauge(state_attributes(key, &self.node), value, now));
-            if *count <= 0 && key.pid != 0 && !process_alive(key.pid) {
-                if let Err(error) = self.programs.remove_state(key) {
-                    tracing::debug!(%error, pid = key.pid, "cannot remove an exited process' state series");
-                }
+        let mut counts: BTreeMap<TcpStateKey, i64> = states.into_iter().collect();
+        for key in &self.states {
+            counts.entry(*key).or_insert(0);
+        }
+        self.states.clear();
+        for (key, count) in &counts {
+            events.push(state_gauge(state_attributes(key, &self.node), *count as f64, now));
+            // Emptied series of a process that is gone are dropped.
+            if *count > 0 || key.pid == 0 || process_alive(key.pid) {
+                self.states.insert(*key);
             }
         }
         let mut counted: BTreeMap<TcpWaiting, u64> = BTreeMap::new();

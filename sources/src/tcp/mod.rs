@@ -38,9 +38,11 @@
 //! the kernel matrix).
 //!
 //! **Sockets by state** (`system_network_connections`): the kernel keeps, per
-//! socket, its key (owner, role, service port) and last state, and per key
-//! and state a count: each `inet_sock_set_state` decrements the old state
-//! and increments the new one. Sockets older than the source are seeded
+//! socket, its key (owner, role, service port) and last state, which each
+//! `inet_sock_set_state` sets in place; at each emission the source counts
+//! the sockets per key and state (one map read per socket per interval,
+//! instead of two more hash lookups on every transition: the program's
+//! costliest part). Sockets older than the source are seeded
 //! at start by an `iter/tcp` program (5.9+), owned by the process holding
 //! the socket's inode (`/proc/PID/fd`), else by the listener of its port,
 //! else pid 0. TIME_WAIT, FIN_WAIT2 after the process closed (the kernel

@@ -149,6 +149,18 @@ impl TcpStateKey {
     pub fn comm(&self) -> String {
         comm_str(&self.comm)
     }
+
+    /// The key at the start of a `struct sock_state` (`tcp_socks`' value).
+    pub fn from_sock_state(value: &[u8]) -> TcpStateKey {
+        let mut key = TcpStateKey::default();
+        let size = std::mem::size_of::<TcpStateKey>().min(value.len());
+        // SAFETY: TcpStateKey is Pod (any bytes are a valid value); at most
+        // its size is copied, from a slice at least that long.
+        unsafe {
+            std::ptr::copy_nonoverlapping(value.as_ptr(), (&mut key as *mut TcpStateKey).cast::<u8>(), size);
+        }
+        key
+    }
 }
 
 /// `struct tcp_waiting`: a timewait (TIME_WAIT, orphaned FIN_WAIT2) or half-open socket, as the
@@ -295,6 +307,35 @@ mod tests {
         let rec = TcpWaiting::from_bytes(&[0x50, 0x00, 1, 6]).unwrap();
         assert_eq!((rec.port, rec.role, rec.state), (u16::from_ne_bytes([0x50, 0]), 1, 6));
         assert_eq!(state_name(TCP_STATE_CLOSE_WAIT as u8), "close_wait");
+    }
+
+    #[test]
+    fn the_state_key_is_read_from_the_start_of_a_socket_entry() {
+        let layout = ObjectBtf::from_object(super::super::ELF).struct_layout("sock_state");
+        assert_eq!(layout.size, super::super::SOCK_STATE_SIZE);
+        let state = layout.field("state");
+        assert_eq!((state.offset, state.size), (0, std::mem::size_of::<TcpStateKey>()));
+        let key = TcpStateKey {
+            cgroup_id: 7,
+            pid: 42,
+            port: 443,
+            role: TCP_ROLE_SERVER as u8,
+            state: TCP_STATE_CLOSE_WAIT as u8,
+            comm: *b"nginx\0\0\0\0\0\0\0\0\0\0\0",
+        };
+        let mut value = [0xffu8; super::super::SOCK_STATE_SIZE];
+        // SAFETY: TcpStateKey is repr(C) plain data without padding.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                (&key as *const TcpStateKey).cast::<u8>(),
+                std::mem::size_of::<TcpStateKey>(),
+            )
+        };
+        value[..bytes.len()].copy_from_slice(bytes);
+        assert_eq!(TcpStateKey::from_sock_state(&value), key);
+        // A short value leaves the rest zero instead of reading past it.
+        assert_eq!(TcpStateKey::from_sock_state(&value[..8]).cgroup_id, 7);
+        assert_eq!(TcpStateKey::from_sock_state(&value[..8]).pid, 0);
     }
 
     #[test]

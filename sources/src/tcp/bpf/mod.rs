@@ -21,7 +21,7 @@ pub use options::Options;
 
 use std::io::Read;
 
-use sonde_ebpf::aya::maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap};
+use sonde_ebpf::aya::maps::{HashMap, MapData, PerCpuArray};
 use sonde_ebpf::aya::programs::{Iter, ProgramError};
 use sonde_ebpf::loader::{Object, ProgramStats};
 use sonde_ebpf::telemetry::{KernelStat, StatTotals, StatsArray};
@@ -43,8 +43,6 @@ pub const MAP_STATS: &str = "tcp_stats";
 /// Per-CPU drop counts by reason.
 pub const MAP_DROPS: &str = "tcp_drops";
 
-/// Sockets per owner, role, port and state.
-pub const MAP_STATE_COUNTS: &str = "tcp_state_counts";
 /// Socket inode → owner, for the seed only.
 pub const MAP_SEED_OWNERS: &str = "tcp_seed_owners";
 /// The iterator that counts the sockets older than the programs, once.
@@ -67,7 +65,6 @@ pub const STATS: &[KernelStat] = &[
     KernelStat::failed_read(TCP_STAT_READ_FAILED, "kernel:sock"),
     // Every insert is still there, was deleted at close, or was evicted.
     KernelStat::map_full(TCP_STAT_STATE_SOCKS_FULL, MAP_SOCKS),
-    KernelStat::map_full(TCP_STAT_STATES_FULL, MAP_STATE_COUNTS),
     // State changes of sockets older than the programs that the seed
     // missed (kernels before 5.9 have no iter/tcp): counted from then on.
     KernelStat::lost(TCP_STAT_STATE_UNSEEDED, "state_unseeded"),
@@ -87,7 +84,6 @@ pub struct TcpPrograms {
     stats: StatsArray,
     drops: Option<PerCpuArray<MapData, u64>>,
     sockless_resets: bool,
-    state_counts: PerCpuHashMap<MapData, TcpStateKey, i64>,
     /// Whether the iter/tcp programs loaded (5.9+).
     iterators: bool,
 }
@@ -190,7 +186,6 @@ impl TcpPrograms {
             stats: StatsArray::take(&mut object, MAP_STATS, TCP_STAT_COUNT)?,
             drops,
             sockless_resets,
-            state_counts: object.take_map(MAP_STATE_COUNTS)?,
             iterators,
             object,
         };
@@ -237,17 +232,23 @@ impl TcpPrograms {
         Ok(bytes)
     }
 
-    /// Sockets by owner, role, port and state (full sockets, kept from
-    /// their transitions), sorted by key. Keys whose count fell to zero are
-    /// included, so a gauge that drops to zero shows it.
-    pub fn states(&self) -> Result<Vec<(TcpStateKey, i64)>, ReadError> {
-        let mut out = Vec::new();
-        for entry in self.state_counts.iter() {
-            let (key, per_cpu) = entry.map_err(ReadError::of(OBJECT, MAP_STATE_COUNTS))?;
-            out.push((key, per_cpu.iter().sum()));
+    /// Sockets by owner, role, port and state (full sockets, whose entries
+    /// the programs keep in their last state), sorted by key; and the
+    /// entries read (the live-socket count).
+    pub fn states(&self) -> Result<(Vec<(TcpStateKey, i64)>, u64), ReadError> {
+        let mut counts: std::collections::BTreeMap<TcpStateKey, i64> = Default::default();
+        let mut live = 0;
+        for entry in self.socks.iter() {
+            let (_, value) = match entry {
+                Ok(entry) => entry,
+                // Deleted between reading its key and its value: closed.
+                Err(sonde_ebpf::aya::maps::MapError::KeyNotFound) => continue,
+                Err(e) => return Err(ReadError::of(OBJECT, MAP_SOCKS)(e)),
+            };
+            live += 1;
+            *counts.entry(TcpStateKey::from_sock_state(&value)).or_default() += 1;
         }
-        out.sort_by_key(|(key, _)| *key);
-        Ok(out)
+        Ok((counts.into_iter().collect(), live))
     }
 
     /// TIME_WAIT and half-open sockets now, from the iterator (empty before
@@ -264,14 +265,6 @@ impl TcpPrograms {
             .chunks_exact(TcpWaiting::SIZE)
             .filter_map(TcpWaiting::from_bytes)
             .collect())
-    }
-
-    /// Removes a state key (a process that is gone, with no sockets left).
-    pub fn remove_state(&mut self, key: &TcpStateKey) -> Result<(), ReadError> {
-        match self.state_counts.remove(key) {
-            Ok(()) | Err(sonde_ebpf::aya::maps::MapError::KeyNotFound) => Ok(()),
-            Err(e) => Err(ReadError::of(OBJECT, MAP_STATE_COUNTS)(e)),
-        }
     }
 
     /// Whether sockets older than the programs were seeded (iter/tcp, 5.9+).

@@ -42,7 +42,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
  * connect(): runs in the caller's context, so the owner is current. The
  * tuple and owner are read once, for the state key and the series key.
  */
-static __always_inline void on_connect(const void *sk, struct sock_state *known)
+static __always_inline void on_connect(const void *sk)
 {
 	struct sock_state s = {};
 	struct sonde_owner owner = {};
@@ -63,11 +63,11 @@ static __always_inline void on_connect(const void *sk, struct sock_state *known)
 	fill_peer(&s.key, &t);
 	s.connect_start_ns = bpf_ktime_get_ns();
 	s.series = 1;
-	sock_start((__u64)sk, known, &s);
+	sock_start((__u64)sk, &s);
 }
 
 /* listen(): also the caller's context. The port is set unless autobound. */
-static __always_inline void on_listen(const void *sk, struct sock_state *known)
+static __always_inline void on_listen(const void *sk)
 {
 	const struct sock_common___sonde *skc = sk;
 	struct sonde_owner owner = {};
@@ -79,7 +79,7 @@ static __always_inline void on_listen(const void *sk, struct sock_state *known)
 	s.state.role = TCP_ROLE_SERVER;
 	s.state.port = port;
 	s.state.state = BPF_TCP_LISTEN;
-	sock_start((__u64)sk, known, &s);
+	sock_start((__u64)sk, &s);
 	if (port)
 		bpf_map_update_elem(&tcp_listeners, &port, &owner, BPF_ANY);
 }
@@ -125,7 +125,11 @@ static __always_inline void on_connect_end(const void *sk, struct sock_state *st
 	}
 }
 
-/* SYN_RECV -> ESTABLISHED: a passive open, owned by the listener's owner. */
+/*
+ * SYN_RECV -> ESTABLISHED: a passive open, owned by the listener's owner,
+ * which the child's entry holds since LISTEN -> SYN_RECV (on_child): the
+ * listener is looked up again only for a child without one.
+ */
 static __always_inline void on_accept(const void *sk, struct sock_state *state)
 {
 	struct sonde_tuple t = {};
@@ -137,21 +141,27 @@ static __always_inline void on_accept(const void *sk, struct sock_state *state)
 
 	if (sonde_read_tuple(sk, &t))
 		count(TCP_STAT_READ_FAILED);
-	port = t.sport;
-	owner = bpf_map_lookup_elem(&tcp_listeners, &port);
-	if (owner) {
-		key.pid = owner->pid;
-		key.cgroup_id = owner->cgroup_id;
-		__builtin_memcpy(key.comm, owner->comm, sizeof(key.comm));
+	/* A child older than the programs was inserted just now (on_unseeded). */
+	if (!state)
+		state = bpf_map_lookup_elem(&tcp_socks, &addr);
+	if (state && state->state.pid) {
+		key.pid = state->state.pid;
+		key.cgroup_id = state->state.cgroup_id;
+		__builtin_memcpy(key.comm, state->state.comm, sizeof(key.comm));
 	} else {
-		count(TCP_STAT_UNTRACKED);
+		port = t.sport;
+		owner = bpf_map_lookup_elem(&tcp_listeners, &port);
+		if (owner) {
+			key.pid = owner->pid;
+			key.cgroup_id = owner->cgroup_id;
+			__builtin_memcpy(key.comm, owner->comm, sizeof(key.comm));
+		} else {
+			count(TCP_STAT_UNTRACKED);
+		}
 	}
 	key.role = TCP_ROLE_SERVER;
 	key.port = t.sport;
 	fill_peer(&key, &t);
-	/* A child older than the programs was inserted just now (on_unseeded). */
-	if (!state)
-		state = bpf_map_lookup_elem(&tcp_socks, &addr);
 	if (state) {
 		state->key = key;
 		state->series = 1;
@@ -183,8 +193,8 @@ static __always_inline void on_end(const void *sk, const struct sock_state *stat
 }
 
 /*
- * One lookup of the socket per change: its entry (tcp_maps.h) holds both
- * its state-count key and its series key.
+ * One lookup of the socket per change, none for a socket starting: its
+ * entry (tcp_maps.h) holds its state key, last state and series key.
  */
 SEC("tracepoint/sock/inet_sock_set_state")
 int inet_sock_set_state(struct trace_event_raw_inet_sock_set_state___sonde *ctx)
@@ -197,26 +207,27 @@ int inet_sock_set_state(struct trace_event_raw_inet_sock_set_state___sonde *ctx)
 
 	if (ctx->protocol != SONDE_IPPROTO_TCP)
 		return 0;
-	state = bpf_map_lookup_elem(&tcp_socks, &addr);
 	if (newstate == BPF_TCP_SYN_SENT) {
-		on_connect(sk, state);
+		on_connect(sk);
 		return 0;
 	}
 	if (newstate == BPF_TCP_LISTEN) {
-		on_listen(sk, state);
+		on_listen(sk);
 		return 0;
 	}
 	if (oldstate == BPF_TCP_LISTEN) {
 		/* LISTEN -> SYN_RECV is a child socket being cloned from its listener. */
 		if (newstate == BPF_TCP_SYN_RECV) {
-			on_child(sk, state);
+			on_child(sk);
 			return 0;
 		}
 		if (newstate == BPF_TCP_CLOSE)
 			on_unlisten(sk);
 	}
+	state = bpf_map_lookup_elem(&tcp_socks, &addr);
 	if (state)
-		state_move(state, newstate);
+		/* Read by user space for the sockets-by-state gauge. */
+		state->state.state = newstate;
 	else if (newstate != BPF_TCP_CLOSE)
 		/* A socket in CLOSE is gone (unhashed): it is not counted. */
 		on_unseeded(sk, newstate);

@@ -41,7 +41,7 @@
 #define TCP_STAT_SOCK_DELETES 5
 /* `tcp_socks` had no room for a socket: its states are not counted, its events go untracked. */
 #define TCP_STAT_STATE_SOCKS_FULL 6
-/* `tcp_state_counts` had no room for a new (owner, port, state): not counted. */
+/* Unused since the states are counted from `tcp_socks` (its slot kept). */
 #define TCP_STAT_STATES_FULL 7
 /* A state change of a socket neither seen opening nor seeded at load. */
 #define TCP_STAT_STATE_UNSEEDED 8
@@ -54,8 +54,6 @@
 #define TCP_MAX_SERIES 8192
 #define TCP_MAX_SOCKETS 65536
 #define TCP_MAX_LISTENERS 4096
-/* Capacity of `tcp_state_counts` (owner, role, port, state). */
-#define TCP_MAX_STATE_SERIES 8192
 
 /*
  * TCP states (the kernel's TCP_*, equal to linux/bpf.h's BPF_TCP_*), the
@@ -119,8 +117,8 @@ struct tcp_counts {
 };
 
 /*
- * Key of `tcp_state_counts` (value: a signed count of sockets) and value of
- * `tcp_socks` (a socket's owner, role, service port and last state).
+ * Part of the value of `tcp_socks`: a socket's owner, role, service port
+ * and last state, which user space counts per key and state.
  */
 struct tcp_state_key {
 	/* cgroup v2 id of the owner (0 when unknown). */

@@ -21,7 +21,8 @@ const volatile __u8 track_peer = 1;
  * other on every change).
  */
 struct sock_state {
-	/* Its key in `tcp_state_counts`, with its last state. */
+	/* Its owner, role, service port and last state: user space counts
+	 * the entries per key and state (tcp_states.h). */
 	struct tcp_state_key state;
 	/* Its key in `tcp_series`: set once `series` is 1. */
 	struct tcp_key key;

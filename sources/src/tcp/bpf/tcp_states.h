@@ -1,15 +1,15 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0) */
 /*
- * tcp_states: sockets per (owner, role, service port, TCP state), kept in
- * the kernel from sock:inet_sock_set_state. Included by tcp.bpf.c only
- * (after tcp_maps.h); BPF-only except the structs of tcp.h.
+ * tcp_states: what the sockets-by-state gauge needs, kept in the kernel
+ * from sock:inet_sock_set_state. Included by tcp.bpf.c only (after
+ * tcp_maps.h); BPF-only except the structs of tcp.h.
  *
- *   tcp_socks         socket address -> its key and last state (with its
- *                     series key: tcp_maps.h)
- *   tcp_state_counts  key with state -> sockets, per CPU (signed: decrement
- *                     the old state, increment the new one at each
- *                     transition; a socket may change on one CPU and
- *                     again on another)
+ * Each live socket's entry in `tcp_socks` (tcp_maps.h) holds its key
+ * (owner, role, service port) and its last state, which a transition sets
+ * in place; user space counts the entries per key and state at each
+ * emission. (Counts kept per transition cost two more hash lookups on
+ * every change, the costliest part of the program: ~40 % of its time was
+ * hash lookups.)
  *
  * Sockets older than the programs are seeded once at load by the
  * `tcp_states_seed` iterator (iter/tcp, 5.9+), whose owners come from user
@@ -20,18 +20,6 @@
  */
 #ifndef SONDE_TCP_STATES_H
 #define SONDE_TCP_STATES_H
-
-/*
- * Per CPU: each transition adds to two counts that both ends of every
- * connection, on both CPUs, update; a shared value bounced its cache line
- * between CPUs on every change. User space sums the CPUs.
- */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, TCP_MAX_STATE_SERIES);
-	__type(key, struct tcp_state_key);
-	__type(value, __s64);
-} tcp_state_counts SEC(".maps");
 
 /* Filled by user space for the seed only, then emptied. */
 struct {
@@ -58,29 +46,6 @@ struct socket___sonde {
 struct sock___sonde {
 	struct socket___sonde *sk_socket;
 } __attribute__((preserve_access_index));
-
-static __always_inline void state_add(const struct tcp_state_key *key, __s64 delta)
-{
-	__s64 zero = 0, *n = bpf_map_lookup_elem(&tcp_state_counts, key);
-	long err;
-
-	if (!n) {
-		/* A decrement of a key that was never counted (the map was full). */
-		if (delta < 0)
-			return;
-		err = bpf_map_update_elem(&tcp_state_counts, key, &zero, BPF_NOEXIST);
-		if (err && err != -17) {
-			count(TCP_STAT_STATES_FULL);
-			return;
-		}
-		n = bpf_map_lookup_elem(&tcp_state_counts, key);
-		if (!n)
-			return;
-	}
-	/* This CPU's count: the line stays in this CPU's cache. Still atomic:
-	 * the tracepoint may interrupt the seed iterator on this CPU. */
-	__sync_fetch_and_add(n, delta);
-}
 
 static __always_inline void key_owner(struct tcp_state_key *key, const struct sonde_owner *owner)
 {
@@ -117,54 +82,31 @@ static __always_inline void key_by_port(const void *sk, struct tcp_state_key *ke
 		key_owner(key, listener);
 }
 
-/* Moves a known socket out of its last state's count, and into `newstate`'s (but CLOSE). */
-static __always_inline void state_move(struct sock_state *s, int newstate)
-{
-	struct tcp_state_key key = s->state;
-
-	state_add(&key, -1);
-	if (newstate == BPF_TCP_CLOSE)
-		return;
-	s->state.state = newstate;
-	key.state = newstate;
-	state_add(&key, 1);
-}
-
 /*
  * A socket starting a life (connect, listen, a new child, or one first
- * seen now): remembered, and counted in its state. `known` is its entry
- * when the address is already there (a close that was missed).
+ * seen now): remembered with its state. An entry already there for the
+ * address is replaced: a socket whose close was missed, or the seed's own
+ * (which raced this change). Inserted without a lookup first: a new
+ * socket's address is almost never there.
  */
-static __always_inline void sock_start(__u64 addr, struct sock_state *known, const struct sock_state *fresh)
+static __always_inline void sock_start(__u64 addr, const struct sock_state *fresh)
 {
-	struct sock_state *seeded;
+	struct sock_state *known;
 
-	if (known) {
-		state_add(&known->state, -1);
-		*known = *fresh;
-		state_add(&fresh->state, 1);
-		return;
-	}
 	if (!bpf_map_update_elem(&tcp_socks, &addr, fresh, BPF_NOEXIST)) {
 		count(TCP_STAT_SOCK_INSERTS);
-		state_add(&fresh->state, 1);
 		return;
 	}
-	/* -EEXIST: the seed got there first and counted its state. */
-	seeded = bpf_map_lookup_elem(&tcp_socks, &addr);
-	if (!seeded) {
+	known = bpf_map_lookup_elem(&tcp_socks, &addr);
+	if (!known) {
 		count(TCP_STAT_STATE_SOCKS_FULL);
 		return;
 	}
-	if (fresh->series) {
-		seeded->key = fresh->key;
-		seeded->connect_start_ns = fresh->connect_start_ns;
-		seeded->series = 1;
-	}
+	*known = *fresh;
 }
 
 /* A child cloned from its listener (LISTEN -> SYN_RECV): the listener's owner. */
-static __always_inline void on_child(const void *sk, struct sock_state *known)
+static __always_inline void on_child(const void *sk)
 {
 	const struct sock_common___sonde *skc = sk;
 	struct sock_state s = {};
@@ -177,7 +119,7 @@ static __always_inline void on_child(const void *sk, struct sock_state *known)
 	listener = bpf_map_lookup_elem(&tcp_listeners, &port);
 	if (listener)
 		key_owner(&s.state, listener);
-	sock_start((__u64)sk, known, &s);
+	sock_start((__u64)sk, &s);
 }
 
 /* A socket older than the programs, missed by the seed: counted from now on. */
@@ -188,7 +130,7 @@ static __always_inline void on_unseeded(const void *sk, int newstate)
 	count(TCP_STAT_STATE_UNSEEDED);
 	key_by_port(sk, &s.state, 0);
 	s.state.state = newstate;
-	sock_start((__u64)sk, 0, &s);
+	sock_start((__u64)sk, &s);
 }
 
 struct bpf_iter_meta___sonde {
@@ -202,7 +144,7 @@ struct bpf_iter__tcp___sonde {
 
 /*
  * Run once at load, after the tracepoint is attached: every full socket
- * not yet known is counted in its current state, owned by the process
+ * not yet known is remembered in its current state, owned by the process
  * holding its inode (from tcp_seed_owners), else by its listener's owner.
  */
 SEC("iter/tcp")
@@ -243,7 +185,6 @@ int tcp_states_seed(struct bpf_iter__tcp___sonde *ctx)
 		return 0;
 	}
 	count(TCP_STAT_SOCK_INSERTS);
-	state_add(key, 1);
 	return 0;
 }
 
