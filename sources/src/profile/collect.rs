@@ -8,7 +8,7 @@ use metrics::Label;
 use sonde_core::event::{Event, Profile, SharedStr, StackSample, Timestamp};
 use sonde_ebpf::telemetry::LossCounters;
 
-use super::bpf::{Drained, NewPids, ProfileKey, Profiler, StackRef, OBJECT, STATS};
+use super::bpf::{Drained, NewPids, ProfileKey, Profiler, StackRef, OBJECT, PROFILE_ANNOUNCE_UNWIND, STATS};
 use sonde_ebpf::{LoadError, ReadError};
 
 use super::config::ProfileSourceConfig;
@@ -129,24 +129,32 @@ impl Collector {
 
     /// Reads newly announced processes from `/proc` while they live, and
     /// opens the files they map, so their stacks resolve even if they exit
-    /// before the interval ends.
-    pub fn note_new_pids(&mut self, pids: &[u32], symbols: &mut Symbols) {
-        self.namer.note_new_pids(pids, symbols);
+    /// before the interval ends. `announced` is what [`NewPids::read`]
+    /// gives: a pid carrying [`PROFILE_ANNOUNCE_UNWIND`] has been sampled
+    /// often enough to have its unwind tables loaded.
+    pub fn note_new_pids(&mut self, announced: &[u32], symbols: &mut Symbols) {
+        let (busy, new): (Vec<u32>, Vec<u32>) = announced.iter().partition(|p| *p & PROFILE_ANNOUNCE_UNWIND != 0);
+        let busy: Vec<u32> = busy.into_iter().map(|p| p & !PROFILE_ANNOUNCE_UNWIND).collect();
+        // A busy process whose first announcement was lost is read now.
+        let unknown: Vec<u32> = busy.iter().copied().filter(|p| self.namer.get(*p).is_none()).collect();
+        let new: Vec<u32> = new.into_iter().chain(unknown).collect();
+        self.namer.note_new_pids(&new, symbols);
         // Announced: new, or running a new program. Python processes are
         // described to the program (which forgot them at exec).
-        for pid in pids {
+        for pid in &new {
             if let Some(process) = self.namer.get(*pid).filter(|p| p.selected && p.alive) {
                 self.python.note(process, self.profiler.python());
             }
         }
         if let Some(unwinder) = &self.unwinder {
             // Tables only for the processes reported: the others' stacks are never read.
-            let selected: Vec<u32> = pids
-                .iter()
-                .copied()
+            let selected: Vec<u32> = busy
+                .into_iter()
                 .filter(|pid| self.namer.get(*pid).is_some_and(|p| p.selected && p.alive))
                 .collect();
-            unwinder.note(&selected);
+            if !selected.is_empty() {
+                unwinder.note(&selected);
+            }
         }
     }
 

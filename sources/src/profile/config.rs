@@ -127,7 +127,7 @@ pub struct ProfileSourceConfig {
     /// libc's table is about 25,000 rows, a large C++ library a million).
     /// When a new table does not fit, the tables used least recently are
     /// evicted (`sonde_profile_unwind_table_evictions_total`); one larger
-    /// than the whole budget is not loaded
+    /// than half the budget is not loaded
     /// (`sonde_profile_unwind_table_full_total`). Default 8, 1 to 1024.
     #[serde(default = "default_unwind_table_mib")]
     pub unwind_table_mib: u32,

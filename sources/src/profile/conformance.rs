@@ -115,7 +115,8 @@ fn walk_shell(pid: u32) -> Result<Vec<(&'static str, u64)>, CheckError> {
     };
     let mut collector = Collector::load(&config, "conformance".into(), &[])?;
     let mut symbols = collector.symbols();
-    collector.note_new_pids(&[pid], &mut symbols);
+    // Read, and sampled often enough for its tables (as the program announces it).
+    collector.note_new_pids(&[pid, pid | crate::profile::bpf::PROFILE_ANNOUNCE_UNWIND], &mut symbols);
     let unwinder = collector
         .unwinder()
         .ok_or_else(|| CheckError::Implausible("native unwinding is off".to_string()))?;

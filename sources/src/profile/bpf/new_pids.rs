@@ -1,5 +1,7 @@
 //! The ring buffer on which the program announces each process it samples
-//! for the first time, so that its memory maps are read while it lives.
+//! for the first time, so that its memory maps are read while it lives, and
+//! again (the pid with `PROFILE_ANNOUNCE_UNWIND` set) once it has been
+//! sampled `PROFILE_UNWIND_AFTER_SAMPLES` times, for its unwind tables.
 
 use std::os::fd::{AsRawFd, RawFd};
 
@@ -11,7 +13,8 @@ pub struct NewPids {
 }
 
 impl NewPids {
-    /// Every pid announced since the last call.
+    /// Every pid announced since the last call, as announced (some with
+    /// `PROFILE_ANNOUNCE_UNWIND` set).
     pub fn read(&mut self) -> Vec<u32> {
         let mut pids = Vec::new();
         while let Some(item) = self.ring.next() {

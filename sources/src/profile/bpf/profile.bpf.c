@@ -12,7 +12,8 @@
  * The first sample of a process (not yet in `known_pids`) is announced on
  * the `new_pids` ring buffer, so user space can read the process' memory
  * maps while it lives, and still symbolize its stacks if it exits before
- * the interval ends. An exec replaces those maps: `profile_exec`
+ * the interval ends; its PROFILE_UNWIND_AFTER_SAMPLES-th sample is
+ * announced again, for its unwind tables. An exec replaces those maps: `profile_exec`
  * (tracepoint sched:sched_process_exec) forgets the process, so its next
  * sample announces it again.
  *
@@ -89,7 +90,10 @@ struct {
 	__type(value, __u64);
 } profile_stats SEC(".maps");
 
-/* Processes already announced. LRU: an evicted one is announced again. */
+/*
+ * Processes already announced, with their samples so far (saturating at
+ * PROFILE_UNWIND_AFTER_SAMPLES). LRU: an evicted one is announced again.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, PROFILE_MAX_KNOWN_PIDS);
@@ -164,15 +168,33 @@ static __always_inline void record(struct bpf_perf_event_data *ctx, struct profi
 	}
 }
 
+static __always_inline void notify(__u32 value)
+{
+	if (bpf_ringbuf_output(&new_pids, &value, sizeof(value), 0))
+		count(PROFILE_STAT_NOTIFY_LOST);
+}
+
+/*
+ * A process' first sample announces it (user space reads its maps); the
+ * one that makes PROFILE_UNWIND_AFTER_SAMPLES announces it again, flagged
+ * (user space loads its unwind tables). The count is racy across CPUs: a
+ * lost increment delays the second announcement by a sample, and a
+ * repeated one is harmless (user space notes the process again).
+ */
 static __always_inline void announce(__u32 pid)
 {
-	__u8 seen = 1;
+	__u8 seen = 1, *samples = bpf_map_lookup_elem(&known_pids, &pid);
 
-	if (bpf_map_lookup_elem(&known_pids, &pid))
+	if (samples) {
+		if (*samples < PROFILE_UNWIND_AFTER_SAMPLES) {
+			*samples += 1;
+			if (*samples == PROFILE_UNWIND_AFTER_SAMPLES)
+				notify(pid | PROFILE_ANNOUNCE_UNWIND);
+		}
 		return;
+	}
 	bpf_map_update_elem(&known_pids, &pid, &seen, BPF_ANY);
-	if (bpf_ringbuf_output(&new_pids, &pid, sizeof(pid), 0))
-		count(PROFILE_STAT_NOTIFY_LOST);
+	notify(pid);
 }
 
 SEC("perf_event")
@@ -307,6 +329,8 @@ int profile_exec(void *ctx)
 	__u32 pid = bpf_get_current_pid_tgid() >> 32;
 
 	bpf_map_delete_elem(&known_pids, &pid);
+	/* Its mappings are the old program's: frame pointers until it is noted again. */
+	bpf_map_delete_elem(&unwind_pids, &pid);
 	/* Its Python state (if any) is gone with the old program. */
 	bpf_map_delete_elem(&python_procs, &pid);
 	return 0;

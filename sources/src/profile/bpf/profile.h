@@ -45,6 +45,21 @@
 /* Processes remembered as already announced to user space (LRU). */
 #define PROFILE_MAX_KNOWN_PIDS 8192
 
+/*
+ * Samples of a process before its unwind tables are loaded: its sample
+ * that makes this many is announced again, with PROFILE_ANNOUNCE_UNWIND.
+ * Loading a process' tables costs the agent reading its maps, compiling
+ * the CFI of files not seen before and writing their rows into the pool;
+ * a build runs thousands of processes that live a few samples (compiler
+ * drivers, shells, build scripts), and their stacks gain little from it.
+ * Until then a process' stacks are walked by frame pointers; at 99 Hz a
+ * busy thread reaches the count in 80 ms.
+ */
+#define PROFILE_UNWIND_AFTER_SAMPLES 8
+
+/* Set in an announced pid: the process reached PROFILE_UNWIND_AFTER_SAMPLES. */
+#define PROFILE_ANNOUNCE_UNWIND 2147483648
+
 /* Bytes of the ring buffer announcing new processes (a power of two, >= page). */
 #define PROFILE_NEW_PIDS_BYTES 65536
 

@@ -132,13 +132,19 @@ pub fn compile(data: &[u8]) -> Result<Compiled, CompileError> {
     })
 }
 
-/// A row before sorting: (address, ends an FDE, row).
-type RawRow = (u64, bool, UnwindRow);
+/// A row's address as the table holds it (32 bits: ELF addresses of
+/// shared objects and executables start near 0).
+fn pc32(address: u64) -> Result<u32, CompileError> {
+    u32::try_from(address).map_err(|_| CompileError::TooLarge("address past 4 GiB"))
+}
 
+/// Collects every FDE's rows, and a `UNWIND_ROW_NONE` row at each FDE's
+/// end, unsorted: the table itself, 8 bytes a row (a file with a million
+/// rows takes 8 MiB here, and no more while it is sorted and compacted).
 fn collect<'a, S>(
     frame: &S,
     bases: &BaseAddresses,
-    out: &mut Vec<RawRow>,
+    out: &mut Vec<UnwindRow>,
     unsupported: &mut usize,
 ) -> Result<(), CompileError>
 where
@@ -165,29 +171,31 @@ where
             if u32::from(rule.kind) == UNWIND_ROW_UNSUPPORTED {
                 *unsupported += 1;
             }
-            out.push((row.start_address(), false, rule));
+            out.push(UnwindRow {
+                pc: pc32(row.start_address())?,
+                ..rule
+            });
         }
-        out.push((fde.end_address(), true, rule_row(UNWIND_ROW_NONE, 0, 0)));
+        out.push(UnwindRow {
+            pc: pc32(fde.end_address())?,
+            ..rule_row(UNWIND_ROW_NONE, 0, 0)
+        });
     }
     Ok(())
 }
 
-/// Sorts, resolves FDE ends that are another FDE's start, drops repeats.
-fn finish(mut raw: Vec<RawRow>) -> Result<Vec<UnwindRow>, CompileError> {
-    // At one address a row of a function wins over the end of the one before.
-    raw.sort_by_key(|(pc, end, _)| (*pc, *end));
-    raw.dedup_by_key(|(pc, _, _)| *pc);
-    let mut rows: Vec<UnwindRow> = Vec::with_capacity(raw.len());
-    for (pc, _, mut row) in raw {
-        row.pc = u32::try_from(pc).map_err(|_| CompileError::TooLarge("address past 4 GiB"))?;
-        if rows.last().is_some_and(|last| same_rule(last, &row)) {
-            continue;
-        }
-        rows.push(row);
-    }
+/// Sorts, resolves FDE ends that are another FDE's start, drops repeats,
+/// in place. Only FDE ends are `UNWIND_ROW_NONE` rows (`rule_of` never
+/// gives one), so at one address a row of a function sorts before the end
+/// of the one before, and wins.
+fn finish(mut rows: Vec<UnwindRow>) -> Result<Vec<UnwindRow>, CompileError> {
+    rows.sort_by_key(|row| (row.pc, u32::from(row.kind) == UNWIND_ROW_NONE));
+    rows.dedup_by_key(|row| row.pc);
+    rows.dedup_by(|row, before| same_rule(before, row));
     if rows.len() > UNWIND_MAX_FILE_ROWS as usize {
         return Err(CompileError::TooLarge("too many rows"));
     }
+    rows.shrink_to_fit();
     Ok(rows)
 }
 
@@ -279,13 +287,14 @@ mod tests {
         let rsp8 = rule_row(UNWIND_ROW_CFA_RSP, 0, 8);
         let rsp16 = rule_row(UNWIND_ROW_CFA_RSP, 0, 16);
         let none = rule_row(UNWIND_ROW_NONE, 0, 0);
+        let at = |pc: u32, rule: UnwindRow| UnwindRow { pc, ..rule };
         let rows = finish(vec![
-            (0x20, true, none),
-            (0x10, false, rsp8),
-            (0x14, false, rsp16),
-            (0x20, false, rsp8),
-            (0x30, true, none),
-            (0x28, false, rsp8),
+            at(0x20, none),
+            at(0x10, rsp8),
+            at(0x14, rsp16),
+            at(0x20, rsp8),
+            at(0x30, none),
+            at(0x28, rsp8),
         ])
         .unwrap();
         let got: Vec<(u32, u8, i16)> = rows.iter().map(|r| (r.pc, r.kind, r.cfa_offset)).collect();
@@ -298,7 +307,7 @@ mod tests {
                 (0x30, UNWIND_ROW_NONE as u8, 0),
             ]
         );
-        assert!(finish(vec![(1 << 33, false, rsp8)]).is_err());
+        assert!(pc32(1 << 33).is_err());
     }
 
     /// libc's own CFI: its signal trampoline, its outermost frames and PLT

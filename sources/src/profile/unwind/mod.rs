@@ -5,9 +5,12 @@
 //! recently used tables when the pool (`unwind_table_mib`) is full, and
 //! publishes each process' mapping array.
 //!
-//! It runs on its own thread: a new process's first samples are walked by
-//! frame pointers (`frame_pointers` in [`completeness`]) until its tables
-//! are in, a few milliseconds later, and symbolizing never waits for it.
+//! It runs on its own thread. A process' tables are loaded once the
+//! program has sampled it `PROFILE_UNWIND_AFTER_SAMPLES` times (it
+//! announces it again then): a build's thousands of short processes cost
+//! nothing. Until its tables are in, a few milliseconds after that, a
+//! process' samples are walked by frame pointers (`frame_pointers` in
+//! [`completeness`]); symbolizing never waits for the loader.
 
 pub mod compile;
 pub mod completeness;
@@ -32,7 +35,7 @@ use tables::Tables;
 pub struct UnwindStats {
     /// Processes whose mappings were published.
     pub processes: AtomicU64,
-    /// Files compiled into a table.
+    /// Files compiled into a table (again after an eviction included).
     pub files_compiled: AtomicU64,
     /// Files without a usable table (no CFI, not x86-64, unreadable).
     pub files_without_table: AtomicU64,
@@ -87,7 +90,13 @@ impl Unwinder {
             let mut tables = Tables::new(maps, procfs, Arc::clone(&thread_stats));
             while let Ok(message) = rx.recv() {
                 match message {
-                    Message::Note(pids) => pids.into_iter().for_each(|pid| tables.note(pid)),
+                    Message::Note(pids) => {
+                        let compiled = thread_stats.files_compiled.load(Ordering::Relaxed);
+                        pids.into_iter().for_each(|pid| tables.note(pid));
+                        if thread_stats.files_compiled.load(Ordering::Relaxed) != compiled {
+                            give_back_freed_memory();
+                        }
+                    }
                     Message::Forget(pids) => pids.into_iter().for_each(|pid| tables.forget(pid)),
                     Message::Flush(done) => {
                         let _ = done.send(());
@@ -169,5 +178,17 @@ impl Gauges {
         self.tables.set(stats.tables.load(Ordering::Relaxed) as f64);
         self.evictions.absolute(stats.evictions.load(Ordering::Relaxed));
         self.full.absolute(stats.budget_full.load(Ordering::Relaxed));
+    }
+}
+
+/// Returns the heap's free memory to the kernel. Compiling a large table
+/// takes and frees tens of MiB at once; glibc keeps freed blocks that large
+/// in the thread's arena (its mmap threshold grows with the blocks freed),
+/// so without this the agent's RSS stays at its peak.
+fn give_back_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free pages of the allocator's own arenas.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

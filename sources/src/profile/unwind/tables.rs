@@ -2,6 +2,21 @@
 //! build id, else device and inode), rows in the shared pool, least
 //! recently used evicted when a new one does not fit; and per process its
 //! mapping array, pointing at them.
+//!
+//! Memory: a file's rows live in the kernel only. The agent keeps per file
+//! its identity, segments and row count (a few dozen bytes), and compiles
+//! the file again in the rare case its table was evicted and a process
+//! needs it back: keeping every table's rows in the agent too cost it
+//! 8 bytes a row (55 MiB on a machine running rustc, whose libraries have
+//! a million rows each).
+//!
+//! CPU: loading is what costs (compiling, and writing the rows: about
+//! 0.1 µs a row), so the loader avoids loading twice. A table larger than
+//! [`LARGEST_SHARE`] of the pool is refused at once: loading it would evict
+//! the tables of most running processes, which evict it again when they
+//! are noted, each time a full compile and write. A table is never evicted
+//! for another of the same process, and nothing is evicted for a table
+//! that cannot fit.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -28,14 +43,17 @@ enum Identity {
     Vdso,
 }
 
+/// The largest table loaded, as a share of the pool (1/N).
+pub(super) const LARGEST_SHARE: u32 = 2;
+
 /// One file known to the loader.
 #[derive(Debug)]
 struct FileEntry {
     /// Its index in `unwind_files` (1..UNWIND_MAX_FILES).
     id: u32,
     segments: Vec<Segment>,
-    /// The compiled rows, kept to reload after an eviction; empty when it has none.
-    rows: Arc<[UnwindRow]>,
+    /// Rows of its table; 0 when it has none, or one too large to load.
+    rows: u32,
     /// Where its rows are in the pool, while loaded.
     loaded: Option<Range>,
     last_used: u64,
@@ -158,19 +176,22 @@ impl Tables {
     /// mapping's load bias. `None` when the file has no usable table.
     /// `key` is `None` for the vDSO.
     fn file_for(&mut self, pid: u32, mapping: &Mapping, key: Option<FileKey>) -> Option<(Identity, u32, u64)> {
+        // Rows compiled just now, for a file not seen before.
+        let mut fresh = None;
         let identity = match key {
             None => {
                 if !self.files.contains_key(&Identity::Vdso) {
                     let image = own_vdso()?;
-                    self.add_file(Identity::Vdso, &image)?;
+                    fresh = Some(self.add_file(Identity::Vdso, &image)?);
                 }
                 Identity::Vdso
             }
             Some(key) => match self.by_inode.get(&key) {
                 Some(identity) => identity.clone(),
                 None => {
-                    let identity = self.read_file(pid, mapping, key)?;
+                    let (identity, rows) = self.read_file(pid, mapping, key)?;
                     self.by_inode.insert(key, identity.clone());
+                    fresh = rows;
                     identity
                 }
             },
@@ -180,18 +201,25 @@ impl Tables {
         entry.last_used = clock;
         let id = entry.id;
         let bias = bias(&entry.segments, mapping)?;
-        if entry.rows.is_empty() {
+        if entry.rows == 0 {
             return None;
         }
         if entry.loaded.is_none() {
-            self.load(&identity)?;
+            // Evicted since (or compiled for another file of the same
+            // build id): compiled again from this process' copy.
+            let rows = match fresh {
+                Some(rows) => rows,
+                None => self.recompile(pid, mapping, &identity)?,
+            };
+            self.load(&identity, &rows)?;
         }
         Some((identity, id, bias))
     }
 
     /// Opens and compiles the file of `mapping` unless a file of the same
-    /// build id is known. `None` when it cannot be opened or parsed.
-    fn read_file(&mut self, pid: u32, mapping: &Mapping, key: FileKey) -> Option<Identity> {
+    /// build id is known: its identity, and its rows when compiled now.
+    /// `None` when it cannot be opened or parsed.
+    fn read_file(&mut self, pid: u32, mapping: &Mapping, key: FileKey) -> Option<(Identity, Option<Vec<UnwindRow>>)> {
         let file = open(&self.procfs, pid, mapping)?;
         // SAFETY: the file is mapped read-only; a concurrent truncation
         // could fault, which ELF files that processes map do not see.
@@ -201,46 +229,95 @@ impl Tables {
             Some(id) if !id.is_empty() => Identity::BuildId(id),
             _ => Identity::Inode(key),
         };
+        let mut rows = None;
         if !self.files.contains_key(&identity) {
             tracing::debug!(path = %mapping.path, "compiling an unwind table");
-            self.add_file(identity.clone(), &data)?;
+            rows = Some(self.add_file(identity.clone(), &data)?);
         }
-        Some(identity)
+        Some((identity, rows))
     }
 
-    /// Compiles ELF image `data` as the table of `identity`.
-    fn add_file(&mut self, identity: Identity, data: &[u8]) -> Option<()> {
+    /// The rows of a known file again (its table was evicted).
+    fn recompile(&mut self, pid: u32, mapping: &Mapping, identity: &Identity) -> Option<Vec<UnwindRow>> {
+        let compiled = match identity {
+            Identity::Vdso => compile(&own_vdso()?),
+            _ => {
+                let file = open(&self.procfs, pid, mapping)?;
+                // SAFETY: as in `read_file`.
+                let data = unsafe { memmap2::Mmap::map(&file) }.ok()?;
+                compile(&data)
+            }
+        };
+        self.stats.files_compiled.fetch_add(1, Ordering::Relaxed);
+        compiled.ok().map(|table| table.rows)
+    }
+
+    /// Registers ELF image `data` as the file of `identity` and compiles its
+    /// table: its rows (empty when it has none, or too many to load).
+    fn add_file(&mut self, identity: Identity, data: &[u8]) -> Option<Vec<UnwindRow>> {
         let segments = identify(data).ok()?.1;
-        let id = self.free_ids.pop()?;
-        let rows: Arc<[UnwindRow]> = match compile(data) {
+        let id = self.free_id()?;
+        let rows = match compile(data) {
             Ok(table) => {
                 self.stats.files_compiled.fetch_add(1, Ordering::Relaxed);
-                table.rows.into()
+                table.rows
             }
             Err(error) => {
                 tracing::debug!(%error, ?identity, "no unwind table");
                 self.stats.files_without_table.fetch_add(1, Ordering::Relaxed);
-                Arc::from(Vec::new())
+                Vec::new()
             }
         };
+        let rows = if rows.len() as u64 > u64::from(self.largest()) {
+            tracing::debug!(?identity, rows = rows.len(), "unwind table too large for the pool");
+            self.stats.budget_full.fetch_add(1, Ordering::Relaxed);
+            Vec::new()
+        } else {
+            rows
+        };
         self.files.insert(
-            identity.clone(),
+            identity,
             FileEntry {
                 id,
                 segments,
-                rows,
+                rows: rows.len() as u32,
                 loaded: None,
                 last_used: self.clock,
                 users: 0,
             },
         );
-        Some(())
+        Some(rows)
     }
 
-    /// Puts the rows of `identity` in the pool (evicting the least
-    /// recently used tables if needed) and publishes them.
-    fn load(&mut self, identity: &Identity) -> Option<()> {
-        let count = self.files.get(identity)?.rows.len() as u32;
+    /// Rows of the largest table loaded.
+    fn largest(&self) -> u32 {
+        (self.maps.capacity / LARGEST_SHARE).max(1)
+    }
+
+    /// A free file id; when all are taken, those of files that no live
+    /// process maps and that are not loaded are given back first.
+    fn free_id(&mut self) -> Option<u32> {
+        if self.free_ids.is_empty() {
+            let unused: Vec<Identity> = self
+                .files
+                .iter()
+                .filter(|(_, e)| e.users == 0 && e.loaded.is_none())
+                .map(|(identity, _)| identity.clone())
+                .collect();
+            for identity in &unused {
+                if let Some(entry) = self.files.remove(identity) {
+                    self.free_ids.push(entry.id);
+                }
+            }
+            self.by_inode.retain(|_, identity| !unused.contains(identity));
+        }
+        self.free_ids.pop()
+    }
+
+    /// Puts `rows`, the table of `identity`, in the pool (evicting the
+    /// least recently used tables if needed) and publishes them.
+    fn load(&mut self, identity: &Identity, rows: &[UnwindRow]) -> Option<()> {
+        let count = rows.len() as u32;
         let range = loop {
             if let Some(range) = self.pool.allocate(count) {
                 break range;
@@ -251,7 +328,7 @@ impl Tables {
             }
         };
         let entry = self.files.get_mut(identity)?;
-        if let Err(error) = update_array(&self.maps.rows, range.first, &entry.rows) {
+        if let Err(error) = update_array(&self.maps.rows, range.first, rows) {
             tracing::debug!(%error, "cannot write unwind rows");
             self.stats.errors.fetch_add(1, Ordering::Relaxed);
             self.pool.release(range);
@@ -273,12 +350,15 @@ impl Tables {
     }
 
     /// Evicts the loaded table used least recently (those of no live
-    /// process first), except `keep`. False when there is none.
+    /// process first), except `keep` and the tables of the process being
+    /// noted (used at this clock): evicting those would leave it with
+    /// holes. False when there is none.
     fn evict_one(&mut self, keep: &Identity) -> bool {
+        let clock = self.clock;
         let victim = self
             .files
             .iter()
-            .filter(|(identity, entry)| entry.loaded.is_some() && *identity != keep)
+            .filter(|(identity, entry)| entry.loaded.is_some() && *identity != keep && entry.last_used != clock)
             .min_by_key(|(_, entry)| (entry.users > 0, entry.last_used))
             .map(|(identity, _)| identity.clone());
         let Some(victim) = victim else { return false };
