@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::profile::{profile_of, sample_for, turn};
+use common::profile::{profile_of, sample_for, settle, turn};
 use sonde_core::event::{Frame, FrameKind, Profile};
 use sonde_ebpf::testing::skip_or_fail;
 use sonde_sources::profile::{Collector, ProfileSourceConfig, Symbols};
@@ -350,6 +350,7 @@ fn python_frames_after(test: &str, python: Option<PathBuf>, first: Option<PathBu
         &mut child,
         Duration::from_millis(warmup),
     );
+    settle(&mut collector, &mut symbols, &mut announced);
     let events = sample_for(
         &mut collector,
         &mut symbols,

@@ -50,6 +50,18 @@ pub fn sample_for(
     collector.collect(symbols).unwrap()
 }
 
+/// Waits until the unwind-table loader has done what was announced so far
+/// (a process's tables load after its 8th sample: on a busy machine later
+/// than any fixed warm-up), then drops what was sampled meanwhile, so the
+/// next interval measures the steady state.
+pub fn settle(collector: &mut Collector, symbols: &mut Symbols, announced: &mut NewPids) {
+    collector.note_new_pids(&announced.read(), symbols);
+    if let Some(unwinder) = collector.unwinder() {
+        unwinder.flush();
+    }
+    collector.collect(symbols).expect("drain after the loader settled");
+}
+
 /// The samples of process `pid` in `events`, merged.
 pub fn profile_of(events: &[Event], pid: u32) -> Profile {
     let mut merged: Option<Profile> = None;
