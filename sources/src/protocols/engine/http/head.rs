@@ -188,10 +188,8 @@ fn fields(headers: &[httparse::Header<'_>], settings: &Settings) -> Option<Field
         if settings.keeps_header(name) {
             let value = value();
             let value = value.trim();
-            f.kept.push((
-                lowercase(name),
-                SharedStr::copied(&value[..value.floor_char_boundary(MAX_VALUE)]),
-            ));
+            f.kept
+                .push((lowercase(name), SharedStr::copied(truncated(value, MAX_VALUE))));
         }
     }
     Some(f)
@@ -266,4 +264,16 @@ fn lowercase(name: &str) -> SharedStr {
     } else {
         SharedStr::copied(name)
     }
+}
+
+/// `value` cut to at most `max` bytes, on a character boundary.
+fn truncated(value: &str, max: usize) -> &str {
+    if value.len() <= max {
+        return value;
+    }
+    let mut end = max;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    &value[..end]
 }
